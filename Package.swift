@@ -1,0 +1,89 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers (see README "Code map"): EdgeMeterCore has no I/O; probes, startup backends, capture and
+// the lab each live in their own module; the `edgemeter` executable is a thin CLI over them.
+let package = Package(
+    name: "edgemeter",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "edgemeter", targets: ["edgemeter"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+    ],
+    targets: [
+        // C helpers the Swift importer cannot express (CMSG_* macros, struct timespec control data).
+        .target(name: "CEdgeMeter"),
+        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+
+        .target(
+            name: "EdgeMeterCore",
+            dependencies: [
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "EdgeMeterProbes",
+            dependencies: [
+                "EdgeMeterCore", "CEdgeMeter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        .target(
+            name: "EdgeMeterStartup",
+            dependencies: [
+                "EdgeMeterCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "EdgeMeterCapture",
+            dependencies: ["EdgeMeterCore", "CPcap", "CEdgeMeter"]
+        ),
+        .target(
+            name: "Calculator",
+            dependencies: [
+                "EdgeMeterCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Run directories (streamed samples, summaries, run.json) and the suite runner's table of
+        // scenario kinds. File I/O lives here, not in Core.
+        .target(
+            name: "EdgeMeterRun",
+            dependencies: ["EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator"]
+        ),
+        .executableTarget(
+            name: "edgemeter",
+            dependencies: [
+                "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterRun",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("testdata")]),
+        .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterCore"]),
+        .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore"]),
+        .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterProbes", "EdgeMeterCore"]),
+        .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore"]),
+        .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,239 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Which calculator service a process (or one server of `--role all`) plays.
+public enum CalculatorRole: String, CaseIterable, Sendable {
+    case front, sum, sub, mul, div, all
+
+    public var operation: CalcOperation? { CalcOperation(rawValue: rawValue) }
+    public var defaultPort: Int { operation?.defaultPort ?? 50000 }
+}
+
+/// Settings of the front end and the operation services.
+public struct CalculatorConfig: Sendable {
+    /// Where the front end finds each operation service.
+    public var endpoints: [CalcOperation: ServiceEndpoint]
+    /// Longest wait for one downstream call (connect + request + reply) before the front end answers 504.
+    public var downstreamTimeout: Duration = .seconds(2)
+    /// Request bodies larger than this get 413.
+    public var maxBodyBytes = 4096
+    /// Extra processing time an operation service spends per request (0 by default): emulates a
+    /// slower service in experiments, and lets tests provoke the front end's 504.
+    public var operationDelay: Duration = .zero
+    /// Idle keep-alive connections kept per operation service.
+    public var maxIdleConnections = 64
+
+    public init(endpoints: [CalcOperation: ServiceEndpoint] = [:]) {
+        self.endpoints = endpoints
+    }
+
+    /// Endpoints from flags first, then `EDGEMETER_CALC_SUM` ... environment variables, then
+    /// `defaultHost` on the lab's default ports 50001-50004.
+    public static func endpoints(flags: [CalcOperation: String], environment: [String: String] = ProcessInfo.processInfo.environment,
+                                 defaultHost: String = "127.0.0.1") throws -> [CalcOperation: ServiceEndpoint] {
+        var out: [CalcOperation: ServiceEndpoint] = [:]
+        for op in CalcOperation.allCases {
+            if let text = flags[op] {
+                guard let e = ServiceEndpoint(parsing: text) else {
+                    throw CalculatorSetupError("--\(op.rawValue) \"\(text)\" is not host:port; write it like 127.0.0.1:\(op.defaultPort)")
+                }
+                out[op] = e
+            } else if let text = environment[op.environmentVariable], !text.isEmpty {
+                guard let e = ServiceEndpoint(parsing: text) else {
+                    throw CalculatorSetupError("\(op.environmentVariable)=\"\(text)\" is not host:port; write it like 127.0.0.1:\(op.defaultPort)")
+                }
+                out[op] = e
+            } else {
+                out[op] = ServiceEndpoint(host: defaultHost, port: op.defaultPort)
+            }
+        }
+        return out
+    }
+}
+
+public struct CalculatorSetupError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// One running calculator service (a Hummingbird 2 application on its own port).
+public final class RunningCalculatorService: @unchecked Sendable {
+    public let role: CalculatorRole
+    public let host: String
+    /// The bound port (the real one when started on port 0).
+    public let port: Int
+    private let task: Task<Void, Error>
+    private let onStop: @Sendable () -> Void
+
+    init(role: CalculatorRole, host: String, port: Int, task: Task<Void, Error>, onStop: @escaping @Sendable () -> Void) {
+        self.role = role
+        self.host = host
+        self.port = port
+        self.task = task
+        self.onStop = onStop
+    }
+
+    public var endpoint: ServiceEndpoint { ServiceEndpoint(host: host, port: port) }
+
+    /// Stops accepting connections, closes the service's connections and waits until it is down.
+    public func stop() async {
+        task.cancel()
+        _ = try? await task.value
+        onStop()
+    }
+
+    /// Waits until the service ends (it ends only when stopped or on a fatal server error).
+    public func wait() async throws {
+        try await task.value
+    }
+}
+
+/// Starts the calculator services. Every service answers `GET /healthz` with `ok <role>`.
+public enum CalculatorServer {
+    public static func start(role: CalculatorRole, host: String = "127.0.0.1", port: Int, config: CalculatorConfig,
+                             logger: Logger = CalculatorServer.quietLogger) async throws -> RunningCalculatorService {
+        precondition(role != .all, "use startAll for --role all")
+        let router = Router()
+        var pools: [OperationPool] = []
+        if let op = role.operation {
+            addOperationRoutes(router, op: op, config: config)
+        } else {
+            var byOp: [CalcOperation: OperationPool] = [:]
+            for op in CalcOperation.allCases {
+                let endpoint = config.endpoints[op] ?? ServiceEndpoint(host: "127.0.0.1", port: op.defaultPort)
+                let pool = OperationPool(endpoint: endpoint, group: MultiThreadedEventLoopGroup.singleton,
+                                         maxIdle: config.maxIdleConnections)
+                byOp[op] = pool
+                pools.append(pool)
+            }
+            FrontEnd(pools: byOp, config: config).addRoutes(router)
+        }
+        router.get("/healthz") { _, _ in "ok \(role.rawValue)\n" }
+
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "edgemeter-calculator-\(role.rawValue)"),
+            onServerRunning: { channel in
+                continuation.yield(channel.localAddress?.port ?? port)
+                continuation.finish()
+            },
+            logger: logger)
+        let task = Task {
+            defer { continuation.finish() }
+            try await app.runService(gracefulShutdownSignals: [])
+        }
+        var bound: Int?
+        for await p in ports { bound = p; break }
+        guard let bound else {
+            do {
+                try await task.value
+            } catch {
+                throw CalculatorSetupError("the \(role.rawValue) service could not listen on \(host):\(port): \(error); choose a free port with --port")
+            }
+            throw CalculatorSetupError("the \(role.rawValue) service stopped before listening on \(host):\(port)")
+        }
+        let poolsToClose = pools
+        return RunningCalculatorService(role: role, host: host, port: bound, task: task,
+                                        onStop: { poolsToClose.forEach { $0.closeAll() } })
+    }
+
+    /// `--role all`: the four operation services, then the front end wired to them, in one process.
+    /// `frontPort` 0 and `operationPorts` 0 pick free ports (tests); by default the lab's ports.
+    public static func startAll(host: String = "127.0.0.1", frontPort: Int = 50000,
+                                operationPorts: [CalcOperation: Int] = [:], config: CalculatorConfig = CalculatorConfig(),
+                                logger: Logger = CalculatorServer.quietLogger) async throws -> [RunningCalculatorService] {
+        var started: [RunningCalculatorService] = []
+        var cfg = config
+        do {
+            for op in CalcOperation.allCases {
+                let s = try await start(role: CalculatorRole(rawValue: op.rawValue)!, host: host,
+                                        port: operationPorts[op] ?? op.defaultPort, config: config, logger: logger)
+                started.append(s)
+                cfg.endpoints[op] = s.endpoint
+            }
+            let front = try await start(role: .front, host: host, port: frontPort, config: cfg, logger: logger)
+            started.insert(front, at: 0)
+        } catch {
+            for s in started { await s.stop() }
+            throw error
+        }
+        return started
+    }
+
+    public static var quietLogger: Logger {
+        var l = Logger(label: "edgemeter.calculator")
+        l.logLevel = .error
+        return l
+    }
+
+    static func addOperationRoutes(_ router: Router<BasicRequestContext>, op: CalcOperation, config: CalculatorConfig) {
+        router.add(middleware: MethodGuard(allowed: ["/\(op.rawValue)": [.get], "/healthz": [.get]]))
+        let delay = config.operationDelay
+        router.get("/\(op.rawValue)") { request, _ -> Response in
+            let q = request.uri.queryParameters
+            guard let aText = q["a"], let bText = q["b"] else {
+                return textResponse(.badRequest, "missing operand: call GET /\(op.rawValue)?a=NUMBER&b=NUMBER\n")
+            }
+            guard let a = Double(String(aText)), let b = Double(String(bText)), a.isFinite, b.isFinite else {
+                return textResponse(.badRequest, "operands must be finite numbers, got a=\(aText) b=\(bText)\n")
+            }
+            if delay > .zero { try await Task.sleep(for: delay) }
+            do {
+                let v = try op.apply(a, b)
+                guard v.isFinite else {
+                    return textResponse(.unprocessableContent, CalcEvaluationError.notFinite(op: op, a: a, b: b).description + "\n")
+                }
+                return textResponse(.ok, CalcNumber.format(v))
+            } catch let e as CalcEvaluationError {
+                return textResponse(.unprocessableContent, e.description + "\n")
+            }
+        }
+    }
+
+    static func textResponse(_ status: HTTPResponse.Status, _ text: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; charset=utf-8"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// Answers 405 (with `Allow`) when a known path is called with a method it does not serve.
+struct MethodGuard<Context: RequestContext>: RouterMiddleware {
+    let allowed: [String: [HTTPRequest.Method]]
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let methods = allowed[request.uri.path], !methods.contains(request.method) {
+            var headers = HTTPFields()
+            headers[.allow] = methods.map(\.rawValue).joined(separator: ", ")
+            headers[.contentType] = "application/json"
+            let body = "{\"error\":\(JSONText.string("method \(request.method.rawValue) is not allowed on \(request.uri.path); use \(methods.map(\.rawValue).joined(separator: " or "))"))}\n"
+            return Response(status: .methodNotAllowed, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        }
+        return try await next(request, context)
+    }
+}
+
+enum JSONText {
+    static func string(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 {
+                    out += String(format: "\\u%04x", u.value)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,587 @@
+import Foundation
+
+/// A flow's 5-tuple in canonical order (the lower address/port pair is `a`), so both directions of a
+/// conversation share one key.
+public struct FlowKey: Hashable, Sendable {
+    public var proto: UInt8
+    public var a: IPAddress
+    public var aPort: UInt16
+    public var b: IPAddress
+    public var bPort: UInt16
+
+    /// Returns the canonical key and whether `src` is the `a` side.
+    @inline(__always)
+    static func make(_ p: DecodedPacket) -> (FlowKey, Bool) {
+        if (p.src, p.srcPort) <= (p.dst, p.dstPort) {
+            return (FlowKey(proto: p.proto, a: p.src, aPort: p.srcPort, b: p.dst, bPort: p.dstPort), true)
+        }
+        return (FlowKey(proto: p.proto, a: p.dst, aPort: p.dstPort, b: p.src, bPort: p.srcPort), false)
+    }
+}
+
+extension IPAddress {
+    static func <= (l: (IPAddress, UInt16), r: (IPAddress, UInt16)) -> Bool {
+        if l.0 != r.0 { return l.0 < r.0 }
+        return l.1 <= r.1
+    }
+}
+
+/// Per-flow totals. The client is the side that sent the SYN (TCP) or the first packet (others).
+public struct FlowSummary: Sendable, Equatable {
+    public var proto: UInt8
+    public var client: IPAddress
+    public var clientPort: UInt16
+    public var server: IPAddress
+    public var serverPort: UInt16
+    public var packets: Int
+    /// Frame bytes on the wire (`orig_len`, link header included), both directions.
+    public var bytes: Int
+    public var packetsFromClient: Int
+    public var bytesFromClient: Int
+    public var firstNs: Int64
+    public var lastNs: Int64
+    /// TCP segments that resend sequence space already seen in their direction (keep-alives excluded).
+    public var retransmissions: Int
+    /// Last packet time − first packet time.
+    public var durationNs: Int64 { lastNs - firstNs }
+
+    public var protoName: String {
+        switch proto {
+        case IPProto.tcp: return "tcp"
+        case IPProto.udp: return "udp"
+        case IPProto.icmp: return "icmp"
+        case IPProto.icmpv6: return "icmpv6"
+        default: return "ip\(proto)"
+        }
+    }
+}
+
+/// The TCP three-way handshake as seen on the wire.
+public struct TCPHandshake: Sendable, Equatable {
+    public var client: IPAddress
+    public var clientPort: UInt16
+    public var server: IPAddress
+    public var serverPort: UInt16
+    /// The most recent SYN before the first SYN/ACK (after SYN retransmissions, the one answered).
+    public var synNs: Int64
+    public var synAckNs: Int64?
+    /// The client's first ACK (without SYN) after the SYN/ACK.
+    public var ackNs: Int64?
+    /// SYNs sent before the SYN/ACK, minus one.
+    public var synRetransmissions: Int
+    /// The server answered the SYN with RST.
+    public var refused: Bool
+
+    /// SYN → SYN/ACK.
+    public var synToSynAckNs: Int64? { synAckNs.map { $0 - synNs } }
+    /// SYN/ACK → client ACK.
+    public var synAckToAckNs: Int64? { guard let a = ackNs, let s = synAckNs else { return nil }; return a - s }
+    /// SYN → client ACK: Wireshark's `tcp.analysis.initial_rtt`.
+    public var handshakeNs: Int64? { ackNs.map { $0 - synNs } }
+}
+
+/// One ICMP/ICMPv6 echo request and its reply.
+public struct ICMPEcho: Sendable, Equatable {
+    public var source: IPAddress
+    public var destination: IPAddress
+    public var id: UInt16
+    public var seq: UInt16
+    public var requestNs: Int64
+    public var replyNs: Int64?
+    /// Replies beyond the first for the same request (duplicates).
+    public var duplicateReplies: Int
+    /// Request → first matching reply: Wireshark's `icmp.resptime`.
+    public var rttNs: Int64? { replyNs.map { $0 - requestNs } }
+}
+
+/// One HTTP/1.x request and its response on a TCP connection.
+public struct HTTPExchange: Sendable, Equatable {
+    public var client: IPAddress
+    public var clientPort: UInt16
+    public var server: IPAddress
+    public var serverPort: UInt16
+    /// 0 for the first request on the connection, 1 for the next on keep-alive, ...
+    public var index: Int
+    public var method: String
+    public var target: String
+    public var status: Int?
+    /// Capture time of the packet holding the request's first byte.
+    public var requestStartNs: Int64
+    /// Capture time of the packet holding the request's last byte.
+    public var requestEndNs: Int64?
+    /// Capture time of the packet holding the response's first byte (an interim 1xx included).
+    public var responseStartNs: Int64?
+    /// Capture time of the packet holding the final response's last byte (by Content-Length,
+    /// chunked framing, or the connection's close when the response is delimited by it).
+    public var responseEndNs: Int64?
+
+    /// Request start → response start.
+    public var firstByteNs: Int64? { responseStartNs.map { $0 - requestStartNs } }
+    /// Request start → response end.
+    public var responseNs: Int64? { responseEndNs.map { $0 - requestStartNs } }
+}
+
+/// Packet counts of an analysis, bad frames included.
+public struct DecodeCounters: Sendable, Equatable {
+    public var frames = 0
+    public var ip = 0
+    public var notIP = 0
+    public var fragments = 0
+    public var truncated = 0
+    public var malformed = 0
+    public var unsupportedLink = 0
+    /// Cooked (`any`) captures see a bridged packet once per interface it crosses; the copies on
+    /// interfaces other than the one a flow was first seen on are counted here and not analysed.
+    public var otherInterfaceCopies = 0
+    /// Records cut short by the end of the file.
+    public var truncatedRecords = 0
+    /// Set when a pcap record header was corrupt; the records after it could not be read.
+    public var corruptRecordAt: Int?
+}
+
+/// Everything the analyzer found.
+public struct WireAnalysis: Sendable, Equatable {
+    public var linkType: UInt32
+    public var counters: DecodeCounters
+    public var flows: [FlowSummary]
+    public var handshakes: [TCPHandshake]
+    public var echoes: [ICMPEcho]
+    public var http: [HTTPExchange]
+    /// TCP connections whose HTTP stream could not be followed (a gap in the captured sequence
+    /// space, a payload cut by the snap length, or a header block over 64 KiB).
+    public var httpUnfollowable: Int
+    public var firstNs: Int64?
+    public var lastNs: Int64?
+}
+
+/// Streaming wire analysis: feed frames in capture order with `add`, then call `finish`.
+/// Works the same on a file (`analyze(path:)`) and on a live capture.
+public final class WireAnalyzer {
+    public let linkType: UInt32
+    private var packet = DecodedPacket()
+    private var counters = DecodeCounters()
+    private var flowIndex: [FlowKey: Int] = [:]
+    private var flows: [FlowState] = []
+    private var echoIndex: [EchoKey: Int] = [:]
+    private var echoes: [ICMPEcho] = []
+    private var httpDone: [HTTPExchange] = []
+    private var httpUnfollowable = 0
+    private var firstNs: Int64?
+    private var lastNs: Int64 = 0
+
+    public init(linkType: UInt32) {
+        self.linkType = linkType
+        flowIndex.reserveCapacity(1024)
+    }
+
+    struct EchoKey: Hashable {
+        var src: IPAddress
+        var dst: IPAddress
+        var id: UInt16
+        var seq: UInt16
+    }
+
+    final class FlowState {
+        let key: FlowKey
+        var clientIsA: Bool
+        var packets = 0
+        var bytes = 0
+        var packetsA = 0
+        var bytesA = 0
+        var firstNs: Int64
+        var lastNs: Int64
+        var interfaceIndex: Int32
+        var retransmissions = 0
+        // TCP
+        var nextSeq: (UInt32, UInt32) = (0, 0) // per side a, b: next expected sequence number
+        var haveSeq: (Bool, Bool) = (false, false)
+        var synNs: Int64?
+        var synCount = 0
+        var synAckNs: Int64?
+        var ackNs: Int64?
+        var refused = false
+        var sawSyn = false
+        var http: HTTPFlow?
+        var httpChecked = false
+
+        init(key: FlowKey, clientIsA: Bool, ns: Int64, interfaceIndex: Int32) {
+            self.key = key
+            self.clientIsA = clientIsA
+            firstNs = ns
+            lastNs = ns
+            self.interfaceIndex = interfaceIndex
+        }
+    }
+
+    /// Reads and analyses a whole pcap file.
+    public static func analyze(path: String) throws -> WireAnalysis {
+        var analyzer: WireAnalyzer?
+        let info = try PcapReader.read(path: path) { rec in
+            if analyzer == nil { analyzer = nil }
+            analyzer!.add(rec)
+        } preparing: { info in
+            analyzer = WireAnalyzer(linkType: info.linkType)
+        }
+        let a = analyzer ?? WireAnalyzer(linkType: info.linkType)
+        a.counters.truncatedRecords = info.truncatedRecords
+        a.counters.corruptRecordAt = info.corruptAtOffset
+        return a.finish()
+    }
+
+    /// Adds one frame. Frames must come in capture order.
+    public func add(_ rec: PcapRecord) {
+        counters.frames += 1
+        let ns = rec.timestampNs
+        if firstNs == nil { firstNs = ns }
+        if ns > lastNs { lastNs = ns }
+        switch PacketDecoder.decode(linkType: linkType, frame: rec.data, into: &packet) {
+        case .ip: counters.ip += 1
+        case .notIP: counters.notIP += 1; return
+        case .fragment: counters.fragments += 1; return
+        case .truncated: counters.truncated += 1; return
+        case .malformed: counters.malformed += 1; return
+        case .unsupportedLink: counters.unsupportedLink += 1; return
+        }
+        let (key, srcIsA) = FlowKey.make(packet)
+        let flow: FlowState
+        if let i = flowIndex[key] {
+            flow = flows[i]
+            if flow.interfaceIndex != packet.interfaceIndex {
+                counters.otherInterfaceCopies += 1
+                return
+            }
+        } else {
+            // The SYN sender is the client; a SYN/ACK seen first (capture started mid-handshake)
+            // makes its receiver the client; otherwise the first sender is.
+            let isSynAck = packet.proto == IPProto.tcp && packet.tcpFlags & (TCPFlag.syn | TCPFlag.ack) == (TCPFlag.syn | TCPFlag.ack)
+            flow = FlowState(key: key, clientIsA: isSynAck ? !srcIsA : srcIsA, ns: ns, interfaceIndex: packet.interfaceIndex)
+            flowIndex[key] = flows.count
+            flows.append(flow)
+        }
+        flow.packets += 1
+        flow.bytes += rec.originalLength
+        if srcIsA { flow.packetsA += 1; flow.bytesA += rec.originalLength }
+        flow.lastNs = ns
+        switch packet.proto {
+        case IPProto.tcp: tcp(flow, srcIsA, ns, rec.data)
+        case IPProto.icmp, IPProto.icmpv6: icmp(ns)
+        default: break
+        }
+    }
+
+    private func icmp(_ ns: Int64) {
+        let v6 = packet.proto == IPProto.icmpv6
+        let request: UInt8 = v6 ? 128 : 8
+        let reply: UInt8 = v6 ? 129 : 0
+        if packet.icmpType == request {
+            let k = EchoKey(src: packet.src, dst: packet.dst, id: packet.icmpID, seq: packet.icmpSeq)
+            if let i = echoIndex[k], echoes[i].replyNs == nil { return } // repeated request copy
+            echoIndex[k] = echoes.count
+            echoes.append(ICMPEcho(source: packet.src, destination: packet.dst, id: packet.icmpID, seq: packet.icmpSeq,
+                                   requestNs: ns, replyNs: nil, duplicateReplies: 0))
+        } else if packet.icmpType == reply {
+            let k = EchoKey(src: packet.dst, dst: packet.src, id: packet.icmpID, seq: packet.icmpSeq)
+            guard let i = echoIndex[k] else { return }
+            if echoes[i].replyNs == nil { echoes[i].replyNs = ns } else { echoes[i].duplicateReplies += 1 }
+        }
+    }
+
+    @inline(__always) private static func seqLess(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) < 0 }
+
+    private func tcp(_ f: FlowState, _ srcIsA: Bool, _ ns: Int64, _ frame: UnsafeRawBufferPointer) {
+        let flags = packet.tcpFlags
+        let fromClient = srcIsA == f.clientIsA
+        let syn = flags & TCPFlag.syn != 0
+        let ackFlag = flags & TCPFlag.ack != 0
+        if syn && !ackFlag {
+            if fromClient && f.synAckNs == nil {
+                f.synNs = ns
+                f.synCount += 1
+                f.sawSyn = true
+            }
+        } else if syn && ackFlag {
+            if !fromClient && f.synAckNs == nil && f.synNs != nil { f.synAckNs = ns }
+        } else if ackFlag && fromClient && f.synAckNs != nil && f.ackNs == nil {
+            f.ackNs = ns
+        }
+        if flags & TCPFlag.rst != 0 && !fromClient && f.synNs != nil && f.synAckNs == nil { f.refused = true }
+
+        // Sequence space: SYN and FIN take one number each.
+        let segLen = UInt32(truncatingIfNeeded: packet.payloadLength) &+ (syn ? 1 : 0) &+ (flags & TCPFlag.fin != 0 ? 1 : 0)
+        let seq = packet.seq
+        let end = seq &+ segLen
+        var have = srcIsA ? f.haveSeq.0 : f.haveSeq.1
+        var next = srcIsA ? f.nextSeq.0 : f.nextSeq.1
+        var newDataFrom: UInt32 = seq // first byte of payload not seen before
+        if !have {
+            have = true
+            next = end
+        } else if segLen > 0 {
+            let keepAlive = packet.payloadLength <= 1 && !syn && flags & (TCPFlag.fin | TCPFlag.rst) == 0 && seq == next &- 1
+            if WireAnalyzer.seqLess(seq, next) && !keepAlive {
+                f.retransmissions += 1
+                newDataFrom = next
+            } else if keepAlive {
+                newDataFrom = next
+            }
+            if WireAnalyzer.seqLess(next, end) {
+                if WireAnalyzer.seqLess(next, seq) { f.http?.gap = true } // bytes missing from the capture
+                next = end
+            }
+        }
+        if srcIsA { f.haveSeq.0 = have; f.nextSeq.0 = next } else { f.haveSeq.1 = have; f.nextSeq.1 = next }
+
+        // HTTP: follow the payload in order.
+        guard packet.payloadLength > 0 else {
+            if flags & (TCPFlag.fin | TCPFlag.rst) != 0, let h = f.http { closeHTTP(f, h, ns) }
+            return
+        }
+        if !f.httpChecked {
+            f.httpChecked = true
+            if packet.capturedPayloadLength > 0 {
+                let first = UnsafeRawBufferPointer(rebasing: frame[packet.payloadOffset..<(packet.payloadOffset + packet.capturedPayloadLength)])
+                if HTTPFlow.looksLikeRequest(first) {
+                    f.clientIsA = srcIsA == f.clientIsA ? f.clientIsA : (f.sawSyn ? f.clientIsA : srcIsA)
+                    if fromClient || !f.sawSyn { f.http = HTTPFlow() }
+                }
+            }
+        }
+        guard let h = f.http, !h.dead else { return }
+        if h.gap {
+            h.dead = true
+            httpUnfollowable += 1
+            return
+        }
+        // Skip bytes already seen (retransmission); a partial overlap yields its new tail.
+        let skip = Int(newDataFrom &- seq)
+        guard skip >= 0, skip < packet.payloadLength else { return }
+        if packet.capturedPayloadLength < packet.payloadLength {
+            h.dead = true
+            httpUnfollowable += 1
+            return
+        }
+        let bytes = UnsafeRawBufferPointer(rebasing: frame[(packet.payloadOffset + skip)..<(packet.payloadOffset + packet.capturedPayloadLength)])
+        let clientToServer = srcIsA == f.clientIsA
+        h.feed(bytes, fromClient: clientToServer, ns: ns)
+        if h.dead { httpUnfollowable += 1 }
+        if flags & TCPFlag.fin != 0 { closeHTTP(f, h, ns) }
+    }
+
+    private func closeHTTP(_ f: FlowState, _ h: HTTPFlow, _ ns: Int64) {
+        h.closed(ns: ns)
+    }
+
+    /// Ends the analysis and returns its results.
+    public func finish() -> WireAnalysis {
+        var flowSummaries: [FlowSummary] = []
+        flowSummaries.reserveCapacity(flows.count)
+        var handshakes: [TCPHandshake] = []
+        var http = httpDone
+        for f in flows {
+            let k = f.key
+            let client = f.clientIsA ? (k.a, k.aPort) : (k.b, k.bPort)
+            let server = f.clientIsA ? (k.b, k.bPort) : (k.a, k.aPort)
+            flowSummaries.append(FlowSummary(proto: k.proto, client: client.0, clientPort: client.1, server: server.0, serverPort: server.1,
+                                             packets: f.packets, bytes: f.bytes,
+                                             packetsFromClient: f.clientIsA ? f.packetsA : f.packets - f.packetsA,
+                                             bytesFromClient: f.clientIsA ? f.bytesA : f.bytes - f.bytesA,
+                                             firstNs: f.firstNs, lastNs: f.lastNs, retransmissions: f.retransmissions))
+            if let syn = f.synNs {
+                handshakes.append(TCPHandshake(client: client.0, clientPort: client.1, server: server.0, serverPort: server.1,
+                                               synNs: syn, synAckNs: f.synAckNs, ackNs: f.ackNs,
+                                               synRetransmissions: max(0, f.synCount - 1), refused: f.refused))
+            }
+            if let h = f.http {
+                for var e in h.exchanges {
+                    e.client = client.0; e.clientPort = client.1; e.server = server.0; e.serverPort = server.1
+                    http.append(e)
+                }
+            }
+        }
+        return WireAnalysis(linkType: linkType, counters: counters, flows: flowSummaries, handshakes: handshakes, echoes: echoes,
+                            http: http, httpUnfollowable: httpUnfollowable, firstNs: firstNs, lastNs: firstNs == nil ? nil : lastNs)
+    }
+}
+
+/// Follows both directions of one HTTP/1.x connection (in-order bytes only) and pairs requests
+/// with responses in order, as HTTP/1.1 keep-alive and pipelining require.
+final class HTTPFlow {
+    enum Framing {
+        case start          // waiting for a message's first byte
+        case headers        // collecting the header block
+        case body(Int)      // bytes of Content-Length body left
+        case chunkSize      // reading a chunk-size line
+        case chunkData(Int) // chunk bytes left
+        case chunkCRLF(Int) // CRLF after chunk data: bytes left (2, then 1)
+        case trailers       // trailer lines after the last chunk
+        case untilClose     // response delimited by the connection's close
+    }
+
+    struct Direction {
+        var state: Framing = .start
+        var header: [UInt8] = []
+        var line: [UInt8] = []
+    }
+
+    var client = Direction()
+    var server = Direction()
+    var exchanges: [HTTPExchange] = []
+    /// Index in `exchanges` of the request the next response answers.
+    var nextToAnswer = 0
+    var dead = false
+    var gap = false
+
+    static let methods: [[UInt8]] = ["GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "].map { Array($0.utf8) }
+
+    static func looksLikeRequest(_ b: UnsafeRawBufferPointer) -> Bool {
+        for m in methods where b.count >= m.count {
+            var same = true
+            for i in 0..<m.count where b[i] != m[i] { same = false; break }
+            if same { return true }
+        }
+        return false
+    }
+
+    func feed(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, ns: Int64) {
+        var i = 0
+        let n = bytes.count
+        while i < n && !dead {
+            var d = fromClient ? client : server
+            if fromClient { client = Direction() } else { server = Direction() } // avoid CoW copies of the buffers
+            switch d.state {
+            case .start:
+                if fromClient {
+                    exchanges.append(HTTPExchange(client: IPAddress(hi: 0, lo: 0), clientPort: 0, server: IPAddress(hi: 0, lo: 0), serverPort: 0,
+                                                  index: exchanges.count, method: "", target: "", status: nil, requestStartNs: ns))
+                } else {
+                    if nextToAnswer >= exchanges.count { dead = true; break } // a response nobody asked for
+                    if exchanges[nextToAnswer].responseStartNs == nil { exchanges[nextToAnswer].responseStartNs = ns }
+                }
+                d.state = .headers
+                d.header.removeAll(keepingCapacity: true)
+            case .headers:
+                // Copy until the blank line that ends the header block.
+                while i < n {
+                    let c = bytes[i]
+                    d.header.append(c)
+                    i += 1
+                    let h = d.header.count
+                    if c == 0x0a && h >= 4 && d.header[h - 2] == 0x0d && d.header[h - 3] == 0x0a && d.header[h - 4] == 0x0d {
+                        headersDone(&d, fromClient: fromClient, ns: ns)
+                        break
+                    }
+                    if h > 65_536 { dead = true; break }
+                }
+            case .body(let left):
+                let take = min(left, n - i)
+                i += take
+                if take == left { messageDone(&d, fromClient: fromClient, ns: ns) } else { d.state = .body(left - take) }
+            case .chunkSize:
+                let c = bytes[i]
+                i += 1
+                if c == 0x0a {
+                    var size = 0
+                    var digits = 0
+                    for ch in d.line {
+                        let v: Int
+                        switch ch {
+                        case 0x30...0x39: v = Int(ch - 0x30)
+                        case 0x61...0x66: v = Int(ch - 0x61 + 10)
+                        case 0x41...0x46: v = Int(ch - 0x41 + 10)
+                        default: v = -1
+                        }
+                        if v < 0 { break }
+                        size = size * 16 + v
+                        digits += 1
+                        if digits > 15 { dead = true; break }
+                    }
+                    d.line.removeAll(keepingCapacity: true)
+                    if digits == 0 { dead = true; break }
+                    d.state = size == 0 ? .trailers : .chunkData(size)
+                } else {
+                    d.line.append(c)
+                    if d.line.count > 1024 { dead = true }
+                }
+            case .chunkData(let left):
+                let take = min(left, n - i)
+                i += take
+                d.state = take == left ? .chunkCRLF(2) : .chunkData(left - take)
+            case .chunkCRLF(let left):
+                i += 1
+                d.state = left == 2 ? .chunkCRLF(1) : .chunkSize
+            case .trailers:
+                let c = bytes[i]
+                i += 1
+                if c == 0x0a {
+                    let empty = d.line.isEmpty || d.line == [0x0d]
+                    d.line.removeAll(keepingCapacity: true)
+                    if empty { messageDone(&d, fromClient: fromClient, ns: ns) }
+                } else {
+                    d.line.append(c)
+                    if d.line.count > 8192 { dead = true }
+                }
+            case .untilClose:
+                i = n
+            }
+            if fromClient { client = d } else { server = d }
+        }
+    }
+
+    private func headersDone(_ d: inout Direction, fromClient: Bool, ns: Int64) {
+        // Parse the start line and the framing headers.
+        let text = String(decoding: d.header, as: UTF8.self)
+        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: true).makeIterator()
+        guard let startLine = lines.next() else { dead = true; return }
+        let parts = startLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
+        var contentLength: Int?
+        var chunked = false
+        while let l = lines.next() {
+            guard let colon = l.firstIndex(of: ":") else { continue }
+            let name = l[..<colon].lowercased()
+            let value = l[l.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            if name == "content-length" { contentLength = Int(value) }
+            else if name == "transfer-encoding" && value.lowercased().contains("chunked") { chunked = true }
+        }
+        if fromClient {
+            guard parts.count >= 2, let idx = exchanges.indices.last else { dead = true; return }
+            exchanges[idx].method = String(parts[0])
+            exchanges[idx].target = String(parts[1])
+            if chunked { d.state = .chunkSize }
+            else if let cl = contentLength, cl > 0 { d.state = .body(cl) }
+            else { messageDone(&d, fromClient: true, ns: ns) }
+        } else {
+            guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let status = Int(parts[1]) else { dead = true; return }
+            exchanges[nextToAnswer].status = status
+            if status >= 100 && status < 200 && status != 101 {
+                d.state = .start // interim response: the final one follows
+                d.header.removeAll(keepingCapacity: true)
+                return
+            }
+            let noBody = exchanges[nextToAnswer].method == "HEAD" || status == 204 || status == 304
+            if noBody { messageDone(&d, fromClient: false, ns: ns) }
+            else if chunked { d.state = .chunkSize }
+            else if let cl = contentLength { if cl > 0 { d.state = .body(cl) } else { messageDone(&d, fromClient: false, ns: ns) } }
+            else { d.state = .untilClose }
+        }
+    }
+
+    private func messageDone(_ d: inout Direction, fromClient: Bool, ns: Int64) {
+        d.state = .start
+        d.header.removeAll(keepingCapacity: true)
+        if fromClient {
+            if let idx = exchanges.indices.last { exchanges[idx].requestEndNs = ns }
+        } else {
+            exchanges[nextToAnswer].responseEndNs = ns
+            nextToAnswer += 1
+        }
+    }
+
+    /// The connection closed (FIN or RST): a response delimited by the close ends here.
+    func closed(ns: Int64) {
+        if case .untilClose = server.state, nextToAnswer < exchanges.count {
+            exchanges[nextToAnswer].responseEndNs = ns
+            nextToAnswer += 1
+            server.state = .start
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import Histogram
+
+/// Groups samples for a summary: one row per scenario, probe, target, metric, phase and unit.
+public struct SummaryKey: Hashable, Sendable, Comparable {
+    public var scenario: String
+    public var probe: String
+    public var target: String
+    public var metric: String
+    public var phase: String
+    public var unit: String
+
+    public init(scenario: String, probe: String, target: String, metric: String, phase: String, unit: String) {
+        self.scenario = scenario
+        self.probe = probe
+        self.target = target
+        self.metric = metric
+        self.phase = phase
+        self.unit = unit
+    }
+
+    public init(_ s: Sample) {
+        self.init(scenario: s.scenario, probe: s.probe, target: s.target, metric: s.metric, phase: s.phase, unit: s.unit)
+    }
+
+    public static func < (a: SummaryKey, b: SummaryKey) -> Bool {
+        (a.scenario, a.probe, a.target, a.metric, a.phase, a.unit) < (b.scenario, b.probe, b.target, b.metric, b.phase, b.unit)
+    }
+}
+
+/// Summary figures for one key.
+///
+/// - `sent` counts every attempt (every sample), `received` the `ok` ones; `lossPercent` is
+///   `(sent - received) / sent * 100`, as ping prints it.
+/// - `min`, `mean`, `max` and `mdev` are exact (from running sums, not the histogram). `mdev` is the
+///   population standard deviation `sqrt(Σx²/n - (Σx/n)²)`, the formula iputils `ping` prints as mdev.
+/// - `p50`...`p999` come from an HDR histogram with 3 significant digits (relative error ≤ 0.1%),
+///   reported as the highest value equivalent to the recorded one, as HdrHistogram does.
+/// - `medianCI95` is the distribution-free 95% confidence interval of the median from order
+///   statistics (ranks n/2 ∓ 1.96·√n/2), read from the same histogram; nil below 6 values.
+public struct Summary: Sendable, Equatable {
+    public var key: SummaryKey
+    public var sent: Int
+    public var received: Int
+    public var lossPercent: Double
+    public var min: Double?
+    public var mean: Double?
+    public var max: Double?
+    public var mdev: Double?
+    public var p50: Double?
+    public var p90: Double?
+    public var p99: Double?
+    public var p999: Double?
+    public var medianCI95: ClosedRange<Double>?
+    public var statusCounts: [SampleStatus: Int]
+}
+
+/// Accumulates one key's values with memory bounded by the histogram (a few KiB), whatever the
+/// number of samples.
+public struct SummaryAccumulator: Sendable {
+    public let key: SummaryKey
+    public private(set) var sent = 0
+    public private(set) var received = 0
+    private var sum = 0.0
+    private var sumSquares = 0.0
+    private var minValue = Double.infinity
+    private var maxValue = -Double.infinity
+    private var histogram: Histogram<UInt64>
+    private let scale: Double
+    private var statusCounts: [SampleStatus: Int] = [:]
+
+    /// Histogram resolution per unit: durations in ms are recorded in ns, anything else in
+    /// thousandths of its unit.
+    public static func histogramScale(unit: String) -> Double {
+        switch unit {
+        case "ms": return 1e6
+        case "s": return 1e9
+        case "us": return 1e3
+        default: return 1e3
+        }
+    }
+
+    public init(key: SummaryKey) {
+        self.key = key
+        self.scale = Self.histogramScale(unit: key.unit)
+        var h = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        h.autoResize = true
+        self.histogram = h
+    }
+
+    public mutating func add(_ sample: Sample) {
+        sent += 1
+        statusCounts[sample.status, default: 0] += 1
+        guard sample.status == .ok, let v = sample.value, v.isFinite else { return }
+        addValue(v)
+    }
+
+    /// Adds one successful value (in the key's unit).
+    public mutating func addValue(_ v: Double) {
+        received += 1
+        sum += v
+        sumSquares += v * v
+        minValue = Swift.min(minValue, v)
+        maxValue = Swift.max(maxValue, v)
+        _ = histogram.record(UInt64(Swift.max(0, (v * scale).rounded())))
+    }
+
+    /// Counts an attempt that produced no value (for callers that add values directly).
+    public mutating func addFailure(_ status: SampleStatus) {
+        sent += 1
+        statusCounts[status, default: 0] += 1
+    }
+
+    public mutating func noteSent() {
+        sent += 1
+        statusCounts[.ok, default: 0] += 1
+    }
+
+    public var summary: Summary {
+        let n = Double(received)
+        func pct(_ p: Double) -> Double? {
+            received == 0 ? nil : Double(histogram.valueAtPercentile(p)) / scale
+        }
+        var ci: ClosedRange<Double>?
+        if received >= 6 {
+            let half = 1.96 * n.squareRoot() / 2
+            let lowRank = Swift.max(1, Int((n / 2 - half).rounded(.down)))
+            let highRank = Swift.min(received, Int((1 + n / 2 + half).rounded(.up)))
+            let lo = Double(histogram.valueAtPercentile((Double(lowRank) - 0.5) / n * 100)) / scale
+            let hi = Double(histogram.valueAtPercentile((Double(highRank) - 0.5) / n * 100)) / scale
+            ci = Swift.min(lo, hi)...Swift.max(lo, hi)
+        }
+        var mean: Double?
+        var mdev: Double?
+        if received > 0 {
+            let m = sum / n
+            mean = m
+            mdev = Swift.max(0, sumSquares / n - m * m).squareRoot()
+        }
+        return Summary(
+            key: key, sent: sent, received: received,
+            lossPercent: sent == 0 ? 0 : Double(sent - received) / Double(sent) * 100,
+            min: received > 0 ? minValue : nil, mean: mean, max: received > 0 ? maxValue : nil, mdev: mdev,
+            p50: pct(50), p90: pct(90), p99: pct(99), p999: pct(99.9), medianCI95: ci,
+            statusCounts: statusCounts)
+    }
+}
+
+/// Summaries for many keys, fed sample by sample; rows come out in the order keys first appeared
+/// (suite order, then target order), which is the order a reader expects in a report.
+public struct Summarizer: Sendable {
+    private var accumulators: [SummaryKey: SummaryAccumulator] = [:]
+    private var order: [SummaryKey] = []
+    public init() {}
+    public mutating func add(_ sample: Sample) {
+        let key = SummaryKey(sample)
+        if accumulators[key] == nil {
+            accumulators[key] = SummaryAccumulator(key: key)
+            order.append(key)
+        }
+        accumulators[key]!.add(sample)
+    }
+    public var summaries: [Summary] {
+        order.map { accumulators[$0]!.summary }
+    }
+    public var isEmpty: Bool { accumulators.isEmpty }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import EdgeMeterCore
+
+/// What a scenario runner gets: where samples go, when to stop, where to put artifacts.
+public struct ScenarioContext: Sendable {
+    public let runID: String
+    public let sink: SampleSink
+    public let stop: StopFlag
+    /// The run directory, for artifacts such as pcap files.
+    public let directory: URL
+    /// The directory of the suite file, to resolve relative paths in parameters.
+    public let suiteDirectory: URL?
+    /// A line of progress for the terminal (stderr).
+    public let progress: @Sendable (String) -> Void
+    /// Appends a Markdown section to summary.md (comparison tables and the like).
+    public let addSection: @Sendable (String) -> Void
+
+    public init(runID: String, sink: SampleSink, stop: StopFlag, directory: URL, suiteDirectory: URL?,
+                progress: @escaping @Sendable (String) -> Void, addSection: @escaping @Sendable (String) -> Void) {
+        self.runID = runID
+        self.sink = sink
+        self.stop = stop
+        self.directory = directory
+        self.suiteDirectory = suiteDirectory
+        self.progress = progress
+        self.addSection = addSection
+    }
+}
+
+/// Thrown by a scenario runner when it cannot run here (engine missing, capability absent): the
+/// suite reports the scenario as "not run" with this reason and goes on with the next one.
+public struct ScenarioNotRun: Error, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// One suite scenario kind: its parameter schema and the code that runs it.
+public struct ScenarioKind: Sendable {
+    public let schema: ScenarioSchema
+    public let run: @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void
+
+    public init(schema: ScenarioSchema, run: @escaping @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void) {
+        self.schema = schema
+        self.run = run
+    }
+}
+
+/// The table of scenario kinds (blackbox_exporter's prober table). A new kind adds one file
+/// `Scenario+<Kind>.swift` in this module and one entry here.
+public enum ScenarioKinds {
+    public static var all: [ScenarioKind] {
+        [PingScenario.kind, TCPingScenario.kind]
+    }
+    public static var schemas: [ScenarioSchema] { all.map(\.schema) }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import EdgeMeterCore
+
+/// Runs a validated suite's scenarios in order into one run directory. A scenario that cannot run
+/// is noted with its reason and the others still run; a stop request (Ctrl-C, SIGTERM) ends the
+/// current scenario at its next check and marks the rest "not run".
+public struct SuiteRunner {
+    public var kinds: [ScenarioKind]
+    public init(kinds: [ScenarioKind] = ScenarioKinds.all) { self.kinds = kinds }
+
+    public func run(_ suite: Suite, in dir: RunDirectory, stop: StopFlag,
+                    progress: @escaping @Sendable (String) -> Void) async {
+        let byKind = Dictionary(kinds.map { ($0.schema.kind, $0) }, uniquingKeysWith: { a, _ in a })
+        let suiteDir = URL(fileURLWithPath: suite.path).deletingLastPathComponent()
+        for (i, scenario) in suite.scenarios.enumerated() {
+            if stop.isStopped {
+                dir.addNote(ScenarioNote(scenario: scenario.name, status: "not run", reason: "run stopped (\(stop.reason ?? "stop requested")) before this scenario"))
+                continue
+            }
+            guard let kind = byKind[scenario.kind] else {
+                dir.addNote(ScenarioNote(scenario: scenario.name, status: "not run", reason: "no runner for kind \(scenario.kind)"))
+                continue
+            }
+            let label = "[\(i + 1)/\(suite.scenarios.count) \(scenario.name)]"
+            progress("\(label) \(scenario.kind) starting")
+            let started = ContinuousClock.now
+            let before = dir.sampleCount
+            let ticker = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(5))
+                    if Task.isCancelled { break }
+                    let secs = (ContinuousClock.now - started).seconds
+                    progress("\(label) \(dir.sampleCount - before) samples, \(String(format: "%.0f", secs)) s")
+                }
+            }
+            let ctx = ScenarioContext(runID: dir.runID, sink: dir, stop: stop, directory: dir.url, suiteDirectory: suiteDir,
+                                      progress: { progress("\(label) \($0)") }, addSection: { dir.addSection($0) })
+            do {
+                try await kind.run(scenario, ctx)
+                if stop.isStopped {
+                    dir.addNote(ScenarioNote(scenario: scenario.name, status: "interrupted", reason: "stopped by \(stop.reason ?? "request") after \(dir.sampleCount - before) samples"))
+                }
+            } catch let e as ScenarioNotRun {
+                dir.addNote(ScenarioNote(scenario: scenario.name, status: "not run", reason: e.reason))
+                progress("\(label) not run: \(e.reason)")
+            } catch {
+                dir.addNote(ScenarioNote(scenario: scenario.name, status: "failed", reason: "\(error)"))
+                progress("\(label) failed: \(error)")
+            }
+            ticker.cancel()
+            let secs = (ContinuousClock.now - started).seconds
+            progress("\(label) done: \(dir.sampleCount - before) samples in \(String(format: "%.1f", secs)) s")
+        }
+    }
+}
+
+/// Turns SIGINT and SIGTERM into a stop request: the first one asks probes to stop at their next
+/// check (everything measured is kept and summarised); a second one exits at once (samples already
+/// streamed to disk stay there).
+public enum SignalTrap {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    public static func install(_ stop: StopFlag) {
+        for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler {
+                if stop.isStopped {
+                    fputs("\nedgemeter: second \(name), exiting now; samples.csv holds everything measured so far\n", stderr)
+                    _exit(130)
+                }
+                fputs("\nedgemeter: \(name) received, finishing: writing the summary of what was measured (send again to exit at once)\n", stderr)
+                stop.stop(reason: name)
+            }
+            src.resume()
+            sources.append(src)
+        }
+    }
+}
