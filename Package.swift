@@ -78,9 +78,12 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("testdata")]),
-        .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterCore"]),
-        .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore"]),
+        // Helpers shared by test targets: running commands, temporary network namespaces, the built binary.
+        .target(name: "EdgeMeterTestSupport", path: "Tests/EdgeMeterTestSupport"),
+
+        .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
+        .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterCore", "EdgeMeterTestSupport"]),
+        .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterProbes", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore"]),

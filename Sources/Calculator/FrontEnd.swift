@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import HTTPTypes
 
 /// One downstream call made by the front end while evaluating an expression.
 public struct CalcCall: Sendable, Equatable {
@@ -162,7 +163,7 @@ struct FrontEnd: Sendable {
         json += "],\"downstream_ms\":\(Self.ms(downstream)),\"total_ms\":\(Self.ms(totalMs))}\n"
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        if !timing.isEmpty { headers[.serverTiming] = timing.joined(separator: ", ") }
+        if !timing.isEmpty { headers[HTTPField.Name("Server-Timing")!] = timing.joined(separator: ", ") }
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
     }
 

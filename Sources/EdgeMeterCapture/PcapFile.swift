@@ -87,7 +87,8 @@ public enum PcapReader {
     /// Throws only when the file cannot be opened or is not a pcap file at all; damaged records are
     /// counted in the returned info.
     @discardableResult
-    public static func read(path: String, _ body: (PcapRecord) throws -> Void) throws -> PcapFileInfo {
+    public static func read(path: String, onHeader: ((PcapFileInfo) throws -> Void)? = nil,
+                            _ body: (PcapRecord) throws -> Void) throws -> PcapFileInfo {
         guard FileManager.default.fileExists(atPath: path) else {
             throw CaptureError.file("\(path): no such file; give the path of a .pcap file written by `edgemeter capture -w`, tcpdump -w or dumpcap -F pcap")
         }
@@ -98,14 +99,14 @@ public enum PcapReader {
             throw CaptureError.file("cannot read \(path): \(error.localizedDescription); check the path and its permissions")
         }
         return try data.withUnsafeBytes { raw in
-            try read(bytes: raw, name: path, body)
+            try read(bytes: raw, name: path, onHeader: onHeader, body)
         }
     }
 
     /// Same as `read(path:)` over bytes already in memory.
     @discardableResult
     public static func read(bytes raw: UnsafeRawBufferPointer, name: String = "pcap data",
-                            _ body: (PcapRecord) throws -> Void) throws -> PcapFileInfo {
+                            onHeader: ((PcapFileInfo) throws -> Void)? = nil, _ body: (PcapRecord) throws -> Void) throws -> PcapFileInfo {
         guard raw.count >= 4 else {
             throw CaptureError.format("\(name) is \(raw.count) bytes long, shorter than a pcap file header (24 bytes): it is empty or was cut off; capture again")
         }
@@ -130,6 +131,7 @@ public enum PcapReader {
             return swapped ? v.byteSwapped : v
         }
         var info = PcapFileInfo(linkType: u32(20) & 0x0fff_ffff, snapLength: u32(16), nanosecond: nano, bigEndian: swapped)
+        try onHeader?(info)
         var off = 24
         let fracScale: Int64 = nano ? 1 : 1000
         let limit = max(maxRecordLength, Int(info.snapLength))

@@ -12,17 +12,10 @@ public struct FlowKey: Hashable, Sendable {
     /// Returns the canonical key and whether `src` is the `a` side.
     @inline(__always)
     static func make(_ p: DecodedPacket) -> (FlowKey, Bool) {
-        if (p.src, p.srcPort) <= (p.dst, p.dstPort) {
+        if p.src < p.dst || (p.src == p.dst && p.srcPort <= p.dstPort) {
             return (FlowKey(proto: p.proto, a: p.src, aPort: p.srcPort, b: p.dst, bPort: p.dstPort), true)
         }
         return (FlowKey(proto: p.proto, a: p.dst, aPort: p.dstPort, b: p.src, bPort: p.srcPort), false)
-    }
-}
-
-extension IPAddress {
-    static func <= (l: (IPAddress, UInt16), r: (IPAddress, UInt16)) -> Bool {
-        if l.0 != r.0 { return l.0 < r.0 }
-        return l.1 <= r.1
     }
 }
 
@@ -95,7 +88,7 @@ public struct ICMPEcho: Sendable, Equatable {
 }
 
 /// One HTTP/1.x request and its response on a TCP connection.
-public struct HTTPExchange: Sendable, Equatable {
+public struct WireHTTPExchange: Sendable, Equatable {
     public var client: IPAddress
     public var clientPort: UInt16
     public var server: IPAddress
@@ -146,7 +139,7 @@ public struct WireAnalysis: Sendable, Equatable {
     public var flows: [FlowSummary]
     public var handshakes: [TCPHandshake]
     public var echoes: [ICMPEcho]
-    public var http: [HTTPExchange]
+    public var http: [WireHTTPExchange]
     /// TCP connections whose HTTP stream could not be followed (a gap in the captured sequence
     /// space, a payload cut by the snap length, or a header block over 64 KiB).
     public var httpUnfollowable: Int
@@ -164,7 +157,7 @@ public final class WireAnalyzer {
     private var flows: [FlowState] = []
     private var echoIndex: [EchoKey: Int] = [:]
     private var echoes: [ICMPEcho] = []
-    private var httpDone: [HTTPExchange] = []
+    private var httpDone: [WireHTTPExchange] = []
     private var httpUnfollowable = 0
     private var firstNs: Int64?
     private var lastNs: Int64 = 0
@@ -215,14 +208,11 @@ public final class WireAnalyzer {
 
     /// Reads and analyses a whole pcap file.
     public static func analyze(path: String) throws -> WireAnalysis {
-        var analyzer: WireAnalyzer?
-        let info = try PcapReader.read(path: path) { rec in
-            if analyzer == nil { analyzer = nil }
-            analyzer!.add(rec)
-        } preparing: { info in
-            analyzer = WireAnalyzer(linkType: info.linkType)
+        var analyzer = WireAnalyzer(linkType: LinkType.ethernet)
+        let info = try PcapReader.read(path: path, onHeader: { analyzer = WireAnalyzer(linkType: $0.linkType) }) { rec in
+            analyzer.add(rec)
         }
-        let a = analyzer ?? WireAnalyzer(linkType: info.linkType)
+        let a = analyzer
         a.counters.truncatedRecords = info.truncatedRecords
         a.counters.corruptRecordAt = info.corruptAtOffset
         return a.finish()
@@ -332,8 +322,9 @@ public final class WireAnalyzer {
         if srcIsA { f.haveSeq.0 = have; f.nextSeq.0 = next } else { f.haveSeq.1 = have; f.nextSeq.1 = next }
 
         // HTTP: follow the payload in order.
+        let closes = flags & TCPFlag.rst != 0 || (flags & TCPFlag.fin != 0 && !fromClient)
         guard packet.payloadLength > 0 else {
-            if flags & (TCPFlag.fin | TCPFlag.rst) != 0, let h = f.http { closeHTTP(f, h, ns) }
+            if closes, let h = f.http { h.closed(ns: ns) }
             return
         }
         if !f.httpChecked {
@@ -341,8 +332,8 @@ public final class WireAnalyzer {
             if packet.capturedPayloadLength > 0 {
                 let first = UnsafeRawBufferPointer(rebasing: frame[packet.payloadOffset..<(packet.payloadOffset + packet.capturedPayloadLength)])
                 if HTTPFlow.looksLikeRequest(first) {
-                    f.clientIsA = srcIsA == f.clientIsA ? f.clientIsA : (f.sawSyn ? f.clientIsA : srcIsA)
-                    if fromClient || !f.sawSyn { f.http = HTTPFlow() }
+                    if !f.sawSyn { f.clientIsA = srcIsA } // no handshake captured: the requester is the client
+                    if srcIsA == f.clientIsA { f.http = HTTPFlow() }
                 }
             }
         }
@@ -364,11 +355,7 @@ public final class WireAnalyzer {
         let clientToServer = srcIsA == f.clientIsA
         h.feed(bytes, fromClient: clientToServer, ns: ns)
         if h.dead { httpUnfollowable += 1 }
-        if flags & TCPFlag.fin != 0 { closeHTTP(f, h, ns) }
-    }
-
-    private func closeHTTP(_ f: FlowState, _ h: HTTPFlow, _ ns: Int64) {
-        h.closed(ns: ns)
+        if closes { h.closed(ns: ns) }
     }
 
     /// Ends the analysis and returns its results.
@@ -425,7 +412,7 @@ final class HTTPFlow {
 
     var client = Direction()
     var server = Direction()
-    var exchanges: [HTTPExchange] = []
+    var exchanges: [WireHTTPExchange] = []
     /// Index in `exchanges` of the request the next response answers.
     var nextToAnswer = 0
     var dead = false
@@ -450,8 +437,9 @@ final class HTTPFlow {
             if fromClient { client = Direction() } else { server = Direction() } // avoid CoW copies of the buffers
             switch d.state {
             case .start:
+                if bytes[i] == 0x0d || bytes[i] == 0x0a { i += 1; break } // stray CRLF between messages
                 if fromClient {
-                    exchanges.append(HTTPExchange(client: IPAddress(hi: 0, lo: 0), clientPort: 0, server: IPAddress(hi: 0, lo: 0), serverPort: 0,
+                    exchanges.append(WireHTTPExchange(client: IPAddress(hi: 0, lo: 0), clientPort: 0, server: IPAddress(hi: 0, lo: 0), serverPort: 0,
                                                   index: exchanges.count, method: "", target: "", status: nil, requestStartNs: ns))
                 } else {
                     if nextToAnswer >= exchanges.count { dead = true; break } // a response nobody asked for

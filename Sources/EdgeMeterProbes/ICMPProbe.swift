@@ -55,6 +55,7 @@ public struct ICMPEchoResult: Sendable {
 
 public struct ICMPProbeError: Error, CustomStringConvertible {
     public var message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 

@@ -91,6 +91,10 @@ public struct ResolveError: Error, CustomStringConvertible {
     public var target: String
     public var message: String
     public var description: String { message }
+    public init(target: String, message: String) {
+        self.target = target
+        self.message = message
+    }
 }
 
 public enum Resolver {

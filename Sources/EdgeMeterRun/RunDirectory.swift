@@ -72,7 +72,7 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         var bytes = Array(text.utf8)
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
             if n < 0 { if errno == EINTR { continue }; break }
             off += n
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import EdgeMeterCore
 
 @main
@@ -11,6 +12,26 @@ struct EdgeMeterCommand: AsyncParsableCommand {
         samples.csv, summary.csv, summary.md and run.json. See README.md.
         """,
         version: EdgeMeterVersion.current,
-        subcommands: [PingCommand.self, TCPingCommand.self, RunSuiteCommand.self, ReportCommand.self]
+        subcommands: [PingCommand.self, TCPingCommand.self, RunSuiteCommand.self, ReportCommand.self,
+                      CaptureCommand.self, AnalyzeCommand.self, PcapGenerateCommand.self]
     )
+
+    /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                fputs(fullMessage(for: error) + "\n", stderr)
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -1,0 +1,171 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import EdgeMeterCore
+
+/// One HTTP exchange on a new connection, with monotonic timestamps for each phase (nanoseconds,
+/// CLOCK_MONOTONIC) and the failure if any. Phases (blackbox_exporter's split):
+/// - `resolve`: getaddrinfo for the host, on NIO's thread pool (≈0 for an IP literal);
+/// - `connect`: from starting `connect()` until the TCP handshake completed (channel active);
+///   excludes name resolution;
+/// - `first_byte`: from handing the request to the socket until the first response byte is read
+///   (server processing plus one round trip);
+/// - `total`: from the start of name resolution until the last byte of the response body.
+public struct HTTPExchange: Sendable {
+    public var startedAt: Date
+    public var resolveNanoseconds: Int64?
+    public var connectNanoseconds: Int64?
+    public var firstByteNanoseconds: Int64?
+    public var totalNanoseconds: Int64?
+    public var response: HTTPResponseInfo?
+    public var error: HTTPClientError?
+    /// The phase in which `error` happened (`resolve`, `connect`, `first_byte`, `total`).
+    public var failedPhase: String?
+}
+
+/// What `edgemeter http` checks and how often.
+public struct HTTPProbeOptions: Sendable {
+    public var request: HTTPRequestSpec
+    public var count: Int = 10
+    /// Attempts start at start + k·interval; an attempt longer than the interval delays the next.
+    public var interval: Duration = .seconds(1)
+    /// Limit for the connect, and separately for the whole exchange after it.
+    public var timeout: Duration = .seconds(5)
+    /// Statuses that count as success; nil means any 2xx or 3xx.
+    public var expectedStatuses: [Int]?
+    /// Text the body must contain.
+    public var expectedBody: String?
+
+    public init(request: HTTPRequestSpec, count: Int = 10, interval: Duration = .seconds(1), timeout: Duration = .seconds(5),
+                expectedStatuses: [Int]? = nil, expectedBody: String? = nil) {
+        self.request = request
+        self.count = count
+        self.interval = interval
+        self.timeout = timeout
+        self.expectedStatuses = expectedStatuses
+        self.expectedBody = expectedBody
+    }
+}
+
+/// `edgemeter http`: one request at a time, each on a new connection, every phase recorded.
+public enum HTTPProbe {
+    public static let phases = ["resolve", "connect", "first_byte", "total"]
+
+    /// Performs one exchange (new connection, request, whole response, close).
+    public static func exchange(_ target: HTTPTarget, request: HTTPRequestSpec, timeout: Duration) async -> HTTPExchange {
+        var x = HTTPExchange(startedAt: Date())
+        let t0 = monotonicNanos()
+        let address: SocketAddress
+        do {
+            address = try await HTTPConnection.resolve(host: target.host, port: target.port)
+        } catch {
+            x.error = (error as? HTTPClientError) ?? .resolve("\(error)")
+            x.failedPhase = "resolve"
+            return x
+        }
+        let t1 = monotonicNanos()
+        x.resolveNanoseconds = Int64(t1 - t0)
+        let amount = TimeAmount.nanoseconds(timeout.nanoseconds)
+        let conn: HTTPConnection
+        do {
+            conn = try await HTTPConnection.connect(to: address, targetName: "\(target.host):\(target.port)", timeout: amount)
+        } catch {
+            x.error = (error as? HTTPClientError) ?? .other("\(error)")
+            x.failedPhase = "connect"
+            return x
+        }
+        let t2 = monotonicNanos()
+        x.connectNanoseconds = Int64(t2 - t1)
+        defer { conn.close() }
+        do {
+            let r = try await conn.send(request, host: target.hostHeader, keepAlive: false, timeout: amount)
+            x.response = r.response
+            x.firstByteNanoseconds = Int64(r.firstByteAt) - Int64(r.sentAt)
+            x.totalNanoseconds = Int64(r.endAt) - Int64(t0)
+        } catch {
+            x.error = (error as? HTTPClientError) ?? .other("\(error)")
+            x.failedPhase = conn.collector.firstByteAt == 0 ? "first_byte" : "total"
+            if conn.collector.firstByteAt != 0 {
+                x.firstByteNanoseconds = Int64(conn.collector.firstByteAt) - Int64(conn.collector.sentAt)
+            }
+        }
+        return x
+    }
+
+    /// Checks a response against the expectations; returns the reason when it does not match.
+    public static func mismatch(_ r: HTTPResponseInfo, expectedStatuses: [Int]?, expectedBody: String?) -> String? {
+        let ok = expectedStatuses.map { $0.contains(r.status) } ?? (200..<400).contains(r.status)
+        if !ok {
+            let want = expectedStatuses.map { $0.map(String.init).joined(separator: " or ") } ?? "2xx or 3xx"
+            let excerpt = r.bodyText.trimmingCharacters(in: .whitespacesAndNewlines).prefix(160)
+            return "expected status \(want), got \(r.status)" + (excerpt.isEmpty ? "" : ": \(excerpt)")
+        }
+        if let want = expectedBody, !r.bodyText.contains(want) {
+            return "the body (\(r.body.readableBytes) bytes) does not contain \"\(want)\""
+        }
+        return nil
+    }
+
+    /// Turns an exchange into one sample per phase. Phases completed before a failure keep their
+    /// value; the failed phase and all later ones carry the status and reason. A response that
+    /// fails the expectations keeps resolve/connect/first_byte and fails `total`.
+    public static func samples(_ x: HTTPExchange, mismatch: String?, runID: String, scenario: String, probe: String,
+                               target: String, labels: [String: String]) -> [Sample] {
+        var labels = labels
+        labels["clock"] = "monotonic"
+        labels["connection"] = "new"
+        if let r = x.response { labels["http_status"] = String(r.status) }
+        let values: [String: Int64?] = ["resolve": x.resolveNanoseconds, "connect": x.connectNanoseconds,
+                                        "first_byte": x.firstByteNanoseconds, "total": x.totalNanoseconds]
+        let failIndex: Int? = x.failedPhase.flatMap { phases.firstIndex(of: $0) } ?? (mismatch != nil ? 3 : nil)
+        let status: SampleStatus = x.error?.sampleStatus ?? .error
+        let reason = x.error?.description ?? mismatch ?? ""
+        return phases.enumerated().map { i, phase in
+            if let f = failIndex, i >= f {
+                return Sample(runID: runID, scenario: scenario, probe: probe, target: target, metric: "latency", phase: phase,
+                              value: nil, unit: "ms", timestamp: x.startedAt, status: status,
+                              reason: i == f ? reason : "\(phases[f]) failed: \(reason)", labels: labels)
+            }
+            let v = values[phase].flatMap { $0 }.map { Double($0) / 1e6 }
+            return Sample(runID: runID, scenario: scenario, probe: probe, target: target, metric: "latency", phase: phase,
+                          value: v, unit: "ms", timestamp: x.startedAt, status: v == nil ? .error : .ok,
+                          reason: v == nil ? "not measured" : "", labels: labels)
+        }
+    }
+
+    /// Runs `options.count` attempts (or until `stop`), recording every phase of every attempt.
+    /// Returns the number of attempts that succeeded.
+    @discardableResult
+    public static func run(target: HTTPTarget, options: HTTPProbeOptions, runID: String, scenario: String,
+                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil) async -> (attempts: Int, succeeded: Int) {
+        let start = ContinuousClock.now
+        var ok = 0
+        var attempts = 0
+        for seq in 0..<options.count {
+            if stop.isStopped { break }
+            if seq > 0 {
+                let due = start + options.interval * seq
+                while ContinuousClock.now < due, !stop.isStopped {
+                    let left = due - ContinuousClock.now
+                    try? await Task.sleep(for: min(left, .milliseconds(50)))
+                }
+                if stop.isStopped { break }
+            }
+            let x = await exchange(target, request: options.request, timeout: options.timeout)
+            let bad = x.response.flatMap { mismatch($0, expectedStatuses: options.expectedStatuses, expectedBody: options.expectedBody) }
+            let rows = samples(x, mismatch: bad, runID: runID, scenario: scenario, probe: "http", target: target.description,
+                               labels: ["seq": String(seq), "method": options.request.method])
+            rows.forEach(sink.record)
+            attempts += 1
+            if x.error == nil, bad == nil { ok += 1 }
+            if let progress {
+                if let total = x.totalNanoseconds, x.error == nil, bad == nil, let r = x.response {
+                    progress("seq=\(seq) status=\(r.status) total=\(String(format: "%.3f", Double(total) / 1e6)) ms")
+                } else {
+                    progress("seq=\(seq) failed: \(x.error?.description ?? bad ?? "?")")
+                }
+            }
+        }
+        return (attempts, ok)
+    }
+}

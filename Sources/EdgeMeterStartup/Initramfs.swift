@@ -1,0 +1,91 @@
+import Foundation
+
+/// Where the Debian kernel and its e1000 module live (put there once by `scripts/setup-engines.sh`).
+public struct KernelCache: Sendable {
+    public static let defaultDirectory = ProcessInfo.processInfo.environment["EDGEMETER_KERNEL_CACHE"] ?? "/var/cache/edgemeter/kernel"
+    public var directory: String
+    public init(directory: String = KernelCache.defaultDirectory) { self.directory = directory }
+
+    /// The newest `boot/vmlinuz-*` in the cache.
+    public func kernel() throws -> String {
+        let boot = "\(directory)/boot"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: boot)) ?? []
+        guard let k = names.filter({ $0.hasPrefix("vmlinuz-") }).sorted().last else {
+            throw StartupError("no guest kernel in \(boot): run `scripts/setup-engines.sh` (downloads linux-image-6.1.0-*-amd64 once into the cache) or set EDGEMETER_KERNEL_CACHE")
+        }
+        return "\(boot)/\(k)"
+    }
+
+    /// The e1000 NIC driver module for the guest (Debian builds it as a module).
+    public func e1000Module() throws -> String {
+        let path = "\(directory)/modules/e1000.ko"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StartupError("\(path) is missing: run `scripts/setup-engines.sh` to unpack it from the kernel package")
+        }
+        return path
+    }
+}
+
+/// Builds the guest's initramfs with `cpio -o -H newc`: busybox-static as the only program, an
+/// `/init` that mounts devtmpfs and proc, loads e1000 and configures the QEMU user-network address
+/// (10.0.2.15/24) when networking is on, runs the workload script for the ready check (marker on
+/// the serial console, optional TCP/HTTP listener) and powers off when the workload returns.
+public struct Initramfs: Sendable {
+    public var busybox: String
+    public init(busybox: String = "/bin/busybox") { self.busybox = busybox }
+
+    public func initScript(ready: ReadyCheck, network: Bool) -> String {
+        var s = """
+            #!/bin/busybox sh
+            /bin/busybox mount -t devtmpfs devtmpfs /dev
+            /bin/busybox mount -t proc proc /proc
+            /bin/busybox --install -s /bin
+            exec </dev/console >/dev/console 2>&1
+
+            """
+        if network {
+            s += """
+                insmod /lib/e1000.ko
+                ip link set lo up
+                ip link set eth0 up
+                ip addr add 10.0.2.15/24 dev eth0
+                ip route add default via 10.0.2.2
+
+                """
+        }
+        s += "sh /workload\npoweroff -f\n"
+        return s
+    }
+
+    /// Writes `path` (an uncompressed newc cpio archive the kernel unpacks as its root).
+    public func build(to path: String, ready: ReadyCheck, network: Bool, e1000: String?) async throws {
+        guard FileManager.default.isExecutableFile(atPath: busybox) else {
+            throw StartupError("\(busybox) not found: apt-get install -y busybox-static")
+        }
+        guard let cpio = findExecutable("cpio") else { throw StartupError("cpio not found: apt-get install -y cpio") }
+        let fm = FileManager.default
+        let root = path + ".d"
+        try? fm.removeItem(atPath: root)
+        defer { try? fm.removeItem(atPath: root) }
+        for dir in ["bin", "dev", "proc", "sys", "lib", "tmp"] {
+            try fm.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: true)
+        }
+        try fm.copyItem(atPath: busybox, toPath: "\(root)/bin/busybox")
+        if network, let e1000 { try fm.copyItem(atPath: e1000, toPath: "\(root)/lib/e1000.ko") }
+        func write(_ rel: String, _ text: String) throws {
+            guard fm.createFile(atPath: "\(root)/\(rel)", contents: Data(text.utf8), attributes: [.posixPermissions: 0o755]) else {
+                throw StartupError("cannot write \(root)/\(rel)")
+            }
+        }
+        try write("init", initScript(ready: ready, network: network))
+        try write("workload", Workload.script(for: ready))
+        let list = ["."] + (fm.enumerator(atPath: root)?.compactMap { $0 as? String }.sorted() ?? [])
+        let listFile = path + ".list"
+        try (list.joined(separator: "\n") + "\n").write(toFile: listFile, atomically: true, encoding: .utf8)
+        defer { try? fm.removeItem(atPath: listFile) }
+        let input = try FileHandle(forReadingFrom: URL(fileURLWithPath: listFile))
+        defer { try? input.close() }
+        let r = try await runCommand([cpio, "-o", "-H", "newc", "-R", "0:0", "-F", path], stdin: input, directory: root)
+        guard r.ok else { throw StartupError("cpio failed building \(path): \(r.combined)") }
+    }
+}

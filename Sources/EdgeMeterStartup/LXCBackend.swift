@@ -1,0 +1,173 @@
+import EdgeMeterCore
+import Foundation
+
+/// LXC system containers from the busybox template (created offline), driven with the lxc-* tools
+/// (argument lists, no shell). Phases, timed on the client with a monotonic clock:
+/// - create: `lxc-create -t busybox` plus writing the workload and config (address, init command);
+/// - start: `lxc-start -d` returns; running: polling `lxc-info -s` until RUNNING (or STOPPED for a
+///   workload that already finished); each poll forks lxc-info (≈ 2-5 ms resolution);
+/// - ready: exit = state STOPPED; marker = the line in the workload's log (`/edgemeter.log` in the
+///   rootfs, read from the host, polled every 2 ms); tcp/http/icmp = to the container's address;
+/// - stop: `lxc-stop -t 2` (the workload exits on SIGTERM); remove: `lxc-destroy`.
+/// Containers join `bridge`, which the run creates (and later deletes) when it is missing.
+public final class LXCBackend: StartupBackend, @unchecked Sendable {
+    public let runTag: String
+    public let bridge: String
+    /// The bridge's address; containers get .10, .11, ... of its /24.
+    public let bridgeAddress: String
+    public var name: String { "lxc" }
+    public var labels: [String: String] { ["template": "busybox", "bridge": bridge] }
+    private var createdBridge = false
+    private let lock = NSLock()
+    private var created: [String] = []
+
+    public init(runID: String, bridge: String = "edgemeter-br0", bridgeAddress: String = "10.213.77.1") {
+        self.runTag = instanceTag(runID)
+        self.bridge = bridge
+        self.bridgeAddress = bridgeAddress
+    }
+
+    public static let lxcPath = "/var/lib/lxc"
+
+    public func prepare(stop: StopFlag) async throws {
+        for tool in ["lxc-create", "lxc-start", "lxc-info", "lxc-stop", "lxc-destroy"] where findExecutable(tool) == nil {
+            throw StartupError("\(tool) not found: install LXC (apt-get install -y lxc)")
+        }
+        guard FileManager.default.fileExists(atPath: "/usr/share/lxc/templates/lxc-busybox") else {
+            throw StartupError("the LXC busybox template is missing (/usr/share/lxc/templates/lxc-busybox): apt-get install -y lxc busybox-static")
+        }
+        guard geteuid() == 0 else { throw StartupError("LXC containers need root here: run edgemeter as root") }
+        if try await !Self.linkExists(bridge) {
+            for argv in [["ip", "link", "add", bridge, "type", "bridge"],
+                         ["ip", "addr", "add", "\(bridgeAddress)/24", "dev", bridge],
+                         ["ip", "link", "set", bridge, "up"]] {
+                let r = try await runCommand(argv)
+                guard r.ok else {
+                    throw StartupError("creating bridge \(bridge) failed (\(argv.joined(separator: " ")): \(r.combined)): check iproute2 and root")
+                }
+                createdBridge = true
+            }
+        }
+    }
+
+    static func linkExists(_ name: String) async throws -> Bool {
+        try await runCommand(["ip", "link", "show", name]).ok
+    }
+
+    public func create(index: Int, ready: ReadyCheck) async throws -> StartupInstance {
+        let name = "edgemeter-\(runTag)-\(index + 1)"
+        lock.withLock { created.append(name) }
+        let r = try await runCommand(["lxc-create", "-n", name, "-t", "busybox"])
+        guard r.ok else { throw StartupError("lxc-create \(name) failed: \(r.combined)") }
+        let root = "\(Self.lxcPath)/\(name)"
+        let octets = bridgeAddress.split(separator: ".")
+        let address = octets.dropLast().joined(separator: ".") + ".\(10 + index % 240)"
+        let script = "#!/bin/sh\nexec >/edgemeter.log 2>&1\n" + Workload.script(for: ready)
+        let workload = "\(root)/rootfs/edgemeter-workload"
+        guard FileManager.default.createFile(atPath: workload, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755]) else {
+            throw StartupError("cannot write \(workload)")
+        }
+        var config = try String(contentsOfFile: "\(root)/config", encoding: .utf8)
+        config = config.replacingOccurrences(of: "lxc.net.0.link = lxcbr0", with: "lxc.net.0.link = \(bridge)")
+        config += """
+
+            # edgemeter startup workload
+            lxc.init.cmd = /edgemeter-workload
+            lxc.signal.halt = SIGTERM
+            lxc.net.0.ipv4.address = \(address)/24
+
+            """
+        try config.write(toFile: "\(root)/config", atomically: true, encoding: .utf8)
+        return LXCInstance(name: name, address: address, root: root)
+    }
+
+    public func cleanup() async {
+        let names: [String] = lock.withLock { let n = created; created = []; return n }
+        for name in names { await LXCInstance.destroy(name) }
+        _ = await Self.removeLeftovers(prefix: "edgemeter-\(runTag)-")
+        if createdBridge {
+            _ = try? await runCommand(["ip", "link", "del", bridge])
+            createdBridge = false
+        }
+    }
+
+    /// Stops and destroys every container whose name starts with `prefix`; returns their names.
+    public static func removeLeftovers(prefix: String = "edgemeter-") async -> [String] {
+        guard findExecutable("lxc-ls") != nil, let r = try? await runCommand(["lxc-ls", "-1"]) else { return [] }
+        var removed: [String] = []
+        for name in r.stdout.split(whereSeparator: \.isWhitespace).map(String.init) where name.hasPrefix(prefix) {
+            await LXCInstance.destroy(name)
+            removed.append("lxc container \(name)")
+        }
+        return removed
+    }
+}
+
+final class LXCInstance: StartupInstance, @unchecked Sendable {
+    let name: String
+    let address: String
+    let root: String
+    var labels: [String: String] { ["address": address] }
+
+    init(name: String, address: String, root: String) {
+        self.name = name
+        self.address = address
+        self.root = root
+    }
+
+    func state() async throws -> String {
+        let r = try await runCommand(["lxc-info", "-n", name, "-s"])
+        guard r.ok else { throw StartupError("lxc-info \(name): \(r.combined)") }
+        return r.stdout.replacingOccurrences(of: "State:", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func start() async throws {
+        let r = try await runCommand(["lxc-start", "-n", name, "-d"])
+        guard r.ok else { throw StartupError("lxc-start \(name) failed: \(r.combined) (is the bridge up? see `lxc-start -n \(name) -F -l DEBUG`)") }
+    }
+
+    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+        try await poll("\(name) RUNNING", until: deadline, stop: stop, interval: .milliseconds(1)) {
+            let s = try await self.state()
+            return s == "RUNNING" || s == "STOPPED"
+        }
+    }
+
+    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+        switch check {
+        case .exit:
+            try await poll("\(name) STOPPED after its workload exited", until: deadline, stop: stop, interval: .milliseconds(1)) {
+                try await self.state() == "STOPPED"
+            }
+        case .marker(let marker):
+            let log = "\(root)/rootfs/edgemeter.log"
+            try await poll("marker \"\(marker)\" in \(log)", until: deadline, stop: stop, interval: .milliseconds(2)) {
+                guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return false }
+                return text.split(whereSeparator: \.isNewline).contains { $0 == marker }
+            }
+        case .tcp(let port):
+            try await ReadyProbes.tcp(host: address, port: port, banner: false, until: deadline, stop: stop)
+        case .http(let port, let path):
+            try await ReadyProbes.http(host: address, port: port, path: path, until: deadline, stop: stop)
+        case .icmp:
+            try await ReadyProbes.icmp(host: address, until: deadline, stop: stop)
+        }
+    }
+
+    func stop() async throws {
+        if try await state() == "STOPPED" { return }
+        let r = try await runCommand(["lxc-stop", "-n", name, "-t", "2"])
+        guard r.ok || r.combined.contains("not running") else { throw StartupError("lxc-stop \(name) failed: \(r.combined)") }
+    }
+
+    func remove() async throws {
+        let r = try await runCommand(["lxc-destroy", "-n", name])
+        guard r.ok else { throw StartupError("lxc-destroy \(name) failed: \(r.combined)") }
+    }
+
+    static func destroy(_ name: String) async {
+        guard FileManager.default.fileExists(atPath: "\(LXCBackend.lxcPath)/\(name)") else { return }
+        _ = try? await runCommand(["lxc-stop", "-n", name, "-k"])
+        _ = try? await runCommand(["lxc-destroy", "-n", name])
+    }
+}

@@ -1,0 +1,427 @@
+import EdgeMeterCore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// QEMU machine accelerator choice. `auto` boots a probe guest with KVM and falls back to TCG when
+/// it does not reach its marker in time (on this machine KVM guests hang after the decompressor).
+public enum QEMUAccel: String, Sendable, CaseIterable {
+    case auto, kvm, tcg
+}
+
+/// VMs booted from the cached Debian kernel and an initramfs edgemeter builds, controlled through
+/// QMP. Phases, timed on the client with a monotonic clock:
+/// - create: spawning `qemu-system-x86_64 -S` (paused) until QMP answers `qmp_capabilities`;
+/// - start: QMP `cont` returns (for a restore: the incoming migration completed, then `cont`);
+/// - running: QMP `query-status` says running;
+/// - ready: marker = the line on the serial console (file, polled every 2 ms); exit = the guest
+///   powered off and QEMU exited 0; tcp/http = through the user-mode NAT host forward
+///   (127.0.0.1:hostPort → guest port), tcp requiring the guest's banner line;
+/// - stop: QMP `quit` until the process exited; remove: deleting the instance's files.
+/// The accelerator used is in every sample's `accel` label.
+public final class QEMUBackend: StartupBackend, @unchecked Sendable {
+    public let runTag: String
+    public let requestedAccel: QEMUAccel
+    public let hostPort: Int
+    public let memoryMiB: Int
+    public let kvmProbeTimeout: Duration
+    public let kernelCache: KernelCache
+    /// Restore every instance from a state saved (migrated to a file) from a running guest.
+    public let fromSnapshot: Bool
+    public private(set) var accel: String = "tcg"
+    public private(set) var accelNote: String?
+    /// In snapshot mode: milliseconds from `stop` to the migration to file completing.
+    public private(set) var saveMilliseconds: Double?
+    public var name: String { fromSnapshot ? "qemu-snapshot" : "qemu" }
+    public var labels: [String: String] {
+        var l = ["accel": accel, "kernel": (try? kernelCache.kernel()).map { ($0 as NSString).lastPathComponent } ?? "?",
+                 "host_port": String(hostPort)]
+        if let accelNote { l["accel_note"] = accelNote }
+        if fromSnapshot { l["source"] = "snapshot" }
+        return l
+    }
+    let workDirectory: String
+    private var kernel = ""
+    private var e1000: String?
+    private var initramfs: [String: String] = [:]
+    private var statePath: String?
+    private let lock = NSLock()
+    private var live: [QEMUInstance] = []
+
+    public init(runID: String, accel: QEMUAccel = .auto, hostPort: Int = 1234, memoryMiB: Int = 256,
+                kvmProbeTimeout: Duration = .seconds(8), kernelCache: KernelCache = KernelCache(),
+                fromSnapshot: Bool = false, workDirectory: String? = nil) {
+        self.runTag = instanceTag(runID)
+        self.requestedAccel = accel
+        self.hostPort = hostPort
+        self.memoryMiB = memoryMiB
+        self.kvmProbeTimeout = kvmProbeTimeout
+        self.kernelCache = kernelCache
+        self.fromSnapshot = fromSnapshot
+        self.workDirectory = workDirectory ?? NSTemporaryDirectory() + "edgemeter-qemu-\(instanceTag(runID))"
+    }
+
+    public static let binary = "qemu-system-x86_64"
+
+    public func prepare(stop: StopFlag) async throws {
+        guard findExecutable(Self.binary) != nil else {
+            throw StartupError("\(Self.binary) not found: apt-get install -y qemu-system-x86")
+        }
+        kernel = try kernelCache.kernel()
+        e1000 = try? kernelCache.e1000Module()
+        try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
+        switch requestedAccel {
+        case .tcg: accel = "tcg"
+        case .kvm:
+            guard Self.kvmOpens() else { throw StartupError("--accel kvm: /dev/kvm cannot be opened: load kvm_intel/kvm_amd or use --accel tcg") }
+            accel = "kvm"
+        case .auto:
+            let (ok, note) = await probeKVM(stop: stop)
+            accel = ok ? "kvm" : "tcg"
+            accelNote = note
+        }
+    }
+
+    static func kvmOpens() -> Bool {
+        let fd = open("/dev/kvm", O_RDWR)
+        if fd >= 0 { close(fd); return true }
+        return false
+    }
+
+    /// Proves KVM boots a guest: the probe guest must print its marker within `kvmProbeTimeout`.
+    /// Returns (usable, note for the `accel_note` label).
+    func probeKVM(stop: StopFlag) async -> (Bool, String) {
+        guard Self.kvmOpens() else { return (false, "kvm unavailable (/dev/kvm does not open); tcg used") }
+        do {
+            let vm = try await spawn(index: 0, ready: .marker(ReadyCheck.defaultMarker), accel: "kvm", role: "kvmprobe", paused: false)
+            defer { vm.kill(); vm.deleteFiles() }
+            let deadline = ContinuousClock.now + kvmProbeTimeout
+            try await vm.waitReady(.marker(ReadyCheck.defaultMarker), until: deadline, stop: stop)
+            return (true, "kvm probe guest booted")
+        } catch {
+            let secs = String(format: "%.1f", kvmProbeTimeout.seconds)
+            return (false, "kvm probe guest did not reach its marker within \(secs) s; tcg used")
+        }
+    }
+
+    func initramfsPath(for ready: ReadyCheck) async throws -> String {
+        let network = Self.needsNetwork(ready)
+        let key = ready.kind
+        if let p = lock.withLock({ initramfs[key] }) { return p }
+        let path = "\(workDirectory)/initramfs-\(key).cpio"
+        try await Initramfs().build(to: path, ready: ready, network: network, e1000: e1000)
+        lock.withLock { initramfs[key] = path }
+        return path
+    }
+
+    static func needsNetwork(_ ready: ReadyCheck) -> Bool {
+        switch ready {
+        case .tcp, .http: return true
+        default: return false
+        }
+    }
+
+    func guestPort(_ ready: ReadyCheck) -> Int? {
+        switch ready {
+        case .tcp(let p): return p
+        case .http(let p, _): return p
+        default: return nil
+        }
+    }
+
+    /// Launches QEMU and waits for QMP. `paused` adds `-S`; `incoming` restores from a state file.
+    func spawn(index: Int, ready: ReadyCheck, accel: String, role: String, paused: Bool = true, incoming: String? = nil) async throws -> QEMUInstance {
+        if case .icmp = ready {
+            throw StartupError("ready=icmp is not available for qemu: user-mode NAT has no route from the host into the guest; use tcp, http or marker")
+        }
+        if Self.needsNetwork(ready), e1000 == nil {
+            _ = try kernelCache.e1000Module()
+        }
+        let name = "edgemeter-\(runTag)-\(role)\(index + 1)"
+        let dir = "\(workDirectory)/\(name)"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let initrd = try await initramfsPath(for: ready)
+        var args = ["-name", name, "-accel", accel, "-m", String(memoryMiB), "-nodefaults", "-no-user-config",
+                    "-display", "none", "-no-reboot",
+                    "-serial", "file:\(dir)/serial.log",
+                    "-kernel", kernel, "-initrd", initrd,
+                    "-append", "console=ttyS0 quiet panic=-1",
+                    "-qmp", "unix:\(dir)/qmp.sock,server=on,wait=off",
+                    "-pidfile", "\(dir)/qemu.pid"]
+        if let port = guestPort(ready) {
+            args += ["-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:\(hostPort)-:\(port)", "-device", "e1000,netdev=n0,romfile="]
+        }
+        if paused { args.append("-S") }
+        if let incoming { args += ["-incoming", "exec:cat \(incoming)"] }
+        let vm = QEMUInstance(name: name, directory: dir, arguments: args, hostPort: hostPort, accel: accel, restored: incoming != nil)
+        lock.withLock { live.append(vm) }
+        try await vm.launch()
+        return vm
+    }
+
+    public func create(index: Int, ready: ReadyCheck) async throws -> StartupInstance {
+        if fromSnapshot {
+            guard guestPort(ready) != nil else {
+                throw StartupError("a restored VM does not re-run its boot, so ready=\(ready.kind) cannot be seen: use ready tcp or http with snapshots")
+            }
+            if statePath == nil { try await saveState(ready: ready) }
+            return try await spawn(index: index, ready: ready, accel: accel, role: "restore", incoming: statePath)
+        }
+        return try await spawn(index: index, ready: ready, accel: accel, role: "vm")
+    }
+
+    /// Boots a source guest, waits until it is ready, pauses it and migrates its state to a file.
+    func saveState(ready: ReadyCheck) async throws {
+        let stop = StopFlag()
+        let src = try await spawn(index: 0, ready: ready, accel: accel, role: "source")
+        defer { src.kill(); src.deleteFiles() }
+        try await src.start()
+        try await src.waitReady(ready, until: .now + .seconds(120), stop: stop)
+        let path = "\(workDirectory)/state.bin"
+        let t0 = ContinuousClock.now
+        _ = try await src.qmp.execute("stop")
+        _ = try await src.qmp.execute("migrate", ["uri": "exec:cat > \(path)"])
+        try await poll("migration to \(path) completed", until: .now + .seconds(120), stop: stop, interval: .milliseconds(2)) {
+            let r = try await src.qmp.execute("query-migrate")
+            let status = (r as? [String: Any])?["status"] as? String ?? ""
+            if status == "failed" { throw StartupError("saving VM state failed: \(r)") }
+            return status == "completed"
+        }
+        saveMilliseconds = Double((ContinuousClock.now - t0).nanoseconds) / 1e6
+        statePath = path
+        _ = try? await src.qmp.execute("quit")
+    }
+
+    public func cleanup() async {
+        let vms: [QEMUInstance] = lock.withLock { let v = live; live = []; return v }
+        for vm in vms { vm.kill(); vm.deleteFiles() }
+        try? FileManager.default.removeItem(atPath: workDirectory)
+    }
+
+    /// Kills QEMU processes whose `-name` starts with `edgemeter-` (found through /proc cmdlines)
+    /// and removes the work directories; returns what it removed.
+    public static func removeLeftovers(prefix: String = "edgemeter-") -> [String] {
+        var removed: [String] = []
+        let procs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for pid in procs.compactMap({ Int32($0) }) {
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+            let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            guard let exe = argv.first, exe.hasSuffix(binary), let i = argv.firstIndex(of: "-name"), i + 1 < argv.count,
+                  argv[i + 1].hasPrefix(prefix) else { continue }
+            kill(pid, SIGKILL)
+            removed.append("qemu process \(pid) (\(argv[i + 1]))")
+        }
+        let tmp = NSTemporaryDirectory()
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [] where entry.hasPrefix("edgemeter-qemu-") {
+            try? FileManager.default.removeItem(atPath: tmp + entry)
+            removed.append("directory \(tmp + entry)")
+        }
+        return removed
+    }
+}
+
+final class QEMUInstance: StartupInstance, @unchecked Sendable {
+    let name: String
+    let directory: String
+    let arguments: [String]
+    let hostPort: Int
+    let accel: String
+    let restored: Bool
+    let process = Process()
+    private(set) var qmp: QMPClient!
+    var labels: [String: String] { ["accel": accel, "pid": String(process.processIdentifier)] }
+
+    init(name: String, directory: String, arguments: [String], hostPort: Int, accel: String, restored: Bool) {
+        self.name = name
+        self.directory = directory
+        self.arguments = arguments
+        self.hostPort = hostPort
+        self.accel = accel
+        self.restored = restored
+    }
+
+    func launch() async throws {
+        process.executableURL = URL(fileURLWithPath: try resolveExecutable(QEMUBackend.binary))
+        process.arguments = arguments
+        _ = FileManager.default.createFile(atPath: "\(directory)/qemu.log", contents: nil)
+        guard let log = FileHandle(forWritingAtPath: "\(directory)/qemu.log") else {
+            throw StartupError("cannot write \(directory)/qemu.log")
+        }
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let socket = "\(directory)/qmp.sock"
+        let stop = StopFlag()
+        var client: QMPClient?
+        try await poll("QMP socket of \(name)", until: .now + .seconds(30), stop: stop, interval: .milliseconds(2)) {
+            guard self.process.isRunning else {
+                let text = (try? String(contentsOfFile: "\(self.directory)/qemu.log", encoding: .utf8)) ?? ""
+                throw StartupError("qemu exited at launch (status \(self.process.terminationStatus)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+            client = try? await QMPClient.connect(path: socket)
+            return client != nil
+        }
+        qmp = client
+    }
+
+    func status() async throws -> String {
+        let r = try await qmp.execute("query-status")
+        return (r as? [String: Any])?["status"] as? String ?? ""
+    }
+
+    func start() async throws {
+        if restored {
+            try await poll("incoming migration of \(name) completed", until: .now + .seconds(120), stop: StopFlag(), interval: .milliseconds(1)) {
+                let s = try await self.status()
+                return s != "inmigrate"
+            }
+        }
+        _ = try await qmp.execute("cont")
+    }
+
+    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+        try await poll("\(name) running", until: deadline, stop: stop, interval: .milliseconds(1)) {
+            try await self.status() == "running"
+        }
+    }
+
+    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+        switch check {
+        case .exit:
+            try await poll("guest power-off (qemu exit)", until: deadline, stop: stop, interval: .milliseconds(2)) { !self.process.isRunning }
+            guard process.terminationStatus == 0 else { throw StartupError("qemu exited with status \(process.terminationStatus)") }
+        case .marker(let marker):
+            let serial = "\(directory)/serial.log"
+            try await poll("marker \"\(marker)\" on the serial console", until: deadline, stop: stop, interval: .milliseconds(2)) {
+                guard self.process.isRunning || FileManager.default.fileExists(atPath: serial) else {
+                    throw StartupError("qemu exited before the marker")
+                }
+                guard let data = FileManager.default.contents(atPath: serial) else { return false }
+                return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).contains {
+                    $0.trimmingCharacters(in: .whitespaces).hasSuffix(marker)
+                }
+            }
+        case .tcp:
+            try await ReadyProbes.tcp(host: "127.0.0.1", port: hostPort, banner: true, until: deadline, stop: stop)
+        case .http(_, let path):
+            try await ReadyProbes.http(host: "127.0.0.1", port: hostPort, path: path, until: deadline, stop: stop)
+        case .icmp:
+            throw StartupError("ready=icmp is not available for qemu user-mode networking; use tcp, http or marker")
+        }
+    }
+
+    func stop() async throws {
+        if process.isRunning {
+            _ = try? await qmp.execute("quit")
+            try await poll("qemu \(name) exit", until: .now + .seconds(10), stop: StopFlag(), interval: .milliseconds(1)) { !self.process.isRunning }
+        }
+        qmp?.close()
+    }
+
+    func remove() async throws {
+        try FileManager.default.removeItem(atPath: directory)
+    }
+
+    func kill() {
+        if process.isRunning {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        qmp?.close()
+    }
+
+    func deleteFiles() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// A QMP client over the VM's unix socket (blocking reads on a background thread, 50 ms slices):
+/// greeting, `qmp_capabilities`, then one command at a time; events are kept in `events`.
+final class QMPClient: @unchecked Sendable {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private let lock = NSLock()
+    private(set) var events: [String] = []
+    private var closed = false
+
+    private init(fd: Int32) { self.fd = fd }
+
+    static func connect(path: String) async throws -> QMPClient {
+        try await ReadyProbes.blocking {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw StartupError("socket(AF_UNIX): \(String(cString: strerror(errno)))") }
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { Glibc.close(fd); throw StartupError("QMP socket path too long: \(path)") }
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                for (i, b) in bytes.enumerated() { raw[i] = b }
+            }
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard rc == 0 else { Glibc.close(fd); throw StartupError("QMP connect: \(String(cString: strerror(errno)))") }
+            let c = QMPClient(fd: fd)
+            _ = try c.readMessage(until: .now + .seconds(10))        // greeting
+            _ = try c.executeSync("qmp_capabilities", nil)
+            return c
+        }
+    }
+
+    func execute(_ command: String, _ arguments: [String: Any]? = nil) async throws -> Any {
+        let args = arguments.map { SendableBox($0) }
+        return try await ReadyProbes.blocking { SendableBox(try self.executeSync(command, args?.value)) }.value
+    }
+
+    func executeSync(_ command: String, _ arguments: [String: Any]?) throws -> Any {
+        try lock.withLock {
+            var msg: [String: Any] = ["execute": command]
+            if let arguments { msg["arguments"] = arguments }
+            var data = try JSONSerialization.data(withJSONObject: msg)
+            data.append(10)
+            let sent = data.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent == data.count else { throw StartupError("QMP \(command): send failed (\(String(cString: strerror(errno))))") }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while true {
+                let obj = try readMessage(until: deadline)
+                if let e = obj["event"] as? String { events.append(e); continue }
+                if let err = obj["error"] as? [String: Any] {
+                    throw StartupError("QMP \(command) failed: \(err["desc"] as? String ?? "\(err)")")
+                }
+                if let r = obj["return"] { return r }
+            }
+        }
+    }
+
+    private func readMessage(until deadline: ContinuousClock.Instant) throws -> [String: Any] {
+        while true {
+            if let nl = buffer.firstIndex(of: 10) {
+                let line = Array(buffer[..<nl])
+                buffer.removeFirst(nl + 1)
+                if let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] { return obj }
+                continue
+            }
+            guard ContinuousClock.now < deadline else { throw StartupError("QMP did not answer in time", status: .timeout) }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 50) > 0 else { continue }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { throw StartupError("QMP connection closed (qemu exited?)") }
+            buffer += chunk.prefix(n)
+        }
+    }
+
+    func close() {
+        lock.withLock {
+            if !closed { closed = true; _ = Glibc.close(fd) }
+        }
+    }
+}
+
+struct SendableBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

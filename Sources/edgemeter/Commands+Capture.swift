@@ -1,0 +1,192 @@
+import ArgumentParser
+import Foundation
+import EdgeMeterCore
+import EdgeMeterCapture
+import EdgeMeterRun
+
+struct CaptureCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "capture",
+        abstract: "Capture packets with libpcap into a pcap file and analyse them (flows, handshakes, echoes, HTTP).",
+        discussion: """
+        Immediate mode, nanosecond timestamps when the interface supports them (the precision used is
+        recorded), drop counters from pcap_stats at the end (stored as samples, phase capture_dropped).
+        The pcap file is standard (tshark/Wireshark open it) and written with mode 0600. Interfaces:
+        lo, docker0, bridges, veth, any (Linux cooked SLL2). Needs root or CAP_NET_RAW+CAP_NET_ADMIN.
+
+        Stops after --duration, after --count packets, or on Ctrl-C.
+
+        Examples:
+          edgemeter capture --list
+          edgemeter capture -i lo -f "icmp or tcp" --duration 5 -w /tmp/lo.pcap
+          edgemeter capture -i docker0 --count 1000 --user nobody
+        """
+    )
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Interface to capture on (see --list).", valueName: "IFACE"))
+    var interface: String?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("BPF filter in tcpdump syntax, e.g. \"icmp or tcp port 8080\".", valueName: "BPF"))
+    var filter: String?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Write the packets to this pcap file (default: capture-<iface>.pcap in the run directory).", valueName: "FILE"))
+    var write: String?
+
+    @Option(name: .long, help: ArgumentHelp("Stop after this long: seconds (5) or 500ms.", valueName: "S"))
+    var duration: String?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Stop after this many packets.", valueName: "N"))
+    var count: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Bytes kept of each packet.", valueName: "N"))
+    var snaplen: Int32 = 262_144
+
+    @Option(name: .customLong("buffer-size"), help: ArgumentHelp("Kernel capture buffer in KiB (libpcap's default is 2048).", valueName: "KiB"))
+    var bufferSize: Int32?
+
+    @Flag(name: .long, help: "List the interfaces libpcap can capture on and exit.")
+    var list = false
+
+    @Option(name: .long, help: ArgumentHelp("Drop root privileges to this user right after the capture handle is open (as tcpdump -Z).", valueName: "NAME"))
+    var user: String?
+
+    @OptionGroup var run: RunOptions
+
+    func validate() throws {
+        if list { return }
+        guard let i = interface, !i.isEmpty else {
+            throw ValidationError("give the interface to capture on with -i IFACE (see `edgemeter capture --list`)")
+        }
+        if duration != nil && count != nil { throw ValidationError("give either --duration or --count, not both") }
+        if let c = count, c <= 0 { throw ValidationError("--count must be a positive number of packets, got \(c)") }
+        if let d = duration {
+            guard let v = parseDuration(d), v > .zero else { throw ValidationError("--duration must be a positive duration such as 5 or 500ms, got \"\(d)\"") }
+        }
+        if snaplen < 64 || snaplen > 262_144 { throw ValidationError("--snaplen must be between 64 and 262144 bytes, got \(snaplen)") }
+        if let b = bufferSize, b <= 0 || b > 1_048_576 { throw ValidationError("--buffer-size must be between 1 and 1048576 KiB, got \(b)") }
+        if let u = user, Privileges.ids(of: u) == nil { throw ValidationError("--user \(u): no such user on this machine; give an existing account such as nobody") }
+    }
+
+    func run() async throws {
+        if list {
+            let ifs: [CaptureInterface]
+            do { ifs = try LiveCapture.interfaces() } catch { note("edgemeter: \(error)"); throw ExitCode(2) }
+            for i in ifs {
+                var line = i.name.padding(toLength: max(12, i.name.count + 1), withPad: " ", startingAt: 0)
+                line += i.isUp ? "up  " : "down"
+                if i.isLoopback { line += " loopback" }
+                if !i.addresses.isEmpty { line += " " + i.addresses.joined(separator: " ") }
+                if let d = i.description { line += " (\(d))" }
+                print(line)
+            }
+            return
+        }
+        let iface = interface!
+        var opts = CaptureOptions(interface: iface, filter: filter, snapLength: snaplen, bufferSize: bufferSize.map { $0 * 1024 })
+        opts.promiscuous = false
+        let until = duration.flatMap(parseDuration).map { ContinuousClock.now + $0 }
+        let safe = String(iface.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+        do {
+            _ = try await runMeasured(name: "capture-\(safe)", options: run) { ctx, dir in
+                let path = write ?? dir.url.appendingPathComponent("capture-\(safe).pcap").path
+                let session: CaptureSession
+                do {
+                    session = try CaptureSession(options: opts, writePath: path, user: user, giveToUser: [dir.url.path],
+                                                 parentStop: ctx.stop)
+                } catch let e as CaptureError {
+                    note("edgemeter: \(e)")
+                    throw ExitCode(2)
+                }
+                note("capturing on \(iface) (\(LinkType.name(session.capture.linkType)), \(session.capture.precision)second timestamps) into \(path)"
+                     + (user.map { ", running as \($0)" } ?? ""))
+                session.start(until: until, maxCount: count)
+                let (result, analysis) = try await session.finish()
+                WireReport.record(analysis: analysis, capture: result, interface: iface, pcapPath: path, appSamples: [],
+                                  scenario: "capture", ctx: ctx)
+                let st = result.stats
+                note("\(result.packets) packets captured (stopped by \(result.stopReason)); pcap_stats: received \(st.map { String($0.received) } ?? "?"), dropped \(st.map { String($0.dropped) } ?? "?"), interface dropped \(st.map { String($0.interfaceDropped) } ?? "?")")
+                note("\(analysis.flows.count) flows, \(analysis.handshakes.count) TCP handshakes, \(analysis.echoes.count) ICMP echoes, \(analysis.http.count) HTTP requests")
+            }
+        }
+    }
+}
+
+struct AnalyzeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "analyze",
+        abstract: "Analyse a pcap file: flows, TCP handshakes and retransmissions, ICMP echoes, HTTP/1.1 timings.",
+        discussion: """
+        Reads classic pcap (micro- or nanosecond, either byte order) with Ethernet, Linux cooked
+        (SLL/SLL2), raw IP or loopback link types; IPv4 and IPv6. Truncated or malformed packets are
+        counted and skipped. Writes a run directory with samples (probe wire), flows.csv and a report
+        in summary.md. For pcapng, convert first: editcap -F pcap in.pcapng out.pcap.
+
+        Examples:
+          edgemeter analyze capture-docker0.pcap
+          edgemeter analyze --no-samples big.pcap
+        """
+    )
+
+    @Argument(help: "The pcap file.")
+    var file: String
+
+    @Flag(name: .customLong("no-samples"), help: "Write only the report and flows.csv, no per-item samples (for very large files).")
+    var noSamples = false
+
+    @OptionGroup var run: RunOptions
+
+    mutating func run() async throws {
+        let t0 = ContinuousClock.now
+        let analysis: WireAnalysis
+        do {
+            analysis = try WireAnalyzer.analyze(path: file)
+        } catch let e as CaptureError {
+            note("edgemeter: \(e)")
+            throw ExitCode(2)
+        }
+        let elapsed = ContinuousClock.now - t0
+        let file = self.file
+        let noSamples = self.noSamples
+        let name = URL(fileURLWithPath: file).lastPathComponent
+        note("analysed \(analysis.counters.frames) frames in \(String(format: "%.3f", elapsed.seconds)) s: \(analysis.flows.count) flows, \(analysis.handshakes.count) TCP handshakes, \(analysis.echoes.count) ICMP echoes, \(analysis.http.count) HTTP requests, \(analysis.counters.truncated + analysis.counters.truncatedRecords) truncated, \(analysis.counters.malformed) malformed")
+        _ = try await runMeasured(name: "analyze-\(name)", options: run) { ctx, dir in
+            let labels = ["pcap": file, "clock": "capture"]
+            if !noSamples {
+                WireSamples.samples(analysis, runID: ctx.runID, scenario: "analyze", target: name, labels: labels, includeFlows: false)
+                    .forEach(ctx.sink.record)
+            }
+            ctx.addSection(WireSamples.markdown(analysis, source: "`\(file)`"))
+            try WireSamples.flowsCSV(analysis).write(to: dir.url.appendingPathComponent("flows.csv"), atomically: true, encoding: .utf8)
+        }
+    }
+}
+
+/// Writes a synthetic HTTP/1.1 pcap with known timings (for benchmarks and reproducible examples).
+struct PcapGenerateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pcap-generate",
+        abstract: "Write a synthetic HTTP/1.1 pcap with known handshake and response timings (benchmark input).",
+        shouldDisplay: false
+    )
+
+    @Argument(help: "Output pcap file.")
+    var file: String
+
+    @Option(name: .long, help: "Approximate number of packets (rounded to whole connections).")
+    var packets: Int = 1_000_000
+
+    @Option(name: .long, help: "Keep-alive requests per connection.")
+    var requests: Int = 1
+
+    @Option(name: .long, help: "Link type: ethernet or sll2.")
+    var link: String = "ethernet"
+
+    mutating func run() async throws {
+        guard packets > 0, requests > 0 else { throw ValidationError("--packets and --requests must be positive") }
+        guard link == "ethernet" || link == "sll2" else { throw ValidationError("--link must be ethernet or sll2, got \(link)") }
+        var g = SyntheticHTTPTraffic(connections: 1, requestsPerConnection: requests)
+        g.connections = max(1, packets / g.packetsPerConnection)
+        let n = try g.write(to: file, link: link == "sll2" ? LinkType.linuxSLL2 : LinkType.ethernet)
+        note("wrote \(n) packets (\(g.connections) connections × \(g.packetsPerConnection)) to \(file)")
+    }
+}

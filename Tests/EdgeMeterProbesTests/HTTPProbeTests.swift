@@ -1,0 +1,90 @@
+import Foundation
+import XCTest
+import EdgeMeterCore
+@testable import EdgeMeterProbes
+
+final class HTTPProbeTests: XCTestCase {
+    func testURLParsing() throws {
+        let t = try HTTPTarget(url: "http://127.0.0.1:50000/calculate?x=1")
+        XCTAssertEqual(t.host, "127.0.0.1")
+        XCTAssertEqual(t.port, 50000)
+        XCTAssertEqual(t.path, "/calculate?x=1")
+        XCTAssertEqual(try HTTPTarget(url: "http://[::1]:8080").path, "/")
+        XCTAssertEqual(try HTTPTarget(url: "localhost").port, 80)
+        XCTAssertThrowsError(try HTTPTarget(url: "https://example.org/")) { e in
+            XCTAssertTrue("\(e)".contains("https is not supported"), "\(e)")
+        }
+        XCTAssertThrowsError(try HTTPTarget(url: "http://127.0.0.1:99999/")) { e in
+            XCTAssertTrue("\(e)".contains("port must be a number"), "\(e)")
+        }
+    }
+
+    func testPhasesOfASuccessfulExchange() async throws {
+        let server = try await HTTPTestServer.start()
+        let target = try HTTPTarget(url: "http://127.0.0.1:\(server.port)/slow")
+        let sink = MemorySink()
+        let r = await HTTPProbe.run(target: target, options: HTTPProbeOptions(request: HTTPRequestSpec(path: target.path), count: 2,
+                                                                              interval: .milliseconds(10), expectedBody: "hello"),
+                                    runID: "t", scenario: "s", sink: sink, stop: StopFlag())
+        await server.stop()
+        XCTAssertEqual(r.succeeded, 2)
+        XCTAssertEqual(sink.samples.count, 8, "4 phases x 2 attempts")
+        for s in sink.samples {
+            XCTAssertEqual(s.status, .ok, s.reason)
+            XCTAssertEqual(s.labels["http_status"], "200")
+        }
+        // The server waits 300 ms before answering: first_byte and total must show it, connect must not.
+        let firstByte = sink.samples.filter { $0.phase == "first_byte" }.compactMap(\.value)
+        let total = sink.samples.filter { $0.phase == "total" }.compactMap(\.value)
+        let connect = sink.samples.filter { $0.phase == "connect" }.compactMap(\.value)
+        XCTAssertTrue(firstByte.allSatisfy { $0 >= 299 && $0 < 1000 }, "\(firstByte)")
+        XCTAssertTrue(zip(total, firstByte).allSatisfy { $0 >= $1 }, "\(total) \(firstByte)")
+        XCTAssertTrue(connect.allSatisfy { $0 < 100 }, "\(connect)")
+    }
+
+    func testStatusAndBodyMismatchAreFailedSamplesWithReason() async throws {
+        let server = try await HTTPTestServer.start()
+        let sink = MemorySink()
+        let t1 = try HTTPTarget(url: "http://127.0.0.1:\(server.port)/status/503")
+        _ = await HTTPProbe.run(target: t1, options: HTTPProbeOptions(request: HTTPRequestSpec(path: t1.path), count: 1),
+                                runID: "t", scenario: "status", sink: sink, stop: StopFlag())
+        let t2 = try HTTPTarget(url: "http://127.0.0.1:\(server.port)/")
+        _ = await HTTPProbe.run(target: t2, options: HTTPProbeOptions(request: HTTPRequestSpec(path: t2.path), count: 1,
+                                                                      expectedStatuses: [200], expectedBody: "goodbye"),
+                                runID: "t", scenario: "body", sink: sink, stop: StopFlag())
+        await server.stop()
+        let statusTotal = sink.samples.first { $0.scenario == "status" && $0.phase == "total" }!
+        XCTAssertEqual(statusTotal.status, .error)
+        XCTAssertTrue(statusTotal.reason.contains("expected status 2xx or 3xx, got 503"), statusTotal.reason)
+        XCTAssertNil(statusTotal.value)
+        XCTAssertEqual(sink.samples.first { $0.scenario == "status" && $0.phase == "connect" }?.status, .ok)
+        let bodyTotal = sink.samples.first { $0.scenario == "body" && $0.phase == "total" }!
+        XCTAssertEqual(bodyTotal.status, .error)
+        XCTAssertTrue(bodyTotal.reason.contains("does not contain \"goodbye\""), bodyTotal.reason)
+    }
+
+    func testRefusedConnectionFailsEveryPhaseFromConnect() async throws {
+        // Bind a port, then close it: nothing listens there any more.
+        let server = try await HTTPTestServer.start()
+        let port = server.port
+        await server.stop()
+        let target = try HTTPTarget(url: "http://127.0.0.1:\(port)/")
+        let sink = MemorySink()
+        let r = await HTTPProbe.run(target: target, options: HTTPProbeOptions(request: HTTPRequestSpec(path: "/"), count: 1),
+                                    runID: "t", scenario: "s", sink: sink, stop: StopFlag())
+        XCTAssertEqual(r.succeeded, 0)
+        XCTAssertEqual(sink.samples.map(\.phase), HTTPProbe.phases)
+        XCTAssertEqual(sink.samples[0].status, .ok) // resolve of a literal works
+        for s in sink.samples.dropFirst() { XCTAssertEqual(s.status, .refused, s.reason) }
+        XCTAssertTrue(sink.samples[1].reason.contains("connection refused"), sink.samples[1].reason)
+    }
+
+    func testServerTimingParsing() {
+        let e = ServerTimingEntry.parse("sum;dur=0.412;desc=\"5 + 6\", mul;dur=1.5, x")
+        XCTAssertEqual(e.map(\.name), ["sum", "mul", "x"])
+        XCTAssertEqual(e[0].duration, 0.412)
+        XCTAssertEqual(e[0].description, "5 + 6")
+        XCTAssertEqual(e[1].duration, 1.5)
+        XCTAssertNil(e[2].duration)
+    }
+}
