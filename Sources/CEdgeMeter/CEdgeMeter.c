@@ -81,3 +81,20 @@ const char *em_errno_name(int err) {
     default: return "errno";
     }
 }
+
+#include <linux/icmp.h>
+#include <netinet/icmp6.h>
+
+int em_set_icmp_filter(int fd, int family) {
+    if (family == AF_INET6) {
+        struct icmp6_filter f;
+        ICMP6_FILTER_SETBLOCKALL(&f);
+        ICMP6_FILTER_SETPASS(ICMP6_ECHO_REPLY, &f);
+        ICMP6_FILTER_SETPASS(ICMP6_DST_UNREACH, &f);
+        ICMP6_FILTER_SETPASS(ICMP6_TIME_EXCEEDED, &f);
+        return setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &f, sizeof(f));
+    }
+    struct icmp_filter f;
+    f.data = ~((1U << ICMP_ECHOREPLY) | (1U << ICMP_DEST_UNREACH) | (1U << ICMP_TIME_EXCEEDED));
+    return setsockopt(fd, SOL_RAW, ICMP_FILTER, &f, sizeof(f));
+}

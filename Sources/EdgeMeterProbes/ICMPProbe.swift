@@ -127,6 +127,7 @@ public final class ICMPProbe {
                 ident = SocketAddr(storage: bound, length: blen).port
             } else {
                 ident = UInt16(truncatingIfNeeded: Int(getpid()) &* 31 &+ index)
+                _ = em_set_icmp_filter(fd, family)
             }
             return TargetSocket(target: target, fd: fd, mode: m, identifier: ident, kernelTimestamps: stamps)
         }
@@ -191,11 +192,16 @@ public final class ICMPProbe {
                     Self.setSequence(&packet, seq, family: s.target.address.family)
                     var addr = s.target.address
                     let sentAt = Date()
-                    let mono = Clocks.monotonicNanoseconds()
-                    let real = Clocks.realtimeNanoseconds()
+                    var mono: Int64 = 0
+                    var real: Int64 = 0
+                    // Both send stamps are read inside the innermost closure, right before sendto().
                     let n = packet.withUnsafeBytes { pb in
                         withUnsafePointer(to: &addr.storage) {
-                            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(s.fd, pb.baseAddress, pb.count, 0, $0, addr.length) }
+                            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                                mono = Clocks.monotonicNanoseconds()
+                                real = Clocks.realtimeNanoseconds()
+                                return sendto(s.fd, pb.baseAddress, pb.count, 0, sa, addr.length)
+                            }
                         }
                     }
                     if n < 0 {

@@ -28,3 +28,8 @@ int64_t em_clock_monotonic_ns(void);
 /// Sets net.ipv4.ping_group_range-free fallbacks aside: just reports errno names for messages.
 const char *em_errno_name(int err);
 #endif
+
+/// On raw ICMP sockets, asks the kernel to deliver only echo replies and errors quoting our
+/// requests (echo reply, destination unreachable, time exceeded), as iputils does: without it
+/// every ICMP packet on the host, our own outgoing requests included, is copied to the socket.
+int em_set_icmp_filter(int fd, int family);

@@ -1,0 +1,149 @@
+import EdgeMeterCore
+@testable import EdgeMeterStartup
+import Foundation
+import XCTest
+
+/// Real dockerd through the Engine API. The image under test is `edgemeter-test:latest`, built by
+/// `ImageBuilder` (busybox + a dynamically linked binary with its ldd libraries) and removed at the end.
+final class DockerBackendTests: XCTestCase {
+    static let image = "edgemeter-test:latest"
+    nonisolated(unsafe) static var built = false
+
+    func client() async throws -> DockerAPIClient {
+        let c = try await requireDocker()
+        if !Self.built {
+            // /usr/bin/hyperfine is dynamic (libc, libgcc_s, libm, the loader): proves ldd collection works.
+            let builder = ImageBuilder(reference: Self.image, binaries: [(source: "/usr/bin/env", destination: "/usr/local/bin/env-dyn")])
+            let built = try await builder.build(client: c)
+            XCTAssertTrue(built.files.contains("/bin/busybox"))
+            XCTAssertTrue(built.files.contains { $0.hasSuffix("ld-linux-x86-64.so.2") }, "\(built.files)")
+            XCTAssertTrue(built.files.contains { $0.contains("libc.so") }, "\(built.files)")
+            XCTAssertTrue(built.imageID.hasPrefix("sha256:"), built.imageID)
+            Self.built = true
+        }
+        return c
+    }
+
+    override class func tearDown() {
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            if let c = try? DockerAPIClient() { _ = try? await c.request(.DELETE, "/images/\(queryEscape(image))?force=1") }
+            done.signal()
+        }
+        done.wait()
+    }
+
+    func run(_ backend: DockerBackend, _ ready: ReadyCheck, runs: Int = 1, stop: StopFlag = StopFlag()) async throws -> [Sample] {
+        let sink = MemorySink()
+        try await StartupRunner.run(backend: backend, plan: StartupPlan(scenario: "docker-test", runs: runs, ready: ready, readyTimeout: .seconds(30)),
+                                    runID: "test", sink: sink, stop: stop)
+        return sink.samples
+    }
+
+    func assertNoContainers(_ c: DockerAPIClient, tag: String, file: StaticString = #filePath, line: UInt = #line) async throws {
+        let filters = queryEscape("{\"label\":[\"edgemeter.run=\(tag)\"]}")
+        let r = try await c.request(.GET, "/containers/json?all=1&filters=\(filters)")
+        XCTAssertEqual((r.json as? [Any])?.count, 0, "containers left: \(r.text)", file: file, line: line)
+    }
+
+    func testImageRunsDynamicBinaryAndExitReady() async throws {
+        let c = try await client()
+        let runID = testRunID("dx")
+        let backend = DockerBackend(client: c, image: Self.image, command: ["/usr/local/bin/env-dyn", "true"], runID: runID)
+        let samples = try await run(backend, .exit, runs: 2)
+        assertPhases(samples, runs: 2)
+        let start = samples.first { $0.phase == "start" }!
+        XCTAssertEqual(start.labels["backend"], "docker")
+        XCTAssertEqual(start.labels["ready"], "exit")
+        // Cross-check with the engine's events: create, start, die, destroy seen with nanosecond times.
+        let events = start.labels["engine_events"] ?? ""
+        for action in ["create", "start", "die", "destroy"] { XCTAssertTrue(events.contains(action), events) }
+        let engine = Double(start.labels["engine_create_to_start_ms"] ?? "")
+        XCTAssertNotNil(engine)
+        // The engine's create→start span cannot exceed what the client saw from create's start to start's end.
+        XCTAssertLessThanOrEqual(engine ?? .infinity, (value(samples, .create) ?? 0) + (value(samples, .start) ?? 0) + 1)
+        try await assertNoContainers(c, tag: backend.runTag)
+    }
+
+    func testMarkerTCPHTTPAndICMPReady() async throws {
+        let c = try await client()
+        for ready in [ReadyCheck.marker(ReadyCheck.defaultMarker), .tcp(port: 7000), .http(port: 8080, path: "/"), .icmp] {
+            let backend = DockerBackend(client: c, image: Self.image, runID: testRunID("dm"))
+            let samples = try await run(backend, ready)
+            assertPhases(samples, runs: 1)
+            XCTAssertEqual(samples.first?.labels["ready"], ready.kind)
+            if ready != .marker(ReadyCheck.defaultMarker) {
+                XCTAssertTrue(samples.first?.labels["address"]?.hasPrefix("172.") == true || samples.first?.labels["address"] != nil)
+            }
+            try await assertNoContainers(c, tag: backend.runTag)
+        }
+    }
+
+    func testFailedRunRecordsEveryPhaseWithReason() async throws {
+        let c = try await client()
+        let backend = DockerBackend(client: c, image: Self.image, command: ["/bin/false"], runID: testRunID("df"))
+        let samples = try await run(backend, .exit)
+        assertPhases(samples, runs: 1, ok: false)
+        let ready = samples.first { $0.phase == "ready" }!
+        XCTAssertEqual(ready.status, .error)
+        XCTAssertNil(ready.value)
+        XCTAssertTrue(ready.reason.contains("exited with status 1"), ready.reason)
+        let total = samples.first { $0.phase == "total" }!
+        XCTAssertEqual(total.status, .error)
+        XCTAssertTrue(total.reason.contains("ready"), total.reason)
+        // Stop and remove still ran and were measured.
+        XCTAssertNotNil(value(samples, .stop))
+        XCTAssertNotNil(value(samples, .remove))
+        try await assertNoContainers(c, tag: backend.runTag)
+    }
+
+    func testSnapshotCloneSeesCommittedState() async throws {
+        let c = try await client()
+        let cold = DockerBackend(client: c, image: Self.image, runID: testRunID("dc"))
+        let coldSamples = try await run(cold, .marker(ReadyCheck.defaultMarker))
+        assertPhases(coldSamples, runs: 1)
+        // The clone's command succeeds only if the file the source container wrote is in the snapshot.
+        let clone = DockerBackend(client: c, image: Self.image, command: ["/bin/grep", "-q", "cloned-state", "/edgemeter-state"],
+                                  runID: testRunID("ds"), fromSnapshot: true)
+        let samples = try await run(clone, .exit)
+        assertPhases(samples, runs: 1)
+        XCTAssertEqual(samples.first?.target, "docker-snapshot")
+        XCTAssertEqual(samples.first?.labels["source"], "snapshot")
+        XCTAssertNotNil(clone.commitMilliseconds)
+        XCTAssertGreaterThan(clone.commitMilliseconds ?? 0, 0)
+        try await assertNoContainers(c, tag: clone.runTag)
+        let images = try await c.request(.GET, "/images/json")
+        XCTAssertFalse(images.text.contains("edgemeter-snap-\(clone.runTag)"), "snapshot image left behind")
+    }
+
+    func testInterruptedRunLeavesNoContainer() async throws {
+        let c = try await client()
+        let backend = DockerBackend(client: c, image: Self.image, command: ["/bin/sleep", "60"], runID: testRunID("di"))
+        let stop = StopFlag()
+        Task { try await Task.sleep(for: .seconds(2)); stop.stop(reason: "SIGINT") }
+        let t0 = ContinuousClock.now
+        let samples = try await run(backend, .marker("NEVER-PRINTED"), runs: 3, stop: stop)
+        XCTAssertLessThan((ContinuousClock.now - t0).seconds, 15, "the stop flag must end the wait promptly")
+        assertPhases(samples, runs: 1, ok: false)
+        let ready = samples.first { $0.phase == "ready" }!
+        XCTAssertTrue(ready.reason.contains("interrupted"), ready.reason)
+        try await assertNoContainers(c, tag: backend.runTag)
+    }
+
+    func testMissingEngineNamesTheFix() async throws {
+        let endpoint = try DockerEndpoint.fromEnvironment(["DOCKER_HOST": "unix:///nonexistent/docker.sock"])
+        XCTAssertEqual(endpoint, .unix(path: "/nonexistent/docker.sock"))
+        let backend = DockerBackend(client: DockerAPIClient(endpoint: endpoint), runID: testRunID("dn"))
+        do {
+            try await StartupRunner.run(backend: backend, plan: StartupPlan(scenario: "x", runs: 1, ready: .exit), runID: "x",
+                                        sink: MemorySink(), stop: StopFlag())
+            XCTFail("expected an error")
+        } catch let e as StartupError {
+            XCTAssertTrue(e.message.hasPrefix("cannot reach dockerd at unix:///nonexistent/docker.sock"), e.message)
+            XCTAssertTrue(e.message.contains("scripts/setup-engines.sh"), e.message)
+        }
+        XCTAssertThrowsError(try DockerEndpoint.fromEnvironment(["DOCKER_HOST": "ssh://host"])) { e in
+            XCTAssertTrue("\(e)".contains("unix:///"), "\(e)")
+        }
+    }
+}

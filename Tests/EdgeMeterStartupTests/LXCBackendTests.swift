@@ -1,0 +1,52 @@
+import EdgeMeterCore
+@testable import EdgeMeterStartup
+import Foundation
+import XCTest
+
+/// Real LXC busybox containers on a bridge the test run creates (`edgemeter-bt*`) and removes.
+final class LXCBackendTests: XCTestCase {
+    func run(_ backend: LXCBackend, _ ready: ReadyCheck, runs: Int = 1, stop: StopFlag = StopFlag()) async throws -> [Sample] {
+        let sink = MemorySink()
+        try await StartupRunner.run(backend: backend, plan: StartupPlan(scenario: "lxc-test", runs: runs, ready: ready, readyTimeout: .seconds(30)),
+                                    runID: "test", sink: sink, stop: stop)
+        return sink.samples
+    }
+
+    func leftovers(_ backend: LXCBackend) async throws -> [String] {
+        let r = try await runCommand(["lxc-ls", "-1"])
+        return r.stdout.split(whereSeparator: \.isWhitespace).map(String.init).filter { $0.hasPrefix("edgemeter-\(backend.runTag)-") }
+    }
+
+    func testEveryReadyKindOnABridgeTheRunCreates() async throws {
+        try requireLXC()
+        let bridge = "edgemeter-bt\(Int.random(in: 0..<99))"
+        let existed = try await LXCBackend.linkExists(bridge)
+        XCTAssertFalse(existed)
+        for ready in [ReadyCheck.exit, .marker(ReadyCheck.defaultMarker), .tcp(port: 2222), .http(port: 8080, path: "/"), .icmp] {
+            let backend = LXCBackend(runID: testRunID("lx"), bridge: bridge, bridgeAddress: "10.213.78.1")
+            let samples = try await run(backend, ready, runs: ready == .exit ? 2 : 1)
+            assertPhases(samples, runs: ready == .exit ? 2 : 1)
+            XCTAssertEqual(samples.first?.labels["bridge"], bridge)
+            XCTAssertEqual(samples.first?.labels["address"], "10.213.78.10")
+            let left = try await leftovers(backend)
+            XCTAssertEqual(left, [])
+            let bridgeLeft = try await LXCBackend.linkExists(bridge)
+            XCTAssertFalse(bridgeLeft, "the bridge the run created must be removed")
+        }
+    }
+
+    func testInterruptedRunLeavesNoContainerOrBridge() async throws {
+        try requireLXC()
+        let bridge = "edgemeter-bi\(Int.random(in: 0..<99))"
+        let backend = LXCBackend(runID: testRunID("li"), bridge: bridge, bridgeAddress: "10.213.79.1")
+        let stop = StopFlag()
+        Task { try await Task.sleep(for: .seconds(2)); stop.stop(reason: "SIGINT") }
+        let samples = try await run(backend, .marker("NEVER-PRINTED"), runs: 3, stop: stop)
+        assertPhases(samples, runs: 1, ok: false)
+        XCTAssertTrue(samples.first { $0.phase == "ready" }!.reason.contains("interrupted"))
+        let left = try await leftovers(backend)
+        XCTAssertEqual(left, [])
+        let bridgeLeft = try await LXCBackend.linkExists(bridge)
+        XCTAssertFalse(bridgeLeft)
+    }
+}
