@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterProbes", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore"]),
-        .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore"]),
+        .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -45,9 +45,13 @@ public enum TCPingScenario {
                                         timeout: s.duration("timeout") ?? .seconds(1), deadline: s.duration("deadline"),
                                         payload: s.string("payload").map { Array($0.utf8) }, expect: s.string("expect").map { Array($0.utf8) })
         var targets = s.strings("targets") ?? []
+        var names: [String]?
         var listeners: [LoopbackListener] = []
         defer { listeners.forEach { $0.close() } }
         if s.bool("listener") == true {
+            // The target keeps the host's name (stable across runs); the ephemeral port is in the
+            // `address` label.
+            names = targets
             targets = try targets.map { host in
                 let l = try LoopbackListener(host: host, echo: options.payload != nil)
                 listeners.append(l)
@@ -55,16 +59,19 @@ public enum TCPingScenario {
                 return l.address.hostPort
             }
         }
-        _ = try run(scenario: s.name, targets: targets, family: AddressFamilyPreference(rawValue: s.string("family") ?? "any") ?? .any,
+        _ = try run(scenario: s.name, targets: targets, names: names,
+                    family: AddressFamilyPreference(rawValue: s.string("family") ?? "any") ?? .any,
                     options: options, ctx: ctx, onLine: nil)
     }
 
-    public static func run(scenario: String, targets: [String], family: AddressFamilyPreference, options: TCPConnectOptions,
-                           ctx: ScenarioContext, onLine: ((String) -> Void)?) throws -> [TCPingTargetTotals] {
+    /// `names`, when given, are what the samples call each target (default: the HOST:PORT text).
+    public static func run(scenario: String, targets: [String], names: [String]? = nil, family: AddressFamilyPreference,
+                           options: TCPConnectOptions, ctx: ScenarioContext, onLine: ((String) -> Void)?) throws -> [TCPingTargetTotals] {
         var resolved: [ResolvedTarget] = []
-        for name in targets {
+        for (k, text) in targets.enumerated() {
+            let name = names?[k] ?? text
             do {
-                let (host, port) = try Resolver.splitHostPort(name)
+                let (host, port) = try Resolver.splitHostPort(text)
                 var r = try Resolver.resolve(host, port: port, family: family)
                 r.name = name
                 ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "tcping", target: name, metric: "latency",

@@ -84,7 +84,7 @@ struct PingCommand: AsyncParsableCommand {
         let printLines = !quiet && !run.json
         let result: (summaries: [Summary], complete: Bool, directory: RunDirectory)
         do {
-            result = try await runMeasured(name: "ping", options: run) { ctx, _ in
+            result = try await runMeasured(name: "ping", options: run, showProgress: !printLines) { ctx, _ in
                 totals = try PingScenario.run(scenario: "ping", targets: targets, family: family, options: options, ctx: ctx,
                                               onLine: printLines ? { print($0); fflush(nil) } : nil)
             }
@@ -183,7 +183,7 @@ struct TCPingCommand: AsyncParsableCommand {
         let family: AddressFamilyPreference = ipv4 ? .ipv4 : ipv6 ? .ipv6 : .any
         var totals: [TCPingTargetTotals] = []
         let printLines = !quiet && !run.json
-        let result = try await runMeasured(name: "tcping", options: run) { ctx, _ in
+        let result = try await runMeasured(name: "tcping", options: run, showProgress: !printLines) { ctx, _ in
             totals = try TCPingScenario.run(scenario: "tcping", targets: targets, family: family, options: options, ctx: ctx,
                                             onLine: printLines ? { print($0); fflush(nil) } : nil)
         }

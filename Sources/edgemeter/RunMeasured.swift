@@ -20,7 +20,7 @@ func note(_ text: String) {
 /// Creates the run directory, traps SIGINT/SIGTERM, runs `body`, writes the summary files and says
 /// where they are. A stop request makes `body`'s probes return early; the run is then marked
 /// incomplete but every sample measured is kept.
-func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil,
+func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, showProgress: Bool = false,
                  body: (ScenarioContext, RunDirectory) async throws -> Void) async throws -> (summaries: [Summary], complete: Bool, directory: RunDirectory) {
     let dir: RunDirectory
     do {
@@ -34,12 +34,22 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil,
     let ctx = ScenarioContext(runID: dir.runID, sink: dir, stop: stop, directory: dir.url,
                               suiteDirectory: suiteFile.map { URL(fileURLWithPath: $0).deletingLastPathComponent() },
                               progress: { note($0) }, addSection: { dir.addSection($0) })
+    // Runs whose per-result lines are silenced (-q, --json) still say they are alive every 5 s.
+    let started = ContinuousClock.now
+    let ticker: Task<Void, Never>? = showProgress ? Task {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(5))
+            if Task.isCancelled { break }
+            note("edgemeter: \(dir.sampleCount) samples so far, \(Int((ContinuousClock.now - started).seconds)) s")
+        }
+    } : nil
     var failure: Error?
     do {
         try await body(ctx, dir)
     } catch {
         failure = error
     }
+    ticker?.cancel()
     let complete = !stop.isStopped && failure == nil
     let summaries = try dir.finish(complete: complete, stopReason: stop.reason ?? failure.map { "\($0)" })
     if options.json {

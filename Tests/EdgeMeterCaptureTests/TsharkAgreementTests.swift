@@ -48,13 +48,15 @@ struct TsharkView {
                 let client = synPortOfStream.contains(sp) ? sp : dp
                 if let r = ns(f[4]), initialRTT[client] == nil { initialRTT[client] = r }
             }
-            // icmp.ident/seq print the big-endian value first when tshark shows both byte orders.
-            if let r = ns(f[7]) {
-                let id = f[5].split(separator: ",").first.map(String.init) ?? f[5]
-                let seq = f[6].split(separator: ",").first.map(String.init) ?? f[6]
-                echo["\(id)/\(seq)"] = r
+            // icmp.resptime is in milliseconds; identifiers may print in hex (0x004d).
+            func msNs(_ s: String) -> Int64? { Double(s).map { Int64(($0 * 1e6).rounded()) } }
+            func num(_ s: String) -> String {
+                let first = s.split(separator: ",").first.map(String.init) ?? s
+                if first.hasPrefix("0x"), let v = UInt16(first.dropFirst(2), radix: 16) { return String(v) }
+                return first
             }
-            if let r = ns(f[10]) { echo["\(f[8])/\(f[9])"] = r }
+            if let r = msNs(f[7]) { echo["\(num(f[5]))/\(num(f[6]))"] = r }
+            if let r = msNs(f[10]) { echo["\(num(f[8]))/\(num(f[9]))"] = r }
         }
     }
 }

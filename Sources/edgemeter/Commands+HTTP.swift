@@ -1,0 +1,397 @@
+import ArgumentParser
+import Foundation
+import EdgeMeterCore
+import EdgeMeterProbes
+import EdgeMeterRun
+import Calculator
+
+/// `edgemeter serve ...`: the reference workloads edgemeter ships.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run a reference workload (the calculator microservices).",
+        subcommands: [ServeCalculatorCommand.self]
+    )
+}
+
+struct ServeCalculatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calculator",
+        abstract: "The lab's 2-tier calculator: a front end calling sum/sub/mul/div services over HTTP (Hummingbird 2).",
+        discussion: """
+        The front end answers POST /calculate with the expression as plain text, (5+6)*2, or as JSON,
+        {"expression": "(5+6)*2"}. It calls the matching operation service once per binary operation
+        (GET /sum?a=5&b=6 → 11, over keep-alive connection pools) and answers JSON with the result and
+        per-call timings, plus a Server-Timing header with one entry per call. Errors: 400 malformed
+        (with the position), 405 wrong method, 413 body over 4 KiB, 422 division by zero, 502 an
+        operation service down (named), 504 an operation service slower than --downstream-timeout.
+        Every service answers GET /healthz. Stops on Ctrl-C or SIGTERM.
+
+        Operation service addresses: --sum/--sub/--mul/--div HOST:PORT, else the environment variables
+        EDGEMETER_CALC_SUM, _SUB, _MUL, _DIV, else 127.0.0.1:50001-50004.
+
+        Examples:
+          edgemeter serve calculator --role all
+          edgemeter serve calculator --role sum --host 0.0.0.0
+          edgemeter serve calculator --role front --host 0.0.0.0 --sum 10.0.0.11:50001 --sub 10.0.0.12:50002 \\
+              --mul 10.0.0.13:50003 --div 10.0.0.14:50004
+          curl -s -d '(5+6)*2' http://127.0.0.1:50000/calculate
+        """
+    )
+
+    @Option(help: "front, sum, sub, mul, div, or all (the five services in this process).")
+    var role: String = "all"
+
+    @Option(help: "Address to listen on (0.0.0.0 to accept connections from other hosts).")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port (default: 50000 for front and all, 50001-50004 for sum, sub, mul, div). With --role all, the operation services take the next four ports; 0 picks free ports.")
+    var port: Int?
+
+    @Option(help: ArgumentHelp("The sum service's HOST:PORT (front end).", valueName: "HOST:PORT")) var sum: String?
+    @Option(help: ArgumentHelp("The sub service's HOST:PORT (front end).", valueName: "HOST:PORT")) var sub: String?
+    @Option(help: ArgumentHelp("The mul service's HOST:PORT (front end).", valueName: "HOST:PORT")) var mul: String?
+    @Option(help: ArgumentHelp("The div service's HOST:PORT (front end).", valueName: "HOST:PORT")) var div: String?
+
+    @Option(name: .long, help: ArgumentHelp("Longest wait for one operation service call before answering 504.", valueName: "DURATION"))
+    var downstreamTimeout: String = "2s"
+
+    @Option(name: .long, help: ArgumentHelp("Extra time each operation service spends per request (emulates a slower service).", valueName: "DURATION"))
+    var operationDelay: String = "0"
+
+    func validate() throws {
+        guard let r = CalculatorRole(rawValue: role) else {
+            throw ValidationError("--role must be one of front, sum, sub, mul, div, all; got \"\(role)\"")
+        }
+        if let p = port, !(0...65535).contains(p) { throw ValidationError("--port must be 0-65535, got \(p)") }
+        if r == .all, let p = port, p != 0, p > 65531 { throw ValidationError("--role all needs --port and the next four ports; \(p) is too high") }
+        _ = try durationArgument(downstreamTimeout, flag: "--downstream-timeout")
+        _ = try durationArgument(operationDelay, flag: "--operation-delay")
+    }
+
+    func run() async throws {
+        let r = CalculatorRole(rawValue: role)!
+        var config = CalculatorConfig()
+        do {
+            config.endpoints = try CalculatorConfig.endpoints(flags: [.sum: sum, .sub: sub, .mul: mul, .div: div].compactMapValues { $0 })
+        } catch {
+            note("edgemeter: \(error)")
+            throw ExitCode(2)
+        }
+        config.downstreamTimeout = try durationArgument(downstreamTimeout, flag: "--downstream-timeout")
+        config.operationDelay = try durationArgument(operationDelay, flag: "--operation-delay")
+        var services: [RunningCalculatorService]
+        do {
+            if r == .all {
+                let base = port ?? 50000
+                var ops: [CalcOperation: Int] = [:]
+                for (i, op) in CalcOperation.allCases.enumerated() { ops[op] = base == 0 ? 0 : base + 1 + i }
+                services = try await CalculatorServer.startAll(host: host, frontPort: base, operationPorts: ops, config: config)
+            } else {
+                services = [try await CalculatorServer.start(role: r, host: host, port: port ?? r.defaultPort, config: config)]
+            }
+        } catch {
+            note("edgemeter: \(error)")
+            throw ExitCode(2)
+        }
+        for s in services {
+            var line = "calculator \(s.role.rawValue) listening on http://\(s.endpoint)"
+            if s.role == .front {
+                line += "/calculate (operations: " + CalcOperation.allCases.map { op in
+                    "\(op.rawValue) \(r == .all ? services.first { $0.role.rawValue == op.rawValue }!.endpoint : config.endpoints[op]!)"
+                }.joined(separator: ", ") + ")"
+            }
+            print(line)
+        }
+        fflush(nil)
+        let (signals, continuation) = AsyncStream<String>.makeStream()
+        var sources: [DispatchSourceSignal] = []
+        for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler { continuation.yield(name) }
+            src.resume()
+            sources.append(src)
+        }
+        for await name in signals {
+            note("edgemeter: \(name) received, stopping the calculator")
+            break
+        }
+        for s in services { await s.stop() }
+        sources.forEach { $0.cancel() }
+    }
+}
+
+/// Request options shared by `http` and `load`.
+struct HTTPRequestOptions: ParsableArguments {
+    @Option(name: [.customShort("X"), .long], help: "HTTP method.")
+    var method: String?
+
+    @Option(name: [.customShort("H"), .long], help: ArgumentHelp("A request header, `Name: value` (repeatable).", valueName: "HEADER"))
+    var header: [String] = []
+
+    @Option(name: .long, help: "Request body (sets POST unless -X is given).")
+    var body: String?
+
+    @Option(name: .long, help: ArgumentHelp("Status that counts as success (repeatable; default: any 2xx or 3xx).", valueName: "CODE"))
+    var expectStatus: [Int] = []
+
+    @Option(name: .long, help: ArgumentHelp("Text the response body must contain.", valueName: "TEXT"))
+    var expectBody: String?
+
+    func spec(path: String) throws -> HTTPRequestSpec {
+        var headers: [(String, String)] = []
+        for h in header {
+            guard let colon = h.firstIndex(of: ":"), colon != h.startIndex else {
+                throw ValidationError("-H \"\(h)\" is not `Name: value`; write it like -H 'Content-Type: application/json'")
+            }
+            headers.append((String(h[..<colon]).trimmingCharacters(in: .whitespaces),
+                            String(h[h.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
+        }
+        let m = (method ?? (body == nil ? "GET" : "POST")).uppercased()
+        guard !m.isEmpty, m.allSatisfy({ $0.isLetter }) else { throw ValidationError("-X \"\(m)\" is not an HTTP method such as GET or POST") }
+        return HTTPRequestSpec(method: m, path: path, headers: headers, body: Array((body ?? "").utf8))
+    }
+
+    func validateStatuses() throws {
+        for s in expectStatus where !(100...599).contains(s) {
+            throw ValidationError("--expect-status must be an HTTP status 100-599, got \(s)")
+        }
+    }
+}
+
+func parseTarget(_ url: String) throws -> HTTPTarget {
+    do { return try HTTPTarget(url: url) } catch { throw ValidationError("\(error)") }
+}
+
+struct HTTPCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "http",
+        abstract: "HTTP request latency split into resolve, connect, first_byte and total (one request at a time).",
+        discussion: """
+        Each attempt opens a new connection (as blackbox_exporter does), so connect is measured every
+        time. Phases: resolve (getaddrinfo), connect (connect() until established), first_byte (request
+        handed to the socket until the first response byte), total (start of resolve until the last
+        body byte). A status or body that does not match the expectations is a failed sample with
+        the reason. Exit status: 0 when at least one attempt succeeded, 1 when none did, 2 for usage errors.
+
+        Examples:
+          edgemeter http -c 10 http://127.0.0.1:50000/healthz
+          edgemeter http -c 20 -i 50ms --body '(5+6)*2' --expect-body '"result":22' http://127.0.0.1:50000/calculate
+        """
+    )
+
+    @Argument(help: "The URL (http:// only).")
+    var url: String
+
+    @Option(name: .shortAndLong, help: "Attempts.")
+    var count: Int = 5
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Interval between attempt starts.", valueName: "DURATION"))
+    var interval: String = "1s"
+
+    @Option(name: .long, help: ArgumentHelp("Limit for the connect, and for the exchange after it.", valueName: "DURATION"))
+    var timeout: String = "5s"
+
+    @OptionGroup var request: HTTPRequestOptions
+    @OptionGroup var run: RunOptions
+
+    func validate() throws {
+        if count < 1 { throw ValidationError("-c/--count must be at least 1, got \(count)") }
+        _ = try parseTarget(url)
+        _ = try durationArgument(interval, flag: "-i/--interval")
+        if try durationArgument(timeout, flag: "--timeout") <= .zero { throw ValidationError("--timeout must be more than 0") }
+        try request.validateStatuses()
+        _ = try request.spec(path: "/")
+    }
+
+    func run() async throws {
+        let target = try parseTarget(url)
+        let options = HTTPProbeOptions(request: try request.spec(path: target.path), count: count,
+                                       interval: try durationArgument(interval, flag: "-i"), timeout: try durationArgument(timeout, flag: "--timeout"),
+                                       expectedStatuses: request.expectStatus.isEmpty ? nil : request.expectStatus,
+                                       expectedBody: request.expectBody)
+        var succeeded = 0
+        let printLines = !run.json
+        let result = try await runMeasured(name: "http", options: run) { ctx, _ in
+            succeeded = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
+                                            stop: ctx.stop, progress: printLines ? { print("\(target): \($0)"); fflush(nil) } : nil).succeeded
+        }
+        if printLines {
+            print("\n--- \(target) ---")
+            for phase in HTTPProbe.phases {
+                guard let s = result.summaries.first(where: { $0.key.phase == phase }) else { continue }
+                print("\(phase.padding(toLength: 10, withPad: " ", startingAt: 0)) ok \(s.received)/\(s.sent)  min/avg/max = \(f3(s.min))/\(f3(s.mean))/\(f3(s.max)) ms  p50/p99 = \(f3(s.p50))/\(f3(s.p99)) ms")
+            }
+        }
+        if succeeded == 0 { throw ExitCode(1) }
+    }
+}
+
+struct LoadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load",
+        abstract: "HTTP load with HDR latency histograms: closed loop (wrk) or fixed rate with coordinated-omission correction (wrk2).",
+        discussion: """
+        Closed loop (default): each of --connections keep-alive connections sends its next request when
+        the last one completed. Open loop (--rate R): requests go out on a fixed schedule of R per
+        second spread over the connections, and latency is measured from each request's intended send
+        time (wrk2's correction), so a stalled server shows in the percentiles; the uncorrected figures
+        (from the actual send time) are printed too. Requests whose (intended) send time falls in
+        --warmup are not recorded. Errors are counted by kind: connect, timeout, reset, status, body.
+
+        The run directory gets aggregate samples (percentiles, mean, max, req/s per second, status and
+        error counts) and the percentile spectra as CSV: memory and rows do not grow with the request
+        count. Exit status: 0 when responses arrived, 1 when none did, 2 for usage errors.
+
+        Examples:
+          edgemeter load -c 32 -d 10s http://127.0.0.1:8080/
+          edgemeter load -c 8 -R 2000 -d 30s --warmup 5s --body '5+6' http://127.0.0.1:50000/calculate
+          edgemeter load -c 4 -n 100000 --expect-status 200 http://127.0.0.1:50000/healthz
+        """
+    )
+
+    @Argument(help: "The URL (http:// only).")
+    var url: String
+
+    @Option(name: .shortAndLong, help: "Keep-alive connections (each with one request in flight).")
+    var connections: Int = 10
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Measured duration, after the warm-up.", valueName: "DURATION"))
+    var duration: String?
+
+    @Option(name: [.customShort("n"), .long], help: "Measured requests (after the warm-up); with --duration, whichever comes first.")
+    var requests: Int?
+
+    @Option(name: [.customShort("R"), .long], help: "Open loop: requests per second on a fixed schedule (wrk2 -R).")
+    var rate: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Warm-up before measuring (sent, not recorded).", valueName: "DURATION"))
+    var warmup: String = "0"
+
+    @Option(name: .shortAndLong, help: "Event-loop threads of the generator.")
+    var threads: Int = 2
+
+    @Option(name: .long, help: ArgumentHelp("A request without a complete response within this is a timeout error.", valueName: "DURATION"))
+    var timeout: String = "2s"
+
+    @Flag(name: .long, help: "Leave out the detailed percentile spectrum from the printed report.")
+    var noSpectrum = false
+
+    @OptionGroup var request: HTTPRequestOptions
+    @OptionGroup var run: RunOptions
+
+    func options(target: HTTPTarget) throws -> LoadOptions {
+        var o = LoadOptions(request: try request.spec(path: target.path), connections: connections, rate: rate,
+                            duration: try duration.map { try durationArgument($0, flag: "-d/--duration") }, requestCount: requests,
+                            warmup: try durationArgument(warmup, flag: "--warmup"), timeout: try durationArgument(timeout, flag: "--timeout"))
+        o.threads = threads
+        o.expectedStatuses = request.expectStatus.isEmpty ? nil : request.expectStatus
+        o.expectedBody = request.expectBody
+        return o
+    }
+
+    func validate() throws {
+        let target = try parseTarget(url)
+        try request.validateStatuses()
+        let o = try options(target: target)
+        if let p = o.problem { throw ValidationError(p) }
+        if connections > 10_000 { throw ValidationError("-c/--connections is limited to 10000, got \(connections)") }
+        if o.timeout <= .zero { throw ValidationError("--timeout must be more than 0") }
+    }
+
+    func run() async throws {
+        let target = try parseTarget(url)
+        let o = try options(target: target)
+        var responses = 0
+        let json = run.json
+        let spectrum = !noSpectrum
+        _ = try await runMeasured(name: "load", options: run) { ctx, _ in
+            let mode = o.rate.map { String(format: "at %g requests/s", $0) } ?? "closed loop"
+            note("load \(target): \(o.connections) connections, \(o.threads) threads, \(mode), " +
+                 (o.duration.map { "\($0.seconds) s" } ?? "\(o.requestCount ?? 0) requests") +
+                 (o.warmup > .zero ? " after \(o.warmup.seconds) s warm-up" : ""))
+            let r: LoadResult
+            do {
+                r = try await LoadScenario.record(target: target, options: o, scenario: "load", ctx: ctx)
+            } catch let e as HTTPClientError {
+                note("edgemeter: \(e)")
+                throw ExitCode(2)
+            }
+            responses = r.responses
+            if !json { print(LoadReport.text(r, spectrum: spectrum)); fflush(nil) }
+        }
+        if responses == 0 { throw ExitCode(1) }
+    }
+}
+
+struct CalcCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calc",
+        abstract: "Calculator preset: POST an expression, check the numeric answer, record per-hop timings from Server-Timing.",
+        discussion: """
+        Phases: resolve, connect, first_byte, total (as `edgemeter http`), and one phase per downstream
+        call, hop1_sum, hop2_mul, ..., from the front end's Server-Timing header (its own measurement of
+        each operation service call). The expected answer is computed locally unless --expect is given.
+
+        Examples:
+          edgemeter serve calculator --role all &
+          edgemeter calc --expr '(5+6)*2' -c 20 -i 100ms
+          edgemeter calc http://10.0.0.10:50000/calculate --expr '1.5*-4' --expect -6
+        """
+    )
+
+    @Argument(help: "The front end's /calculate URL.")
+    var url: String = "http://127.0.0.1:50000/calculate"
+
+    @Option(name: .long, help: "The expression.")
+    var expr: String
+
+    @Option(name: .long, help: "The answer to expect (default: evaluated locally).")
+    var expect: Double?
+
+    @Option(name: .shortAndLong, help: "Attempts.")
+    var count: Int = 5
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Interval between attempt starts.", valueName: "DURATION"))
+    var interval: String = "1s"
+
+    @Option(name: .long, help: ArgumentHelp("Limit for the connect, and for the exchange after it.", valueName: "DURATION"))
+    var timeout: String = "5s"
+
+    @OptionGroup var run: RunOptions
+
+    func validate() throws {
+        if count < 1 { throw ValidationError("-c/--count must be at least 1, got \(count)") }
+        _ = try parseTarget(url)
+        do { _ = try CalcParser.parse(expr) } catch { throw ValidationError("--expr: \(error)") }
+        _ = try durationArgument(interval, flag: "-i/--interval")
+        if try durationArgument(timeout, flag: "--timeout") <= .zero { throw ValidationError("--timeout must be more than 0") }
+    }
+
+    func run() async throws {
+        let target = try parseTarget(url)
+        let options: CalcProbeOptions
+        do {
+            options = try CalcScenario.options(expression: expr, expect: expect, count: count,
+                                               interval: try durationArgument(interval, flag: "-i"),
+                                               timeout: try durationArgument(timeout, flag: "--timeout"))
+        } catch {
+            note("edgemeter: \(error)")
+            throw ExitCode(2)
+        }
+        var succeeded = 0
+        let printLines = !run.json
+        let result = try await runMeasured(name: "calc", options: run) { ctx, _ in
+            succeeded = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
+                                            stop: ctx.stop, progress: printLines ? { print("\(target): \($0)"); fflush(nil) } : nil).succeeded
+        }
+        if printLines {
+            print("\n--- \(expr) at \(target) (expected \(options.expected.map { "\($0)" } ?? "?")) ---")
+            for s in result.summaries {
+                print("\(s.key.phase.padding(toLength: 12, withPad: " ", startingAt: 0)) ok \(s.received)/\(s.sent)  min/avg/max = \(f3(s.min))/\(f3(s.mean))/\(f3(s.max)) ms  p50/p99 = \(f3(s.p50))/\(f3(s.p99)) ms")
+            }
+        }
+        if succeeded == 0 { throw ExitCode(1) }
+    }
+}

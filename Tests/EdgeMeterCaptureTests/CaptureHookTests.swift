@@ -1,0 +1,111 @@
+import XCTest
+import Foundation
+import EdgeMeterCore
+import EdgeMeterProbes
+import EdgeMeterRun
+@testable import EdgeMeterCapture
+
+/// `withCapture` around the real ping and tcping probes on loopback: wire samples under the
+/// probe's target and one app − wire difference per echo and per connection.
+final class CaptureHookTests: XCTestCase {
+    var dir: URL!
+    var sink: MemorySink!
+    var sections: [String] = []
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgemeter-hook-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        sink = MemorySink()
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    func context() -> ScenarioContext {
+        let box = SectionBox()
+        self.box = box
+        return ScenarioContext(runID: "test", sink: sink, stop: StopFlag(), directory: dir, suiteDirectory: nil,
+                               progress: { _ in }, addSection: { box.add($0) })
+    }
+
+    final class SectionBox: @unchecked Sendable {
+        let lock = NSLock()
+        var items: [String] = []
+        func add(_ s: String) { lock.lock(); items.append(s); lock.unlock() }
+    }
+    var box: SectionBox?
+
+    func testPingWithCaptureOnLoopback() async throws {
+        try requireCaptureCapability()
+        let ctx = context()
+        let totals = try await withCapture(interface: "lo", filter: "icmp", scenario: "hook-ping", ctx: ctx) { inner in
+            try PingScenario.run(scenario: "hook-ping", targets: ["127.0.0.1"], family: .any,
+                                 options: ICMPOptions(count: 5, interval: .milliseconds(10)), ctx: inner, onLine: nil)
+        }
+        XCTAssertEqual(totals.first?.received, 5)
+        let s = sink.samples
+        let app = s.filter { $0.probe == "ping" && $0.phase == "echo" }
+        XCTAssertEqual(app.count, 5)
+        let wire = s.filter { $0.probe == "wire" && $0.phase == "icmp_echo" }
+        XCTAssertEqual(wire.count, 5)
+        XCTAssertTrue(wire.allSatisfy { $0.target == "127.0.0.1" && $0.status == .ok && $0.labels["app_probe"] == "ping" })
+        let diff = s.filter { $0.probe == "wire" && $0.phase == "stack_overhead_echo" }
+        XCTAssertEqual(diff.count, 5)
+        for d in diff {
+            let v = try XCTUnwrap(d.value)
+            let a = app.first { $0.labels["seq"] == d.labels["seq"] }!.value!
+            let w = wire.first { $0.labels["seq"] == d.labels["seq"] }!.value!
+            XCTAssertEqual(v, a - w, accuracy: 1e-9)
+            XCTAssertLessThan(abs(v), 50)
+        }
+        XCTAssertNotNil(s.first { $0.phase == "capture_dropped" && $0.value == 0 })
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-lo.pcap").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-lo-flows.csv").path))
+        let md = box!.items.joined()
+        XCTAssertTrue(md.contains("| stack_overhead_echo | 5 |"), md)
+        XCTAssertTrue(md.contains("5 of 5 application samples matched"), md)
+    }
+
+    func testTCPingWithCaptureOnLoopback() async throws {
+        try requireCaptureCapability()
+        let listener = try LoopbackListener(host: "127.0.0.1")
+        defer { listener.close() }
+        let target = listener.address.hostPort
+        let ctx = context()
+        let port = target.split(separator: ":").last!
+        _ = try await withCapture(interface: "lo", filter: "tcp port \(port)", scenario: "hook-tcping", ctx: ctx) { inner in
+            try TCPingScenario.run(scenario: "hook-tcping", targets: [target], family: .any,
+                                   options: TCPConnectOptions(count: 5, interval: .milliseconds(10)), ctx: inner, onLine: nil)
+        }
+        let s = sink.samples
+        let app = s.filter { $0.probe == "tcping" && $0.phase == "connect" }
+        XCTAssertEqual(app.count, 5)
+        let wire = s.filter { $0.probe == "wire" && $0.phase == "tcp_syn_synack" }
+        XCTAssertEqual(wire.count, 5)
+        XCTAssertTrue(wire.allSatisfy { $0.target == target && $0.status == .ok })
+        let diff = s.filter { $0.phase == "stack_overhead_connect" }
+        XCTAssertEqual(diff.count, 5)
+        XCTAssertTrue(diff.allSatisfy { $0.value != nil && $0.labels["local_port"] != nil })
+        XCTAssertEqual(Set(diff.compactMap { $0.labels["local_port"] }), Set(app.compactMap { $0.labels["local_port"] }))
+    }
+
+    func testNoInterfaceRunsTheBodyOnly() async throws {
+        let ctx = context()
+        let v = try await withCapture(interface: nil, scenario: "x", ctx: ctx) { _ in 42 }
+        XCTAssertEqual(v, 42)
+        XCTAssertTrue(sink.samples.isEmpty)
+    }
+
+    func testMissingInterfaceIsASetupError() async throws {
+        try requireCaptureCapability()
+        let ctx = context()
+        do {
+            _ = try await withCapture(interface: "nosuchif0", scenario: "x", ctx: ctx) { _ in 1 }
+            XCTFail("expected an error")
+        } catch {
+            XCTAssertTrue("\(error)".contains("--capture nosuchif0"), "\(error)")
+            XCTAssertTrue("\(error)".contains("edgemeter capture --list"), "\(error)")
+        }
+    }
+}
