@@ -98,3 +98,9 @@ int em_set_icmp_filter(int fd, int family) {
     f.data = ~((1U << ICMP_ECHOREPLY) | (1U << ICMP_DEST_UNREACH) | (1U << ICMP_TIME_EXCEEDED));
     return setsockopt(fd, SOL_RAW, ICMP_FILTER, &f, sizeof(f));
 }
+
+int em_poll_ns(struct pollfd *fds, unsigned long nfds, int64_t timeout_ns) {
+    if (timeout_ns < 0) return ppoll(fds, nfds, NULL, NULL);
+    struct timespec ts = { .tv_sec = timeout_ns / 1000000000LL, .tv_nsec = timeout_ns % 1000000000LL };
+    return ppoll(fds, nfds, &ts, NULL);
+}

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// Which calculator service a process (or one server of `--role all`) plays.
 public enum CalculatorRole: String, CaseIterable, Sendable {
@@ -67,8 +68,11 @@ public final class RunningCalculatorService: @unchecked Sendable {
     public let port: Int
     private let task: Task<Void, Error>
     private let onStop: @Sendable () -> Void
+    private let shutdown: @Sendable () async -> Void
 
-    init(role: CalculatorRole, host: String, port: Int, task: Task<Void, Error>, onStop: @escaping @Sendable () -> Void) {
+    init(role: CalculatorRole, host: String, port: Int, task: Task<Void, Error>, shutdown: @escaping @Sendable () async -> Void,
+         onStop: @escaping @Sendable () -> Void) {
+        self.shutdown = shutdown
         self.role = role
         self.host = host
         self.port = port
@@ -78,10 +82,17 @@ public final class RunningCalculatorService: @unchecked Sendable {
 
     public var endpoint: ServiceEndpoint { ServiceEndpoint(host: host, port: port) }
 
-    /// Stops accepting connections, closes the service's connections and waits until it is down.
+    /// Graceful shutdown: stops accepting connections, lets requests in progress finish, closes
+    /// idle connections and waits until the service is down (at most 5 s, then cancels it).
     public func stop() async {
-        task.cancel()
+        await shutdown()
+        let task = self.task
+        let guardTask = Task {
+            try await Task.sleep(for: .seconds(5))
+            task.cancel()
+        }
         _ = try? await task.value
+        guardTask.cancel()
         onStop()
     }
 
@@ -122,9 +133,10 @@ public enum CalculatorServer {
                 continuation.finish()
             },
             logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
         let task = Task {
             defer { continuation.finish() }
-            try await app.runService(gracefulShutdownSignals: [])
+            try await group.run()
         }
         var bound: Int?
         for await p in ports { bound = p; break }
@@ -138,6 +150,7 @@ public enum CalculatorServer {
         }
         let poolsToClose = pools
         return RunningCalculatorService(role: role, host: host, port: bound, task: task,
+                                        shutdown: { await group.triggerGracefulShutdown() },
                                         onStop: { poolsToClose.forEach { $0.closeAll() } })
     }
 
@@ -209,7 +222,7 @@ struct MethodGuard<Context: RequestContext>: RouterMiddleware {
             var headers = HTTPFields()
             headers[.allow] = methods.map(\.rawValue).joined(separator: ", ")
             headers[.contentType] = "application/json"
-            let body = "{\"error\":\(JSONText.string("method \(request.method.rawValue) is not allowed on \(request.uri.path); use \(methods.map(\.rawValue).joined(separator: " or "))"))}\n"
+            let body = "{\"status\":405,\"error\":\(JSONText.string("method \(request.method.rawValue) is not allowed on \(request.uri.path); use \(methods.map(\.rawValue).joined(separator: " or "))"))}\n"
             return Response(status: .methodNotAllowed, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
         }
         return try await next(request, context)

@@ -145,7 +145,7 @@ struct FrontEnd: Sendable {
 
     static func format(_ d: Duration) -> String {
         let ms = d.milliseconds
-        return ms >= 1000 ? "\(CalcNumber.format(ms / 1000)) s" : "\(CalcNumber.format(ms)) ms"
+        return ms >= 1000 ? String(format: "%g s", ms / 1000) : String(format: "%g ms", ms)
     }
 
     static func ms(_ v: Double) -> String { String(format: "%.3f", v) }
@@ -182,7 +182,7 @@ struct FrontEnd: Sendable {
 extension Duration {
     var milliseconds: Double {
         let c = components
-        return Double(c.seconds) * 1000 + Double(c.attoseconds) * 1e-15
+        return Double(c.seconds) * 1000 + Double(c.attoseconds / 1_000_000_000) / 1e6
     }
     var nanosecondsValue: Int64 {
         let c = components

@@ -15,13 +15,18 @@ public struct CaptureOptions: Sendable {
     public var interface: String
     /// A BPF filter in tcpdump syntax (`icmp or tcp port 8080`); nil captures everything.
     public var filter: String?
-    /// Bytes kept of each packet.
-    public var snapLength: Int32 = 262_144
-    /// Kernel ring buffer size in bytes; nil keeps libpcap's default (2 MiB).
+    /// Bytes kept of each packet. 65535 holds every packet of an interface with an MTU up to 64 KiB
+    /// (lo's is 65536) and keeps the ring's slots small (see `bufferSize`).
+    public var snapLength: Int32 = 65_535
+    /// Kernel ring buffer size in bytes; nil uses `defaultBufferSize`. In immediate mode libpcap
+    /// uses a TPACKET_V2 ring of fixed slots of about `snapLength` bytes, so the ring holds roughly
+    /// bufferSize / snapLength packets: libpcap's own 2 MiB default with a 256 KiB snap length
+    /// holds 8 and drops packets of a single TCP exchange on lo.
     public var bufferSize: Int32?
     public var promiscuous = false
+    public static let defaultBufferSize: Int32 = 32 << 20
 
-    public init(interface: String, filter: String? = nil, snapLength: Int32 = 262_144, bufferSize: Int32? = nil) {
+    public init(interface: String, filter: String? = nil, snapLength: Int32 = 65_535, bufferSize: Int32? = nil) {
         self.interface = interface
         self.filter = filter
         self.snapLength = snapLength
@@ -74,7 +79,7 @@ public final class LiveCapture {
         pcap_set_promisc(h, options.promiscuous ? 1 : 0)
         pcap_set_immediate_mode(h, 1)
         pcap_set_timeout(h, 50)
-        if let b = options.bufferSize { pcap_set_buffer_size(h, b) }
+        pcap_set_buffer_size(h, options.bufferSize ?? CaptureOptions.defaultBufferSize)
         let nanoOK = pcap_set_tstamp_precision(h, Int32(PCAP_TSTAMP_PRECISION_NANO)) == 0
         let rc = pcap_activate(h)
         if rc < 0 {

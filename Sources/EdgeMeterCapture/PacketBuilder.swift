@@ -144,6 +144,10 @@ public struct SyntheticHTTPTraffic {
 
     public func synAckDelay(_ i: Int) -> Int64 { synAckBaseNs + Int64(i % 50) * 1000 }
     public func clientPort(_ i: Int) -> UInt16 { UInt16(20_000 + i % 40_000) }
+    /// `client` for the first 40 000 connections, then the next addresses, so no 5-tuple repeats.
+    public func clientAddress(_ i: Int) -> IPAddress {
+        IPAddress(hi: client.hi, lo: client.lo &+ UInt64(i / 40_000))
+    }
 
     static let request = Array("GET /sum?a=1&b=2 HTTP/1.1\r\nHost: calc\r\nUser-Agent: edgemeter\r\n\r\n".utf8)
     static let response = Array("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\n3".utf8)
@@ -164,6 +168,7 @@ public struct SyntheticHTTPTraffic {
             for m in 0..<members {
                 let i = first + m
                 let cport = clientPort(i)
+                let client = clientAddress(i)
                 var t = groupStart + Int64(m) * 3_000
                 var cseq: UInt32 = UInt32(truncatingIfNeeded: i &* 7919) &+ 1000
                 var sseq: UInt32 = UInt32(truncatingIfNeeded: i &* 104_729) &+ 5000

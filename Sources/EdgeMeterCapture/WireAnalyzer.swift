@@ -234,7 +234,7 @@ public final class WireAnalyzer {
         }
         let (key, srcIsA) = FlowKey.make(packet)
         let flow: FlowState
-        if let i = flowIndex[key] {
+        if let i = flowIndex[key], !isNewConnection(flows[i], srcIsA) {
             flow = flows[i]
             if flow.interfaceIndex != packet.interfaceIndex {
                 counters.otherInterfaceCopies += 1
@@ -257,6 +257,14 @@ public final class WireAnalyzer {
         case IPProto.icmp, IPProto.icmpv6: icmp(ns)
         default: break
         }
+    }
+
+    /// A SYN on a 5-tuple whose previous connection completed its handshake (or was refused)
+    /// starts a new connection: the client port was reused.
+    @inline(__always) private func isNewConnection(_ f: FlowState, _ srcIsA: Bool) -> Bool {
+        guard packet.proto == IPProto.tcp, packet.tcpFlags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn else { return false }
+        guard f.synAckNs != nil || f.refused else { return false }
+        return packet.interfaceIndex == f.interfaceIndex && packet.seq != (srcIsA ? f.nextSeq.0 : f.nextSeq.1) &- 1
     }
 
     private func icmp(_ ns: Int64) {

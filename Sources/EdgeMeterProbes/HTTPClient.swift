@@ -192,6 +192,8 @@ public final class HTTPConnection: @unchecked Sendable {
 
     /// Resolves `host` with getaddrinfo on NIO's thread pool (never on an event loop).
     public static func resolve(host: String, port: Int) async throws -> SocketAddress {
+        // An IP literal needs no lookup.
+        if let literal = try? SocketAddress(ipAddress: host, port: port) { return literal }
         do {
             return try await NIOThreadPool.singleton.runIfActive {
                 try SocketAddress.makeAddressResolvingHost(host, port: port)

@@ -293,7 +293,9 @@ final class LoadSlot: @unchecked Sendable {
         let now = monotonicNanos()
         let end = shared.endNanos
         let due = rate == nil ? now : scheduled(seq)
-        if (rate == nil ? now : due) >= end { finish(); return }
+        // Stop at the end in real time (a lagging open loop does not keep sending its backlog),
+        // and do not schedule requests whose slot lies after the end.
+        if now >= end || due >= end { finish(); return }
         if due > now {
             loop.scheduleTask(deadline: .uptimeNanoseconds(due)) { self.fire(intended: due) }
             return
@@ -309,7 +311,7 @@ final class LoadSlot: @unchecked Sendable {
         }
         let now = monotonicNanos()
         intended = rate == nil ? now : due
-        if now >= shared.endNanos && rate == nil { finish(); return }
+        if now >= shared.endNanos { finish(); return }
         sentAt = now
         inFlight = true
         seq += 1
@@ -450,7 +452,7 @@ public enum LoadGenerator {
                 aborted = true
                 for s in slots { s.abort() }
             }
-            if let progress, now - lastReport >= 1_000_000_000 {
+            if let progress, now - lastReport >= 5_000_000_000 {
                 lastReport = now
                 progress(String(format: "%.0f s elapsed", Double(now &- t0) / 1e9))
             }

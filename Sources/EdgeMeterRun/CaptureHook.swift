@@ -34,7 +34,7 @@ final class TeeSink: SampleSink, @unchecked Sendable {
 /// Matching: ICMP by the `icmp_id` and `seq` labels; TCP connections by `local_port`; HTTP requests
 /// by `local_port` and the request's index on the connection when the samples carry
 /// `local_port`, otherwise in order when the numbers of requests agree.
-public func withCapture<T>(interface: String?, filter: String? = nil, snapLength: Int32 = 262_144, bufferSize: Int32? = nil,
+public func withCapture<T>(interface: String?, filter: String? = nil, snapLength: Int32 = 65_535, bufferSize: Int32? = nil,
                            scenario: String, ctx: ScenarioContext,
                            body: (ScenarioContext) async throws -> T) async throws -> T {
     guard let interface else { return try await body(ctx) }

@@ -144,7 +144,7 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
     let readyArgv: [String]?
     let stopArgv: [String]?
     let removeArgv: [String]?
-    private var process: Process?
+    private var process: SpawnedProcess?
     private let output = LineBuffer()
     private var removed = false
     var labels: [String: String] { readyArgv != nil ? ["ready": "command"] : [:] }
@@ -161,20 +161,14 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
 
     func start() async throws {
         if template.detached {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: try resolveExecutable(startArgv[0]))
-            p.arguments = Array(startArgv.dropFirst())
             let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            p.standardInput = FileHandle.nullDevice
             let buffer = output
             pipe.fileHandleForReading.readabilityHandler = { h in
                 let d = h.availableData
                 if d.isEmpty { h.readabilityHandler = nil } else { buffer.feedRaw(Array(d)) }
             }
-            try p.run()
-            process = p
+            process = try SpawnedProcess(startArgv, outputFD: pipe.fileHandleForWriting.fileDescriptor)
+            try pipe.fileHandleForWriting.close()
         } else {
             let r = try await runCommand(startArgv)
             output.feedRaw(Array((r.stdout + r.stderr).utf8))
@@ -187,8 +181,8 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
             try await poll("running command to succeed", until: deadline, stop: stop, interval: .milliseconds(10)) {
                 try await runCommand(runningArgv).ok
             }
-        } else if let p = process, !p.isRunning, p.terminationStatus != 0 {
-            throw StartupError("start command exited \(p.terminationStatus) right away: \(startArgv.joined(separator: " "))")
+        } else if let p = process, !p.isRunning, let code = p.terminationStatus, code != 0 {
+            throw StartupError("start command exited \(code) right away: \(startArgv.joined(separator: " "))")
         }
     }
 
@@ -205,7 +199,7 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
         case .exit:
             guard let p = process else { return }   // a non-detached start already exited 0
             try await poll("the start command to exit", until: deadline, stop: stop, interval: .milliseconds(2)) { !p.isRunning }
-            guard p.terminationStatus == 0 else { throw StartupError("start command exited \(p.terminationStatus)") }
+            guard p.terminationStatus == 0 else { throw StartupError("start command exited \(p.terminationStatus ?? -1)") }
         case .marker(let marker):
             try await poll("marker \"\(marker)\" in the start command's output", until: deadline, stop: stop, interval: .milliseconds(2)) {
                 self.output.contains(marker)
@@ -225,7 +219,7 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
             guard r.ok else { throw StartupError("stop command \(stopArgv.joined(separator: " ")) exited \(r.status): \(r.combined)") }
         }
         if let p = process, p.isRunning {
-            if stopArgv == nil { kill(p.processIdentifier, SIGTERM) }
+            if stopArgv == nil { p.signal(SIGTERM) }
             try await poll("the instance process to exit", until: .now + .seconds(5), stop: StopFlag(), interval: .milliseconds(1)) { !p.isRunning }
         }
     }
@@ -241,10 +235,11 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
     /// Cleanup after a failure or a stop: kills the detached process, runs stop/remove best-effort.
     func forceStop() async {
         if let p = process, p.isRunning {
-            kill(p.processIdentifier, SIGTERM)
+            p.signal(SIGTERM)
             let deadline = ContinuousClock.now + .seconds(5)
             while p.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            p.signal(SIGKILL)
+            while p.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
         }
         if !removed, let removeArgv { removed = true; _ = try? await runCommand(removeArgv) }
     }

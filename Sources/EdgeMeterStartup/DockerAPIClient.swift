@@ -132,7 +132,9 @@ public final class DockerAPIClient: @unchecked Sendable {
                 channel = try await bootstrap.connect(host: host, port: port).get()
             }
         } catch {
-            throw StartupError.dockerUnreachable(endpoint, detail: "\(error)")
+            let e = StartupError.dockerUnreachable(endpoint, detail: "\(error)")
+            loop.execute { handler.fail(e) }
+            throw e
         }
         if let timeout {
             let task = loop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {

@@ -21,8 +21,12 @@ public final class LXCBackend: StartupBackend, @unchecked Sendable {
     private let lock = NSLock()
     private var created: [String] = []
 
-    public init(runID: String, bridge: String = "edgemeter-br0", bridgeAddress: String = "10.213.77.1") {
+    /// Workload script (busybox sh) replacing the built-in one for the ready check.
+    public let script: String?
+
+    public init(runID: String, bridge: String = "edgemeter-br0", bridgeAddress: String = "10.213.77.1", script: String? = nil) {
         self.runTag = instanceTag(runID)
+        self.script = script
         self.bridge = bridge
         self.bridgeAddress = bridgeAddress
     }
@@ -62,7 +66,7 @@ public final class LXCBackend: StartupBackend, @unchecked Sendable {
         let root = "\(Self.lxcPath)/\(name)"
         let octets = bridgeAddress.split(separator: ".")
         let address = octets.dropLast().joined(separator: ".") + ".\(10 + index % 240)"
-        let script = "#!/bin/sh\nexec >/edgemeter.log 2>&1\n" + Workload.script(for: ready)
+        let script = "#!/bin/sh\nexec >/edgemeter.log 2>&1\n" + (self.script ?? Workload.script(for: ready))
         let workload = "\(root)/rootfs/edgemeter-workload"
         guard FileManager.default.createFile(atPath: workload, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755]) else {
             throw StartupError("cannot write \(workload)")

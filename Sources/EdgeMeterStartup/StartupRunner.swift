@@ -281,16 +281,21 @@ func runCommand(_ argv: [String], environment: [String: String]? = nil, stdin: F
             }
             // Read both pipes before waiting so a chatty program cannot block on a full pipe.
             let group = DispatchGroup()
-            var outData = Data(), errData = Data()
+            let outBox = DataBox()
             group.enter()
-            DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-            errData = err.fileHandleForReading.readDataToEndOfFile()
+            DispatchQueue.global().async { outBox.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+            let errData = err.fileHandleForReading.readDataToEndOfFile()
             group.wait()
+            let outData = outBox.data
             p.waitUntilExit()
             cont.resume(returning: CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                                                  stderr: String(decoding: errData, as: UTF8.self)))
         }
     }
+}
+
+private final class DataBox: @unchecked Sendable {
+    var data = Data()
 }
 
 /// Finds a program on PATH (or checks an absolute path).
@@ -305,7 +310,8 @@ func resolveExecutable(_ name: String) throws -> String {
 
 func findExecutable(_ name: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    for dir in path.split(separator: ":") + ["/usr/sbin", "/sbin"] {
+    let dirs: [String] = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"]
+    for dir in dirs {
         let candidate = "\(dir)/\(name)"
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
     }

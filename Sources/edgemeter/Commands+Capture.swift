@@ -38,10 +38,10 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Stop after this many packets.", valueName: "N"))
     var count: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Bytes kept of each packet.", valueName: "N"))
-    var snaplen: Int32 = 262_144
+    @Option(name: .long, help: ArgumentHelp("Bytes kept of each packet (65535 keeps whole packets up to a 64 KiB MTU).", valueName: "N"))
+    var snaplen: Int32 = 65_535
 
-    @Option(name: .customLong("buffer-size"), help: ArgumentHelp("Kernel capture buffer in KiB (libpcap's default is 2048).", valueName: "KiB"))
+    @Option(name: .customLong("buffer-size"), help: ArgumentHelp("Kernel capture ring in KiB (default 32768). It holds about size/snaplen packets: raise it (or lower --snaplen) if pcap_stats reports drops.", valueName: "KiB"))
     var bufferSize: Int32?
 
     @Flag(name: .long, help: "List the interfaces libpcap can capture on and exit.")

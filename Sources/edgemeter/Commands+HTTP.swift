@@ -213,14 +213,24 @@ struct HTTPCommand: AsyncParsableCommand {
                                        expectedBody: request.expectBody)
         var succeeded = 0
         let printLines = !run.json
+        let name = target.description
+        var progress: (@Sendable (String) -> Void)?
+        if printLines {
+            progress = { line in
+                Swift.print(name + ": " + line)
+                fflush(nil)
+            }
+        }
         let result = try await runMeasured(name: "http", options: run) { ctx, _ in
-            succeeded = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
-                                            stop: ctx.stop, progress: printLines ? { print("\(target): \($0)"); fflush(nil) } : nil).succeeded
+            let r = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
+                                        stop: ctx.stop, progress: progress)
+            succeeded = r.succeeded
         }
         if printLines {
             print("\n--- \(target) ---")
             for phase in HTTPProbe.phases {
                 guard let s = result.summaries.first(where: { $0.key.phase == phase }) else { continue }
+                if s.received == 0 { print("\(phase.padding(toLength: 10, withPad: " ", startingAt: 0)) ok 0/\(s.sent)"); continue }
                 print("\(phase.padding(toLength: 10, withPad: " ", startingAt: 0)) ok \(s.received)/\(s.sent)  min/avg/max = \(f3(s.min))/\(f3(s.mean))/\(f3(s.max)) ms  p50/p99 = \(f3(s.p50))/\(f3(s.p99)) ms")
             }
         }
@@ -382,13 +392,23 @@ struct CalcCommand: AsyncParsableCommand {
         }
         var succeeded = 0
         let printLines = !run.json
+        let name = target.description
+        var progress: (@Sendable (String) -> Void)?
+        if printLines {
+            progress = { line in
+                Swift.print(name + ": " + line)
+                fflush(nil)
+            }
+        }
         let result = try await runMeasured(name: "calc", options: run) { ctx, _ in
-            succeeded = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
-                                            stop: ctx.stop, progress: printLines ? { print("\(target): \($0)"); fflush(nil) } : nil).succeeded
+            let r = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
+                                        stop: ctx.stop, progress: progress)
+            succeeded = r.succeeded
         }
         if printLines {
             print("\n--- \(expr) at \(target) (expected \(options.expected.map { "\($0)" } ?? "?")) ---")
             for s in result.summaries {
+                if s.received == 0 { print("\(s.key.phase.padding(toLength: 12, withPad: " ", startingAt: 0)) ok 0/\(s.sent)"); continue }
                 print("\(s.key.phase.padding(toLength: 12, withPad: " ", startingAt: 0)) ok \(s.received)/\(s.sent)  min/avg/max = \(f3(s.min))/\(f3(s.mean))/\(f3(s.max)) ms  p50/p99 = \(f3(s.p50))/\(f3(s.p99)) ms")
             }
         }

@@ -39,8 +39,9 @@ final class CaptureHookTests: XCTestCase {
     func testPingWithCaptureOnLoopback() async throws {
         try requireCaptureCapability()
         let ctx = context()
-        let totals = try await withCapture(interface: "lo", filter: "icmp", scenario: "hook-ping", ctx: ctx) { inner in
-            try PingScenario.run(scenario: "hook-ping", targets: ["127.0.0.1"], family: .any,
+        let addr = uniqueLoopback()
+        let totals = try await withCapture(interface: "lo", filter: "icmp and host \(addr)", scenario: "hook-ping", ctx: ctx) { inner in
+            try PingScenario.run(scenario: "hook-ping", targets: [addr], family: .any,
                                  options: ICMPOptions(count: 5, interval: .milliseconds(10)), ctx: inner, onLine: nil)
         }
         XCTAssertEqual(totals.first?.received, 5)
@@ -49,7 +50,7 @@ final class CaptureHookTests: XCTestCase {
         XCTAssertEqual(app.count, 5)
         let wire = s.filter { $0.probe == "wire" && $0.phase == "icmp_echo" }
         XCTAssertEqual(wire.count, 5)
-        XCTAssertTrue(wire.allSatisfy { $0.target == "127.0.0.1" && $0.status == .ok && $0.labels["app_probe"] == "ping" })
+        XCTAssertTrue(wire.allSatisfy { $0.target == addr && $0.status == .ok && $0.labels["app_probe"] == "ping" })
         let diff = s.filter { $0.probe == "wire" && $0.phase == "stack_overhead_echo" }
         XCTAssertEqual(diff.count, 5)
         for d in diff {

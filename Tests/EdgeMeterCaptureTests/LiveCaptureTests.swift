@@ -16,6 +16,12 @@ func requireCaptureCapability() throws {
     }
 }
 
+/// A loopback address of 127/8 that no one else on this machine uses (the tests run beside other
+/// people's loopback traffic): every 127.x.y.z answers on Linux's lo.
+func uniqueLoopback() -> String {
+    "127.\(Int.random(in: 100...250)).\(Int.random(in: 0...255)).\(Int.random(in: 1...254))"
+}
+
 /// A loopback HTTP/1.1 responder on a blocking thread: reads one request per connection, answers
 /// `200 ok` with Content-Length, closes. Port 0, so tests never collide.
 final class LoopbackTCPServer: @unchecked Sendable {
@@ -98,11 +104,12 @@ final class LiveCaptureTests: XCTestCase {
     func testCaptureOnLoopbackDuringPing() throws {
         try requireCaptureCapability()
         let path = dir.appendingPathComponent("ping.pcap").path
-        let session = try CaptureSession(options: CaptureOptions(interface: "lo", filter: "icmp"), writePath: path)
+        let addr = uniqueLoopback()
+        let session = try CaptureSession(options: CaptureOptions(interface: "lo", filter: "icmp and host \(addr)"), writePath: path)
         XCTAssertEqual(session.capture.precision, "nano")
         XCTAssertEqual(session.capture.linkType, LinkType.ethernet)
         session.start()
-        let out = try runTool("/usr/bin/ping", ["-n", "-c", "5", "-i", "0.01", "127.0.0.1"])
+        let out = try runTool("/usr/bin/ping", ["-n", "-c", "5", "-i", "0.01", addr])
         XCTAssertTrue(out.contains("5 received"), out)
         Thread.sleep(forTimeInterval: 0.1)
         session.stop()
@@ -117,7 +124,7 @@ final class LiveCaptureTests: XCTestCase {
             let rtt = try XCTUnwrap(e.rttNs)
             XCTAssertGreaterThan(rtt, 0)
             XCTAssertLessThan(rtt, 50_000_000)
-            XCTAssertEqual(e.source.description, "127.0.0.1")
+            XCTAssertEqual(e.destination.description, addr)
         }
         let attrs = try FileManager.default.attributesOfItem(atPath: path)
         XCTAssertEqual((attrs[.posixPermissions] as? NSNumber)?.intValue, 0o600)
@@ -196,10 +203,11 @@ final class LiveCaptureTests: XCTestCase {
     /// `any` gives Linux cooked frames (SLL2 on libpcap 1.10); the analysis is the same.
     func testCaptureOnAnyDuringPing() throws {
         try requireCaptureCapability()
-        let session = try CaptureSession(options: CaptureOptions(interface: "any", filter: "icmp and host 127.0.0.1"), writePath: nil)
+        let addr = uniqueLoopback()
+        let session = try CaptureSession(options: CaptureOptions(interface: "any", filter: "icmp and host \(addr)"), writePath: nil)
         XCTAssertTrue([LinkType.linuxSLL2, LinkType.linuxSLL].contains(session.capture.linkType))
         session.start()
-        _ = try runTool("/usr/bin/ping", ["-n", "-c", "3", "-i", "0.01", "127.0.0.1"])
+        _ = try runTool("/usr/bin/ping", ["-n", "-c", "3", "-i", "0.01", addr])
         Thread.sleep(forTimeInterval: 0.1)
         session.stop()
         let (_, a) = try session.wait()

@@ -132,9 +132,10 @@ final class TsharkAgreementTests: XCTestCase {
         let path = dir.appendingPathComponent("lo.pcap").path
         let listener = try LoopbackTCPServer()
         defer { listener.close() }
-        let session = try CaptureSession(options: CaptureOptions(interface: "lo", filter: "icmp or tcp port \(listener.port)"), writePath: path)
+        let addr = uniqueLoopback()
+        let session = try CaptureSession(options: CaptureOptions(interface: "lo", filter: "(icmp and host \(addr)) or tcp port \(listener.port)"), writePath: path)
         session.start()
-        let ping = try runTool("/usr/bin/ping", ["-n", "-c", "5", "-i", "0.01", "127.0.0.1"])
+        let ping = try runTool("/usr/bin/ping", ["-n", "-c", "5", "-i", "0.01", addr])
         XCTAssertTrue(ping.contains("5 received"), ping)
         for _ in 0..<5 { try listener.connectAndExchange(request: "GET /x HTTP/1.1\r\nHost: lo\r\n\r\n") }
         Thread.sleep(forTimeInterval: 0.1)

@@ -212,6 +212,21 @@ final class WireAnalyzerTests: XCTestCase {
         XCTAssertEqual(hs.first?.target, "[2001:db8::20]:444")
     }
 
+    func testReusedClientPortStartsANewConnection() throws {
+        var frames: [(Int64, [UInt8])] = []
+        for (k, isn) in [(0, UInt32(1000)), (1, UInt32(900_000))] {
+            let t = t0 + Int64(k) * 1_000_000_000
+            frames.append((t, PacketBuilder.tcp(src: c, dst: s, srcPort: 40000, dstPort: 80, seq: isn, ack: 0, flags: TCPFlag.syn)))
+            frames.append((t + 20_000 + Int64(k) * 5000, PacketBuilder.tcp(src: s, dst: c, srcPort: 80, dstPort: 40000, seq: 7, ack: isn + 1, flags: TCPFlag.syn | TCPFlag.ack, fromClient: false)))
+            frames.append((t + 30_000 + Int64(k) * 5000, PacketBuilder.tcp(src: c, dst: s, srcPort: 40000, dstPort: 80, seq: isn + 1, ack: 8, flags: TCPFlag.ack)))
+            frames.append((t + 40_000 + Int64(k) * 5000, PacketBuilder.tcp(src: c, dst: s, srcPort: 40000, dstPort: 80, seq: isn + 1, ack: 8, flags: TCPFlag.rst)))
+        }
+        let a = try analyzeFrames(frames)
+        XCTAssertEqual(a.flows.count, 2)
+        XCTAssertEqual(a.handshakes.map(\.synToSynAckNs), [20_000, 25_000])
+        XCTAssertEqual(a.flows.map(\.packets), [4, 4])
+    }
+
     func testFlowTotals() throws {
         var frames: [(Int64, [UInt8])] = []
         for i in 0..<10 {

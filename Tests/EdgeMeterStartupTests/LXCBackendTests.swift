@@ -38,7 +38,8 @@ final class LXCBackendTests: XCTestCase {
     func testInterruptedRunLeavesNoContainerOrBridge() async throws {
         try requireLXC()
         let bridge = "edgemeter-bi\(Int.random(in: 0..<99))"
-        let backend = LXCBackend(runID: testRunID("li"), bridge: bridge, bridgeAddress: "10.213.79.1")
+        let backend = LXCBackend(runID: testRunID("li"), bridge: bridge, bridgeAddress: "10.213.79.1",
+                                 script: "trap 'exit 0' TERM\nsleep 60 &\nwait\n")
         let stop = StopFlag()
         Task { try await Task.sleep(for: .seconds(2)); stop.stop(reason: "SIGINT") }
         let samples = try await run(backend, .marker("NEVER-PRINTED"), runs: 3, stop: stop)

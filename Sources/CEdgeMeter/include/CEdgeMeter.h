@@ -5,6 +5,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <poll.h>
 
 /// What `em_recvmsg` found in the control data of one received datagram.
 typedef struct em_rxinfo {
@@ -33,3 +34,6 @@ const char *em_errno_name(int err);
 /// requests (echo reply, destination unreachable, time exceeded), as iputils does: without it
 /// every ICMP packet on the host, our own outgoing requests included, is copied to the socket.
 int em_set_icmp_filter(int fd, int family);
+
+/// poll() with a nanosecond timeout (ppoll); a negative timeout waits forever.
+int em_poll_ns(struct pollfd *fds, unsigned long nfds, int64_t timeout_ns);

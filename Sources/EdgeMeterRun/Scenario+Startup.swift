@@ -1,0 +1,320 @@
+import Foundation
+import EdgeMeterCore
+import EdgeMeterStartup
+
+/// What one startup measurement needs, from a suite scenario or from `edgemeter startup` flags.
+public struct StartupConfig: Sendable {
+    public var backend: String
+    public var runs = 5
+    public var ready: ReadyCheck = .marker(ReadyCheck.defaultMarker)
+    public var timeout: Duration = .seconds(60)
+    /// docker/podman: image and workload command (nil = built-in busybox workload).
+    public var image = ImageBuilder.defaultReference
+    public var command: [String]?
+    /// docker/qemu: also start from a snapshot (docker commit / VM state saved to a file) and compare.
+    public var snapshot = false
+    /// qemu
+    public var accel: QEMUAccel = .auto
+    public var hostPort = 1234
+    public var kvmProbeTimeout: Duration = .seconds(8)
+    /// lxc
+    public var bridge = "edgemeter-br0"
+    /// cmd
+    public var template: CommandTemplate?
+    public var preset: String?
+    public var variables: [String: String] = [:]
+
+    public init(backend: String) { self.backend = backend }
+
+    public static let backends = ["docker", "lxc", "qemu", "cmd", "podman", "crun"]
+    public static let readyKinds = ["exit", "marker", "tcp", "http", "icmp"]
+
+    /// Builds the ready check from its kind and options; tcp defaults to guest port 22 (the lab's
+    /// forward 1234 → 22), http to port 80 and path `/`.
+    public static func readyCheck(kind: String, marker: String?, port: Int?, path: String?) throws -> ReadyCheck {
+        switch kind {
+        case "exit": return .exit
+        case "marker": return .marker(marker ?? ReadyCheck.defaultMarker)
+        case "tcp": return .tcp(port: port ?? 22)
+        case "http": return .http(port: port ?? 80, path: path ?? "/")
+        case "icmp": return .icmp
+        default: throw StartupError("ready must be one of \(readyKinds.joined(separator: ", ")), got \"\(kind)\"")
+        }
+    }
+
+    /// Problems no engine needs to see (a cross-field check shared by the suite schema and the CLI).
+    public func problem() -> String? {
+        if snapshot && !["docker", "qemu", "podman"].contains(backend) {
+            return "snapshot is supported for docker and qemu only, not \(backend)"
+        }
+        if backend == "qemu", case .icmp = ready {
+            return "ready icmp is not available for qemu (user-mode NAT has no route into the guest): use tcp, http or marker"
+        }
+        if backend == "qemu" && snapshot {
+            switch ready {
+            case .tcp, .http: break
+            default: return "a restored VM does not boot again, so its marker/exit is never seen: use ready tcp or http with snapshot"
+            }
+        }
+        if backend == "cmd" && template == nil {
+            return "the cmd backend needs a start command (or a preset: \(CommandTemplate.presets.keys.sorted().joined(separator: ", ")))"
+        }
+        if !(1...65535).contains(hostPort) { return "host port must be 1-65535, got \(hostPort)" }
+        return nil
+    }
+}
+
+/// Startup phases of containers and VMs (issue 4): the `startup` scenario kind, its per-backend
+/// phase table and, when a run measured several backends, a comparison with ratios.
+///
+/// Samples (probe `startup`, metric `startup`, unit ms, target = backend): one per phase per attempt
+/// (`create`, `start`, `running`, `ready`, `stop`, `remove`, `total` = create through ready), failed
+/// attempts included with status and reason. With snapshots, a `snapshot` metric sample (`commit`
+/// for docker, `save` for qemu) and the clone attempts under target `docker-snapshot`/`qemu-snapshot`.
+public enum StartupScenario {
+    public static let schema = ScenarioSchema(
+        kind: "startup",
+        parameters: ["backend": .oneOf(StartupConfig.backends), "runs": .positiveInteger,
+                     "ready": .oneOf(StartupConfig.readyKinds), "marker": .string, "port": .positiveInteger, "path": .string,
+                     "timeout": .duration, "image": .string, "command": .stringList, "snapshot": .bool,
+                     "accel": .oneOf(QEMUAccel.allCases.map(\.rawValue)), "host_port": .positiveInteger,
+                     "kvm_probe_timeout": .duration, "bridge": .string,
+                     "preset": .oneOf(CommandTemplate.presets.keys.sorted()), "create": .stringList, "start": .stringList,
+                     "running": .stringList, "ready_command": .stringList, "ready_output": .string, "stop": .stringList,
+                     "remove": .stringList, "detached": .bool, "host": .string, "vars": .stringList],
+        required: ["backend"],
+        check: { s in
+            do {
+                let c = try config(s)
+                if let p = c.problem() { return ("backend", p) }
+            } catch {
+                return ("backend", "\(error)")
+            }
+            if let p = s.int("port"), p > 65535 { return ("port", "`port` must be 1-65535, got \(p)") }
+            return nil
+        })
+
+    public static let kind = ScenarioKind(schema: schema) { s, ctx in
+        try await run(try config(s), scenario: s.name, ctx: ctx)
+    }
+
+    static func config(_ s: ValidatedScenario) throws -> StartupConfig {
+        var c = StartupConfig(backend: s.string("backend") ?? "docker")
+        c.runs = s.int("runs") ?? 5
+        c.ready = try StartupConfig.readyCheck(kind: s.string("ready") ?? (c.backend == "cmd" ? "exit" : "marker"),
+                                               marker: s.string("marker"), port: s.int("port"), path: s.string("path"))
+        c.timeout = s.duration("timeout") ?? (c.backend == "qemu" ? .seconds(120) : .seconds(60))
+        if let i = s.string("image") { c.image = i }
+        c.command = s.strings("command")
+        c.snapshot = s.bool("snapshot") ?? false
+        c.accel = QEMUAccel(rawValue: s.string("accel") ?? "auto") ?? .auto
+        c.hostPort = s.int("host_port") ?? 1234
+        c.kvmProbeTimeout = s.duration("kvm_probe_timeout") ?? .seconds(8)
+        if let b = s.string("bridge") { c.bridge = b }
+        c.preset = s.string("preset")
+        for kv in s.strings("vars") ?? [] {
+            guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else {
+                throw StartupError("`vars` entries must look like key=value, got \"\(kv)\"")
+            }
+            c.variables[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
+        }
+        if c.backend == "cmd" {
+            var t = c.preset.flatMap { CommandTemplate.presets[$0] } ?? (s.strings("start").map { CommandTemplate(start: $0) })
+            if let start = s.strings("start") { t?.start = start }
+            if let v = s.strings("create") { t?.create = v }
+            if let v = s.strings("running") { t?.running = v }
+            if let v = s.strings("ready_command") { t?.ready = v }
+            if let v = s.string("ready_output") { t?.readyOutput = v }
+            if let v = s.strings("stop") { t?.stop = v }
+            if let v = s.strings("remove") { t?.remove = v }
+            if let v = s.bool("detached") { t?.detached = v }
+            if let v = s.string("host") { t?.host = v }
+            if t?.start.isEmpty == true { throw StartupError("`start` must not be empty") }
+            c.template = t
+        }
+        return c
+    }
+
+    /// Builds the backend(s) of `config`: the cold one and, with `snapshot`, the clone one.
+    public static func backends(_ c: StartupConfig, runID: String) throws -> [StartupBackend] {
+        switch c.backend {
+        case "docker":
+            let client = try DockerAPIClient()
+            var list: [StartupBackend] = [DockerBackend(client: client, image: c.image, command: c.command, runID: runID)]
+            if c.snapshot { list.append(DockerBackend(client: client, image: c.image, command: c.command, runID: runID + "s", fromSnapshot: true)) }
+            return list
+        case "podman":
+            guard findProgram("podman") != nil else {
+                throw ScenarioNotRun("podman is not installed here: apt-get install -y podman, then `podman system service --time=0 unix:///run/podman/podman.sock &`")
+            }
+            let client = DockerAPIClient(endpoint: .unix(path: "/run/podman/podman.sock"))
+            return [DockerBackend(client: client, image: c.image, command: c.command, runID: runID)]
+        case "crun":
+            if findProgram("crun") == nil {
+                throw ScenarioNotRun("crun is not installed here: apt-get install -y crun")
+            }
+            throw ScenarioNotRun("the crun (OCI runtime without a daemon) backend is not implemented yet; compare docker with podman instead")
+        case "lxc":
+            return [LXCBackend(runID: runID, bridge: c.bridge)]
+        case "qemu":
+            var list: [StartupBackend] = [QEMUBackend(runID: runID, accel: c.accel, hostPort: c.hostPort, kvmProbeTimeout: c.kvmProbeTimeout)]
+            if c.snapshot {
+                list.append(QEMUBackend(runID: runID + "s", accel: c.accel, hostPort: c.hostPort, kvmProbeTimeout: c.kvmProbeTimeout, fromSnapshot: true))
+            }
+            return list
+        case "cmd":
+            guard let t = c.template else { throw StartupError(c.problem() ?? "cmd needs a start command") }
+            return [CommandBackend(template: t, variables: c.variables, runID: runID, preset: c.preset)]
+        default:
+            throw StartupError("unknown backend \(c.backend): use one of \(StartupConfig.backends.joined(separator: ", "))")
+        }
+    }
+
+    static func findProgram(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+            return "\(dir)/\(name)"
+        }
+        return nil
+    }
+
+    /// Runs one backend's attempts (and its snapshot clones), adds its phase table and, when this run
+    /// already measured other backends, the comparison. A missing engine becomes `ScenarioNotRun`.
+    @discardableResult
+    public static func run(_ c: StartupConfig, scenario: String, ctx: ScenarioContext, compare: Bool = true) async throws -> [BackendResult] {
+        if let p = c.problem() { throw StartupError(p) }
+        let tag = ctx.runID + scenario
+        var results: [BackendResult] = []
+        let list: [StartupBackend]
+        do {
+            list = try backends(c, runID: tag)
+        } catch let e as StartupError {
+            throw ScenarioNotRun("\(c.backend): \(e.message)")
+        }
+        for backend in list {
+            if ctx.stop.isStopped { break }
+            let plan = StartupPlan(scenario: scenario, runs: c.runs, ready: c.ready, readyTimeout: c.timeout)
+            ctx.progress("\(backend.name): \(c.runs) run(s), ready = \(c.ready)")
+            let attempts: [StartupAttempt]
+            do {
+                attempts = try await StartupRunner.run(backend: backend, plan: plan, runID: ctx.runID, sink: ctx.sink, stop: ctx.stop,
+                                                       progress: ctx.progress)
+            } catch let e as StartupError {
+                throw ScenarioNotRun("\(backend.name): \(e.message)")
+            }
+            var result = BackendResult(scenario: scenario, backend: backend.name, ready: c.ready.kind, attempts: attempts,
+                                       labels: backend.labels)
+            if let d = backend as? DockerBackend, let ms = d.commitMilliseconds {
+                result.snapshotStep = ("docker commit (paused) of a running container", ms)
+            }
+            if let q = backend as? QEMUBackend, let ms = q.saveMilliseconds {
+                result.snapshotStep = ("VM stop + migrate state to a file", ms)
+            }
+            if let step = result.snapshotStep {
+                ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "startup", target: backend.name, metric: "snapshot",
+                                       phase: backend is DockerBackend ? "commit" : "save", value: step.ms, unit: "ms", timestamp: Date(),
+                                       status: .ok, labels: backend.labels.merging(["clock": "monotonic"]) { a, _ in a }))
+            }
+            results.append(result)
+        }
+        guard !results.isEmpty else { return [] }
+        ctx.addSection(phaseTable(results, title: "Startup phases: \(scenario)"))
+        if results.count == 2, let cold = results.first, let snap = results.last, snap.snapshotStep != nil {
+            ctx.addSection(snapshotComparison(cold: cold, snapshot: snap))
+        }
+        let all = Registry.shared.add(runID: ctx.runID, results)
+        if compare && Set(all.map(\.backend)).count >= 2 && Set(all.map(\.scenario)).count >= 2 {
+            ctx.addSection(comparison(all))
+        }
+        return results
+    }
+
+    public struct BackendResult: Sendable {
+        public var scenario: String
+        public var backend: String
+        public var ready: String
+        public var attempts: [StartupAttempt]
+        public var labels: [String: String]
+        public var snapshotStep: (what: String, ms: Double)?
+
+        public func median(_ phase: StartupPhase) -> Double? {
+            let v = attempts.compactMap { $0.phases[phase] }.sorted()
+            guard !v.isEmpty else { return nil }
+            return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+        }
+        public var okRuns: Int { attempts.filter { $0.failure == nil }.count }
+    }
+
+    /// Results of every startup scenario of one run, for the cross-backend comparison.
+    final class Registry: @unchecked Sendable {
+        static let shared = Registry()
+        private let lock = NSLock()
+        private var byRun: [String: [BackendResult]] = [:]
+        func add(runID: String, _ r: [BackendResult]) -> [BackendResult] {
+            lock.lock(); defer { lock.unlock() }
+            byRun[runID, default: []] += r
+            return byRun[runID] ?? []
+        }
+    }
+
+    static func fmt(_ v: Double?) -> String {
+        guard let v else { return "—" }
+        return v >= 100 ? String(format: "%.0f", v) : String(format: "%.1f", v)
+    }
+
+    /// Medians per phase (ms), one row per backend.
+    public static func phaseTable(_ results: [BackendResult], title: String) -> String {
+        var s = "### \(title)\n\nMedians in ms over successful attempts; `total` = create through ready, client-side monotonic clock.\n\n"
+        s += "| backend | ready check | ok/runs | create | start | running | ready | stop | remove | total | provenance |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        for r in results {
+            let prov = r.labels.filter { ["accel", "image", "template", "kernel", "source", "accel_note", "preset"].contains($0.key) }
+                .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+            s += "| \(r.backend) | \(r.ready) | \(r.okRuns)/\(r.attempts.count) | "
+            s += [StartupPhase.create, .start, .running, .ready, .stop, .remove, .total].map { fmt(r.median($0)) }.joined(separator: " | ")
+            s += " | \(prov) |\n"
+        }
+        let failures = results.flatMap { r in r.attempts.compactMap { a in a.failure.map { "- \(r.backend) run \(a.index + 1): \($0)" } } }
+        if !failures.isEmpty { s += "\nFailed attempts:\n" + failures.prefix(20).joined(separator: "\n") + "\n" }
+        return s
+    }
+
+    public static func snapshotComparison(cold: BackendResult, snapshot: BackendResult) -> String {
+        var s = "### Snapshot vs cold start (\(cold.backend))\n\n"
+        if let step = snapshot.snapshotStep { s += "Snapshot taken once: \(step.what): \(fmt(step.ms)) ms.\n\n" }
+        s += "| phase | cold median ms | from snapshot median ms | ratio |\n|---|---|---|---|\n"
+        for p in [StartupPhase.create, .start, .running, .ready, .total] {
+            let a = cold.median(p), b = snapshot.median(p)
+            s += "| \(p.rawValue) | \(fmt(a)) | \(fmt(b)) | \(ratioText(a, b)) |\n"
+        }
+        return s
+    }
+
+    static func ratioText(_ a: Double?, _ b: Double?) -> String {
+        guard let a, let b, a > 0, b > 0 else { return "—" }
+        return b <= a ? String(format: "%.2f× faster", a / b) : String(format: "%.2f× slower", b / a)
+    }
+
+    /// Every backend measured in this run so far, fastest total first, with ratios to the others.
+    public static func comparison(_ results: [BackendResult]) -> String {
+        let rows = results.filter { $0.median(.total) != nil }.sorted { ($0.median(.total) ?? 0) < ($1.median(.total) ?? 0) }
+        var s = "### Startup comparison: \(rows.map(\.backend).joined(separator: ", "))\n\n"
+        s += "Medians in ms. Ratios are the slower backend's median divided by the faster one's.\n\n"
+        s += "| backend | scenario | ready check | ok/runs | total (create→ready) | ready phase | × vs fastest total |\n|---|---|---|---|---|---|---|\n"
+        let fastest = rows.first?.median(.total)
+        for r in rows {
+            let ratio = fastest.flatMap { f in r.median(.total).map { String(format: "%.1f×", $0 / f) } } ?? "—"
+            s += "| \(r.backend) | \(r.scenario) | \(r.ready) | \(r.okRuns)/\(r.attempts.count) | \(fmt(r.median(.total))) | \(fmt(r.median(.ready))) | \(ratio) |\n"
+        }
+        var lines: [String] = []
+        for (i, a) in rows.enumerated() {
+            for b in rows[(i + 1)...] {
+                if let x = a.median(.total), let y = b.median(.total), x > 0 {
+                    lines.append("- \(a.backend) ready (create→ready) \(String(format: "%.1f", y / x))× faster than \(b.backend) (\(fmt(x)) ms vs \(fmt(y)) ms)")
+                }
+            }
+        }
+        if !lines.isEmpty { s += "\n" + lines.joined(separator: "\n") + "\n" }
+        return s
+    }
+}
