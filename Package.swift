@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterProbes", "EdgeMeterCore"]),
-        .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore"]),
+        .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun"]),
         .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes"]),
     ],
     swiftLanguageModes: [.v5]

@@ -86,11 +86,12 @@ final class OperationPool: @unchecked Sendable {
     }
 
     static func describe(_ error: Error) -> String {
-        if let e = error as? IOError { return e.description }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)).lowercased() }
         if let e = error as? NIOConnectionError {
-            if let first = e.connectionErrors.first { return "connect to \(first.target) failed: \(first.error)" }
+            if let first = e.connectionErrors.first { return describe(first.error) }
             return "connect failed: \(e)"
         }
+        if let e = error as? ChannelError, case .connectTimeout = e { return "connect timed out" }
         return "\(error)"
     }
 
@@ -135,7 +136,9 @@ final class OperationPool: @unchecked Sendable {
             return PooledConnection(channel: channel, handler: handler)
         } catch let e as ChannelError {
             if case .connectTimeout = e { throw DownstreamError.timeout }
-            throw DownstreamError.unavailable("\(e)")
+            throw DownstreamError.unavailable(Self.describe(e))
+        } catch {
+            throw DownstreamError.unavailable(Self.describe(error))
         }
     }
 }

@@ -266,6 +266,14 @@ public enum Privileges {
             if getuid() == uid { return }
             throw CaptureError.permission("--user \(user) needs root to switch users; run as root or leave out --user")
         }
+        // A thread glibc's broadcast skips (Swift's async main parks the exited main thread in
+        // sigsuspend) is made to drop its own credentials first, while this thread is still root.
+        let pid = getpid()
+        if em_gettid() != pid, threadUID(pid) == 0 {
+            if em_drop_thread(pid, uid, gid) == 0 {
+                for _ in 0..<200 where threadUID(pid) != uid { usleep(5000) }
+            }
+        }
         guard initgroups(user, gid) == 0 else {
             throw CaptureError.permission("initgroups(\(user)) failed: \(String(cString: strerror(errno)))")
         }
@@ -278,6 +286,21 @@ public enum Privileges {
         if setuid(0) == 0 {
             throw CaptureError.permission("privileges were not dropped: setuid(0) still succeeds after switching to \(user)")
         }
+        // Every thread of the process must now run as the user.
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        for t in tasks {
+            guard let tid = Int32(t), let u = threadUID(tid) else { continue }
+            if u != uid {
+                throw CaptureError.permission("privileges were not dropped on thread \(tid) (uid \(u)); do not use --user with this build, or report this")
+            }
+        }
+    }
+
+    /// Real uid of thread `tid` of this process, from /proc/self/task/TID/status.
+    static func threadUID(_ tid: Int32) -> uid_t? {
+        guard let s = try? String(contentsOfFile: "/proc/self/task/\(tid)/status", encoding: .utf8) else { return nil }
+        guard let line = s.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return nil }
+        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { uid_t($0) }
     }
 
     /// uid and gid of `user`, nil when there is no such account.

@@ -92,15 +92,26 @@ public enum PcapReader {
         guard FileManager.default.fileExists(atPath: path) else {
             throw CaptureError.file("\(path): no such file; give the path of a .pcap file written by `edgemeter capture -w`, tcpdump -w or dumpcap -F pcap")
         }
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw CaptureError.file("cannot read \(path): \(error.localizedDescription); check the path and its permissions")
+        // Map the whole file, populated up front (one pass of read-ahead instead of a page fault
+        // per 4 KiB).
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw CaptureError.file("cannot read \(path): \(String(cString: strerror(errno))); check the path and its permissions")
         }
-        return try data.withUnsafeBytes { raw in
-            try read(bytes: raw, name: path, onHeader: onHeader, body)
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw CaptureError.file("cannot read \(path): \(String(cString: strerror(errno)))")
         }
+        let size = Int(st.st_size)
+        if size == 0 {
+            return try read(bytes: UnsafeRawBufferPointer(start: nil, count: 0), name: path, onHeader: onHeader, body)
+        }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0), base != MAP_FAILED else {
+            throw CaptureError.file("cannot map \(path) (\(size) bytes): \(String(cString: strerror(errno)))")
+        }
+        defer { munmap(base, size) }
+        return try read(bytes: UnsafeRawBufferPointer(start: base, count: size), name: path, onHeader: onHeader, body)
     }
 
     /// Same as `read(path:)` over bytes already in memory.

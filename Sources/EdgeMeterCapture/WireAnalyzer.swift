@@ -9,6 +9,13 @@ public struct FlowKey: Hashable, Sendable {
     public var b: IPAddress
     public var bPort: UInt16
 
+    /// Three words into the hasher instead of seven fields (the table is probed once per packet).
+    public func hash(into h: inout Hasher) {
+        h.combine(a.lo &* 0x9E37_79B9_7F4A_7C15 ^ b.lo)
+        h.combine(a.hi ^ (b.hi &* 0xC2B2_AE3D_27D4_EB4F))
+        h.combine(UInt64(aPort) << 32 | UInt64(bPort) << 8 | UInt64(proto))
+    }
+
     /// Returns the canonical key and whether `src` is the `a` side.
     @inline(__always)
     static func make(_ p: DecodedPacket) -> (FlowKey, Bool) {
@@ -162,9 +169,10 @@ public final class WireAnalyzer {
     private var firstNs: Int64?
     private var lastNs: Int64 = 0
 
-    public init(linkType: UInt32) {
+    public init(linkType: UInt32, expectedFlows: Int = 1024) {
         self.linkType = linkType
-        flowIndex.reserveCapacity(1024)
+        flowIndex.reserveCapacity(expectedFlows)
+        flows.reserveCapacity(expectedFlows)
     }
 
     struct EchoKey: Hashable {
@@ -209,7 +217,10 @@ public final class WireAnalyzer {
     /// Reads and analyses a whole pcap file.
     public static func analyze(path: String) throws -> WireAnalysis {
         var analyzer = WireAnalyzer(linkType: LinkType.ethernet)
-        let info = try PcapReader.read(path: path, onHeader: { analyzer = WireAnalyzer(linkType: $0.linkType) }) { rec in
+        // About one flow per 10 packets of 80 bytes is typical of request/response traffic.
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        let expectedFlows = min(max(1024, size / 800), 4_000_000)
+        let info = try PcapReader.read(path: path, onHeader: { analyzer = WireAnalyzer(linkType: $0.linkType, expectedFlows: expectedFlows) }) { rec in
             analyzer.add(rec)
         }
         let a = analyzer
@@ -456,18 +467,24 @@ final class HTTPFlow {
                 d.state = .headers
                 d.header.removeAll(keepingCapacity: true)
             case .headers:
-                // Copy until the blank line that ends the header block.
-                while i < n {
-                    let c = bytes[i]
-                    d.header.append(c)
-                    i += 1
-                    let h = d.header.count
-                    if c == 0x0a && h >= 4 && d.header[h - 2] == 0x0d && d.header[h - 3] == 0x0a && d.header[h - 4] == 0x0d {
-                        headersDone(&d, fromClient: fromClient, ns: ns)
-                        break
+                // Find the blank line that ends the header block (it may straddle segments), then
+                // copy the block in one piece.
+                let had = d.header.count
+                var j = i
+                var end = -1
+                while j < n {
+                    if bytes[j] == 0x0a {
+                        // The three bytes before j, from this segment or the end of the saved block.
+                        @inline(__always) func at(_ k: Int) -> UInt8 { k >= i ? bytes[k] : (had + k - i >= 0 ? d.header[had + k - i] : 0) }
+                        if at(j - 1) == 0x0d && at(j - 2) == 0x0a && at(j - 3) == 0x0d { end = j + 1; break }
                     }
-                    if h > 65_536 { dead = true; break }
+                    j += 1
                 }
+                let stop = end < 0 ? n : end
+                d.header.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<stop]))
+                i = stop
+                if d.header.count > 65_536 { dead = true; break }
+                if end >= 0 { headersDone(&d, fromClient: fromClient, ns: ns) }
             case .body(let left):
                 let take = min(left, n - i)
                 i += take
@@ -523,30 +540,72 @@ final class HTTPFlow {
         }
     }
 
+    @inline(__always) static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5a ? c | 0x20 : c }
+
+    /// True when `h[from...]` starts with `name` (lowercase ASCII), compared case-insensitively.
+    static func hasPrefix(_ h: [UInt8], _ from: Int, _ name: [UInt8]) -> Bool {
+        guard h.count - from >= name.count else { return false }
+        for k in 0..<name.count where lower(h[from + k]) != name[k] { return false }
+        return true
+    }
+
+    static let contentLength = Array("content-length:".utf8)
+    static let transferEncoding = Array("transfer-encoding:".utf8)
+    static let chunkedWord = Array("chunked".utf8)
+
     private func headersDone(_ d: inout Direction, fromClient: Bool, ns: Int64) {
-        // Parse the start line and the framing headers.
-        let text = String(decoding: d.header, as: UTF8.self)
-        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: true).makeIterator()
-        guard let startLine = lines.next() else { dead = true; return }
-        let parts = startLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
+        // Parse the start line and the two framing headers straight from the bytes.
+        let h = d.header
+        var lineEnd = 0
+        while lineEnd < h.count && h[lineEnd] != 0x0d && h[lineEnd] != 0x0a { lineEnd += 1 }
+        var sp1 = 0
+        while sp1 < lineEnd && h[sp1] != 0x20 { sp1 += 1 }
+        var sp2 = sp1 + 1
+        while sp2 < lineEnd && h[sp2] != 0x20 { sp2 += 1 }
+        guard sp1 < lineEnd, sp1 > 0 else { dead = true; return }
         var contentLength: Int?
         var chunked = false
-        while let l = lines.next() {
-            guard let colon = l.firstIndex(of: ":") else { continue }
-            let name = l[..<colon].lowercased()
-            let value = l[l.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            if name == "content-length" { contentLength = Int(value) }
-            else if name == "transfer-encoding" && value.lowercased().contains("chunked") { chunked = true }
+        var k = lineEnd
+        while k < h.count {
+            // Start of the next line.
+            while k < h.count && (h[k] == 0x0d || h[k] == 0x0a) { k += 1 }
+            if k >= h.count { break }
+            var e = k
+            while e < h.count && h[e] != 0x0d && h[e] != 0x0a { e += 1 }
+            if HTTPFlow.hasPrefix(h, k, HTTPFlow.contentLength) {
+                var v = 0, digits = 0
+                for x in (k + HTTPFlow.contentLength.count)..<e {
+                    let c = h[x]
+                    if c >= 0x30 && c <= 0x39 { v = v * 10 + Int(c - 0x30); digits += 1; if digits > 15 { break } }
+                    else if c != 0x20 && c != 0x09 { break }
+                }
+                if digits > 0 { contentLength = v }
+            } else if HTTPFlow.hasPrefix(h, k, HTTPFlow.transferEncoding) {
+                let word = HTTPFlow.chunkedWord
+                var x = k + HTTPFlow.transferEncoding.count
+                while x + word.count <= e {
+                    if HTTPFlow.hasPrefix(h, x, word) { chunked = true; break }
+                    x += 1
+                }
+            }
+            k = e
         }
         if fromClient {
-            guard parts.count >= 2, let idx = exchanges.indices.last else { dead = true; return }
-            exchanges[idx].method = String(parts[0])
-            exchanges[idx].target = String(parts[1])
+            guard let idx = exchanges.indices.last else { dead = true; return }
+            exchanges[idx].method = String(decoding: h[0..<sp1], as: UTF8.self)
+            exchanges[idx].target = String(decoding: h[(sp1 + 1)..<min(sp2, lineEnd)], as: UTF8.self)
             if chunked { d.state = .chunkSize }
             else if let cl = contentLength, cl > 0 { d.state = .body(cl) }
             else { messageDone(&d, fromClient: true, ns: ns) }
         } else {
-            guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let status = Int(parts[1]) else { dead = true; return }
+            // "HTTP/1.x NNN reason"
+            guard sp1 >= 5, h[0] == 0x48, h[1] == 0x54, h[2] == 0x54, h[3] == 0x50, h[4] == 0x2f, sp2 - sp1 == 4 else { dead = true; return }
+            var status = 0
+            for x in (sp1 + 1)..<sp2 {
+                let c = h[x]
+                guard c >= 0x30 && c <= 0x39 else { dead = true; return }
+                status = status * 10 + Int(c - 0x30)
+            }
             exchanges[nextToAnswer].status = status
             if status >= 100 && status < 200 && status != 101 {
                 d.state = .start // interim response: the final one follows

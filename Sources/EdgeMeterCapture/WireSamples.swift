@@ -114,6 +114,22 @@ public enum WireSamples {
         return out
     }
 
+    /// UTC capture time with nanoseconds, `2026-11-29T01:40:00.123456789Z` (gmtime_r: fast enough
+    /// for a row per flow of a million-packet file).
+    public static func timestamp(_ ns: Int64) -> String {
+        var secs = time_t(ns >= 0 ? ns / 1_000_000_000 : (ns - 999_999_999) / 1_000_000_000)
+        let frac = Int(ns - Int64(secs) * 1_000_000_000)
+        var t = tm()
+        gmtime_r(&secs, &t)
+        func pad(_ v: Int32, _ w: Int) -> String {
+            let d = String(v)
+            return d.count >= w ? d : String(repeating: "0", count: w - d.count) + d
+        }
+        let f = String(frac)
+        return "\(pad(t.tm_year + 1900, 4))-\(pad(t.tm_mon + 1, 2))-\(pad(t.tm_mday, 2))T\(pad(t.tm_hour, 2)):\(pad(t.tm_min, 2)):\(pad(t.tm_sec, 2))."
+            + String(repeating: "0", count: 9 - f.count) + f + "Z"
+    }
+
     static func endpoint(_ a: IPAddress, _ port: UInt16) -> String {
         a.isV4 ? "\(a):\(port)" : "[\(a)]:\(port)"
     }
@@ -122,16 +138,142 @@ public enum WireSamples {
         "\(f.protoName) \(endpoint(f.client, f.clientPort)) > \(endpoint(f.server, f.serverPort))"
     }
 
-    /// flows.csv: one row per 5-tuple.
-    public static func flowsCSV(_ a: WireAnalysis) -> String {
-        var s = CSV.line(["proto", "client", "client_port", "server", "server_port", "packets", "bytes", "packets_from_client",
-                          "bytes_from_client", "first", "duration_ms", "retransmissions"])
-        for f in a.flows {
-            s += CSV.line([f.protoName, f.client.description, String(f.clientPort), f.server.description, String(f.serverPort),
-                           String(f.packets), String(f.bytes), String(f.packetsFromClient), String(f.bytesFromClient),
-                           Format.timestamp(date(f.firstNs)), Format.fixed(ms(f.durationNs), 6), String(f.retransmissions)])
+    /// Builds CSV tables of up to millions of rows quickly: bytes appended to one buffer, numbers
+    /// formatted from integers (milliseconds with exactly 6 decimals from nanoseconds), addresses
+    /// and the date part of timestamps cached.
+    struct FastCSV {
+        var bytes: [UInt8] = []
+        private var names: [IPAddress: [UInt8]] = [:]
+        private var lastSecond: Int64 = .min
+        private var secondPrefix: [UInt8] = []
+
+        /// With a descriptor, rows are written out in 1 MiB pieces; without, they stay in `bytes`.
+        let fd: Int32?
+        private(set) var writeError: Int32 = 0
+
+        init(header: [String], rows: Int, fd: Int32? = nil) {
+            self.fd = fd
+            bytes.reserveCapacity(fd == nil ? 64 + rows * 120 : 1 << 20 + 4096)
+            bytes += Array(CSV.line(header).utf8)
         }
-        return s
+
+        var out: String { String(decoding: bytes, as: UTF8.self) }
+
+        mutating func flushIfFull(force: Bool = false) {
+            guard let fd, force || bytes.count >= 1 << 20 else { return }
+            var off = 0
+            while off < bytes.count && writeError == 0 {
+                let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + off, $0.count - off) }
+                if n < 0 { if errno != EINTR { writeError = errno } } else { off += n }
+            }
+            bytes.removeAll(keepingCapacity: true)
+        }
+
+        mutating func field(_ s: String) { bytes += s.utf8; bytes.append(0x2c) }
+        mutating func escaped(_ s: String) { bytes += CSV.escape(s).utf8; bytes.append(0x2c) }
+        mutating func digits(_ v: UInt64, width: Int = 0) {
+            var buf: (UInt64, UInt64, UInt64) = (0, 0, 0) // 24 bytes of scratch
+            withUnsafeMutableBytes(of: &buf) { b in
+                var n = v, i = 24
+                repeat { i -= 1; b[i] = UInt8(0x30 + n % 10); n /= 10 } while n > 0
+                while 24 - i < width { i -= 1; b[i] = 0x30 }
+                bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[i..<24]))
+            }
+        }
+        mutating func int<I: BinaryInteger>(_ v: I) {
+            if v < 0 { bytes.append(0x2d); digits(UInt64(-Int64(v))) } else { digits(UInt64(v)) }
+            bytes.append(0x2c)
+        }
+        mutating func address(_ a: IPAddress) {
+            if let n = names[a] { bytes += n } else { let n = Array(a.description.utf8); names[a] = n; bytes += n }
+            bytes.append(0x2c)
+        }
+        /// Nanoseconds as milliseconds with 6 decimals, exact.
+        mutating func ms(_ ns: Int64?) {
+            if let ns {
+                if ns < 0 { bytes.append(0x2d) }
+                let m = ns.magnitude
+                digits(m / 1_000_000)
+                bytes.append(0x2e)
+                digits(m % 1_000_000, width: 6)
+            }
+            bytes.append(0x2c)
+        }
+        mutating func time(_ ns: Int64) {
+            let sec = ns >= 0 ? ns / 1_000_000_000 : (ns - 999_999_999) / 1_000_000_000
+            if sec != lastSecond {
+                lastSecond = sec
+                let full = WireSamples.timestamp(sec * 1_000_000_000)
+                secondPrefix = Array(full.utf8.dropLast(10)) // through the seconds and the "."
+            }
+            bytes += secondPrefix
+            digits(UInt64(ns - sec * 1_000_000_000), width: 9)
+            bytes.append(0x5a)
+            bytes.append(0x2c)
+        }
+        mutating func endRow() {
+            if bytes.last == 0x2c { bytes.removeLast() }
+            bytes.append(0x0a)
+            if fd != nil && bytes.count >= 1 << 20 { flushIfFull() }
+        }
+    }
+
+    /// Writes one of the CSV tables straight to `path` (streamed, no whole-file copy in memory).
+    public static func writeTable(_ table: (WireAnalysis, Int32?) -> String, _ a: WireAnalysis, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw CaptureError.file("cannot create \(path): \(String(cString: strerror(errno))); choose a writable --out directory") }
+        defer { close(fd) }
+        _ = table(a, fd)
+    }
+
+    /// flows.csv: one row per 5-tuple.
+    public static func flowsCSV(_ a: WireAnalysis) -> String { flowsCSV(a, nil) }
+
+    /// With `fd`, streams the table to it and returns "".
+    public static func flowsCSV(_ a: WireAnalysis, _ fd: Int32?) -> String {
+        var c = FastCSV(header: ["proto", "client", "client_port", "server", "server_port", "packets", "bytes", "packets_from_client",
+                                 "bytes_from_client", "first", "duration_ms", "retransmissions"], rows: a.flows.count, fd: fd)
+        for f in a.flows {
+            c.field(f.protoName); c.address(f.client); c.int(f.clientPort); c.address(f.server); c.int(f.serverPort)
+            c.int(f.packets); c.int(f.bytes); c.int(f.packetsFromClient); c.int(f.bytesFromClient)
+            c.time(f.firstNs); c.ms(f.durationNs); c.int(f.retransmissions)
+            c.endRow()
+        }
+        c.flushIfFull(force: true)
+        return c.fd == nil ? c.out : ""
+    }
+
+    /// handshakes.csv: one row per TCP connection attempt, times in ms with ns resolution.
+    public static func handshakesCSV(_ a: WireAnalysis) -> String { handshakesCSV(a, nil) }
+
+    /// With `fd`, streams the table to it and returns "".
+    public static func handshakesCSV(_ a: WireAnalysis, _ fd: Int32?) -> String {
+        var c = FastCSV(header: ["client", "client_port", "server", "server_port", "syn", "syn_synack_ms", "synack_ack_ms", "handshake_ms",
+                                 "syn_retransmissions", "refused"], rows: a.handshakes.count, fd: fd)
+        for h in a.handshakes {
+            c.address(h.client); c.int(h.clientPort); c.address(h.server); c.int(h.serverPort); c.time(h.synNs)
+            c.ms(h.synToSynAckNs); c.ms(h.synAckToAckNs); c.ms(h.handshakeNs); c.int(h.synRetransmissions); c.field(h.refused ? "1" : "0")
+            c.endRow()
+        }
+        c.flushIfFull(force: true)
+        return c.fd == nil ? c.out : ""
+    }
+
+    /// http.csv: one row per HTTP request, times in ms with ns resolution.
+    public static func httpCSV(_ a: WireAnalysis) -> String { httpCSV(a, nil) }
+
+    /// With `fd`, streams the table to it and returns "".
+    public static func httpCSV(_ a: WireAnalysis, _ fd: Int32?) -> String {
+        var c = FastCSV(header: ["client", "client_port", "server", "server_port", "index", "method", "target", "status", "request_start",
+                                 "first_byte_ms", "response_ms"], rows: a.http.count, fd: fd)
+        for x in a.http {
+            c.address(x.client); c.int(x.clientPort); c.address(x.server); c.int(x.serverPort); c.int(x.index)
+            c.escaped(x.method); c.escaped(x.target); c.field(x.status.map(String.init) ?? ""); c.time(x.requestStartNs)
+            c.ms(x.firstByteNs); c.ms(x.responseNs)
+            c.endRow()
+        }
+        c.flushIfFull(force: true)
+        return c.fd == nil ? c.out : ""
     }
 
     /// A Markdown report of an analysis: decode counts, the timing phases' distribution, the first
@@ -148,7 +290,7 @@ public enum WireSamples {
         if let off = c.corruptRecordAt { s += "; a corrupt record header at byte \(off) ended the reading there" }
         s += ".\n"
         if let f = a.firstNs, let l = a.lastNs {
-            s += "From \(Format.timestamp(date(f))) to \(Format.timestamp(date(l))) (\(Format.fixed(ms(l - f), 3)) ms).\n"
+            s += "From \(timestamp(f)) to \(timestamp(l)) (\(Format.fixed(ms(l - f), 3)) ms).\n"
         }
         if let r = capture {
             s += "\nCapture on `\(interface ?? "?")`: \(r.packets) packets seen, timestamp precision \(r.precision), stopped by \(r.stopReason)"

@@ -1,7 +1,6 @@
 import Foundation
 import NIOCore
 import NIOPosix
-import NIOHTTP1
 import Histogram
 import EdgeMeterCore
 
@@ -21,8 +20,8 @@ public struct LoadOptions: Sendable {
     public var maxDuration: Duration = .seconds(600)
     /// Requests whose (intended) send time falls in the first `warmup` are sent but not recorded.
     public var warmup: Duration = .zero
-    /// A request without a complete response within this is an error of kind `timeout`; its
-    /// connection is closed and reopened.
+    /// A request without a complete response within this is an error of kind `timeout` (detected
+    /// within 50 ms after the limit); its connection is closed and reopened.
     public var timeout: Duration = .seconds(2)
     /// Event-loop threads the generator uses.
     public var threads: Int = System.coreCount
@@ -50,7 +49,6 @@ public struct LoadOptions: Sendable {
         if let c = requestCount, c < 1 { return "--requests must be at least 1" }
         if let d = duration, d <= .zero { return "--duration must be positive" }
         if threads < 1 { return "--threads must be at least 1" }
-        if request.method.uppercased() == "HEAD" { return "load does not send HEAD requests (their responses have no body to frame); use GET" }
         return nil
     }
 }
@@ -101,28 +99,15 @@ public struct LoadResult: Sendable {
     public var totalErrors: Int { errors.values.reduce(0, +) }
 }
 
-/// Shared run state: the schedule origin and the end, read by every connection.
-final class LoadShared: @unchecked Sendable {
-    let lock = NSLock()
-    let t0: UInt64
-    let measureStart: UInt64
-    private var end: UInt64
-    init(t0: UInt64, measureStart: UInt64, end: UInt64) {
-        self.t0 = t0
-        self.measureStart = measureStart
-        self.end = end
-    }
-    var endNanos: UInt64 { lock.lock(); defer { lock.unlock() }; return end }
-    func stopNow(_ now: UInt64) { lock.lock(); if now < end { end = now }; lock.unlock() }
-}
-
 /// Per event loop statistics; touched only on that loop's thread, merged after the run.
 final class LoopStats: @unchecked Sendable {
     var corrected: Histogram<UInt64>
     var uncorrected: Histogram<UInt64>
     var responses = 0
-    var statusCounts: [Int: Int] = [:]
-    var errors: [LoadErrorKind: Int] = [:]
+    /// Indexed by status code (0-999).
+    var statusCounts = [Int](repeating: 0, count: 1000)
+    /// Indexed like `LoadErrorKind.allCases`.
+    var errors = [Int](repeating: 0, count: LoadErrorKind.allCases.count)
     var bytesRead = 0
     var warmupRequests = 0
     var perSecond: [Int] = []
@@ -134,88 +119,295 @@ final class LoopStats: @unchecked Sendable {
         corrected = h
         uncorrected = h
     }
-}
 
-/// Writes the request's prebuilt bytes for each `.head` (the HTTP decoder still observes the head
-/// so it can frame the response), and counts the bytes read.
-final class PrebuiltRequestEncoder: ChannelDuplexHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = ByteBuffer
-    let bytes: ByteBuffer
-    unowned let slot: LoadSlot
-    init(bytes: ByteBuffer, slot: LoadSlot) {
-        self.bytes = bytes
-        self.slot = slot
-    }
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .head = unwrapOutboundIn(data) {
-            context.write(wrapOutboundOut(bytes), promise: promise)
-        } else {
-            promise?.succeed(())
+    @inline(__always) func count(_ kind: LoadErrorKind) {
+        switch kind {
+        case .connect: errors[0] += 1
+        case .timeout: errors[1] += 1
+        case .reset: errors[2] += 1
+        case .status: errors[3] += 1
+        case .body: errors[4] += 1
         }
     }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        slot.pendingBytes += unwrapInboundIn(data).readableBytes
-        context.fireChannelRead(data)
-    }
 }
 
-/// Receives responses for one slot's current channel.
-final class LoadResponseHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPClientResponsePart
+/// The load generator's channel handler: writes the request's prebuilt bytes and frames the
+/// responses itself (status line, `Content-Length`, `Transfer-Encoding: chunked`, `Connection`,
+/// bodiless statuses and HEAD, 1xx skipped). Framing by hand instead of NIOHTTP1's decoder keeps
+/// the per-response cost to a scan of the header block: no header strings are allocated.
+final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum State {
+        case head
+        case fixed(Int)
+        case chunkSize
+        case chunkData(Int)
+        case chunkDataEnd
+        case trailers
+        case untilClose
+    }
+
     unowned let slot: LoadSlot
+    let isHEAD: Bool
+    let keepBody: Bool
+    private var buffer: ByteBuffer?
+    private var state = State.head
     private var status = 0
     private var keepAlive = true
-    private var body: ByteBuffer?
-    init(slot: LoadSlot) { self.slot = slot }
+    private var body = ByteBuffer()
+    private var context: ChannelHandlerContext?
+    static let maxHeadBytes = 64 * 1024
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Writes the request from this handler's position (the shortest path to the socket).
+    @inline(__always) func send(_ bytes: ByteBuffer) -> Bool {
+        guard let context else { return false }
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+        return true
+    }
+
+    init(slot: LoadSlot, isHEAD: Bool, keepBody: Bool) {
+        self.slot = slot
+        self.isHEAD = isHEAD
+        self.keepBody = keepBody
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let h):
-            status = Int(h.status.code)
-            keepAlive = h.isKeepAlive
-            if slot.expectedBody != nil { body = ByteBuffer() }
-        case .body(var b):
-            if body != nil { body!.writeBuffer(&b) }
-        case .end:
-            var bodyOK = true
-            if let want = slot.expectedBody, let b = body {
-                bodyOK = String(buffer: b).contains(want)
-            }
-            body = nil
-            slot.responseComplete(status: status, bodyOK: bodyOK, keepAlive: keepAlive, channel: context.channel)
+        var incoming = unwrapInboundIn(data)
+        slot.pendingBytes &+= incoming.readableBytes
+        if buffer == nil || buffer!.readableBytes == 0 {
+            buffer = incoming
+        } else {
+            buffer!.writeBuffer(&incoming)
         }
+        if !parse() {
+            buffer = nil
+            slot.protocolError()
+            context.close(promise: nil)
+            return
+        }
+        // Drop the reference to a fully read buffer so NIO can reuse it for the next read.
+        if buffer?.readableBytes == 0 { buffer = nil }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .untilClose = state {
+            state = .head
+            complete()
+        }
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if error is HTTPParserError || error is NIOHTTPDecoderError {
-            slot.protocolError()
-        }
         context.close(promise: nil)
+    }
+
+    private func complete() {
+        let ok = keepBody ? slot.bodyMatches(body) : true
+        if keepBody { body.clear() }
+        slot.responseComplete(status: status, bodyOK: ok, keepAlive: keepAlive)
+    }
+
+    /// Consumes what it can from `buffer`; false on a framing error.
+    private func parse() -> Bool {
+        while var buf = buffer, buf.readableBytes > 0 {
+            switch state {
+            case .head:
+                guard let headEnd = Self.find(buf, "\r\n\r\n") else {
+                    return buf.readableBytes <= Self.maxHeadBytes
+                }
+                guard let head = parseHead(buf, length: headEnd) else { return false }
+                buf.moveReaderIndex(forwardBy: headEnd + 4)
+                status = head.status
+                keepAlive = head.keepAlive
+                if (100..<200).contains(status) && status != 101 {
+                    state = .head // informational: the real response follows
+                } else if isHEAD || status == 204 || status == 304 || (100..<200).contains(status) {
+                    state = .head
+                    buffer = buf
+                    complete()
+                    continue
+                } else if head.chunked {
+                    state = .chunkSize
+                } else if let n = head.contentLength {
+                    if n == 0 {
+                        state = .head
+                        buffer = buf
+                        complete()
+                        continue
+                    }
+                    state = .fixed(n)
+                } else {
+                    state = .untilClose
+                    keepAlive = false
+                }
+                buffer = buf
+            case .fixed(let remaining):
+                let n = min(remaining, buf.readableBytes)
+                if keepBody, var slice = buf.readSlice(length: n) { body.writeBuffer(&slice) } else { buf.moveReaderIndex(forwardBy: n) }
+                buffer = buf
+                if n == remaining {
+                    state = .head
+                    complete()
+                } else {
+                    state = .fixed(remaining - n)
+                }
+            case .chunkSize:
+                guard let lineEnd = Self.find(buf, "\r\n") else { return buf.readableBytes < 1024 }
+                let line = buf.getString(at: buf.readerIndex, length: lineEnd) ?? ""
+                let hex = line.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+                guard let size = Int(hex, radix: 16), size >= 0 else { return false }
+                buf.moveReaderIndex(forwardBy: lineEnd + 2)
+                buffer = buf
+                state = size == 0 ? .trailers : .chunkData(size)
+            case .chunkData(let remaining):
+                let n = min(remaining, buf.readableBytes)
+                if keepBody, var slice = buf.readSlice(length: n) { body.writeBuffer(&slice) } else { buf.moveReaderIndex(forwardBy: n) }
+                buffer = buf
+                state = n == remaining ? .chunkDataEnd : .chunkData(remaining - n)
+            case .chunkDataEnd:
+                guard buf.readableBytes >= 2 else { return true }
+                guard buf.readInteger(as: UInt16.self) == 0x0d0a else { return false }
+                buffer = buf
+                state = .chunkSize
+            case .trailers:
+                guard let lineEnd = Self.find(buf, "\r\n") else { return buf.readableBytes < Self.maxHeadBytes }
+                buf.moveReaderIndex(forwardBy: lineEnd + 2)
+                buffer = buf
+                if lineEnd == 0 {
+                    state = .head
+                    complete()
+                }
+            case .untilClose:
+                if keepBody { body.writeBuffer(&buf) } else { buf.moveReaderIndex(forwardBy: buf.readableBytes) }
+                buffer = buf
+            }
+        }
+        return true
+    }
+
+    /// Offset of `needle` from the reader index, or nil.
+    static func find(_ buf: ByteBuffer, _ needle: StaticString) -> Int? {
+        buf.withUnsafeReadableBytes { raw -> Int? in
+            let n = needle.utf8CodeUnitCount
+            guard raw.count >= n else { return nil }
+            let first = needle.utf8Start[0]
+            var i = 0
+            let last = raw.count - n
+            while i <= last {
+                if raw[i] == first {
+                    var j = 1
+                    while j < n && raw[i + j] == needle.utf8Start[j] { j += 1 }
+                    if j == n { return i }
+                }
+                i += 1
+            }
+            return nil
+        }
+    }
+
+    struct Head { var status: Int; var keepAlive: Bool; var chunked: Bool; var contentLength: Int? }
+
+    /// Parses the status line and the three headers that frame the body.
+    func parseHead(_ buf: ByteBuffer, length: Int) -> Head? {
+        buf.withUnsafeReadableBytes { raw -> Head? in
+            // "HTTP/1.1 200 ..."
+            guard length >= 12, raw[0] == 0x48, raw[1] == 0x54, raw[2] == 0x54, raw[3] == 0x50, raw[4] == 0x2f,
+                  raw[5] == 0x31, raw[6] == 0x2e else { return nil }
+            let minor = raw[7]
+            var status = 0
+            for k in 9..<12 {
+                let d = raw[k]
+                guard d >= 0x30 && d <= 0x39 else { return nil }
+                status = status * 10 + Int(d - 0x30)
+            }
+            var head = Head(status: status, keepAlive: minor == 0x31, chunked: false, contentLength: nil)
+            var i = 0
+            while i < length && raw[i] != 0x0a { i += 1 }
+            i += 1
+            while i < length {
+                let lineStart = i
+                while i < length && raw[i] != 0x0d { i += 1 }
+                let lineEnd = i
+                i += 2
+                var colon = lineStart
+                while colon < lineEnd && raw[colon] != 0x3a { colon += 1 }
+                guard colon < lineEnd else { continue }
+                var v = colon + 1
+                while v < lineEnd && (raw[v] == 0x20 || raw[v] == 0x09) { v += 1 }
+                let nameLength = colon - lineStart
+                if Self.nameIs(raw, lineStart, nameLength, "content-length") {
+                    var n = 0
+                    var digits = 0
+                    while v < lineEnd, raw[v] >= 0x30, raw[v] <= 0x39 {
+                        n = n &* 10 &+ Int(raw[v] - 0x30)
+                        v += 1
+                        digits += 1
+                        if digits > 15 { return nil }
+                    }
+                    guard digits > 0 else { return nil }
+                    head.contentLength = n
+                } else if Self.nameIs(raw, lineStart, nameLength, "transfer-encoding") {
+                    head.chunked = Self.valueContains(raw, v, lineEnd, "chunked")
+                } else if Self.nameIs(raw, lineStart, nameLength, "connection") {
+                    if Self.valueContains(raw, v, lineEnd, "close") { head.keepAlive = false }
+                    if Self.valueContains(raw, v, lineEnd, "keep-alive") { head.keepAlive = true }
+                }
+            }
+            return head
+        }
+    }
+
+    @inline(__always) static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5a ? c | 0x20 : c }
+
+    static func nameIs(_ raw: UnsafeRawBufferPointer, _ start: Int, _ length: Int, _ name: StaticString) -> Bool {
+        guard length == name.utf8CodeUnitCount else { return false }
+        for k in 0..<length where lower(raw[start + k]) != name.utf8Start[k] { return false }
+        return true
+    }
+
+    static func valueContains(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int, _ word: StaticString) -> Bool {
+        let n = word.utf8CodeUnitCount
+        guard end - start >= n else { return false }
+        var i = start
+        while i <= end - n {
+            var k = 0
+            while k < n && lower(raw[i + k]) == word.utf8Start[k] { k += 1 }
+            if k == n { return true }
+            i += 1
+        }
+        return false
     }
 }
 
 /// One connection slot: keeps one keep-alive connection open (reopening it after errors) and
-/// sends its share of the requests, closed or open loop. Lives on one event loop.
+/// sends its share of the requests, closed or open loop. Lives on one event loop; no locks.
 final class LoadSlot: @unchecked Sendable {
     let index: Int
     let loop: EventLoop
-    let shared: LoadShared
+    let t0: UInt64
+    let measureStart: UInt64
+    /// The end of the run; lowered (on this loop) by a stop request.
+    var end: UInt64
     let stats: LoopStats
     let address: SocketAddress
     let requestBytes: ByteBuffer
-    let head: HTTPRequestHead
+    let isHEAD: Bool
     let connections: Int
     let rate: Double?
     let quota: Int?
-    let timeout: TimeAmount
+    let timeoutNanos: UInt64
     let expectedStatuses: Set<Int>?
-    let expectedBody: String?
+    let expectedBody: [UInt8]?
     let done: EventLoopPromise<Void>
 
     var channel: Channel?
+    var handler: LoadChannelHandler?
+    var pendingHandler: LoadChannelHandler?
     var connecting = false
     var seq = 0
     var measuredSent = 0
@@ -223,46 +415,76 @@ final class LoadSlot: @unchecked Sendable {
     var intended: UInt64 = 0
     var sentAt: UInt64 = 0
     var pendingBytes = 0
-    var timeoutTask: Scheduled<Void>?
+    var timeoutChecker: RepeatedTask?
     var finished = false
 
-    init(index: Int, loop: EventLoop, shared: LoadShared, stats: LoopStats, address: SocketAddress, requestBytes: ByteBuffer,
-         head: HTTPRequestHead, options: LoadOptions, quota: Int?) {
+    init(index: Int, loop: EventLoop, t0: UInt64, measureStart: UInt64, end: UInt64, stats: LoopStats, address: SocketAddress,
+         requestBytes: ByteBuffer, options: LoadOptions, quota: Int?) {
         self.index = index
         self.loop = loop
-        self.shared = shared
+        self.t0 = t0
+        self.measureStart = measureStart
+        self.end = end
         self.stats = stats
         self.address = address
         self.requestBytes = requestBytes
-        self.head = head
+        self.isHEAD = options.request.method.uppercased() == "HEAD"
         self.connections = options.connections
         self.rate = options.rate
         self.quota = quota
-        self.timeout = .nanoseconds(options.timeout.nanoseconds)
+        self.timeoutNanos = UInt64(options.timeout.nanoseconds)
         self.expectedStatuses = options.expectedStatuses.map(Set.init)
-        self.expectedBody = options.expectedBody
+        self.expectedBody = options.expectedBody.map { Array($0.utf8) }
         self.done = loop.makePromise()
     }
 
-    func start() { loop.execute { self.connect() } }
+    func start() {
+        loop.execute {
+            let period = TimeAmount.nanoseconds(Int64(min(self.timeoutNanos / 4, 50_000_000)))
+            self.timeoutChecker = self.loop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in self.checkTimeout() }
+            self.connect()
+        }
+    }
 
-    private func isMeasured(_ reference: UInt64) -> Bool { reference >= shared.measureStart }
+    func stop(at now: UInt64) {
+        loop.execute {
+            if now < self.end { self.end = now }
+        }
+    }
+
+    @inline(__always) private func isMeasured(_ reference: UInt64) -> Bool { reference >= measureStart }
+
+    func bodyMatches(_ body: ByteBuffer) -> Bool {
+        guard let want = expectedBody else { return true }
+        return body.withUnsafeReadableBytes { raw in
+            guard raw.count >= want.count else { return want.isEmpty }
+            if want.isEmpty { return true }
+            var i = 0
+            while i <= raw.count - want.count {
+                var k = 0
+                while k < want.count && raw[i + k] == want[k] { k += 1 }
+                if k == want.count { return true }
+                i += 1
+            }
+            return false
+        }
+    }
 
     func connect() {
         if finished { return }
-        if monotonicNanos() >= shared.endNanos && quota == nil { finish(); return }
-        if let q = quota, measuredSent >= q, !inFlight { finish(); return }
-        if shared.endNanos <= monotonicNanos() { finish(); return }
+        if monotonicNanos() >= end { finish(); return }
+        if let q = quota, measuredSent >= q { finish(); return }
         connecting = true
+        let isHEAD = self.isHEAD
+        let keepBody = expectedBody != nil
         let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(timeout)
+            .connectTimeout(.nanoseconds(Int64(timeoutNanos)))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { [unowned self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(PrebuiltRequestEncoder(bytes: self.requestBytes, slot: self))
-                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
-                    try sync.addHandler(LoadResponseHandler(slot: self))
+                    let h = LoadChannelHandler(slot: self, isHEAD: isHEAD, keepBody: keepBody)
+                    try channel.pipeline.syncOperations.addHandler(h)
+                    self.pendingHandler = h
                 }
             }
         bootstrap.connect(to: address).hop(to: loop).whenComplete { result in
@@ -271,10 +493,12 @@ final class LoadSlot: @unchecked Sendable {
             case .success(let ch):
                 if self.finished { ch.close(promise: nil); return }
                 self.channel = ch
+                self.handler = self.pendingHandler
+                self.pendingHandler = nil
                 ch.closeFuture.whenComplete { _ in self.channelClosed(ch) }
                 self.sendNext()
             case .failure:
-                if self.isMeasured(monotonicNanos()) { self.stats.errors[.connect, default: 0] += 1 }
+                if self.isMeasured(monotonicNanos()) { self.stats.count(.connect) }
                 // Back off briefly so a dead server does not turn the generator into a SYN flood.
                 self.loop.scheduleTask(in: .milliseconds(10)) { self.connect() }
             }
@@ -284,14 +508,13 @@ final class LoadSlot: @unchecked Sendable {
     /// Intended send time of this slot's request number `k` on the global fixed schedule.
     @inline(__always) func scheduled(_ k: Int) -> UInt64 {
         guard let rate else { return 0 }
-        return shared.t0 + UInt64((Double(k * connections + index) * 1e9 / rate).rounded())
+        return t0 + UInt64((Double(k * connections + index) * 1e9 / rate).rounded())
     }
 
     func sendNext() {
         if finished || inFlight { return }
         if let q = quota, measuredSent >= q { finish(); return }
         let now = monotonicNanos()
-        let end = shared.endNanos
         let due = rate == nil ? now : scheduled(seq)
         // Stop at the end in real time (a lagging open loop does not keep sending its backlog),
         // and do not schedule requests whose slot lies after the end.
@@ -300,43 +523,40 @@ final class LoadSlot: @unchecked Sendable {
             loop.scheduleTask(deadline: .uptimeNanoseconds(due)) { self.fire(intended: due) }
             return
         }
-        fire(intended: due)
+        fire(intended: due, now: now)
     }
 
-    func fire(intended due: UInt64) {
+    func fire(intended due: UInt64, now known: UInt64 = 0) {
         if finished || inFlight { return }
-        guard let ch = channel, ch.isActive else {
+        guard channel != nil, let handler else {
             if !connecting && channel == nil { connect() }
             return
         }
-        let now = monotonicNanos()
+        let now = known != 0 ? known : monotonicNanos()
+        if now >= end { finish(); return }
         intended = rate == nil ? now : due
-        if now >= shared.endNanos { finish(); return }
         sentAt = now
         inFlight = true
         seq += 1
         if isMeasured(intended) { measuredSent += 1 }
         pendingBytes = 0
-        ch.write(HTTPClientRequestPart.head(head), promise: nil)
-        ch.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        timeoutTask = loop.scheduleTask(in: timeout) { self.timedOut() }
+        if !handler.send(requestBytes) { channel?.close(promise: nil) }
     }
 
-    func responseComplete(status: Int, bodyOK: Bool, keepAlive: Bool, channel ch: Channel) {
+    func responseComplete(status: Int, bodyOK: Bool, keepAlive: Bool) {
         guard inFlight else { return }
         let now = monotonicNanos()
         inFlight = false
-        timeoutTask?.cancel(); timeoutTask = nil
         if isMeasured(intended) {
-            _ = stats.corrected.record(now &- intended)
+            if rate != nil { _ = stats.corrected.record(now &- intended) }
             _ = stats.uncorrected.record(now &- sentAt)
             stats.responses += 1
-            stats.statusCounts[status, default: 0] += 1
+            stats.statusCounts[min(max(status, 0), 999)] += 1
             stats.bytesRead += pendingBytes
-            let ok = expectedStatuses.map { $0.contains(status) } ?? (200..<400).contains(status)
-            if !ok { stats.errors[.status, default: 0] += 1 } else if !bodyOK { stats.errors[.body, default: 0] += 1 }
-            let second = Int((now &- shared.measureStart) / 1_000_000_000)
-            if second >= 0 && second < 1_000_000 {
+            let ok = expectedStatuses.map { $0.contains(status) } ?? (status >= 200 && status < 400)
+            if !ok { stats.count(.status) } else if !bodyOK { stats.count(.body) }
+            let second = Int((now &- measureStart) / 1_000_000_000)
+            if second < 1_000_000 {
                 while stats.perSecond.count <= second { stats.perSecond.append(0) }
                 stats.perSecond[second] += 1
             }
@@ -347,32 +567,30 @@ final class LoadSlot: @unchecked Sendable {
         if keepAlive {
             sendNext()
         } else {
-            ch.close(promise: nil) // channelClosed reconnects
+            channel?.close(promise: nil) // channelClosed reconnects
         }
     }
 
-    func timedOut() {
-        guard inFlight else { return }
+    func checkTimeout() {
+        guard inFlight, monotonicNanos() &- sentAt > timeoutNanos else { return }
         inFlight = false
-        timeoutTask = nil
-        if isMeasured(intended) { stats.errors[.timeout, default: 0] += 1 }
+        if isMeasured(intended) { stats.count(.timeout) }
         channel?.close(promise: nil)
     }
 
     func protocolError() {
         guard inFlight else { return }
         inFlight = false
-        timeoutTask?.cancel(); timeoutTask = nil
-        if isMeasured(intended) { stats.errors[.body, default: 0] += 1 }
+        if isMeasured(intended) { stats.count(.body) }
     }
 
     func channelClosed(_ ch: Channel) {
         guard channel === ch else { return }
         channel = nil
+        handler = nil
         if inFlight {
             inFlight = false
-            timeoutTask?.cancel(); timeoutTask = nil
-            if isMeasured(intended) { stats.errors[.reset, default: 0] += 1 }
+            if isMeasured(intended) { stats.count(.reset) }
         }
         if !finished { connect() }
     }
@@ -380,7 +598,8 @@ final class LoadSlot: @unchecked Sendable {
     func finish() {
         if finished { return }
         finished = true
-        timeoutTask?.cancel(); timeoutTask = nil
+        timeoutChecker?.cancel()
+        timeoutChecker = nil
         channel?.close(promise: nil)
         done.succeed(())
     }
@@ -388,7 +607,7 @@ final class LoadSlot: @unchecked Sendable {
     /// Ends the slot at once (after the grace period for in-flight requests).
     func abort() {
         loop.execute {
-            if self.inFlight, self.isMeasured(self.intended) { self.stats.errors[.timeout, default: 0] += 1 }
+            if self.inFlight, self.isMeasured(self.intended) { self.stats.count(.timeout) }
             self.inFlight = false
             self.finish()
         }
@@ -411,14 +630,12 @@ public enum LoadGenerator {
         var spec = options.request
         spec.path = target.path
         let bytes = spec.wireBytes(host: target.hostHeader)
-        let head = spec.head(host: target.hostHeader, keepAlive: true)
 
         // Connections open in the first 20 ms; the schedule (open loop) starts after that lead.
         let t0 = monotonicNanos() + 20_000_000
         let measureStart = t0 + UInt64(options.warmup.nanoseconds)
         let end: UInt64 = options.duration.map { measureStart + UInt64($0.nanoseconds) }
             ?? measureStart + UInt64(options.maxDuration.nanoseconds)
-        let shared = LoadShared(t0: t0, measureStart: measureStart, end: end)
 
         var slots: [LoadSlot] = []
         for i in 0..<options.connections {
@@ -428,9 +645,8 @@ public enum LoadGenerator {
                 if quota == 0 { continue }
             }
             let loopIndex = i % loops.count
-            let slot = LoadSlot(index: i, loop: loops[loopIndex], shared: shared, stats: statsByLoop[loopIndex], address: address,
-                                requestBytes: bytes, head: head, options: options, quota: quota)
-            slots.append(slot)
+            slots.append(LoadSlot(index: i, loop: loops[loopIndex], t0: t0, measureStart: measureStart, end: end,
+                                  stats: statsByLoop[loopIndex], address: address, requestBytes: bytes, options: options, quota: quota))
         }
         for s in slots { s.start() }
 
@@ -438,6 +654,7 @@ public enum LoadGenerator {
         let finished = StopFlag()
         allDone.whenComplete { _ in finished.stop(reason: "all connections finished") }
         var stopReason: String?
+        var stoppedAt: UInt64?
         var lastReport = monotonicNanos()
         let grace = UInt64(options.timeout.nanoseconds) + 500_000_000
         var aborted = false
@@ -446,9 +663,11 @@ public enum LoadGenerator {
             let now = monotonicNanos()
             if stop.isStopped && stopReason == nil {
                 stopReason = stop.reason ?? "stop requested"
-                shared.stopNow(now)
+                stoppedAt = now
+                for s in slots { s.stop(at: now) }
             }
-            if !aborted && now > shared.endNanos + grace {
+            let effectiveEnd = min(end, stoppedAt ?? end)
+            if !aborted && now > effectiveEnd + grace {
                 aborted = true
                 for s in slots { s.abort() }
             }
@@ -474,8 +693,8 @@ public enum LoadGenerator {
                 uncorrected.add(s.uncorrected)
             }
             result.responses += s.responses
-            for (k, v) in s.statusCounts { result.statusCounts[k, default: 0] += v }
-            for (k, v) in s.errors { result.errors[k, default: 0] += v }
+            for (code, n) in s.statusCounts.enumerated() where n > 0 { result.statusCounts[code, default: 0] += n }
+            for (k, kind) in LoadErrorKind.allCases.enumerated() where s.errors[k] > 0 { result.errors[kind, default: 0] += s.errors[k] }
             result.bytesRead += s.bytesRead
             result.warmupRequests += s.warmupRequests
             for (j, c) in s.perSecond.enumerated() {
@@ -484,20 +703,21 @@ public enum LoadGenerator {
             }
             lastCompletion = max(lastCompletion, s.lastCompletion)
         }
-        result.corrected = corrected
+        // Closed loop: the intended send time is the actual one, so both figures are the same.
+        result.corrected = options.rate == nil ? uncorrected : corrected
         result.uncorrected = uncorrected
-        let endUsed = shared.endNanos
         let windowEnd: UInt64
-        if options.duration != nil && stopReason == nil {
-            windowEnd = endUsed
-        } else if options.duration == nil && stopReason == nil {
-            windowEnd = max(lastCompletion, measureStart)
+        if let stoppedAt {
+            windowEnd = max(min(stoppedAt, end), measureStart)
+        } else if options.duration != nil {
+            windowEnd = end
         } else {
-            windowEnd = max(endUsed, measureStart)
+            windowEnd = max(lastCompletion, measureStart)
         }
         result.measuredSeconds = Double(windowEnd &- measureStart) / 1e9
         // A partial last second (count mode, stop) would read as a throughput dip: drop it.
-        if result.perSecond.count > Int(result.measuredSeconds) { result.perSecond.removeLast(result.perSecond.count - Int(result.measuredSeconds)) }
+        let whole = Int(result.measuredSeconds)
+        if result.perSecond.count > whole { result.perSecond.removeLast(result.perSecond.count - whole) }
         return result
     }
 }

@@ -237,6 +237,14 @@ public enum StartupScenario {
         public var labels: [String: String]
         public var snapshotStep: (what: String, ms: Double)?
 
+        public init(scenario: String, backend: String, ready: String, attempts: [StartupAttempt], labels: [String: String]) {
+            self.scenario = scenario
+            self.backend = backend
+            self.ready = ready
+            self.attempts = attempts
+            self.labels = labels
+        }
+
         public func median(_ phase: StartupPhase) -> Double? {
             let v = attempts.compactMap { $0.phases[phase] }.sorted()
             guard !v.isEmpty else { return nil }

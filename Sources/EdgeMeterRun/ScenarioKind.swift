@@ -50,7 +50,7 @@ public struct ScenarioKind: Sendable {
 /// `Scenario+<Kind>.swift` in this module and one entry here.
 public enum ScenarioKinds {
     public static var all: [ScenarioKind] {
-        [PingScenario.kind, TCPingScenario.kind, HTTPScenario.kind, LoadScenario.kind, CalcScenario.kind, StartupScenario.kind]
+        [PingScenario.kind, TCPingScenario.kind, HTTPScenario.kind, LoadScenario.kind, CalcScenario.kind, StartupScenario.kind, CaptureScenario.kind]
     }
     public static var schemas: [ScenarioSchema] { all.map(\.schema) }
 }

@@ -214,11 +214,17 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
     func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
         switch check {
         case .exit:
-            let remaining = deadline - .now
-            guard remaining > .zero else { throw StartupError("no exit before the timeout", status: .timeout) }
-            let r = try await client.request(.POST, "/containers/\(id)/wait", timeout: remaining)
-            guard r.status == 200, let obj = r.json as? [String: Any], let code = obj["StatusCode"] as? Int else {
-                throw StartupError("waiting for \(name) to exit: HTTP \(r.status): \(r.errorMessage)")
+            // POST /wait answers when the container exits; polled with the stop flag so Ctrl-C ends it.
+            let body = LineBuffer()
+            let done = Flag()
+            let wait = try await client.open(.POST, "/containers/\(id)/wait") { chunk in body.feedRaw(chunk) }
+            wait.finished.whenComplete { _ in done.set() }
+            defer { wait.close() }
+            try await poll("\(name) to exit", until: deadline, stop: stop, interval: .milliseconds(1)) { done.isSet }
+            let text = body.allText
+            guard wait.status == 200, let obj = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                  let code = obj["StatusCode"] as? Int else {
+                throw StartupError("waiting for \(name) to exit: HTTP \(wait.status): \(text)")
             }
             guard code == 0 else { throw StartupError("workload exited with status \(code)") }
         case .marker(let marker):
@@ -296,6 +302,14 @@ final class EventLog: @unchecked Sendable {
     }
 }
 
+/// A flag set from an event-loop callback and polled from async code.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
 /// Log text collected from a followed stream, for marker matching.
 final class LineBuffer: @unchecked Sendable {
     private let lock = NSLock()
@@ -318,6 +332,8 @@ final class LineBuffer: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         text += String(decoding: chunk, as: UTF8.self)
     }
+
+    var allText: String { lock.withLock { text } }
 
     /// True once `marker` appeared as a whole line.
     func contains(_ marker: String) -> Bool {

@@ -85,7 +85,7 @@ public struct Initramfs: Sendable {
         defer { try? fm.removeItem(atPath: listFile) }
         let input = try FileHandle(forReadingFrom: URL(fileURLWithPath: listFile))
         defer { try? input.close() }
-        let r = try await runCommand([cpio, "-o", "-H", "newc", "-R", "0:0", "-F", path], stdin: input, directory: root)
+        let r = try await runCommand([cpio, "-o", "-H", "newc", "-R", "0:0", "-D", root, "-F", path], stdin: input)
         guard r.ok else { throw StartupError("cpio failed building \(path): \(r.combined)") }
     }
 }

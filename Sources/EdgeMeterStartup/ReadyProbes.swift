@@ -31,7 +31,7 @@ enum ReadyProbes {
                 case .success(let fd):
                     defer { close(fd) }
                     if !banner { return }
-                    switch readSome(fd, deadline: min(deadline, .now + .seconds(2)), stop: stop) {
+                    switch readSome(fd, deadline: min(deadline, .now + .milliseconds(300)), stop: stop) {
                     case .success(let bytes) where !bytes.isEmpty: return
                     case .success: lastError = "connection closed before the guest's banner"
                     case .failure(let e): lastError = e.message

@@ -12,19 +12,24 @@ final class SpawnedProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var exitStatus: Int32?
 
-    /// Starts `argv` (argv[0] resolved on PATH); stdout and stderr go to `outputFD` (or /dev/null).
-    init(_ argv: [String], outputFD: Int32? = nil) throws {
+    /// Starts `argv` (argv[0] resolved on PATH); stdout and stderr go to `outputFD` (or /dev/null),
+    /// or separately to `stdoutFD`/`stderrFD`; stdin from `stdinFD` (or /dev/null).
+    init(_ argv: [String], outputFD: Int32? = nil, stdinFD: Int32? = nil, stdoutFD: Int32? = nil, stderrFD: Int32? = nil) throws {
         let exe = try resolveExecutable(argv[0])
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        if let fd = outputFD {
-            posix_spawn_file_actions_adddup2(&actions, fd, 1)
-            posix_spawn_file_actions_adddup2(&actions, fd, 2)
+        if let fd = stdinFD {
+            posix_spawn_file_actions_adddup2(&actions, fd, 0)
         } else {
-            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        for (target, fd) in [(Int32(1), stdoutFD ?? outputFD), (Int32(2), stderrFD ?? outputFD)] {
+            if let fd {
+                posix_spawn_file_actions_adddup2(&actions, fd, target)
+            } else {
+                posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
+            }
         }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -63,6 +68,18 @@ final class SpawnedProcess: @unchecked Sendable {
     var terminationStatus: Int32? {
         _ = isRunning
         return lock.withLock { exitStatus }
+    }
+
+    /// Blocks until the child exits; returns its exit code (128 + signal when killed).
+    func waitBlocking() -> Int32 {
+        lock.withLock {
+            if let s = exitStatus { return s }
+            var status: Int32 = 0
+            var r: pid_t
+            repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+            exitStatus = r == pid ? ((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)) : -1
+            return exitStatus ?? -1
+        }
     }
 
     func signal(_ sig: Int32) {

@@ -122,6 +122,11 @@ public struct StartupAttempt: Sendable {
     /// Milliseconds per phase; nil when the phase failed or was not reached.
     public var phases: [StartupPhase: Double]
     public var failure: String?
+    public init(index: Int, phases: [StartupPhase: Double], failure: String? = nil) {
+        self.index = index
+        self.phases = phases
+        self.failure = failure
+    }
 }
 
 public enum StartupRunner {
@@ -260,25 +265,21 @@ struct CommandResult: Sendable {
     var combined: String { (stderr + stdout).trimmingCharacters(in: .whitespacesAndNewlines) }
 }
 
-func runCommand(_ argv: [String], environment: [String: String]? = nil, stdin: FileHandle? = nil,
-                directory: String? = nil) async throws -> CommandResult {
-    guard let first = argv.first else { throw StartupError("empty command: give the program and its arguments as a list") }
-    let exe = try resolveExecutable(first)
+func runCommand(_ argv: [String], stdin: FileHandle? = nil) async throws -> CommandResult {
+    guard !argv.isEmpty else { throw StartupError("empty command: give the program and its arguments as a list") }
     return try await withCheckedThrowingContinuation { cont in
         DispatchQueue.global().async {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: exe)
-            p.arguments = Array(argv.dropFirst())
-            if let environment { p.environment = environment }
-            if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
             let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            p.standardInput = stdin ?? FileHandle.nullDevice
-            do { try p.run() } catch {
-                cont.resume(throwing: StartupError("cannot run \(exe): \(error)"))
+            let child: SpawnedProcess
+            do {
+                child = try SpawnedProcess(argv, stdinFD: stdin?.fileDescriptor, stdoutFD: out.fileHandleForWriting.fileDescriptor,
+                                           stderrFD: err.fileHandleForWriting.fileDescriptor)
+            } catch {
+                cont.resume(throwing: error)
                 return
             }
+            try? out.fileHandleForWriting.close()
+            try? err.fileHandleForWriting.close()
             // Read both pipes before waiting so a chatty program cannot block on a full pipe.
             let group = DispatchGroup()
             let outBox = DataBox()
@@ -286,9 +287,8 @@ func runCommand(_ argv: [String], environment: [String: String]? = nil, stdin: F
             DispatchQueue.global().async { outBox.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
             let errData = err.fileHandleForReading.readDataToEndOfFile()
             group.wait()
-            let outData = outBox.data
-            p.waitUntilExit()
-            cont.resume(returning: CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            let status = child.waitBlocking()
+            cont.resume(returning: CommandResult(status: status, stdout: String(decoding: outBox.data, as: UTF8.self),
                                                  stderr: String(decoding: errData, as: UTF8.self)))
         }
     }
@@ -318,8 +318,10 @@ func findExecutable(_ name: String) -> String? {
     return nil
 }
 
-/// A short, name-safe form of a run ID for instance names (`edgemeter-<tag>-<n>`).
+/// A short, name-safe tag for instance names (`edgemeter-<tag>-<n>`): 10 hex digits of a FNV-1a
+/// hash of the run ID (unique per run directory), so concurrent runs never share names.
 public func instanceTag(_ runID: String) -> String {
-    let safe = runID.lowercased().filter { $0.isLetter || $0.isNumber }
-    return String(safe.suffix(10))
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in runID.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return String(String(h, radix: 16).suffix(10))
 }

@@ -118,8 +118,8 @@ struct AnalyzeCommand: AsyncParsableCommand {
         discussion: """
         Reads classic pcap (micro- or nanosecond, either byte order) with Ethernet, Linux cooked
         (SLL/SLL2), raw IP or loopback link types; IPv4 and IPv6. Truncated or malformed packets are
-        counted and skipped. Writes a run directory with samples (probe wire), flows.csv and a report
-        in summary.md. For pcapng, convert first: editcap -F pcap in.pcapng out.pcap.
+        counted and skipped. Writes a run directory with samples (probe wire), flows.csv,
+        handshakes.csv, http.csv and a report in summary.md. For pcapng, convert first: editcap -F pcap in.pcapng out.pcap.
 
         Examples:
           edgemeter analyze capture-docker0.pcap
@@ -130,7 +130,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
     @Argument(help: "The pcap file.")
     var file: String
 
-    @Flag(name: .customLong("no-samples"), help: "Write only the report and flows.csv, no per-item samples (for very large files).")
+    @Flag(name: .customLong("no-samples"), help: "Write only the report and the CSV tables, no per-item samples (for very large files).")
     var noSamples = false
 
     @OptionGroup var run: RunOptions
@@ -156,7 +156,9 @@ struct AnalyzeCommand: AsyncParsableCommand {
                     .forEach(ctx.sink.record)
             }
             ctx.addSection(WireSamples.markdown(analysis, source: "`\(file)`"))
-            try WireSamples.flowsCSV(analysis).write(to: dir.url.appendingPathComponent("flows.csv"), atomically: true, encoding: .utf8)
+            try WireSamples.writeTable(WireSamples.flowsCSV, analysis, to: dir.url.appendingPathComponent("flows.csv").path)
+            try WireSamples.writeTable(WireSamples.handshakesCSV, analysis, to: dir.url.appendingPathComponent("handshakes.csv").path)
+            try WireSamples.writeTable(WireSamples.httpCSV, analysis, to: dir.url.appendingPathComponent("http.csv").path)
         }
     }
 }

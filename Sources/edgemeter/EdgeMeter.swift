@@ -14,7 +14,8 @@ struct EdgeMeterCommand: AsyncParsableCommand {
         version: EdgeMeterVersion.current,
         subcommands: [PingCommand.self, TCPingCommand.self, RunSuiteCommand.self, ReportCommand.self,
                       CaptureCommand.self, AnalyzeCommand.self, PcapGenerateCommand.self,
-                      ServeCommand.self, HTTPCommand.self, LoadCommand.self, CalcCommand.self]
+                      ServeCommand.self, HTTPCommand.self, LoadCommand.self, CalcCommand.self,
+                      StartupCommand.self, ImageCommand.self, CleanupCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64.

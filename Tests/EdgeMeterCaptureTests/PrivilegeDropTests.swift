@@ -39,24 +39,38 @@ final class PrivilegeDropTests: XCTestCase {
         p.standardError = err
         p.standardOutput = Pipe()
         try p.run()
-        // Read the credentials once the capture has started (the binary says so on stderr after the drop;
-        // here we poll /proc, which shows the thread-group leader's credentials, for up to 3 s).
-        var status = ""
+        // Poll the credentials of every live thread (/proc/PID/task/*/status) until the capture has
+        // dropped privileges, for up to 3 s. The thread-group leader is skipped when it is a zombie:
+        // Swift's async main exits the main thread (dispatch_main), and the kernel keeps its old
+        // credentials on the leader's entry although no code runs there.
+        func liveThreadIDs() -> [(uid: [UInt32], gid: [UInt32])] {
+            let base = "/proc/\(p.processIdentifier)/task"
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
+            return tasks.compactMap { t in
+                guard let st = try? String(contentsOfFile: "\(base)/\(t)/status", encoding: .utf8) else { return nil }
+                let lines = st.split(separator: "\n")
+                if lines.contains(where: { $0.hasPrefix("State:") && $0.contains("Z") }) { return nil }
+                func ids(_ key: String) -> [UInt32] {
+                    (lines.first { $0.hasPrefix(key) } ?? "").split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().compactMap { UInt32($0) }
+                }
+                return (ids("Uid:"), ids("Gid:"))
+            }
+        }
+        var threads: [(uid: [UInt32], gid: [UInt32])] = []
         for _ in 0..<60 {
             Thread.sleep(forTimeInterval: 0.05)
-            status = (try? String(contentsOfFile: "/proc/\(p.processIdentifier)/status", encoding: .utf8)) ?? ""
-            if status.contains("Uid:\t\(nobody.uid)") { break }
+            threads = liveThreadIDs()
+            if !threads.isEmpty && threads.allSatisfy({ $0.uid.first == nobody.uid }) { break }
         }
         _ = try runTool("/usr/bin/ping", ["-n", "-c", "5", "-i", "0.05", addr])
         p.waitUntilExit()
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         XCTAssertEqual(p.terminationStatus, 0, stderr)
-        let uidLine = status.split(separator: "\n").first { $0.hasPrefix("Uid:") } ?? ""
-        let gidLine = status.split(separator: "\n").first { $0.hasPrefix("Gid:") } ?? ""
-        let uids = uidLine.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().compactMap { UInt32($0) }
-        let gids = gidLine.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().compactMap { UInt32($0) }
-        XCTAssertEqual(uids, Array(repeating: nobody.uid, count: 4), "real, effective, saved and fs uid are nobody: \(uidLine)")
-        XCTAssertEqual(gids, Array(repeating: nobody.gid, count: 4), "\(gidLine)")
+        XCTAssertFalse(threads.isEmpty)
+        for t in threads {
+            XCTAssertEqual(t.uid, Array(repeating: nobody.uid, count: 4), "real, effective, saved and fs uid of every thread are nobody")
+            XCTAssertEqual(t.gid, Array(repeating: nobody.gid, count: 4))
+        }
         XCTAssertTrue(stderr.contains("running as nobody"), stderr)
         XCTAssertTrue(stderr.contains("10 packets captured"), stderr)
         let pcap = run.appendingPathComponent("capture-lo.pcap").path

@@ -7,7 +7,8 @@ import XCTest
 /// A real swift-nio HTTP/1.1 server on 127.0.0.1 with an ephemeral port, for probe tests.
 /// Routes: `/` → 200 "hello edgemeter"; `/status/NNN` → that status; `/stall-once` → 200 at once,
 /// except request number `stallAt` (1-based, counted across all connections) which is answered
-/// after `stallMilliseconds`; `/slow` → 200 after 300 ms.
+/// after `stallMilliseconds`; `/slow` → 200 after 300 ms; `/chunked` → a chunked body in two
+/// chunks; `/close` → 200 with `Connection: close`, then the server closes the connection.
 final class HTTPTestServer: @unchecked Sendable {
     let channel: Channel
     let state: State
@@ -70,13 +71,25 @@ final class HTTPTestServer: @unchecked Sendable {
                 } else if uri == "/slow" {
                     delay = 300
                 }
+                if uri == "/chunked" {
+                    // No Content-Length: NIO frames the body with Transfer-Encoding: chunked.
+                    context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok))), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "hello ")))), promise: nil)
+                    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "chunked edgemeter\n")))), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                    return
+                }
+                let close = uri == "/close"
                 let respond = {
                     var head = HTTPResponseHead(version: .http1_1, status: status)
+                    if close { head.headers.add(name: "Connection", value: "close") }
                     head.headers.add(name: "Content-Length", value: String(text.utf8.count))
                     head.headers.add(name: "Content-Type", value: "text/plain")
                     context.write(self.wrapOutboundOut(.head(head)), promise: nil)
                     context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
-                    context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+                    context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+                        if close { context.close(promise: nil) }
+                    }
                 }
                 if delay > 0 {
                     context.eventLoop.scheduleTask(in: .milliseconds(delay)) { respond() }

@@ -80,6 +80,26 @@ final class LoadGeneratorTests: XCTestCase {
         XCTAssertEqual(r.stopReason, "test")
     }
 
+    /// The generator frames responses itself: chunked bodies (matched across chunk borders) and
+    /// `Connection: close` (reconnect, no error) must both work.
+    func testChunkedAndConnectionCloseResponses() async throws {
+        let server = try await HTTPTestServer.start()
+        for (path, body) in [("/chunked", "hello chunked edgemeter"), ("/close", "hello edgemeter")] {
+            let target = try HTTPTarget(url: "http://127.0.0.1:\(server.port)\(path)")
+            var o = LoadOptions(request: HTTPRequestSpec(path: path), connections: 2, requestCount: 100)
+            o.threads = 1
+            o.expectedBody = body
+            let r = try await LoadGenerator.run(target: target, options: o, stop: StopFlag())
+            XCTAssertEqual(r.responses, 100, path)
+            XCTAssertEqual(r.statusCounts[200], 100, path)
+            XCTAssertEqual(r.totalErrors, 0, "\(path): \(r.errors)")
+            o.expectedBody = "absent text"
+            let bad = try await LoadGenerator.run(target: target, options: o, stop: StopFlag())
+            XCTAssertEqual(bad.errors[.body], 100, path)
+        }
+        await server.stop()
+    }
+
     func testOptionsProblems() {
         XCTAssertNotNil(LoadOptions(request: HTTPRequestSpec(path: "/")).problem)
         XCTAssertNotNil(LoadOptions(request: HTTPRequestSpec(path: "/"), rate: -1, duration: .seconds(1)).problem)

@@ -10,6 +10,11 @@ final class DockerBackendTests: XCTestCase {
     nonisolated(unsafe) static var built = false
 
     func client() async throws -> DockerAPIClient {
+        try await Self.clientWithImage()
+    }
+
+    /// The daemon, with the test image built once per test process.
+    static func clientWithImage() async throws -> DockerAPIClient {
         let c = try await requireDocker()
         if !Self.built {
             // /usr/bin/hyperfine is dynamic (libc, libgcc_s, libm, the loader): proves ldd collection works.
@@ -25,6 +30,7 @@ final class DockerBackendTests: XCTestCase {
     }
 
     override class func tearDown() {
+        built = false
         let done = DispatchSemaphore(value: 0)
         Task {
             if let c = try? DockerAPIClient() { _ = try? await c.request(.DELETE, "/images/\(queryEscape(image))?force=1") }

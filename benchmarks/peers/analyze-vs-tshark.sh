@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# edgemeter analyze vs tshark on the same 1-million-packet pcap (synthetic HTTP/1.1 on Ethernet/IPv4
+# with known timings, written by `edgemeter pcap-generate`): wall time of
+#   edgemeter analyze --no-samples FILE   (flows, handshakes, retransmissions, HTTP timings; writes
+#                                          flows.csv, handshakes.csv, http.csv and summary.md)
+#   tshark -r FILE -q -z conv,tcp         (the TCP conversation table only)
+# in alternating rounds, then checks that both give the same handshake RTT for every connection
+# (tshark's tcp.analysis.initial_rtt vs edgemeter's handshake_ms, to the nanosecond).
+# Goal: edgemeter >= 10x faster with the same RTTs.
+#   benchmarks/peers/analyze-vs-tshark.sh [PACKETS] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+packets=${1:-1000000}
+rounds=${2:-5}
+bin=.build/release/edgemeter
+if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; fi
+command -v tshark >/dev/null || { echo "tshark missing: apt-get install -y tshark" >&2; exit 2; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pcap=$tmp/bench.pcap
+
+"$bin" pcap-generate "$pcap" --packets "$packets" 2>&1
+echo "file: $(stat -c %s "$pcap") bytes"
+
+now() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f\n", m}'; }
+: >"$tmp/em.txt"; : >"$tmp/ts.txt"
+for r in $(seq 1 "$rounds"); do
+  t0=$(now)
+  "$bin" analyze --no-samples --out "$tmp/em$r" "$pcap" 2>"$tmp/em$r.log"
+  t1=$(now)
+  tshark -r "$pcap" -q -z conv,tcp >"$tmp/conv$r.txt" 2>/dev/null
+  t2=$(now)
+  em=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b-a)/1e9}')
+  ts=$(awk -v a="$t1" -v b="$t2" 'BEGIN {printf "%.3f", (b-a)/1e9}')
+  inner=$(sed -n 's/^analysed [0-9]* frames in \([0-9.]*\) s.*/\1/p' "$tmp/em$r.log")
+  echo "round $r: edgemeter ${em} s (analysis itself ${inner} s) | tshark conv,tcp ${ts} s"
+  echo "$em" >>"$tmp/em.txt"; echo "$ts" >>"$tmp/ts.txt"; echo "$inner" >>"$tmp/inner.txt"
+done
+em=$(median <"$tmp/em.txt"); ts=$(median <"$tmp/ts.txt"); inner=$(median <"$tmp/inner.txt")
+convs=$(grep -c '<->' "$tmp/conv1.txt" || true)
+flows=$(($(wc -l <"$tmp/em1/flows.csv") - 1))
+echo "conversations: tshark $convs, edgemeter $flows flows"
+awk -v a="$em" -v b="$ts" -v i="$inner" 'BEGIN { printf "median: edgemeter %.3f s (analysis %.3f s), tshark %.3f s: %.1fx faster whole command, %.1fx analysis only (goal >= 10x: %s)\n", a, i, b, b/a, b/i, (b/a>=10?"met":"NOT met")}'
+
+# Same handshake RTTs: tshark's initial RTT per connection (first packet that carries it) vs edgemeter's.
+echo "comparing handshake RTTs with tshark -T fields -e tcp.analysis.initial_rtt (one more tshark pass) ..."
+tshark -r "$pcap" -n -Y tcp.analysis.initial_rtt -T fields -E separator=, \
+  -e ip.src -e tcp.srcport -e ip.dst -e tcp.dstport -e tcp.analysis.initial_rtt 2>/dev/null >"$tmp/irtt.csv"
+python3 - "$tmp/irtt.csv" "$tmp/em1/handshakes.csv" <<'PY'
+import csv, sys
+theirs = {}
+for src, sp, dst, dp, rtt in csv.reader(open(sys.argv[1])):
+    key = (src, sp) if dp == "8080" else (dst, dp)      # the client side
+    theirs.setdefault(key, round(float(rtt) * 1e9))
+mine = {}
+for row in csv.DictReader(open(sys.argv[2])):
+    if row["handshake_ms"]:
+        ms, frac = row["handshake_ms"].split(".")
+        mine[(row["client"], row["client_port"])] = int(ms) * 1_000_000 + int(frac)
+same = sum(1 for k, v in mine.items() if theirs.get(k) == v)
+diff = [(k, v, theirs.get(k)) for k, v in mine.items() if theirs.get(k) != v]
+print(f"handshake RTTs: edgemeter {len(mine)}, tshark {len(theirs)}, identical to the ns: {same}, different: {len(diff)}")
+for d in diff[:5]: print("  differs:", d)
+sys.exit(0 if same == len(mine) == len(theirs) else 1)
+PY
