@@ -17,7 +17,13 @@ say() { printf 'setup-engines: %s\n' "$*" >&2; }
 if ! command -v dockerd >/dev/null; then
     say "dockerd not found: apt-get install -y docker.io"; exit 1
 fi
-docker_up() { curl -s --max-time 2 --unix-socket "$SOCK" http://docker/_ping 2>/dev/null | grep -q OK; }
+docker_up() {
+    if command -v curl >/dev/null; then
+        curl -s --max-time 2 --unix-socket "$SOCK" http://docker/_ping 2>/dev/null | grep -q OK
+    else
+        DOCKER_HOST="unix://$SOCK" timeout 5 docker version >/dev/null 2>&1
+    fi
+}
 if docker_up; then
     say "dockerd already answers on $SOCK"
 else
@@ -52,7 +58,7 @@ else
     fi
     [[ -n "$pkg" ]] || { say "cannot find a linux-image-6.1.0-*-amd64 package; check /etc/apt/sources.list"; exit 1; }
     tmp=$(mktemp -d)
-    chmod 755 "$tmp"   # apt's _apt user must be able to write the download there
+    chown _apt "$tmp" 2>/dev/null || chmod 777 "$tmp"   # apt downloads as the _apt user
     say "downloading $pkg into $CACHE"
     (cd "$tmp" && apt-get download "$pkg" >/dev/null)
     dpkg -x "$tmp"/*.deb "$tmp/x"

@@ -98,6 +98,9 @@ public final class LiveCapture {
             }
         }
         precision = nanoOK && pcap_get_tstamp_precision(h) == Int32(PCAP_TSTAMP_PRECISION_NANO) ? "nano" : "micro"
+        // `any` defaults to Linux cooked v1, which does not say on which interface a packet was
+        // seen; v2 does, and the analyzer needs it to tell a bridged packet's copies apart.
+        if pcap_datalink(h) == Int32(LinkType.linuxSLL) { _ = pcap_set_datalink(h, Int32(LinkType.linuxSLL2)) }
         linkType = UInt32(bitPattern: pcap_datalink(h))
         if let f = options.filter, !f.isEmpty {
             var prog = bpf_program()

@@ -404,6 +404,8 @@ public final class WireAnalyzer {
                 }
             }
         }
+        // Requests in the order they started on the wire (flows interleave).
+        http.sort { ($0.requestStartNs, $0.clientPort, $0.index) < ($1.requestStartNs, $1.clientPort, $1.index) }
         return WireAnalysis(linkType: linkType, counters: counters, flows: flowSummaries, handshakes: handshakes, echoes: echoes,
                             http: http, httpUnfollowable: httpUnfollowable, firstNs: firstNs, lastNs: firstNs == nil ? nil : lastNs)
     }
@@ -432,6 +434,8 @@ final class HTTPFlow {
     var client = Direction()
     var server = Direction()
     var exchanges: [WireHTTPExchange] = []
+    /// Per request: its method is HEAD (its response has no body whatever its headers say).
+    var isHead: [Bool] = []
     /// Index in `exchanges` of the request the next response answers.
     var nextToAnswer = 0
     var dead = false
@@ -481,10 +485,20 @@ final class HTTPFlow {
                     j += 1
                 }
                 let stop = end < 0 ? n : end
+                if had == 0 && end >= 0 {
+                    // The whole block is in this segment (the usual case): parse it in place.
+                    let block = UnsafeRawBufferPointer(rebasing: bytes[i..<stop])
+                    i = stop
+                    headersDone(block, &d, fromClient: fromClient, ns: ns)
+                    break
+                }
                 d.header.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<stop]))
                 i = stop
                 if d.header.count > 65_536 { dead = true; break }
-                if end >= 0 { headersDone(&d, fromClient: fromClient, ns: ns) }
+                if end >= 0 {
+                    let saved = d.header
+                    saved.withUnsafeBytes { headersDone($0, &d, fromClient: fromClient, ns: ns) }
+                }
             case .body(let left):
                 let take = min(left, n - i)
                 i += take
@@ -543,7 +557,7 @@ final class HTTPFlow {
     @inline(__always) static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5a ? c | 0x20 : c }
 
     /// True when `h[from...]` starts with `name` (lowercase ASCII), compared case-insensitively.
-    static func hasPrefix(_ h: [UInt8], _ from: Int, _ name: [UInt8]) -> Bool {
+    static func hasPrefix(_ h: UnsafeRawBufferPointer, _ from: Int, _ name: [UInt8]) -> Bool {
         guard h.count - from >= name.count else { return false }
         for k in 0..<name.count where lower(h[from + k]) != name[k] { return false }
         return true
@@ -553,9 +567,8 @@ final class HTTPFlow {
     static let transferEncoding = Array("transfer-encoding:".utf8)
     static let chunkedWord = Array("chunked".utf8)
 
-    private func headersDone(_ d: inout Direction, fromClient: Bool, ns: Int64) {
+    private func headersDone(_ h: UnsafeRawBufferPointer, _ d: inout Direction, fromClient: Bool, ns: Int64) {
         // Parse the start line and the two framing headers straight from the bytes.
-        let h = d.header
         var lineEnd = 0
         while lineEnd < h.count && h[lineEnd] != 0x0d && h[lineEnd] != 0x0a { lineEnd += 1 }
         var sp1 = 0
@@ -592,8 +605,9 @@ final class HTTPFlow {
         }
         if fromClient {
             guard let idx = exchanges.indices.last else { dead = true; return }
-            exchanges[idx].method = String(decoding: h[0..<sp1], as: UTF8.self)
-            exchanges[idx].target = String(decoding: h[(sp1 + 1)..<min(sp2, lineEnd)], as: UTF8.self)
+            exchanges[idx].method = String(decoding: UnsafeRawBufferPointer(rebasing: h[0..<sp1]), as: UTF8.self)
+            exchanges[idx].target = String(decoding: UnsafeRawBufferPointer(rebasing: h[(sp1 + 1)..<min(sp2, lineEnd)]), as: UTF8.self)
+            isHead.append(sp1 == 4 && h[0] == 0x48 && h[1] == 0x45 && h[2] == 0x41 && h[3] == 0x44)
             if chunked { d.state = .chunkSize }
             else if let cl = contentLength, cl > 0 { d.state = .body(cl) }
             else { messageDone(&d, fromClient: true, ns: ns) }
@@ -612,7 +626,7 @@ final class HTTPFlow {
                 d.header.removeAll(keepingCapacity: true)
                 return
             }
-            let noBody = exchanges[nextToAnswer].method == "HEAD" || status == 204 || status == 304
+            let noBody = (nextToAnswer < isHead.count && isHead[nextToAnswer]) || status == 204 || status == 304
             if noBody { messageDone(&d, fromClient: false, ns: ns) }
             else if chunked { d.state = .chunkSize }
             else if let cl = contentLength { if cl > 0 { d.state = .body(cl) } else { messageDone(&d, fromClient: false, ns: ns) } }

@@ -83,11 +83,12 @@ public enum WireSamples {
         let c = a.counters
         let t = target ?? "capture"
         let ns = a.firstNs ?? 0
+        // Frames are always counted; the other outcomes only when they occurred.
         for (phase, v) in [("decode_frames", c.frames), ("decode_ip", c.ip), ("decode_not_ip", c.notIP),
                            ("decode_fragments", c.fragments), ("decode_truncated", c.truncated + c.truncatedRecords),
                            ("decode_malformed", c.malformed), ("decode_unsupported_link", c.unsupportedLink),
                            ("decode_other_interface_copies", c.otherInterfaceCopies)] {
-            add(t, "packets", phase, Double(v), "count", ns, .ok, "", [:])
+            if v > 0 || phase == "decode_frames" { add(t, "packets", phase, Double(v), "count", ns, .ok, "", [:]) }
         }
         return out
     }
@@ -170,7 +171,10 @@ public enum WireSamples {
         }
 
         mutating func field(_ s: String) { bytes += s.utf8; bytes.append(0x2c) }
-        mutating func escaped(_ s: String) { bytes += CSV.escape(s).utf8; bytes.append(0x2c) }
+        mutating func escaped(_ s: String) {
+            if s.utf8.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0a || $0 == 0x0d }) { bytes += CSV.escape(s).utf8 } else { bytes += s.utf8 }
+            bytes.append(0x2c)
+        }
         mutating func digits(_ v: UInt64, width: Int = 0) {
             var buf: (UInt64, UInt64, UInt64) = (0, 0, 0) // 24 bytes of scratch
             withUnsafeMutableBytes(of: &buf) { b in
@@ -223,13 +227,14 @@ public enum WireSamples {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw CaptureError.file("cannot create \(path): \(String(cString: strerror(errno))); choose a writable --out directory") }
         defer { close(fd) }
-        _ = table(a, fd)
+        let failure = table(a, fd)
+        if !failure.isEmpty { throw CaptureError.file("writing \(path) failed: \(failure); free disk space or choose another --out directory") }
     }
 
     /// flows.csv: one row per 5-tuple.
     public static func flowsCSV(_ a: WireAnalysis) -> String { flowsCSV(a, nil) }
 
-    /// With `fd`, streams the table to it and returns "".
+    /// With `fd`, streams the table to it and returns "", or the write error's text.
     public static func flowsCSV(_ a: WireAnalysis, _ fd: Int32?) -> String {
         var c = FastCSV(header: ["proto", "client", "client_port", "server", "server_port", "packets", "bytes", "packets_from_client",
                                  "bytes_from_client", "first", "duration_ms", "retransmissions"], rows: a.flows.count, fd: fd)
@@ -240,13 +245,13 @@ public enum WireSamples {
             c.endRow()
         }
         c.flushIfFull(force: true)
-        return c.fd == nil ? c.out : ""
+        return c.fd == nil ? c.out : (c.writeError == 0 ? "" : String(cString: strerror(c.writeError)))
     }
 
     /// handshakes.csv: one row per TCP connection attempt, times in ms with ns resolution.
     public static func handshakesCSV(_ a: WireAnalysis) -> String { handshakesCSV(a, nil) }
 
-    /// With `fd`, streams the table to it and returns "".
+    /// With `fd`, streams the table to it and returns "", or the write error's text.
     public static func handshakesCSV(_ a: WireAnalysis, _ fd: Int32?) -> String {
         var c = FastCSV(header: ["client", "client_port", "server", "server_port", "syn", "syn_synack_ms", "synack_ack_ms", "handshake_ms",
                                  "syn_retransmissions", "refused"], rows: a.handshakes.count, fd: fd)
@@ -256,13 +261,13 @@ public enum WireSamples {
             c.endRow()
         }
         c.flushIfFull(force: true)
-        return c.fd == nil ? c.out : ""
+        return c.fd == nil ? c.out : (c.writeError == 0 ? "" : String(cString: strerror(c.writeError)))
     }
 
     /// http.csv: one row per HTTP request, times in ms with ns resolution.
     public static func httpCSV(_ a: WireAnalysis) -> String { httpCSV(a, nil) }
 
-    /// With `fd`, streams the table to it and returns "".
+    /// With `fd`, streams the table to it and returns "", or the write error's text.
     public static func httpCSV(_ a: WireAnalysis, _ fd: Int32?) -> String {
         var c = FastCSV(header: ["client", "client_port", "server", "server_port", "index", "method", "target", "status", "request_start",
                                  "first_byte_ms", "response_ms"], rows: a.http.count, fd: fd)
@@ -273,7 +278,7 @@ public enum WireSamples {
             c.endRow()
         }
         c.flushIfFull(force: true)
-        return c.fd == nil ? c.out : ""
+        return c.fd == nil ? c.out : (c.writeError == 0 ? "" : String(cString: strerror(c.writeError)))
     }
 
     /// A Markdown report of an analysis: decode counts, the timing phases' distribution, the first
@@ -339,6 +344,21 @@ public enum WireSamples {
             for x in a.http.prefix(maxRows) {
                 let req = "\(x.method) \(x.target.prefix(60))".replacingOccurrences(of: "|", with: "\\|")
                 s += "| \(endpoint(x.client, x.clientPort)) | \(x.index) | \(req) | \(x.status.map(String.init) ?? "") | \(x.firstByteNs.map { Format.fixed(ms($0), 3) } ?? "—") | \(x.responseNs.map { Format.fixed(ms($0), 3) } ?? "—") |\n"
+            }
+        }
+        if !a.http.isEmpty {
+            // Per server: with a capture on a shared bridge this is the per-hop breakdown (client →
+            // front end, front end → each back end).
+            var byServer: [String: [WireHTTPExchange]] = [:]
+            for x in a.http { byServer[endpoint(x.server, x.serverPort), default: []].append(x) }
+            s += "\n### HTTP by server (hops)\n\n| server | requests | first byte p50 ms | response p50 ms | response p90 ms |\n|---|---:|---:|---:|---:|\n"
+            for (server, xs) in byServer.sorted(by: { $0.value.first!.requestStartNs < $1.value.first!.requestStartNs }) {
+                func q(_ v: [Int64], _ p: Double) -> String {
+                    let v = v.sorted()
+                    guard !v.isEmpty else { return "—" }
+                    return Format.fixed(ms(v[min(v.count - 1, Int((p * Double(v.count - 1)).rounded()))]), 3)
+                }
+                s += "| \(server) | \(xs.count) | \(q(xs.compactMap(\.firstByteNs), 0.5)) | \(q(xs.compactMap(\.responseNs), 0.5)) | \(q(xs.compactMap(\.responseNs), 0.9)) |\n"
             }
         }
         if !a.flows.isEmpty {

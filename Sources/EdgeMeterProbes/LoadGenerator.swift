@@ -99,6 +99,19 @@ public struct LoadResult: Sendable {
     public var totalErrors: Int { errors.values.reduce(0, +) }
 }
 
+/// Whether any connection was ever opened, and the last connect error (a dead target ends the
+/// run early instead of counting connect errors until the end).
+final class LoadConnectState: @unchecked Sendable {
+    let targetName: String
+    init(targetName: String) { self.targetName = targetName }
+    private let lock = NSLock()
+    private var connected = false
+    private var lastError: String?
+    func markConnected() { lock.lock(); connected = true; lock.unlock() }
+    func noteError(_ e: String) { lock.lock(); lastError = e; lock.unlock() }
+    var snapshot: (connected: Bool, lastError: String?) { lock.lock(); defer { lock.unlock() }; return (connected, lastError) }
+}
+
 /// Per event loop statistics; touched only on that loop's thread, merged after the run.
 final class LoopStats: @unchecked Sendable {
     var corrected: Histogram<UInt64>
@@ -404,6 +417,8 @@ final class LoadSlot: @unchecked Sendable {
     let expectedStatuses: Set<Int>?
     let expectedBody: [UInt8]?
     let done: EventLoopPromise<Void>
+    let connectState: LoadConnectState
+    var everConnected = false
 
     var channel: Channel?
     var handler: LoadChannelHandler?
@@ -419,7 +434,8 @@ final class LoadSlot: @unchecked Sendable {
     var finished = false
 
     init(index: Int, loop: EventLoop, t0: UInt64, measureStart: UInt64, end: UInt64, stats: LoopStats, address: SocketAddress,
-         requestBytes: ByteBuffer, options: LoadOptions, quota: Int?) {
+         requestBytes: ByteBuffer, options: LoadOptions, quota: Int?, connectState: LoadConnectState) {
+        self.connectState = connectState
         self.index = index
         self.loop = loop
         self.t0 = t0
@@ -495,10 +511,15 @@ final class LoadSlot: @unchecked Sendable {
                 self.channel = ch
                 self.handler = self.pendingHandler
                 self.pendingHandler = nil
+                if !self.everConnected {
+                    self.everConnected = true
+                    self.connectState.markConnected()
+                }
                 ch.closeFuture.whenComplete { _ in self.channelClosed(ch) }
                 self.sendNext()
-            case .failure:
+            case .failure(let error):
                 if self.isMeasured(monotonicNanos()) { self.stats.count(.connect) }
+                self.connectState.noteError(HTTPClientError.connectFailure(error, target: self.connectState.targetName).description)
                 // Back off briefly so a dead server does not turn the generator into a SYN flood.
                 self.loop.scheduleTask(in: .milliseconds(10)) { self.connect() }
             }
@@ -637,6 +658,7 @@ public enum LoadGenerator {
         let end: UInt64 = options.duration.map { measureStart + UInt64($0.nanoseconds) }
             ?? measureStart + UInt64(options.maxDuration.nanoseconds)
 
+        let connectState = LoadConnectState(targetName: "\(target.host):\(target.port)")
         var slots: [LoadSlot] = []
         for i in 0..<options.connections {
             var quota: Int?
@@ -646,7 +668,8 @@ public enum LoadGenerator {
             }
             let loopIndex = i % loops.count
             slots.append(LoadSlot(index: i, loop: loops[loopIndex], t0: t0, measureStart: measureStart, end: end,
-                                  stats: statsByLoop[loopIndex], address: address, requestBytes: bytes, options: options, quota: quota))
+                                  stats: statsByLoop[loopIndex], address: address, requestBytes: bytes, options: options, quota: quota,
+                                  connectState: connectState))
         }
         for s in slots { s.start() }
 
@@ -657,6 +680,7 @@ public enum LoadGenerator {
         var stoppedAt: UInt64?
         var lastReport = monotonicNanos()
         let grace = UInt64(options.timeout.nanoseconds) + 500_000_000
+        let giveUp = max(UInt64(5_000_000_000), 2 * UInt64(options.timeout.nanoseconds))
         var aborted = false
         while !finished.isStopped {
             try? await Task.sleep(for: .milliseconds(20))
@@ -665,6 +689,16 @@ public enum LoadGenerator {
                 stopReason = stop.reason ?? "stop requested"
                 stoppedAt = now
                 for s in slots { s.stop(at: now) }
+            }
+            // A target that never accepts a connection ends the run after the give-up time.
+            if stopReason == nil && now > t0 + giveUp {
+                let c = connectState.snapshot
+                if !c.connected {
+                    stopReason = "no connection to \(target.host):\(target.port) could be opened in \(giveUp / 1_000_000_000) s"
+                        + (c.lastError.map { " (last error: \($0))" } ?? "")
+                    stoppedAt = now
+                    for s in slots { s.stop(at: now) }
+                }
             }
             let effectiveEnd = min(end, stoppedAt ?? end)
             if !aborted && now > effectiveEnd + grace {

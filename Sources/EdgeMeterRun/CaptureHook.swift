@@ -79,6 +79,9 @@ public enum WireReport {
 
     public static func record(analysis a: WireAnalysis, capture: CaptureResult?, interface: String, pcapPath: String,
                               appSamples: [Sample], scenario: String, ctx: ScenarioContext) {
+        // The wire samples go under the application's scenario name when it is unique.
+        let appScenarios = Set(appSamples.filter { $0.probe != WireSamples.probe }.map(\.scenario))
+        let scenario = appScenarios.count == 1 ? appScenarios.first! : scenario
         let base = ["interface": interface, "tstamp_precision": capture?.precision ?? "", "clock": "capture"]
         var wire = WireSamples.samples(a, runID: ctx.runID, scenario: scenario, target: nil, labels: base)
         // Index the application samples.
@@ -97,9 +100,18 @@ public enum WireReport {
                 httpOrdered.append(s)
             }
         }
-        let wireHTTPCount = wire.filter { $0.phase == "http_first_byte" }.count
-        let httpInOrder = httpFirstByteApp.isEmpty && !httpOrdered.isEmpty && httpOrdered.count == wireHTTPCount
-        var httpIndex = 0
+        // Without local ports, HTTP requests pair in order with the wire requests to the server the
+        // application targeted (its host:port appears in the target), when the counts agree; other
+        // wire requests (e.g. a front end's calls to its back ends) stay under their own server.
+        var httpQueues: [String: [Sample]] = [:] // wire server endpoint → app samples in order
+        if httpFirstByteApp.isEmpty {
+            let wireServers = Set(wire.filter { $0.phase == "http_first_byte" }.compactMap { $0.labels["server"] })
+            for server in wireServers {
+                let apps = httpOrdered.filter { $0.target.contains(server) }
+                let count = wire.filter { $0.phase == "http_first_byte" && $0.labels["server"] == server }.count
+                if !apps.isEmpty && apps.count == count { httpQueues[server] = apps }
+            }
+        }
         var pairs: [(String, Pair)] = []
         for i in wire.indices {
             let w = wire[i]
@@ -114,9 +126,9 @@ public enum WireReport {
             case "http_first_byte":
                 if let p = w.labels["local_port"], let s = httpFirstByteApp["\(p)/\(w.labels["request"] ?? "0")"] {
                     match = ("stack_overhead_first_byte", s)
-                } else if httpInOrder {
-                    match = ("stack_overhead_first_byte", httpOrdered[httpIndex])
-                    httpIndex += 1
+                } else if let server = w.labels["server"], var q = httpQueues[server], !q.isEmpty {
+                    match = ("stack_overhead_first_byte", q.removeFirst())
+                    httpQueues[server] = q
                 }
             default:
                 break
@@ -127,14 +139,35 @@ public enum WireReport {
                 if !phase.isEmpty { pairs.append((phase, Pair(app: app, wire: wire[i]))) }
             }
         }
-        // Flow and counter samples go under the same target when every matched item agrees.
-        let targets = Set(pairs.map { $0.1.app.target })
-        if targets.count == 1, let only = targets.first {
-            for i in wire.indices where wire[i].phase == "flow" || wire[i].phase.hasPrefix("decode_") || wire[i].phase == "tcp_retransmissions" {
-                wire[i].target = only
+        // An HTTP request paired in order also pairs its connect phase with that connection's handshake.
+        let httpConnects = Dictionary(appSamples.filter { $0.probe == "http" && $0.phase == "connect" }
+            .map { ("\($0.target)/\($0.labels["seq"] ?? "")", $0) }, uniquingKeysWith: { a, _ in a })
+        for (phase, p) in pairs where phase == "stack_overhead_first_byte" && p.app.labels["local_port"] == nil {
+            guard let port = p.wire.labels["local_port"], let app = httpConnects["\(p.app.target)/\(p.app.labels["seq"] ?? "")"],
+                  let i = wire.firstIndex(where: { $0.phase == "tcp_syn_synack" && $0.labels["local_port"] == port }) else { continue }
+            wire[i].target = app.target
+            wire[i].labels["app_probe"] = app.probe
+            pairs.append(("stack_overhead_connect", Pair(app: app, wire: wire[i])))
+        }
+        // Everything else seen on a matched connection (its other phases, its flow totals) or for a
+        // matched echo's address goes under the application's target too; decode counters go under
+        // the interface.
+        var portTarget: [String: String] = [:]
+        var addressTarget: [String: String] = [:]
+        for i in wire.indices where wire[i].labels["app_probe"] != nil {
+            if let p = wire[i].labels["local_port"], p != "0" { portTarget[p] = wire[i].target }
+            if wire[i].phase == "icmp_echo", let d = wire[i].labels["dst"] { addressTarget[d] = wire[i].target }
+        }
+        for i in wire.indices {
+            if wire[i].phase.hasPrefix("decode_") { wire[i].target = interface; continue }
+            if wire[i].labels["app_probe"] != nil { continue }
+            if let p = wire[i].labels["local_port"], let t = portTarget[p] {
+                wire[i].target = t
+            } else if let f = wire[i].labels["flow"], f.hasPrefix("icmp"),
+                      let dst = f.split(separator: " ").last.map({ String($0.split(separator: ":").first ?? "") }),
+                      let t = addressTarget[dst] {
+                wire[i].target = t
             }
-        } else {
-            for i in wire.indices where wire[i].phase.hasPrefix("decode_") { wire[i].target = interface }
         }
         wire.forEach(ctx.sink.record)
         if let capture {
@@ -164,6 +197,7 @@ public enum WireReport {
             }
         }
         let appTimed = appSamples.filter { $0.probe != WireSamples.probe && ($0.phase == "echo" || $0.phase == "connect" || ($0.probe == "http" && $0.phase == "first_byte")) }.count
+        let unpairedApp = appTimed - pairs.count
         var md = WireSamples.markdown(a, source: "`\(interface)` during scenario \(scenario) (\(URL(fileURLWithPath: pcapPath).lastPathComponent))",
                                       capture: capture, interface: interface)
         md += "\n### Application vs wire (\(interface))\n\n"
@@ -179,8 +213,9 @@ public enum WireReport {
             md += "| \(phase) | \(rows.count) | \(med(rows.map(\.app), 0.5)) | \(med(rows.map(\.wire), 0.5)) | \(med(rows.map(\.diff), 0.5)) | \(med(rows.map(\.diff), 0.9)) | \(med(rows.map(\.diff), 1)) |\n"
         }
         let matched = pairs.count
-        md += "\n\(matched) of \(appTimed) application samples matched on the wire"
+        md += "\n\(matched) of \(appTimed) application samples (echo, connect, HTTP first byte) matched on the wire"
         if !unmatched.isEmpty { md += " (\(unmatched.values.reduce(0, +)) pairs with a failed side)" }
+        if unpairedApp > 0 { md += "; the others were not captured (filter, interface) or carry no `icmp_id`/`seq` or `local_port` label" }
         md += ".\n"
         ctx.addSection(md)
         let flowsPath = URL(fileURLWithPath: pcapPath).deletingPathExtension().path + "-flows.csv"

@@ -94,9 +94,15 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         lock.lock(); notes.append(note); lock.unlock()
     }
 
-    /// Adds a Markdown section (comparison tables, histograms) to the end of summary.md.
+    /// Adds a Markdown section (comparison tables, histograms) to the end of summary.md. A section
+    /// whose first line is `<!-- section: KEY -->` replaces an earlier one with the same first line
+    /// (which is removed; the new one goes to the end), so a scenario can keep one up-to-date section.
     public func addSection(_ markdown: String) {
-        lock.lock(); sections.append(markdown); lock.unlock()
+        lock.lock(); defer { lock.unlock() }
+        if markdown.hasPrefix("<!-- section: "), let key = markdown.split(separator: "\n", maxSplits: 1).first {
+            sections.removeAll { $0.split(separator: "\n", maxSplits: 1).first == key }
+        }
+        sections.append(markdown)
     }
 
     public var summaries: [Summary] {

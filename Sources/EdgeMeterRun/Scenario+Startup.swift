@@ -23,10 +23,23 @@ public struct StartupConfig: Sendable {
     public var template: CommandTemplate?
     public var preset: String?
     public var variables: [String: String] = [:]
+    /// runc/crun: a host binary put at /usr/local/bin/edgemeter in the bundle's rootfs (with its
+    /// `ldd` libraries, as in edgemeter-base), so `command` can run edgemeter. Default: this
+    /// executable when it is the edgemeter CLI.
+    public var ociBinary: String? = StartupConfig.currentEdgemeter()
 
     public init(backend: String) { self.backend = backend }
 
-    public static let backends = ["docker", "lxc", "qemu", "cmd", "podman", "crun"]
+    public static let backends = ["docker", "lxc", "qemu", "cmd", "podman", "runc", "crun"]
+
+    static func currentEdgemeter() -> String? {
+        guard let exe = Bundle.main.executablePath, URL(fileURLWithPath: exe).lastPathComponent == "edgemeter" else { return nil }
+        return exe
+    }
+
+    var ociBinaries: [(source: String, destination: String)] {
+        ociBinary.map { [(source: $0, destination: "/usr/local/bin/edgemeter")] } ?? []
+    }
     public static let readyKinds = ["exit", "marker", "tcp", "http", "icmp"]
 
     /// Builds the ready check from its kind and options; tcp defaults to guest port 22 (the lab's
@@ -45,7 +58,10 @@ public struct StartupConfig: Sendable {
     /// Problems no engine needs to see (a cross-field check shared by the suite schema and the CLI).
     public func problem() -> String? {
         if snapshot && !["docker", "qemu", "podman"].contains(backend) {
-            return "snapshot is supported for docker and qemu only, not \(backend)"
+            return "snapshot is supported for docker, podman and qemu only, not \(backend)"
+        }
+        if ["runc", "crun"].contains(backend), let p = OCIRuntimeBackend.unsupported(ready, backend: backend) {
+            return p
         }
         if backend == "qemu", case .icmp = ready {
             return "ready icmp is not available for qemu (user-mode NAT has no route into the guest): use tcp, http or marker"
@@ -147,13 +163,17 @@ public enum StartupScenario {
             guard findProgram("podman") != nil else {
                 throw ScenarioNotRun("podman is not installed here: apt-get install -y podman, then `podman system service --time=0 unix:///run/podman/podman.sock &`")
             }
-            let client = DockerAPIClient(endpoint: .unix(path: "/run/podman/podman.sock"))
-            return [DockerBackend(client: client, image: c.image, command: c.command, runID: runID)]
-        case "crun":
-            if findProgram("crun") == nil {
-                throw ScenarioNotRun("crun is not installed here: apt-get install -y crun")
+            let client = DockerAPIClient(endpoint: .unix(path: DockerBackend.podmanSocket))
+            var list: [StartupBackend] = [DockerBackend(client: client, image: c.image, command: c.command, runID: runID, engine: "podman")]
+            if c.snapshot {
+                list.append(DockerBackend(client: client, image: c.image, command: c.command, runID: runID + "s", fromSnapshot: true, engine: "podman"))
             }
-            throw ScenarioNotRun("the crun (OCI runtime without a daemon) backend is not implemented yet; compare docker with podman instead")
+            return list
+        case "runc", "crun":
+            guard let runtime = findProgram(c.backend) else {
+                throw ScenarioNotRun("\(c.backend) is not installed here: apt-get install -y \(c.backend)")
+            }
+            return [OCIRuntimeBackend(runtime: runtime, runID: runID, command: c.command, binaries: c.ociBinaries)]
         case "lxc":
             return [LXCBackend(runID: runID, bridge: c.bridge)]
         case "qemu":
@@ -224,7 +244,9 @@ public enum StartupScenario {
         }
         let all = Registry.shared.add(runID: ctx.runID, results)
         if compare && Set(all.map(\.backend)).count >= 2 && Set(all.map(\.scenario)).count >= 2 {
-            ctx.addSection(comparison(all))
+            // Keyed: each later startup scenario replaces the previous comparison, so the run ends
+            // with one comparison covering every startup scenario (at the end of summary.md).
+            ctx.addSection(comparisonSectionKey + "\n" + comparison(all))
         }
         return results
     }
@@ -302,6 +324,10 @@ public enum StartupScenario {
         guard let a, let b, a > 0, b > 0 else { return "—" }
         return b <= a ? String(format: "%.2f× faster", a / b) : String(format: "%.2f× slower", b / a)
     }
+
+    /// First line of the suite's startup comparison section: `RunDirectory.addSection` replaces an
+    /// earlier section with the same first line (an HTML comment, invisible in rendered Markdown).
+    public static let comparisonSectionKey = "<!-- section: startup-comparison -->"
 
     /// Every backend measured in this run so far, fastest total first, with ratios to the others.
     public static func comparison(_ results: [BackendResult]) -> String {

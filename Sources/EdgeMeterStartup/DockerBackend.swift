@@ -18,9 +18,13 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
     public let runTag: String
     /// When set, instances start from a commit of a running container (the lab's "CT3 from a snapshot of CT2").
     public let fromSnapshot: Bool
-    public var name: String { fromSnapshot ? "docker-snapshot" : "docker" }
+    /// `docker` (dockerd) or `podman` (podman's Docker-compatible API, `podman system service`): the
+    /// backend name on every sample, and the engine-specific fixes (podman: image loaded from
+    /// dockerd when missing, `nofile` ulimit within this process's limit).
+    public let engine: String
+    public var name: String { fromSnapshot ? "\(engine)-snapshot" : engine }
     public var labels: [String: String] {
-        var l = ["image": snapshotImage ?? image, "engine": "dockerd \(client.endpoint)"]
+        var l = ["image": snapshotImage ?? image, "engine": "\(engine == "docker" ? "dockerd" : engine) \(client.endpoint)"]
         if fromSnapshot { l["source"] = "snapshot" }
         return l
     }
@@ -34,17 +38,31 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
     private var created: [String] = []
 
     public init(client: DockerAPIClient, image: String = ImageBuilder.defaultReference, command: [String]? = nil,
-                runID: String, fromSnapshot: Bool = false) {
+                runID: String, fromSnapshot: Bool = false, engine: String = "docker") {
         self.client = client
+        self.engine = engine
         self.image = image
         self.command = command
         self.runTag = instanceTag(runID)
         self.fromSnapshot = fromSnapshot
     }
 
+    /// Where podman's Docker-compatible API listens (started by `scripts/setup-engines.sh`).
+    public static let podmanSocket = "/run/podman/podman.sock"
+    public static let podmanServiceCommand = "podman system service --time=0 unix:///run/podman/podman.sock &"
+
     public func prepare(stop: StopFlag) async throws {
-        try await client.ping()
-        let r = try await client.request(.GET, "/images/\(queryEscape(image))/json")
+        do {
+            try await client.ping()
+        } catch let e as StartupError where engine == "podman" {
+            throw StartupError("cannot reach podman's Docker-compatible API at \(client.endpoint) (\(e.message.prefix(120))…): start it with "
+                + "`scripts/setup-engines.sh` (or `\(Self.podmanServiceCommand)`)")
+        }
+        var r = try await client.request(.GET, "/images/\(queryEscape(image))/json")
+        if r.status == 404 && engine != "docker" {
+            try await loadImageFromDockerd()
+            r = try await client.request(.GET, "/images/\(queryEscape(image))/json")
+        }
         if r.status == 404 {
             throw StartupError("image \(image) not found in dockerd: build it with `edgemeter image build` (no registry is reachable)")
         }
@@ -53,6 +71,24 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
         let log = events
         eventStream = try await client.open(.GET, "/events?filters=\(filters)") { chunk in log.feed(chunk) }
         if fromSnapshot { try await makeSnapshot(stop: stop) }
+    }
+
+    /// Copies `image` from dockerd into this engine: `GET /images/NAME/get` on dockerd (a `docker
+    /// save` tar) → `POST /images/load` here. Used when podman lacks the image `edgemeter image build` made.
+    func loadImageFromDockerd() async throws {
+        let hint = "build it with `edgemeter image build` (dockerd), then run `scripts/setup-engines.sh`, "
+            + "or `docker save \(image) | podman load`"
+        guard let docker = try? DockerAPIClient(), (try? await docker.ping()) != nil else {
+            throw StartupError("image \(image) not found in \(engine) and dockerd is not reachable to copy it from: \(hint)")
+        }
+        let saved = try await docker.request(.GET, "/images/\(queryEscape(image))/get", timeout: .seconds(300))
+        guard saved.status == 200 else {
+            throw StartupError("image \(image) not found in \(engine) nor in dockerd (HTTP \(saved.status)): \(hint)")
+        }
+        let r = try await client.request(.POST, "/images/load", body: saved.body, contentType: "application/x-tar", timeout: .seconds(300))
+        guard r.status == 200, !r.text.contains("\"error") else {
+            throw StartupError("loading \(image) into \(engine) failed: HTTP \(r.status): \(r.text.prefix(300)): \(hint)")
+        }
     }
 
     /// Starts a source container that writes state, commits it while running (paused for the
@@ -86,11 +122,19 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
     }
 
     func createContainer(name: String, image: String, cmd: [String], network: String) async throws -> String {
+        var host: [String: Any] = ["NetworkMode": network]
+        if engine == "podman" {
+            // podman asks the runtime for RLIMIT_NOFILE 1048576 by default; a process may not raise
+            // its hard limit, so with a lower one (20000 here) every start fails with EPERM.
+            var rl = rlimit()
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+            host["Ulimits"] = [["Name": "nofile", "Soft": Int(rl.rlim_cur), "Hard": Int(rl.rlim_max)]]
+        }
         let body: [String: Any] = [
             "Image": image,
             "Cmd": cmd,
             "Labels": ["edgemeter": "startup", "edgemeter.run": runTag],
-            "HostConfig": ["NetworkMode": network],
+            "HostConfig": host,
             "AttachStdout": false,
             "Tty": false,
         ]

@@ -13,7 +13,7 @@ public struct StartupError: Error, CustomStringConvertible, Equatable {
     public var description: String { message }
 
     static func dockerUnreachable(_ endpoint: DockerEndpoint, detail: String) -> StartupError {
-        StartupError("cannot reach dockerd at \(endpoint) (\(detail)): start it with `scripts/setup-engines.sh` "
+        StartupError("cannot reach dockerd at \(endpoint) [\(detail)]: start it with `scripts/setup-engines.sh` "
             + "(or `dockerd >/var/log/dockerd.log 2>&1 &`), or point DOCKER_HOST at a running daemon")
     }
 }

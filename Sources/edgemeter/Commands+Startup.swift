@@ -177,7 +177,7 @@ struct StartupCommand: AsyncParsableCommand {
             }
             if Set(all.map(\.backend)).count >= 2 { ctx.addSection(StartupScenario.comparison(all)) }
         }
-        if !run.json {
+        if !run.json && !all.isEmpty {
             print(StartupScenario.phaseTable(all, title: "Startup phases"))
             if Set(all.map(\.backend)).count >= 2 { print(StartupScenario.comparison(all)) }
             for (cold, snap) in zip(all, all.dropFirst()) where snap.snapshotStep != nil && snap.backend.hasPrefix(cold.backend) {

@@ -5,17 +5,19 @@ import EdgeMeterCore
 
 /// The built `edgemeter capture --user nobody` as a subprocess: it captures as nobody (checked in
 /// /proc while it runs), and without the capability the error says how to grant it.
-final class PrivilegeDropTests: XCTestCase {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    func binary() throws -> String {
-        for config in ["debug", "release"] {
-            let p = Self.repo.appendingPathComponent(".build/\(config)/edgemeter").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        XCTFail("the edgemeter binary is not built: run `swift build` (or `swift build --build-tests`) first")
-        throw CaptureError.file("no binary")
+/// The built binary (debug first), for tests that run it as a user would.
+func edgemeterBinary() throws -> String {
+    let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    for config in ["debug", "release"] {
+        let p = repo.appendingPathComponent(".build/\(config)/edgemeter").path
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
     }
+    XCTFail("the edgemeter binary is not built: run `swift build` (or `swift build --build-tests`) first")
+    throw CaptureError.file("no binary")
+}
+
+final class PrivilegeDropTests: XCTestCase {
+    func binary() throws -> String { try edgemeterBinary() }
 
     func tempDir() throws -> URL {
         let d = URL(fileURLWithPath: "/tmp").appendingPathComponent("edgemeter-priv-\(UUID().uuidString)")

@@ -38,6 +38,9 @@ final class LoadGeneratorTests: XCTestCase {
         let correctedP99 = Double(r.corrected.valueAtPercentile(99)) / 1e6
         let uncorrectedP99 = Double(r.uncorrected.valueAtPercentile(99)) / 1e6
         let uncorrectedMax = Double(r.uncorrected.max) / 1e6
+        print(String(format: "CO test: %d responses at %.1f req/s; corrected p50 %.3f p99 %.3f max %.3f ms; uncorrected p50 %.3f p99 %.3f max %.3f ms",
+                     r.responses, r.achievedRate, Double(r.corrected.valueAtPercentile(50)) / 1e6, correctedP99, Double(r.corrected.max) / 1e6,
+                     Double(r.uncorrected.valueAtPercentile(50)) / 1e6, uncorrectedP99, uncorrectedMax))
         XCTAssertGreaterThanOrEqual(correctedP99, 250, "corrected p99 \(correctedP99) ms must show the 500 ms stall")
         XCTAssertLessThan(uncorrectedP99, 100, "uncorrected p99 \(uncorrectedP99) ms hides the stall")
         XCTAssertGreaterThanOrEqual(uncorrectedMax, 490, "the stalled request itself took 500 ms")
@@ -98,6 +101,24 @@ final class LoadGeneratorTests: XCTestCase {
             XCTAssertEqual(bad.errors[.body], 100, path)
         }
         await server.stop()
+    }
+
+    /// A request-count run against a port nobody listens on ends after the give-up time (5 s)
+    /// with a reason, instead of counting connect errors for the 10-minute bound.
+    func testDeadTargetEndsTheRunWithAReason() async throws {
+        let server = try await HTTPTestServer.start()
+        let port = server.port
+        await server.stop()
+        let target = try HTTPTarget(url: "http://127.0.0.1:\(port)/")
+        var o = LoadOptions(request: HTTPRequestSpec(path: "/"), connections: 2, requestCount: 1000)
+        o.threads = 1
+        let started = ContinuousClock.now
+        let r = try await LoadGenerator.run(target: target, options: o, stop: StopFlag())
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(9))
+        XCTAssertEqual(r.responses, 0)
+        let reason = r.stopReason ?? ""
+        XCTAssertTrue(reason.contains("no connection to 127.0.0.1:\(port) could be opened in 5 s"), reason)
+        XCTAssertTrue(reason.contains("connection refused"), reason)
     }
 
     func testOptionsProblems() {

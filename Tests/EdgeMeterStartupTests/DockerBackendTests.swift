@@ -124,16 +124,18 @@ final class DockerBackendTests: XCTestCase {
 
     func testInterruptedRunLeavesNoContainer() async throws {
         let c = try await client()
-        let backend = DockerBackend(client: c, image: Self.image, command: ["/bin/sleep", "60"], runID: testRunID("di"))
-        let stop = StopFlag()
-        Task { try await Task.sleep(for: .seconds(2)); stop.stop(reason: "SIGINT") }
-        let t0 = ContinuousClock.now
-        let samples = try await run(backend, .marker("NEVER-PRINTED"), runs: 3, stop: stop)
-        XCTAssertLessThan((ContinuousClock.now - t0).seconds, 15, "the stop flag must end the wait promptly")
-        assertPhases(samples, runs: 1, ok: false)
-        let ready = samples.first { $0.phase == "ready" }!
-        XCTAssertTrue(ready.reason.contains("interrupted"), ready.reason)
-        try await assertNoContainers(c, tag: backend.runTag)
+        for ready in [ReadyCheck.exit, .marker("NEVER-PRINTED")] {
+            let backend = DockerBackend(client: c, image: Self.image, command: ["/bin/sleep", "60"], runID: testRunID("di"))
+            let stop = StopFlag()
+            Task { try await Task.sleep(for: .seconds(1)); stop.stop(reason: "SIGINT") }
+            let t0 = ContinuousClock.now
+            let samples = try await run(backend, ready, runs: 3, stop: stop)
+            XCTAssertLessThan((ContinuousClock.now - t0).seconds, 15, "the stop flag must end the wait promptly")
+            assertPhases(samples, runs: 1, ok: false)
+            let r = samples.first { $0.phase == "ready" }!
+            XCTAssertTrue(r.reason.contains("interrupted"), r.reason)
+            try await assertNoContainers(c, tag: backend.runTag)
+        }
     }
 
     func testMissingEngineNamesTheFix() async throws {

@@ -50,4 +50,20 @@ final class LXCBackendTests: XCTestCase {
         let bridgeLeft = try await LXCBackend.linkExists(bridge)
         XCTAssertFalse(bridgeLeft)
     }
+
+    func testMissingLXCNamesThePackage() async throws {
+        // Simulates a machine without LXC: nothing on PATH (restored afterwards).
+        let saved = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        setenv("PATH", "/nonexistent", 1)
+        defer { setenv("PATH", saved, 1) }
+        guard findExecutable("lxc-create") == nil else { throw XCTSkip("lxc-create is found outside PATH (/usr/sbin or /sbin)") }
+        let backend = LXCBackend(runID: testRunID("ln"))
+        do {
+            try await StartupRunner.run(backend: backend, plan: StartupPlan(scenario: "x", runs: 1, ready: .exit), runID: "x",
+                                        sink: MemorySink(), stop: StopFlag())
+            XCTFail("expected an error")
+        } catch let e as StartupError {
+            XCTAssertEqual(e.message, "lxc-create not found: install LXC (apt-get install -y lxc)")
+        }
+    }
 }

@@ -1,0 +1,354 @@
+import EdgeMeterCore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An OCI runtime (`runc` or `crun`) driven directly, with no daemon: what is left of `docker run`
+/// once dockerd, containerd and the shim are taken away. Compare it with the docker and podman
+/// backends to see how much of a container start is the daemon and how much the runtime.
+///
+/// `prepare` builds one OCI bundle rootfs per run from the files `ImageBuilder` puts into
+/// `edgemeter-base` (busybox-static with its applet links, plus optional binaries and their `ldd`
+/// libraries), extracted with `tar` into `/tmp/edgemeter-oci-<tag>/rootfs` (read-only for the
+/// containers, `/tmp` is a tmpfs). Each attempt gets its own bundle directory with a `config.json`
+/// written here (the `runc spec` defaults: namespaces pid, ipc, uts, mount and a new, empty network
+/// namespace; capabilities AUDIT_WRITE, KILL, NET_BIND_SERVICE; no new privileges).
+///
+/// Phases, timed on the client with a monotonic clock; every command is an argument list:
+/// - create: writing `config.json` + `RUNTIME create --bundle DIR --pid-file DIR/pid ID` until it exits 0
+///   (namespaces and cgroups set up, the container process waiting for start);
+/// - start: `RUNTIME start ID` until it exits 0;
+/// - running: polling `RUNTIME state ID` (1 ms apart; each poll forks the runtime, ≈ 2-5 ms) until
+///   `running` or already `stopped`;
+/// - ready: exit = the container process exited with status 0 (reaped by edgemeter, which is its
+///   child subreaper during the run); marker = the line in the container's stdout/stderr, which the
+///   runtime passes through to a file (polled every 1 ms);
+/// - stop: `RUNTIME kill ID TERM` until the process is gone (SIGKILL after 2 s, like `docker stop -t 2`);
+/// - remove: `RUNTIME delete ID` until it exits 0, and the bundle directory removed.
+///
+/// Only the `exit` and `marker` ready checks are supported: the container's network namespace is new
+/// and empty (no veth, no bridge), so there is nothing to connect to or ping.
+public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
+    /// Absolute path of the runtime binary.
+    public let runtime: String
+    /// `runc` or `crun` (the binary's name): the backend name on every sample.
+    public let runtimeName: String
+    public let runTag: String
+    /// Workload command; nil = the built-in busybox workload for the ready check.
+    public let command: [String]?
+    /// Extra binaries in the rootfs (host path, path inside), with their shared libraries.
+    public let binaries: [(source: String, destination: String)]
+    /// Where this run's bundles live; removed by `cleanup`.
+    public let bundleRoot: String
+    public var name: String { runtimeName }
+    public var labels: [String: String] {
+        var l = ["runtime": version.isEmpty ? runtimeName : version, "rootfs": "edgemeter-base files (busybox-static)", "network": "none"]
+        if let ms = bundleMilliseconds { l["bundle_ms"] = String(format: "%.1f", ms) }
+        return l
+    }
+    /// Milliseconds `prepare` took to write and extract the rootfs (once per run, not in any attempt).
+    public private(set) var bundleMilliseconds: Double?
+    private var version = ""
+    private let lock = NSLock()
+    private var created: [String: OCIInstance] = [:]
+    private var reaper: SubreaperScope?
+
+    public static let supportedReady = ["exit", "marker"]
+    public static let bundlePrefix = "/tmp/edgemeter-oci-"
+
+    public init(runtime: String, runID: String, command: [String]? = nil, binaries: [(source: String, destination: String)] = []) {
+        self.runtime = runtime
+        self.runtimeName = URL(fileURLWithPath: runtime).lastPathComponent
+        self.runTag = instanceTag(runID)
+        self.command = command
+        self.binaries = binaries
+        self.bundleRoot = Self.bundlePrefix + instanceTag(runID)
+    }
+
+    /// Why `check` cannot be used with an OCI runtime backend, or nil when it can.
+    public static func unsupported(_ check: ReadyCheck, backend: String) -> String? {
+        switch check {
+        case .exit, .marker: return nil
+        default:
+            return "ready \(check.kind) is not available for \(backend) (the container gets a new, empty network namespace: no veth, "
+                + "no bridge): use exit or marker, or compare docker/podman/lxc for network readiness"
+        }
+    }
+
+    public func prepare(stop: StopFlag) async throws {
+        guard FileManager.default.isExecutableFile(atPath: runtime) else {
+            throw StartupError("\(runtime) not found: apt-get install -y \(runtimeName)")
+        }
+        guard geteuid() == 0 else { throw StartupError("\(runtimeName) containers need root here: run edgemeter as root") }
+        let v = try await runCommand([runtime, "--version"])
+        guard v.ok else { throw StartupError("\(runtime) --version failed: \(v.combined)") }
+        version = v.stdout.split(separator: "\n").first.map(String.init) ?? runtimeName
+        guard findExecutable("tar") != nil else { throw StartupError("tar not found: apt-get install -y tar") }
+        let t0 = ContinuousClock.now
+        let rootfs = "\(bundleRoot)/rootfs"
+        try? FileManager.default.removeItem(atPath: bundleRoot)
+        try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let (tar, _) = try await ImageBuilder(binaries: binaries).makeTar()
+        let tarPath = "\(bundleRoot)/rootfs.tar"
+        guard FileManager.default.createFile(atPath: tarPath, contents: Data(tar)) else {
+            throw StartupError("cannot write \(tarPath): check free space in /tmp")
+        }
+        let x = try await runCommand(["tar", "-x", "-f", tarPath, "-C", rootfs])
+        try? FileManager.default.removeItem(atPath: tarPath)
+        guard x.ok else { throw StartupError("extracting the rootfs into \(rootfs) failed: \(x.combined)") }
+        bundleMilliseconds = Double((ContinuousClock.now - t0).nanoseconds) / 1e6
+        // The container process is re-parented to us when `RUNTIME create` exits, so we can reap it
+        // and read its exit status (no daemon, no shim keeps it for us).
+        reaper = SubreaperScope()
+    }
+
+    public func create(index: Int, ready: ReadyCheck) async throws -> StartupInstance {
+        if let p = Self.unsupported(ready, backend: runtimeName) { throw StartupError(p) }
+        let id = "edgemeter-\(runTag)-\(index + 1)"
+        let dir = "\(bundleRoot)/\(id)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let args = command ?? (ready == .exit ? ["/bin/true"] : ["/bin/sh", "-c", Workload.script(for: ready)])
+        let config = Self.config(args: args, rootfs: "\(bundleRoot)/rootfs", hostname: id)
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+            .write(to: URL(fileURLWithPath: "\(dir)/config.json"))
+        let instance = OCIInstance(backend: self, id: id, dir: dir)
+        lock.withLock { created[id] = instance }
+        let status = try await instance.runtimeTool(["create", "--bundle", dir, "--pid-file", "\(dir)/pid", id])
+        guard status == 0 else {
+            throw StartupError("\(runtimeName) create \(id) exited with status \(status): \(instance.output.suffix(400))")
+        }
+        guard let text = try? String(contentsOfFile: "\(dir)/pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw StartupError("\(runtimeName) create \(id) wrote no pid file")
+        }
+        instance.pid = pid
+        return instance
+    }
+
+    /// The bundle's `config.json`: `runc spec` defaults, read-only rootfs, `/tmp` on tmpfs.
+    static func config(args: [String], rootfs: String, hostname: String) -> [String: Any] {
+        let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+        func mount(_ dest: String, _ type: String, _ source: String, _ options: [String]) -> [String: Any] {
+            ["destination": dest, "type": type, "source": source, "options": options]
+        }
+        return [
+            "ociVersion": "1.0.2",
+            "process": [
+                "terminal": false,
+                "user": ["uid": 0, "gid": 0],
+                "args": args,
+                "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"],
+                "cwd": "/",
+                "capabilities": ["bounding": caps, "effective": caps, "permitted": caps],
+                "rlimits": [["type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024]],
+                "noNewPrivileges": true,
+            ] as [String: Any],
+            "root": ["path": rootfs, "readonly": true],
+            "hostname": String(hostname.prefix(63)),
+            "mounts": [
+                mount("/proc", "proc", "proc", []),
+                mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+                mount("/dev/pts", "devpts", "devpts", ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
+                mount("/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+                mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
+                mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
+                mount("/tmp", "tmpfs", "tmpfs", ["nosuid", "nodev", "mode=1777", "size=65536k"]),
+            ],
+            "linux": [
+                "resources": ["devices": [["allow": false, "access": "rwm"]]],
+                "namespaces": ["pid", "network", "ipc", "uts", "mount"].map { ["type": $0] },
+                "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                                "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+            ] as [String: Any],
+        ]
+    }
+
+    func forget(_ id: String) {
+        lock.withLock { _ = created.removeValue(forKey: id) }
+    }
+
+    public func cleanup() async {
+        let left: [OCIInstance] = lock.withLock { let l = Array(created.values); created = [:]; return l }
+        for inst in left {
+            _ = try? await inst.runtimeTool(["delete", "--force", inst.id])
+            inst.reap(block: false)
+        }
+        _ = await Self.removeLeftovers(runtimes: [runtime], prefix: "edgemeter-\(runTag)-")
+        try? FileManager.default.removeItem(atPath: bundleRoot)
+        reaper = nil
+    }
+
+    /// Force-deletes every container of `runtimes` (default: runc and crun where installed) whose ID
+    /// starts with `prefix`, and the `/tmp/edgemeter-oci-*` bundles. Returns what was removed.
+    public static func removeLeftovers(runtimes: [String]? = nil, prefix: String = "edgemeter-") async -> [String] {
+        var removed: [String] = []
+        for rt in runtimes ?? ["runc", "crun"].compactMap(findExecutable) {
+            guard let r = try? await runCommand([rt, "list", "-q"]), r.ok else { continue }
+            let name = URL(fileURLWithPath: rt).lastPathComponent
+            for id in r.stdout.split(whereSeparator: \.isWhitespace).map(String.init) where id.hasPrefix(prefix) {
+                if let d = try? await runCommand([rt, "delete", "--force", id]), d.ok { removed.append("\(name) container \(id)") }
+            }
+        }
+        if runtimes == nil, let items = try? FileManager.default.contentsOfDirectory(atPath: "/tmp") {
+            for item in items where ("/tmp/" + item).hasPrefix(bundlePrefix) {
+                try? FileManager.default.removeItem(atPath: "/tmp/" + item)
+                removed.append("bundle /tmp/\(item)")
+            }
+        }
+        return removed
+    }
+}
+
+final class OCIInstance: StartupInstance, @unchecked Sendable {
+    let backend: OCIRuntimeBackend
+    let id: String
+    let dir: String
+    /// The container's init process (from the pid file); our child once `create` returned.
+    var pid: Int32 = 0
+    private let lock = NSLock()
+    private var exitStatus: Int32?
+    private var extra: [String: String] = [:]
+    var name: String { id }
+    var labels: [String: String] { lock.withLock { extra } }
+    var logPath: String { "\(dir)/output.log" }
+
+    init(backend: OCIRuntimeBackend, id: String, dir: String) {
+        self.backend = backend
+        self.id = id
+        self.dir = dir
+    }
+
+    /// What the container and the runtime wrote to stdout/stderr so far.
+    var output: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Runs `RUNTIME args...` with stdout and stderr appended to the instance's log file (the
+    /// container inherits them: a pipe would stay open as long as the container runs). Returns the
+    /// exit status.
+    func runtimeTool(_ args: [String]) async throws -> Int32 {
+        let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StartupError("cannot open \(logPath): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let child = try SpawnedProcess([backend.runtime] + args, outputFD: fd)
+        return await withCheckedContinuation { cont in
+            DispatchQueue.global().async { cont.resume(returning: child.waitBlocking()) }
+        }
+    }
+
+    /// Reaps the container process if it exited; true once it is gone. Falls back to the runtime's
+    /// state when the process is not our child (no subreaper): then the exit status is unknown.
+    @discardableResult
+    func reap(block: Bool) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if exitStatus != nil { return true }
+        guard pid > 0 else { return true }
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, block ? 0 : WNOHANG)
+        if r == pid {
+            exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            extra["exit_status"] = String(exitStatus!)
+            return true
+        }
+        if r < 0 && errno == ECHILD {
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                exitStatus = -1
+                extra["exit_status"] = "unknown (not our child)"
+                return true
+            }
+        }
+        return false
+    }
+
+    func state() async throws -> String {
+        let r = try await runCommand([backend.runtime, "state", id])
+        guard r.ok, let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
+              let status = obj["status"] as? String else {
+            throw StartupError("\(backend.runtimeName) state \(id) failed: \(r.combined.prefix(300))")
+        }
+        return status
+    }
+
+    func start() async throws {
+        let status = try await runtimeTool(["start", id])
+        guard status == 0 else { throw StartupError("\(backend.runtimeName) start \(id) exited with status \(status): \(output.suffix(400))") }
+    }
+
+    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+        try await poll("\(id) running", until: deadline, stop: stop, interval: .milliseconds(1)) {
+            let s = try await self.state()
+            return s == "running" || s == "stopped"
+        }
+    }
+
+    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+        switch check {
+        case .exit:
+            try await poll("\(id) to exit", until: deadline, stop: stop, interval: .milliseconds(1)) { self.reap(block: false) }
+            let code = lock.withLock { exitStatus ?? -1 }
+            if code == -1 {
+                // Not our child: all we can know is that the runtime reports it stopped.
+                guard try await state() == "stopped" else { throw StartupError("\(id) is gone but \(backend.runtimeName) does not report it stopped") }
+            } else if code != 0 {
+                throw StartupError("workload exited with status \(code): \(output.suffix(300))")
+            }
+        case .marker(let marker):
+            try await poll("marker \"\(marker)\" in the output of \(id)", until: deadline, stop: stop, interval: .milliseconds(1)) {
+                self.output.split(whereSeparator: \.isNewline).contains { $0 == marker }
+            }
+        default:
+            throw StartupError(OCIRuntimeBackend.unsupported(check, backend: backend.runtimeName) ?? "unsupported ready check")
+        }
+    }
+
+    func stop() async throws {
+        if reap(block: false) { return }
+        _ = try await runtimeTool(["kill", id, "TERM"])
+        let deadline = ContinuousClock.now + .seconds(2)
+        while !reap(block: false) {
+            if ContinuousClock.now >= deadline {
+                _ = try await runtimeTool(["kill", id, "KILL"])
+                try await poll("\(id) to die after SIGKILL", until: ContinuousClock.now + .seconds(10), stop: StopFlag()) { self.reap(block: false) }
+                lock.withLock { extra["stop"] = "SIGKILL after 2 s" }
+                return
+            }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    func remove() async throws {
+        let status = try await runtimeTool(["delete", id])
+        guard status == 0 else { throw StartupError("\(backend.runtimeName) delete \(id) exited with status \(status): \(output.suffix(300))") }
+        backend.forget(id)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+/// Makes this process the child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`) while it lives, so a
+/// container process whose parent (`runc create`) exited becomes our child and its exit status can be
+/// read. Orphans of other tools are re-parented to us only during an OCI run.
+final class SubreaperScope: @unchecked Sendable {
+    private typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
+    private let prctl: Prctl?
+    private let previous: Bool
+    private static let setSubreaper: Int32 = 36  // PR_SET_CHILD_SUBREAPER
+    private static let getSubreaper: Int32 = 37  // PR_GET_CHILD_SUBREAPER
+
+    init() {
+        // prctl is variadic in C and not imported into Swift; call it through its symbol.
+        if let handle = dlopen(nil, RTLD_NOW), let sym = dlsym(handle, "prctl") {
+            prctl = unsafeBitCast(sym, to: Prctl.self)
+        } else {
+            prctl = nil
+        }
+        var was: Int32 = 0
+        if let prctl {
+            withUnsafeMutablePointer(to: &was) { _ = prctl(Self.getSubreaper, UInt(bitPattern: $0), 0, 0, 0) }
+            _ = prctl(Self.setSubreaper, 1, 0, 0, 0)
+        }
+        previous = was != 0
+    }
+
+    deinit {
+        if let prctl, !previous { _ = prctl(Self.setSubreaper, 0, 0, 0, 0) }
+    }
+}
