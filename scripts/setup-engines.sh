@@ -4,7 +4,11 @@
 #   - creates the LXC bridge lxcbr0 if missing (lxc-start fails without it)
 #   - downloads the Debian kernel (linux-image-6.1.0-*-amd64) once into the kernel cache
 #     (EDGEMETER_KERNEL_CACHE, default /var/cache/edgemeter/kernel) and unpacks it with dpkg -x
-# Needs root and the packages docker.io, lxc, qemu-system-x86, busybox-static, cpio.
+#   - on a hybrid cgroup host (v1 controllers + cgroup v2 at /sys/fs/cgroup/unified), mounts the
+#     controllers that sit on v2 (hugetlb here) as v1 hierarchies: crun refuses the host otherwise
+#   - starts podman's Docker-compatible API (podman system service) on /run/podman/podman.sock and
+#     waits for /_ping; copies edgemeter-base:latest from dockerd into podman when only dockerd has it
+# Needs root and the packages docker.io, lxc, qemu-system-x86, busybox-static, cpio (podman, crun optional).
 set -euo pipefail
 
 CACHE="${EDGEMETER_KERNEL_CACHE:-/var/cache/edgemeter/kernel}"
@@ -44,6 +48,47 @@ else
     ip link add lxcbr0 type bridge
     ip addr add 10.0.3.1/24 dev lxcbr0
     ip link set lxcbr0 up
+fi
+
+# --- cgroups for crun --------------------------------------------------------------------------
+# crun 1.8 stops with "cgroups in hybrid mode not supported, drop all controllers from cgroupv2" when
+# the v2 hierarchy of a hybrid host owns controllers. A controller that no v2 cgroup uses can be
+# mounted as a v1 hierarchy instead, as systemd's hybrid layout does; runc and dockerd are unaffected.
+U=/sys/fs/cgroup/unified
+if [[ -f $U/cgroup.controllers && -s $U/cgroup.controllers && ! -s $U/cgroup.subtree_control ]] \
+   && mountpoint -q /sys/fs/cgroup && [[ $(stat -f -c %T /sys/fs/cgroup) == tmpfs ]]; then
+    for c in $(cat $U/cgroup.controllers); do
+        say "mounting cgroup controller $c as a v1 hierarchy (crun refuses v2 controllers on a hybrid host)"
+        mkdir -p "/sys/fs/cgroup/$c"
+        mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" || say "could not mount $c; crun may refuse this host"
+    done
+fi
+
+# --- podman's Docker-compatible API ------------------------------------------------------------
+PODSOCK=/run/podman/podman.sock
+podman_up() {
+    if command -v curl >/dev/null; then
+        curl -s --max-time 2 --unix-socket "$PODSOCK" http://podman/_ping 2>/dev/null | grep -q OK
+    else
+        timeout 5 podman --remote --url "unix://$PODSOCK" version >/dev/null 2>&1
+    fi
+}
+if ! command -v podman >/dev/null; then
+    say "podman not installed (apt-get install -y podman crun): the podman backend will be reported as not run"
+elif podman_up; then
+    say "podman API already answers on $PODSOCK"
+else
+    mkdir -p "$(dirname "$PODSOCK")"
+    say "starting podman system service on $PODSOCK (log: /var/log/podman-service.log)"
+    nohup podman system service --time=0 "unix://$PODSOCK" >/var/log/podman-service.log 2>&1 &
+    for _ in $(seq 1 60); do podman_up && break; sleep 0.5; done
+    podman_up || { say "podman API did not answer on $PODSOCK within 30 s; see /var/log/podman-service.log"; exit 1; }
+    say "podman API answers on $PODSOCK"
+fi
+if command -v podman >/dev/null && ! podman image exists edgemeter-base:latest 2>/dev/null \
+   && DOCKER_HOST="unix://$SOCK" docker image inspect edgemeter-base:latest >/dev/null 2>&1; then
+    say "copying edgemeter-base:latest from dockerd into podman"
+    DOCKER_HOST="unix://$SOCK" docker save edgemeter-base:latest | podman load >/dev/null
 fi
 
 # --- Debian kernel for the QEMU guest ------------------------------------------------------------

@@ -27,6 +27,9 @@ public enum LoadReport {
                               : "closed loop (each connection sends when its last response completed)"
         out += "Ran \(String(format: "%.2f", r.measuredSeconds))s (measured, after warm-up) @ \(r.target)\n"
         out += "  \(r.threads) threads and \(r.connections) connections, \(mode)\n"
+        if h.totalCount == 0 {
+            out += "  No responses were received: no latency to report.\n"
+        } else {
         out += "  Thread Stats   Avg      Stdev     Max   +/- Stdev\n"
         let within = h.totalCount > 0 ? stdevShare(h) : 0
         out += "    Latency " + pad(ms(h.mean), 9) + pad(ms(h.stdDeviation), 9) + pad(ms(Double(h.max)), 9)
@@ -41,6 +44,7 @@ public enum LoadReport {
         dist(r.openLoop ? "Recorded Latency, corrected" : "Recorded Latency", h)
         if r.openLoop {
             dist("Uncorrected Latency (measured from the actual send time)", r.uncorrected)
+        }
         }
         if spectrum && h.totalCount > 0 {
             out += "\n  Detailed Percentile spectrum:\n"

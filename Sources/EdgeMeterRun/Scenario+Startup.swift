@@ -298,7 +298,7 @@ public enum StartupScenario {
         s += "| backend | ready check | ok/runs | create | start | running | ready | stop | remove | total | provenance |\n"
         s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
         for r in results {
-            let prov = r.labels.filter { ["accel", "image", "template", "kernel", "source", "accel_note", "preset"].contains($0.key) }
+            let prov = r.labels.filter { ["accel", "image", "template", "kernel", "source", "accel_note", "preset", "runtime"].contains($0.key) }
                 .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
             s += "| \(r.backend) | \(r.ready) | \(r.okRuns)/\(r.attempts.count) | "
             s += [StartupPhase.create, .start, .running, .ready, .stop, .remove, .total].map { fmt(r.median($0)) }.joined(separator: " | ")

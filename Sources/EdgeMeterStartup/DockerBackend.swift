@@ -26,12 +26,15 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
     public var labels: [String: String] {
         var l = ["image": snapshotImage ?? image, "engine": "\(engine == "docker" ? "dockerd" : engine) \(client.endpoint)"]
         if fromSnapshot { l["source"] = "snapshot" }
+        if let rt = engineRuntime { l["runtime"] = rt }
         return l
     }
     /// Set by `prepare` in snapshot mode: milliseconds `POST /commit` took.
     public private(set) var commitMilliseconds: Double?
     private(set) var snapshotImage: String?
     private var sourceContainer: String?
+    /// The engine's OCI runtime and version from `GET /info` (`runc`, `crun`), set by `prepare`.
+    private var engineRuntime: String?
     private let events = EventLog()
     private var eventStream: DockerAPIClient.Stream?
     private let lock = NSLock()
@@ -57,6 +60,9 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
         } catch let e as StartupError where engine == "podman" {
             throw StartupError("cannot reach podman's Docker-compatible API at \(client.endpoint) (\(e.message.prefix(120))…): start it with "
                 + "`scripts/setup-engines.sh` (or `\(Self.podmanServiceCommand)`)")
+        }
+        if let info = try? await client.request(.GET, "/info"), let obj = info.json as? [String: Any], let rt = obj["DefaultRuntime"] as? String {
+            engineRuntime = rt + ((obj["ServerVersion"] as? String).map { " (\(engine) \($0))" } ?? "")
         }
         var r = try await client.request(.GET, "/images/\(queryEscape(image))/json")
         if r.status == 404 && engine != "docker" {
@@ -124,11 +130,17 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
     func createContainer(name: String, image: String, cmd: [String], network: String) async throws -> String {
         var host: [String: Any] = ["NetworkMode": network]
         if engine == "podman" {
-            // podman asks the runtime for RLIMIT_NOFILE 1048576 by default; a process may not raise
-            // its hard limit, so with a lower one (20000 here) every start fails with EPERM.
-            var rl = rlimit()
-            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
-            host["Ulimits"] = [["Name": "nofile", "Soft": Int(rl.rlim_cur), "Hard": Int(rl.rlim_max)]]
+            // podman asks the runtime for RLIMIT_NOFILE 1048576 and RLIMIT_NPROC 4194304 by default;
+            // a process may not raise its hard limits, so with lower ones (20000 / 32768 for the
+            // podman service here) every start fails with EPERM. Ask for small limits that fit under
+            // any host's (nofile 1024 as in `runc spec`; nproc 4096), capped by this process's own.
+            func limit(_ name: String, _ resource: __rlimit_resource, _ wanted: UInt) -> [String: Any] {
+                var rl = rlimit()
+                getrlimit(Int32(resource.rawValue), &rl)
+                let v = Int(min(wanted, rl.rlim_max))
+                return ["Name": name, "Soft": v, "Hard": v]
+            }
+            host["Ulimits"] = [limit("nofile", RLIMIT_NOFILE, 1024), limit("nproc", __RLIMIT_NPROC, 4096)]
         }
         let body: [String: Any] = [
             "Image": image,

@@ -66,6 +66,15 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
         self.bundleRoot = Self.bundlePrefix + instanceTag(runID)
     }
 
+    /// The controllers of the cgroup v2 hierarchy at /sys/fs/cgroup/unified on a hybrid host (v1
+    /// controllers plus v2), which crun refuses ("cgroups in hybrid mode not supported, drop all
+    /// controllers from cgroupv2"); nil when there are none or the host is not hybrid.
+    static func hybridV2Controllers() -> String? {
+        guard let text = try? String(contentsOfFile: "/sys/fs/cgroup/unified/cgroup.controllers", encoding: .utf8) else { return nil }
+        let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return t.isEmpty ? nil : t
+    }
+
     /// Why `check` cannot be used with an OCI runtime backend, or nil when it can.
     public static func unsupported(_ check: ReadyCheck, backend: String) -> String? {
         switch check {
@@ -84,6 +93,12 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
         let v = try await runCommand([runtime, "--version"])
         guard v.ok else { throw StartupError("\(runtime) --version failed: \(v.combined)") }
         version = v.stdout.split(separator: "\n").first.map(String.init) ?? runtimeName
+        if runtimeName == "crun", let controllers = Self.hybridV2Controllers() {
+            // crun 1.8 refuses this layout even with --cgroup-manager=disabled.
+            throw StartupError("crun refuses this host's cgroups (hybrid v1/v2 with controllers on cgroup v2: \(controllers)): "
+                + "run scripts/setup-engines.sh, which mounts them as v1 hierarchies "
+                + "(mkdir -p /sys/fs/cgroup/NAME && mount -t cgroup -o NAME cgroup /sys/fs/cgroup/NAME)")
+        }
         guard findExecutable("tar") != nil else { throw StartupError("tar not found: apt-get install -y tar") }
         let t0 = ContinuousClock.now
         let rootfs = "\(bundleRoot)/rootfs"
@@ -260,7 +275,7 @@ final class OCIInstance: StartupInstance, @unchecked Sendable {
     }
 
     func state() async throws -> String {
-        let r = try await runCommand([backend.runtime, "state", id])
+        let r = try await runCommand([backend.runtime] + ["state", id])
         guard r.ok, let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
               let status = obj["status"] as? String else {
             throw StartupError("\(backend.runtimeName) state \(id) failed: \(r.combined.prefix(300))")

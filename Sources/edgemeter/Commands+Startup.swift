@@ -22,8 +22,11 @@ struct StartupCommand: AsyncParsableCommand {
         runs too, with their reason). Backends: docker (Engine API over DOCKER_HOST or
         /var/run/docker.sock), lxc (busybox template, bridge edgemeter-br0 created if missing), qemu
         (cached Debian kernel + edgemeter's busybox initramfs, QMP), cmd (any tool by template),
-        podman (its Docker-compatible API, where installed). Several backends in one call add a
-        comparison with ratios to summary.md.
+        podman (its Docker-compatible API at /run/podman/podman.sock), runc and crun (the OCI
+        runtime driven directly, no daemon: a bundle built from edgemeter-base's files; ready exit
+        or marker only, the container has no network). Several backends in one call add a
+        comparison with ratios to summary.md: docker vs podman vs runc/crun shows how much of a
+        container start is the daemon and how much the runtime.
 
         Ready checks: exit (workload exited 0), marker (line on the log / serial console), tcp
         (connect to --port; for qemu through the host forward 127.0.0.1:--host-port, with the
@@ -38,13 +41,14 @@ struct StartupCommand: AsyncParsableCommand {
           edgemeter startup docker -n 20 --ready exit
           edgemeter startup docker lxc qemu -n 5 --ready tcp --accel tcg
           edgemeter startup docker --snapshot -n 5
+          edgemeter startup docker podman runc crun -n 10 --ready exit
           edgemeter startup qemu --ready tcp --host-port 1234 --snapshot
           edgemeter startup cmd --start '["busybox","httpd","-f","-p","127.0.0.1:8080"]' --detached --ready http --port 8080
           edgemeter startup cmd --preset lxd --var image=images:alpine/3.19
         """
     )
 
-    @Argument(help: "Backends: docker, lxc, qemu, cmd, podman, crun (one or more).")
+    @Argument(help: "Backends: docker, lxc, qemu, cmd, podman, runc, crun (one or more).")
     var backends: [String]
 
     @Option(name: .customShort("n"), help: "Runs per backend.")
@@ -237,7 +241,7 @@ struct ImageBuildCommand: AsyncParsableCommand {
 struct CleanupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cleanup",
-        abstract: "Remove leftovers of killed runs: edgemeter-* containers, snapshot images, LXC containers, QEMU VMs, the edgemeter-br0 bridge.",
+        abstract: "Remove leftovers of killed runs: edgemeter-* containers (docker, runc, crun), snapshot images, LXC containers, QEMU VMs, OCI bundles, the edgemeter-br0 bridge.",
         discussion: "The image built by `edgemeter image build` is kept. Engines that are not installed or not running are skipped."
     )
 
@@ -250,6 +254,7 @@ struct CleanupCommand: AsyncParsableCommand {
         }
         removed += await LXCBackend.removeLeftovers()
         removed += QEMUBackend.removeLeftovers()
+        removed += await OCIRuntimeBackend.removeLeftovers()
         if FileManager.default.fileExists(atPath: "/sys/class/net/edgemeter-br0") {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip").standardizedFileURL

@@ -65,7 +65,7 @@ final class CaptureHookTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-lo-flows.csv").path))
         let md = box!.items.joined()
         XCTAssertTrue(md.contains("| stack_overhead_echo | 5 |"), md)
-        XCTAssertTrue(md.contains("5 of 5 application samples matched"), md)
+        XCTAssertTrue(md.contains("5 of 5 application samples (echo, connect, HTTP first byte) matched on the wire."), md)
     }
 
     func testTCPingWithCaptureOnLoopback() async throws {

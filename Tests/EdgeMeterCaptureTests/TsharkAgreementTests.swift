@@ -3,22 +3,34 @@ import Foundation
 import EdgeMeterCore
 @testable import EdgeMeterCapture
 
-/// Runs a command and returns its stdout; throws with stderr when it fails.
-func runTool(_ path: String, _ args: [String]) throws -> String {
+/// Runs a command and returns its stdout; throws with stderr when it fails or runs longer than
+/// `timeout` seconds (then it is terminated, so a stuck daemon cannot hang the test run).
+func runTool(_ path: String, _ args: [String], timeout: Double = 120) throws -> String {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
+    let exited = DispatchSemaphore(value: 0)
+    p.terminationHandler = { _ in exited.signal() }
     try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else {
-        throw CaptureError.capture("\(path) \(args.joined(separator: " ")) exited \(p.terminationStatus): \(String(decoding: errData, as: UTF8.self))")
+    // Drain both pipes while the process runs (a full pipe would block it).
+    final class Box: @unchecked Sendable { var data = Data() }
+    let o = Box(), e = Box()
+    let reads = DispatchGroup()
+    DispatchQueue.global().async(group: reads) { o.data = out.fileHandleForReading.readDataToEndOfFile() }
+    DispatchQueue.global().async(group: reads) { e.data = err.fileHandleForReading.readDataToEndOfFile() }
+    if exited.wait(timeout: .now() + timeout) == .timedOut {
+        p.terminate()
+        _ = exited.wait(timeout: .now() + 5)
+        throw CaptureError.capture("\(path) \(args.joined(separator: " ")) did not finish within \(Int(timeout)) s and was terminated")
     }
-    return String(decoding: data, as: UTF8.self)
+    _ = reads.wait(timeout: .now() + 10)
+    guard p.terminationStatus == 0 else {
+        throw CaptureError.capture("\(path) \(args.joined(separator: " ")) exited \(p.terminationStatus): \(String(decoding: e.data, as: UTF8.self))")
+    }
+    return String(decoding: o.data, as: UTF8.self)
 }
 
 /// The oracle's view of a file: initial RTT per TCP client port and response time per ICMP echo,

@@ -18,10 +18,13 @@ final class StartupScenarioTests: XCTestCase {
     func testValidationRejectsImpossibleCombinations() throws {
         let cases: [(String, String)] = [
             ("backend: qemu\n    ready: icmp", "s.yaml:5: scenario \"a\": ready icmp is not available for qemu"),
-            ("backend: lxc\n    snapshot: true", "s.yaml:5: scenario \"a\": snapshot is supported for docker and qemu only, not lxc"),
+            ("backend: lxc\n    snapshot: true", "s.yaml:5: scenario \"a\": snapshot is supported for docker, podman and qemu only, not lxc"),
             ("backend: qemu\n    snapshot: true\n    ready: marker", "s.yaml:5: scenario \"a\": a restored VM does not boot again"),
             ("backend: cmd", "s.yaml:5: scenario \"a\": the cmd backend needs a start command"),
-            ("backend: vbox", "s.yaml:5: scenario \"a\": `backend` must be one of docker, lxc, qemu, cmd, podman, crun, got \"vbox\""),
+            ("backend: vbox", "s.yaml:5: scenario \"a\": `backend` must be one of docker, lxc, qemu, cmd, podman, runc, crun, got \"vbox\""),
+            ("backend: runc\n    ready: tcp", "s.yaml:5: scenario \"a\": ready tcp is not available for runc (the container gets a new, empty network namespace"),
+            ("backend: crun\n    ready: icmp", "s.yaml:5: scenario \"a\": ready icmp is not available for crun"),
+            ("backend: runc\n    snapshot: true", "s.yaml:5: scenario \"a\": snapshot is supported for docker, podman and qemu only, not runc"),
             ("backend: docker\n    ready: later", "s.yaml:6: scenario \"a\": `ready` must be one of exit, marker, tcp, http, icmp, got \"later\""),
         ]
         for (body, expected) in cases {
@@ -45,7 +48,11 @@ final class StartupScenarioTests: XCTestCase {
         XCTAssertLessThan(md.range(of: "| docker |")!.lowerBound, md.range(of: "| qemu |")!.lowerBound)
     }
 
+    /// Three startup scenarios that run (docker, cmd, runc) and one that cannot (an image dockerd
+    /// does not have): one phase table each, ONE comparison covering all three at the end, the
+    /// missing one noted "not run".
     func testSuiteRunsDockerAndCmdAndReportsMissingBackendAsNotRun() async throws {
+        _ = try requireRuntime("runc")
         _ = try await DockerBackendTests.clientWithImage()
         let yaml = """
             name: startup-mini
@@ -62,11 +69,17 @@ final class StartupScenarioTests: XCTestCase {
                 start: [busybox, echo, EDGEMETER-READY]
                 ready: marker
                 runs: 2
-              - name: crun-exit
+              - name: docker-missing-image
                 kind: startup
-                backend: crun
+                backend: docker
+                image: edgemeter-no-such-image:latest
                 ready: exit
                 runs: 1
+              - name: runc-marker
+                kind: startup
+                backend: runc
+                ready: marker
+                runs: 2
 
             """
         let suite = try load(yaml)
@@ -77,11 +90,18 @@ final class StartupScenarioTests: XCTestCase {
         _ = try dir.finish(complete: true)
         let md = try String(contentsOfFile: out + "/summary.md", encoding: .utf8)
         XCTAssertTrue(md.contains("### Startup phases: docker-exit"), md)
-        XCTAssertTrue(md.contains("### Startup comparison: "), md)
-        XCTAssertTrue(md.contains("crun is not installed here") || md.contains("crun (OCI runtime without a daemon) backend is not implemented"), md)
+        XCTAssertTrue(md.contains("### Startup phases: runc-marker"), md)
+        XCTAssertEqual(md.components(separatedBy: "### Startup comparison").count - 1, 1, "one comparison section: \(md)")
+        XCTAssertEqual(md.components(separatedBy: StartupScenario.comparisonSectionKey).count - 1, 1, md)
+        let comparison = String(md[md.range(of: "### Startup comparison")!.lowerBound...])
+        for scenario in ["docker-exit", "cmd-marker", "runc-marker"] {
+            XCTAssertTrue(comparison.contains("| \(scenario) |"), "\(scenario) missing from the comparison: \(comparison)")
+        }
+        XCTAssertNil(comparison.range(of: "### Startup phases"), "the comparison comes after every phase table")
+        XCTAssertTrue(md.contains("image edgemeter-no-such-image:latest not found in dockerd"), md)
         let csv = try String(contentsOfFile: out + "/samples.csv", encoding: .utf8)
         let rows = csv.split(separator: "\n").filter { $0.contains(",startup,") }
-        XCTAssertEqual(rows.count, 2 * 7 + 2 * 7, "every phase of every attempt")
+        XCTAssertEqual(rows.count, 2 * 7 + 2 * 7 + 2 * 7, "every phase of every attempt")
         XCTAssertTrue(rows.allSatisfy { $0.contains(",ok,") }, rows.joined(separator: "\n"))
     }
 }

@@ -22,26 +22,24 @@ pcap=$tmp/bench.pcap
 "$bin" pcap-generate "$pcap" --packets "$packets" 2>&1
 echo "file: $(stat -c %s "$pcap") bytes"
 
-now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f\n", m}'; }
-: >"$tmp/em.txt"; : >"$tmp/ts.txt"
+: >"$tmp/em.txt"; : >"$tmp/ts.txt"; : >"$tmp/emcpu.txt"; : >"$tmp/tscpu.txt"; : >"$tmp/inner.txt"
+# /usr/bin/time: wall seconds, then user+system CPU seconds (less sensitive to other load on the machine).
 for r in $(seq 1 "$rounds"); do
-  t0=$(now)
-  "$bin" analyze --no-samples --out "$tmp/em$r" "$pcap" 2>"$tmp/em$r.log"
-  t1=$(now)
-  tshark -r "$pcap" -q -z conv,tcp >"$tmp/conv$r.txt" 2>/dev/null
-  t2=$(now)
-  em=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b-a)/1e9}')
-  ts=$(awk -v a="$t1" -v b="$t2" 'BEGIN {printf "%.3f", (b-a)/1e9}')
+  /usr/bin/time -o "$tmp/emt$r" -f "%e %U %S" "$bin" analyze --no-samples --out "$tmp/em$r" "$pcap" 2>"$tmp/em$r.log"
+  /usr/bin/time -o "$tmp/tst$r" -f "%e %U %S" tshark -r "$pcap" -q -z conv,tcp >"$tmp/conv$r.txt" 2>/dev/null
+  read -r emw emu ems <"$tmp/emt$r"; read -r tsw tsu tss <"$tmp/tst$r"
+  emc=$(awk -v u="$emu" -v s="$ems" 'BEGIN {printf "%.2f", u+s}'); tsc=$(awk -v u="$tsu" -v s="$tss" 'BEGIN {printf "%.2f", u+s}')
   inner=$(sed -n 's/^analysed [0-9]* frames in \([0-9.]*\) s.*/\1/p' "$tmp/em$r.log")
-  echo "round $r: edgemeter ${em} s (analysis itself ${inner} s) | tshark conv,tcp ${ts} s"
-  echo "$em" >>"$tmp/em.txt"; echo "$ts" >>"$tmp/ts.txt"; echo "$inner" >>"$tmp/inner.txt"
+  echo "round $r: edgemeter ${emw} s wall, ${emc} s CPU (analysis itself ${inner} s) | tshark conv,tcp ${tsw} s wall, ${tsc} s CPU"
+  echo "$emw" >>"$tmp/em.txt"; echo "$tsw" >>"$tmp/ts.txt"; echo "$emc" >>"$tmp/emcpu.txt"; echo "$tsc" >>"$tmp/tscpu.txt"; echo "$inner" >>"$tmp/inner.txt"
 done
 em=$(median <"$tmp/em.txt"); ts=$(median <"$tmp/ts.txt"); inner=$(median <"$tmp/inner.txt")
+emc=$(median <"$tmp/emcpu.txt"); tsc=$(median <"$tmp/tscpu.txt")
 convs=$(grep -c '<->' "$tmp/conv1.txt" || true)
 flows=$(($(wc -l <"$tmp/em1/flows.csv") - 1))
 echo "conversations: tshark $convs, edgemeter $flows flows"
-awk -v a="$em" -v b="$ts" -v i="$inner" 'BEGIN { printf "median: edgemeter %.3f s (analysis %.3f s), tshark %.3f s: %.1fx faster whole command, %.1fx analysis only (goal >= 10x: %s)\n", a, i, b, b/a, b/i, (b/a>=10?"met":"NOT met")}'
+awk -v a="$em" -v b="$ts" -v i="$inner" -v c="$emc" -v d="$tsc" 'BEGIN { printf "median wall: edgemeter %.3f s (analysis %.3f s), tshark %.3f s: %.1fx faster whole command (goal >= 10x: %s), %.1fx analysis only\nmedian CPU: edgemeter %.2f s, tshark %.2f s: %.1fx less CPU\n", a, i, b, b/a, (b/a>=10?"met":"NOT met"), b/i, c, d, d/c}'
 
 # Same handshake RTTs: tshark's initial RTT per connection (first packet that carries it) vs edgemeter's.
 echo "comparing handshake RTTs with tshark -T fields -e tcp.analysis.initial_rtt (one more tshark pass) ..."
