@@ -157,9 +157,39 @@ public struct WireAnalysis: Sendable, Equatable {
 /// Streaming wire analysis: feed frames in capture order with `add`, then call `finish`.
 /// Works the same on a file (`analyze(path:)`) and on a live capture.
 public final class WireAnalyzer {
-    public let linkType: UInt32
+    /// All state lives in one struct: one dynamic exclusivity check per packet instead of one per
+    /// property access.
+    var core: AnalyzerCore
+    public var linkType: UInt32 { core.linkType }
+
+    public init(linkType: UInt32, expectedFlows: Int = 1024) {
+        core = AnalyzerCore(linkType: linkType, expectedFlows: expectedFlows)
+    }
+
+    /// Adds one frame. Frames must come in capture order.
+    public func add(_ rec: PcapRecord) { core.add(rec) }
+
+    func finish() -> WireAnalysis { core.finish() }
+
+    /// Reads and analyses a whole pcap file.
+    public static func analyze(path: String) throws -> WireAnalysis {
+        var analyzer = WireAnalyzer(linkType: LinkType.ethernet)
+        // About one flow per 10 packets of 80 bytes is typical of request/response traffic.
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        let expectedFlows = min(max(1024, size / 800), 4_000_000)
+        let info = try PcapReader.read(path: path, onHeader: { analyzer = WireAnalyzer(linkType: $0.linkType, expectedFlows: expectedFlows) }) { rec in
+            analyzer.core.add(rec)
+        }
+        analyzer.core.counters.truncatedRecords = info.truncatedRecords
+        analyzer.core.counters.corruptRecordAt = info.corruptAtOffset
+        return analyzer.core.finish()
+    }
+}
+
+struct AnalyzerCore {
+    let linkType: UInt32
     private var packet = DecodedPacket()
-    private var counters = DecodeCounters()
+    var counters = DecodeCounters()
     private var flowIndex: [FlowKey: Int] = [:]
     private var flows: [FlowState] = []
     private var echoIndex: [EchoKey: Int] = [:]
@@ -182,7 +212,8 @@ public final class WireAnalyzer {
         var seq: UInt16
     }
 
-    final class FlowState {
+    /// Per-flow state, stored inline in `flows` (no object per flow).
+    struct FlowState {
         let key: FlowKey
         var clientIsA: Bool
         var packets = 0
@@ -214,23 +245,7 @@ public final class WireAnalyzer {
         }
     }
 
-    /// Reads and analyses a whole pcap file.
-    public static func analyze(path: String) throws -> WireAnalysis {
-        var analyzer = WireAnalyzer(linkType: LinkType.ethernet)
-        // About one flow per 10 packets of 80 bytes is typical of request/response traffic.
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
-        let expectedFlows = min(max(1024, size / 800), 4_000_000)
-        let info = try PcapReader.read(path: path, onHeader: { analyzer = WireAnalyzer(linkType: $0.linkType, expectedFlows: expectedFlows) }) { rec in
-            analyzer.add(rec)
-        }
-        let a = analyzer
-        a.counters.truncatedRecords = info.truncatedRecords
-        a.counters.corruptRecordAt = info.corruptAtOffset
-        return a.finish()
-    }
-
-    /// Adds one frame. Frames must come in capture order.
-    public func add(_ rec: PcapRecord) {
+    mutating func add(_ rec: PcapRecord) {
         counters.frames += 1
         let ns = rec.timestampNs
         if firstNs == nil { firstNs = ns }
@@ -244,10 +259,10 @@ public final class WireAnalyzer {
         case .unsupportedLink: counters.unsupportedLink += 1; return
         }
         let (key, srcIsA) = FlowKey.make(packet)
-        let flow: FlowState
-        if let i = flowIndex[key], !isNewConnection(flows[i], srcIsA) {
-            flow = flows[i]
-            if flow.interfaceIndex != packet.interfaceIndex {
+        let idx: Int
+        if let i = flowIndex[key], !isNewConnection(i, srcIsA) {
+            idx = i
+            if flows[i].interfaceIndex != packet.interfaceIndex {
                 counters.otherInterfaceCopies += 1
                 return
             }
@@ -255,30 +270,31 @@ public final class WireAnalyzer {
             // The SYN sender is the client; a SYN/ACK seen first (capture started mid-handshake)
             // makes its receiver the client; otherwise the first sender is.
             let isSynAck = packet.proto == IPProto.tcp && packet.tcpFlags & (TCPFlag.syn | TCPFlag.ack) == (TCPFlag.syn | TCPFlag.ack)
-            flow = FlowState(key: key, clientIsA: isSynAck ? !srcIsA : srcIsA, ns: ns, interfaceIndex: packet.interfaceIndex)
-            flowIndex[key] = flows.count
-            flows.append(flow)
+            idx = flows.count
+            flowIndex[key] = idx
+            flows.append(FlowState(key: key, clientIsA: isSynAck ? !srcIsA : srcIsA, ns: ns, interfaceIndex: packet.interfaceIndex))
         }
-        flow.packets += 1
-        flow.bytes += rec.originalLength
-        if srcIsA { flow.packetsA += 1; flow.bytesA += rec.originalLength }
-        flow.lastNs = ns
-        switch packet.proto {
-        case IPProto.tcp: tcp(flow, srcIsA, ns, rec.data)
-        case IPProto.icmp, IPProto.icmpv6: icmp(ns)
-        default: break
+        let length = rec.originalLength
+        flows[idx].packets += 1
+        flows[idx].bytes += length
+        if srcIsA { flows[idx].packetsA += 1; flows[idx].bytesA += length }
+        flows[idx].lastNs = ns
+        if packet.proto == IPProto.tcp {
+            Self.tcp(&flows[idx], packet, srcIsA, ns, rec.data, &httpUnfollowable)
+        } else if packet.proto == IPProto.icmp || packet.proto == IPProto.icmpv6 {
+            icmp(ns)
         }
     }
 
     /// A SYN on a 5-tuple whose previous connection completed its handshake (or was refused)
     /// starts a new connection: the client port was reused.
-    @inline(__always) private func isNewConnection(_ f: FlowState, _ srcIsA: Bool) -> Bool {
+    @inline(__always) private func isNewConnection(_ i: Int, _ srcIsA: Bool) -> Bool {
         guard packet.proto == IPProto.tcp, packet.tcpFlags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn else { return false }
-        guard f.synAckNs != nil || f.refused else { return false }
-        return packet.interfaceIndex == f.interfaceIndex && packet.seq != (srcIsA ? f.nextSeq.0 : f.nextSeq.1) &- 1
+        guard flows[i].synAckNs != nil || flows[i].refused else { return false }
+        return packet.interfaceIndex == flows[i].interfaceIndex && packet.seq != (srcIsA ? flows[i].nextSeq.0 : flows[i].nextSeq.1) &- 1
     }
 
-    private func icmp(_ ns: Int64) {
+    private mutating func icmp(_ ns: Int64) {
         let v6 = packet.proto == IPProto.icmpv6
         let request: UInt8 = v6 ? 128 : 8
         let reply: UInt8 = v6 ? 129 : 0
@@ -297,7 +313,8 @@ public final class WireAnalyzer {
 
     @inline(__always) private static func seqLess(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) < 0 }
 
-    private func tcp(_ f: FlowState, _ srcIsA: Bool, _ ns: Int64, _ frame: UnsafeRawBufferPointer) {
+    private static func tcp(_ f: inout FlowState, _ packet: DecodedPacket, _ srcIsA: Bool, _ ns: Int64, _ frame: UnsafeRawBufferPointer,
+                            _ httpUnfollowable: inout Int) {
         let flags = packet.tcpFlags
         let fromClient = srcIsA == f.clientIsA
         let syn = flags & TCPFlag.syn != 0
@@ -327,14 +344,14 @@ public final class WireAnalyzer {
             next = end
         } else if segLen > 0 {
             let keepAlive = packet.payloadLength <= 1 && !syn && flags & (TCPFlag.fin | TCPFlag.rst) == 0 && seq == next &- 1
-            if WireAnalyzer.seqLess(seq, next) && !keepAlive {
+            if AnalyzerCore.seqLess(seq, next) && !keepAlive {
                 f.retransmissions += 1
                 newDataFrom = next
             } else if keepAlive {
                 newDataFrom = next
             }
-            if WireAnalyzer.seqLess(next, end) {
-                if WireAnalyzer.seqLess(next, seq) { f.http?.gap = true } // bytes missing from the capture
+            if AnalyzerCore.seqLess(next, end) {
+                if AnalyzerCore.seqLess(next, seq) { f.http?.gap = true } // bytes missing from the capture
                 next = end
             }
         }
@@ -343,7 +360,7 @@ public final class WireAnalyzer {
         // HTTP: follow the payload in order.
         let closes = flags & TCPFlag.rst != 0 || (flags & TCPFlag.fin != 0 && !fromClient)
         guard packet.payloadLength > 0 else {
-            if closes, let h = f.http { h.closed(ns: ns) }
+            if closes { f.http?.closed(ns: ns) }
             return
         }
         if !f.httpChecked {
@@ -356,9 +373,9 @@ public final class WireAnalyzer {
                 }
             }
         }
-        guard let h = f.http, !h.dead else { return }
-        if h.gap {
-            h.dead = true
+        guard f.http != nil, !f.http!.dead else { return }
+        if f.http!.gap {
+            f.http!.dead = true
             httpUnfollowable += 1
             return
         }
@@ -366,19 +383,18 @@ public final class WireAnalyzer {
         let skip = Int(newDataFrom &- seq)
         guard skip >= 0, skip < packet.payloadLength else { return }
         if packet.capturedPayloadLength < packet.payloadLength {
-            h.dead = true
+            f.http!.dead = true
             httpUnfollowable += 1
             return
         }
         let bytes = UnsafeRawBufferPointer(rebasing: frame[(packet.payloadOffset + skip)..<(packet.payloadOffset + packet.capturedPayloadLength)])
         let clientToServer = srcIsA == f.clientIsA
-        h.feed(bytes, fromClient: clientToServer, ns: ns)
-        if h.dead { httpUnfollowable += 1 }
-        if closes { h.closed(ns: ns) }
+        f.http!.feed(bytes, fromClient: clientToServer, ns: ns)
+        if f.http!.dead { httpUnfollowable += 1 }
+        if closes { f.http!.closed(ns: ns) }
     }
 
-    /// Ends the analysis and returns its results.
-    public func finish() -> WireAnalysis {
+    func finish() -> WireAnalysis {
         var flowSummaries: [FlowSummary] = []
         flowSummaries.reserveCapacity(flows.count)
         var handshakes: [TCPHandshake] = []
@@ -413,7 +429,7 @@ public final class WireAnalyzer {
 
 /// Follows both directions of one HTTP/1.x connection (in-order bytes only) and pairs requests
 /// with responses in order, as HTTP/1.1 keep-alive and pipelining require.
-final class HTTPFlow {
+struct HTTPFlow {
     enum Framing {
         case start          // waiting for a message's first byte
         case headers        // collecting the header block
@@ -452,7 +468,7 @@ final class HTTPFlow {
         return false
     }
 
-    func feed(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, ns: Int64) {
+    mutating func feed(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, ns: Int64) {
         var i = 0
         let n = bytes.count
         while i < n && !dead {
@@ -567,7 +583,7 @@ final class HTTPFlow {
     static let transferEncoding = Array("transfer-encoding:".utf8)
     static let chunkedWord = Array("chunked".utf8)
 
-    private func headersDone(_ h: UnsafeRawBufferPointer, _ d: inout Direction, fromClient: Bool, ns: Int64) {
+    private mutating func headersDone(_ h: UnsafeRawBufferPointer, _ d: inout Direction, fromClient: Bool, ns: Int64) {
         // Parse the start line and the two framing headers straight from the bytes.
         var lineEnd = 0
         while lineEnd < h.count && h[lineEnd] != 0x0d && h[lineEnd] != 0x0a { lineEnd += 1 }
@@ -634,7 +650,7 @@ final class HTTPFlow {
         }
     }
 
-    private func messageDone(_ d: inout Direction, fromClient: Bool, ns: Int64) {
+    private mutating func messageDone(_ d: inout Direction, fromClient: Bool, ns: Int64) {
         d.state = .start
         d.header.removeAll(keepingCapacity: true)
         if fromClient {
@@ -646,7 +662,7 @@ final class HTTPFlow {
     }
 
     /// The connection closed (FIN or RST): a response delimited by the close ends here.
-    func closed(ns: Int64) {
+    mutating func closed(ns: Int64) {
         if case .untilClose = server.state, nextToAnswer < exchanges.count {
             exchanges[nextToAnswer].responseEndNs = ns
             nextToAnswer += 1

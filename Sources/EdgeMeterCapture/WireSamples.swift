@@ -188,8 +188,17 @@ public enum WireSamples {
             if v < 0 { bytes.append(0x2d); digits(UInt64(-Int64(v))) } else { digits(UInt64(v)) }
             bytes.append(0x2c)
         }
+        private var lastAddresses: (IPAddress, [UInt8], IPAddress, [UInt8]) = (IPAddress(hi: 1, lo: 1), [], IPAddress(hi: 1, lo: 1), [])
         mutating func address(_ a: IPAddress) {
-            if let n = names[a] { bytes += n } else { let n = Array(a.description.utf8); names[a] = n; bytes += n }
+            // Rows repeat the same client and server: two one-entry caches before the table.
+            if a == lastAddresses.0 { bytes += lastAddresses.1 }
+            else if a == lastAddresses.2 { bytes += lastAddresses.3 }
+            else {
+                let n: [UInt8]
+                if let known = names[a] { n = known } else { n = Array(a.description.utf8); names[a] = n }
+                bytes += n
+                lastAddresses = (a, n, lastAddresses.0, lastAddresses.1)
+            }
             bytes.append(0x2c)
         }
         /// Nanoseconds as milliseconds with 6 decimals, exact.
@@ -305,19 +314,19 @@ public enum WireSamples {
             s += ".\n"
         }
         // Distribution per phase.
-        var rows: [(String, [Double], Int)] = []
-        rows.append(("icmp_echo", a.echoes.compactMap { $0.rttNs.map(ms) }, a.echoes.count))
-        rows.append(("tcp_syn_synack", a.handshakes.compactMap { $0.synToSynAckNs.map(ms) }, a.handshakes.count))
-        rows.append(("tcp_synack_ack", a.handshakes.compactMap { $0.synAckToAckNs.map(ms) }, a.handshakes.count))
-        rows.append(("tcp_handshake", a.handshakes.compactMap { $0.handshakeNs.map(ms) }, a.handshakes.count))
-        rows.append(("http_first_byte", a.http.compactMap { $0.firstByteNs.map(ms) }, a.http.count))
-        rows.append(("http_response", a.http.compactMap { $0.responseNs.map(ms) }, a.http.count))
+        var rows: [(String, [Int64], Int)] = []
+        rows.append(("icmp_echo", a.echoes.compactMap(\.rttNs), a.echoes.count))
+        rows.append(("tcp_syn_synack", a.handshakes.compactMap(\.synToSynAckNs), a.handshakes.count))
+        rows.append(("tcp_synack_ack", a.handshakes.compactMap(\.synAckToAckNs), a.handshakes.count))
+        rows.append(("tcp_handshake", a.handshakes.compactMap(\.handshakeNs), a.handshakes.count))
+        rows.append(("http_first_byte", a.http.compactMap(\.firstByteNs), a.http.count))
+        rows.append(("http_response", a.http.compactMap(\.responseNs), a.http.count))
         s += "\n| phase | attempts | measured | min ms | p50 ms | p90 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
         for (name, values, n) in rows where n > 0 {
             let v = values.sorted()
             func q(_ p: Double) -> String {
                 guard !v.isEmpty else { return "" }
-                return Format.fixed(v[min(v.count - 1, Int((p * Double(v.count - 1)).rounded()))], 3)
+                return Format.fixed(ms(v[min(v.count - 1, Int((p * Double(v.count - 1)).rounded()))]), 3)
             }
             s += "| \(name) | \(n) | \(v.count) | \(q(0)) | \(q(0.5)) | \(q(0.9)) | \(q(0.99)) | \(q(1)) |\n"
         }
@@ -363,7 +372,14 @@ public enum WireSamples {
         }
         if !a.flows.isEmpty {
             s += "\n### Largest flows (by bytes, first \(min(maxRows, a.flows.count)))\n\n| flow | packets | bytes | duration ms | retransmissions |\n|---|---:|---:|---:|---:|\n"
-            for f in a.flows.sorted(by: { $0.bytes > $1.bytes }).prefix(maxRows) {
+            // The largest `maxRows` flows in one pass (no sort of every flow).
+            var top: [FlowSummary] = []
+            for f in a.flows where top.count < maxRows || f.bytes > top[top.count - 1].bytes {
+                let at = top.firstIndex { $0.bytes < f.bytes } ?? top.count
+                top.insert(f, at: at)
+                if top.count > maxRows { top.removeLast() }
+            }
+            for f in top {
                 s += "| \(flowName(f)) | \(f.packets) | \(f.bytes) | \(Format.fixed(ms(f.durationNs), 3)) | \(f.retransmissions) |\n"
             }
         }

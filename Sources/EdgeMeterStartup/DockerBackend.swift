@@ -246,7 +246,6 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
     let backend: DockerBackend
     let id: String
     let name: String
-    private var logStream: DockerAPIClient.Stream?
     private let logLines = LineBuffer()
     private var extra: [String: String] = [:]
     var labels: [String: String] { extra }
@@ -284,15 +283,26 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
             }
             guard code == 0 else { throw StartupError("workload exited with status \(code)") }
         case .marker(let marker):
-            // Follow stdout/stderr from the start: the marker may already be in the log.
+            // Follow stdout/stderr from the start: the marker may already be in the log. podman
+            // sends the response head only with the first log line, so the stream is opened in a
+            // task and the wait below (which polls the stop flag) does not depend on it.
             let lines = logLines
-            logStream = try await client.open(.GET, "/containers/\(id)/logs?follow=1&stdout=1&stderr=1") { chunk in
-                lines.feedMultiplexed(chunk)
+            let client = self.client, id = self.id
+            let openError = ErrorBox()
+            let opening = Task {
+                do {
+                    return try await client.open(.GET, "/containers/\(id)/logs?follow=1&stdout=1&stderr=1") { chunk in lines.feedMultiplexed(chunk) }
+                } catch {
+                    openError.set(error)
+                    throw error
+                }
             }
+            defer { Task { (try? await opening.value)?.close() } }
             try await poll("marker \"\(marker)\" in the log of \(name)", until: deadline, stop: stop, interval: .milliseconds(1)) {
-                lines.contains(marker)
+                if lines.contains(marker) { return true }
+                if let e = openError.value { throw e }
+                return false
             }
-            logStream?.close()
         case .tcp(let port):
             try await ReadyProbes.tcp(host: try await address(deadline, stop), port: port, banner: false, until: deadline, stop: stop)
         case .http(let port, let path):
@@ -314,7 +324,6 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
     }
 
     func stop() async throws {
-        logStream?.close()
         try backend.expect(await client.request(.POST, "/containers/\(id)/stop?t=2", timeout: .seconds(30)), [204, 304], "stopping \(name)")
     }
 
@@ -356,6 +365,14 @@ final class EventLog: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return (byID[id] ?? []).map(\.0)
     }
+}
+
+/// An error set from a task and polled from async code.
+final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Error?
+    func set(_ e: Error) { lock.withLock { stored = e } }
+    var value: Error? { lock.withLock { stored } }
 }
 
 /// A flag set from an event-loop callback and polled from async code.

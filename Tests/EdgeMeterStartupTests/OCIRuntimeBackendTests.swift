@@ -62,7 +62,7 @@ final class OCIRuntimeBackendTests: XCTestCase {
 
     func testFailingWorkloadGivesItsExitStatusAndEveryPhase() async throws {
         let runtime = try requireRuntime("runc")
-        let backend = OCIRuntimeBackend(runtime: runtime, command: ["/bin/sh", "-c", "echo oops; exit 3"], runID: testRunID("of"))
+        let backend = OCIRuntimeBackend(runtime: runtime, runID: testRunID("of"), command: ["/bin/sh", "-c", "echo oops; exit 3"])
         let samples = try await run(backend, .exit)
         assertPhases(samples, runs: 1, ok: false)
         let ready = samples.first { $0.phase == "ready" }!
@@ -76,7 +76,7 @@ final class OCIRuntimeBackendTests: XCTestCase {
 
     func testMissingProgramInTheBundleFailsAtStartAndCleansUp() async throws {
         let runtime = try requireRuntime("crun")
-        let backend = OCIRuntimeBackend(runtime: runtime, command: ["/no/such/program"], runID: testRunID("om"))
+        let backend = OCIRuntimeBackend(runtime: runtime, runID: testRunID("om"), command: ["/no/such/program"])
         let samples = try await run(backend, .exit)
         assertPhases(samples, runs: 1, ok: false)
         let failed = samples.first { $0.status != .ok && $0.reason.contains("/no/such/program") }
@@ -98,7 +98,7 @@ final class OCIRuntimeBackendTests: XCTestCase {
     func testInterruptedRunLeavesNothingBehind() async throws {
         for name in ["runc", "crun"] {
             let runtime = try requireRuntime(name)
-            let backend = OCIRuntimeBackend(runtime: runtime, command: ["/bin/sleep", "60"], runID: testRunID("oi"))
+            let backend = OCIRuntimeBackend(runtime: runtime, runID: testRunID("oi"), command: ["/bin/sleep", "60"])
             let stop = StopFlag()
             Task { try await Task.sleep(for: .seconds(1)); stop.stop(reason: "SIGINT") }
             let t0 = ContinuousClock.now
@@ -119,7 +119,7 @@ final class OCIRuntimeBackendTests: XCTestCase {
     /// `edgemeter cleanup` calls) deletes them.
     func testCleanupRemovesLeftoversOfAKilledRun() async throws {
         let runtime = try requireRuntime("runc")
-        let backend = OCIRuntimeBackend(runtime: runtime, command: ["/bin/sleep", "60"], runID: testRunID("ok"))
+        let backend = OCIRuntimeBackend(runtime: runtime, runID: testRunID("ok"), command: ["/bin/sleep", "60"])
         try await backend.prepare(stop: StopFlag())
         let instance = try await backend.create(index: 0, ready: .exit)
         try await instance.start()
