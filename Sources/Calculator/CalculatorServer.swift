@@ -166,7 +166,10 @@ public enum CalculatorServer {
                 let s = try await start(role: CalculatorRole(rawValue: op.rawValue)!, host: host,
                                         port: operationPorts[op] ?? op.defaultPort, config: config, logger: logger)
                 started.append(s)
-                cfg.endpoints[op] = s.endpoint
+                // A wildcard listen address is not an address to call: in one process the front
+                // end reaches its operation services over loopback.
+                let callHost = host == "0.0.0.0" ? "127.0.0.1" : host == "::" || host == "[::]" ? "::1" : host
+                cfg.endpoints[op] = ServiceEndpoint(host: callHost, port: s.port)
             }
             let front = try await start(role: .front, host: host, port: frontPort, config: cfg, logger: logger)
             started.insert(front, at: 0)

@@ -124,7 +124,7 @@ final class OperationPool: @unchecked Sendable {
         let handler = OperationResponseHandler()
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(remaining > .zero ? remaining : .milliseconds(1))
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()

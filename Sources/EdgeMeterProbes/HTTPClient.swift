@@ -210,7 +210,7 @@ public final class HTTPConnection: @unchecked Sendable {
         let stamp = FirstByteStamp(collector: collector)
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(timeout)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(stamp)

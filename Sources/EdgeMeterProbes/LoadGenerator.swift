@@ -495,7 +495,7 @@ final class LoadSlot: @unchecked Sendable {
         let keepBody = expectedBody != nil
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(Int64(timeoutNanos)))
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { [unowned self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let h = LoadChannelHandler(slot: self, isHEAD: isHEAD, keepBody: keepBody)

@@ -3,7 +3,6 @@ import EdgeMeterCore
 import EdgeMeterProbes
 import EdgeMeterCapture
 import EdgeMeterStartup
-import NIOHTTP1
 
 /// Suite kind `capture`: captures on `interface` while pinging `ping` targets, connecting to
 /// `tcping` targets and/or requesting `http` URLs (one request per connection, in that order; or,

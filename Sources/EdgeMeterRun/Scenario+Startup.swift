@@ -60,9 +60,6 @@ public struct StartupConfig: Sendable {
         if snapshot && !["docker", "qemu", "podman"].contains(backend) {
             return "snapshot is supported for docker, podman and qemu only, not \(backend)"
         }
-        if ["runc", "crun"].contains(backend), let p = OCIRuntimeBackend.unsupported(ready, backend: backend) {
-            return p
-        }
         if backend == "qemu", case .icmp = ready {
             return "ready icmp is not available for qemu (user-mode NAT has no route into the guest): use tcp, http or marker"
         }
@@ -225,7 +222,7 @@ public enum StartupScenario {
             var result = BackendResult(scenario: scenario, backend: backend.name, ready: c.ready.kind, attempts: attempts,
                                        labels: backend.labels)
             if let d = backend as? DockerBackend, let ms = d.commitMilliseconds {
-                result.snapshotStep = ("docker commit (paused) of a running container", ms)
+                result.snapshotStep = ("\(d.engine) commit (paused) of a running container", ms)
             }
             if let q = backend as? QEMUBackend, let ms = q.saveMilliseconds {
                 result.snapshotStep = ("VM stop + migrate state to a file", ms)

@@ -109,7 +109,8 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
         try await poll("snapshot source running", until: deadline, stop: stop) { try await self.state(source).running }
         let repo = "edgemeter-snap-\(runTag)"
         let t0 = ContinuousClock.now
-        let r = try await client.request(.POST, "/commit?container=\(source)&repo=\(repo)&tag=latest&pause=true&changes=\(queryEscape("LABEL edgemeter.run=\(runTag)"))")
+        let r = try await client.request(.POST, "/commit?container=\(source)&repo=\(repo)&tag=latest&pause=true&changes=\(queryEscape("LABEL edgemeter.run=\(runTag)"))",
+                                           json: [String: Any]())  // podman's API rejects a commit without a JSON body ("Decode(): EOF")
         commitMilliseconds = Double((ContinuousClock.now - t0).nanoseconds) / 1e6
         guard r.status == 201 else { throw StartupError("docker commit of \(source) failed: HTTP \(r.status): \(r.errorMessage)") }
         snapshotImage = "\(repo):latest"

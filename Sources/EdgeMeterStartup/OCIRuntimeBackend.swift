@@ -12,23 +12,25 @@ import Glibc
 /// `edgemeter-base` (busybox-static with its applet links, plus optional binaries and their `ldd`
 /// libraries), extracted with `tar` into `/tmp/edgemeter-oci-<tag>/rootfs` (read-only for the
 /// containers, `/tmp` is a tmpfs). Each attempt gets its own bundle directory with a `config.json`
-/// written here (the `runc spec` defaults: namespaces pid, ipc, uts, mount and a new, empty network
-/// namespace; capabilities AUDIT_WRITE, KILL, NET_BIND_SERVICE; no new privileges).
+/// written here (the `runc spec` defaults: namespaces pid, ipc, uts, mount and network; capabilities
+/// AUDIT_WRITE, KILL, NET_BIND_SERVICE; no new privileges). With ready exit or marker the network
+/// namespace is new and empty (like `--network none`); with tcp, http or icmp it is a named one
+/// (`ip netns add ID`) with a veth pair into the bridge `edgemeter-oci0` (10.213.78.1/24, created by
+/// the run when missing and deleted at its end) and the address 10.213.78.(10 + n).
 ///
 /// Phases, timed on the client with a monotonic clock; every command is an argument list:
-/// - create: writing `config.json` + `RUNTIME create --bundle DIR --pid-file DIR/pid ID` until it exits 0
+/// - create: for tcp/http/icmp the network namespace and veth (6 `ip` commands, ≈ 10-20 ms), then
+///   writing `config.json` + `RUNTIME create --bundle DIR --pid-file DIR/pid ID` until it exits 0
 ///   (namespaces and cgroups set up, the container process waiting for start);
 /// - start: `RUNTIME start ID` until it exits 0;
 /// - running: polling `RUNTIME state ID` (1 ms apart; each poll forks the runtime, ≈ 2-5 ms) until
 ///   `running` or already `stopped`;
 /// - ready: exit = the container process exited with status 0 (reaped by edgemeter, which is its
 ///   child subreaper during the run); marker = the line in the container's stdout/stderr, which the
-///   runtime passes through to a file (polled every 1 ms);
+///   runtime passes through to a file (polled every 1 ms); tcp/http/icmp = to the container's address;
 /// - stop: `RUNTIME kill ID TERM` until the process is gone (SIGKILL after 2 s, like `docker stop -t 2`);
-/// - remove: `RUNTIME delete ID` until it exits 0, and the bundle directory removed.
-///
-/// Only the `exit` and `marker` ready checks are supported: the container's network namespace is new
-/// and empty (no veth, no bridge), so there is nothing to connect to or ping.
+/// - remove: `RUNTIME delete ID` until it exits 0, the network namespace (and with it the veth) and the
+///   bundle directory removed.
 public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
     /// Absolute path of the runtime binary.
     public let runtime: String
@@ -43,7 +45,7 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
     public let bundleRoot: String
     public var name: String { runtimeName }
     public var labels: [String: String] {
-        var l = ["runtime": version.isEmpty ? runtimeName : version, "rootfs": "edgemeter-base files (busybox-static)", "network": "none"]
+        var l = ["runtime": version.isEmpty ? runtimeName : version, "rootfs": "edgemeter-base files (busybox-static)"]
         if let ms = bundleMilliseconds { l["bundle_ms"] = String(format: "%.1f", ms) }
         return l
     }
@@ -54,8 +56,12 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
     private var created: [String: OCIInstance] = [:]
     private var reaper: SubreaperScope?
 
-    public static let supportedReady = ["exit", "marker"]
     public static let bundlePrefix = "/tmp/edgemeter-oci-"
+    /// The bridge networked containers join, and its address (containers get .10, .11, ... of its /24).
+    public static let bridge = "edgemeter-oci0"
+    public static let bridgeAddress = "10.213.78.1"
+    private var createdBridge = false
+    private var bridgeReady = false
 
     public init(runtime: String, runID: String, command: [String]? = nil, binaries: [(source: String, destination: String)] = []) {
         self.runtime = runtime
@@ -75,13 +81,40 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
         return t.isEmpty ? nil : t
     }
 
-    /// Why `check` cannot be used with an OCI runtime backend, or nil when it can.
-    public static func unsupported(_ check: ReadyCheck, backend: String) -> String? {
+    /// Whether `check` needs the container to be reachable from the host (veth + bridge).
+    static func needsNetwork(_ check: ReadyCheck) -> Bool {
         switch check {
-        case .exit, .marker: return nil
-        default:
-            return "ready \(check.kind) is not available for \(backend) (the container gets a new, empty network namespace: no veth, "
-                + "no bridge): use exit or marker, or compare docker/podman/lxc for network readiness"
+        case .exit, .marker: return false
+        case .tcp, .http, .icmp: return true
+        }
+    }
+
+    /// Creates the bridge when missing (remembered, so `cleanup` deletes only what this run made).
+    func ensureBridge() async throws {
+        if lock.withLock({ bridgeReady }) { return }
+        if try await !runCommand(["ip", "link", "show", Self.bridge]).ok {
+            for argv in [["ip", "link", "add", Self.bridge, "type", "bridge"],
+                         ["ip", "addr", "add", "\(Self.bridgeAddress)/24", "dev", Self.bridge],
+                         ["ip", "link", "set", Self.bridge, "up"]] {
+                let r = try await runCommand(argv)
+                lock.withLock { createdBridge = true }
+                guard r.ok else { throw StartupError("creating bridge \(Self.bridge) failed (\(argv.joined(separator: " ")): \(r.combined)): check iproute2 and root") }
+            }
+        }
+        lock.withLock { bridgeReady = true }
+    }
+
+    /// A network namespace named `id` with `eth0` at `address`/24, its veth peer `hostIf` in the bridge.
+    func makeNetwork(id: String, hostIf: String, address: String) async throws {
+        try await ensureBridge()
+        for argv in [["ip", "netns", "add", id],
+                     ["ip", "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", id],
+                     ["ip", "link", "set", hostIf, "master", Self.bridge, "up"],
+                     ["ip", "-n", id, "addr", "add", "\(address)/24", "dev", "eth0"],
+                     ["ip", "-n", id, "link", "set", "eth0", "up"],
+                     ["ip", "-n", id, "link", "set", "lo", "up"]] {
+            let r = try await runCommand(argv)
+            guard r.ok else { throw StartupError("setting up the network of \(id) failed (\(argv.joined(separator: " ")): \(r.combined))") }
         }
     }
 
@@ -119,16 +152,26 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
     }
 
     public func create(index: Int, ready: ReadyCheck) async throws -> StartupInstance {
-        if let p = Self.unsupported(ready, backend: runtimeName) { throw StartupError(p) }
         let id = "edgemeter-\(runTag)-\(index + 1)"
         let dir = "\(bundleRoot)/\(id)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let args = command ?? (ready == .exit ? ["/bin/true"] : ["/bin/sh", "-c", Workload.script(for: ready)])
-        let config = Self.config(args: args, rootfs: "\(bundleRoot)/rootfs", hostname: id)
-        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-            .write(to: URL(fileURLWithPath: "\(dir)/config.json"))
         let instance = OCIInstance(backend: self, id: id, dir: dir)
         lock.withLock { created[id] = instance }
+        var netnsPath: String?
+        if Self.needsNetwork(ready) {
+            let address = Self.bridgeAddress.split(separator: ".").dropLast().joined(separator: ".") + ".\(10 + index % 240)"
+            instance.netns = id
+            instance.address = address
+            try await makeNetwork(id: id, hostIf: "eo\(runTag.prefix(8))\(index % 100)", address: address)
+            netnsPath = "/var/run/netns/\(id)"
+            instance.setLabel("network", "veth into \(Self.bridge)")
+        } else {
+            instance.setLabel("network", "none")
+        }
+        let args = command ?? (ready == .exit ? ["/bin/true"] : ["/bin/sh", "-c", Workload.script(for: ready)])
+        let config = Self.config(args: args, rootfs: "\(bundleRoot)/rootfs", hostname: id, netns: netnsPath)
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+            .write(to: URL(fileURLWithPath: "\(dir)/config.json"))
         let status = try await instance.runtimeTool(["create", "--bundle", dir, "--pid-file", "\(dir)/pid", id])
         guard status == 0 else {
             throw StartupError("\(runtimeName) create \(id) exited with status \(status): \(instance.output.suffix(400))")
@@ -140,8 +183,9 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
         return instance
     }
 
-    /// The bundle's `config.json`: `runc spec` defaults, read-only rootfs, `/tmp` on tmpfs.
-    static func config(args: [String], rootfs: String, hostname: String) -> [String: Any] {
+    /// The bundle's `config.json`: `runc spec` defaults, read-only rootfs, `/tmp` on tmpfs; the network
+    /// namespace is `netns` (a path under /var/run/netns) or a new, empty one.
+    static func config(args: [String], rootfs: String, hostname: String, netns: String? = nil) -> [String: Any] {
         let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
         func mount(_ dest: String, _ type: String, _ source: String, _ options: [String]) -> [String: Any] {
             ["destination": dest, "type": type, "source": source, "options": options]
@@ -171,7 +215,10 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
             ],
             "linux": [
                 "resources": ["devices": [["allow": false, "access": "rwm"]]],
-                "namespaces": ["pid", "network", "ipc", "uts", "mount"].map { ["type": $0] },
+                "namespaces": ["pid", "network", "ipc", "uts", "mount"].map { t -> [String: String] in
+                    if t == "network", let netns { return ["type": t, "path": netns] }
+                    return ["type": t]
+                },
                 "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                                 "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
                 "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
@@ -188,14 +235,20 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
         for inst in left {
             _ = try? await inst.runtimeTool(["delete", "--force", inst.id])
             inst.reap(block: false)
+            if let ns = inst.netns { _ = try? await runCommand(["ip", "netns", "del", ns]) }
         }
         _ = await Self.removeLeftovers(runtimes: [runtime], prefix: "edgemeter-\(runTag)-")
         try? FileManager.default.removeItem(atPath: bundleRoot)
+        if lock.withLock({ createdBridge }) {
+            _ = try? await runCommand(["ip", "link", "del", Self.bridge])
+        }
+        lock.withLock { createdBridge = false; bridgeReady = false }
         reaper = nil
     }
 
     /// Force-deletes every container of `runtimes` (default: runc and crun where installed) whose ID
-    /// starts with `prefix`, and the `/tmp/edgemeter-oci-*` bundles. Returns what was removed.
+    /// starts with `prefix`, the network namespaces named so, and (with the default runtimes) the
+    /// `/tmp/edgemeter-oci-*` bundles and the bridge `edgemeter-oci0`. Returns what was removed.
     public static func removeLeftovers(runtimes: [String]? = nil, prefix: String = "edgemeter-") async -> [String] {
         var removed: [String] = []
         for rt in runtimes ?? ["runc", "crun"].compactMap(findExecutable) {
@@ -204,6 +257,16 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
             for id in r.stdout.split(whereSeparator: \.isWhitespace).map(String.init) where id.hasPrefix(prefix) {
                 if let d = try? await runCommand([rt, "delete", "--force", id]), d.ok { removed.append("\(name) container \(id)") }
             }
+        }
+        if let r = try? await runCommand(["ip", "netns", "list"]), r.ok {
+            for line in r.stdout.split(separator: "\n") {
+                guard let ns = line.split(separator: " ").first.map(String.init), ns.hasPrefix(prefix) else { continue }
+                if let d = try? await runCommand(["ip", "netns", "del", ns]), d.ok { removed.append("network namespace \(ns)") }
+            }
+        }
+        if runtimes == nil, FileManager.default.fileExists(atPath: "/sys/class/net/\(bridge)"),
+           let d = try? await runCommand(["ip", "link", "del", bridge]), d.ok {
+            removed.append("bridge \(bridge)")
         }
         if runtimes == nil, let items = try? FileManager.default.contentsOfDirectory(atPath: "/tmp") {
             for item in items where ("/tmp/" + item).hasPrefix(bundlePrefix) {
@@ -221,9 +284,13 @@ final class OCIInstance: StartupInstance, @unchecked Sendable {
     let dir: String
     /// The container's init process (from the pid file); our child once `create` returned.
     var pid: Int32 = 0
+    /// The named network namespace and address, for tcp/http/icmp ready checks.
+    var netns: String?
+    var address: String?
     private let lock = NSLock()
     private var exitStatus: Int32?
     private var extra: [String: String] = [:]
+    func setLabel(_ key: String, _ value: String) { lock.withLock { extra[key] = value } }
     var name: String { id }
     var labels: [String: String] { lock.withLock { extra } }
     var logPath: String { "\(dir)/output.log" }
@@ -310,9 +377,19 @@ final class OCIInstance: StartupInstance, @unchecked Sendable {
             try await poll("marker \"\(marker)\" in the output of \(id)", until: deadline, stop: stop, interval: .milliseconds(1)) {
                 self.output.split(whereSeparator: \.isNewline).contains { $0 == marker }
             }
-        default:
-            throw StartupError(OCIRuntimeBackend.unsupported(check, backend: backend.runtimeName) ?? "unsupported ready check")
+        case .tcp(let port):
+            try await ReadyProbes.tcp(host: try reachable(), port: port, banner: false, until: deadline, stop: stop)
+        case .http(let port, let path):
+            try await ReadyProbes.http(host: try reachable(), port: port, path: path, until: deadline, stop: stop)
+        case .icmp:
+            try await ReadyProbes.icmp(host: try reachable(), until: deadline, stop: stop)
         }
+    }
+
+    func reachable() throws -> String {
+        guard let address else { throw StartupError("\(id) has no network (created for ready exit or marker)") }
+        lock.withLock { extra["address"] = address }
+        return address
     }
 
     func stop() async throws {
@@ -333,6 +410,10 @@ final class OCIInstance: StartupInstance, @unchecked Sendable {
     func remove() async throws {
         let status = try await runtimeTool(["delete", id])
         guard status == 0 else { throw StartupError("\(backend.runtimeName) delete \(id) exited with status \(status): \(output.suffix(300))") }
+        if let ns = netns {
+            let r = try await runCommand(["ip", "netns", "del", ns])
+            guard r.ok else { throw StartupError("ip netns del \(ns) failed: \(r.combined)") }
+        }
         backend.forget(id)
         try? FileManager.default.removeItem(atPath: dir)
     }

@@ -23,8 +23,8 @@ struct StartupCommand: AsyncParsableCommand {
         /var/run/docker.sock), lxc (busybox template, bridge edgemeter-br0 created if missing), qemu
         (cached Debian kernel + edgemeter's busybox initramfs, QMP), cmd (any tool by template),
         podman (its Docker-compatible API at /run/podman/podman.sock), runc and crun (the OCI
-        runtime driven directly, no daemon: a bundle built from edgemeter-base's files; ready exit
-        or marker only, the container has no network). Several backends in one call add a
+        runtime driven directly, no daemon: a bundle built from edgemeter-base's files; for tcp,
+        http and icmp a veth into bridge edgemeter-oci0, created when missing). Several backends in one call add a
         comparison with ratios to summary.md: docker vs podman vs runc/crun shows how much of a
         container start is the daemon and how much the runtime.
 
@@ -241,7 +241,7 @@ struct ImageBuildCommand: AsyncParsableCommand {
 struct CleanupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cleanup",
-        abstract: "Remove leftovers of killed runs: edgemeter-* containers (docker, runc, crun), snapshot images, LXC containers, QEMU VMs, OCI bundles, the edgemeter-br0 bridge.",
+        abstract: "Remove leftovers of killed runs: edgemeter-* containers (docker, podman, runc, crun), snapshot images, LXC containers, QEMU VMs, OCI bundles, the edgemeter-br0 bridge.",
         discussion: "The image built by `edgemeter image build` is kept. Engines that are not installed or not running are skipped."
     )
 
@@ -251,6 +251,10 @@ struct CleanupCommand: AsyncParsableCommand {
             removed += await DockerBackend.removeLabelled(client: client, label: "edgemeter", images: true)
         } else {
             note("edgemeter: dockerd not reachable; Docker leftovers not checked")
+        }
+        let podman = DockerAPIClient(endpoint: .unix(path: DockerBackend.podmanSocket))
+        if (try? await podman.ping()) != nil {
+            removed += await DockerBackend.removeLabelled(client: podman, label: "edgemeter", images: true).map { "podman " + $0 }
         }
         removed += await LXCBackend.removeLeftovers()
         removed += QEMUBackend.removeLeftovers()

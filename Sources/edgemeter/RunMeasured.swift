@@ -10,6 +10,13 @@ struct RunOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Print the summary as JSON on stdout (for scripts) instead of the human summary.")
     var json = false
+
+    // issue 5 (capture): wire-level timing beside any measuring command; see CaptureHook.swift.
+    @Option(name: .long, help: ArgumentHelp("Capture on IFACE while measuring; records wire timings and application − wire differences beside the samples (needs root or CAP_NET_RAW+CAP_NET_ADMIN; see `edgemeter capture --list`).", valueName: "IFACE"))
+    var capture: String?
+
+    @Option(name: .customLong("capture-filter"), help: ArgumentHelp("BPF filter for --capture, in tcpdump syntax (e.g. \"icmp or tcp port 50000\").", valueName: "BPF"))
+    var captureFilter: String?
 }
 
 /// Prints to stderr (progress and diagnostics never mix with --json output on stdout).
@@ -45,7 +52,10 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
     } : nil
     var failure: Error?
     do {
-        try await body(ctx, dir)
+        // issue 5 (capture): with --capture, the body runs inside a capture (a no-op without it).
+        try await withCapture(interface: options.capture, filter: options.captureFilter, scenario: name, ctx: ctx) { inner in
+            try await body(inner, dir)
+        }
     } catch {
         failure = error
     }

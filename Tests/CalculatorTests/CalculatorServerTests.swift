@@ -53,6 +53,16 @@ final class CalculatorServerTests: XCTestCase {
         for s in services { await s.stop() }
     }
 
+    /// `--role all --host 0.0.0.0` (how it runs in a container): the front end must call its
+    /// operation services over loopback, not at the wildcard address.
+    func testAllInOneOnWildcardAddressCallsOperationsOverLoopback() async throws {
+        let services = try await CalculatorServer.startAll(host: "0.0.0.0", frontPort: 0, operationPorts: Self.zeroPorts)
+        defer { Task { for s in services { await s.stop() } } }
+        let r = try await post(services[0].port, "(5+6)*2")
+        XCTAssertEqual(r.status, 200, r.bodyText)
+        XCTAssertEqual(json(r)["result"] as? Double, 22)
+    }
+
     func testErrorStatuses() async throws {
         let services = try await startAll()
         let front = services[0].port

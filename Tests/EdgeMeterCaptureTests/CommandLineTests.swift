@@ -103,4 +103,21 @@ final class CommandLineTests: XCTestCase {
         let a = try WireAnalyzer.analyze(path: pcap)
         XCTAssertEqual(a.echoes.filter { $0.rttNs != nil }.count, 3)
     }
+
+    /// `--capture IFACE` on a measuring command (the shared RunOptions): wire samples and app − wire
+    /// differences land in the same run directory.
+    func testPingWithCaptureOption() throws {
+        try requireCaptureCapability()
+        let addr = uniqueLoopback()
+        let run = dir.appendingPathComponent("run").path
+        let r = try edgemeter(["ping", "-c", "3", "-i", "10ms", addr, "--capture", "lo", "--capture-filter", "icmp and host \(addr)", "--out", run])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let samples = try SampleCSV.parse(String(contentsOfFile: run + "/samples.csv", encoding: .utf8))
+        XCTAssertEqual(samples.filter { $0.probe == "ping" && $0.phase == "echo" && $0.status == .ok }.count, 3)
+        XCTAssertEqual(samples.filter { $0.probe == "wire" && $0.phase == "icmp_echo" && $0.target == addr && $0.status == .ok }.count, 3)
+        XCTAssertEqual(samples.filter { $0.phase == "stack_overhead_echo" && $0.value != nil }.count, 3)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/capture-lo.pcap"))
+        let md = try String(contentsOfFile: run + "/summary.md", encoding: .utf8)
+        XCTAssertTrue(md.contains("3 of 3 application samples"), md)
+    }
 }

@@ -55,3 +55,36 @@ final class HTTPSuiteTests: XCTestCase {
         XCTAssertTrue(md.contains("## calc-load"), md)
     }
 }
+
+/// Containers run without CAP_NET_ADMIN: the HTTP clients (probe, load generator, the front end's
+/// calls to its operation services) must not need it. A socket-level option set by mistake (e.g.
+/// SO_DEBUG instead of TCP_NODELAY) fails with EACCES there and nowhere else.
+final class UnprivilegedHTTPTests: XCTestCase {
+    func testHTTPClientsWorkWithoutNetAdmin() throws {
+        guard let bin = edgemeterBinary() else { throw XCTSkip("the edgemeter binary is not built: run `swift build` first") }
+        guard getuid() == 0, let setpriv = which("setpriv") else { throw XCTSkip("needs root and setpriv (util-linux) to drop CAP_NET_ADMIN") }
+        // A free port for the front end; the operation services take free ports too (--port 0 picks all five).
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: setpriv)
+        server.arguments = ["--bounding-set=-net_admin", "--inh-caps=-net_admin", bin, "serve", "calculator", "--role", "all", "--port", "0"]
+        let pipe = Pipe()
+        server.standardOutput = pipe
+        server.standardError = pipe
+        try server.run()
+        defer { server.terminate(); server.waitUntilExit() }
+        var text = ""
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline && !text.contains("front listening") {
+            let d = pipe.fileHandleForReading.availableData
+            if d.isEmpty { break }
+            text += String(decoding: d, as: UTF8.self)
+        }
+        let port = try XCTUnwrap(text.range(of: #"front listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression).map {
+            String(text[$0]).split(separator: ":").last.map(String.init) ?? "" }, text)
+        let out = NSTemporaryDirectory() + "edgemeter-unpriv-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let r = try runCommand(setpriv, ["--bounding-set=-net_admin", "--inh-caps=-net_admin", bin, "calc",
+                                         "http://127.0.0.1:\(port)/calculate", "--expr", "(5+6)*2", "-c", "2", "--out", out])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+    }
+}

@@ -16,7 +16,7 @@ func requireRuntime(_ name: String) throws -> String {
 }
 
 /// Real runc and crun driven directly (no daemon): every phase, the exit status reaped from the
-/// container process, marker on the passed-through output, network ready checks refused, and
+/// container process, marker on the passed-through output, tcp/http/icmp over a veth, and
 /// nothing left (no runtime container, no bundle, no process) after a run, a failure or a stop.
 final class OCIRuntimeBackendTests: XCTestCase {
     func run(_ backend: OCIRuntimeBackend, _ ready: ReadyCheck, runs: Int = 1, stop: StopFlag = StopFlag()) async throws -> [Sample] {
@@ -84,25 +84,39 @@ final class OCIRuntimeBackendTests: XCTestCase {
         try await assertNothingLeft(backend)
     }
 
-    func testNetworkReadyChecksAreRefusedWithTheAlternative() async throws {
-        let runtime = try requireRuntime("runc")
-        let backend = OCIRuntimeBackend(runtime: runtime, runID: testRunID("on"))
-        let samples = try await run(backend, .tcp(port: 22))
-        assertPhases(samples, runs: 1, ok: false)
-        let create = samples.first { $0.phase == "create" }!
-        XCTAssertEqual(create.reason, "ready tcp is not available for runc (the container gets a new, empty network namespace: no veth, no bridge): "
-            + "use exit or marker, or compare docker/podman/lxc for network readiness")
-        try await assertNothingLeft(backend)
+    /// tcp, http and icmp reach the container over a veth into the bridge the run creates; the
+    /// namespaces, the veths and the bridge are gone afterwards.
+    func testTCPHTTPAndICMPReadyOverAVethTheRunCreates() async throws {
+        for name in ["runc", "crun"] {
+            let runtime = try requireRuntime(name)
+            let bridgeExisted = FileManager.default.fileExists(atPath: "/sys/class/net/\(OCIRuntimeBackend.bridge)")
+            let backend = OCIRuntimeBackend(runtime: runtime, runID: testRunID("nt"))
+            for ready in [ReadyCheck.tcp(port: 22), .http(port: 80, path: "/"), .icmp] {
+                let samples = try await run(backend, ready)
+                assertPhases(samples, runs: 1)
+                XCTAssertEqual(samples[0].labels["address"], "10.213.78.10", "\(samples[0].labels)")
+                XCTAssertEqual(samples[0].labels["network"], "veth into edgemeter-oci0")
+                try await assertNothingLeft(backend)
+                let netns = try await runCommand(["ip", "netns", "list"])
+                XCTAssertFalse(netns.stdout.contains("edgemeter-\(backend.runTag)-"), netns.stdout)
+                let links = try await runCommand(["ip", "-br", "link"])
+                XCTAssertFalse(links.stdout.contains("eo\(backend.runTag.prefix(8))"), "veth left: \(links.stdout)")
+                if !bridgeExisted {
+                    XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/class/net/\(OCIRuntimeBackend.bridge)"), "bridge left")
+                }
+            }
+        }
     }
 
     func testInterruptedRunLeavesNothingBehind() async throws {
-        for name in ["runc", "crun"] {
+        // runc waits for a marker, crun for a TCP port nobody listens on (its namespace and veth must go too).
+        for (name, ready) in [("runc", ReadyCheck.marker("NEVER-PRINTED")), ("crun", .tcp(port: 9))] {
             let runtime = try requireRuntime(name)
             let backend = OCIRuntimeBackend(runtime: runtime, runID: testRunID("oi"), command: ["/bin/sleep", "60"])
             let stop = StopFlag()
             Task { try await Task.sleep(for: .seconds(1)); stop.stop(reason: "SIGINT") }
             let t0 = ContinuousClock.now
-            let samples = try await run(backend, .marker("NEVER-PRINTED"), runs: 3, stop: stop)
+            let samples = try await run(backend, ready, runs: 3, stop: stop)
             XCTAssertLessThan((ContinuousClock.now - t0).seconds, 10, "the stop flag must end the wait promptly")
             assertPhases(samples, runs: 1, ok: false)
             let ready = samples.first { $0.phase == "ready" }!
@@ -112,6 +126,8 @@ final class OCIRuntimeBackendTests: XCTestCase {
             try await assertNothingLeft(backend)
             let sleepers = sleepingChildren()
             XCTAssertEqual(sleepers, [], "container processes left")
+            let netns = try await runCommand(["ip", "netns", "list"])
+            XCTAssertFalse(netns.stdout.contains("edgemeter-\(backend.runTag)-"), netns.stdout)
         }
     }
 
@@ -151,6 +167,9 @@ final class OCIRuntimeBackendTests: XCTestCase {
         XCTAssertEqual((c["root"] as? [String: Any])?["readonly"] as? Bool, true)
         let ns = ((c["linux"] as? [String: Any])?["namespaces"] as? [[String: String]])?.compactMap { $0["type"] }
         XCTAssertEqual(ns, ["pid", "network", "ipc", "uts", "mount"])
+        let withNet = OCIRuntimeBackend.config(args: ["/bin/true"], rootfs: "/r", hostname: "h", netns: "/var/run/netns/edgemeter-x-1")
+        let net = ((withNet["linux"] as? [String: Any])?["namespaces"] as? [[String: String]])?.first { $0["type"] == "network" }
+        XCTAssertEqual(net?["path"], "/var/run/netns/edgemeter-x-1")
     }
 }
 

@@ -87,6 +87,21 @@ final class PodmanBackendTests: XCTestCase {
         try await assertNoContainers(c, tag: backend.runTag)
     }
 
+    /// The lab's "CT3 from a snapshot of CT2" on podman: commit of a running container (podman's
+    /// API needs a JSON body for it), the clone sees the committed file, the image is removed after.
+    func testSnapshotCloneSeesCommittedState() async throws {
+        let c = try await client()
+        let clone = DockerBackend(client: c, image: Self.image, command: ["/bin/grep", "-q", "cloned-state", "/edgemeter-state"],
+                                  runID: testRunID("ps"), fromSnapshot: true, engine: "podman")
+        let samples = try await run(clone, .exit)
+        assertPhases(samples, runs: 1)
+        XCTAssertEqual(samples.first?.target, "podman-snapshot")
+        XCTAssertGreaterThan(clone.commitMilliseconds ?? 0, 0)
+        try await assertNoContainers(c, tag: clone.runTag)
+        let images = try await c.request(.GET, "/images/json")
+        XCTAssertFalse(images.text.contains("edgemeter-snap-\(clone.runTag)"), "snapshot image left behind")
+    }
+
     func testFailingWorkloadIsRecordedWithEveryPhase() async throws {
         let c = try await client()
         let backend = DockerBackend(client: c, image: Self.image, command: ["/bin/sh", "-c", "exit 4"], runID: testRunID("pf"), engine: "podman")

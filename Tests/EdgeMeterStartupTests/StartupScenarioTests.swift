@@ -22,8 +22,6 @@ final class StartupScenarioTests: XCTestCase {
             ("backend: qemu\n    snapshot: true\n    ready: marker", "s.yaml:5: scenario \"a\": a restored VM does not boot again"),
             ("backend: cmd", "s.yaml:5: scenario \"a\": the cmd backend needs a start command"),
             ("backend: vbox", "s.yaml:5: scenario \"a\": `backend` must be one of docker, lxc, qemu, cmd, podman, runc, crun, got \"vbox\""),
-            ("backend: runc\n    ready: tcp", "s.yaml:5: scenario \"a\": ready tcp is not available for runc (the container gets a new, empty network namespace"),
-            ("backend: crun\n    ready: icmp", "s.yaml:5: scenario \"a\": ready icmp is not available for crun"),
             ("backend: runc\n    snapshot: true", "s.yaml:5: scenario \"a\": snapshot is supported for docker, podman and qemu only, not runc"),
             ("backend: docker\n    ready: later", "s.yaml:6: scenario \"a\": `ready` must be one of exit, marker, tcp, http, icmp, got \"later\""),
         ]
