@@ -148,6 +148,10 @@ extension Duration {
 /// Loads and validates a suite. Nothing runs until this returns, so a typo on line 40 never wastes
 /// the first 39 lines' measurements.
 public enum SuiteLoader {
+    /// Keys every scenario accepts whatever its kind: `capture: IFACE` records wire-level timings
+    /// beside the scenario's own (libpcap), `capture_filter` narrows that capture (BPF).
+    public static let commonParameters: [String: ParameterType] = ["capture": .string, "capture_filter": .string]
+
     public static func load(yaml: String, file: String, schemas: [ScenarioSchema]) throws -> Suite {
         let byKind = Dictionary(schemas.map { ($0.kind, $0) }, uniquingKeysWith: { a, _ in a })
         let root: Node?
@@ -229,8 +233,9 @@ public enum SuiteLoader {
             let key = k.string ?? ""
             let kl = k.mark?.line ?? line
             if key == "name" || key == "kind" { continue }
-            guard let type = schema.parameters[key] else {
-                throw SuiteError(file: file, line: kl, message: "scenario \"\(name)\": unknown key `\(key)` for kind \(kind); expected one of: \(schema.parameters.keys.sorted().joined(separator: ", "))")
+            guard let type = schema.parameters[key] ?? commonParameters[key] else {
+                let known = Set(schema.parameters.keys).union(commonParameters.keys).sorted()
+                throw SuiteError(file: file, line: kl, message: "scenario \"\(name)\": unknown key `\(key)` for kind \(kind); expected one of: \(known.joined(separator: ", "))")
             }
             guard let value = convert(v, type) else {
                 throw SuiteError(file: file, line: v.mark?.line ?? kl, message: "scenario \"\(name)\": `\(key)` must be \(type.expectation), got \(render(v))")
@@ -240,6 +245,9 @@ public enum SuiteLoader {
         }
         for key in schema.required where params[key] == nil {
             throw SuiteError(file: file, line: line, message: "scenario \"\(name)\": missing `\(key)` (\(schema.parameters[key]?.expectation ?? "required"))")
+        }
+        if params["capture_filter"] != nil && params["capture"] == nil {
+            throw SuiteError(file: file, line: lines["capture_filter"] ?? line, message: "scenario \"\(name)\": `capture_filter` needs `capture: IFACE` (the interface to capture on)")
         }
         let scenario = ValidatedScenario(name: name, kind: kind, line: line, parameters: params, lines: lines)
         if let problem = schema.check(scenario) {

@@ -27,19 +27,20 @@ final class TeeSink: SampleSink, @unchecked Sendable {
 ///   `stack_overhead_first_byte`): the time the sockets, the stack of this host and its scheduling
 ///   add to what the wire shows.
 ///
-/// The pcap is written to `capture-<interface>.pcap` in the run directory (mode 0600), the flows to
-/// `capture-<interface>-flows.csv`, and a Markdown section with the analysis and the app-vs-wire
+/// The pcap is written to `<filePrefix>-<interface>.pcap` in the run directory (mode 0600; the
+/// prefix is `capture`, or `capture-<scenario>` in a suite), the flows to
+/// `<filePrefix>-<interface>-flows.csv`, and a Markdown section with the analysis and the app-vs-wire
 /// table is added to summary.md. With `interface == nil` this only runs `body`.
 ///
 /// Matching: ICMP by the `icmp_id` and `seq` labels; TCP connections by `local_port`; HTTP requests
 /// by `local_port` and the request's index on the connection when the samples carry
 /// `local_port`, otherwise in order when the numbers of requests agree.
 public func withCapture<T>(interface: String?, filter: String? = nil, snapLength: Int32 = 65_535, bufferSize: Int32? = nil,
-                           scenario: String, ctx: ScenarioContext,
+                           scenario: String, filePrefix: String = "capture", ctx: ScenarioContext,
                            body: (ScenarioContext) async throws -> T) async throws -> T {
     guard let interface else { return try await body(ctx) }
     let safe = String(interface.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
-    let pcapPath = ctx.directory.appendingPathComponent("capture-\(safe).pcap").path
+    let pcapPath = ctx.directory.appendingPathComponent("\(filePrefix)-\(safe).pcap").path
     var opts = CaptureOptions(interface: interface, filter: filter, snapLength: snapLength, bufferSize: bufferSize)
     opts.promiscuous = false
     let session: CaptureSession

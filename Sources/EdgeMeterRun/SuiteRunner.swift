@@ -8,8 +8,10 @@ public struct SuiteRunner {
     public var kinds: [ScenarioKind]
     public init(kinds: [ScenarioKind] = ScenarioKinds.all) { self.kinds = kinds }
 
-    public func run(_ suite: Suite, in dir: RunDirectory, stop: StopFlag,
-                    progress: @escaping @Sendable (String) -> Void) async {
+    /// `captureInterface`/`captureFilter` (from `edgemeter run --capture`) apply to every scenario
+    /// that does not name its own `capture`; each scenario gets its own capture and wire samples.
+    public func run(_ suite: Suite, in dir: RunDirectory, stop: StopFlag, captureInterface: String? = nil,
+                    captureFilter: String? = nil, progress: @escaping @Sendable (String) -> Void) async {
         let byKind = Dictionary(kinds.map { ($0.schema.kind, $0) }, uniquingKeysWith: { a, _ in a })
         let suiteDir = URL(fileURLWithPath: suite.path).deletingLastPathComponent()
         for (i, scenario) in suite.scenarios.enumerated() {
@@ -36,7 +38,12 @@ public struct SuiteRunner {
             let ctx = ScenarioContext(runID: dir.runID, sink: dir, stop: stop, directory: dir.url, suiteDirectory: suiteDir,
                                       progress: { progress("\(label) \($0)") }, addSection: { dir.addSection($0) })
             do {
-                try await kind.run(scenario, ctx)
+                let iface = scenario.string("capture") ?? captureInterface
+                let filter = scenario.string("capture") != nil ? scenario.string("capture_filter") : captureFilter
+                let stem = "capture-" + String(scenario.name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+                try await withCapture(interface: iface, filter: filter, scenario: scenario.name, filePrefix: stem, ctx: ctx) { inner in
+                    try await kind.run(scenario, inner)
+                }
                 if stop.isStopped {
                     dir.addNote(ScenarioNote(scenario: scenario.name, status: "interrupted", reason: "stopped by \(stop.reason ?? "request") after \(dir.sampleCount - before) samples"))
                 }

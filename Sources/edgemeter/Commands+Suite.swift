@@ -46,8 +46,13 @@ struct RunSuiteCommand: AsyncParsableCommand {
             for s in parsed.scenarios { print("  \(s.name) (\(s.kind), line \(s.line))") }
             return
         }
-        let result = try await runMeasured(name: parsed.name, options: run, suiteFile: suite) { ctx, dir in
-            await SuiteRunner().run(parsed, in: dir, stop: ctx.stop, progress: { note($0) })
+        // The capture is per scenario (SuiteRunner), not around the whole suite.
+        var options = run
+        options.capture = nil
+        options.captureFilter = nil
+        let result = try await runMeasured(name: parsed.name, options: options, suiteFile: suite) { ctx, dir in
+            await SuiteRunner().run(parsed, in: dir, stop: ctx.stop, captureInterface: run.capture,
+                                    captureFilter: run.captureFilter, progress: { note($0) })
         }
         if !run.json {
             print(try String(contentsOf: result.directory.url.appendingPathComponent("summary.md"), encoding: .utf8))

@@ -245,3 +245,43 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(s.mdev!, nums[3], accuracy: 0.0011, "ping's mdev is integer microseconds")
     }
 }
+
+/// `capture: IFACE` on any suite scenario (and `edgemeter run --capture`) records the wire's view
+/// of the same echoes and connections and the application − wire difference.
+final class SuiteCaptureTests: XCTestCase {
+    func testPerScenarioCaptureOnLoopbackPairsEveryEcho() throws {
+        guard let bin = edgemeterBinary() else { throw XCTSkip("the edgemeter binary is not built: run `swift build` first") }
+        guard getuid() == 0 else { throw XCTSkip("capturing needs root (or CAP_NET_RAW+CAP_NET_ADMIN): run the tests as root") }
+        let out = NSTemporaryDirectory() + "edgemeter-suite-capture-\(UUID().uuidString)"
+        let suite = out + ".yaml"
+        defer { try? FileManager.default.removeItem(atPath: out); try? FileManager.default.removeItem(atPath: suite) }
+        try """
+        name: capture-suite
+        scenarios:
+          - name: icmp-wire
+            kind: ping
+            targets: [127.0.0.1]
+            count: 10
+            interval: 10ms
+            capture: lo
+            capture_filter: icmp
+          - name: tcp-wire
+            kind: tcping
+            targets: [127.0.0.1]
+            listener: true
+            count: 10
+            interval: 10ms
+            capture: lo
+        """.write(toFile: suite, atomically: true, encoding: .utf8)
+        let r = try runCommand(bin, ["run", suite, "--out", out], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let samples = try SampleCSV.parse(String(contentsOfFile: out + "/samples.csv", encoding: .utf8))
+        let echoOverhead = samples.filter { $0.scenario == "icmp-wire" && $0.probe == "wire" && $0.phase == "stack_overhead_echo" && $0.status == .ok }
+        XCTAssertEqual(echoOverhead.count, 10, "\(Set(samples.filter { $0.probe == "wire" }.map(\.phase)))")
+        let connectOverhead = samples.filter { $0.scenario == "tcp-wire" && $0.probe == "wire" && $0.phase == "stack_overhead_connect" && $0.status == .ok }
+        XCTAssertEqual(connectOverhead.count, 10, "\(Set(samples.filter { $0.scenario == "tcp-wire" && $0.probe == "wire" }.map(\.phase)))")
+        XCTAssertTrue(echoOverhead.allSatisfy { ($0.value ?? -1) >= 0 })
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/capture-icmp-wire-lo.pcap"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/capture-tcp-wire-lo.pcap"))
+    }
+}
