@@ -21,6 +21,9 @@ public struct HTTPExchange: Sendable {
     public var error: HTTPClientError?
     /// The phase in which `error` happened (`resolve`, `connect`, `first_byte`, `total`).
     public var failedPhase: String?
+    /// The connection's local (client) port, once connected: the `local_port` label that pairs
+    /// the sample with the same connection in a packet capture.
+    public var localPort: Int?
 }
 
 /// What `edgemeter http` checks and how often.
@@ -76,6 +79,7 @@ public enum HTTPProbe {
         }
         let t2 = monotonicNanos()
         x.connectNanoseconds = Int64(t2 - t1)
+        x.localPort = conn.channel.localAddress?.port
         defer { conn.close() }
         do {
             let r = try await conn.send(request, host: target.hostHeader, keepAlive: false, timeout: amount)
@@ -115,6 +119,7 @@ public enum HTTPProbe {
         labels["clock"] = "monotonic"
         labels["connection"] = "new"
         if let r = x.response { labels["http_status"] = String(r.status) }
+        if let p = x.localPort { labels["local_port"] = String(p) }
         let values: [String: Int64?] = ["resolve": x.resolveNanoseconds, "connect": x.connectNanoseconds,
                                         "first_byte": x.firstByteNanoseconds, "total": x.totalNanoseconds]
         let failIndex: Int? = x.failedPhase.flatMap { phases.firstIndex(of: $0) } ?? (mismatch != nil ? 3 : nil)

@@ -35,14 +35,20 @@ final class TeeSink: SampleSink, @unchecked Sendable {
 /// Matching: ICMP by the `icmp_id` and `seq` labels; TCP connections by `local_port`; HTTP requests
 /// by `local_port` and the request's index on the connection when the samples carry
 /// `local_port`, otherwise in order when the numbers of requests agree.
+///
+/// `promiscuous` puts the interface in promiscuous mode for the capture: on a Linux bridge
+/// (docker0) that is what makes the frames the bridge forwards between two containers visible.
+/// `onAnalysis` gets the analysis and the application's samples after the wire samples are
+/// recorded (for reports that need both, such as the per-hop breakdown).
 public func withCapture<T>(interface: String?, filter: String? = nil, snapLength: Int32 = 65_535, bufferSize: Int32? = nil,
-                           scenario: String, filePrefix: String = "capture", ctx: ScenarioContext,
+                           promiscuous: Bool = false, scenario: String, filePrefix: String = "capture", ctx: ScenarioContext,
+                           onAnalysis: ((WireAnalysis, [Sample]) -> Void)? = nil,
                            body: (ScenarioContext) async throws -> T) async throws -> T {
     guard let interface else { return try await body(ctx) }
     let safe = String(interface.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
     let pcapPath = ctx.directory.appendingPathComponent("\(filePrefix)-\(safe).pcap").path
     var opts = CaptureOptions(interface: interface, filter: filter, snapLength: snapLength, bufferSize: bufferSize)
-    opts.promiscuous = false
+    opts.promiscuous = promiscuous
     let session: CaptureSession
     do {
         session = try CaptureSession(options: opts, writePath: pcapPath, parentStop: ctx.stop)
@@ -68,11 +74,22 @@ public func withCapture<T>(interface: String?, filter: String? = nil, snapLength
     let (result, analysis) = try await session.finish()
     WireReport.record(analysis: analysis, capture: result, interface: interface, pcapPath: pcapPath, appSamples: tee.samples,
                       scenario: scenario, ctx: ctx)
+    onAnalysis?(analysis, tee.samples)
     return value
 }
 
 /// Records the wire samples, the capture counters and the app-vs-wire differences of one capture.
 public enum WireReport {
+    /// The port in an application sample's target (`http://h:p/path`, `h:p`, `[v6]:p`), if any.
+    static func targetPort(_ target: String) -> Int? {
+        var t = Substring(target)
+        if let r = t.range(of: "://") { t = t[r.upperBound...] }
+        if let slash = t.firstIndex(of: "/") { t = t[..<slash] }
+        if let close = t.lastIndex(of: "]") { t = t[t.index(after: close)...] }
+        guard let colon = t.lastIndex(of: ":") else { return nil }
+        return Int(t[t.index(after: colon)...])
+    }
+
     struct Pair {
         var app: Sample
         var wire: Sample
@@ -90,22 +107,29 @@ public enum WireReport {
         var connectApp: [String: Sample] = [:]
         var httpFirstByteApp: [String: Sample] = [:]
         var httpOrdered: [Sample] = []
+        // Local ports are only unique per client address: a pair also needs the wire server's port
+        // to be the application target's (a container calling another one may use the same port
+        // number as this host).
+        func samePort(_ app: Sample, _ wire: Sample) -> Bool {
+            guard let server = wire.labels["server"], let wp = server.split(separator: ":").last.flatMap({ Int($0) }) else { return true }
+            return WireReport.targetPort(app.target).map { $0 == wp } ?? true
+        }
         for s in appSamples where s.probe != WireSamples.probe {
             if s.phase == "echo", let id = s.labels["icmp_id"], let seq = s.labels["seq"] {
                 echoApp["\(id)/\(seq)"] = s
             } else if s.phase == "connect", let p = s.labels["local_port"] {
                 connectApp[p] = s
             }
-            if s.probe == "http" && s.phase == "first_byte" {
+            if (s.probe == "http" || s.probe == "calc") && s.phase == "first_byte" {
                 if let p = s.labels["local_port"] { httpFirstByteApp["\(p)/\(s.labels["request"] ?? "0")"] = s }
-                httpOrdered.append(s)
+                else { httpOrdered.append(s) }
             }
         }
         // Without local ports, HTTP requests pair in order with the wire requests to the server the
         // application targeted (its host:port appears in the target), when the counts agree; other
         // wire requests (e.g. a front end's calls to its back ends) stay under their own server.
         var httpQueues: [String: [Sample]] = [:] // wire server endpoint → app samples in order
-        if httpFirstByteApp.isEmpty {
+        if !httpOrdered.isEmpty {
             let wireServers = Set(wire.filter { $0.phase == "http_first_byte" }.compactMap { $0.labels["server"] })
             for server in wireServers {
                 let apps = httpOrdered.filter { $0.target.contains(server) }
@@ -121,11 +145,11 @@ public enum WireReport {
             case "icmp_echo":
                 if let id = w.labels["icmp_id"], let seq = w.labels["seq"], let s = echoApp["\(id)/\(seq)"] { match = ("stack_overhead_echo", s) }
             case "tcp_syn_synack":
-                if let p = w.labels["local_port"], let s = connectApp[p] { match = ("stack_overhead_connect", s) }
+                if let p = w.labels["local_port"], let s = connectApp[p], samePort(s, w) { match = ("stack_overhead_connect", s) }
             case "tcp_synack_ack", "tcp_handshake":
-                if let p = w.labels["local_port"], let s = connectApp[p] { match = ("", s) }
+                if let p = w.labels["local_port"], let s = connectApp[p], samePort(s, w) { match = ("", s) }
             case "http_first_byte":
-                if let p = w.labels["local_port"], let s = httpFirstByteApp["\(p)/\(w.labels["request"] ?? "0")"] {
+                if let p = w.labels["local_port"], let s = httpFirstByteApp["\(p)/\(w.labels["request"] ?? "0")"], samePort(s, w) {
                     match = ("stack_overhead_first_byte", s)
                 } else if let server = w.labels["server"], var q = httpQueues[server], !q.isEmpty {
                     match = ("stack_overhead_first_byte", q.removeFirst())
@@ -197,7 +221,7 @@ public enum WireReport {
                 unmatched[phase, default: 0] += 1
             }
         }
-        let appTimed = appSamples.filter { $0.probe != WireSamples.probe && ($0.phase == "echo" || $0.phase == "connect" || ($0.probe == "http" && $0.phase == "first_byte")) }.count
+        let appTimed = appSamples.filter { $0.probe != WireSamples.probe && ($0.phase == "echo" || $0.phase == "connect" || (($0.probe == "http" || $0.probe == "calc") && $0.phase == "first_byte")) }.count
         let unpairedApp = appTimed - pairs.count
         var md = WireSamples.markdown(a, source: "`\(interface)` during scenario \(scenario) (\(URL(fileURLWithPath: pcapPath).lastPathComponent))",
                                       capture: capture, interface: interface)
