@@ -124,7 +124,10 @@ public enum HopBreakdown {
         s += "Each row is one request to the front end \(frontName); `in` = request's last byte → first call, each call = its request's "
         s += "first byte → its response's last byte, `between` = gaps between calls, `back` = last call's end → the front end's first "
         s += "response byte. All in ms.\n\n"
-        s += "| # | client port | status | first byte | response | in | calls | between | back |\n|---:|---:|---:|---:|---:|---:|---|---:|---:|\n"
+        if maxRows == 0 { s = "### Per-hop distribution on `\(interface)`: \(frontName) (wire, capture timestamps, ms)\n\n" }
+        if maxRows > 0 && !rows.isEmpty {
+            s += "| # | client port | status | first byte | response | in | calls | between | back |\n|---:|---:|---:|---:|---:|---:|---|---:|---:|\n"
+        }
         for (i, r) in rows.prefix(maxRows).enumerated() {
             let calls = r.calls.map { "\($0.service) \(f($0.exchange.responseNs))" }.joined(separator: ", ")
             s += "| \(i) | \(r.request.clientPort) | \(r.request.status.map(String.init) ?? "") | \(f(r.request.firstByteNs)) | \(f(r.request.responseNs)) "

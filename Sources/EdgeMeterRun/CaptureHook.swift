@@ -221,7 +221,7 @@ public enum WireReport {
                 unmatched[phase, default: 0] += 1
             }
         }
-        let appTimed = appSamples.filter { $0.probe != WireSamples.probe && ($0.phase == "echo" || $0.phase == "connect" || (($0.probe == "http" || $0.probe == "calc") && $0.phase == "first_byte")) }.count
+        let appTimed = appSamples.filter { $0.probe != WireSamples.probe && $0.unit == "ms" && ($0.phase == "echo" || $0.phase == "connect" || (($0.probe == "http" || $0.probe == "calc") && $0.phase == "first_byte")) }.count
         let unpairedApp = appTimed - pairs.count
         var md = WireSamples.markdown(a, source: "`\(interface)` during scenario \(scenario) (\(URL(fileURLWithPath: pcapPath).lastPathComponent))",
                                       capture: capture, interface: interface)

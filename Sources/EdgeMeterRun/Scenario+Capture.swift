@@ -28,6 +28,41 @@ import EdgeMeterStartup
 ///   interval: 20ms
 /// ```
 ///
+/// With `calculator_containers: true`, the scenario starts the lab's 2-tier calculator as FIVE
+/// containers of `container_image` (default `edgemeter-base:latest`) on docker0: `sum`, `sub`,
+/// `mul`, `div` (`edgemeter serve calculator --role OP --host 0.0.0.0 --port 5000N`), then the front
+/// end with `--sum IP:50001 --sub ... --div ...` pointing at their bridge addresses; `container`
+/// stands for the front end's address. It sends one warm-up request (not recorded, it also opens
+/// the front end's keep-alive connections to its services) before capturing, captures in
+/// promiscuous mode (so the frames the bridge forwards between containers are seen; filter
+/// `host A or host B ...` of the five containers unless `filter` is given) and adds the per-hop
+/// breakdown of every request (client → front end → each operation service → back, see
+/// `HopBreakdown`) to the samples and summary.md.
+///
+/// `load_rate` + `load_duration` (+ `load_connections`, default 4) add, after the probes, a
+/// bounded fixed-rate (open loop, wrk2-style) HTTP load on the first `http` URL with the same
+/// method and body (`LoadGenerator`), captured too: its report, the app-vs-wire comparison of its
+/// latency distribution and the per-hop distribution under load.
+///
+/// All containers are named `edgemeter-capture-<run>-<scenario>[-<role>]`, labelled `edgemeter`
+/// (so `edgemeter cleanup` finds leftovers) and `edgemeter.capture=<run>/<scenario>`, and removed
+/// at the end, on failure and when the run is stopped (Ctrl-C).
+///
+/// ```yaml
+/// - name: docker0-calculator-hops
+///   kind: capture
+///   interface: docker0
+///   calculator_containers: true
+///   ping: [container]
+///   http: ["http://container:50000/calculate"]
+///   http_method: POST
+///   http_body: "(5+6)*2-8/4"
+///   count: 20
+///   interval: 20ms
+///   load_rate: 200
+///   load_duration: 3s
+/// ```
+///
 /// ```yaml
 /// - name: docker0-wire
 ///   kind: capture
@@ -47,7 +82,9 @@ public enum CaptureScenario {
         parameters: ["interface": .string, "filter": .string, "duration": .duration, "ping": .stringList, "tcping": .stringList, "http": .stringList,
                      "http_method": .oneOf(["GET", "POST", "PUT", "DELETE", "HEAD"]), "http_body": .string,
                      "count": .positiveInteger, "interval": .duration, "timeout": .duration, "snaplen": .positiveInteger,
-                     "buffer_kib": .positiveInteger, "container_image": .string, "container_command": .stringList],
+                     "buffer_kib": .positiveInteger, "container_image": .string, "container_command": .stringList,
+                     "calculator_containers": .bool, "promiscuous": .bool, "load_rate": .positiveNumber, "load_duration": .duration,
+                     "load_connections": .positiveInteger],
         required: ["interface"],
         check: { s in
             let probes = (s.strings("ping") ?? []).count + (s.strings("tcping") ?? []).count + (s.strings("http") ?? []).count
@@ -55,7 +92,24 @@ public enum CaptureScenario {
                 return ("interface", "give `ping`, `tcping` or `http` targets to measure while capturing, or a capture `duration`")
             }
             let usesContainer = ((s.strings("ping") ?? []) + (s.strings("tcping") ?? []) + (s.strings("http") ?? [])).contains { $0.contains("container") }
-            if usesContainer && s.string("container_image") == nil {
+            let calculator = s.bool("calculator_containers") == true
+            if calculator && s.strings("container_command") != nil {
+                return ("container_command", "`calculator_containers` starts its own commands (edgemeter serve calculator --role ...); remove `container_command`")
+            }
+            if calculator && (s.strings("http") ?? []).isEmpty {
+                return ("http", "`calculator_containers` needs an `http` URL for the front end, e.g. \"http://container:50000/calculate\" with http_method: POST")
+            }
+            if (s.number("load_rate") == nil) != (s.duration("load_duration") == nil) {
+                return (s.number("load_rate") == nil ? "load_rate" : "load_duration",
+                        "a load needs both `load_rate` (requests per second) and `load_duration` (e.g. 3s) so it is bounded")
+            }
+            if let d = s.duration("load_duration") {
+                if (s.strings("http") ?? []).isEmpty { return ("load_duration", "the load goes to the first `http` URL: give `http`") }
+                if d > .seconds(60) { return ("load_duration", "`load_duration` is limited to 60s in a capture scenario (the pcap holds every packet)") }
+                if d < .milliseconds(100) { return ("load_duration", "`load_duration` must be at least 100ms") }
+            }
+            if let r = s.number("load_rate"), r > 20_000 { return ("load_rate", "`load_rate` is limited to 20000 requests/s in a capture scenario") }
+            if usesContainer && s.string("container_image") == nil && !calculator {
                 return ("container_image", "targets name `container`: give `container_image` (e.g. edgemeter-base:latest, built by `edgemeter image build`)")
             }
             for u in s.strings("http") ?? [] {
@@ -77,6 +131,19 @@ public enum CaptureScenario {
     }
 
     static func run(_ s: ValidatedScenario, ctx: ScenarioContext) async throws {
+        if s.bool("calculator_containers") == true {
+            let group = ContainerGroup()
+            do {
+                let deployment = try await CalculatorDeployment.start(image: s.string("container_image") ?? "edgemeter-base:latest",
+                                                                      runID: ctx.runID, scenario: s.name, group: group, ctx: ctx)
+                try await measure(s, ctx: ctx, container: deployment.front.address, fixture: nil, deployment: deployment)
+            } catch {
+                await group.removeAll()
+                throw error
+            }
+            await group.removeAll()
+            return
+        }
         var fixture: ContainerFixture?
         var address = "container"
         if let image = s.string("container_image") {
@@ -87,7 +154,7 @@ public enum CaptureScenario {
             ctx.progress("container \(f.name) (\(image)) at \(f.address)")
         }
         do {
-            try await measure(s, ctx: ctx, container: address, fixture: fixture)
+            try await measure(s, ctx: ctx, container: address, fixture: fixture, deployment: nil)
         } catch {
             await fixture?.remove()
             throw error
@@ -95,7 +162,8 @@ public enum CaptureScenario {
         await fixture?.remove()
     }
 
-    static func measure(_ s: ValidatedScenario, ctx: ScenarioContext, container: String, fixture: ContainerFixture?) async throws {
+    static func measure(_ s: ValidatedScenario, ctx: ScenarioContext, container: String, fixture: ContainerFixture?,
+                        deployment: CalculatorDeployment?) async throws {
         func sub(_ t: String) -> String { t.replacingOccurrences(of: "container", with: container) }
         let interface = s.string("interface")!
         let interval = s.duration("interval") ?? .milliseconds(100)
@@ -109,9 +177,29 @@ public enum CaptureScenario {
                 try await fixture.waitForTCP(host: t.host, port: t.port, stop: ctx.stop)
             }
         }
+        let method = s.string("http_method") ?? "GET"
+        let bodyText = s.string("http_body")
+        func request(_ t: HTTPTarget) -> HTTPRequestSpec {
+            HTTPRequestSpec(method: method, path: t.path, headers: bodyText == nil ? [] : [("Content-Type", "text/plain")],
+                            body: Array((bodyText ?? "").utf8))
+        }
+        var filter = s.string("filter")
+        if let deployment {
+            // One request (not recorded) before capturing: the front end answers 200 and has its
+            // keep-alive connections to the services open.
+            try await deployment.warmUp(httpTargets[0], request: request(httpTargets[0]), stop: ctx.stop)
+            if filter == nil { filter = deployment.all.map { "host \($0.address)" }.joined(separator: " or ") }
+        }
+        let loadResult = LoadBox()
+        let promiscuous = s.bool("promiscuous") ?? (deployment != nil)
         do {
-            try await withCapture(interface: interface, filter: s.string("filter"), snapLength: Int32(s.int("snaplen") ?? 65_535),
-                                  bufferSize: s.int("buffer_kib").map { Int32($0 * 1024) }, scenario: s.name, ctx: ctx) { inner in
+            try await withCapture(interface: interface, filter: filter, snapLength: Int32(s.int("snaplen") ?? 65_535),
+                                  bufferSize: s.int("buffer_kib").map { Int32($0 * 1024) }, promiscuous: promiscuous, scenario: s.name, ctx: ctx,
+                                  onAnalysis: { analysis, appSamples in
+                                      guard let deployment, let front = httpTargets.first else { return }
+                                      deployment.report(analysis, interface: interface, frontPort: front.port, appSamples: appSamples,
+                                                        load: loadResult.value, scenario: s.name, ctx: ctx)
+                                  }) { inner in
                 if !pingTargets.isEmpty {
                     _ = try PingScenario.run(scenario: s.name, targets: pingTargets, family: .any,
                                              options: ICMPOptions(count: s.int("count"), interval: interval, timeout: timeout),
@@ -123,13 +211,20 @@ public enum CaptureScenario {
                                                ctx: inner, onLine: nil)
                 }
                 for t in httpTargets where !inner.stop.isStopped {
-                    let request = HTTPRequestSpec(method: s.string("http_method") ?? "GET", path: t.path,
-                                                  headers: s.string("http_body") == nil ? [] : [("Content-Type", "text/plain")],
-                                                  body: Array((s.string("http_body") ?? "").utf8))
-                    let options = HTTPProbeOptions(request: request, count: s.int("count") ?? 10,
+                    let options = HTTPProbeOptions(request: request(t), count: s.int("count") ?? 10,
                                                    interval: interval, timeout: timeout)
-                    _ = await HTTPProbe.run(target: t, options: options, runID: inner.runID, scenario: s.name, sink: inner.sink,
-                                            stop: inner.stop, progress: nil)
+                    let r = await HTTPProbe.run(target: t, options: options, runID: inner.runID, scenario: s.name, sink: inner.sink,
+                                                stop: inner.stop, progress: nil)
+                    inner.progress("\(t): \(r.succeeded)/\(r.attempts) requests succeeded")
+                }
+                if let rate = s.number("load_rate"), let d = s.duration("load_duration"), let t = httpTargets.first, !inner.stop.isStopped {
+                    var o = LoadOptions(request: request(t), connections: s.int("load_connections") ?? 4, rate: rate, duration: d,
+                                        timeout: timeout)
+                    o.threads = 1
+                    let started = Date()
+                    let r = try await LoadScenario.record(target: t, options: o, scenario: s.name, ctx: inner)
+                    loadResult.value = (r, started, Date())
+                    inner.progress(String(format: "load on %@: %d responses, %.1f req/s, %d errors", t.description, r.responses, r.achievedRate, r.totalErrors))
                 }
                 if pingTargets.isEmpty && tcpTargets.isEmpty && httpTargets.isEmpty, let d = s.duration("duration") {
                     let end = ContinuousClock.now + d
@@ -159,17 +254,26 @@ final class ContainerFixture: @unchecked Sendable {
         self.address = address
     }
 
-    static func start(image: String, command: [String]?, runID: String, scenario: String) async throws -> ContainerFixture {
-        let client: DockerAPIClient
+    static func connectDocker() async throws -> DockerAPIClient {
         do {
-            client = try DockerAPIClient()
+            let client = try DockerAPIClient()
             try await client.ping()
+            return client
         } catch {
             throw ScenarioNotRun("dockerd is not reachable (\(error)); start it (`dockerd &`) to run this scenario")
         }
+    }
+
+    /// Creates and starts a container named `edgemeter-capture-<run>-<scenario>[-<role>]` on the
+    /// default bridge; `group` gets it as soon as it exists, so a failure later removes it too.
+    static func start(image: String, command: [String]?, runID: String, scenario: String, role: String? = nil,
+                      client given: DockerAPIClient? = nil, group: ContainerGroup? = nil) async throws -> ContainerFixture {
+        let client: DockerAPIClient
+        if let given { client = given } else { client = try await connectDocker() }
         let safe = String((runID + "-" + scenario).map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "-" })
-        let name = "edgemeter-capture-\(safe)".prefix(120)
-        var body: [String: Any] = ["Image": image, "Labels": ["edgemeter": "capture", "edgemeter.run": runID],
+        let name = ("edgemeter-capture-\(safe)".prefix(110)) + (role.map { "-\($0)" } ?? "")
+        var body: [String: Any] = ["Image": image, "Labels": ["edgemeter": "capture", "edgemeter.run": runID,
+                                                              "edgemeter.capture": "\(runID)/\(scenario)"],
                                    "HostConfig": ["NetworkMode": "bridge"]]
         if let command { body["Cmd"] = command }
         let r = try await client.request(.POST, "/containers/create?name=\(name)", json: body)
@@ -177,6 +281,7 @@ final class ContainerFixture: @unchecked Sendable {
             if r.status == 404 { throw ScenarioNotRun("image \(image) not found in dockerd: build it with `edgemeter image build`") }
             throw ScenarioNotRun("creating container \(name): HTTP \(r.status): \(r.errorMessage)")
         }
+        group?.add(client: client, id: id)
         let started = try await client.request(.POST, "/containers/\(id)/start")
         guard started.status == 204 || started.status == 304 else {
             _ = try? await client.request(.DELETE, "/containers/\(id)?force=1")
@@ -215,5 +320,133 @@ final class ContainerFixture: @unchecked Sendable {
 
     func remove() async {
         _ = try? await client.request(.DELETE, "/containers/\(id)?force=1")
+    }
+}
+
+/// Containers one scenario started; `removeAll` force-removes each (and anything else labelled
+/// with the scenario, e.g. a create that answered after an error).
+final class ContainerGroup: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [(DockerAPIClient, String)] = []
+
+    func add(client: DockerAPIClient, id: String) {
+        lock.lock(); items.append((client, id)); lock.unlock()
+    }
+
+    private func take() -> [(DockerAPIClient, String)] {
+        lock.lock(); defer { lock.unlock() }
+        let all = items
+        items = []
+        return all
+    }
+
+    func removeAll() async {
+        let all = take()
+        for (client, id) in all.reversed() {
+            _ = try? await client.request(.DELETE, "/containers/\(id)?force=1")
+        }
+    }
+}
+
+/// The result of a load run inside a capture, handed to the report after the capture.
+final class LoadBox: @unchecked Sendable {
+    var value: (result: LoadResult, started: Date, ended: Date)?
+}
+
+/// The lab's 2-tier calculator as five containers on docker0: the four operation services, then
+/// the front end pointing at their bridge addresses.
+struct CalculatorDeployment: Sendable {
+    static let operations: [(role: String, port: Int)] = [("sum", 50001), ("sub", 50002), ("mul", 50003), ("div", 50004)]
+    let front: ContainerFixture
+    let services: [(role: String, fixture: ContainerFixture, port: Int)]
+    var all: [ContainerFixture] { services.map(\.fixture) + [front] }
+
+    static func start(image: String, runID: String, scenario: String, group: ContainerGroup, ctx: ScenarioContext) async throws -> CalculatorDeployment {
+        let client = try await ContainerFixture.connectDocker()
+        var services: [(role: String, fixture: ContainerFixture, port: Int)] = []
+        for (role, port) in operations {
+            if ctx.stop.isStopped { throw RunError.setup("stopped (\(ctx.stop.reason ?? "stop requested")) while starting the calculator containers") }
+            let f = try await ContainerFixture.start(image: image, command: ["edgemeter", "serve", "calculator", "--role", role, "--host", "0.0.0.0",
+                                                                            "--port", String(port)],
+                                                     runID: runID, scenario: scenario, role: role, client: client, group: group)
+            services.append((role, f, port))
+        }
+        for (role, f, port) in services {
+            try await f.waitForTCP(host: f.address, port: port, stop: ctx.stop)
+            ctx.progress("calculator \(role) container \(f.name) at \(f.address):\(port)")
+        }
+        var command = ["edgemeter", "serve", "calculator", "--role", "front", "--host", "0.0.0.0", "--port", "50000"]
+        for (role, f, port) in services { command += ["--\(role)", "\(f.address):\(port)"] }
+        let front = try await ContainerFixture.start(image: image, command: command, runID: runID, scenario: scenario, role: "front",
+                                                     client: client, group: group)
+        try await front.waitForTCP(host: front.address, port: 50000, stop: ctx.stop)
+        ctx.progress("calculator front end container \(front.name) at \(front.address):50000")
+        return CalculatorDeployment(front: front, services: services)
+    }
+
+    /// Sends the request until the front end answers 200 (at most 20 s).
+    func warmUp(_ target: HTTPTarget, request: HTTPRequestSpec, stop: StopFlag) async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        var last = "no answer"
+        while ContinuousClock.now < deadline && !stop.isStopped {
+            let x = await HTTPProbe.exchange(target, request: request, timeout: .seconds(2))
+            if let r = x.response {
+                if r.status == 200 { return }
+                last = "HTTP \(r.status): \(r.bodyText.prefix(200))"
+            } else if let e = x.error {
+                last = e.description
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        throw RunError.setup("the calculator front end container \(front.name) at \(target) did not answer 200 within 20 s (last: \(last)); "
+                             + "see `docker logs` of the edgemeter-capture-* containers")
+    }
+
+    /// Records the per-hop samples and adds the per-hop sections (probe requests, then the load's
+    /// requests with the app-vs-wire comparison of their latency distribution).
+    func report(_ a: WireAnalysis, interface: String, frontPort: Int, appSamples: [Sample],
+                load: (result: LoadResult, started: Date, ended: Date)?, scenario: String, ctx: ScenarioContext) {
+        guard let frontIP = IPAddress(front.address) else { return }
+        var names: [String: String] = [:]
+        for (role, f, port) in services { names["\(f.address):\(port)"] = role }
+        let (rows, ambiguous) = HopBreakdown.compute(a, front: frontIP, frontPort: UInt16(frontPort), services: names)
+        // A row whose client port is an HTTP probe sample's `local_port` is that probe request.
+        var probeTargets: [String: Sample] = [:]
+        for s in appSamples where s.probe == "http" && s.phase == "first_byte" {
+            if let p = s.labels["local_port"] { probeTargets[p] = s }
+        }
+        let probeRows = rows.filter { probeTargets[String($0.request.clientPort)] != nil }
+        let otherRows = rows.filter { probeTargets[String($0.request.clientPort)] == nil }
+        let frontName = "\(front.address):\(frontPort)"
+        HopBreakdown.samples(probeRows, runID: ctx.runID, scenario: scenario,
+                             target: { probeTargets[String($0.request.clientPort)]?.target ?? frontName },
+                             labels: ["interface": interface, "clock": "capture", "source": "http_probe"]).forEach(ctx.sink.record)
+        HopBreakdown.samples(otherRows, runID: ctx.runID, scenario: scenario, target: { _ in "load " + frontName },
+                             labels: ["interface": interface, "clock": "capture", "source": load == nil ? "other" : "load"]).forEach(ctx.sink.record)
+        var md = HopBreakdown.markdown(probeRows, interface: interface, frontName: "\(frontName) (HTTP probe requests, one per connection)",
+                                       ambiguousCalls: 0)
+        md += "\nServices: " + services.map { "\($0.role) \($0.fixture.address):\($0.port) (\($0.fixture.name))" }.joined(separator: ", ")
+        md += "; front end \(front.name).\n"
+        if !otherRows.isEmpty {
+            md += "\n" + HopBreakdown.markdown(otherRows, interface: interface,
+                                               frontName: "\(frontName) (\(load == nil ? "other requests" : "requests of the fixed-rate load"))",
+                                               ambiguousCalls: ambiguous, maxRows: 0)
+        }
+        if let load {
+            let h = load.result.uncorrected
+            let wire = otherRows.compactMap(\.request.responseNs).sorted()
+            func q(_ p: Double) -> String {
+                wire.isEmpty ? "—" : Format.fixed(Double(wire[min(wire.count - 1, Int((p * Double(wire.count - 1)).rounded()))]) / 1e6, 3)
+            }
+            func app(_ p: Double) -> String { h.totalCount > 0 ? Format.fixed(Double(h.valueAtPercentile(p * 100)) / 1e6, 3) : "—" }
+            md += "\n### Load: application vs wire (\(interface))\n\n"
+            md += "Application: the load generator's uncorrected latency (request handed to the socket → last response byte, warm-up "
+            md += "excluded). Wire: client → front end, request's first byte → response's last byte, every request of the load seen on "
+            md += "\(interface). Distributions, not pairs (the load records histograms).\n\n"
+            md += "| | requests | p50 ms | p90 ms | p99 ms |\n|---|---:|---:|---:|---:|\n"
+            md += "| application (load) | \(h.totalCount) | \(app(0.5)) | \(app(0.9)) | \(app(0.99)) |\n"
+            md += "| wire | \(wire.count) | \(q(0.5)) | \(q(0.9)) | \(q(0.99)) |\n"
+        }
+        ctx.addSection(md)
     }
 }

@@ -10,6 +10,9 @@ import Foundation
 /// - stop: `POST /containers/ID/stop?t=2`; remove: `DELETE /containers/ID?force=1`.
 /// The engine's own `create`/`start`/`die`/`destroy` events (`GET /events`, nanosecond times) are
 /// recorded in labels (`engine_create_to_start_ms`, ...) as a cross-check of the client figures.
+/// With `engine: "podman"` the same code drives podman's Docker-compatible API
+/// (`podman system service`, /run/podman/podman.sock); the engine's OCI runtime (`GET /info`) is in
+/// the `runtime` label.
 public final class DockerBackend: StartupBackend, @unchecked Sendable {
     public let client: DockerAPIClient
     public let image: String
