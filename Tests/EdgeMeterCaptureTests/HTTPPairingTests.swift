@@ -3,6 +3,7 @@ import Foundation
 import EdgeMeterCore
 @testable import EdgeMeterCapture
 @testable import EdgeMeterRun
+import EdgeMeterProbes
 
 /// HTTP probe samples carry their connection's `local_port`, and the capture hook pairs each
 /// request with the wire request on that port and the target's server port — exactly, even when
