@@ -177,16 +177,22 @@ public enum WireReport {
         // Everything else seen on a matched connection (its other phases, its flow totals) or for a
         // matched echo's address goes under the application's target too; decode counters go under
         // the interface.
+        // A connection is its local port and its server (port numbers repeat across clients).
+        func connection(_ w: Sample) -> String? {
+            guard let p = w.labels["local_port"], p != "0" else { return nil }
+            guard let server = w.labels["server"] ?? w.labels["flow"].flatMap({ $0.split(separator: " ").last.map(String.init) }) else { return nil }
+            return "\(p) \(server)"
+        }
         var portTarget: [String: String] = [:]
         var addressTarget: [String: String] = [:]
         for i in wire.indices where wire[i].labels["app_probe"] != nil {
-            if let p = wire[i].labels["local_port"], p != "0" { portTarget[p] = wire[i].target }
+            if let c = connection(wire[i]) { portTarget[c] = wire[i].target }
             if wire[i].phase == "icmp_echo", let d = wire[i].labels["dst"] { addressTarget[d] = wire[i].target }
         }
         for i in wire.indices {
             if wire[i].phase.hasPrefix("decode_") { wire[i].target = interface; continue }
             if wire[i].labels["app_probe"] != nil { continue }
-            if let p = wire[i].labels["local_port"], let t = portTarget[p] {
+            if let c = connection(wire[i]), let t = portTarget[c] {
                 wire[i].target = t
             } else if let f = wire[i].labels["flow"], f.hasPrefix("icmp"),
                       let dst = f.split(separator: " ").last.map({ String($0.split(separator: ":").first ?? "") }),
