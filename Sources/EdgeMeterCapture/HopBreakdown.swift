@@ -124,7 +124,7 @@ public enum HopBreakdown {
         s += "Each row is one request to the front end \(frontName); `in` = request's last byte → first call, each call = its request's "
         s += "first byte → its response's last byte, `between` = gaps between calls, `back` = last call's end → the front end's first "
         s += "response byte. All in ms.\n\n"
-        if maxRows == 0 { s = "### Per-hop distribution on `\(interface)`: \(frontName) (wire, capture timestamps, ms)\n\n" }
+        if maxRows == 0 { s = "### Per-hop distribution on `\(interface)`: \(frontName) (wire, capture timestamps, ms)\n" }
         if maxRows > 0 && !rows.isEmpty {
             s += "| # | client port | status | first byte | response | in | calls | between | back |\n|---:|---:|---:|---:|---:|---:|---|---:|---:|\n"
         }

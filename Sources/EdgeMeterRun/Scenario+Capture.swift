@@ -48,6 +48,11 @@ import EdgeMeterStartup
 /// (so `edgemeter cleanup` finds leftovers) and `edgemeter.capture=<run>/<scenario>`, and removed
 /// at the end, on failure and when the run is stopped (Ctrl-C).
 ///
+/// `calc_expression` probes the `http` URLs with the calc probe instead (POST of the expression,
+/// answer checked, the front end's `Server-Timing` per call recorded as `hopN_<service>`); with
+/// `calculator_containers` each call the bridge saw is then paired with the front end's own timing
+/// of it (phase `stack_overhead_hop`).
+///
 /// ```yaml
 /// - name: docker0-calculator-hops
 ///   kind: capture
@@ -55,8 +60,7 @@ import EdgeMeterStartup
 ///   calculator_containers: true
 ///   ping: [container]
 ///   http: ["http://container:50000/calculate"]
-///   http_method: POST
-///   http_body: "(5+6)*2-8/4"
+///   calc_expression: "(5+6)*2-8/4"
 ///   count: 20
 ///   interval: 20ms
 ///   load_rate: 200
@@ -80,7 +84,7 @@ public enum CaptureScenario {
     public static let schema = ScenarioSchema(
         kind: "capture",
         parameters: ["interface": .string, "filter": .string, "duration": .duration, "ping": .stringList, "tcping": .stringList, "http": .stringList,
-                     "http_method": .oneOf(["GET", "POST", "PUT", "DELETE", "HEAD"]), "http_body": .string,
+                     "http_method": .oneOf(["GET", "POST", "PUT", "DELETE", "HEAD"]), "http_body": .string, "calc_expression": .string,
                      "count": .positiveInteger, "interval": .duration, "timeout": .duration, "snaplen": .positiveInteger,
                      "buffer_kib": .positiveInteger, "container_image": .string, "container_command": .stringList,
                      "calculator_containers": .bool, "promiscuous": .bool, "load_rate": .positiveNumber, "load_duration": .duration,
@@ -98,6 +102,14 @@ public enum CaptureScenario {
             }
             if calculator && (s.strings("http") ?? []).isEmpty {
                 return ("http", "`calculator_containers` needs an `http` URL for the front end, e.g. \"http://container:50000/calculate\" with http_method: POST")
+            }
+            if let e = s.string("calc_expression") {
+                if s.string("http_body") != nil || s.string("http_method") != nil {
+                    return ("calc_expression", "`calc_expression` is POSTed as the body: remove `http_body` and `http_method`")
+                }
+                do { _ = try CalcScenario.options(expression: e, expect: nil, count: 1, interval: .seconds(1), timeout: .seconds(1)) } catch {
+                    return ("calc_expression", "`calc_expression` \(e): \(error)")
+                }
             }
             if (s.number("load_rate") == nil) != (s.duration("load_duration") == nil) {
                 return (s.number("load_rate") == nil ? "load_rate" : "load_duration",
@@ -177,8 +189,9 @@ public enum CaptureScenario {
                 try await fixture.waitForTCP(host: t.host, port: t.port, stop: ctx.stop)
             }
         }
-        let method = s.string("http_method") ?? "GET"
-        let bodyText = s.string("http_body")
+        let calcExpression = s.string("calc_expression")
+        let method = calcExpression != nil ? "POST" : s.string("http_method") ?? "GET"
+        let bodyText = calcExpression ?? s.string("http_body")
         func request(_ t: HTTPTarget) -> HTTPRequestSpec {
             HTTPRequestSpec(method: method, path: t.path, headers: bodyText == nil ? [] : [("Content-Type", "text/plain")],
                             body: Array((bodyText ?? "").utf8))
@@ -194,7 +207,8 @@ public enum CaptureScenario {
         let promiscuous = s.bool("promiscuous") ?? (deployment != nil)
         do {
             try await withCapture(interface: interface, filter: filter, snapLength: Int32(s.int("snaplen") ?? 65_535),
-                                  bufferSize: s.int("buffer_kib").map { Int32($0 * 1024) }, promiscuous: promiscuous, scenario: s.name, ctx: ctx,
+                                  bufferSize: s.int("buffer_kib").map { Int32($0 * 1024) }, promiscuous: promiscuous, scenario: s.name,
+                                  filePrefix: "capture-" + String(s.name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }), ctx: ctx,
                                   onAnalysis: { analysis, appSamples in
                                       guard let deployment, let front = httpTargets.first else { return }
                                       deployment.report(analysis, interface: interface, frontPort: front.port, appSamples: appSamples,
@@ -211,6 +225,14 @@ public enum CaptureScenario {
                                                ctx: inner, onLine: nil)
                 }
                 for t in httpTargets where !inner.stop.isStopped {
+                    if let e = calcExpression {
+                        let options = try CalcScenario.options(expression: e, expect: nil, count: s.int("count") ?? 10, interval: interval,
+                                                               timeout: timeout)
+                        let r = await CalcProbe.run(target: t, options: options, runID: inner.runID, scenario: s.name, sink: inner.sink,
+                                                    stop: inner.stop)
+                        inner.progress("\(t): \(r.succeeded)/\(r.attempts) answers correct")
+                        continue
+                    }
                     let options = HTTPProbeOptions(request: request(t), count: s.int("count") ?? 10,
                                                    interval: interval, timeout: timeout)
                     let r = await HTTPProbe.run(target: t, options: options, runID: inner.runID, scenario: s.name, sink: inner.sink,
@@ -384,6 +406,50 @@ struct CalculatorDeployment: Sendable {
         return CalculatorDeployment(front: front, services: services)
     }
 
+    /// Pairs each call the front end made for a calc probe request (on the wire) with the front
+    /// end's own measurement of that call (its `Server-Timing` entry `hopN_<service>`, from sending
+    /// the call on its pooled connection to having the reply) and records the difference
+    /// front end − wire (probe `wire`, phase `stack_overhead_hop`, label `service`): what the front
+    /// end's HTTP client, its container's stack and the veth add to the call as the bridge saw it.
+    func serverTimingVersusWire(_ rows: [RequestHops], probeSamples: [String: Sample], serverTiming: [String: [Sample]],
+                                interface: String, scenario: String, ctx: ScenarioContext) -> String {
+        var byService: [String: [(app: Double, wire: Double)]] = [:]
+        var services: [String] = []
+        var unpaired = 0
+        for r in rows {
+            guard let app = probeSamples[String(r.request.clientPort)], let seq = app.labels["seq"], let hops = serverTiming[seq] else { continue }
+            for (k, c) in r.calls.enumerated() {
+                let phase = "hop\(k + 1)_\(c.service)"
+                guard let st = hops.first(where: { $0.phase == phase && $0.target == app.target }), let av = st.value,
+                      let wns = c.exchange.responseNs else { unpaired += 1; continue }
+                let wv = Double(wns) / 1e6
+                ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: WireSamples.probe, target: app.target, metric: "latency",
+                                       phase: "stack_overhead_hop", value: av - wv, unit: "ms", timestamp: st.timestamp, status: .ok,
+                                       labels: ["service": c.service, "call": String(k), "seq": seq, "local_port": String(r.request.clientPort),
+                                                "app_probe": "calc", "app_phase": phase, "app_clock": "front end (Server-Timing)",
+                                                "wire_phase": "hop_\(c.service)", "interface": interface, "clock": "capture"]))
+                if !services.contains(c.service) { services.append(c.service) }
+                byService[c.service, default: []].append((av, wv))
+            }
+        }
+        func q(_ v: [Double], _ p: Double) -> String {
+            let v = v.sorted()
+            return v.isEmpty ? "—" : Format.fixed(v[min(v.count - 1, Int((p * Double(v.count - 1)).rounded()))], 3)
+        }
+        var md = "### Per hop: the front end's own timing vs the wire (\(interface))\n\n"
+        md += "Front end: its `Server-Timing` entry for the call (sending on its pooled connection → reply parsed). Wire: the call's "
+        md += "first request byte → last response byte on \(interface). Overhead = front end − wire: its HTTP client, its "
+        md += "container's stack and the veth pair.\n\n"
+        md += "| service | pairs | front end p50 ms | wire p50 ms | overhead p50 ms | overhead p90 ms | overhead max ms |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        for name in services {
+            let v = byService[name]!
+            md += "| \(name) | \(v.count) | \(q(v.map(\.app), 0.5)) | \(q(v.map(\.wire), 0.5)) | \(q(v.map { $0.app - $0.wire }, 0.5)) "
+            md += "| \(q(v.map { $0.app - $0.wire }, 0.9)) | \(q(v.map { $0.app - $0.wire }, 1)) |\n"
+        }
+        if unpaired > 0 { md += "\n\(unpaired) calls had no matching `Server-Timing` entry (failed request or a different call order).\n" }
+        return md
+    }
+
     /// Sends the request until the front end answers 200 (at most 20 s).
     func warmUp(_ target: HTTPTarget, request: HTTPRequestSpec, stop: StopFlag) async throws {
         let deadline = ContinuousClock.now + .seconds(20)
@@ -412,8 +478,12 @@ struct CalculatorDeployment: Sendable {
         let (rows, ambiguous) = HopBreakdown.compute(a, front: frontIP, frontPort: UInt16(frontPort), services: names)
         // A row whose client port is an HTTP probe sample's `local_port` is that probe request.
         var probeTargets: [String: Sample] = [:]
-        for s in appSamples where s.probe == "http" && s.phase == "first_byte" {
+        var serverTiming: [String: [Sample]] = [:] // seq → the calc probe's hopN_<service> samples
+        for s in appSamples where (s.probe == "http" || s.probe == "calc") && s.phase == "first_byte" {
             if let p = s.labels["local_port"] { probeTargets[p] = s }
+        }
+        for s in appSamples where s.probe == "calc" && s.labels["source"] == "server-timing" {
+            serverTiming[s.labels["seq"] ?? "", default: []].append(s)
         }
         let probeRows = rows.filter { probeTargets[String($0.request.clientPort)] != nil }
         let otherRows = rows.filter { probeTargets[String($0.request.clientPort)] == nil }
@@ -423,10 +493,14 @@ struct CalculatorDeployment: Sendable {
                              labels: ["interface": interface, "clock": "capture", "source": "http_probe"]).forEach(ctx.sink.record)
         HopBreakdown.samples(otherRows, runID: ctx.runID, scenario: scenario, target: { _ in "load " + frontName },
                              labels: ["interface": interface, "clock": "capture", "source": load == nil ? "other" : "load"]).forEach(ctx.sink.record)
-        var md = HopBreakdown.markdown(probeRows, interface: interface, frontName: "\(frontName) (HTTP probe requests, one per connection)",
+        var md = HopBreakdown.markdown(probeRows, interface: interface, frontName: "\(frontName) (the probe's requests, one per connection)",
                                        ambiguousCalls: 0)
         md += "\nServices: " + services.map { "\($0.role) \($0.fixture.address):\($0.port) (\($0.fixture.name))" }.joined(separator: ", ")
         md += "; front end \(front.name).\n"
+        if !serverTiming.isEmpty {
+            md += "\n" + serverTimingVersusWire(probeRows, probeSamples: probeTargets, serverTiming: serverTiming, interface: interface,
+                                                 scenario: scenario, ctx: ctx)
+        }
         if !otherRows.isEmpty {
             md += "\n" + HopBreakdown.markdown(otherRows, interface: interface,
                                                frontName: "\(frontName) (\(load == nil ? "other requests" : "requests of the fixed-rate load"))",

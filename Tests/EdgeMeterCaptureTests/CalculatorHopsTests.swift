@@ -28,7 +28,7 @@ final class CalculatorHopsTests: XCTestCase {
         let ctx = ScenarioContext(runID: runID, sink: sink, stop: StopFlag(), directory: dir, suiteDirectory: nil,
                                   progress: { _ in }, addSection: { sections.add($0) })
         try await CaptureScenario.kind.run(suite.scenarios[0], ctx)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-docker0.pcap").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-\(suite.scenarios[0].name)-docker0.pcap").path))
         return (sink.samples, sections.all)
     }
 
@@ -47,8 +47,7 @@ final class CalculatorHopsTests: XCTestCase {
             container_image: \(Self.image)
             ping: [container]
             http: ["http://container:50000/calculate"]
-            http_method: POST
-            http_body: "(5+6)*2-8/4"
+            calc_expression: "(5+6)*2-8/4"
             count: 5
             interval: 20ms
             load_rate: 100
@@ -59,10 +58,12 @@ final class CalculatorHopsTests: XCTestCase {
         let left = try runTool(docker, ["ps", "-a", "--filter", "label=edgemeter.capture=\(runID)/calc-hops", "-q"])
         XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
 
-        // The probe's requests: 200, each carrying its connection's local port.
-        let app = s.filter { $0.probe == "http" && $0.phase == "first_byte" }
+        // The calc probe's requests: 200 with the right answer (status ok), each carrying its
+        // connection's local port.
+        let app = s.filter { $0.probe == "calc" && $0.phase == "first_byte" }
         XCTAssertEqual(app.count, 5)
         XCTAssertTrue(app.allSatisfy { $0.status == .ok && $0.labels["http_status"] == "200" && $0.labels["local_port"] != nil }, "\(app)")
+        XCTAssertEqual(s.filter { $0.probe == "calc" && $0.phase == "total" && $0.status == .ok }.count, 5, "answers checked (20)")
 
         // Exact pairing: each application request pairs with the wire request on the same port.
         let pairs = s.filter { $0.phase == "stack_overhead_first_byte" }
@@ -99,6 +100,14 @@ final class CalculatorHopsTests: XCTestCase {
             XCTAssertEqual(r.labels["status"], "200")
         }
 
+        // Each call on the wire pairs with the front end's own Server-Timing entry for it; the front
+        // end (its client, its container's stack, the veth) sees the call last longer than the bridge.
+        let hopPairs = s.filter { $0.phase == "stack_overhead_hop" }
+        XCTAssertEqual(hopPairs.count, 20)
+        XCTAssertEqual(Set(hopPairs.compactMap { $0.labels["service"] }), ["sum", "mul", "div", "sub"])
+        XCTAssertTrue(hopPairs.allSatisfy { ($0.value ?? -1) > 0 }, "\(hopPairs.map(\.value))")
+        XCTAssertTrue(sections.contains { $0.contains("### Per hop: the front end's own timing vs the wire (docker0)") })
+
         // The fixed-rate load went through the same deployment and was seen on the wire.
         let achieved = try XCTUnwrap(s.first { $0.probe == "load" && $0.phase == "achieved" }?.value)
         XCTAssertGreaterThan(achieved, 50)
@@ -130,6 +139,16 @@ final class CalculatorHopsTests: XCTestCase {
             count: 3
             load_rate: 100
         """, file: "suite.yaml", schemas: [CaptureScenario.schema])) { e in XCTAssertTrue("\(e)".contains("needs both `load_rate`"), "\(e)") }
+        XCTAssertThrowsError(try SuiteLoader.load(yaml: """
+        name: t
+        scenarios:
+          - name: a
+            kind: capture
+            interface: lo
+            http: ["http://127.0.0.1:1/calculate"]
+            calc_expression: "5+"
+            count: 3
+        """, file: "suite.yaml", schemas: [CaptureScenario.schema])) { e in XCTAssertTrue("\(e)".contains("calc_expression"), "\(e)") }
     }
 }
 

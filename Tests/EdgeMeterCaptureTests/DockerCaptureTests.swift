@@ -147,7 +147,7 @@ final class CaptureScenarioTests: XCTestCase {
         XCTAssertEqual(s.filter { $0.phase == "stack_overhead_echo" && $0.value != nil }.count, 10)
         XCTAssertEqual(s.first { $0.phase == "capture_dropped" }?.value, 0)
         XCTAssertEqual(s.first { $0.phase == "capture_dropped" }?.target, "docker0")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-docker0.pcap").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-docker0-ping-docker0.pcap").path))
         // The container is gone.
         let left = try runTool(docker, ["ps", "-a", "--filter", "label=edgemeter.run=cstest", "-q"])
         XCTAssertEqual(left.trimmingCharacters(in: CharacterSet.whitespacesAndNewlines), "")
