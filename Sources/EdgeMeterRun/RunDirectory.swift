@@ -163,6 +163,9 @@ public struct RunInfo: Codable, Sendable {
         public var cpuModel: String
         public var cpuCount: Int
         public var memoryBytes: UInt64
+        enum CodingKeys: String, CodingKey {
+            case hostname, kernel, os, cpuModel = "cpu_model", cpuCount = "cpu_count", memoryBytes = "memory_bytes"
+        }
     }
     public var edgemeterVersion = EdgeMeterVersion.current
     public var name: String
