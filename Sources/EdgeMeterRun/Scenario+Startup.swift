@@ -176,7 +176,8 @@ public enum StartupScenario {
         case "qemu":
             var list: [StartupBackend] = [QEMUBackend(runID: runID, accel: c.accel, hostPort: c.hostPort, kvmProbeTimeout: c.kvmProbeTimeout)]
             if c.snapshot {
-                list.append(QEMUBackend(runID: runID + "s", accel: c.accel, hostPort: c.hostPort, kvmProbeTimeout: c.kvmProbeTimeout, fromSnapshot: true))
+                list.append(QEMUBackend(runID: runID + "s", accel: c.accel, hostPort: c.hostPort, kvmProbeTimeout: c.kvmProbeTimeout,
+                                        fromSnapshot: true, snapshotReady: c.ready))
             }
             return list
         case "cmd":

@@ -51,7 +51,8 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
 
     public init(runID: String, accel: QEMUAccel = .auto, hostPort: Int = 1234, memoryMiB: Int = 256,
                 kvmProbeTimeout: Duration = .seconds(8), kernelCache: KernelCache = KernelCache(),
-                fromSnapshot: Bool = false, workDirectory: String? = nil) {
+                fromSnapshot: Bool = false, snapshotReady: ReadyCheck? = nil, workDirectory: String? = nil) {
+        self.snapshotReady = snapshotReady
         self.runTag = instanceTag(runID)
         self.requestedAccel = accel
         self.hostPort = hostPort
@@ -63,6 +64,11 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
     }
 
     public static let binary = "qemu-system-x86_64"
+
+    /// With `fromSnapshot`, the ready check the source guest is booted to before its state is saved.
+    /// Given here, the state is saved in `prepare`, outside every timed phase (as docker's commit
+    /// is); without it, the first `create` saves it and its figure includes the source's boot.
+    public let snapshotReady: ReadyCheck?
 
     public func prepare(stop: StopFlag) async throws {
         guard findExecutable(Self.binary) != nil else {
@@ -80,6 +86,12 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
             let (ok, note) = await probeKVM(stop: stop)
             accel = ok ? "kvm" : "tcg"
             accelNote = note
+        }
+        if fromSnapshot, let r = snapshotReady, statePath == nil {
+            guard guestPort(r) != nil else {
+                throw StartupError("a restored VM does not re-run its boot, so ready=\(r.kind) cannot be seen: use ready tcp or http with snapshots")
+            }
+            try await saveState(ready: r)
         }
     }
 

@@ -49,9 +49,11 @@ final class QEMUBackendTests: XCTestCase {
         let cold = QEMUBackend(runID: testRunID("qc"), accel: .tcg, hostPort: freePort())
         let coldSamples = try await run(cold, .tcp(port: 22))
         assertPhases(coldSamples, runs: 1)
-        let snap = QEMUBackend(runID: testRunID("qs"), accel: .tcg, hostPort: freePort(), fromSnapshot: true)
+        let snap = QEMUBackend(runID: testRunID("qs"), accel: .tcg, hostPort: freePort(), fromSnapshot: true, snapshotReady: .tcp(port: 22))
         let samples = try await run(snap, .tcp(port: 22))
         assertPhases(samples, runs: 1)
+        // The state is saved in prepare, so no timed phase of the clone includes the source's boot.
+        XCTAssertLessThan(value(samples, .create)!, value(coldSamples, .ready)! / 2, "create must not include saving the state")
         XCTAssertEqual(samples.first?.target, "qemu-snapshot")
         XCTAssertNotNil(snap.saveMilliseconds)
         // A restored guest skips the boot: its ready phase is far shorter than a cold boot's.
