@@ -213,14 +213,7 @@ struct HTTPCommand: AsyncParsableCommand {
                                        expectedBody: request.expectBody)
         var succeeded = 0
         let printLines = !run.json
-        let name = target.description
-        var progress: (@Sendable (String) -> Void)?
-        if printLines {
-            progress = { line in
-                Swift.print(name + ": " + line)
-                fflush(nil)
-            }
-        }
+        let progress = printLines ? linePrinter(prefix: target.description) : nil
         let result = try await runMeasured(name: "http", options: run) { ctx, _ in
             let r = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
                                         stop: ctx.stop, progress: progress)
@@ -392,14 +385,7 @@ struct CalcCommand: AsyncParsableCommand {
         }
         var succeeded = 0
         let printLines = !run.json
-        let name = target.description
-        var progress: (@Sendable (String) -> Void)?
-        if printLines {
-            progress = { line in
-                Swift.print(name + ": " + line)
-                fflush(nil)
-            }
-        }
+        let progress = printLines ? linePrinter(prefix: target.description) : nil
         let result = try await runMeasured(name: "calc", options: run) { ctx, _ in
             let r = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
                                         stop: ctx.stop, progress: progress)
@@ -413,5 +399,13 @@ struct CalcCommand: AsyncParsableCommand {
             }
         }
         if succeeded == 0 { throw ExitCode(1) }
+    }
+}
+
+/// Prints each progress line as `PREFIX: line` on stdout, flushed at once (for pipes).
+func linePrinter(prefix: String) -> @Sendable (String) -> Void {
+    { line in
+        Swift.print(prefix + ": " + line)
+        fflush(nil)
     }
 }
