@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "Calculator",
             dependencies: [
-                "EdgeMeterCore",
+                "EdgeMeterCore", "EdgeMeterProbes",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -117,6 +117,9 @@ public struct HTTPResponseInfo: Sendable {
     public var body: ByteBuffer
     /// Bytes received on the socket for this response (status line, headers and body).
     public var wireBytes: Int
+    /// Whether the server keeps the connection open after this response (HTTP/1.1 default,
+    /// `Connection: close` or HTTP/1.0 without keep-alive says no).
+    public var keepAlive: Bool = true
 
     public func header(_ name: String) -> String? {
         headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
@@ -297,6 +300,7 @@ final class HTTPExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     var waitingForFirstByte = false
     var wireBytes = 0
     private var status = 0
+    private var keepAlive = true
     private var headers: [(String, String)] = []
     private var body = ByteBuffer()
 
@@ -321,6 +325,7 @@ final class HTTPExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
         switch unwrapInboundIn(data) {
         case .head(let h):
             status = Int(h.status.code)
+            keepAlive = h.isKeepAlive
             headers = h.headers.map { ($0.name, $0.value) }
         case .body(var b):
             body.writeBuffer(&b)
@@ -329,7 +334,7 @@ final class HTTPExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
             timeoutTask?.cancel(); timeoutTask = nil
             let p = promise
             promise = nil
-            p?.succeed(Outcome(response: HTTPResponseInfo(status: status, headers: headers, body: body, wireBytes: wireBytes),
+            p?.succeed(Outcome(response: HTTPResponseInfo(status: status, headers: headers, body: body, wireBytes: wireBytes, keepAlive: keepAlive),
                                sentAt: sentAt, firstByteAt: firstByteAt, endAt: end))
         }
     }
