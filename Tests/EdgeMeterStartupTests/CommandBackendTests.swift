@@ -2,6 +2,7 @@ import EdgeMeterCore
 @testable import EdgeMeterStartup
 import Foundation
 import XCTest
+import EdgeMeterProbes
 
 /// The template backend with local commands (busybox), run as argument lists.
 final class CommandBackendTests: XCTestCase {
@@ -66,10 +67,11 @@ final class CommandBackendTests: XCTestCase {
 }
 
 extension ReadyProbes {
+    /// True when nothing accepts a TCP connection on 127.0.0.1:port any more.
     static func blockingConnectRefused(port: Int) async -> Bool {
-        switch connectOnce(host: "127.0.0.1", port: port, deadline: .now + .seconds(1), stop: StopFlag()) {
-        case .success(let fd): close(fd); return false
-        case .failure: return true
-        }
+        guard let target = try? Resolver.resolve("127.0.0.1", port: UInt16(port)) else { return false }
+        let a = TCPConnectProbe(targets: [target], options: TCPConnectOptions(count: 1, timeout: .seconds(1)), stop: StopFlag())
+            .attempt(target: 0, sequence: 1)
+        return a.connectStatus != .ok
     }
 }
