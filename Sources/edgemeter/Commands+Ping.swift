@@ -12,6 +12,43 @@ func durationArgument(_ text: String, flag: String) throws -> Duration {
     return d
 }
 
+/// The schedule and address options ping and tcping share, with ping's letters.
+struct ScheduleOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Requests (ping) or attempts (tcping) per target (default: until Ctrl-C or the deadline).")
+    var count: Int?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Interval between requests to each target: seconds (0.2) or 200ms.", valueName: "DURATION"))
+    var interval: String = "1"
+
+    @Option(name: .customShort("W"), help: ArgumentHelp("How long to wait for each reply (tcping: for the connect, then for the first byte).", valueName: "DURATION"))
+    var timeout: String = "1"
+
+    @Option(name: .customShort("w"), help: ArgumentHelp("Stop after this long whatever the count (as ping -w).", valueName: "DURATION"))
+    var deadline: String?
+
+    @Flag(name: .customShort("4"), help: "Resolve names to IPv4 only.")
+    var ipv4 = false
+
+    @Flag(name: .customShort("6"), help: "Resolve names to IPv6 only.")
+    var ipv6 = false
+
+    @Flag(name: .shortAndLong, help: "Quiet: print only the closing statistics.")
+    var quiet = false
+
+    func validate() throws {
+        if let c = count, c <= 0 { throw ValidationError("-c/--count must be a positive integer, got \(c)") }
+        if ipv4 && ipv6 { throw ValidationError("-4 and -6 exclude each other: give one") }
+        if try intervalDuration().nanoseconds < 1_000_000 { throw ValidationError("-i/--interval must be at least 1ms, got \(interval)") }
+        if try timeoutDuration().nanoseconds <= 0 { throw ValidationError("-W must be more than 0") }
+        _ = try deadlineDuration()
+    }
+
+    func intervalDuration() throws -> Duration { try durationArgument(interval, flag: "-i/--interval") }
+    func timeoutDuration() throws -> Duration { try durationArgument(timeout, flag: "-W") }
+    func deadlineDuration() throws -> Duration? { try deadline.map { try durationArgument($0, flag: "-w") } }
+    var family: AddressFamilyPreference { ipv4 ? .ipv4 : ipv6 ? .ipv6 : .any }
+}
+
 struct PingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ping",
@@ -34,54 +71,29 @@ struct PingCommand: AsyncParsableCommand {
     @Argument(help: "Hosts or addresses to ping.")
     var targets: [String]
 
-    @Option(name: .shortAndLong, help: "Echo requests per target (default: until Ctrl-C or the deadline).")
-    var count: Int?
-
-    @Option(name: .shortAndLong, help: ArgumentHelp("Interval between requests to each target: seconds (0.2) or 200ms.", valueName: "DURATION"))
-    var interval: String = "1"
-
-    @Option(name: .customShort("W"), help: ArgumentHelp("How long to wait for each reply.", valueName: "DURATION"))
-    var timeout: String = "1"
+    @OptionGroup var schedule: ScheduleOptions
 
     @Option(name: .customShort("s"), help: "ICMP payload bytes (as ping -s).")
     var size: Int = 56
 
-    @Option(name: .customShort("w"), help: ArgumentHelp("Stop after this long whatever the count (as ping -w).", valueName: "DURATION"))
-    var deadline: String?
-
-    @Flag(name: .customShort("4"), help: "Resolve names to IPv4 only.")
-    var ipv4 = false
-
-    @Flag(name: .customShort("6"), help: "Resolve names to IPv6 only.")
-    var ipv6 = false
-
     @Option(name: .long, help: "ICMP socket kind: auto (datagram, then raw), datagram, raw.")
     var socket: String = "auto"
-
-    @Flag(name: .shortAndLong, help: "Quiet: print only the closing statistics.")
-    var quiet = false
 
     @OptionGroup var run: RunOptions
 
     func validate() throws {
-        if let c = count, c <= 0 { throw ValidationError("-c/--count must be a positive integer, got \(c)") }
         if size < 0 || size > 65_000 { throw ValidationError("-s must be 0-65000 bytes, got \(size)") }
-        if ipv4 && ipv6 { throw ValidationError("-4 and -6 exclude each other: give one") }
         guard ICMPSocketMode(rawValue: socket) != nil else { throw ValidationError("--socket must be auto, datagram or raw, got \"\(socket)\"") }
-        let i = try durationArgument(interval, flag: "-i/--interval")
-        if i.nanoseconds < 1_000_000 { throw ValidationError("-i/--interval must be at least 1ms, got \(interval)") }
-        if try durationArgument(timeout, flag: "-W").nanoseconds <= 0 { throw ValidationError("-W must be more than 0") }
-        if let deadline { _ = try durationArgument(deadline, flag: "-w") }
     }
 
     func run() async throws {
-        let options = ICMPOptions(count: count, interval: try durationArgument(interval, flag: "-i"),
-                                  timeout: try durationArgument(timeout, flag: "-W"), payloadBytes: size,
-                                  deadline: try deadline.map { try durationArgument($0, flag: "-w") },
+        let options = ICMPOptions(count: schedule.count, interval: try schedule.intervalDuration(),
+                                  timeout: try schedule.timeoutDuration(), payloadBytes: size,
+                                  deadline: try schedule.deadlineDuration(),
                                   socketMode: ICMPSocketMode(rawValue: socket) ?? .auto)
-        let family: AddressFamilyPreference = ipv4 ? .ipv4 : ipv6 ? .ipv6 : .any
+        let family = schedule.family
         var totals: [PingTargetTotals] = []
-        let printLines = !quiet && !run.json
+        let printLines = !schedule.quiet && !run.json
         let result: (summaries: [Summary], complete: Bool, directory: RunDirectory)
         do {
             result = try await runMeasured(name: "ping", options: run, showProgress: !printLines) { ctx, _ in
@@ -133,17 +145,7 @@ struct TCPingCommand: AsyncParsableCommand {
     @Argument(help: "Targets as HOST:PORT ([::1]:80 for IPv6).")
     var targets: [String]
 
-    @Option(name: .shortAndLong, help: "Attempts per target (default: until Ctrl-C or the deadline).")
-    var count: Int?
-
-    @Option(name: .shortAndLong, help: ArgumentHelp("Interval between attempts: seconds (0.2) or 200ms.", valueName: "DURATION"))
-    var interval: String = "1"
-
-    @Option(name: .customShort("W"), help: ArgumentHelp("Connect timeout, and first-byte timeout.", valueName: "DURATION"))
-    var timeout: String = "1"
-
-    @Option(name: .customShort("w"), help: ArgumentHelp("Stop after this long whatever the count.", valueName: "DURATION"))
-    var deadline: String?
+    @OptionGroup var schedule: ScheduleOptions
 
     @Option(name: .long, help: "Bytes to send once connected (enables the first_byte phase).")
     var payload: String?
@@ -151,38 +153,22 @@ struct TCPingCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A string the reply must contain (needs --payload).")
     var expect: String?
 
-    @Flag(name: .customShort("4"), help: "Resolve names to IPv4 only.")
-    var ipv4 = false
-
-    @Flag(name: .customShort("6"), help: "Resolve names to IPv6 only.")
-    var ipv6 = false
-
-    @Flag(name: .shortAndLong, help: "Quiet: print only the closing statistics.")
-    var quiet = false
-
     @OptionGroup var run: RunOptions
 
     func validate() throws {
-        if let c = count, c <= 0 { throw ValidationError("-c/--count must be a positive integer, got \(c)") }
-        if ipv4 && ipv6 { throw ValidationError("-4 and -6 exclude each other: give one") }
         if expect != nil && payload == nil { throw ValidationError("--expect needs --payload: give the bytes to send first") }
         for t in targets {
             do { _ = try Resolver.splitHostPort(t) } catch { throw ValidationError("\(error)") }
         }
-        let i = try durationArgument(interval, flag: "-i/--interval")
-        if i.nanoseconds < 1_000_000 { throw ValidationError("-i/--interval must be at least 1ms, got \(interval)") }
-        if try durationArgument(timeout, flag: "-W").nanoseconds <= 0 { throw ValidationError("-W must be more than 0") }
-        if let deadline { _ = try durationArgument(deadline, flag: "-w") }
     }
 
     func run() async throws {
-        let options = TCPConnectOptions(count: count, interval: try durationArgument(interval, flag: "-i"),
-                                        timeout: try durationArgument(timeout, flag: "-W"),
-                                        deadline: try deadline.map { try durationArgument($0, flag: "-w") },
+        let options = TCPConnectOptions(count: schedule.count, interval: try schedule.intervalDuration(),
+                                        timeout: try schedule.timeoutDuration(), deadline: try schedule.deadlineDuration(),
                                         payload: payload.map { Array($0.utf8) }, expect: expect.map { Array($0.utf8) })
-        let family: AddressFamilyPreference = ipv4 ? .ipv4 : ipv6 ? .ipv6 : .any
+        let family = schedule.family
         var totals: [TCPingTargetTotals] = []
-        let printLines = !quiet && !run.json
+        let printLines = !schedule.quiet && !run.json
         let result = try await runMeasured(name: "tcping", options: run, showProgress: !printLines) { ctx, _ in
             totals = try TCPingScenario.run(scenario: "tcping", targets: targets, family: family, options: options, ctx: ctx,
                                             onLine: printLines ? { print($0); fflush(nil) } : nil)
