@@ -68,19 +68,6 @@ int64_t em_clock_monotonic_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-const char *em_errno_name(int err) {
-    switch (err) {
-    case ECONNREFUSED: return "ECONNREFUSED";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    case EHOSTUNREACH: return "EHOSTUNREACH";
-    case ENETUNREACH: return "ENETUNREACH";
-    case EACCES: return "EACCES";
-    case EPERM: return "EPERM";
-    case ECONNRESET: return "ECONNRESET";
-    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-    default: return "errno";
-    }
-}
 
 #include <linux/icmp.h>
 #include <netinet/icmp6.h>

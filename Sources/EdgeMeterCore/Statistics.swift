@@ -105,17 +105,6 @@ public struct SummaryAccumulator: Sendable {
         _ = histogram.record(UInt64(Swift.max(0, (v * scale).rounded())))
     }
 
-    /// Counts an attempt that produced no value (for callers that add values directly).
-    public mutating func addFailure(_ status: SampleStatus) {
-        sent += 1
-        statusCounts[status, default: 0] += 1
-    }
-
-    public mutating func noteSent() {
-        sent += 1
-        statusCounts[.ok, default: 0] += 1
-    }
-
     public var summary: Summary {
         let n = Double(received)
         func pct(_ p: Double) -> Double? {

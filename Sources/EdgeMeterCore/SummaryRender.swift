@@ -63,7 +63,7 @@ public enum SummaryMarkdown {
             out += "| " + head.joined(separator: " | ") + " |\n"
             out += "|" + head.map { _ in "---" }.joined(separator: "|") + "|\n"
             for s in rows {
-                let d = s.key.unit == "ms" ? 3 : 3
+                let d = 3
                 var cells = [s.key.probe, s.key.target, s.key.metric, s.key.phase, "\(s.sent)", "\(s.received)",
                              Format.fixed(s.lossPercent, 1)]
                 if unit == nil { cells.append(s.key.unit) }

@@ -26,8 +26,6 @@ ssize_t em_recvmsg(int fd, void *buf, size_t len, struct sockaddr_storage *from,
 int64_t em_clock_realtime_ns(void);
 int64_t em_clock_monotonic_ns(void);
 
-/// Sets net.ipv4.ping_group_range-free fallbacks aside: just reports errno names for messages.
-const char *em_errno_name(int err);
 #endif
 
 /// On raw ICMP sockets, asks the kernel to deliver only echo replies and errors quoting our
