@@ -120,6 +120,50 @@ public struct SuiteError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// Every problem found in a suite file, in file order: validation does not stop at the first one, so
+/// a suite with eight mistakes is fixed in one round. Printed one located problem per line.
+public struct SuiteErrors: Error, CustomStringConvertible, Equatable {
+    public var problems: [SuiteError]
+    public init(_ problems: [SuiteError]) { self.problems = problems }
+    public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+/// The closest candidate to a misspelt word (`intervall` → `interval`), or nil when none is close:
+/// edit distance at most 2 (1 for words of up to 4 letters), or one is a prefix of the other.
+public func nearestWord(to word: String, in candidates: [String]) -> String? {
+    // Optimal string alignment distance: insertions, deletions, substitutions and adjacent
+    // transpositions (`pign` → `ping`) each cost one.
+    func distance(_ a: [Character], _ b: [Character]) -> Int {
+        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+        var d = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { d[i][0] = i }
+        for j in 0...b.count { d[0][j] = j }
+        for i in 1...a.count {
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                d[i][j] = Swift.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = Swift.min(d[i][j], d[i - 2][j - 2] + 1) }
+            }
+        }
+        return d[a.count][b.count]
+    }
+    let w = Array(word.lowercased())
+    var best: (String, Int)?
+    for c in candidates {
+        let d = distance(w, Array(c.lowercased()))
+        let limit = w.count <= 4 ? 1 : 2
+        if d <= limit, best == nil || d < best!.1 { best = (c, d) }
+    }
+    if let best { return best.0 }
+    if w.count >= 3, let p = candidates.first(where: { $0.lowercased().hasPrefix(word.lowercased()) }) { return p }
+    return nil
+}
+
+/// " (did you mean `count`?)" or "".
+func suggestion(_ word: String, _ candidates: [String]) -> String {
+    nearestWord(to: word, in: candidates).map { " (did you mean `\($0)`?)" } ?? ""
+}
+
 /// Parses a duration the way suite files and CLI flags write them.
 public func parseDuration(_ text: String) -> Duration? {
     let t = text.trimmingCharacters(in: .whitespaces)
@@ -152,64 +196,84 @@ public enum SuiteLoader {
     /// beside the scenario's own (libpcap), `capture_filter` narrows that capture (BPF).
     public static let commonParameters: [String: ParameterType] = ["capture": .string, "capture_filter": .string]
 
+    /// Validates the whole file and throws `SuiteErrors` listing every problem found (in line order),
+    /// not only the first.
     public static func load(yaml: String, file: String, schemas: [ScenarioSchema]) throws -> Suite {
         let byKind = Dictionary(schemas.map { ($0.kind, $0) }, uniquingKeysWith: { a, _ in a })
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
         } catch let error as YamlError {
-            throw SuiteError(file: file, line: yamlErrorLine(error), message: "not valid YAML: \(yamlProblem(error))")
+            throw SuiteErrors([SuiteError(file: file, line: yamlErrorLine(error), message: "not valid YAML: \(yamlProblem(error))")])
         }
         guard let root, case .mapping(let top) = root else {
-            throw SuiteError(file: file, line: 1, message: "a suite must be a mapping with `name` and `scenarios`")
+            throw SuiteErrors([SuiteError(file: file, line: 1, message: "a suite must be a mapping with `name` and `scenarios`")])
         }
+        var problems: [SuiteError] = []
+        func problem(_ line: Int, _ message: String) { problems.append(SuiteError(file: file, line: line, message: message)) }
         let topKeys = ["name", "description", "scenarios"]
         var name: String?
         var description = ""
         var scenarioNodes: [Node]?
         var scenariosLine = 1
+        var scenariosPresent = false
+        var misspeltScenarios = false
         for (k, v) in top {
             let key = k.string ?? ""
             let line = k.mark?.line ?? 1
             switch key {
             case "name":
                 guard case .scalar(let s) = v, !s.string.isEmpty else {
-                    throw SuiteError(file: file, line: line, message: "`name` must be a non-empty string")
+                    problem(line, "`name` must be a non-empty string"); name = ""; continue
                 }
                 name = s.string
             case "description":
                 description = v.string ?? ""
             case "scenarios":
+                scenariosPresent = true
+                scenariosLine = line
                 guard case .sequence(let seq) = v else {
-                    throw SuiteError(file: file, line: line, message: "`scenarios` must be a list of scenarios")
+                    problem(line, "`scenarios` must be a list of scenarios"); continue
                 }
                 scenarioNodes = Array(seq)
-                scenariosLine = line
             default:
-                throw SuiteError(file: file, line: line, message: "unknown key `\(key)` at the top level; expected one of: \(topKeys.joined(separator: ", "))")
+                if nearestWord(to: key, in: topKeys) == "scenarios" { misspeltScenarios = true }
+                problem(line, "unknown key `\(key)` at the top level\(suggestion(key, topKeys)); expected one of: \(topKeys.joined(separator: ", "))")
             }
         }
-        guard let name else { throw SuiteError(file: file, line: 1, message: "missing `name`: give the suite a name (used in the report directory)") }
-        guard let scenarioNodes, !scenarioNodes.isEmpty else {
-            throw SuiteError(file: file, line: scenariosLine, message: "`scenarios` is missing or empty: list at least one scenario")
+        if name == nil { problem(1, "missing `name`: give the suite a name (used in the report directory)") }
+        // A misspelt `scenarios` key is one mistake, not two.
+        if (scenarioNodes?.isEmpty ?? !scenariosPresent) && !misspeltScenarios {
+            problem(scenariosLine, "`scenarios` is missing or empty: list at least one scenario")
         }
         var scenarios: [ValidatedScenario] = []
         var seen: [String: Int] = [:]
-        for node in scenarioNodes {
-            let s = try validateScenario(node, file: file, byKind: byKind)
+        for node in scenarioNodes ?? [] {
+            let (scenario, found) = validateScenario(node, file: file, byKind: byKind)
+            problems += found
+            guard let s = scenario else { continue }
             if let first = seen[s.name] {
-                throw SuiteError(file: file, line: s.line, message: "duplicate scenario name \"\(s.name)\" (first used on line \(first)); names must be unique")
+                problem(s.line, "duplicate scenario name \"\(s.name)\" (first used on line \(first)); names must be unique")
+                continue
             }
             seen[s.name] = s.line
             scenarios.append(s)
         }
-        return Suite(name: name, description: description, scenarios: scenarios, path: file)
+        if !problems.isEmpty {
+            // Stable order: by line, then as found.
+            let ordered = problems.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }.map(\.element)
+            throw SuiteErrors(ordered)
+        }
+        return Suite(name: name ?? "", description: description, scenarios: scenarios, path: file)
     }
 
-    static func validateScenario(_ node: Node, file: String, byKind: [String: ScenarioSchema]) throws -> ValidatedScenario {
+    /// Validates one scenario; returns it (nil when it cannot be built at all) with every problem found in it.
+    static func validateScenario(_ node: Node, file: String, byKind: [String: ScenarioSchema]) -> (ValidatedScenario?, [SuiteError]) {
         let line = node.mark?.line ?? 1
+        var problems: [SuiteError] = []
+        func problem(_ l: Int, _ message: String) { problems.append(SuiteError(file: file, line: l, message: message)) }
         guard case .mapping(let map) = node else {
-            throw SuiteError(file: file, line: line, message: "a scenario must be a mapping with `name`, `kind` and its parameters")
+            return (nil, [SuiteError(file: file, line: line, message: "a scenario must be a mapping with `name`, `kind` and its parameters")])
         }
         var name: String?
         var kind: String?
@@ -218,42 +282,46 @@ public enum SuiteLoader {
             if k.string == "name" { name = v.string }
             if k.string == "kind" { kind = v.string; kindLine = k.mark?.line ?? line }
         }
+        let kinds = byKind.keys.sorted()
         guard let name, !name.isEmpty else {
-            throw SuiteError(file: file, line: line, message: "scenario without `name`: every scenario needs a unique name")
+            return (nil, [SuiteError(file: file, line: line, message: "scenario without `name`: every scenario needs a unique name")])
         }
         guard let kind else {
-            throw SuiteError(file: file, line: line, message: "scenario \"\(name)\" has no `kind`; expected one of: \(byKind.keys.sorted().joined(separator: ", "))")
+            return (nil, [SuiteError(file: file, line: line, message: "scenario \"\(name)\" has no `kind`; expected one of: \(kinds.joined(separator: ", "))")])
         }
         guard let schema = byKind[kind] else {
-            throw SuiteError(file: file, line: kindLine, message: "scenario \"\(name)\": unknown kind `\(kind)`; expected one of: \(byKind.keys.sorted().joined(separator: ", "))")
+            return (nil, [SuiteError(file: file, line: kindLine, message: "scenario \"\(name)\": unknown kind `\(kind)`\(suggestion(kind, kinds)); expected one of: \(kinds.joined(separator: ", "))")])
         }
         var params: [String: ParameterValue] = [:]
         var lines: [String: Int] = [:]
+        let known = Set(schema.parameters.keys).union(commonParameters.keys).sorted()
         for (k, v) in map {
             let key = k.string ?? ""
             let kl = k.mark?.line ?? line
             if key == "name" || key == "kind" { continue }
             guard let type = schema.parameters[key] ?? commonParameters[key] else {
-                let known = Set(schema.parameters.keys).union(commonParameters.keys).sorted()
-                throw SuiteError(file: file, line: kl, message: "scenario \"\(name)\": unknown key `\(key)` for kind \(kind); expected one of: \(known.joined(separator: ", "))")
+                problem(kl, "scenario \"\(name)\": unknown key `\(key)` for kind \(kind)\(suggestion(key, known)); expected one of: \(known.joined(separator: ", "))")
+                continue
             }
             guard let value = convert(v, type) else {
-                throw SuiteError(file: file, line: v.mark?.line ?? kl, message: "scenario \"\(name)\": `\(key)` must be \(type.expectation), got \(render(v))")
+                problem(v.mark?.line ?? kl, "scenario \"\(name)\": `\(key)` must be \(type.expectation), got \(render(v))")
+                continue
             }
             params[key] = value
             lines[key] = kl
         }
-        for key in schema.required where params[key] == nil {
-            throw SuiteError(file: file, line: line, message: "scenario \"\(name)\": missing `\(key)` (\(schema.parameters[key]?.expectation ?? "required"))")
+        for key in schema.required where params[key] == nil && !map.contains(where: { $0.key.string == key }) {
+            problem(line, "scenario \"\(name)\": missing `\(key)` (\(schema.parameters[key]?.expectation ?? "required"))")
         }
         if params["capture_filter"] != nil && params["capture"] == nil {
-            throw SuiteError(file: file, line: lines["capture_filter"] ?? line, message: "scenario \"\(name)\": `capture_filter` needs `capture: IFACE` (the interface to capture on)")
+            problem(lines["capture_filter"] ?? line, "scenario \"\(name)\": `capture_filter` needs `capture: IFACE` (the interface to capture on)")
         }
         let scenario = ValidatedScenario(name: name, kind: kind, line: line, parameters: params, lines: lines)
-        if let problem = schema.check(scenario) {
-            throw SuiteError(file: file, line: lines[problem.key] ?? line, message: "scenario \"\(name)\": \(problem.message)")
+        // Cross-field checks only make sense on a scenario whose keys are all valid.
+        if problems.isEmpty, let p = schema.check(scenario) {
+            problem(lines[p.key] ?? line, "scenario \"\(name)\": \(p.message)")
         }
-        return scenario
+        return (scenario, problems)
     }
 
     static func render(_ node: Node) -> String {

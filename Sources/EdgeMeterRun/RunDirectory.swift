@@ -105,6 +105,12 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         sections.append(markdown)
     }
 
+    /// The notes added so far (scenarios not run, failed or interrupted).
+    public var scenarioNotes: [ScenarioNote] {
+        lock.lock(); defer { lock.unlock() }
+        return notes
+    }
+
     public var summaries: [Summary] {
         lock.lock(); defer { lock.unlock() }
         return summarizer.summaries

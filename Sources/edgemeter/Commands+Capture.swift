@@ -26,8 +26,11 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Interface to capture on (see --list).", valueName: "IFACE"))
     var interface: String?
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("BPF filter in tcpdump syntax, e.g. \"icmp or tcp port 8080\".", valueName: "BPF"))
+    @Option(name: .shortAndLong, help: ArgumentHelp("BPF filter in tcpdump syntax, e.g. \"icmp or tcp port 8080\" (or give it after the options, as tcpdump does).", valueName: "BPF"))
     var filter: String?
+
+    @Argument(help: ArgumentHelp("A filter expression after the options, as tcpdump takes it: edgemeter capture -i lo icmp or tcp port 80", valueName: "EXPRESSION"))
+    var expression: [String] = []
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Write the packets to this pcap file (default: capture-<iface>.pcap in the run directory).", valueName: "FILE"))
     var write: String?
@@ -50,10 +53,16 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Drop root privileges to this user right after the capture handle is open (as tcpdump -Z).", valueName: "NAME"))
     var user: String?
 
-    @OptionGroup var run: RunOptions
+    @OptionGroup var output: OutputOptions
+
+    /// The BPF filter: -f, or the words after the options joined by spaces (tcpdump's way).
+    var bpf: String? { filter ?? (expression.isEmpty ? nil : expression.joined(separator: " ")) }
 
     func validate() throws {
         if list { return }
+        if filter != nil && !expression.isEmpty {
+            throw ValidationError("give the filter once: either -f \"\(filter!)\" or the expression \"\(expression.joined(separator: " "))\" after the options, not both")
+        }
         guard let i = interface, !i.isEmpty else {
             throw ValidationError("give the interface to capture on with -i IFACE (see `edgemeter capture --list`)")
         }
@@ -82,12 +91,12 @@ struct CaptureCommand: AsyncParsableCommand {
             return
         }
         let iface = interface!
-        var opts = CaptureOptions(interface: iface, filter: filter, snapLength: snaplen, bufferSize: bufferSize.map { $0 * 1024 })
+        var opts = CaptureOptions(interface: iface, filter: bpf, snapLength: snaplen, bufferSize: bufferSize.map { $0 * 1024 })
         opts.promiscuous = false
         let until = duration.flatMap(parseDuration).map { ContinuousClock.now + $0 }
         let safe = String(iface.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
         do {
-            _ = try await runMeasured(name: "capture-\(safe)", options: run) { ctx, dir in
+            let result = try await runMeasured(name: "capture-\(safe)", options: output.runOptions) { ctx, dir in
                 let path = write ?? dir.url.appendingPathComponent("capture-\(safe).pcap").path
                 let session: CaptureSession
                 do {
@@ -107,8 +116,17 @@ struct CaptureCommand: AsyncParsableCommand {
                 note("\(result.packets) packets captured (stopped by \(result.stopReason)); pcap_stats: received \(st.map { String($0.received) } ?? "?"), dropped \(st.map { String($0.dropped) } ?? "?"), interface dropped \(st.map { String($0.interfaceDropped) } ?? "?")")
                 note("\(analysis.flows.count) flows, \(analysis.handshakes.count) TCP handshakes, \(analysis.echoes.count) ICMP echoes, \(analysis.http.count) HTTP requests")
             }
+            try printSummary(result, json: output.json)
+            reportLine(result.directory, complete: result.complete)
+            if !result.complete { throw ExitCode(130) }
         }
     }
+}
+
+/// Prints the run's summary.md on stdout (the tables `run` prints), unless --json already printed JSON.
+func printSummary(_ result: (summaries: [Summary], complete: Bool, directory: RunDirectory), json: Bool) throws {
+    guard !json else { return }
+    print(try String(contentsOf: result.directory.url.appendingPathComponent("summary.md"), encoding: .utf8))
 }
 
 struct AnalyzeCommand: AsyncParsableCommand {
@@ -133,7 +151,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-samples"), help: "Write only the report and the CSV tables, no per-item samples (for very large files).")
     var noSamples = false
 
-    @OptionGroup var run: RunOptions
+    @OptionGroup var output: OutputOptions
 
     mutating func run() async throws {
         let t0 = ContinuousClock.now
@@ -149,7 +167,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         let noSamples = self.noSamples
         let name = URL(fileURLWithPath: file).lastPathComponent
         note("analysed \(analysis.counters.frames) frames in \(String(format: "%.3f", elapsed.seconds)) s: \(analysis.flows.count) flows, \(analysis.handshakes.count) TCP handshakes, \(analysis.echoes.count) ICMP echoes, \(analysis.http.count) HTTP requests, \(analysis.counters.truncated + analysis.counters.truncatedRecords) truncated, \(analysis.counters.malformed) malformed")
-        _ = try await runMeasured(name: "analyze-\(name)", options: run) { ctx, dir in
+        let result = try await runMeasured(name: "analyze-\(name)", options: output.runOptions) { ctx, dir in
             let labels = ["pcap": file, "clock": "capture"]
             if !noSamples {
                 WireSamples.samples(analysis, runID: ctx.runID, scenario: "analyze", target: name, labels: labels, includeFlows: false)
@@ -160,6 +178,9 @@ struct AnalyzeCommand: AsyncParsableCommand {
             try WireSamples.writeTable(WireSamples.handshakesCSV, analysis, to: dir.url.appendingPathComponent("handshakes.csv").path)
             try WireSamples.writeTable(WireSamples.httpCSV, analysis, to: dir.url.appendingPathComponent("http.csv").path)
         }
+        try printSummary(result, json: output.json)
+        reportLine(result.directory, complete: result.complete)
+        if !result.complete { throw ExitCode(130) }
     }
 }
 

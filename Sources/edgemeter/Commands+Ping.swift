@@ -6,6 +6,9 @@ import EdgeMeterRun
 
 /// Parses durations for flags: a bare number is seconds (as in ping), or 250ms / 1.5s / 200us.
 func durationArgument(_ text: String, flag: String) throws -> Duration {
+    if text.trimmingCharacters(in: .whitespaces).hasPrefix("-") {
+        throw ValidationError("\(flag) must be a positive duration, got \"\(text)\": a negative time has no meaning here; give e.g. 0.2, 200ms or 1s")
+    }
     guard let d = parseDuration(text) else {
         throw ValidationError("\(flag) must be a duration such as 0.2, 200ms or 1s, got \"\(text)\"")
     }
@@ -14,16 +17,18 @@ func durationArgument(_ text: String, flag: String) throws -> Duration {
 
 /// The schedule and address options ping and tcping share, with ping's letters.
 struct ScheduleOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "Requests (ping) or attempts (tcping) per target (default: until Ctrl-C or the deadline).")
+    // `.unconditional`: `-c -3` reaches validation ("must be a positive integer, got -3") instead of
+    // being read as a flag named -3.
+    @Option(name: .shortAndLong, parsing: .unconditional, help: "Requests (ping) or attempts (tcping) per target (default: until Ctrl-C or the deadline).")
     var count: Int?
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Interval between requests to each target: seconds (0.2) or 200ms.", valueName: "DURATION"))
+    @Option(name: .shortAndLong, parsing: .unconditional, help: ArgumentHelp("Interval between requests to each target: seconds (0.2) or 200ms.", valueName: "DURATION"))
     var interval: String = "1"
 
-    @Option(name: .customShort("W"), help: ArgumentHelp("How long to wait for each reply (tcping: for the connect, then for the first byte).", valueName: "DURATION"))
+    @Option(name: [.customShort("W"), .customLong("timeout")], parsing: .unconditional, help: ArgumentHelp("How long to wait for each reply (tcping: for the connect, then for the first byte).", valueName: "DURATION"))
     var timeout: String = "1"
 
-    @Option(name: .customShort("w"), help: ArgumentHelp("Stop after this long whatever the count (as ping -w).", valueName: "DURATION"))
+    @Option(name: [.customShort("w"), .customLong("deadline")], parsing: .unconditional, help: ArgumentHelp("Stop after this long whatever the count (as ping -w).", valueName: "DURATION"))
     var deadline: String?
 
     @Flag(name: .customShort("4"), help: "Resolve names to IPv4 only.")
@@ -39,13 +44,13 @@ struct ScheduleOptions: ParsableArguments {
         if let c = count, c <= 0 { throw ValidationError("-c/--count must be a positive integer, got \(c)") }
         if ipv4 && ipv6 { throw ValidationError("-4 and -6 exclude each other: give one") }
         if try intervalDuration().nanoseconds < 1_000_000 { throw ValidationError("-i/--interval must be at least 1ms, got \(interval)") }
-        if try timeoutDuration().nanoseconds <= 0 { throw ValidationError("-W must be more than 0") }
-        _ = try deadlineDuration()
+        if try timeoutDuration().nanoseconds <= 0 { throw ValidationError("-W/--timeout must be more than 0, got \(timeout)") }
+        if let d = try deadlineDuration(), d.nanoseconds <= 0 { throw ValidationError("-w/--deadline must be more than 0, got \(deadline ?? "")") }
     }
 
     func intervalDuration() throws -> Duration { try durationArgument(interval, flag: "-i/--interval") }
-    func timeoutDuration() throws -> Duration { try durationArgument(timeout, flag: "-W") }
-    func deadlineDuration() throws -> Duration? { try deadline.map { try durationArgument($0, flag: "-w") } }
+    func timeoutDuration() throws -> Duration { try durationArgument(timeout, flag: "-W/--timeout") }
+    func deadlineDuration() throws -> Duration? { try deadline.map { try durationArgument($0, flag: "-w/--deadline") } }
     var family: AddressFamilyPreference { ipv4 ? .ipv4 : ipv6 ? .ipv6 : .any }
 }
 
@@ -73,7 +78,7 @@ struct PingCommand: AsyncParsableCommand {
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(name: .customShort("s"), help: "ICMP payload bytes (as ping -s).")
+    @Option(name: .customShort("s"), parsing: .unconditional, help: "ICMP payload bytes (as ping -s).")
     var size: Int = 56
 
     @Option(name: .long, help: "ICMP socket kind: auto (datagram, then raw), datagram, raw.")
@@ -95,12 +100,14 @@ struct PingCommand: AsyncParsableCommand {
         var totals: [PingTargetTotals] = []
         let printLines = !schedule.quiet && !run.json
         let result: (summaries: [Summary], complete: Bool, directory: RunDirectory)
+        let unresolved = FailedSampleWatch(phase: "resolve")
         do {
             result = try await runMeasured(name: "ping", options: run, showProgress: !printLines) { ctx, _ in
-                totals = try PingScenario.run(scenario: "ping", targets: targets, family: family, options: options, ctx: ctx,
-                                              onLine: printLines ? { print($0); fflush(nil) } : nil)
+                totals = try PingScenario.run(scenario: "ping", targets: targets, family: family, options: options,
+                                              ctx: unresolved.watching(ctx), onLine: printLines ? { print($0); fflush(nil) } : nil)
             }
         } catch let e as ICMPProbeError {
+            if !printLines { for (_, reason) in unresolved.failures { note("edgemeter: \(reason)") } }
             note("edgemeter: \(e)")
             throw ExitCode(2)
         }
@@ -118,7 +125,19 @@ struct PingCommand: AsyncParsableCommand {
                 }
             }
         }
-        if totals.isEmpty || totals.contains(where: { $0.received == 0 }) { throw ExitCode(1) }
+        if !run.json {
+            // fping: an unresolvable name gets its statistics block too, and exit status 2.
+            for (name, reason) in unresolved.failures {
+                print("\n--- \(name) ping statistics ---")
+                print("not pinged: \(reason)")
+            }
+        }
+        if result.complete && !unresolved.failures.isEmpty {
+            reportLine(result.directory, complete: true)
+            note("edgemeter: \(unresolved.failures.count) target(s) could not be resolved: \(unresolved.failures.map(\.name).joined(separator: ", ")); check the names (exit status 2, as fping)")
+            throw ExitCode(2)
+        }
+        try conclude(result)
     }
 }
 
@@ -169,9 +188,17 @@ struct TCPingCommand: AsyncParsableCommand {
         let family = schedule.family
         var totals: [TCPingTargetTotals] = []
         let printLines = !schedule.quiet && !run.json
-        let result = try await runMeasured(name: "tcping", options: run, showProgress: !printLines) { ctx, _ in
-            totals = try TCPingScenario.run(scenario: "tcping", targets: targets, family: family, options: options, ctx: ctx,
-                                            onLine: printLines ? { print($0); fflush(nil) } : nil)
+        let unresolved = FailedSampleWatch(phase: "resolve")
+        let result: (summaries: [Summary], complete: Bool, directory: RunDirectory)
+        do {
+            result = try await runMeasured(name: "tcping", options: run, showProgress: !printLines) { ctx, _ in
+                totals = try TCPingScenario.run(scenario: "tcping", targets: targets, family: family, options: options,
+                                                ctx: unresolved.watching(ctx), onLine: printLines ? { print($0); fflush(nil) } : nil)
+            }
+        } catch let e as ResolveError {
+            if !printLines { for (_, reason) in unresolved.failures { note("edgemeter: \(reason)") } }
+            note("edgemeter: \(e)")
+            throw ExitCode(2)
         }
         if !run.json {
             for t in totals {
@@ -185,6 +212,17 @@ struct TCPingCommand: AsyncParsableCommand {
                 }
             }
         }
-        if totals.isEmpty || totals.contains(where: { $0.connected == 0 }) { throw ExitCode(1) }
+        if !run.json {
+            for (name, reason) in unresolved.failures {
+                print("\n--- \(name) tcping statistics ---")
+                print("not probed: \(reason)")
+            }
+        }
+        if result.complete && !unresolved.failures.isEmpty {
+            reportLine(result.directory, complete: true)
+            note("edgemeter: \(unresolved.failures.count) target(s) could not be resolved: \(unresolved.failures.map(\.name).joined(separator: ", ")); check the names (exit status 2, as fping)")
+            throw ExitCode(2)
+        }
+        try conclude(result)
     }
 }

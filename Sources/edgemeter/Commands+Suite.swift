@@ -31,12 +31,16 @@ struct RunSuiteCommand: AsyncParsableCommand {
         do {
             text = try String(contentsOfFile: suite, encoding: .utf8)
         } catch {
-            note("edgemeter: cannot read suite \(suite): \(error.localizedDescription); check the path")
+            note("edgemeter: cannot read the suite file \(suite): \(fileProblem(suite)); check the path (the lab's suite is benchmarks/suites/lab.yaml)")
             throw ExitCode(2)
         }
         let parsed: Suite
         do {
             parsed = try SuiteLoader.load(yaml: text, file: suite, schemas: ScenarioKinds.schemas)
+        } catch let e as SuiteErrors {
+            note("\(e)")
+            note("\(suite): \(e.problems.count == 1 ? "1 problem" : "\(e.problems.count) problems"); nothing was run. Fix \(e.problems.count == 1 ? "it" : "them") and run again (--check validates only).")
+            throw ExitCode(2)
         } catch {
             note("\(error)")
             throw ExitCode(2)
@@ -57,7 +61,7 @@ struct RunSuiteCommand: AsyncParsableCommand {
         if !run.json {
             print(try String(contentsOf: result.directory.url.appendingPathComponent("summary.md"), encoding: .utf8))
         }
-        if !result.complete { throw ExitCode(130) }
+        try conclude(result, failures: RunOutcome.failures(summaries: result.summaries, notes: result.directory.scenarioNotes))
     }
 }
 
@@ -118,4 +122,13 @@ struct ReportCommand: ParsableCommand {
             note("re-rendered \(dir.path)/summary.csv and summary.md from \(samples.count) samples")
         }
     }
+}
+
+/// Why a file cannot be read, in words (not Foundation's "The file doesn't exist.").
+func fileProblem(_ path: String) -> String {
+    var isDir: ObjCBool = false
+    if !FileManager.default.fileExists(atPath: path, isDirectory: &isDir) { return "no such file" }
+    if isDir.boolValue { return "it is a directory, not a file" }
+    if !FileManager.default.isReadableFile(atPath: path) { return "permission denied" }
+    return "it is not UTF-8 text"
 }

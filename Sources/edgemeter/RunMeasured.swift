@@ -3,6 +3,26 @@ import Foundation
 import EdgeMeterCore
 import EdgeMeterRun
 
+/// Where a command writes its run directory and how it prints the summary: the part of `RunOptions`
+/// for commands that are themselves a capture (`capture`, `analyze`), which have no `--capture`.
+struct OutputOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Write the run directory here (default: reports/<UTC timestamp>-<name>/).", valueName: "DIR"))
+    var out: String?
+
+    @Flag(name: .long, help: "Print the summary as JSON on stdout (for scripts) instead of the human summary.")
+    var json = false
+
+    /// The same choices as `RunOptions`, with no capture around the command.
+    var runOptions: RunOptions {
+        var r = RunOptions()
+        r.out = out
+        r.json = json
+        r.capture = nil
+        r.captureFilter = nil
+        return r
+    }
+}
+
 /// Options every measuring command shares.
 struct RunOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Write the run directory here (default: reports/<UTC timestamp>-<name>/).", valueName: "DIR"))
@@ -11,7 +31,7 @@ struct RunOptions: ParsableArguments {
     @Flag(name: .long, help: "Print the summary as JSON on stdout (for scripts) instead of the human summary.")
     var json = false
 
-    // issue 5 (capture): wire-level timing beside any measuring command; see CaptureHook.swift.
+    // Wire-level timing beside any measuring command; see CaptureHook.swift.
     @Option(name: .long, help: ArgumentHelp("Capture on IFACE while measuring; records wire timings and application − wire differences beside the samples (needs root or CAP_NET_RAW+CAP_NET_ADMIN; see `edgemeter capture --list`).", valueName: "IFACE"))
     var capture: String?
 
@@ -52,7 +72,7 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
     } : nil
     var failure: Error?
     do {
-        // issue 5 (capture): with --capture, the body runs inside a capture (a no-op without it).
+        // With --capture, the body runs inside a capture (a no-op without it).
         try await withCapture(interface: options.capture, filter: options.captureFilter, scenario: name, ctx: ctx) { inner in
             try await body(inner, dir)
         }
@@ -65,7 +85,54 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
     if options.json {
         print(SummaryJSON.render(summaries, runDirectory: dir.url.path, complete: complete))
     }
-    note("report: \(dir.url.path)/ (samples.csv, summary.csv, summary.md, run.json)\(complete ? "" : " — incomplete run")")
-    if let failure { throw failure }
+    if let failure {
+        reportLine(dir, complete: false)
+        throw failure
+    }
     return (summaries, complete, dir)
+}
+
+/// The line that says where the run's files are; every measuring command prints it last (stderr).
+func reportLine(_ dir: RunDirectory, complete: Bool) {
+    fflush(nil) // the closing lines on stdout come first, also when both streams go to one file
+    note("report: \(dir.url.path)/ (samples.csv, summary.csv, summary.md, run.json)\(complete ? "" : " — incomplete run")")
+}
+
+/// Ends a measuring command the same way everywhere, after its own closing lines: prints the report
+/// line, then exits with the status the README's table gives:
+/// 130 when the run was stopped by SIGINT/SIGTERM (what was measured is kept), 1 when a target never
+/// succeeded or a scenario failed or did not run (each printed), 0 otherwise.
+func conclude(_ result: (summaries: [Summary], complete: Bool, directory: RunDirectory),
+              failures: [RunOutcome.Failure]? = nil) throws {
+    reportLine(result.directory, complete: result.complete)
+    if !result.complete { throw ExitCode(130) }
+    let failed = failures ?? RunOutcome.failures(summaries: result.summaries)
+    if !failed.isEmpty {
+        for f in failed { note("edgemeter: \(f)") }
+        throw ExitCode(1)
+    }
+}
+
+/// A sink in front of the run directory that remembers the targets whose `phase` failed (e.g. name
+/// resolution), with the reason, so a command can report them in its closing lines.
+final class FailedSampleWatch: SampleSink, @unchecked Sendable {
+    let phase: String
+    private let lock = NSLock()
+    private var inner: SampleSink?
+    private var seen: [(name: String, reason: String)] = []
+    init(phase: String) { self.phase = phase }
+
+    func watching(_ ctx: ScenarioContext) -> ScenarioContext {
+        lock.lock(); inner = ctx.sink; lock.unlock()
+        return ScenarioContext(runID: ctx.runID, sink: self, stop: ctx.stop, directory: ctx.directory,
+                               suiteDirectory: ctx.suiteDirectory, progress: ctx.progress, addSection: ctx.addSection)
+    }
+    func record(_ sample: Sample) {
+        lock.lock()
+        if sample.phase == phase && sample.status != .ok { seen.append((sample.target, sample.reason)) }
+        let sink = inner
+        lock.unlock()
+        sink?.record(sample)
+    }
+    var failures: [(name: String, reason: String)] { lock.lock(); defer { lock.unlock() }; return seen }
 }

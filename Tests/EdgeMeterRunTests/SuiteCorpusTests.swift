@@ -2,8 +2,8 @@ import XCTest
 import EdgeMeterCore
 @testable import EdgeMeterRun
 
-/// Every `testdata/invalid-*.yaml` starts with `# expect: <exact message>`; loading it must throw
-/// exactly that message (blackbox_exporter's config/testdata style).
+/// Every `testdata/invalid-*.yaml` starts with one `# expect: <exact message>` line per problem; loading
+/// it must throw exactly those messages, in that order (blackbox_exporter's config/testdata style).
 final class SuiteCorpusTests: XCTestCase {
     func testInvalidSuitesGiveTheExactMessage() throws {
         let dir = try XCTUnwrap(Bundle.module.url(forResource: "testdata", withExtension: nil))
@@ -11,8 +11,10 @@ final class SuiteCorpusTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(files.count, 10)
         for f in files {
             let text = try String(contentsOf: dir.appendingPathComponent(f), encoding: .utf8)
-            let first = text.split(separator: "\n", maxSplits: 1)[0]
-            let expected = String(first.dropFirst("# expect: ".count))
+            // One `# expect:` line per problem, in the order validation reports them.
+            let expected = text.split(separator: "\n").prefix { $0.hasPrefix("# expect: ") }
+                .map { String($0.dropFirst("# expect: ".count)) }.joined(separator: "\n")
+            XCTAssertFalse(expected.isEmpty, "\(f) must start with `# expect: <message>`")
             XCTAssertThrowsError(try SuiteLoader.load(yaml: text, file: f, schemas: ScenarioKinds.schemas), f) { e in
                 XCTAssertEqual("\(e)", expected, f)
             }
