@@ -9,9 +9,9 @@ struct CaptureCommand: AsyncParsableCommand {
         commandName: "capture",
         abstract: "Capture packets with libpcap into a pcap file and analyse them (flows, handshakes, echoes, HTTP).",
         discussion: """
-        Immediate mode, nanosecond timestamps when the interface supports them (the precision used is
-        recorded), drop counters from pcap_stats at the end (stored as samples, phase capture_dropped).
-        The pcap file is standard (tshark/Wireshark open it) and written with mode 0600. Interfaces:
+        Immediate mode, nanosecond timestamps when the interface supports them (the precision used is \
+        recorded), drop counters from pcap_stats at the end (stored as samples, phase capture_dropped). \
+        The pcap file is standard (tshark/Wireshark open it) and written with mode 0600. Interfaces: \
         lo, docker0, bridges, veth, any (Linux cooked SLL2). Needs root or CAP_NET_RAW+CAP_NET_ADMIN.
 
         Stops after --duration, after --count packets, or on Ctrl-C.
@@ -134,9 +134,9 @@ struct AnalyzeCommand: AsyncParsableCommand {
         commandName: "analyze",
         abstract: "Analyse a pcap file: flows, TCP handshakes and retransmissions, ICMP echoes, HTTP/1.1 timings.",
         discussion: """
-        Reads classic pcap (micro- or nanosecond, either byte order) with Ethernet, Linux cooked
-        (SLL/SLL2), raw IP or loopback link types; IPv4 and IPv6. Truncated or malformed packets are
-        counted and skipped. Writes a run directory with samples (probe wire), flows.csv,
+        Reads classic pcap (micro- or nanosecond, either byte order) with Ethernet, Linux cooked \
+        (SLL/SLL2), raw IP or loopback link types; IPv4 and IPv6. Truncated or malformed packets are \
+        counted and skipped. Writes a run directory with samples (probe wire), flows.csv, \
         handshakes.csv, http.csv and a report in summary.md. For pcapng, convert first: editcap -F pcap in.pcapng out.pcap.
 
         Examples:

@@ -59,12 +59,13 @@ struct PingCommand: AsyncParsableCommand {
         commandName: "ping",
         abstract: "ICMP echo round trips to one or more targets (IPv4 and IPv6), fping-style.",
         discussion: """
-        Prints one line per reply and ping's closing statistics plus percentiles, and writes a run
-        directory. Tries an unprivileged datagram ICMP socket, then a raw socket; uses the kernel's
+        Prints one line per reply and ping's closing statistics plus percentiles, and writes a run \
+        directory. Tries an unprivileged datagram ICMP socket, then a raw socket; uses the kernel's \
         receive stamps (SO_TIMESTAMPNS) when available. Each sample records which it used.
 
-        Exit status: 0 when every target answered at least once, 1 when a target never answered,
-        2 for usage or setup errors.
+        Exit status: 0 when every target answered at least once, 1 when a target never answered, \
+        2 for usage or setup errors and for a name that cannot be resolved (as fping; the other \
+        targets are still pinged), 130 when stopped by Ctrl-C or SIGTERM (what was measured is kept).
 
         Examples:
           edgemeter ping -c 10 127.0.0.1 ::1
@@ -148,16 +149,18 @@ struct TCPingCommand: AsyncParsableCommand {
         commandName: "tcping",
         abstract: "TCP connect time (SYN sent until connect completes), optionally time to first byte.",
         discussion: """
-        Refused (RST), timed out (no SYN-ACK) and unreachable are told apart in each sample's status.
-        With --payload the probe sends those bytes once connected and times the first reply byte
+        Refused (RST), timed out (no SYN-ACK) and unreachable are told apart in each sample's status. \
+        With --payload the probe sends those bytes once connected and times the first reply byte \
         (phase first_byte); --expect checks the reply contains a string.
 
-        Exit status: 0 when every target connected at least once, 1 when one never did, 2 for usage errors.
+        Exit status: 0 when every target connected at least once, 1 when one never did (every attempt \
+        refused or timed out, as `nc -z` fails), 2 for usage errors and unresolvable names, 130 when \
+        stopped by Ctrl-C or SIGTERM.
 
         Examples:
           edgemeter tcping -c 10 127.0.0.1:22
           edgemeter tcping -c 20 -i 100ms '[::1]:8080' 127.0.0.1:8080
-          edgemeter tcping -c 5 --payload $'GET / HTTP/1.0\\r\\n\\r\\n' --expect 'HTTP/1' 127.0.0.1:80
+          edgemeter tcping -c 5 --payload $'GET /\\r\\n\\r\\n' --expect HTTP 127.0.0.1:80
         """
     )
 

@@ -8,8 +8,12 @@ struct RunSuiteCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run a suite of named scenarios (YAML) into one run directory.",
         discussion: """
-        The whole suite is validated before anything runs; errors read `file:line: what is wrong`.
+        The whole suite is validated before anything runs; errors read `file:line: what is wrong`. \
         A scenario whose engine is missing is reported as "not run" with its reason; the others run.
+
+        Exit status: 0 when every target of every scenario succeeded at least once, 1 when a target \
+        never did or a scenario failed or was not run (each one is named on stderr), 2 for an invalid \
+        suite (every problem is listed), 130 when stopped by Ctrl-C or SIGTERM.
 
         Examples:
           edgemeter run benchmarks/suites/lab.yaml
