@@ -22,6 +22,8 @@ let package = Package(
         .target(name: "CEdgeMeter"),
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
 
+        // HTTP/1.1 message framing as a pure state machine over bytes: no I/O, no dependencies.
+        .target(name: "EdgeMeterHTTP"),
         .target(
             name: "EdgeMeterCore",
             dependencies: [
@@ -81,6 +83,7 @@ let package = Package(
         // Helpers shared by test targets: running commands, temporary network namespaces, the built binary.
         .target(name: "EdgeMeterTestSupport", path: "Tests/EdgeMeterTestSupport"),
 
+        .testTarget(name: "EdgeMeterHTTPTests", dependencies: ["EdgeMeterHTTP"]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
         .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
