@@ -6,21 +6,33 @@
 #     (EDGEMETER_KERNEL_CACHE, default /var/cache/edgemeter/kernel) and unpacks it with dpkg -x
 #   - on a hybrid cgroup host (v1 controllers + cgroup v2 at /sys/fs/cgroup/unified), mounts the
 #     controllers that sit on v2 (hugetlb here) as v1 hierarchies: crun refuses the host otherwise
+#   - builds the local image edgemeter-base:latest in dockerd when it is missing and an edgemeter
+#     binary is at hand (EDGEMETER_BIN, else .build/release/edgemeter, else .build/debug/edgemeter)
 #   - starts podman's Docker-compatible API (podman system service) on /run/podman/podman.sock and
 #     waits for /_ping; copies edgemeter-base:latest from dockerd into podman when only dockerd has it
+# What it starts and mounts is recorded under /run/edgemeter/ so scripts/reset-host.sh undoes exactly that.
 # Needs root and the packages docker.io, lxc, qemu-system-x86, busybox-static, cpio (podman, crun optional).
+#
+#   scripts/setup-engines.sh                     set up (the default)
+#   scripts/setup-engines.sh --check             change nothing; one line per precondition,
+#                                                "ok      WHAT" or "missing WHAT: FIX"; exit 0 if all ok, else 1
+#   scripts/setup-engines.sh --cgroup-plan ROOT [ROOT_FSTYPE UNIFIED_FSTYPE]
+#                                                change nothing; print the cgroup v2 controllers setup would
+#                                                mount as v1 hierarchies under ROOT, or "none: WHY"
+#                                                (filesystem types default to what stat -f reports)
 set -euo pipefail
 
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 CACHE="${EDGEMETER_KERNEL_CACHE:-/var/cache/edgemeter/kernel}"
 SOCK="/var/run/docker.sock"
 if [[ "${DOCKER_HOST:-}" == unix://* ]]; then SOCK="${DOCKER_HOST#unix://}"; fi
+PODSOCK=/run/podman/podman.sock
+IMAGE=edgemeter-base:latest
+STATE=/run/edgemeter
 
 say() { printf 'setup-engines: %s\n' "$*" >&2; }
 
-# --- dockerd -----------------------------------------------------------------------------------
-if ! command -v dockerd >/dev/null; then
-    say "dockerd not found: apt-get install -y docker.io"; exit 1
-fi
+# --- probes shared by the set-up and --check (none of them changes anything) ---------------------
 docker_up() {
     if command -v curl >/dev/null; then
         curl -s --max-time 2 --unix-socket "$SOCK" http://docker/_ping 2>/dev/null | grep -q OK
@@ -28,12 +40,148 @@ docker_up() {
         DOCKER_HOST="unix://$SOCK" timeout 5 docker version >/dev/null 2>&1
     fi
 }
+podman_up() {
+    if command -v curl >/dev/null; then
+        curl -s --max-time 2 --unix-socket "$PODSOCK" http://podman/_ping 2>/dev/null | grep -q OK
+    else
+        timeout 5 podman --remote --url "unix://$PODSOCK" version >/dev/null 2>&1
+    fi
+}
+docker_has_image() {
+    if command -v curl >/dev/null; then
+        [[ $(curl -s --max-time 5 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" "http://docker/images/$IMAGE/json" 2>/dev/null) == 200 ]]
+    else
+        DOCKER_HOST="unix://$SOCK" timeout 10 docker image inspect "$IMAGE" >/dev/null 2>&1
+    fi
+}
+podman_has_image() { command -v podman >/dev/null && timeout 20 podman image exists "$IMAGE" 2>/dev/null; }
+kernel_cached() { ls "$CACHE"/boot/vmlinuz-* >/dev/null 2>&1 && [[ -f "$CACHE/modules/e1000.ko" ]]; }
+edgemeter_binary() {
+    local c
+    for c in "${EDGEMETER_BIN:-}" "$REPO/.build/release/edgemeter" "$REPO/.build/debug/edgemeter"; do
+        [[ -n $c && -x $c ]] && { echo "$c"; return 0; }
+    done
+    return 1
+}
+
+# --- cgroups for crun ------------------------------------------------------------------------------
+# crun 1.8 stops with "cgroups in hybrid mode not supported, drop all controllers from cgroupv2" when
+# the v2 hierarchy of a hybrid host owns controllers. A controller that no v2 cgroup uses can be
+# mounted as a v1 hierarchy instead, as systemd's hybrid layout does; runc and dockerd are unaffected.
+#
+# cgroup_plan ROOT [ROOT_FSTYPE UNIFIED_FSTYPE] prints the controllers to mount (one line, space
+# separated), "none: WHY" when there is nothing to do, or "blocked: WHY" when crun will refuse the
+# host and moving the controllers cannot help. Files on cgroupfs report size 0 whatever they hold,
+# so the controller lists are read, never sized with `test -s`.
+cgroup_plan() {
+    local root=${1:?cgroup_plan needs a root directory} rtype=${2:-} utype=${3:-}
+    root=${root%/}
+    [[ -d $root ]] || { echo "none: $root does not exist (no cgroups mounted?)"; return 0; }
+    [[ -n $rtype ]] || rtype=$(stat -f -c %T "$root" 2>/dev/null || echo unknown)
+    case $rtype in
+        cgroup2fs) echo "none: $root is cgroup v2 only (unified); crun accepts it as is"; return 0 ;;
+        tmpfs) ;;
+        *) echo "none: $root is not a cgroup mount (filesystem $rtype)"; return 0 ;;
+    esac
+    local u=$root/unified
+    if [[ ! -d $u ]]; then echo "none: cgroup v1 only (no $u); crun accepts it as is"; return 0; fi
+    [[ -n $utype ]] || utype=$(stat -f -c %T "$u" 2>/dev/null || echo unknown)
+    if [[ $utype != cgroup2fs ]]; then echo "none: cgroup v1 only ($u is $utype, not cgroup2); crun accepts it as is"; return 0; fi
+    local controllers used
+    controllers=$(cat "$u/cgroup.controllers" 2>/dev/null | tr -s ' \t\n' ' ' | sed 's/^ *//; s/ *$//')
+    if [[ -z $controllers ]]; then echo "none: hybrid, and cgroup2 at $u owns no controllers; crun accepts it as is"; return 0; fi
+    used=$(cat "$u/cgroup.subtree_control" 2>/dev/null | tr -s ' \t\n' ' ' | sed 's/^ *//; s/ *$//')
+    if [[ -n $used ]]; then
+        echo "blocked: cgroup2 at $u owns $controllers and enables $used in cgroup.subtree_control (v2 cgroups use them, so they cannot move to v1); crun will refuse this host: disable them there or boot with systemd.unified_cgroup_hierarchy=0/1"
+        return 0
+    fi
+    echo "$controllers"
+}
+
+# --- --check ---------------------------------------------------------------------------------------
+check() {
+    local bad=0 plan
+    ok() { printf 'ok      %s\n' "$1"; }
+    missing() { printf 'missing %s: %s\n' "$1" "$2"; bad=1; }
+
+    if ! command -v dockerd >/dev/null; then
+        missing "dockerd (package docker.io)" "apt-get install -y docker.io (or scripts/setup.sh)"
+    elif docker_up; then
+        ok "dockerd answers on $SOCK"
+    else
+        missing "dockerd answering on $SOCK" "scripts/setup-engines.sh"
+    fi
+
+    if ip link show lxcbr0 >/dev/null 2>&1; then
+        ok "bridge lxcbr0 exists"
+    else
+        missing "bridge lxcbr0" "scripts/setup-engines.sh (or: ip link add lxcbr0 type bridge && ip addr add 10.0.3.1/24 dev lxcbr0 && ip link set lxcbr0 up)"
+    fi
+
+    plan=$(cgroup_plan /sys/fs/cgroup)
+    case $plan in
+        none:*) ok "cgroup layout crun accepts (${plan#none: })" ;;
+        blocked:*) missing "cgroup layout crun accepts" "${plan#blocked: }" ;;
+        *) missing "cgroup layout crun accepts (cgroup2 at /sys/fs/cgroup/unified owns: $plan)" "scripts/setup-engines.sh (mounts $plan as v1 hierarchies)" ;;
+    esac
+
+    if ! command -v podman >/dev/null; then
+        missing "podman (optional backend)" "apt-get install -y podman crun (or scripts/setup.sh)"
+    elif podman_up; then
+        ok "podman API answers on $PODSOCK"
+    else
+        missing "podman API answering on $PODSOCK" "scripts/setup-engines.sh (or: podman system service --time=0 unix://$PODSOCK &)"
+    fi
+
+    if kernel_cached; then
+        ok "VM kernel cache: $(ls "$CACHE"/boot/vmlinuz-* | head -1) and $CACHE/modules/e1000.ko"
+    else
+        missing "VM kernel cache in $CACHE (vmlinuz + e1000.ko)" "scripts/setup-engines.sh"
+    fi
+
+    if ! docker_up; then
+        missing "image $IMAGE in dockerd (dockerd not answering)" "scripts/setup-engines.sh, then .build/release/edgemeter image build"
+    elif docker_has_image; then
+        ok "image $IMAGE in dockerd"
+    else
+        missing "image $IMAGE in dockerd" ".build/release/edgemeter image build (swift build -c release --product edgemeter first)"
+    fi
+
+    if ! command -v podman >/dev/null; then
+        missing "image $IMAGE in podman (podman not installed)" "apt-get install -y podman crun, then scripts/setup-engines.sh"
+    elif podman_has_image; then
+        ok "image $IMAGE in podman"
+    elif docker_up && docker_has_image; then
+        missing "image $IMAGE in podman" "scripts/setup-engines.sh (copies it from dockerd; or: docker save $IMAGE | podman load)"
+    else
+        missing "image $IMAGE in podman" ".build/release/edgemeter image build, then scripts/setup-engines.sh"
+    fi
+    return $bad
+}
+
+case "${1:-}" in
+    --check) check; exit $? ;;
+    --cgroup-plan) shift; [[ $# -ge 1 ]] || { echo "usage: $0 --cgroup-plan ROOT [ROOT_FSTYPE UNIFIED_FSTYPE]" >&2; exit 2; }
+                   cgroup_plan "$@"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    "") ;;
+    *) echo "setup-engines: unknown argument \"$1\": use --check, --cgroup-plan ROOT or no argument (see --help)" >&2; exit 2 ;;
+esac
+
+if [[ $(id -u) != 0 ]]; then say "needs root to start engines, create bridges and mount cgroups: run it with sudo"; exit 2; fi
+mkdir -p "$STATE"
+
+# --- dockerd -----------------------------------------------------------------------------------
+if ! command -v dockerd >/dev/null; then
+    say "dockerd not found: apt-get install -y docker.io"; exit 1
+fi
 if docker_up; then
     say "dockerd already answers on $SOCK"
 else
     if ! pgrep -x dockerd >/dev/null; then
         say "starting dockerd (log: /var/log/dockerd.log)"
         nohup dockerd -H "unix://$SOCK" >/var/log/dockerd.log 2>&1 &
+        echo $! >"$STATE/dockerd.pid"
     fi
     for _ in $(seq 1 120); do docker_up && break; sleep 0.5; done
     docker_up || { say "dockerd did not answer on $SOCK within 60 s; see /var/log/dockerd.log"; exit 1; }
@@ -48,31 +196,37 @@ else
     ip link add lxcbr0 type bridge
     ip addr add 10.0.3.1/24 dev lxcbr0
     ip link set lxcbr0 up
+    touch "$STATE/lxcbr0.created"
 fi
 
 # --- cgroups for crun --------------------------------------------------------------------------
-# crun 1.8 stops with "cgroups in hybrid mode not supported, drop all controllers from cgroupv2" when
-# the v2 hierarchy of a hybrid host owns controllers. A controller that no v2 cgroup uses can be
-# mounted as a v1 hierarchy instead, as systemd's hybrid layout does; runc and dockerd are unaffected.
-U=/sys/fs/cgroup/unified
-if [[ -f $U/cgroup.controllers && -s $U/cgroup.controllers && ! -s $U/cgroup.subtree_control ]] \
-   && mountpoint -q /sys/fs/cgroup && [[ $(stat -f -c %T /sys/fs/cgroup) == tmpfs ]]; then
-    for c in $(cat $U/cgroup.controllers); do
-        say "mounting cgroup controller $c as a v1 hierarchy (crun refuses v2 controllers on a hybrid host)"
-        mkdir -p "/sys/fs/cgroup/$c"
-        mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" || say "could not mount $c; crun may refuse this host"
-    done
+plan=$(cgroup_plan /sys/fs/cgroup)
+case $plan in
+    none:*) say "cgroups: ${plan#none: }" ;;
+    blocked:*) say "cgroups: ${plan#blocked: }" ;;
+    *)
+        for c in $plan; do
+            say "mounting cgroup controller $c as a v1 hierarchy at /sys/fs/cgroup/$c (crun refuses v2 controllers on a hybrid host)"
+            [[ -d /sys/fs/cgroup/$c ]] || { mkdir "/sys/fs/cgroup/$c"; echo "/sys/fs/cgroup/$c" >>"$STATE/cgroup-dirs"; }
+            if mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"; then
+                echo "/sys/fs/cgroup/$c" >>"$STATE/cgroup-mounts"
+            else
+                say "could not mount $c; crun may refuse this host (scripts/setup-engines.sh --check shows the layout)"
+            fi
+        done ;;
+esac
+
+# --- the local image in dockerd ----------------------------------------------------------------
+if docker_has_image; then
+    say "image $IMAGE present in dockerd"
+elif bin=$(edgemeter_binary); then
+    say "building $IMAGE in dockerd with $bin image build"
+    "$bin" image build >/dev/null || say "image build failed; run $bin image build by hand to see why"
+else
+    say "image $IMAGE is not in dockerd and no edgemeter binary is built: after swift build -c release --product edgemeter, run .build/release/edgemeter image build"
 fi
 
 # --- podman's Docker-compatible API ------------------------------------------------------------
-PODSOCK=/run/podman/podman.sock
-podman_up() {
-    if command -v curl >/dev/null; then
-        curl -s --max-time 2 --unix-socket "$PODSOCK" http://podman/_ping 2>/dev/null | grep -q OK
-    else
-        timeout 5 podman --remote --url "unix://$PODSOCK" version >/dev/null 2>&1
-    fi
-}
 if ! command -v podman >/dev/null; then
     say "podman not installed (apt-get install -y podman crun): the podman backend will be reported as not run"
 elif podman_up; then
@@ -81,18 +235,18 @@ else
     mkdir -p "$(dirname "$PODSOCK")"
     say "starting podman system service on $PODSOCK (log: /var/log/podman-service.log)"
     nohup podman system service --time=0 "unix://$PODSOCK" >/var/log/podman-service.log 2>&1 &
+    echo $! >"$STATE/podman-service.pid"
     for _ in $(seq 1 60); do podman_up && break; sleep 0.5; done
     podman_up || { say "podman API did not answer on $PODSOCK within 30 s; see /var/log/podman-service.log"; exit 1; }
     say "podman API answers on $PODSOCK"
 fi
-if command -v podman >/dev/null && ! podman image exists edgemeter-base:latest 2>/dev/null \
-   && DOCKER_HOST="unix://$SOCK" docker image inspect edgemeter-base:latest >/dev/null 2>&1; then
-    say "copying edgemeter-base:latest from dockerd into podman"
-    DOCKER_HOST="unix://$SOCK" docker save edgemeter-base:latest | podman load >/dev/null
+if command -v podman >/dev/null && ! podman_has_image && docker_has_image; then
+    say "copying $IMAGE from dockerd into podman"
+    DOCKER_HOST="unix://$SOCK" docker save "$IMAGE" | podman load >/dev/null
 fi
 
 # --- Debian kernel for the QEMU guest ------------------------------------------------------------
-if ls "$CACHE"/boot/vmlinuz-* >/dev/null 2>&1 && [[ -f "$CACHE/modules/e1000.ko" ]]; then
+if kernel_cached; then
     say "kernel cached: $(ls "$CACHE"/boot/vmlinuz-* | head -1)"
 else
     mkdir -p "$CACHE"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what edgemeter's lab and tests need, idempotently: Debian packages, then the engines
-# (dockerd, the LXC bridge, the VM kernel cache) through scripts/setup-engines.sh.
+# (dockerd, podman's API, the LXC bridge, cgroups crun accepts, the VM kernel cache, the local image
+# when an edgemeter binary is built) through scripts/setup-engines.sh.
 # Safe to run again: it installs only what is missing and starts only what is not running.
+# `scripts/setup-engines.sh --check` shows what is in place without changing anything;
+# scripts/reset-host.sh undoes the engine set-up (it never removes packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -34,8 +34,13 @@ public struct SummaryKey: Hashable, Sendable, Comparable {
 ///   `(sent - received) / sent * 100`, as ping prints it.
 /// - `min`, `mean`, `max` and `mdev` are exact (from running sums, not the histogram). `mdev` is the
 ///   population standard deviation `sqrt(Σx²/n - (Σx/n)²)`, the formula iputils `ping` prints as mdev.
-/// - `p50`...`p999` come from an HDR histogram with 3 significant digits (relative error ≤ 0.1%),
-///   reported as the highest value equivalent to the recorded one, as HdrHistogram does.
+/// - `sum` is the exact sum of the `ok` values (counters are reported as this total).
+/// - `p50`...`p999` are nearest-rank percentiles (the value at rank ⌈p/100 · n⌉ of the sorted values)
+///   read from HDR histograms with 3 significant digits (relative error ≤ 0.1%). Signed metrics are
+///   supported: negative values go to a second histogram of magnitudes, so a percentile of a
+///   mixed-sign series is as exact as one of positive values. A percentile is reported as the bucket
+///   bound farthest from minus infinity (the highest equivalent value for a positive value, minus the
+///   lowest equivalent magnitude for a negative one), clamped to the exact min and max.
 /// - `medianCI95` is the distribution-free 95% confidence interval of the median from order
 ///   statistics (ranks n/2 ∓ 1.96·√n/2), read from the same histogram; nil below 6 values.
 public struct Summary: Sendable, Equatable {
@@ -47,6 +52,7 @@ public struct Summary: Sendable, Equatable {
     public var mean: Double?
     public var max: Double?
     public var mdev: Double?
+    public var sum: Double?
     public var p50: Double?
     public var p90: Double?
     public var p99: Double?
@@ -55,8 +61,8 @@ public struct Summary: Sendable, Equatable {
     public var statusCounts: [SampleStatus: Int]
 }
 
-/// Accumulates one key's values with memory bounded by the histogram (a few KiB), whatever the
-/// number of samples.
+/// Accumulates one key's values with memory bounded by two histograms (a few KiB each), whatever
+/// the number of samples.
 public struct SummaryAccumulator: Sendable {
     public let key: SummaryKey
     public private(set) var sent = 0
@@ -65,7 +71,10 @@ public struct SummaryAccumulator: Sendable {
     private var sumSquares = 0.0
     private var minValue = Double.infinity
     private var maxValue = -Double.infinity
-    private var histogram: Histogram<UInt64>
+    /// Values ≥ 0 (after scaling and rounding to the histogram's resolution).
+    private var positive: Histogram<UInt64>
+    /// Magnitudes of values < 0; empty for unsigned metrics such as durations.
+    private var negative: Histogram<UInt64>
     private let scale: Double
     private var statusCounts: [SampleStatus: Int] = [:]
 
@@ -85,7 +94,8 @@ public struct SummaryAccumulator: Sendable {
         self.scale = Self.histogramScale(unit: key.unit)
         var h = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
         h.autoResize = true
-        self.histogram = h
+        self.positive = h
+        self.negative = h
     }
 
     public mutating func add(_ sample: Sample) {
@@ -95,28 +105,55 @@ public struct SummaryAccumulator: Sendable {
         addValue(v)
     }
 
-    /// Adds one successful value (in the key's unit).
+    /// Adds one successful value (in the key's unit); negative values are kept with their sign.
     public mutating func addValue(_ v: Double) {
         received += 1
         sum += v
         sumSquares += v * v
         minValue = Swift.min(minValue, v)
         maxValue = Swift.max(maxValue, v)
-        _ = histogram.record(UInt64(Swift.max(0, (v * scale).rounded())))
+        let scaled = (v * scale).rounded()
+        if scaled < 0 {
+            _ = negative.record(UInt64(Swift.min(-scaled, 9.0e18)))
+        } else {
+            _ = positive.record(UInt64(Swift.min(scaled, 9.0e18)))
+        }
+    }
+
+    /// The value at 1-based rank `rank` of the sorted values (both histograms together).
+    private func valueAtRank(_ rank: Int) -> Double {
+        let negCount = Int(negative.totalCount)
+        let v: Double
+        if rank <= negCount {
+            // The rank-th smallest value is the (negCount - rank + 1)-th smallest magnitude's negation.
+            let k = negCount - rank + 1
+            let raw = negative.valueAtPercentile((Double(k) - 0.5) / Double(negCount) * 100)
+            v = -Double(negative.lowestEquivalentForValue(raw)) / scale
+        } else {
+            let posCount = Int(positive.totalCount)
+            let k = rank - negCount
+            v = Double(positive.valueAtPercentile((Double(k) - 0.5) / Double(posCount) * 100)) / scale
+        }
+        return Swift.min(Swift.max(v, minValue), maxValue)
+    }
+
+    /// Nearest-rank percentile: the value at rank ⌈p/100 · n⌉ (at least 1).
+    private func percentile(_ p: Double) -> Double? {
+        guard received > 0 else { return nil }
+        let n = received
+        let rank = Swift.min(n, Swift.max(1, Int((p / 100 * Double(n)).nextDown.rounded(.up))))
+        return valueAtRank(rank)
     }
 
     public var summary: Summary {
         let n = Double(received)
-        func pct(_ p: Double) -> Double? {
-            received == 0 ? nil : Double(histogram.valueAtPercentile(p)) / scale
-        }
         var ci: ClosedRange<Double>?
         if received >= 6 {
             let half = 1.96 * n.squareRoot() / 2
             let lowRank = Swift.max(1, Int((n / 2 - half).rounded(.down)))
             let highRank = Swift.min(received, Int((1 + n / 2 + half).rounded(.up)))
-            let lo = Double(histogram.valueAtPercentile((Double(lowRank) - 0.5) / n * 100)) / scale
-            let hi = Double(histogram.valueAtPercentile((Double(highRank) - 0.5) / n * 100)) / scale
+            let lo = valueAtRank(lowRank)
+            let hi = valueAtRank(highRank)
             ci = Swift.min(lo, hi)...Swift.max(lo, hi)
         }
         var mean: Double?
@@ -130,7 +167,8 @@ public struct SummaryAccumulator: Sendable {
             key: key, sent: sent, received: received,
             lossPercent: sent == 0 ? 0 : Double(sent - received) / Double(sent) * 100,
             min: received > 0 ? minValue : nil, mean: mean, max: received > 0 ? maxValue : nil, mdev: mdev,
-            p50: pct(50), p90: pct(90), p99: pct(99), p999: pct(99.9), medianCI95: ci,
+            sum: received > 0 ? sum : nil,
+            p50: percentile(50), p90: percentile(90), p99: percentile(99), p999: percentile(99.9), medianCI95: ci,
             statusCounts: statusCounts)
     }
 }

@@ -97,4 +97,78 @@ final class ReportRenderTests: XCTestCase {
         XCTAssertEqual(rows[0]["sent"] as? Int, 9)
         XCTAssertEqual(rows[0]["received"] as? Int, 8)
     }
+
+    /// One scenario per table kind, with the metadata real runs write (see LoadReport.samples,
+    /// StartupRunner, WireReport).
+    static func kindSamples() -> [Sample] {
+        let t0 = Date(timeIntervalSince1970: 1_795_000_000)
+        var out: [Sample] = []
+        func add(_ scenario: String, _ probe: String, _ target: String, _ metric: String, _ phase: String, _ v: Double?,
+                 _ unit: String, _ status: SampleStatus = .ok, _ reason: String = "") {
+            out.append(Sample(runID: "run2", scenario: scenario, probe: probe, target: target, metric: metric, phase: phase,
+                              value: v, unit: unit, timestamp: t0, status: status, reason: reason))
+        }
+        // Start-up: docker 3 attempts (one failed at ready), lxc 2.
+        let docker: [[String: Double?]] = [
+            ["create": 12, "start": 250, "ready": 60, "stop": 20, "remove": 11, "total": 353],
+            ["create": 15, "start": 300, "ready": 70, "stop": 25, "remove": 14, "total": 424],
+            ["create": 14, "start": 280, "ready": nil, "stop": 22, "remove": 12, "total": nil],
+        ]
+        for a in docker {
+            for p in ["create", "start", "ready", "stop", "remove", "total"] {
+                let v = a[p]!
+                add("startup", "startup", "docker", "startup", p, v, "ms", v == nil ? .timeout : .ok, v == nil ? "no TCP answer within 10 s" : "")
+            }
+        }
+        for a in [[5.0, 30, 8, 40, 6, 89], [6, 34, 9, 45, 7, 101]] {
+            for (p, v) in zip(["create", "start", "ready", "stop", "remove", "total"], a) { add("startup", "startup", "lxc", "startup", p, v, "ms") }
+        }
+        // Capture counters and signed app − wire differences.
+        add("capture", "wire", "lo", "packets", "capture_received", 784, "count")
+        add("capture", "wire", "lo", "packets", "capture_dropped", 0, "count")
+        add("capture", "wire", "lo", "packets", "capture_interface_dropped", nil, "count", .error, "pcap_stats unavailable")
+        for v in [0.021, -0.004, 0.035, 0.018] { add("capture", "wire", "127.0.0.1", "rtt", "stack_overhead_echo", v, "ms") }
+        // Load, open loop.
+        let url = "http://127.0.0.1:50000/calculate"
+        for (series, base) in [("corrected", 2.0), ("uncorrected", 1.0)] {
+            for (i, p) in ["p50", "p75", "p90", "p99", "p999", "p9999", "p99999"].enumerated() {
+                add("load", "load", url, "latency", "\(series)_\(p)", base * Double(i + 1), "ms")
+            }
+            add("load", "load", url, "latency", "\(series)_max", base * 9, "ms")
+            add("load", "load", url, "latency", "\(series)_mean", base * 1.5, "ms")
+            add("load", "load", url, "latency", "\(series)_stddev", base * 0.5, "ms")
+        }
+        add("load", "load", url, "throughput", "achieved", 498.7, "req/s")
+        add("load", "load", url, "throughput", "requested", 500, "req/s")
+        for c in [497.0, 500, 499] { add("load", "load", url, "throughput", "interval", c, "req/s") }
+        add("load", "load", url, "transfer", "read", 73_412, "B/s")
+        add("load", "load", url, "responses", "status_200", 1494, "count")
+        add("load", "load", url, "responses", "status_503", 2, "count")
+        for (k, n) in [("connect", 0.0), ("timeout", 3), ("reset", 1), ("status", 2), ("body", 0)] {
+            add("load", "load", url, "errors", k, n, "count")
+        }
+        return out
+    }
+
+    func testSummaryTablesFitEachKindGolden() throws {
+        var s = Summarizer()
+        Self.kindSamples().forEach { s.add($0) }
+        let md = SummaryMarkdown.render(title: "edgemeter run run2", summaries: s.summaries)
+        try check(md, golden: "summary-kinds.md")
+        // What each table must (not) show, so a wrong golden update is caught too.
+        XCTAssertFalse(md.contains("784.000"), "counters are integers")
+        XCTAssertTrue(md.contains("| wire | lo | packets | capture_received | 784 |"), md)
+        XCTAssertTrue(md.contains("| backend | create p50 / p90 (ms) |"), md)
+        // p50 is rank 2 of 3 (14 ms create, 280 ms start: within the histogram's 0.1 %), p90 rank 3.
+        XCTAssertTrue(md.contains("| docker | 14.000 / 15.000 | 280.232 / 300.000 | 60.031 / 70.000 |"), md)
+        XCTAssertTrue(md.contains("| 2 / 3 |"), "docker: 2 of 3 attempts reached total")
+        XCTAssertFalse(md.components(separatedBy: "## startup")[1].components(separatedBy: "## ")[0].contains("loss (%)"),
+                       "no ping columns for start-ups")
+        XCTAssertTrue(md.contains("| http://127.0.0.1:50000/calculate | 1500 | 1496 | 498.7 | 500.0 | 497 – 500 | 73412 | 0 | 3 | 1 | 2 | 0 | 200: 1494, 503: 2 |"), md)
+        XCTAssertTrue(md.contains("| http://127.0.0.1:50000/calculate | corrected | 2.000 | 4.000 |"), md)
+        XCTAssertTrue(md.contains("| wire | 127.0.0.1 | rtt | stack_overhead_echo | 4 | 4 | 0.0 | -0.004 |"), "signed values keep their sign")
+        let json = try JSONSerialization.jsonObject(with: Data(SummaryJSON.render(s.summaries).utf8)) as! [String: Any]
+        let tables = Set((json["summaries"] as! [[String: Any]]).compactMap { $0["table"] as? String })
+        XCTAssertEqual(tables, ["startup", "counter", "latency", "load"])
+    }
 }

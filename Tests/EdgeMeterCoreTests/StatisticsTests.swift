@@ -86,11 +86,78 @@ final class StatisticsTests: XCTestCase {
         XCTAssertNil(s.mdev)
     }
 
-    func testMemoryStaysBoundedByHistogram() {
+    /// Resident set size of this process, from /proc/self/statm (second field, in pages).
+    func residentBytes() throws -> Int {
+        let text = try String(contentsOfFile: "/proc/self/statm", encoding: .utf8)
+        let fields = text.split(separator: " ")
+        let pages = try XCTUnwrap(Int(fields[1]), "unexpected /proc/self/statm: \(text)")
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    func testMemoryStaysBoundedOverTenMillionValues() throws {
+        // Storing the values would take 80 MB (8 bytes each); the histograms take a few hundred KiB
+        // whatever the count. Values span 1 µs ... 1000 s and both signs so the histograms resize.
         var acc = SummaryAccumulator(key: key)
-        for i in 0..<200_000 { acc.addValue(Double(i % 5000) / 100) }
-        XCTAssertEqual(acc.summary.received, 200_000)
-        XCTAssertLessThan(MemoryLayout<SummaryAccumulator>.size, 1024)
+        for i in 0..<10_000 { acc.addValue(Double(i)) } // warm up allocator and histograms
+        let before = try residentBytes()
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for i in 0..<10_000_000 {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            let magnitude = Double(x % 1_000_000_000) / 1e6 // 0 ... 1000 ms
+            acc.addValue(i % 4 == 0 ? -magnitude : magnitude)
+        }
+        let grown = try residentBytes() - before
+        let s = acc.summary
+        XCTAssertEqual(s.received, 10_010_000)
+        XCTAssertLessThan(grown, 8 << 20, "resident memory grew by \(grown) bytes over 10M values: the summary must not keep the values")
+    }
+
+    /// `got` is within the histogram's precision above `want`: want ≤ got ≤ want + 0.1% of |want|.
+    func assertPercentile(_ got: Double?, _ want: Double, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        guard let got else { return XCTFail("\(what): no value", file: file, line: line) }
+        XCTAssertGreaterThanOrEqual(got, want - 1e-12, what, file: file, line: line)
+        XCTAssertLessThanOrEqual(got, want + abs(want) * 0.001 + 1e-12, what, file: file, line: line)
+    }
+
+    func testNegativeValuesKeepTheirPercentiles() {
+        // app − wire differences can be negative. Sorted: -40 -30 -20 -10; nearest rank ⌈p·n⌉.
+        var acc = SummaryAccumulator(key: key)
+        for v in [-10.0, -40, -20, -30] { acc.addValue(v) }
+        let s = acc.summary
+        XCTAssertEqual(s.min, -40)
+        XCTAssertEqual(s.max, -10)
+        XCTAssertEqual(s.mean!, -25, accuracy: 1e-12)
+        assertPercentile(s.p50, -30, "p50 = rank 2")
+        assertPercentile(s.p90, -10, "p90 = rank 4")
+        assertPercentile(s.p99, -10, "p99 = rank 4")
+    }
+
+    func testMixedSignPercentilesAndMedianCI() {
+        // Sorted: -5 -3 -1 0 2 4 6 8 10 12 (n = 10).
+        var acc = SummaryAccumulator(key: key)
+        for v in [4.0, -1, 12, 0, -5, 8, 2, -3, 10, 6] { acc.add(sample(v)) }
+        let s = acc.summary
+        XCTAssertEqual(s.min, -5)
+        XCTAssertEqual(s.max, 12)
+        XCTAssertEqual(s.mean!, 3.3, accuracy: 1e-12)
+        XCTAssertEqual(s.sum!, 33, accuracy: 1e-12)
+        assertPercentile(s.p50, 2, "p50 = rank 5")
+        assertPercentile(s.p90, 10, "p90 = rank 9")
+        assertPercentile(s.p99, 12, "p99 = rank 10")
+        // CI ranks: floor(5 − 3.099) = 1 and min(10, ceil(6 + 3.099)) = 10.
+        let ci = s.medianCI95!
+        assertPercentile(ci.lowerBound, -5, "CI low = rank 1")
+        assertPercentile(ci.upperBound, 12, "CI high = rank 10")
+
+        // A negative median with sub-millisecond values (µs resolution in the histogram).
+        var small = SummaryAccumulator(key: key)
+        for v in [0.3, -0.125, 0.01, -0.25, -0.05] { small.addValue(v) }
+        assertPercentile(small.summary.p50, -0.05, "p50 = rank 3 of -0.25 -0.125 -0.05 0.01 0.3")
+        assertPercentile(small.summary.p90, 0.3, "p90 = rank 5")
+        // 4 of 10 values below zero: p40 would be the last negative; p50 is the first of the rest.
+        var edge = SummaryAccumulator(key: key)
+        for v in [-4.0, -3, -2, -1, 1, 2, 3, 4, 5, 6] { edge.addValue(v) }
+        assertPercentile(edge.summary.p50, 1, "p50 = rank 5, the first positive value")
     }
 
     func testSummarizerKeepsFirstSeenOrder() {
