@@ -65,6 +65,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Lab topologies: the pure model and its validation (networks, nodes, routes, NAT, filters,
+        // impairments); building them on the host comes with the system module.
+        .target(
+            name: "EdgeMeterLab",
+            dependencies: ["EdgeMeterCore", .product(name: "Yams", package: "Yams")]
+        ),
         // Run directories (streamed samples, summaries, run.json) and the suite runner's table of
         // scenario kinds. File I/O lives here, not in Core.
         .target(
@@ -84,6 +90,7 @@ let package = Package(
         .target(name: "EdgeMeterTestSupport", path: "Tests/EdgeMeterTestSupport"),
 
         .testTarget(name: "EdgeMeterHTTPTests", dependencies: ["EdgeMeterHTTP"]),
+        .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore"], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
         .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),

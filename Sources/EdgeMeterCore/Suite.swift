@@ -324,7 +324,7 @@ public enum SuiteLoader {
         return (scenario, problems)
     }
 
-    static func render(_ node: Node) -> String {
+    public static func render(_ node: Node) -> String {
         switch node {
         case .scalar(let s): return "\"\(s.string)\""
         case .sequence: return "a list"
@@ -377,13 +377,13 @@ public enum SuiteLoader {
         }
     }
 
-    static func yamlErrorLine(_ e: YamlError) -> Int {
+    public static func yamlErrorLine(_ e: YamlError) -> Int {
         switch e {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
         default: return 1
         }
     }
-    static func yamlProblem(_ e: YamlError) -> String {
+    public static func yamlProblem(_ e: YamlError) -> String {
         switch e {
         case .scanner(_, let p, _, _), .parser(_, let p, _, _), .composer(_, let p, _, _): return p
         default: return "\(e)"

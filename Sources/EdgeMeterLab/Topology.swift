@@ -1,0 +1,123 @@
+import Foundation
+import EdgeMeterCore
+
+/// A lab topology: L2 networks (bridges the lab creates), nodes attached to them, and what runs on
+/// the nodes. Pure model, validated by `TopologyLoader`; building it on the host is the executor's job.
+///
+/// Shape of the file (every key documented in benchmarks/topologies/README.md):
+/// ```yaml
+/// name: two-subnet
+/// networks:
+///   - {name: net1, subnet: 192.168.1.0/24}
+/// nodes:
+///   - name: front
+///     kind: netns                     # netns | router | container | lxc | vm
+///     interfaces:
+///       - {network: net1, address: 192.168.1.6, impair: {delay: 30ms}}
+///     routes: [{to: default, via: 192.168.1.254}]
+///     workload: [edgemeter, serve, calculator, --role, front]
+///     ports: [50000]
+/// ```
+public struct Topology: Sendable, Equatable {
+    public var name: String
+    public var description: String
+    public var networks: [Network]
+    public var nodes: [Node]
+    /// The file it came from (for messages).
+    public var path: String
+
+    public func network(_ name: String) -> Network? { networks.first { $0.name == name } }
+    public func node(_ name: String) -> Node? { nodes.first { $0.name == name } }
+}
+
+/// One L2 segment: a Linux bridge the lab creates, with its IPv4 subnet.
+public struct Network: Sendable, Equatable {
+    public var name: String
+    public var subnet: IPv4Prefix
+    /// When set, the host itself joins the network with this address (the bridge gets it), so the
+    /// host can reach the nodes on it directly, as a bridged VM's host can.
+    public var hostAddress: IPv4Address?
+    public var line: Int
+}
+
+public enum NodeKind: String, Sendable, CaseIterable, Equatable {
+    /// A network namespace: the cheapest node.
+    case netns
+    /// A namespace with IP forwarding, routes, NAT and filter rules.
+    case router
+    /// A Docker container (Engine API), attached to the lab's bridges.
+    case container
+    /// An LXC container (busybox template).
+    case lxc
+    /// A QEMU VM (through the startup backends).
+    case vm
+}
+
+/// How one direction (or both) of a node's link is impaired. Durations in nanoseconds, loss in percent.
+public struct Impairment: Sendable, Equatable {
+    public var delayNanoseconds: Int64 = 0
+    public var jitterNanoseconds: Int64 = 0
+    public var jitterDistribution: JitterDistribution = .uniform
+    public var lossPercent: Double = 0
+    /// Bits per second; nil = unlimited.
+    public var rateBitsPerSecond: UInt64?
+
+    public enum JitterDistribution: String, Sendable, CaseIterable { case uniform, normal }
+    public var isNone: Bool { delayNanoseconds == 0 && jitterNanoseconds == 0 && lossPercent == 0 && rateBitsPerSecond == nil }
+}
+
+public struct Interface: Sendable, Equatable {
+    public var network: String
+    public var address: IPv4Address
+    public var impair: Impairment?
+    public var line: Int
+}
+
+public struct Route: Sendable, Equatable {
+    /// nil = default route.
+    public var to: IPv4Prefix?
+    public var via: IPv4Address
+    public var line: Int
+}
+
+/// A router's NAT rule.
+public enum NATRule: Sendable, Equatable {
+    /// Source NAT of traffic leaving through `network` to the router's address there (VirtualBox NAT,
+    /// an OpenStack router's external gateway).
+    case masquerade(outNetwork: String)
+    /// Destination NAT: traffic to `listen` (an address of the router, or a floating address it answers
+    /// for) and `port` goes to `to`:`toPort` (a port forward, an OpenStack floating IP).
+    case forward(proto: Proto, listen: IPv4Address, port: Int?, to: IPv4Address, toPort: Int?)
+
+    public enum Proto: String, Sendable, CaseIterable { case tcp, udp, all }
+}
+
+/// A router's forwarding filter (an OpenStack security group in front of a node): rules in order, first match wins.
+public struct FilterRule: Sendable, Equatable {
+    public enum Action: String, Sendable { case allow, drop }
+    public var action: Action
+    public var proto: NATRule.Proto
+    public var to: IPv4Prefix?
+    public var port: Int?
+    public var line: Int
+}
+
+public struct Node: Sendable, Equatable {
+    public var name: String
+    public var kind: NodeKind
+    public var interfaces: [Interface]
+    public var routes: [Route]
+    public var nat: [NATRule]
+    /// Forwarding filter; empty = forward everything. A router with rules drops what no rule allows
+    /// only when its last rule says so (`{action: drop}`).
+    public var filter: [FilterRule]
+    /// The command the node runs once up (argument list, no shell).
+    public var workload: [String]
+    /// TCP ports the workload listens on (probed by `reach`).
+    public var ports: [Int]
+    /// Image for container/lxc/vm nodes.
+    public var image: String?
+    public var line: Int
+
+    public func address(on network: String) -> IPv4Address? { interfaces.first { $0.network == network }?.address }
+}
