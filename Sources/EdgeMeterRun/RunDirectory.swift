@@ -29,6 +29,7 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
     private var begun = false
     private var createdDirectory = false
     private var createdFiles: [String] = []
+    private var createdParents: [URL] = []
     private let lock = NSLock()
     private var summarizer = Summarizer()
     private var notes: [ScenarioNote] = []
@@ -38,6 +39,10 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
     private var writeFailureText: String?
     private var samplesNotWritten = 0
     public private(set) var sampleCount = 0
+    /// Samples that are more than a record of failed name resolution (see `record`).
+    public private(set) var measuredSampleCount = 0
+    /// Per target, the timestamp of the last attempt whose `resolve` phase failed.
+    private var failedResolve: [String: Date] = [:]
     /// Called once, with the error message, when a sample cannot be written to samples.csv; the CLI
     /// sets it to stop the run.
     public var onWriteFailure: (@Sendable (String) -> Void)?
@@ -107,6 +112,13 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         if begun { return }
         let fm = FileManager.default
         if !fm.fileExists(atPath: url.path) {
+            // Remember the parents this run creates (e.g. reports/) so discard() can remove them too.
+            var parent = url.deletingLastPathComponent()
+            createdParents = []
+            while !fm.fileExists(atPath: parent.path) && parent.path != "/" {
+                createdParents.append(parent)
+                parent = parent.deletingLastPathComponent()
+            }
             do {
                 try fm.createDirectory(at: url, withIntermediateDirectories: true)
             } catch {
@@ -177,6 +189,13 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         } else {
             summarizer.add(s)
             sampleCount += 1
+            // A failed `resolve` phase, and the other phases of that same attempt (same target and
+            // start time) failing after it, record a set-up failure rather than a measurement.
+            if s.phase == "resolve" && s.status != .ok {
+                failedResolve[s.target] = s.timestamp
+            } else if !(s.status != .ok && failedResolve[s.target] == s.timestamp) {
+                measuredSampleCount += 1
+            }
         }
         let callback = onWriteFailure
         lock.unlock()
@@ -248,14 +267,15 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         return summaries
     }
 
-    /// Removes what `begin()` created, for a run that ends without measuring anything (set-up failed,
-    /// engine or image missing): the directory itself when this run made it, otherwise (an existing
-    /// --out directory) only the files this run wrote. Refuses (returns false) once a sample is on
-    /// disk or a section was added.
+    /// Removes what `begin()` created, for a run that ends without measuring anything (set-up failed:
+    /// names did not resolve, engine or image missing, BPF filter invalid): the directory itself when
+    /// this run made it, otherwise (an existing --out directory) only the files this run wrote.
+    /// Refuses (returns false) once a measured sample is on disk (anything but the record of a failed
+    /// name resolution) or a section was added.
     @discardableResult
     public func discard() -> Bool {
         lock.lock(); defer { lock.unlock() }
-        guard sampleCount == 0, sections.isEmpty, samplesNotWritten == 0 else { return false }
+        guard measuredSampleCount == 0, sections.isEmpty, samplesNotWritten == 0 else { return false }
         if !begun { return true }
         close(fd)
         fd = -1
@@ -263,6 +283,7 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         let fm = FileManager.default
         if createdDirectory {
             try? fm.removeItem(at: url)
+            for p in createdParents { if rmdir(p.path) != 0 { break } } // only while empty
         } else {
             for f in createdFiles { try? fm.removeItem(at: url.appendingPathComponent(f)) }
         }

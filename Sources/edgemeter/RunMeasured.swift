@@ -30,9 +30,9 @@ func note(_ text: String) {
 ///
 /// The directory is created only when measuring starts (the first sample or section, or an explicit
 /// `RunDirectory.begin()`; with --capture and for suites just before `body`, since the pcap file
-/// goes there). A run that ends with no sample and no section (validation, name resolution, image
-/// or BPF set-up failed) leaves nothing behind: what it created is removed, never a directory that
-/// existed before. A suite keeps its directory even then: its scenario notes are the report.
+/// goes there). A run that ends with no measured sample and no section (validation, name
+/// resolution, image or BPF set-up failed) leaves nothing behind: what it created is removed, never a
+/// directory that existed before. A suite keeps its directory even then: its scenario notes are the report.
 /// A sample that cannot be written to samples.csv stops the run with that error (exit status 1).
 func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, showProgress: Bool = false,
                  body: (ScenarioContext, RunDirectory) async throws -> Void) async throws -> (summaries: [Summary], complete: Bool, directory: RunDirectory) {
@@ -81,6 +81,7 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
     do {
         summaries = try dir.finish(complete: complete, stopReason: stop.reason ?? failure.map { "\($0)" })
     } catch {
+        if let stopped = dir.writeFailure { note("edgemeter: \(stopped)") }
         note("edgemeter: \(error)")
         throw ExitCode(1)
     }

@@ -59,8 +59,9 @@ final class RunDirectoryTests: XCTestCase {
     func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
     func testNothingIsCreatedBeforeTheFirstSample() throws {
-        let out = tempDir() + "/nested/run"
-        defer { try? FileManager.default.removeItem(atPath: (out as NSString).deletingLastPathComponent) }
+        let base = tempDir()
+        let out = base + "/nested/run"
+        defer { try? FileManager.default.removeItem(atPath: base) }
         let dir = try RunDirectory(out: out, name: "t")
         XCTAssertFalse(exists(out), "init must only plan the directory")
         XCTAssertFalse(dir.hasBegun)
@@ -69,6 +70,13 @@ final class RunDirectoryTests: XCTestCase {
         dir.record(sample(2))
         XCTAssertTrue(exists(out + "/samples.csv"))
         XCTAssertTrue(exists(out + "/run.json"))
+
+        // Parents made for a run that is then discarded go too (as reports/ would).
+        let other = try RunDirectory(out: base + "/made/for/run", name: "t")
+        try other.begin()
+        XCTAssertTrue(other.discard())
+        XCTAssertFalse(exists(base + "/made"))
+        XCTAssertTrue(exists(base + "/nested/run/samples.csv"))
     }
 
     func testDiscardRemovesADirectoryTheRunMadeButNeverSamples() throws {
@@ -79,6 +87,19 @@ final class RunDirectoryTests: XCTestCase {
         try "pcap".write(toFile: out + "/capture-lo.pcap", atomically: true, encoding: .utf8)
         XCTAssertTrue(dir.discard())
         XCTAssertFalse(exists(out), "a set-up failure leaves nothing behind")
+
+        // Records of failed name resolution (the resolve phase, and the rest of that attempt) are
+        // set-up failures, not measurements.
+        let unresolved = try RunDirectory(out: out, name: "t")
+        let t0 = Date()
+        for phase in ["resolve", "connect", "total"] {
+            unresolved.record(Sample(runID: "", scenario: "http", probe: "http", target: "http://nosuch.invalid/", metric: "latency",
+                                     phase: phase, value: nil, unit: "ms", timestamp: t0, status: .error, reason: "cannot resolve"))
+        }
+        XCTAssertEqual(unresolved.sampleCount, 3)
+        XCTAssertEqual(unresolved.measuredSampleCount, 0)
+        XCTAssertTrue(unresolved.discard())
+        XCTAssertFalse(exists(out))
 
         let kept = try RunDirectory(out: out, name: "t")
         kept.record(sample(1))
