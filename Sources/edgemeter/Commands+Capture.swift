@@ -97,6 +97,7 @@ struct CaptureCommand: AsyncParsableCommand {
         let safe = String(iface.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
         do {
             let result = try await runMeasured(name: "capture-\(safe)", options: output.runOptions) { ctx, dir in
+                try dir.begin() // the pcap file goes into the run directory (removed again if the capture cannot start)
                 let path = write ?? dir.url.appendingPathComponent("capture-\(safe).pcap").path
                 let session: CaptureSession
                 do {

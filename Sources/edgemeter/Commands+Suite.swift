@@ -72,59 +72,58 @@ struct RunSuiteCommand: AsyncParsableCommand {
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Re-render summary.csv and summary.md of a run directory from its samples.csv alone.",
+        abstract: "Re-render summary.csv and summary.md of a run directory and print the summary.",
         discussion: """
-        Example:
+        Rebuilds the tables from samples.csv, the scenario notes from run.json and the sections added
+        at run time (load reports, startup comparisons, wire reports) from sections.json, writes
+        summary.csv and summary.md, and prints summary.md on stdout. Without a directory it uses
+        reports/latest, the newest run under reports/. A section that cannot be reproduced is named
+        in a warning on stderr, and the existing summary.md is then kept as it is.
+
+        Examples:
+          edgemeter report
           edgemeter report reports/20261129T014000Z-lab
+          edgemeter report --json /tmp/run1
         """
     )
 
-    @Argument(help: "A run directory holding samples.csv.")
-    var directory: String
+    @Argument(help: "A run directory holding samples.csv (default: reports/latest).")
+    var directory: String?
 
-    @Flag(name: .long, help: "Print the summary as JSON on stdout.")
+    @Flag(name: .long, help: "Print the summary as JSON on stdout instead of summary.md.")
     var json = false
 
     func run() throws {
-        let dir = URL(fileURLWithPath: directory)
-        let samplesURL = dir.appendingPathComponent("samples.csv")
-        guard let text = try? String(contentsOf: samplesURL, encoding: .utf8) else {
-            note("edgemeter: \(samplesURL.path) not found or unreadable: give the run directory that holds samples.csv")
+        let path = directory ?? "reports/latest"
+        if directory == nil && !FileManager.default.fileExists(atPath: path) {
+            note("edgemeter: no run to report: \(FileManager.default.currentDirectoryPath)/reports/latest does not exist; run a measurement first (e.g. `edgemeter ping -c 5 127.0.0.1`) or give a run directory")
             throw ExitCode(2)
         }
-        let samples: [Sample]
-        do { samples = try SampleCSV.parse(text, file: samplesURL.path) } catch {
+        let dir = URL(fileURLWithPath: path)
+        let r: RunReport.Rendered
+        do { r = try RunReport.rerender(directory: dir) } catch {
             note("edgemeter: \(error)")
             throw ExitCode(2)
         }
-        var summarizer = Summarizer()
-        for s in samples { summarizer.add(s) }
-        let summaries = summarizer.summaries
-        var notes: [ScenarioNote] = []
-        var complete = true
-        var runID = dir.lastPathComponent
-        if let data = try? Data(contentsOf: dir.appendingPathComponent("run.json")),
-           let info = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-            complete = info["complete"] as? Bool ?? true
-            runID = info["run_id"] as? String ?? runID
-            for n in info["scenario_notes"] as? [[String: Any]] ?? [] {
-                notes.append(ScenarioNote(scenario: n["scenario"] as? String ?? "", status: n["status"] as? String ?? "",
-                                          reason: n["reason"] as? String ?? ""))
-            }
-        }
+        for w in r.warnings { note("warning: \(w)") }
+        let keepMarkdown = r.warnings.contains { $0.hasPrefix("summary.md:") }
         do {
-            try SummaryCSV.render(summaries).write(to: dir.appendingPathComponent("summary.csv"), atomically: true, encoding: .utf8)
-            try SummaryMarkdown.render(title: "edgemeter run \(runID)", summaries: summaries, notes: notes, complete: complete)
-                .write(to: dir.appendingPathComponent("summary.md"), atomically: true, encoding: .utf8)
+            try r.summaryCSV.write(to: dir.appendingPathComponent("summary.csv"), atomically: true, encoding: .utf8)
+            if !keepMarkdown {
+                try r.summaryMarkdown.write(to: dir.appendingPathComponent("summary.md"), atomically: true, encoding: .utf8)
+            }
         } catch {
-            note("edgemeter: cannot write the summary into \(dir.path): \(error.localizedDescription)")
+            note("edgemeter: cannot write the summary into \(dir.path): \(error.localizedDescription); check the directory's permissions and free space")
             throw ExitCode(2)
         }
         if json {
-            print(SummaryJSON.render(summaries, runDirectory: dir.path, complete: complete))
+            print(SummaryJSON.render(r.summaries, runDirectory: dir.path, complete: r.complete))
         } else {
-            note("re-rendered \(dir.path)/summary.csv and summary.md from \(samples.count) samples")
+            // When sections would be lost, the kept summary.md is the complete one: print that.
+            let kept = keepMarkdown ? try? String(contentsOf: dir.appendingPathComponent("summary.md"), encoding: .utf8) : nil
+            print(kept ?? r.summaryMarkdown, terminator: "")
         }
+        note("re-rendered \(dir.path)/summary.csv\(keepMarkdown ? "" : " and summary.md") from \(r.sampleCount) samples")
     }
 }
 

@@ -44,20 +44,29 @@ func note(_ text: String) {
     fputs(text + "\n", stderr)
 }
 
-/// Creates the run directory, traps SIGINT/SIGTERM, runs `body`, writes the summary files and says
+/// Plans the run directory, traps SIGINT/SIGTERM, runs `body`, writes the summary files and says
 /// where they are. A stop request makes `body`'s probes return early; the run is then marked
 /// incomplete but every sample measured is kept.
+///
+/// The directory is created only when measuring starts (the first sample or section, or an explicit
+/// `RunDirectory.begin()`; with --capture and for suites just before `body`, since the pcap file
+/// goes there). A run that ends with no measured sample and no section (validation, name
+/// resolution, image or BPF set-up failed) leaves nothing behind: what it created is removed, never a
+/// directory that existed before. A suite keeps its directory even then: its scenario notes are the report.
+/// A sample that cannot be written to samples.csv stops the run with that error (exit status 1).
 func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, showProgress: Bool = false,
                  body: (ScenarioContext, RunDirectory) async throws -> Void) async throws -> (summaries: [Summary], complete: Bool, directory: RunDirectory) {
     let dir: RunDirectory
     do {
         dir = try RunDirectory(out: options.out, name: name, suiteFile: suiteFile)
+        if options.capture != nil || suiteFile != nil { try dir.begin() }
     } catch {
         note("edgemeter: \(error)")
         throw ExitCode(2)
     }
     let stop = StopFlag()
     SignalTrap.install(stop)
+    dir.onWriteFailure = { stop.stop(reason: $0) }
     let ctx = ScenarioContext(runID: dir.runID, sink: dir, stop: stop, directory: dir.url,
                               suiteDirectory: suiteFile.map { URL(fileURLWithPath: $0).deletingLastPathComponent() },
                               progress: { note($0) }, addSection: { dir.addSection($0) })
@@ -80,10 +89,29 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
         failure = error
     }
     ticker?.cancel()
+    if suiteFile == nil && dir.discard() {
+        // Nothing was measured: no run directory is kept.
+        if let failure { throw failure }
+        note("edgemeter: nothing was measured; no run directory was kept")
+        if options.json { print(SummaryJSON.render([], complete: false)) }
+        throw ExitCode(1)
+    }
     let complete = !stop.isStopped && failure == nil
-    let summaries = try dir.finish(complete: complete, stopReason: stop.reason ?? failure.map { "\($0)" })
+    let summaries: [Summary]
+    do {
+        summaries = try dir.finish(complete: complete, stopReason: stop.reason ?? failure.map { "\($0)" })
+    } catch {
+        if let stopped = dir.writeFailure { note("edgemeter: \(stopped)") }
+        note("edgemeter: \(error)")
+        throw ExitCode(1)
+    }
     if options.json {
-        print(SummaryJSON.render(summaries, runDirectory: dir.url.path, complete: complete))
+        print(SummaryJSON.render(summaries, runDirectory: dir.url.path, complete: complete && dir.writeFailure == nil))
+    }
+    if let stopped = dir.writeFailure {
+        reportLine(dir, complete: false)
+        note("edgemeter: \(stopped)")
+        throw ExitCode(1)
     }
     if let failure {
         reportLine(dir, complete: false)

@@ -53,13 +53,21 @@ final class CaptureHookTests: XCTestCase {
         XCTAssertTrue(wire.allSatisfy { $0.target == addr && $0.status == .ok && $0.labels["app_probe"] == "ping" })
         let diff = s.filter { $0.probe == "wire" && $0.phase == "stack_overhead_echo" }
         XCTAssertEqual(diff.count, 5)
+        var overheads: [Double] = []
         for d in diff {
             let v = try XCTUnwrap(d.value)
             let a = app.first { $0.labels["seq"] == d.labels["seq"] }!.value!
             let w = wire.first { $0.labels["seq"] == d.labels["seq"] }!.value!
             XCTAssertEqual(v, a - w, accuracy: 1e-9)
-            XCTAssertLessThan(abs(v), 50)
+            overheads.append(abs(v))
         }
+        // On loopback the application's echo and the wire's differ by tens of µs (kernel receive
+        // stamps on both sides; the send stamp is read just before sendto). A mismatched pair or a
+        // clock mix-up shows as milliseconds or more. A preempted sender on a busy 2-core machine
+        // can add a few hundred µs to one echo, so the bound on each is 1 ms and most (the median
+        // of the 5) must be under 200 µs.
+        XCTAssertTrue(overheads.allSatisfy { $0 < 1.0 }, "|app − wire| per echo (ms): \(overheads)")
+        XCTAssertLessThan(overheads.sorted()[overheads.count / 2], 0.2, "median |app − wire| (ms) of \(overheads)")
         XCTAssertNotNil(s.first { $0.phase == "capture_dropped" && $0.value == 0 })
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-lo.pcap").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-lo-flows.csv").path))
@@ -88,6 +96,9 @@ final class CaptureHookTests: XCTestCase {
         let diff = s.filter { $0.phase == "stack_overhead_connect" }
         XCTAssertEqual(diff.count, 5)
         XCTAssertTrue(diff.allSatisfy { $0.value != nil && $0.labels["local_port"] != nil })
+        // connect() in user space vs SYN → SYN-ACK on the wire: tens of µs on loopback.
+        let connectOverheads = diff.compactMap(\.value).map(abs).sorted()
+        XCTAssertLessThan(connectOverheads[connectOverheads.count / 2], 1.0, "median |app − wire| connect (ms) of \(connectOverheads)")
         XCTAssertEqual(Set(diff.compactMap { $0.labels["local_port"] }), Set(app.compactMap { $0.labels["local_port"] }))
     }
 
