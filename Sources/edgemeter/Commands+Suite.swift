@@ -31,7 +31,7 @@ struct RunSuiteCommand: AsyncParsableCommand {
         do {
             text = try String(contentsOfFile: suite, encoding: .utf8)
         } catch {
-            note("edgemeter: cannot read suite \(suite): \(error.localizedDescription); check the path")
+            note("edgemeter: cannot read suite \(suite): \(readProblem(error)); check the path")
             throw ExitCode(2)
         }
         let parsed: Suite
