@@ -60,6 +60,27 @@ public struct CalculatorSetupError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
+/// Why a service could not listen, as a sentence with the next step (the bind error may come
+/// wrapped by the service group, so its errno is also read from the text).
+func listenProblem(_ error: Error, role: CalculatorRole, host: String, port: Int) -> String {
+    var code = (error as? IOError)?.errnoCode
+    if code == nil, let r = "\(error)".range(of: #"errno: (\d+)"#, options: .regularExpression) {
+        code = Int32("\(error)"[r].dropFirst("errno: ".count))
+    }
+    let service = "the \(role.rawValue) service"
+    switch code {
+    case EADDRINUSE:
+        return "\(service) cannot listen on \(host):\(port): port \(port) is already in use (another calculator or program listens there; "
+            + "`ss -ltnp 'sport = :\(port)'` shows which); stop it, or pick another port with --port (--port 0 picks free ports)"
+    case EADDRNOTAVAIL:
+        return "\(service) cannot listen on \(host):\(port): \(host) is not an address of this machine; use 127.0.0.1, 0.0.0.0 or an address `ip addr` lists (--host)"
+    case EACCES:
+        return "\(service) cannot listen on \(host):\(port): ports below 1024 need root; pick a port from 1024 up with --port"
+    default:
+        return "\(service) cannot listen on \(host):\(port) (\(code.map { String(cString: strerror($0)) } ?? "\(error)")); check --host, or pick another port with --port"
+    }
+}
+
 /// One running calculator service (a Hummingbird 2 application on its own port).
 public final class RunningCalculatorService: @unchecked Sendable {
     public let role: CalculatorRole
@@ -144,7 +165,7 @@ public enum CalculatorServer {
             do {
                 try await task.value
             } catch {
-                throw CalculatorSetupError("the \(role.rawValue) service could not listen on \(host):\(port): \(error); choose a free port with --port")
+                throw CalculatorSetupError(listenProblem(error, role: role, host: host, port: port))
             }
             throw CalculatorSetupError("the \(role.rawValue) service stopped before listening on \(host):\(port)")
         }

@@ -77,12 +77,15 @@ public enum CalcProbe {
     /// Checks a calculator response; returns the reason when it is wrong.
     public static func check(_ r: HTTPResponseInfo, options: CalcProbeOptions) -> (problem: String?, result: Double?, hops: [ServerTimingEntry]) {
         if r.status != 200 {
-            let excerpt = r.bodyText.trimmingCharacters(in: .whitespacesAndNewlines).prefix(200)
-            return ("expected status 200, got \(r.status): \(excerpt)", nil, [])
+            // The calculator's errors are JSON with an "error" text; anything else: its first line.
+            let object = try? JSONSerialization.jsonObject(with: Data(r.bodyText.utf8))
+            let detail = ((object as? [String: Any])?["error"] as? String).flatMap { HTTPProbe.firstLine($0) } ?? HTTPProbe.firstLine(r.bodyText)
+            return ("expected status 200, got \(r.statusLine)" + (detail.map { ": \($0)" } ?? ""), nil, [])
         }
         let object = try? JSONSerialization.jsonObject(with: Data(r.bodyText.utf8))
         guard let dict = object as? [String: Any], let number = dict["result"] as? NSNumber else {
-            return ("the response has no numeric \"result\": \(r.bodyText.prefix(200))", nil, [])
+            return ("the response has no numeric \"result\"" + (HTTPProbe.firstLine(r.bodyText).map { ": \($0)" } ?? " (empty body)")
+                    + "; is the URL the calculator front end's /calculate?", nil, [])
         }
         let value = number.doubleValue
         let hops = r.header("Server-Timing").map(ServerTimingEntry.parse) ?? []
@@ -98,19 +101,22 @@ public enum CalcProbe {
         return (nil, value, hops)
     }
 
+    /// Runs the attempts, numbered from 1 (the `seq` label and the progress lines). A failed
+    /// attempt's line gives the reason; with `fullBody` the whole response body follows it.
     @discardableResult
     public static func run(target: HTTPTarget, options: CalcProbeOptions, runID: String, scenario: String,
-                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil) async -> (attempts: Int, succeeded: Int) {
+                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
+                           fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
         let request = HTTPRequestSpec(method: "POST", path: target.path, headers: [("Content-Type", "text/plain")],
                                       body: Array(options.expression.utf8))
         let hopNames = hopPhases(options.hops)
         let start = ContinuousClock.now
         var attempts = 0
         var ok = 0
-        for seq in 0..<options.count {
+        for seq in 1...max(1, options.count) {
             if stop.isStopped { break }
-            if seq > 0 {
-                let due = start + options.interval * seq
+            if seq > 1 {
+                let due = start + options.interval * (seq - 1)
                 while ContinuousClock.now < due, !stop.isStopped {
                     try? await Task.sleep(for: min(due - ContinuousClock.now, .milliseconds(50)))
                 }
@@ -140,7 +146,7 @@ public enum CalcProbe {
             attempts += 1
             if failure == nil { ok += 1 }
             if let progress {
-                if let failure { progress("seq=\(seq) failed: \(failure)") }
+                if let failure { progress("seq=\(seq) failed: \(failure)" + (fullBody ? HTTPProbe.bodyBlock(x.response) : "")) }
                 else {
                     progress("seq=\(seq) result=\(checked?.result.map { "\($0)" } ?? "?") total=\(String(format: "%.3f", Double(x.totalNanoseconds ?? 0) / 1e6)) ms")
                 }

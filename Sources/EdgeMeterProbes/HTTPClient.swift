@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import NIOHTTP1
@@ -120,6 +123,11 @@ public struct HTTPResponseInfo: Sendable {
     /// Whether the server keeps the connection open after this response (HTTP/1.1 default,
     /// `Connection: close` or HTTP/1.0 without keep-alive says no).
     public var keepAlive: Bool = true
+    /// The reason phrase of the status line (`Not Found`), when the server sent one.
+    public var reasonPhrase: String = ""
+
+    /// `404 Not Found` (or only the code when there is no reason phrase).
+    public var statusLine: String { reasonPhrase.isEmpty ? String(status) : "\(status) \(reasonPhrase)" }
 
     public func header(_ name: String) -> String? {
         headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
@@ -159,6 +167,15 @@ public enum HTTPClientError: Error, CustomStringConvertible, Equatable {
     /// Maps a NIO/socket error raised while connecting.
     static func connectFailure(_ error: Error, target: String) -> HTTPClientError {
         if let e = error as? HTTPClientError { return e }
+        if let e = error as? TimedConnect.Failure {
+            if e.timedOut { return .connectTimeout("no TCP connection to \(target) within the timeout (no SYN-ACK); check that the host is up and the port is not filtered, or raise --timeout") }
+            switch e.errnoCode {
+            case ECONNREFUSED: return .refused("connection refused by \(target): is the server running and listening on that port?")
+            case EHOSTUNREACH, ENETUNREACH: return .unreachable("\(target) is unreachable (\(errnoText(e.errnoCode))): check the address and routes")
+            case ETIMEDOUT: return .connectTimeout("connect to \(target) timed out in the kernel: check that the host is up and the port is not filtered")
+            default: return .other("connect to \(target) failed: \(errnoText(e.errnoCode))")
+            }
+        }
         if let e = error as? ChannelError, case .connectTimeout(let t) = e {
             return .connectTimeout("no TCP connection to \(target) within \(t.nanoseconds / 1_000_000) ms")
         }
@@ -170,15 +187,85 @@ public enum HTTPClientError: Error, CustomStringConvertible, Equatable {
             case ECONNREFUSED: return .refused("connection refused by \(target): is the server running and listening on that port?")
             case EHOSTUNREACH, ENETUNREACH: return .unreachable("\(target) is unreachable (\(e.description)): check the address and routes")
             case ETIMEDOUT: return .connectTimeout("connect to \(target) timed out")
-            default: return .other("connect to \(target) failed: \(e.description)")
+            default: return .other("connect to \(target) failed: \(errnoText(e.errnoCode))")
             }
         }
-        return .other("connect to \(target) failed: \(error)")
+        return .other("connect to \(target) failed: \(describe(error))")
     }
 }
 
 /// Monotonic nanoseconds (CLOCK_MONOTONIC via NIODeadline).
 @inline(__always) func monotonicNanos() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+/// A TCP connect timed as `tcping` times it (see `TCPConnectProbe`): a non-blocking socket, the
+/// clock (CLOCK_MONOTONIC) read just before `connect()` (the SYN leaves inside that call), then
+/// `poll()` until the socket is writable and `SO_ERROR` is 0 (the SYN-ACK arrived and the kernel
+/// sent the ACK). Excludes name resolution and any channel setup. Blocking: call it off the
+/// event loops.
+enum TimedConnect {
+    /// Why a timed connect failed: the errno of `connect()`/`SO_ERROR`, or the timeout.
+    struct Failure: Error {
+        var errnoCode: CInt
+        var timedOut: Bool
+    }
+
+    static func connect(to address: SocketAddress, timeoutNanoseconds: Int64, targetName: String) throws -> (fd: CInt, nanoseconds: Int64, localPort: Int?) {
+        let family = address.protocol.rawValue
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(errnoCode: errno, timedOut: false) }
+        var keep = false
+        defer { if !keep { close(fd) } }
+        let t0 = Clocks.monotonicNanoseconds()
+        let rc = address.withSockAddr { sa, len in Glibc.connect(fd, sa, socklen_t(len)) }
+        var err: CInt = rc == 0 ? 0 : errno
+        var t1 = Clocks.monotonicNanoseconds()
+        if rc != 0 && err == EINPROGRESS {
+            while true {
+                let left = t0 + timeoutNanoseconds - Clocks.monotonicNanoseconds()
+                if left <= 0 { throw Failure(errnoCode: ETIMEDOUT, timedOut: true) }
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let n = poll(&p, 1, Int32(min(Int64(Int32.max), (left + 999_999) / 1_000_000)))
+                t1 = Clocks.monotonicNanoseconds()
+                if n > 0 {
+                    var soErr: CInt = 0
+                    var len = socklen_t(MemoryLayout<CInt>.size)
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soErr, &len)
+                    err = soErr
+                    break
+                }
+                if n < 0 && errno != EINTR { err = errno; break }
+            }
+        }
+        if err != 0 { throw Failure(errnoCode: err, timedOut: false) }
+        var local = sockaddr_storage()
+        var llen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        var port: Int?
+        let got = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &llen) } }
+        if got == 0 {
+            if local.ss_family == sa_family_t(AF_INET) {
+                port = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) } }
+            } else if local.ss_family == sa_family_t(AF_INET6) {
+                port = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) } }
+            }
+        }
+        keep = true
+        return (fd, t1 - t0, port)
+    }
+}
+
+/// A NIO or Foundation error as a short phrase for a message (no type names, no Swift syntax).
+func describe(_ error: Error) -> String {
+    if let e = error as? HTTPClientError { return e.description }
+    if let e = error as? IOError { return errnoText(e.errnoCode) }
+    if let e = error as? ChannelError {
+        switch e {
+        case .ioOnClosedChannel, .alreadyClosed, .outputClosed, .inputClosed: return "the connection was already closed"
+        case .eof: return "the peer closed the connection"
+        default: return "channel error (\(e))"
+        }
+    }
+    return "\(error)"
+}
 
 /// One HTTP/1.1 keep-alive connection on swift-nio NIOHTTP1 with timestamps for every phase.
 /// Requests go one at a time (no pipelining).
@@ -202,17 +289,36 @@ public final class HTTPConnection: @unchecked Sendable {
                 try SocketAddress.makeAddressResolvingHost(host, port: port)
             }
         } catch {
-            throw HTTPClientError.resolve("cannot resolve \(host): \(error); check the host name")
+            throw resolveFailure(error, host: host)
         }
     }
 
-    /// Connects; the returned connection's `connectedAt` is when the TCP handshake completed.
+    /// A failed name lookup as a sentence with the next step (not NIO's `SocketAddressError`).
+    static func resolveFailure(_ error: Error, host: String) -> HTTPClientError {
+        if let e = error as? SocketAddressError, case .unknown = e {
+            return .resolve("cannot resolve \(host): no address found for that name; check the spelling, "
+                            + "/etc/hosts and the DNS settings (/etc/resolv.conf), or give an IP address")
+        }
+        return .resolve("cannot resolve \(host) (\(describe(error))); check the host name or give an IP address")
+    }
+
+    /// Connects. The TCP connect is done as `tcping` does it (`TimedConnect`), then the connected
+    /// socket is handed to NIO (`ClientBootstrap.withConnectedSocket`), so `connectNanoseconds`
+    /// covers the handshake only, not NIO's channel setup.
     public static func connect(to address: SocketAddress, targetName: String, timeout: TimeAmount,
                                group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> HTTPConnection {
         let collector = HTTPExchangeHandler()
         let stamp = FirstByteStamp(collector: collector)
+        let timed: (fd: CInt, nanoseconds: Int64, localPort: Int?)
+        do {
+            // Blocking (connect + poll): on NIO's thread pool, never on an event loop.
+            timed = try await NIOThreadPool.singleton.runIfActive {
+                try TimedConnect.connect(to: address, timeoutNanoseconds: max(1, timeout.nanoseconds), targetName: targetName)
+            }
+        } catch {
+            throw HTTPClientError.connectFailure(error, target: targetName)
+        }
         let bootstrap = ClientBootstrap(group: group)
-            .connectTimeout(timeout)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -222,12 +328,21 @@ public final class HTTPConnection: @unchecked Sendable {
                 }
             }
         do {
-            let ch = try await bootstrap.connect(to: address).get()
-            return HTTPConnection(channel: ch, collector: collector, target: targetName)
+            let ch = try await bootstrap.withConnectedSocket(timed.fd).get()
+            let c = HTTPConnection(channel: ch, collector: collector, target: targetName)
+            c.connectNanoseconds = timed.nanoseconds
+            c.localPort = timed.localPort
+            return c
         } catch {
-            throw HTTPClientError.connectFailure(error, target: targetName)
+            throw HTTPClientError.other("setting up the connection to \(targetName) failed after the TCP handshake (\(describe(error))); try again")
         }
     }
+
+    /// CLOCK_MONOTONIC nanoseconds from just before `connect()` until the socket was writable with
+    /// no error (the handshake completed): the same span as `tcping`'s connect.
+    public private(set) var connectNanoseconds: Int64 = 0
+    /// The client port of the connection.
+    public private(set) var localPort: Int?
 
     /// Sends one request and waits for the whole response, at most `timeout`.
     /// Returns the response, the monotonic time the request was handed to the socket, the time the
@@ -300,6 +415,7 @@ final class HTTPExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     var waitingForFirstByte = false
     var wireBytes = 0
     private var status = 0
+    private var reasonPhrase = ""
     private var keepAlive = true
     private var headers: [(String, String)] = []
     private var body = ByteBuffer()
@@ -325,6 +441,7 @@ final class HTTPExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
         switch unwrapInboundIn(data) {
         case .head(let h):
             status = Int(h.status.code)
+            reasonPhrase = h.status.reasonPhrase
             keepAlive = h.isKeepAlive
             headers = h.headers.map { ($0.name, $0.value) }
         case .body(var b):
@@ -334,9 +451,23 @@ final class HTTPExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
             timeoutTask?.cancel(); timeoutTask = nil
             let p = promise
             promise = nil
-            p?.succeed(Outcome(response: HTTPResponseInfo(status: status, headers: headers, body: body, wireBytes: wireBytes, keepAlive: keepAlive),
+            p?.succeed(Outcome(response: HTTPResponseInfo(status: status, headers: headers, body: body, wireBytes: wireBytes, keepAlive: keepAlive,
+                                                          reasonPhrase: reasonPhrase),
                                sentAt: sentAt, firstByteAt: firstByteAt, endAt: end))
         }
+    }
+
+    /// A parser error in words ("invalid status line"), not its Swift name.
+    static func parserProblem(_ error: Error) -> String {
+        var name = "\(error)"
+        if let dot = name.lastIndex(of: ".") { name = String(name[name.index(after: dot)...]) }
+        if let paren = name.firstIndex(of: "(") { name = String(name[..<paren]) }
+        var words = ""
+        for c in name {
+            if c.isUppercase && !words.isEmpty { words += " " }
+            words += c.lowercased()
+        }
+        return words.isEmpty ? "unparseable" : words
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -348,9 +479,9 @@ final class HTTPExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
         if let io = error as? IOError, io.errnoCode == ECONNRESET {
             fail(.reset("connection reset by the server"))
         } else if error is HTTPParserError || error is NIOHTTPDecoderError {
-            fail(.protocolError("the response is not valid HTTP/1.1: \(error)"))
+            fail(.protocolError("the response is not valid HTTP/1.1 (\(Self.parserProblem(error))); is this port an HTTP server (not HTTPS or another protocol)?"))
         } else {
-            fail(.other("\(error)"))
+            fail(.other("the exchange failed: \(describe(error))"))
         }
         context.close(promise: nil)
     }

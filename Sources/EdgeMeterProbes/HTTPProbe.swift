@@ -6,8 +6,10 @@ import EdgeMeterCore
 /// One HTTP exchange on a new connection, with monotonic timestamps for each phase (nanoseconds,
 /// CLOCK_MONOTONIC) and the failure if any. Phases (blackbox_exporter's split):
 /// - `resolve`: getaddrinfo for the host, on NIO's thread pool (≈0 for an IP literal);
-/// - `connect`: from starting `connect()` until the TCP handshake completed (channel active);
-///   excludes name resolution;
+/// - `connect`: CLOCK_MONOTONIC from just before `connect()` on a non-blocking socket until
+///   `poll()` reports it writable with no error (the handshake completed), exactly as `tcping`
+///   measures it; excludes name resolution and NIO's channel setup (the connected socket is
+///   handed to NIO afterwards);
 /// - `first_byte`: from handing the request to the socket until the first response byte is read
 ///   (server processing plus one round trip);
 /// - `total`: from the start of name resolution until the last byte of the response body.
@@ -62,7 +64,7 @@ public enum HTTPProbe {
         do {
             address = try await HTTPConnection.resolve(host: target.host, port: target.port)
         } catch {
-            x.error = (error as? HTTPClientError) ?? .resolve("\(error)")
+            x.error = (error as? HTTPClientError) ?? .resolve("cannot resolve \(target.host) (\(describe(error))); check the host name")
             x.failedPhase = "resolve"
             return x
         }
@@ -73,13 +75,12 @@ public enum HTTPProbe {
         do {
             conn = try await HTTPConnection.connect(to: address, targetName: "\(target.host):\(target.port)", timeout: amount)
         } catch {
-            x.error = (error as? HTTPClientError) ?? .other("\(error)")
+            x.error = (error as? HTTPClientError) ?? .other("connect to \(target.host):\(target.port) failed: \(describe(error))")
             x.failedPhase = "connect"
             return x
         }
-        let t2 = monotonicNanos()
-        x.connectNanoseconds = Int64(t2 - t1)
-        x.localPort = conn.channel.localAddress?.port
+        x.connectNanoseconds = conn.connectNanoseconds
+        x.localPort = conn.localPort ?? conn.channel.localAddress?.port
         defer { conn.close() }
         do {
             let r = try await conn.send(request, host: target.hostHeader, keepAlive: false, timeout: amount)
@@ -87,7 +88,7 @@ public enum HTTPProbe {
             x.firstByteNanoseconds = Int64(r.firstByteAt) - Int64(r.sentAt)
             x.totalNanoseconds = Int64(r.endAt) - Int64(t0)
         } catch {
-            x.error = (error as? HTTPClientError) ?? .other("\(error)")
+            x.error = (error as? HTTPClientError) ?? .other("the exchange with \(target.host):\(target.port) failed: \(describe(error))")
             x.failedPhase = conn.collector.firstByteAt == 0 ? "first_byte" : "total"
             if conn.collector.firstByteAt != 0 {
                 x.firstByteNanoseconds = Int64(conn.collector.firstByteAt) - Int64(conn.collector.sentAt)
@@ -96,16 +97,38 @@ public enum HTTPProbe {
         return x
     }
 
-    /// Checks a response against the expectations; returns the reason when it does not match.
+    /// Checks a response against the expectations; returns the reason when it does not match:
+    /// the status with its reason phrase and the first line of the body (see `firstLine`).
     public static func mismatch(_ r: HTTPResponseInfo, expectedStatuses: [Int]?, expectedBody: String?) -> String? {
         let ok = expectedStatuses.map { $0.contains(r.status) } ?? (200..<400).contains(r.status)
         if !ok {
             let want = expectedStatuses.map { $0.map(String.init).joined(separator: " or ") } ?? "2xx or 3xx"
-            let excerpt = r.bodyText.trimmingCharacters(in: .whitespacesAndNewlines).prefix(160)
-            return "expected status \(want), got \(r.status)" + (excerpt.isEmpty ? "" : ": \(excerpt)")
+            return "expected status \(want), got \(r.statusLine)" + (firstLine(r.bodyText).map { ": \($0)" } ?? "")
         }
         if let want = expectedBody, !r.bodyText.contains(want) {
             return "the body (\(r.body.readableBytes) bytes) does not contain \"\(want)\""
+        }
+        return nil
+    }
+
+    /// The first line of a body that has text once HTML tags are removed, trimmed and cut at a
+    /// word before `limit` characters ("…" marks a cut); nil for an empty body. For an HTML error
+    /// page that is usually its title.
+    public static func firstLine(_ body: String, limit: Int = 120) -> String? {
+        for raw in body.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+            var text = ""
+            var inTag = false
+            for c in raw {
+                if c == "<" { inTag = true; continue }
+                if c == ">" && inTag { inTag = false; continue }
+                if !inTag { text.append(c) }
+            }
+            let line = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+            if line.isEmpty { continue }
+            if line.count <= limit { return line }
+            var cut = String(line.prefix(limit))
+            if let space = cut.lastIndex(of: " "), cut.distance(from: cut.startIndex, to: space) > limit / 2 { cut = String(cut[..<space]) }
+            return cut + "…"
         }
         return nil
     }
@@ -139,17 +162,20 @@ public enum HTTPProbe {
     }
 
     /// Runs `options.count` attempts (or until `stop`), recording every phase of every attempt.
-    /// Returns the number of attempts that succeeded.
+    /// Attempts are numbered from 1 (the `seq` label and the progress lines), as ping's are.
+    /// A failed attempt's progress line gives the reason (status and first body line); with
+    /// `fullBody` the whole response body follows it. Returns the number of attempts that succeeded.
     @discardableResult
     public static func run(target: HTTPTarget, options: HTTPProbeOptions, runID: String, scenario: String,
-                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil) async -> (attempts: Int, succeeded: Int) {
+                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
+                           fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
         let start = ContinuousClock.now
         var ok = 0
         var attempts = 0
-        for seq in 0..<options.count {
+        for seq in 1...max(1, options.count) {
             if stop.isStopped { break }
-            if seq > 0 {
-                let due = start + options.interval * seq
+            if seq > 1 {
+                let due = start + options.interval * (seq - 1)
                 while ContinuousClock.now < due, !stop.isStopped {
                     let left = due - ContinuousClock.now
                     try? await Task.sleep(for: min(left, .milliseconds(50)))
@@ -167,10 +193,17 @@ public enum HTTPProbe {
                 if let total = x.totalNanoseconds, x.error == nil, bad == nil, let r = x.response {
                     progress("seq=\(seq) status=\(r.status) total=\(String(format: "%.3f", Double(total) / 1e6)) ms")
                 } else {
-                    progress("seq=\(seq) failed: \(x.error?.description ?? bad ?? "?")")
+                    progress("seq=\(seq) failed: \(x.error?.description ?? bad ?? "?")" + (fullBody ? bodyBlock(x.response) : ""))
                 }
             }
         }
         return (attempts, ok)
+    }
+
+    /// The whole response body, indented, for `-v` (empty when there is no body).
+    public static func bodyBlock(_ r: HTTPResponseInfo?) -> String {
+        guard let r, r.body.readableBytes > 0 else { return "" }
+        let text = r.bodyText.trimmingCharacters(in: .newlines)
+        return "\n  response body (\(r.body.readableBytes) bytes):\n" + text.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
     }
 }

@@ -19,9 +19,12 @@ public struct LoadOptions: Sendable {
     /// Upper bound on a `requestCount` run's measured time.
     public var maxDuration: Duration = .seconds(600)
     /// Requests whose (intended) send time falls in the first `warmup` are sent but not recorded.
+    /// With `.zero` every request sent is recorded: the connections open during a 20 ms lead-in
+    /// before the first request, and no request is sent in it.
     public var warmup: Duration = .zero
     /// A request without a complete response within this is an error of kind `timeout` (detected
-    /// within 50 ms after the limit); its connection is closed and reopened.
+    /// within 50 ms after the limit; recorded in the histograms at the timeout value, as wrk2
+    /// does); its connection is closed and reopened.
     public var timeout: Duration = .seconds(2)
     /// Event-loop threads the generator uses.
     public var threads: Int = System.coreCount
@@ -73,7 +76,10 @@ public enum LoadErrorKind: String, CaseIterable, Sendable {
 ///   the last byte of its response: wrk2's coordinated-omission correction. Equal to `uncorrected`
 ///   in a closed loop, where the intended time is the actual send time.
 /// - `uncorrected`: from handing the request to the socket to the last byte of the response.
-/// Both include every response (any status), as wrk does; `errors` counts the failures by kind.
+/// Both include every response (any status), as wrk does, and every timed-out request at the
+/// timeout value (corrected: the timeout plus the request's lag behind its slot). The corrected
+/// histogram also holds the `unsent` requests (open loop) at end − intended send time.
+/// `errors` counts the failures by kind.
 public struct LoadResult: Sendable {
     public var target: String
     public var openLoop: Bool
@@ -94,21 +100,56 @@ public struct LoadResult: Sendable {
     /// Responses completed in each second of the measured window.
     public var perSecond: [Int]
     public var stopReason: String?
+    /// Open loop: measured requests whose slot on the schedule fell before the end of the run but
+    /// that were never sent (their connection was still waiting for a slow response, or
+    /// reconnecting, when the run ended). Each is in `corrected` at end − intended send time: the
+    /// least it would have waited. Not an error kind: nothing failed, the generator could not send.
+    /// Slots that never had a connection count connect errors instead. Always 0 in a closed loop.
+    public var unsent: Int = 0
+    /// The per-request timeout the run used (timed-out requests are recorded at this value).
+    public var timeoutNanoseconds: UInt64 = 0
 
-    public var achievedRate: Double { measuredSeconds > 0 ? Double(responses) / measuredSeconds : 0 }
+    /// Responses per second of the measured window; nil when there is no measured window (see
+    /// `noWindowReason`): reports use this one.
+    public var measuredRate: Double? { measuredSeconds > 0 ? Double(responses) / measuredSeconds : nil }
+    /// `measuredRate`, or 0 without a measured window (for progress lines only, not a measurement).
+    public var achievedRate: Double { measuredRate ?? 0 }
+    /// Bytes read per second of the measured window; nil when there is no measured window.
+    public var transferRate: Double? { measuredSeconds > 0 ? Double(bytesRead) / measuredSeconds : nil }
     public var totalErrors: Int { errors.values.reduce(0, +) }
+    /// Measured responses that met the expectations (status, body).
+    public var succeeded: Int { responses - (errors[.status] ?? 0) - (errors[.body] ?? 0) }
+    /// Why there is no measured window (nil when there is one).
+    public var noWindowReason: String? {
+        guard measuredSeconds <= 0 else { return nil }
+        if let why = stopReason { return "no measured window: the run stopped before it began (\(why))" }
+        return "no measured window: no request completed after the warm-up"
+    }
 }
 
 /// Whether any connection was ever opened, and the last connect error (a dead target ends the
 /// run early instead of counting connect errors until the end).
+/// The first connect failure is reported at once through `notice`.
 final class LoadConnectState: @unchecked Sendable {
     let targetName: String
-    init(targetName: String) { self.targetName = targetName }
+    let notice: (@Sendable (String) -> Void)?
+    init(targetName: String, notice: (@Sendable (String) -> Void)? = nil) {
+        self.targetName = targetName
+        self.notice = notice
+    }
     private let lock = NSLock()
     private var connected = false
     private var lastError: String?
+    private var failures = 0
     func markConnected() { lock.lock(); connected = true; lock.unlock() }
-    func noteError(_ e: String) { lock.lock(); lastError = e; lock.unlock() }
+    func noteError(_ e: String) {
+        lock.lock()
+        lastError = e
+        failures += 1
+        let first = failures == 1
+        lock.unlock()
+        if first { notice?("first connect failure: \(e) (the generator keeps retrying every 10 ms; errors are counted as `connect`)") }
+    }
     var snapshot: (connected: Bool, lastError: String?) { lock.lock(); defer { lock.unlock() }; return (connected, lastError) }
 }
 
@@ -123,6 +164,7 @@ final class LoopStats: @unchecked Sendable {
     var errors = [Int](repeating: 0, count: LoadErrorKind.allCases.count)
     var bytesRead = 0
     var warmupRequests = 0
+    var unsent = 0
     var perSecond: [Int] = []
     var lastCompletion: UInt64 = 0
 
@@ -536,9 +578,11 @@ final class LoadSlot: @unchecked Sendable {
         if finished || inFlight { return }
         if let q = quota, measuredSent >= q { finish(); return }
         let now = monotonicNanos()
-        let due = rate == nil ? now : scheduled(seq)
-        // Stop at the end in real time (a lagging open loop does not keep sending its backlog),
-        // and do not schedule requests whose slot lies after the end.
+        // Closed loop: nothing goes out during the lead-in (t0), so every request is either
+        // warm-up (`--warmup`) or measured.
+        let due = rate == nil ? max(now, t0) : scheduled(seq)
+        // Stop at the end in real time (a lagging open loop does not keep sending its backlog:
+        // `finish` records it as unsent), and do not schedule requests whose slot lies after the end.
         if now >= end || due >= end { finish(); return }
         if due > now {
             loop.scheduleTask(deadline: .uptimeNanoseconds(due)) { self.fire(intended: due) }
@@ -555,6 +599,10 @@ final class LoadSlot: @unchecked Sendable {
         }
         let now = known != 0 ? known : monotonicNanos()
         if now >= end { finish(); return }
+        if rate == nil && now < t0 {
+            loop.scheduleTask(deadline: .uptimeNanoseconds(t0)) { self.fire(intended: self.t0) }
+            return
+        }
         intended = rate == nil ? now : due
         sentAt = now
         inFlight = true
@@ -595,8 +643,40 @@ final class LoadSlot: @unchecked Sendable {
     func checkTimeout() {
         guard inFlight, monotonicNanos() &- sentAt > timeoutNanos else { return }
         inFlight = false
-        if isMeasured(intended) { stats.count(.timeout) }
+        recordTimeout()
         channel?.close(promise: nil)
+    }
+
+    /// A measured request without a complete response within the timeout: counted as a `timeout`
+    /// error and recorded at the timeout value (uncorrected), at the timeout plus its lag behind
+    /// its slot (corrected), as wrk2 does, so the percentiles do not leave out the worst requests.
+    private func recordTimeout() {
+        guard isMeasured(intended) else { return }
+        stats.count(.timeout)
+        if rate != nil { _ = stats.corrected.record((sentAt &- intended) &+ timeoutNanos) }
+        _ = stats.uncorrected.record(timeoutNanos)
+    }
+
+    /// Open loop, at the end: the requests whose slot lies before the end but that were not sent
+    /// (the connection was busy with a slow response or reconnecting). Each is counted as unsent and
+    /// recorded in the corrected histogram at end − intended, the least it would have waited, so
+    /// a stall just before the end shows as it does mid-window. A slot that never connected records
+    /// nothing here (its connect errors say why).
+    private func recordUnsent() {
+        guard rate != nil, everConnected else { return }
+        var k = seq
+        var counted = 0
+        while true {
+            if let q = quota, measuredSent + counted >= q { break }
+            let due = scheduled(k)
+            if due >= end { break }
+            if isMeasured(due) {
+                _ = stats.corrected.record(end &- due)
+                stats.unsent += 1
+                counted += 1
+            }
+            k += 1
+        }
     }
 
     func protocolError() {
@@ -619,6 +699,7 @@ final class LoadSlot: @unchecked Sendable {
     func finish() {
         if finished { return }
         finished = true
+        recordUnsent()
         timeoutChecker?.cancel()
         timeoutChecker = nil
         channel?.close(promise: nil)
@@ -628,19 +709,36 @@ final class LoadSlot: @unchecked Sendable {
     /// Ends the slot at once (after the grace period for in-flight requests).
     func abort() {
         loop.execute {
-            if self.inFlight, self.isMeasured(self.intended) { self.stats.count(.timeout) }
+            if self.inFlight { self.recordTimeout() }
             self.inFlight = false
             self.finish()
         }
     }
 }
 
+/// Live figures of a running load, once a second (for a progress line).
+public struct LoadLiveFigures: Sendable {
+    /// Seconds since the lead-in ended (the first request's time), CLOCK_MONOTONIC.
+    public var elapsedSeconds: Double
+    /// Responses completed in the last second (warm-up included), per second.
+    public var responsesPerSecond: Double
+    /// Measured errors so far, all kinds.
+    public var errors: Int
+    /// Measured errors so far by kind (only kinds with a count).
+    public var errorsByKind: [LoadErrorKind: Int]
+    /// Whether the warm-up is still going on.
+    public var inWarmup: Bool
+}
+
 /// `edgemeter load`: HTTP load with HDR latency histograms, closed loop (wrk) or open loop at a
 /// fixed rate with coordinated-omission correction (wrk2). Memory is bounded by the histograms
 /// (a few hundred KiB per thread) and one counter per measured second, whatever the request count.
 public enum LoadGenerator {
+    /// Runs the load. `progress` gets notices that matter at once (the first connect failure, with
+    /// its reason); `live` gets the figures once a second while the run goes on.
     public static func run(target: HTTPTarget, options: LoadOptions, stop: StopFlag,
-                           progress: (@Sendable (String) -> Void)? = nil) async throws -> LoadResult {
+                           progress: (@Sendable (String) -> Void)? = nil,
+                           live: (@Sendable (LoadLiveFigures) -> Void)? = nil) async throws -> LoadResult {
         if let p = options.problem { throw HTTPClientError.other(p) }
         let address = try await HTTPConnection.resolve(host: target.host, port: target.port)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
@@ -652,13 +750,14 @@ public enum LoadGenerator {
         spec.path = target.path
         let bytes = spec.wireBytes(host: target.hostHeader)
 
-        // Connections open in the first 20 ms; the schedule (open loop) starts after that lead.
+        // Connections open in a 20 ms lead-in; no request is sent in it (closed loop: the first
+        // request waits for t0; open loop: the schedule starts at t0). It is not part of the warm-up.
         let t0 = monotonicNanos() + 20_000_000
         let measureStart = t0 + UInt64(options.warmup.nanoseconds)
         let end: UInt64 = options.duration.map { measureStart + UInt64($0.nanoseconds) }
             ?? measureStart + UInt64(options.maxDuration.nanoseconds)
 
-        let connectState = LoadConnectState(targetName: "\(target.host):\(target.port)")
+        let connectState = LoadConnectState(targetName: "\(target.host):\(target.port)", notice: progress)
         var slots: [LoadSlot] = []
         for i in 0..<options.connections {
             var quota: Int?
@@ -678,7 +777,8 @@ public enum LoadGenerator {
         allDone.whenComplete { _ in finished.stop(reason: "all connections finished") }
         var stopReason: String?
         var stoppedAt: UInt64?
-        var lastReport = monotonicNanos()
+        var lastReport = t0
+        var lastCompleted = 0
         let grace = UInt64(options.timeout.nanoseconds) + 500_000_000
         let giveUp = max(UInt64(5_000_000_000), 2 * UInt64(options.timeout.nanoseconds))
         var aborted = false
@@ -705,9 +805,24 @@ public enum LoadGenerator {
                 aborted = true
                 for s in slots { s.abort() }
             }
-            if let progress, now - lastReport >= 5_000_000_000 {
+            if let live, now > t0, now &- lastReport >= 1_000_000_000, !finished.isStopped {
+                // Read each loop's counters on its own thread (they are not locked).
+                var completed = 0
+                var errors = [Int](repeating: 0, count: LoadErrorKind.allCases.count)
+                for (l, st) in zip(loops, statsByLoop) {
+                    if let c = try? await l.submit({ (st.responses + st.warmupRequests, st.errors) }).get() {
+                        completed += c.0
+                        for k in errors.indices { errors[k] += c.1[k] }
+                    }
+                }
+                let seconds = Double(now &- lastReport) / 1e9
+                var byKind: [LoadErrorKind: Int] = [:]
+                for (k, kind) in LoadErrorKind.allCases.enumerated() where errors[k] > 0 { byKind[kind] = errors[k] }
+                live(LoadLiveFigures(elapsedSeconds: Double(now &- t0) / 1e9,
+                                     responsesPerSecond: Double(completed - lastCompleted) / seconds,
+                                     errors: errors.reduce(0, +), errorsByKind: byKind, inWarmup: now < measureStart))
+                lastCompleted = completed
                 lastReport = now
-                progress(String(format: "%.0f s elapsed", Double(now &- t0) / 1e9))
             }
         }
         try? await allDone.get()
@@ -720,6 +835,7 @@ public enum LoadGenerator {
                                 connections: options.connections, threads: options.threads, corrected: corrected,
                                 uncorrected: uncorrected, responses: 0, statusCounts: [:], errors: [:], bytesRead: 0,
                                 measuredSeconds: 0, warmupRequests: 0, perSecond: [], stopReason: stopReason)
+        result.timeoutNanoseconds = UInt64(options.timeout.nanoseconds)
         var lastCompletion: UInt64 = 0
         for (i, s) in statsByLoop.enumerated() {
             if i > 0 {
@@ -731,6 +847,7 @@ public enum LoadGenerator {
             for (k, kind) in LoadErrorKind.allCases.enumerated() where s.errors[k] > 0 { result.errors[kind, default: 0] += s.errors[k] }
             result.bytesRead += s.bytesRead
             result.warmupRequests += s.warmupRequests
+            result.unsent += s.unsent
             for (j, c) in s.perSecond.enumerated() {
                 while result.perSecond.count <= j { result.perSecond.append(0) }
                 result.perSecond[j] += c

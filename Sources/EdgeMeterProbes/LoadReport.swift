@@ -46,6 +46,11 @@ public enum LoadReport {
             dist("Uncorrected Latency (measured from the actual send time)", r.uncorrected)
         }
         }
+        out += timeoutLine(r)
+        if r.unsent > 0 {
+            out += "  Unsent: \(r.unsent) requests were due before the end but not sent (connection busy or reconnecting); "
+                + "recorded in the corrected latency at end - intended send time\n"
+        }
         if spectrum && h.totalCount > 0 {
             out += "\n  Detailed Percentile spectrum:\n"
             var s = ""
@@ -61,13 +66,26 @@ public enum LoadReport {
         if r.totalErrors > 0 {
             out += "  Errors: " + LoadErrorKind.allCases.map { "\($0.rawValue) \(r.errors[$0] ?? 0)" }.joined(separator: ", ") + "\n"
         }
-        out += String(format: "Requests/sec: %10.2f\n", r.achievedRate)
-        if let req = r.requestedRate {
-            out += String(format: "Requested:    %10.2f (achieved %.1f%% of the requested rate)\n", req, req > 0 ? r.achievedRate / req * 100 : 0)
+        if let achieved = r.measuredRate, let transfer = r.transferRate {
+            out += String(format: "Requests/sec: %10.2f\n", achieved)
+            if let req = r.requestedRate {
+                out += String(format: "Requested:    %10.2f (achieved %.1f%% of the requested rate)\n", req, req > 0 ? achieved / req * 100 : 0)
+            }
+            out += "Transfer/sec: " + pad(bytes(transfer), 10) + "\n"
+        } else {
+            out += "Requests/sec:        n/a (\(r.noWindowReason ?? "no measured window"))\n"
+            out += "Transfer/sec:        n/a\n"
         }
-        out += "Transfer/sec: " + pad(bytes(r.measuredSeconds > 0 ? Double(r.bytesRead) / r.measuredSeconds : 0), 10) + "\n"
         if let why = r.stopReason { out += "Stopped early: \(why)\n" }
         return out
+    }
+
+    /// The timeout count, printed beside the percentiles.
+    static func timeoutLine(_ r: LoadResult) -> String {
+        let n = r.errors[.timeout] ?? 0
+        let limit = ms(Double(r.timeoutNanoseconds))
+        if n == 0 { return "  Timeouts: 0 (limit \(limit))\n" }
+        return "  Timeouts: \(n) requests without a complete response within \(limit); recorded in the latency at \(limit)\n"
     }
 
     static func pad(_ s: String, _ n: Int) -> String {
@@ -86,9 +104,14 @@ public enum LoadReport {
     /// request count):
     /// - `latency` / `corrected_p50` ... `corrected_p99999`, `corrected_max`, `corrected_mean`,
     ///   `corrected_stddev` (open loop) and the same with `uncorrected_` (both loops), in ms;
+    /// - `latency` / `timeouts` (count of timed-out requests, recorded in the percentiles at the
+    ///   timeout) and, open loop, `latency` / `unsent` (count of requests due before the end but
+    ///   not sent, recorded in the corrected percentiles at end − intended);
     /// - `throughput` / `achieved` and `requested` (req/s), `interval` (one per measured second);
     /// - `transfer` / `read` (bytes/s); `responses` / `status_<code>` (count);
     ///   `errors` / `connect`, `timeout`, `reset`, `status`, `body` (count, always all five).
+    /// Without a measured window (stopped during the warm-up, nothing completed) `achieved` and
+    /// `read` are failed samples with the reason, not 0.
     public static func samples(_ r: LoadResult, runID: String, scenario: String, probe: String = "load",
                                timestamp: Date, labels: [String: String] = [:]) -> [Sample] {
         var labels = labels
@@ -114,10 +137,13 @@ public enum LoadReport {
             add("latency", "\(name)_mean", has ? h.mean / 1e6 : nil, "ms")
             add("latency", "\(name)_stddev", has ? h.stdDeviation / 1e6 : nil, "ms")
         }
-        add("throughput", "achieved", r.achievedRate, "req/s")
+        add("latency", "timeouts", Double(r.errors[.timeout] ?? 0), "count")
+        if r.openLoop { add("latency", "unsent", Double(r.unsent), "count") }
+        let noWindow = r.noWindowReason ?? ""
+        add("throughput", "achieved", r.measuredRate, "req/s", reason: noWindow)
         if let req = r.requestedRate { add("throughput", "requested", req, "req/s") }
         for c in r.perSecond { add("throughput", "interval", Double(c), "req/s") }
-        add("transfer", "read", r.measuredSeconds > 0 ? Double(r.bytesRead) / r.measuredSeconds : 0, "B/s")
+        add("transfer", "read", r.transferRate, "B/s", reason: noWindow)
         for (code, n) in r.statusCounts.sorted(by: { $0.key < $1.key }) { add("responses", "status_\(code)", Double(n), "count") }
         for kind in LoadErrorKind.allCases { add("errors", kind.rawValue, Double(r.errors[kind] ?? 0), "count") }
         return rows

@@ -117,14 +117,18 @@ public enum LoadScenario {
             o.expectedStatuses = s.int("expect_status").map { [$0] }
             o.expectedBody = s.string("expect_body")
             let r = try await record(target: target, options: o, scenario: s.name, ctx: ctx)
-            ctx.progress(String(format: "%d responses, %.1f req/s, %d errors", r.responses, r.achievedRate, r.totalErrors))
+            ctx.progress("\(r.responses) responses, " + (r.measuredRate.map { String(format: "%.1f req/s", $0) } ?? r.noWindowReason ?? "n/a")
+                         + ", \(r.totalErrors) errors, \(r.errors[.timeout] ?? 0) timeouts" + (r.openLoop ? ", \(r.unsent) unsent" : ""))
         }
     }
 
     /// Runs the load and records its samples, report section and spectrum files (shared with the CLI).
-    public static func record(target: HTTPTarget, options: LoadOptions, scenario: String, ctx: ScenarioContext) async throws -> LoadResult {
+    /// Notices (the first connect failure) go to `ctx.progress`; `live` gets the figures once a second.
+    public static func record(target: HTTPTarget, options: LoadOptions, scenario: String, ctx: ScenarioContext,
+                              live: (@Sendable (LoadLiveFigures) -> Void)? = nil) async throws -> LoadResult {
         let started = Date()
-        let r = try await LoadGenerator.run(target: target, options: options, stop: ctx.stop, progress: ctx.progress)
+        let progress = ctx.progress
+        let r = try await LoadGenerator.run(target: target, options: options, stop: ctx.stop, progress: { progress($0) }, live: live)
         LoadReport.samples(r, runID: ctx.runID, scenario: scenario, timestamp: started).forEach(ctx.sink.record)
         let safe = String(scenario.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
         var files: [String] = []

@@ -173,7 +173,7 @@ struct HTTPCommand: AsyncParsableCommand {
         time. Phases: resolve (getaddrinfo), connect (connect() until established), first_byte (request
         handed to the socket until the first response byte), total (start of resolve until the last
         body byte). A status or body that does not match the expectations is a failed sample with
-        the reason. Exit status: 0 when at least one attempt succeeded, 1 when none did, 2 for usage errors.
+        the reason. Exit status: 0 when at least one attempt succeeded, 1 when none did, 2 for usage errors, 130 after Ctrl-C.
 
         Examples:
           edgemeter http -c 10 http://127.0.0.1:50000/healthz
@@ -190,8 +190,11 @@ struct HTTPCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Interval between attempt starts.", valueName: "DURATION"))
     var interval: String = "1s"
 
-    @Option(name: .long, help: ArgumentHelp("Limit for the connect, and for the exchange after it.", valueName: "DURATION"))
+    @Option(name: [.customShort("W"), .long], help: ArgumentHelp("Limit for the connect, and for the exchange after it.", valueName: "DURATION"))
     var timeout: String = "5s"
+
+    @Flag(name: .shortAndLong, help: "Print the whole response body of a failed attempt.")
+    var verbose = false
 
     @OptionGroup var request: HTTPRequestOptions
     @OptionGroup var run: RunOptions
@@ -200,7 +203,7 @@ struct HTTPCommand: AsyncParsableCommand {
         if count < 1 { throw ValidationError("-c/--count must be at least 1, got \(count)") }
         _ = try parseTarget(url)
         _ = try durationArgument(interval, flag: "-i/--interval")
-        if try durationArgument(timeout, flag: "--timeout") <= .zero { throw ValidationError("--timeout must be more than 0") }
+        if try durationArgument(timeout, flag: "-W/--timeout") <= .zero { throw ValidationError("-W/--timeout must be more than 0") }
         try request.validateStatuses()
         _ = try request.spec(path: "/")
     }
@@ -208,15 +211,16 @@ struct HTTPCommand: AsyncParsableCommand {
     func run() async throws {
         let target = try parseTarget(url)
         let options = HTTPProbeOptions(request: try request.spec(path: target.path), count: count,
-                                       interval: try durationArgument(interval, flag: "-i"), timeout: try durationArgument(timeout, flag: "--timeout"),
+                                       interval: try durationArgument(interval, flag: "-i"), timeout: try durationArgument(timeout, flag: "-W/--timeout"),
                                        expectedStatuses: request.expectStatus.isEmpty ? nil : request.expectStatus,
                                        expectedBody: request.expectBody)
         var succeeded = 0
         let printLines = !run.json
         let progress = printLines ? linePrinter(prefix: target.description) : nil
+        let fullBody = verbose
         let result = try await runMeasured(name: "http", options: run) { ctx, _ in
             let r = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
-                                        stop: ctx.stop, progress: progress)
+                                        stop: ctx.stop, progress: progress, fullBody: fullBody)
             succeeded = r.succeeded
         }
         if printLines {
@@ -227,7 +231,7 @@ struct HTTPCommand: AsyncParsableCommand {
                 print("\(phase.padding(toLength: 10, withPad: " ", startingAt: 0)) ok \(s.received)/\(s.sent)  min/avg/max = \(f3(s.min))/\(f3(s.mean))/\(f3(s.max)) ms  p50/p99 = \(f3(s.p50))/\(f3(s.p99)) ms")
             }
         }
-        if succeeded == 0 { throw ExitCode(1) }
+        try conclude(result)
     }
 }
 
@@ -245,7 +249,7 @@ struct LoadCommand: AsyncParsableCommand {
 
         The run directory gets aggregate samples (percentiles, mean, max, req/s per second, status and
         error counts) and the percentile spectra as CSV: memory and rows do not grow with the request
-        count. Exit status: 0 when responses arrived, 1 when none did, 2 for usage errors.
+        count. Exit status: 0 when a response met the expectations, 1 when none did, 2 for usage errors, 130 after Ctrl-C.
 
         Examples:
           edgemeter load -c 32 -d 10s http://127.0.0.1:8080/
@@ -260,7 +264,7 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Keep-alive connections (each with one request in flight).")
     var connections: Int = 10
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Measured duration, after the warm-up.", valueName: "DURATION"))
+    @Option(name: .shortAndLong, help: ArgumentHelp("Measured duration, after the warm-up (default 10s unless -n is given).", valueName: "DURATION"))
     var duration: String?
 
     @Option(name: [.customShort("n"), .long], help: "Measured requests (after the warm-up); with --duration, whichever comes first.")
@@ -275,7 +279,7 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Event-loop threads of the generator.")
     var threads: Int = 2
 
-    @Option(name: .long, help: ArgumentHelp("A request without a complete response within this is a timeout error.", valueName: "DURATION"))
+    @Option(name: [.customShort("W"), .long], help: ArgumentHelp("A request without a complete response within this is a timeout error.", valueName: "DURATION"))
     var timeout: String = "2s"
 
     @Flag(name: .long, help: "Leave out the detailed percentile spectrum from the printed report.")
@@ -284,10 +288,14 @@ struct LoadCommand: AsyncParsableCommand {
     @OptionGroup var request: HTTPRequestOptions
     @OptionGroup var run: RunOptions
 
+    /// wrk's default: 10 s when neither -d nor -n bounds the run.
+    static let defaultDuration = "10s"
+
     func options(target: HTTPTarget) throws -> LoadOptions {
+        let d = duration ?? (requests == nil ? Self.defaultDuration : nil)
         var o = LoadOptions(request: try request.spec(path: target.path), connections: connections, rate: rate,
-                            duration: try duration.map { try durationArgument($0, flag: "-d/--duration") }, requestCount: requests,
-                            warmup: try durationArgument(warmup, flag: "--warmup"), timeout: try durationArgument(timeout, flag: "--timeout"))
+                            duration: try d.map { try durationArgument($0, flag: "-d/--duration") }, requestCount: requests,
+                            warmup: try durationArgument(warmup, flag: "--warmup"), timeout: try durationArgument(timeout, flag: "-W/--timeout"))
         o.threads = threads
         o.expectedStatuses = request.expectStatus.isEmpty ? nil : request.expectStatus
         o.expectedBody = request.expectBody
@@ -300,31 +308,47 @@ struct LoadCommand: AsyncParsableCommand {
         let o = try options(target: target)
         if let p = o.problem { throw ValidationError(p) }
         if connections > 10_000 { throw ValidationError("-c/--connections is limited to 10000, got \(connections)") }
-        if o.timeout <= .zero { throw ValidationError("--timeout must be more than 0") }
+        if o.timeout <= .zero { throw ValidationError("-W/--timeout must be more than 0") }
     }
 
     func run() async throws {
         let target = try parseTarget(url)
         let o = try options(target: target)
-        var responses = 0
+        var succeeded = 0
         let json = run.json
         let spectrum = !noSpectrum
-        _ = try await runMeasured(name: "load", options: run) { ctx, _ in
+        // One line a second on stderr while the load runs (not with --json).
+        var live: (@Sendable (LoadLiveFigures) -> Void)?
+        if !json { live = { @Sendable f in note(liveLine(f)) } }
+        let showLive = live
+        let result = try await runMeasured(name: "load", options: run) { ctx, _ in
             let mode = o.rate.map { String(format: "at %g requests/s", $0) } ?? "closed loop"
-            note("load \(target): \(o.connections) connections, \(o.threads) threads, \(mode), " +
-                 (o.duration.map { "\($0.seconds) s" } ?? "\(o.requestCount ?? 0) requests") +
-                 (o.warmup > .zero ? " after \(o.warmup.seconds) s warm-up" : ""))
+            let bound = o.duration.map { "\(String(format: "%g s", $0.seconds))" + (duration == nil ? " (the default; -d or -n to change)" : "") }
+                ?? "\(o.requestCount ?? 0) requests"
+            note("load \(target): \(o.connections) connections, \(o.threads) threads, \(mode), \(bound)" +
+                 (o.warmup > .zero ? " after \(String(format: "%g s", o.warmup.seconds)) warm-up" : ""))
             let r: LoadResult
             do {
-                r = try await LoadScenario.record(target: target, options: o, scenario: "load", ctx: ctx)
+                r = try await LoadScenario.record(target: target, options: o, scenario: "load", ctx: ctx, live: showLive)
             } catch let e as HTTPClientError {
                 note("edgemeter: \(e)")
                 throw ExitCode(2)
             }
-            responses = r.responses
+            succeeded = r.succeeded
             if !json { print(LoadReport.text(r, spectrum: spectrum)); fflush(nil) }
+            if r.succeeded == 0 { note(Self.nothingSucceeded(r, o)) }
         }
-        if responses == 0 { throw ExitCode(1) }
+        try conclude(result)
+    }
+
+    /// Why a load run exits 1: no response at all, or none that met the expectations.
+    static func nothingSucceeded(_ r: LoadResult, _ o: LoadOptions) -> String {
+        if r.responses == 0 {
+            return "edgemeter: no response was received" + (r.stopReason.map { ": \($0)" } ?? "")
+        }
+        let statuses: String = o.expectedStatuses.map { $0.map { String($0) }.joined(separator: " or ") } ?? "2xx or 3xx"
+        let body: String = o.expectedBody.map { ", body containing \"\($0)\"" } ?? ""
+        return "edgemeter: none of the \(r.responses) responses met the expectations (status \(statuses)\(body))"
     }
 }
 
@@ -359,8 +383,11 @@ struct CalcCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("Interval between attempt starts.", valueName: "DURATION"))
     var interval: String = "1s"
 
-    @Option(name: .long, help: ArgumentHelp("Limit for the connect, and for the exchange after it.", valueName: "DURATION"))
+    @Option(name: [.customShort("W"), .long], help: ArgumentHelp("Limit for the connect, and for the exchange after it.", valueName: "DURATION"))
     var timeout: String = "5s"
+
+    @Flag(name: .shortAndLong, help: "Print the whole response body of a failed attempt.")
+    var verbose = false
 
     @OptionGroup var run: RunOptions
 
@@ -369,7 +396,7 @@ struct CalcCommand: AsyncParsableCommand {
         _ = try parseTarget(url)
         do { _ = try CalcParser.parse(expr) } catch { throw ValidationError("--expr: \(error)") }
         _ = try durationArgument(interval, flag: "-i/--interval")
-        if try durationArgument(timeout, flag: "--timeout") <= .zero { throw ValidationError("--timeout must be more than 0") }
+        if try durationArgument(timeout, flag: "-W/--timeout") <= .zero { throw ValidationError("-W/--timeout must be more than 0") }
     }
 
     func run() async throws {
@@ -378,7 +405,7 @@ struct CalcCommand: AsyncParsableCommand {
         do {
             options = try CalcScenario.options(expression: expr, expect: expect, count: count,
                                                interval: try durationArgument(interval, flag: "-i"),
-                                               timeout: try durationArgument(timeout, flag: "--timeout"))
+                                               timeout: try durationArgument(timeout, flag: "-W/--timeout"))
         } catch {
             note("edgemeter: \(error)")
             throw ExitCode(2)
@@ -386,9 +413,10 @@ struct CalcCommand: AsyncParsableCommand {
         var succeeded = 0
         let printLines = !run.json
         let progress = printLines ? linePrinter(prefix: target.description) : nil
+        let fullBody = verbose
         let result = try await runMeasured(name: "calc", options: run) { ctx, _ in
             let r = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
-                                        stop: ctx.stop, progress: progress)
+                                        stop: ctx.stop, progress: progress, fullBody: fullBody)
             succeeded = r.succeeded
         }
         if printLines {
@@ -398,9 +426,10 @@ struct CalcCommand: AsyncParsableCommand {
                 print("\(s.key.phase.padding(toLength: 12, withPad: " ", startingAt: 0)) ok \(s.received)/\(s.sent)  min/avg/max = \(f3(s.min))/\(f3(s.mean))/\(f3(s.max)) ms  p50/p99 = \(f3(s.p50))/\(f3(s.p99)) ms")
             }
         }
-        if succeeded == 0 { throw ExitCode(1) }
+        try conclude(result)
     }
 }
+
 
 /// Prints each progress line as `PREFIX: line` on stdout, flushed at once (for pipes).
 func linePrinter(prefix: String) -> @Sendable (String) -> Void {
@@ -408,4 +437,16 @@ func linePrinter(prefix: String) -> @Sendable (String) -> Void {
         Swift.print(prefix + ": " + line)
         fflush(nil)
     }
+}
+
+
+/// `load:   3 s     9817.0 req/s  2 errors (connect 2)`: the once-a-second progress line of `load`.
+func liveLine(_ f: LoadLiveFigures) -> String {
+    var errors = "\(f.errors) errors"
+    if f.errors > 0 {
+        let kinds: [String] = f.errorsByKind.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }
+        errors += " (" + kinds.joined(separator: ", ") + ")"
+    }
+    let head = String(format: "load: %3.0f s  %9.1f req/s  ", f.elapsedSeconds, f.responsesPerSecond)
+    return head + errors + (f.inWarmup ? "  (warm-up)" : "")
 }

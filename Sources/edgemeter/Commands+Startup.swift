@@ -168,7 +168,7 @@ struct StartupCommand: AsyncParsableCommand {
         let configs = try configs()
         var all: [StartupScenario.BackendResult] = []
         var notRun: [String] = []
-        _ = try await runMeasured(name: "startup-" + backends.joined(separator: "-"), options: run) { ctx, dir in
+        let result = try await runMeasured(name: "startup-" + backends.joined(separator: "-"), options: run) { ctx, dir in
             for c in configs {
                 if ctx.stop.isStopped { break }
                 do {
@@ -180,6 +180,8 @@ struct StartupCommand: AsyncParsableCommand {
                 }
             }
             if Set(all.map(\.backend)).count >= 2 { ctx.addSection(StartupScenario.comparison(all)) }
+            // No backend could run: a set-up error (exit 2), and no run directory is kept.
+            if all.isEmpty && !notRun.isEmpty && !ctx.stop.isStopped { throw ExitCode(2) }
         }
         if !run.json && !all.isEmpty {
             print(StartupScenario.phaseTable(all, title: "Startup phases"))
@@ -188,7 +190,8 @@ struct StartupCommand: AsyncParsableCommand {
                 print(StartupScenario.snapshotComparison(cold: cold, snapshot: snap))
             }
         }
-        if !notRun.isEmpty && all.isEmpty { throw ExitCode(2) }
+        reportLine(result.directory, complete: result.complete)
+        if !result.complete { throw ExitCode(130) }
         if !notRun.isEmpty || all.contains(where: { $0.okRuns < $0.attempts.count }) { throw ExitCode(1) }
     }
 }

@@ -8,7 +8,8 @@ import XCTest
 /// Routes: `/` → 200 "hello edgemeter"; `/status/NNN` → that status; `/stall-once` → 200 at once,
 /// except request number `stallAt` (1-based, counted across all connections) which is answered
 /// after `stallMilliseconds`; `/slow` → 200 after 300 ms; `/chunked` → a chunked body in two
-/// chunks; `/close` → 200 with `Connection: close`, then the server closes the connection.
+/// chunks; `/close` → 200 with `Connection: close`, then the server closes the connection;
+/// `/html404` → 404 with a multi-line HTML page (as web servers send).
 final class HTTPTestServer: @unchecked Sendable {
     let channel: Channel
     let state: State
@@ -47,6 +48,18 @@ final class HTTPTestServer: @unchecked Sendable {
 
     func stop() async { try? await channel.close() }
 
+    static let html404 = """
+    <!DOCTYPE html>
+    <html>
+    <head><title>Nothing here</title></head>
+    <body>
+    <h1>Not Found</h1>
+    <p>The requested URL was not found on this server. Additionally, a 404 Not Found error was encountered while trying to use an ErrorDocument.</p>
+    </body>
+    </html>
+
+    """
+
     final class Handler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
@@ -63,7 +76,10 @@ final class HTTPTestServer: @unchecked Sendable {
                 var status = HTTPResponseStatus.ok
                 var delay: Int64 = 0
                 var text = "hello edgemeter\n"
-                if uri.hasPrefix("/status/"), let code = Int(uri.dropFirst("/status/".count)) {
+                if uri == "/html404" {
+                    status = .notFound
+                    text = HTTPTestServer.html404
+                } else if uri.hasPrefix("/status/"), let code = Int(uri.dropFirst("/status/".count)) {
                     status = HTTPResponseStatus(statusCode: code)
                     text = "status \(code)\n"
                 } else if uri == "/stall-once", n == state.stallAt {
