@@ -68,6 +68,9 @@ func listenProblem(_ error: Error, role: CalculatorRole, host: String, port: Int
         code = Int32("\(error)"[r].dropFirst("errno: ".count))
     }
     let service = "the \(role.rawValue) service"
+    if code == nil, error is SocketAddressError {
+        return "\(service) cannot listen on \(host):\(port): \(host) does not resolve to an address; give an address of this machine with --host (127.0.0.1, 0.0.0.0 or one `ip addr` lists)"
+    }
     switch code {
     case EADDRINUSE:
         return "\(service) cannot listen on \(host):\(port): port \(port) is already in use (another calculator or program listens there; "

@@ -108,6 +108,8 @@ public struct LoadResult: Sendable {
     public var unsent: Int = 0
     /// The per-request timeout the run used (timed-out requests are recorded at this value).
     public var timeoutNanoseconds: UInt64 = 0
+    /// The warm-up before the measured window, seconds (0: none).
+    public var warmupSeconds: Double = 0
 
     /// Responses per second of the measured window; nil when there is no measured window (see
     /// `noWindowReason`): reports use this one.
@@ -836,6 +838,7 @@ public enum LoadGenerator {
                                 uncorrected: uncorrected, responses: 0, statusCounts: [:], errors: [:], bytesRead: 0,
                                 measuredSeconds: 0, warmupRequests: 0, perSecond: [], stopReason: stopReason)
         result.timeoutNanoseconds = UInt64(options.timeout.nanoseconds)
+        result.warmupSeconds = Double(options.warmup.nanoseconds) / 1e9
         var lastCompletion: UInt64 = 0
         for (i, s) in statsByLoop.enumerated() {
             if i > 0 {

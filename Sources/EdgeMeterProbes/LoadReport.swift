@@ -25,7 +25,8 @@ public enum LoadReport {
         let h = r.corrected
         let mode = r.openLoop ? String(format: "open loop at %.0f requests/s (latency from the intended send time, coordinated-omission corrected)", r.requestedRate ?? 0)
                               : "closed loop (each connection sends when its last response completed)"
-        out += "Ran \(String(format: "%.2f", r.measuredSeconds))s (measured, after warm-up) @ \(r.target)\n"
+        let after = r.warmupSeconds > 0 ? String(format: "measured, after a %.2fs warm-up", r.warmupSeconds) : "measured, no warm-up"
+        out += "Ran \(String(format: "%.2f", r.measuredSeconds))s (\(after)) @ \(r.target)\n"
         out += "  \(r.threads) threads and \(r.connections) connections, \(mode)\n"
         if h.totalCount == 0 {
             out += "  No responses were received: no latency to report.\n"

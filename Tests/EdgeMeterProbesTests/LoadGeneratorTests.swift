@@ -120,6 +120,7 @@ final class LoadGeneratorTests: XCTestCase {
         XCTAssertEqual(r.warmupRequests, 0)
         XCTAssertEqual(Int(server.state.requests), r.responses, "every request the server answered is counted")
         XCTAssertFalse(LoadReport.text(r).contains("warm-up requests"), LoadReport.text(r))
+        XCTAssertTrue(LoadReport.text(r).hasPrefix("Ran 0.50s (measured, no warm-up)"), LoadReport.text(r))
     }
 
     /// A run stopped during the warm-up has no measured window: no rate or transfer figure, a
