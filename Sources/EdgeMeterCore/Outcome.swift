@@ -57,11 +57,7 @@ public enum RunOutcome {
             }
             return parts.isEmpty ? "" : " (\(parts.joined(separator: ", ")))"
         }
-        for decisive in ["total", "echo", "connect"] {
-            if let s = rows.first(where: { $0.key.phase == decisive }) {
-                return s.received > 0 ? nil : "no successful attempt: 0 of \(s.sent) \(decisive == "total" ? "attempts" : decisive == "echo" ? "echoes answered" : "connects")\(counts(s))"
-            }
-        }
+        // The load generator's aggregate (checked first: its `errors/connect` count is not a connect phase).
         if rows.contains(where: { $0.key.metric == "responses" || $0.key.metric == "errors" }) {
             func total(_ metric: String, _ phase: ((String) -> Bool)) -> Double {
                 rows.filter { $0.key.metric == metric && phase($0.key.phase) }
@@ -72,6 +68,11 @@ public enum RunOutcome {
             if responses - rejected > 0 { return nil }
             let errors = total("errors") { _ in true }
             return "no request succeeded: \(Int(responses)) responses, \(Int(rejected)) rejected by the status/body checks, \(Int(errors)) errors"
+        }
+        for decisive in ["total", "echo", "connect"] {
+            if let s = rows.first(where: { $0.key.phase == decisive && $0.key.metric != "errors" }) {
+                return s.received > 0 ? nil : "no successful attempt: 0 of \(s.sent) \(decisive == "total" ? "attempts" : decisive == "echo" ? "echoes answered" : "connects")\(counts(s))"
+            }
         }
         if rows.contains(where: { $0.received > 0 }) { return nil }
         return "no successful sample"
