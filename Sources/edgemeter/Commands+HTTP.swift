@@ -19,22 +19,22 @@ struct ServeCalculatorCommand: AsyncParsableCommand {
         commandName: "calculator",
         abstract: "The lab's 2-tier calculator: a front end calling sum/sub/mul/div services over HTTP (Hummingbird 2).",
         discussion: """
-        The front end answers POST /calculate with the expression as plain text, (5+6)*2, or as JSON,
-        {"expression": "(5+6)*2"}. It calls the matching operation service once per binary operation
-        (GET /sum?a=5&b=6 → 11, over keep-alive connection pools) and answers JSON with the result and
-        per-call timings, plus a Server-Timing header with one entry per call. Errors: 400 malformed
-        (with the position), 405 wrong method, 413 body over 4 KiB, 422 division by zero, 502 an
-        operation service down (named), 504 an operation service slower than --downstream-timeout.
+        The front end answers POST /calculate with the expression as plain text, (5+6)*2, or as JSON, \
+        {"expression": "(5+6)*2"}. It calls the matching operation service once per binary operation \
+        (GET /sum?a=5&b=6 → 11, over keep-alive connection pools) and answers JSON with the result and \
+        per-call timings, plus a Server-Timing header with one entry per call. Errors: 400 malformed \
+        (with the position), 405 wrong method, 413 body over 4 KiB, 422 division by zero, 502 an \
+        operation service down (named), 504 an operation service slower than --downstream-timeout. \
         Every service answers GET /healthz. Stops on Ctrl-C or SIGTERM.
 
-        Operation service addresses: --sum/--sub/--mul/--div HOST:PORT, else the environment variables
+        Operation service addresses: --sum/--sub/--mul/--div HOST:PORT, else the environment variables \
         EDGEMETER_CALC_SUM, _SUB, _MUL, _DIV, else 127.0.0.1:50001-50004.
 
         Examples:
           edgemeter serve calculator --role all
           edgemeter serve calculator --role sum --host 0.0.0.0
-          edgemeter serve calculator --role front --host 0.0.0.0 --sum 10.0.0.11:50001 --sub 10.0.0.12:50002 \\
-              --mul 10.0.0.13:50003 --div 10.0.0.14:50004
+          EDGEMETER_CALC_SUM=10.0.0.11:50001 edgemeter serve calculator --role front
+          edgemeter serve calculator --role front --sum 10.0.0.11:50001
           curl -s -d '(5+6)*2' http://127.0.0.1:50000/calculate
         """
     )
@@ -169,15 +169,16 @@ struct HTTPCommand: AsyncParsableCommand {
         commandName: "http",
         abstract: "HTTP request latency split into resolve, connect, first_byte and total (one request at a time).",
         discussion: """
-        Each attempt opens a new connection (as blackbox_exporter does), so connect is measured every
-        time. Phases: resolve (getaddrinfo), connect (connect() until established), first_byte (request
-        handed to the socket until the first response byte), total (start of resolve until the last
-        body byte). A status or body that does not match the expectations is a failed sample with
+        Each attempt opens a new connection (as blackbox_exporter does), so connect is measured every \
+        time. Phases: resolve (getaddrinfo), connect (connect() until established), first_byte (request \
+        handed to the socket until the first response byte), total (start of resolve until the last \
+        body byte). A status or body that does not match the expectations is a failed sample with \
         the reason. Exit status: 0 when at least one attempt succeeded, 1 when none did, 2 for usage errors, 130 after Ctrl-C.
 
         Examples:
           edgemeter http -c 10 http://127.0.0.1:50000/healthz
-          edgemeter http -c 20 -i 50ms --body '(5+6)*2' --expect-body '"result":22' http://127.0.0.1:50000/calculate
+          edgemeter http -c 20 --body '(5+6)*2' http://127.0.0.1:50000/calculate
+          edgemeter http --expect-body '"result":22' -c 5 --body '(5+6)*2' URL
         """
     )
 
@@ -240,21 +241,21 @@ struct LoadCommand: AsyncParsableCommand {
         commandName: "load",
         abstract: "HTTP load with HDR latency histograms: closed loop (wrk) or fixed rate with coordinated-omission correction (wrk2).",
         discussion: """
-        Closed loop (default): each of --connections keep-alive connections sends its next request when
-        the last one completed. Open loop (--rate R): requests go out on a fixed schedule of R per
-        second spread over the connections, and latency is measured from each request's intended send
-        time (wrk2's correction), so a stalled server shows in the percentiles; the uncorrected figures
-        (from the actual send time) are printed too. Requests whose (intended) send time falls in
+        Closed loop (default): each of --connections keep-alive connections sends its next request when \
+        the last one completed. Open loop (--rate R): requests go out on a fixed schedule of R per \
+        second spread over the connections, and latency is measured from each request's intended send \
+        time (wrk2's correction), so a stalled server shows in the percentiles; the uncorrected figures \
+        (from the actual send time) are printed too. Requests whose (intended) send time falls in \
         --warmup are not recorded. Errors are counted by kind: connect, timeout, reset, status, body.
 
-        The run directory gets aggregate samples (percentiles, mean, max, req/s per second, status and
-        error counts) and the percentile spectra as CSV: memory and rows do not grow with the request
+        The run directory gets aggregate samples (percentiles, mean, max, req/s per second, status and \
+        error counts) and the percentile spectra as CSV: memory and rows do not grow with the request \
         count. Exit status: 0 when a response met the expectations, 1 when none did, 2 for usage errors, 130 after Ctrl-C.
 
         Examples:
           edgemeter load -c 32 -d 10s http://127.0.0.1:8080/
-          edgemeter load -c 8 -R 2000 -d 30s --warmup 5s --body '5+6' http://127.0.0.1:50000/calculate
-          edgemeter load -c 4 -n 100000 --expect-status 200 http://127.0.0.1:50000/healthz
+          edgemeter load -c 8 -R 2000 -d 30s --warmup 5s --body '5+6' URL
+          edgemeter load -c 4 -n 100000 --expect-status 200 URL
         """
     )
 
@@ -357,8 +358,8 @@ struct CalcCommand: AsyncParsableCommand {
         commandName: "calc",
         abstract: "Calculator preset: POST an expression, check the numeric answer, record per-hop timings from Server-Timing.",
         discussion: """
-        Phases: resolve, connect, first_byte, total (as `edgemeter http`), and one phase per downstream
-        call, hop1_sum, hop2_mul, ..., from the front end's Server-Timing header (its own measurement of
+        Phases: resolve, connect, first_byte, total (as `edgemeter http`), and one phase per downstream \
+        call, hop1_sum, hop2_mul, ..., from the front end's Server-Timing header (its own measurement of \
         each operation service call). The expected answer is computed locally unless --expect is given.
 
         Examples:

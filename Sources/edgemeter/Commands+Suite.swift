@@ -74,10 +74,10 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "Re-render summary.csv and summary.md of a run directory and print the summary.",
         discussion: """
-        Rebuilds the tables from samples.csv, the scenario notes from run.json and the sections added
-        at run time (load reports, startup comparisons, wire reports) from sections.json, writes
-        summary.csv and summary.md, and prints summary.md on stdout. Without a directory it uses
-        reports/latest, the newest run under reports/. A section that cannot be reproduced is named
+        Rebuilds the tables from samples.csv, the scenario notes from run.json and the sections added \
+        at run time (load reports, startup comparisons, wire reports) from sections.json, writes \
+        summary.csv and summary.md, and prints summary.md on stdout. Without a directory it uses \
+        reports/latest, the newest run under reports/. A section that cannot be reproduced is named \
         in a warning on stderr, and the existing summary.md is then kept as it is.
 
         Examples:

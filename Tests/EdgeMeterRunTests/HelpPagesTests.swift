@@ -49,7 +49,7 @@ final class HelpPagesTests: XCTestCase {
             let name = (["edgemeter"] + path).joined(separator: " ")
             // Wide: a paragraph is one line, so a line that stops mid-sentence (no closing punctuation)
             // before another line of prose is the source's own hard wrap.
-            let wide = discussion(try help(bin, path, columns: 400))
+            let wide = discussion(try help(bin, path, columns: 10_000))
             for (i, line) in wide.enumerated() where i + 1 < wide.count {
                 let next = wide[i + 1]
                 let prose = !line.isEmpty && !line.hasPrefix(" ") && !next.isEmpty && !next.hasPrefix(" ")
