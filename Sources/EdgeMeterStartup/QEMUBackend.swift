@@ -107,7 +107,7 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
     }
 
     /// `prepare(stop:)`, then builds the initramfs for `ready` so that no attempt's `create`
-    /// includes building it (the first one used to: ≈ 95 ms against 42-48 ms after).
+    /// includes building it (the first attempt's create used to).
     public func prepare(for ready: ReadyCheck, stop: StopFlag) async throws {
         try await prepare(stop: stop)
         if case .icmp = ready {
