@@ -47,6 +47,12 @@ public final class DockerAPIClient: @unchecked Sendable {
     /// API version prefix; 1.41 is what Debian 12's docker.io speaks and newer daemons still accept.
     public let apiVersion: String
     private let group: EventLoopGroup
+    private let counterLock = NSLock()
+    private var sent = 0
+
+    /// How many requests this client has sent (each `request` and each opened stream counts one,
+    /// whatever its outcome). Lets tests prove which Engine API calls fall inside a timed phase.
+    public var requestCount: Int { counterLock.withLock { sent } }
 
     public struct Response: Sendable {
         public var status: Int
@@ -111,6 +117,7 @@ public final class DockerAPIClient: @unchecked Sendable {
 
     public func open(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json",
                      timeout: Duration? = nil, onBody: @escaping @Sendable ([UInt8]) -> Void) async throws -> Stream {
+        counterLock.withLock { sent += 1 }
         let loop = group.next()
         let headPromise = loop.makePromise(of: HTTPResponseHead.self)
         let endPromise = loop.makePromise(of: Void.self)

@@ -6,7 +6,8 @@ import Foundation
 /// - start: `POST /containers/ID/start` until it answers 204 (the runtime started the process);
 /// - running: polling `GET /containers/ID/json` (5 ms) until the state is running or already exited;
 /// - ready: the ready check (exit: `POST /containers/ID/wait` says status 0; marker: the line appears
-///   on the followed log stream; tcp/http/icmp: to the container's bridge address);
+///   on the followed log stream; tcp/http/icmp: to the container's bridge address, taken from the
+///   inspect that ended `running`, so `ready` holds no Engine API call of its own);
 /// - stop: `POST /containers/ID/stop?t=2`; remove: `DELETE /containers/ID?force=1`.
 /// The engine's own `create`/`start`/`die`/`destroy` events (`GET /events`, nanosecond times) are
 /// recorded in labels (`engine_create_to_start_ms`, ...) as a cross-check of the client figures.
@@ -35,10 +36,10 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
     /// Set by `prepare` in snapshot mode: milliseconds `POST /commit` took.
     public private(set) var commitMilliseconds: Double?
     private(set) var snapshotImage: String?
-    private var sourceContainer: String?
+    private(set) var sourceContainer: String?
     /// The engine's OCI runtime and version from `GET /info` (`runc`, `crun`), set by `prepare`.
     private var engineRuntime: String?
-    private let events = EventLog()
+    let events = EventLog()
     private var eventStream: DockerAPIClient.Stream?
     private let lock = NSLock()
     private var created: [String] = []
@@ -252,6 +253,8 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
     let name: String
     private let logLines = LineBuffer()
     private var extra: [String: String] = [:]
+    /// The bridge address the inspect that ended `running` reported ("" when it had none).
+    private var runningAddress = ""
     var labels: [String: String] { extra }
 
     init(backend: DockerBackend, id: String, name: String) {
@@ -267,7 +270,11 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
     }
 
     func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
-        try await poll("\(name) running", until: deadline, stop: stop) { try await self.backend.state(self.id).running }
+        try await poll("\(name) running", until: deadline, stop: stop) {
+            let s = try await self.backend.state(self.id)
+            self.runningAddress = s.ip
+            return s.running
+        }
     }
 
     func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
@@ -285,7 +292,7 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
                   let code = obj["StatusCode"] as? Int else {
                 throw StartupError("waiting for \(name) to exit: HTTP \(wait.status): \(text)")
             }
-            guard code == 0 else { throw StartupError("workload exited with status \(code)") }
+            guard code == 0 else { throw StartupError.workloadExited(status: code) }
         case .marker(let marker):
             // Follow stdout/stderr from the start: the marker may already be in the log. podman
             // sends the response head only with the first log line, so the stream is opened in a
@@ -316,9 +323,15 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
         }
     }
 
-    /// The container's address on the default bridge (a network this run's container joined).
+    /// The container's address on the default bridge (a network this run's container joined): the
+    /// one the `running` poll already read. Only when that inspect had none (a container that had
+    /// already exited, say) does `ready` inspect again, and then that wait is rightly part of it.
     func address(_ deadline: ContinuousClock.Instant, _ stop: StopFlag) async throws -> String {
-        var ip = ""
+        var ip = runningAddress
+        if !ip.isEmpty {
+            extra["address"] = ip
+            return ip
+        }
         try await poll("an address for \(name)", until: deadline, stop: stop) {
             ip = try await self.backend.state(self.id).ip
             return !ip.isEmpty

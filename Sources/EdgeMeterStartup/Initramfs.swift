@@ -29,10 +29,26 @@ public struct KernelCache: Sendable {
 /// Builds the guest's initramfs with `cpio -o -H newc`: busybox-static as the only program, an
 /// `/init` that mounts devtmpfs and proc, loads e1000 and configures the QEMU user-network address
 /// (10.0.2.15/24) when networking is on, runs the workload script for the ready check (marker on
-/// the serial console, optional TCP/HTTP listener) and powers off when the workload returns.
+/// the serial console, optional TCP/HTTP listener), prints `edgemeter-exit-status=N` (the
+/// workload's exit status) on the console and powers off when the workload returns.
 public struct Initramfs: Sendable {
     public var busybox: String
     public init(busybox: String = "/bin/busybox") { self.busybox = busybox }
+
+    /// The start of the console line carrying the workload's exit status (`poweroff -f` makes QEMU
+    /// exit 0 whatever the workload did).
+    public static let exitStatusPrefix = "edgemeter-exit-status="
+
+    /// The workload's exit status from the guest's console text: the last line that starts with
+    /// `exitStatusPrefix` followed by digits (console lines may end in `\r`). Nil when there is none.
+    public static func workloadExitStatus(console: String) -> Int? {
+        for line in console.split(whereSeparator: \.isNewline).reversed() {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            guard t.hasPrefix(exitStatusPrefix) else { continue }
+            if let n = Int(t.dropFirst(exitStatusPrefix.count)), n >= 0 { return n }
+        }
+        return nil
+    }
 
     public func initScript(ready: ReadyCheck, network: Bool) -> String {
         var s = """
@@ -53,12 +69,13 @@ public struct Initramfs: Sendable {
 
                 """
         }
-        s += "sh /workload\npoweroff -f\n"
+        s += "sh /workload\necho \(Self.exitStatusPrefix)$?\npoweroff -f\n"
         return s
     }
 
-    /// Writes `path` (an uncompressed newc cpio archive the kernel unpacks as its root).
-    public func build(to path: String, ready: ReadyCheck, network: Bool, e1000: String?) async throws {
+    /// Writes `path` (an uncompressed newc cpio archive the kernel unpacks as its root). `workload`
+    /// replaces the built-in script for `ready` (`Workload.script(for:)`).
+    public func build(to path: String, ready: ReadyCheck, network: Bool, e1000: String?, workload: String? = nil) async throws {
         guard FileManager.default.isExecutableFile(atPath: busybox) else {
             throw StartupError("\(busybox) not found: apt-get install -y busybox-static")
         }
@@ -78,7 +95,7 @@ public struct Initramfs: Sendable {
             }
         }
         try write("init", initScript(ready: ready, network: network))
-        try write("workload", Workload.script(for: ready))
+        try write("workload", workload ?? Workload.script(for: ready))
         let list = ["."] + (fm.enumerator(atPath: root)?.compactMap { $0 as? String }.sorted() ?? [])
         let listFile = path + ".list"
         try (list.joined(separator: "\n") + "\n").write(toFile: listFile, atomically: true, encoding: .utf8)

@@ -6,8 +6,10 @@ import Foundation
 /// - create: `lxc-create -t busybox` plus writing the workload and config (address, init command);
 /// - start: `lxc-start -d` returns; running: polling `lxc-info -s` until RUNNING (or STOPPED for a
 ///   workload that already finished); each poll forks lxc-info (≈ 2-5 ms resolution);
-/// - ready: exit = state STOPPED; marker = the line in the workload's log (`/edgemeter.log` in the
-///   rootfs, read from the host, polled every 2 ms); tcp/http/icmp = to the container's address;
+/// - ready: exit = state STOPPED and the workload's exit status, which the container's init writes
+///   to `/edgemeter-exit-status` in the rootfs, is 0 (read from the host; any other status, or none,
+///   fails `ready`); marker = the line in the workload's log (`/edgemeter.log` in the rootfs, read
+///   from the host, polled every 2 ms); tcp/http/icmp = to the container's address;
 /// - stop: `lxc-stop -t 2` (the workload exits on SIGTERM); remove: `lxc-destroy`.
 /// Containers join `bridge`, which the run creates (and later deletes) when it is missing.
 public final class LXCBackend: StartupBackend, @unchecked Sendable {
@@ -21,8 +23,22 @@ public final class LXCBackend: StartupBackend, @unchecked Sendable {
     private let lock = NSLock()
     private var created: [String] = []
 
-    /// Workload script (busybox sh) replacing the built-in one for the ready check.
+    /// Workload script (busybox sh) replacing the built-in one for the ready check. The container's
+    /// init (`/edgemeter-workload`) sources it, so its traps apply to PID 1 as before, and records
+    /// its exit status from an EXIT trap. A script that `exec`s another program or sets its own
+    /// EXIT trap leaves no status, and ready=exit then fails saying so.
     public let script: String?
+
+    /// The init the container runs (`lxc.init.cmd`): output to `/edgemeter.log`, the workload
+    /// (`/edgemeter-workload.sh`) sourced into PID 1, its exit status written to
+    /// `/edgemeter-exit-status` when that shell exits (also on the SIGTERM of `lxc-stop`).
+    static let initScript = """
+        #!/bin/sh
+        exec >/edgemeter.log 2>&1
+        trap 'echo $? >/edgemeter-exit-status' EXIT
+        . /edgemeter-workload.sh
+
+        """
 
     public init(runID: String, bridge: String = "edgemeter-br0", bridgeAddress: String = "10.213.77.1", script: String? = nil) {
         self.runTag = instanceTag(runID)
@@ -66,10 +82,11 @@ public final class LXCBackend: StartupBackend, @unchecked Sendable {
         let root = "\(Self.lxcPath)/\(name)"
         let octets = bridgeAddress.split(separator: ".")
         let address = octets.dropLast().joined(separator: ".") + ".\(10 + index % 240)"
-        let script = "#!/bin/sh\nexec >/edgemeter.log 2>&1\n" + (self.script ?? Workload.script(for: ready))
-        let workload = "\(root)/rootfs/edgemeter-workload"
-        guard FileManager.default.createFile(atPath: workload, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755]) else {
-            throw StartupError("cannot write \(workload)")
+        for (file, text) in [("edgemeter-workload", Self.initScript), ("edgemeter-workload.sh", self.script ?? Workload.script(for: ready))] {
+            let path = "\(root)/rootfs/\(file)"
+            guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o755]) else {
+                throw StartupError("cannot write \(path): check that \(Self.lxcPath) is writable (run as root)")
+            }
         }
         var config = try String(contentsOfFile: "\(root)/config", encoding: .utf8)
         config = config.replacingOccurrences(of: "lxc.net.0.link = lxcbr0", with: "lxc.net.0.link = \(bridge)")
@@ -143,6 +160,17 @@ final class LXCInstance: StartupInstance, @unchecked Sendable {
             try await poll("\(name) STOPPED after its workload exited", until: deadline, stop: stop, interval: .milliseconds(1)) {
                 try await self.state() == "STOPPED"
             }
+            // STOPPED says nothing about how the workload ended: its init recorded the status.
+            let file = "\(root)/rootfs/edgemeter-exit-status"
+            let log = ((try? String(contentsOfFile: "\(root)/rootfs/edgemeter.log", encoding: .utf8)) ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+                  let status = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw StartupError("\(name) stopped but its workload's exit status was not recorded (\(file) missing or unreadable): "
+                    + "the workload was killed by a signal, or it `exec`s another program or sets its own EXIT trap; "
+                    + "its log ends: \(log.isEmpty ? "(empty)" : String(log.suffix(200)))")
+            }
+            guard status == 0 else { throw StartupError.workloadExited(status: status, detail: log.isEmpty ? "" : "log: \(log.suffix(200))") }
         case .marker(let marker):
             let log = "\(root)/rootfs/edgemeter.log"
             try await poll("marker \"\(marker)\" in \(log)", until: deadline, stop: stop, interval: .milliseconds(2)) {

@@ -371,7 +371,7 @@ final class OCIInstance: StartupInstance, @unchecked Sendable {
                 // Not our child: all we can know is that the runtime reports it stopped.
                 guard try await state() == "stopped" else { throw StartupError("\(id) is gone but \(backend.runtimeName) does not report it stopped") }
             } else if code != 0 {
-                throw StartupError("workload exited with status \(code): \(output.suffix(300))")
+                throw StartupError.workloadExited(status: Int(code), detail: String(output.suffix(300)))
             }
         case .marker(let marker):
             try await poll("marker \"\(marker)\" in the output of \(id)", until: deadline, stop: stop, interval: .milliseconds(1)) {

@@ -16,9 +16,11 @@ public enum QEMUAccel: String, Sendable, CaseIterable {
 /// - start: QMP `cont` returns (for a restore: the incoming migration completed, then `cont`);
 /// - running: QMP `query-status` says running;
 /// - ready: marker = the line on the serial console (file, polled every 2 ms); exit = the guest
-///   powered off and QEMU exited 0; tcp/http = through the user-mode NAT host forward
-///   (127.0.0.1:hostPort → guest port), tcp requiring the guest's banner line;
+///   powered off, QEMU exited 0 and the guest's init printed `edgemeter-exit-status=0` on the
+///   console (the workload's own status; any other status fails `ready`); tcp/http = through the
+///   user-mode NAT host forward (127.0.0.1:hostPort → guest port), tcp requiring the guest's banner line;
 /// - stop: QMP `quit` until the process exited; remove: deleting the instance's files.
+/// The initramfs for the ready check is built in `prepare(for:stop:)`, outside every timed phase.
 /// The accelerator used is in every sample's `accel` label.
 public final class QEMUBackend: StartupBackend, @unchecked Sendable {
     public let runTag: String
@@ -44,15 +46,24 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
     let workDirectory: String
     private var kernel = ""
     private var e1000: String?
+    /// Built initramfs paths by ready check (`ReadyCheck.description`: a custom marker or port
+    /// changes the workload script, so it gets its own archive).
     private var initramfs: [String: String] = [:]
+    /// How many initramfs archives this backend has built (the KVM probe's and the snapshot
+    /// source's included); tests use it to prove `create` builds none.
+    private(set) var initramfsBuilds = 0
+    /// Workload script (busybox sh) replacing the built-in one for the ready check; the guest's
+    /// init runs it with `sh /workload` and prints its exit status on the console.
+    public let script: String?
     private var statePath: String?
     private let lock = NSLock()
     private var live: [QEMUInstance] = []
 
     public init(runID: String, accel: QEMUAccel = .auto, hostPort: Int = 1234, memoryMiB: Int = 256,
                 kvmProbeTimeout: Duration = .seconds(8), kernelCache: KernelCache = KernelCache(),
-                fromSnapshot: Bool = false, snapshotReady: ReadyCheck? = nil, workDirectory: String? = nil) {
+                fromSnapshot: Bool = false, snapshotReady: ReadyCheck? = nil, workDirectory: String? = nil, script: String? = nil) {
         self.snapshotReady = snapshotReady
+        self.script = script
         self.runTag = instanceTag(runID)
         self.requestedAccel = accel
         self.hostPort = hostPort
@@ -95,6 +106,17 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
         }
     }
 
+    /// `prepare(stop:)`, then builds the initramfs for `ready` so that no attempt's `create`
+    /// includes building it (the first attempt's create used to).
+    public func prepare(for ready: ReadyCheck, stop: StopFlag) async throws {
+        try await prepare(stop: stop)
+        if case .icmp = ready {
+            throw StartupError("ready=icmp is not available for qemu: user-mode NAT has no route from the host into the guest; use tcp, http or marker")
+        }
+        if Self.needsNetwork(ready) { _ = try kernelCache.e1000Module() }
+        _ = try await initramfsPath(for: ready, workload: script)
+    }
+
     static func kvmOpens() -> Bool {
         let fd = open("/dev/kvm", O_RDWR)
         if fd >= 0 { close(fd); return true }
@@ -106,25 +128,40 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
     func probeKVM(stop: StopFlag) async -> (Bool, String) {
         guard Self.kvmOpens() else { return (false, "kvm unavailable (/dev/kvm does not open); tcg used") }
         do {
-            let vm = try await spawn(index: 0, ready: .marker(ReadyCheck.defaultMarker), accel: "kvm", role: "kvmprobe", paused: false)
+            let probe = ReadyCheck.marker(ReadyCheck.defaultMarker)
+            let vm = try await spawn(index: 0, ready: probe, accel: "kvm", role: "kvmprobe", paused: false,
+                                     initrd: try await initramfsPath(for: probe, workload: nil))
             defer { vm.kill(); vm.deleteFiles() }
             let deadline = ContinuousClock.now + kvmProbeTimeout
             try await vm.waitReady(.marker(ReadyCheck.defaultMarker), until: deadline, stop: stop)
             return (true, "kvm probe guest booted")
-        } catch {
+        } catch let e as StartupError where e.status == .timeout {
             let secs = String(format: "%.1f", kvmProbeTimeout.seconds)
-            return (false, "kvm probe guest did not reach its marker within \(secs) s; tcg used")
+            return (false, "kvm probe guest did not boot within the \(secs) s probe timeout (no marker on its console); tcg used")
+        } catch {
+            return (false, "kvm probe guest failed (\(error)); tcg used")
         }
     }
 
-    func initramfsPath(for ready: ReadyCheck) async throws -> String {
+    /// The initramfs for `ready` running `workload` (nil: the built-in one), built on first use.
+    func initramfsPath(for ready: ReadyCheck, workload: String?) async throws -> String {
         let network = Self.needsNetwork(ready)
-        let key = ready.kind
+        let key = Self.initramfsKey(ready, workload)
         if let p = lock.withLock({ initramfs[key] }) { return p }
-        let path = "\(workDirectory)/initramfs-\(key).cpio"
-        try await Initramfs().build(to: path, ready: ready, network: network, e1000: e1000)
-        lock.withLock { initramfs[key] = path }
+        let n = lock.withLock { initramfs.count }
+        let path = "\(workDirectory)/initramfs-\(ready.kind)-\(n + 1).cpio"
+        try await Initramfs().build(to: path, ready: ready, network: network, e1000: e1000, workload: workload)
+        lock.withLock { initramfs[key] = path; initramfsBuilds += 1 }
         return path
+    }
+
+    /// The initramfs already built for the attempts' ready check (nil before `prepare(for:stop:)`).
+    func preparedInitramfs(for ready: ReadyCheck) -> String? {
+        lock.withLock { initramfs[Self.initramfsKey(ready, script)] }
+    }
+
+    static func initramfsKey(_ ready: ReadyCheck, _ workload: String?) -> String {
+        ready.description + (workload.map { "\u{0}" + $0 } ?? "")
     }
 
     static func needsNetwork(_ ready: ReadyCheck) -> Bool {
@@ -143,7 +180,10 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
     }
 
     /// Launches QEMU and waits for QMP. `paused` adds `-S`; `incoming` restores from a state file.
-    func spawn(index: Int, ready: ReadyCheck, accel: String, role: String, paused: Bool = true, incoming: String? = nil) async throws -> QEMUInstance {
+    /// `initrd` nil uses the initramfs for `ready` and this backend's workload, building it on first
+    /// use; `create` never builds one for a cold boot (`prepare(for:stop:)` did).
+    func spawn(index: Int, ready: ReadyCheck, accel: String, role: String, paused: Bool = true, incoming: String? = nil,
+               initrd given: String? = nil) async throws -> QEMUInstance {
         if case .icmp = ready {
             throw StartupError("ready=icmp is not available for qemu: user-mode NAT has no route from the host into the guest; use tcp, http or marker")
         }
@@ -154,7 +194,8 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
         let dir = "\(workDirectory)/\(name)"
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let initrd = try await initramfsPath(for: ready)
+        let initrd: String
+        if let given { initrd = given } else { initrd = try await initramfsPath(for: ready, workload: script) }
         var args = ["-name", name, "-accel", accel, "-m", String(memoryMiB), "-nodefaults", "-no-user-config",
                     "-display", "none", "-no-reboot",
                     "-serial", "file:\(dir)/serial.log",
@@ -181,7 +222,11 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
             if statePath == nil { try await saveState(ready: ready) }
             return try await spawn(index: index, ready: ready, accel: accel, role: "restore", incoming: statePath)
         }
-        return try await spawn(index: index, ready: ready, accel: accel, role: "vm")
+        guard let initrd = preparedInitramfs(for: ready) else {
+            throw StartupError("qemu create for ready=\(ready) before prepare(for: \(ready)): the initramfs is built in prepare so that "
+                + "no attempt's create includes it; run attempts through StartupRunner (or call prepare(for:stop:) first)")
+        }
+        return try await spawn(index: index, ready: ready, accel: accel, role: "vm", initrd: initrd)
     }
 
     /// Boots a source guest, waits until it is ready, pauses it and migrates its state to a file.
@@ -305,16 +350,25 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
         case .exit:
             try await poll("guest power-off (qemu exit)", until: deadline, stop: stop, interval: .milliseconds(2)) { !self.process.isRunning }
             guard process.terminationStatus == 0 else { throw StartupError("qemu exited with status \(process.terminationStatus)") }
+            // QEMU exits 0 on any guest power-off; the workload's own status is the line the
+            // guest's init prints after it (`Initramfs.exitStatusPrefix`).
+            let console = serialText()
+            guard let status = Initramfs.workloadExitStatus(console: console) else {
+                let tail = console.split(whereSeparator: \.isNewline).suffix(3).joined(separator: " | ")
+                throw StartupError("the guest powered off without printing \(Initramfs.exitStatusPrefix)N, so the workload's exit status "
+                    + "is unknown (kernel panic, or the workload powered off itself?); last console lines: \(tail.isEmpty ? "none" : tail)")
+            }
+            guard status == 0 else { throw StartupError.workloadExited(status: status) }
         case .marker(let marker):
-            let serial = "\(directory)/serial.log"
             try await poll("marker \"\(marker)\" on the serial console", until: deadline, stop: stop, interval: .milliseconds(2)) {
-                guard self.process.isRunning || FileManager.default.fileExists(atPath: serial) else {
-                    throw StartupError("qemu exited before the marker")
-                }
-                guard let data = FileManager.default.contents(atPath: serial) else { return false }
-                return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).contains {
+                let running = self.process.isRunning
+                let seen = self.serialText().split(whereSeparator: \.isNewline).contains {
                     $0.trimmingCharacters(in: .whitespaces).hasSuffix(marker)
                 }
+                if !seen && !running {
+                    throw StartupError("qemu exited (status \(self.process.terminationStatus)) before the marker \"\(marker)\" appeared on the serial console")
+                }
+                return seen
             }
         case .tcp:
             try await ReadyProbes.tcp(host: "127.0.0.1", port: hostPort, banner: true, until: deadline, stop: stop)
@@ -323,6 +377,12 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
         case .icmp:
             throw StartupError("ready=icmp is not available for qemu user-mode networking; use tcp, http or marker")
         }
+    }
+
+    /// What the guest wrote on its serial console so far (`-serial file:`).
+    func serialText() -> String {
+        guard let data = FileManager.default.contents(atPath: "\(directory)/serial.log") else { return "" }
+        return String(decoding: data, as: UTF8.self)
     }
 
     func stop() async throws {

@@ -16,6 +16,11 @@ public struct StartupError: Error, CustomStringConvertible, Equatable {
         StartupError("cannot reach dockerd at \(endpoint) [\(detail)]: start it with `scripts/setup-engines.sh` "
             + "(or `dockerd >/var/log/dockerd.log 2>&1 &`), or point DOCKER_HOST at a running daemon")
     }
+
+    /// `ready=exit` saw the workload end with a nonzero status (every backend words it the same).
+    static func workloadExited(status: Int, detail: String = "") -> StartupError {
+        StartupError("the workload exited with status \(status)" + (detail.isEmpty ? "" : ": \(detail)"))
+    }
 }
 
 /// The phases of one startup attempt, all emitted for every attempt (failed ones with a status and a
@@ -39,7 +44,8 @@ public enum StartupPhase: String, CaseIterable, Sendable {
 
 /// How an attempt decides the workload is ready.
 public enum ReadyCheck: Sendable, Equatable, CustomStringConvertible {
-    /// The workload process exited with status 0.
+    /// The workload process exited with status 0. A nonzero status fails `ready` with the reason
+    /// "the workload exited with status N"; a status that could not be learned fails it too.
     case exit
     /// This line appeared on the log (container stdout / LXC workload log / VM serial console).
     case marker(String)
@@ -96,9 +102,19 @@ public protocol StartupBackend: AnyObject, Sendable {
     var labels: [String: String] { get }
     /// Checks the engine is usable; throws a `StartupError` naming the fix when it is not.
     func prepare(stop: StopFlag) async throws
+    /// `prepare(stop:)` plus whatever depends on the ready check (QEMU builds the guest initramfs
+    /// for it here), so no attempt's timed phases include that one-off work. The runner calls this
+    /// one; the default forwards to `prepare(stop:)`.
+    func prepare(for ready: ReadyCheck, stop: StopFlag) async throws
     func create(index: Int, ready: ReadyCheck) async throws -> StartupInstance
     /// Removes whatever this run created that is still there (called at the end, on failure and on stop).
     func cleanup() async
+}
+
+extension StartupBackend {
+    public func prepare(for ready: ReadyCheck, stop: StopFlag) async throws {
+        try await prepare(stop: stop)
+    }
 }
 
 /// What the runner does: RUNS attempts, every phase recorded for each.
@@ -137,7 +153,7 @@ public enum StartupRunner {
     public static func run(backend: StartupBackend, plan: StartupPlan, runID: String, sink: SampleSink, stop: StopFlag,
                            progress: @Sendable (String) -> Void = { _ in }) async throws -> [StartupAttempt] {
         do {
-            try await backend.prepare(stop: stop)
+            try await backend.prepare(for: plan.ready, stop: stop)
         } catch {
             await backend.cleanup()
             throw error

@@ -73,16 +73,80 @@ final class DockerBackendTests: XCTestCase {
 
     func testMarkerTCPHTTPAndICMPReady() async throws {
         let c = try await client()
+        let docker0 = try await Self.docker0Subnet()
         for ready in [ReadyCheck.marker(ReadyCheck.defaultMarker), .tcp(port: 7000), .http(port: 8080, path: "/"), .icmp] {
             let backend = DockerBackend(client: c, image: Self.image, runID: testRunID("dm"))
             let samples = try await run(backend, ready)
             assertPhases(samples, runs: 1)
             XCTAssertEqual(samples.first?.labels["ready"], ready.kind)
-            if ready != .marker(ReadyCheck.defaultMarker) {
-                XCTAssertTrue(samples.first?.labels["address"]?.hasPrefix("172.") == true || samples.first?.labels["address"] != nil)
+            if ready == .marker(ReadyCheck.defaultMarker) {
+                XCTAssertNil(samples.first?.labels["address"], "a --network none container has no address")
+            } else {
+                // The address the check used is a host on docker0's subnet (as `ip -4 addr show docker0` says).
+                let address = try XCTUnwrap(samples.first?.labels["address"], "\(ready): no address label")
+                XCTAssertTrue(docker0.contains(address), "\(address) is not inside docker0's \(docker0)")
+                XCTAssertNotEqual(address, docker0.address, "the bridge's own address is not the container's")
             }
             try await assertNoContainers(c, tag: backend.runTag)
         }
+    }
+
+    /// The address is taken from the inspect that ended `running`: the `ready` window sends no Engine
+    /// API request (it used to inspect again), and the address is the one the engine reports for
+    /// the running container.
+    func testReadyWindowSendsNoEngineAPIRequest() async throws {
+        _ = try await client()
+        for ready in [ReadyCheck.tcp(port: 7000), .http(port: 8080, path: "/"), .icmp] {
+            let c = try DockerAPIClient()   // this backend's own client: its counter sees only its requests
+            let backend = DockerBackend(client: c, image: Self.image, runID: testRunID("dw"))
+            let stop = StopFlag()
+            let deadline = ContinuousClock.now + .seconds(30)
+            try await backend.prepare(for: ready, stop: stop)
+            let instance = try await backend.create(index: 0, ready: ready)
+            let docker = try XCTUnwrap(instance as? DockerInstance)
+            try await instance.start()
+            try await instance.waitRunning(until: deadline, stop: stop)
+            let before = c.requestCount
+            try await instance.waitReady(ready, until: deadline, stop: stop)
+            XCTAssertEqual(c.requestCount - before, 0, "\(ready): Engine API requests inside the ready window")
+            let r = try await c.request(.GET, "/containers/\(docker.id)/json")
+            let settings = try XCTUnwrap((r.json as? [String: Any])?["NetworkSettings"] as? [String: Any])
+            let engineAddress = try XCTUnwrap(settings["IPAddress"] as? String)
+            XCTAssertFalse(engineAddress.isEmpty)
+            XCTAssertEqual(instance.labels["address"], engineAddress, "\(ready): the address is the running container's")
+            try await instance.stop()
+            try await instance.remove()
+            await backend.cleanup()
+            try await assertNoContainers(c, tag: backend.runTag)
+        }
+    }
+
+    struct IPv4Subnet: CustomStringConvertible {
+        var address: String
+        var prefix: Int
+        var description: String { "\(address)/\(prefix)" }
+        static func value(_ s: String) -> UInt32? {
+            let p = s.split(separator: ".").compactMap { UInt32($0) }
+            guard p.count == 4, p.allSatisfy({ $0 < 256 }) else { return nil }
+            return p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]
+        }
+        func contains(_ other: String) -> Bool {
+            guard let a = Self.value(address), let b = Self.value(other), (1...32).contains(prefix) else { return false }
+            let mask: UInt32 = prefix == 32 ? .max : ~(UInt32.max >> UInt32(prefix))
+            return a & mask == b & mask
+        }
+    }
+
+    /// docker0's address and prefix from `ip -4 -o addr show docker0` (independent of the Engine API).
+    static func docker0Subnet() async throws -> IPv4Subnet {
+        let r = try await runCommand(["ip", "-4", "-o", "addr", "show", "docker0"])
+        let words = r.stdout.split(whereSeparator: \.isWhitespace).map(String.init)
+        guard r.ok, let i = words.firstIndex(of: "inet"), i + 1 < words.count else {
+            throw XCTSkip("docker0 has no IPv4 address (`ip -4 addr show docker0`: \(r.combined)): dockerd's default bridge is needed")
+        }
+        let parts = words[i + 1].split(separator: "/")
+        guard parts.count == 2, let prefix = Int(parts[1]) else { throw StartupError("cannot parse docker0's address from: \(r.stdout)") }
+        return IPv4Subnet(address: String(parts[0]), prefix: prefix)
     }
 
     func testFailedRunRecordsEveryPhaseWithReason() async throws {
@@ -111,12 +175,26 @@ final class DockerBackendTests: XCTestCase {
         // The clone's command succeeds only if the file the source container wrote is in the snapshot.
         let clone = DockerBackend(client: c, image: Self.image, command: ["/bin/grep", "-q", "cloned-state", "/edgemeter-state"],
                                   runID: testRunID("ds"), fromSnapshot: true)
+        let t0 = ContinuousClock.now
         let samples = try await run(clone, .exit)
+        let wallMs = Double((ContinuousClock.now - t0).nanoseconds) / 1e6
         assertPhases(samples, runs: 1)
         XCTAssertEqual(samples.first?.target, "docker-snapshot")
         XCTAssertEqual(samples.first?.labels["source"], "snapshot")
-        XCTAssertNotNil(clone.commitMilliseconds)
-        XCTAssertGreaterThan(clone.commitMilliseconds ?? 0, 0)
+        // The commit figure is measured, and only around POST /commit: at most the wall time of
+        // the run outside the attempt's phases (prepare + cleanup), and at least the engine's own
+        // span from pausing the source to the commit event (dockerd's nanosecond event times).
+        let commit = try XCTUnwrap(clone.commitMilliseconds)
+        let phasesMs = samples.compactMap(\.value).reduce(0, +) - (value(samples, .total) ?? 0)
+        XCTAssertGreaterThan(commit, 0)
+        XCTAssertLessThan(commit, wallMs - phasesMs, "commit must fit in the time the run spent outside its phases")
+        let source = try XCTUnwrap(clone.sourceContainer)
+        let engine = clone.events.actions(for: source)
+        let pause = try XCTUnwrap(engine["pause"], "no pause event for the source: \(clone.events.sequence(for: source))")
+        let committed = try XCTUnwrap(engine["commit"], "no commit event for the source: \(clone.events.sequence(for: source))")
+        let engineMs = Double(committed - pause) / 1e6
+        XCTAssertGreaterThan(engineMs, 0)
+        XCTAssertGreaterThanOrEqual(commit + 1, engineMs, "the client's commit figure must cover the engine's pause→commit span")
         try await assertNoContainers(c, tag: clone.runTag)
         let images = try await c.request(.GET, "/images/json")
         XCTAssertFalse(images.text.contains("edgemeter-snap-\(clone.runTag)"), "snapshot image left behind")

@@ -35,6 +35,49 @@ final class LXCBackendTests: XCTestCase {
         }
     }
 
+    /// ready=exit is the workload's exit status, not just the state STOPPED: a failing workload
+    /// fails `ready` with its status, and every later phase is still recorded.
+    func testExitReadyReportsTheWorkloadsStatus() async throws {
+        try requireLXC()
+        let bridge = "edgemeter-bx\(Int.random(in: 0..<99))"
+        for (script, status) in [("exit 3", 3), ("/bin/false", 1), ("echo working; true", 0)] {
+            let backend = LXCBackend(runID: testRunID("lf"), bridge: bridge, bridgeAddress: "10.213.80.1", script: script)
+            let samples = try await run(backend, .exit)
+            if status == 0 {
+                assertPhases(samples, runs: 1)
+            } else {
+                assertPhases(samples, runs: 1, ok: false)
+                for phase in ["create", "start", "running", "stop", "remove"] {
+                    XCTAssertEqual(samples.first { $0.phase == phase }?.status, .ok, "\(script): \(phase) still measured")
+                }
+                let ready = try XCTUnwrap(samples.first { $0.phase == "ready" })
+                XCTAssertEqual(ready.status, .error)
+                XCTAssertNil(ready.value)
+                XCTAssertTrue(ready.reason.hasPrefix("the workload exited with status \(status)"), "\(script): \(ready.reason)")
+                let total = try XCTUnwrap(samples.first { $0.phase == "total" })
+                XCTAssertEqual(total.status, .error)
+                XCTAssertTrue(total.reason.hasPrefix("not ready: ready: the workload exited with status \(status)"), total.reason)
+            }
+            let left = try await leftovers(backend)
+            XCTAssertEqual(left, [])
+        }
+        let bridgeLeft = try await LXCBackend.linkExists(bridge)
+        XCTAssertFalse(bridgeLeft)
+    }
+
+    /// The SIGTERM of `lxc-stop` still reaches the workload's trap through the init wrapper:
+    /// `stop` is a clean exit well inside lxc-stop's 2 s grace time, not a kill after it.
+    func testStopReachesTheWorkloadsTrap() async throws {
+        try requireLXC()
+        let bridge = "edgemeter-bs\(Int.random(in: 0..<99))"
+        let backend = LXCBackend(runID: testRunID("ls"), bridge: bridge, bridgeAddress: "10.213.81.1")
+        let samples = try await run(backend, .marker(ReadyCheck.defaultMarker))
+        assertPhases(samples, runs: 1)
+        XCTAssertLessThan(try XCTUnwrap(value(samples, .stop)), 1500, "stop waited for lxc-stop's timeout: SIGTERM did not reach the trap")
+        let left = try await leftovers(backend)
+        XCTAssertEqual(left, [])
+    }
+
     func testInterruptedRunLeavesNoContainerOrBridge() async throws {
         try requireLXC()
         let bridge = "edgemeter-bi\(Int.random(in: 0..<99))"

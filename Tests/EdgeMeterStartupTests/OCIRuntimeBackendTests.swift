@@ -67,7 +67,7 @@ final class OCIRuntimeBackendTests: XCTestCase {
         assertPhases(samples, runs: 1, ok: false)
         let ready = samples.first { $0.phase == "ready" }!
         XCTAssertEqual(ready.status, .error)
-        XCTAssertTrue(ready.reason.hasPrefix("workload exited with status 3"), ready.reason)
+        XCTAssertTrue(ready.reason.hasPrefix("the workload exited with status 3"), ready.reason)
         XCTAssertTrue(ready.reason.contains("oops"), "the container's output is in the reason: \(ready.reason)")
         XCTAssertEqual(samples.first { $0.phase == "total" }?.status, .error)
         XCTAssertEqual(samples.first { $0.phase == "remove" }?.status, .ok)

@@ -107,7 +107,7 @@ final class PodmanBackendTests: XCTestCase {
         let backend = DockerBackend(client: c, image: Self.image, command: ["/bin/sh", "-c", "exit 4"], runID: testRunID("pf"), engine: "podman")
         let samples = try await run(backend, .exit)
         assertPhases(samples, runs: 1, ok: false)
-        XCTAssertEqual(samples.first { $0.phase == "ready" }?.reason, "workload exited with status 4")
+        XCTAssertEqual(samples.first { $0.phase == "ready" }?.reason, "the workload exited with status 4")
         try await assertNoContainers(c, tag: backend.runTag)
     }
 
