@@ -126,19 +126,7 @@ struct PingCommand: AsyncParsableCommand {
                 }
             }
         }
-        if !run.json {
-            // fping: an unresolvable name gets its statistics block too, and exit status 2.
-            for (name, reason) in unresolved.failures {
-                print("\n--- \(name) ping statistics ---")
-                print("not pinged: \(reason)")
-            }
-        }
-        if result.complete && !unresolved.failures.isEmpty {
-            reportLine(result.directory, complete: true)
-            note("edgemeter: \(unresolved.failures.count) target(s) could not be resolved: \(unresolved.failures.map(\.name).joined(separator: ", ")); check the names (exit status 2, as fping)")
-            throw ExitCode(2)
-        }
-        try conclude(result)
+        try conclude(result, unresolved: unresolved, block: "ping statistics", printBlocks: !run.json)
     }
 }
 
@@ -215,17 +203,6 @@ struct TCPingCommand: AsyncParsableCommand {
                 }
             }
         }
-        if !run.json {
-            for (name, reason) in unresolved.failures {
-                print("\n--- \(name) tcping statistics ---")
-                print("not probed: \(reason)")
-            }
-        }
-        if result.complete && !unresolved.failures.isEmpty {
-            reportLine(result.directory, complete: true)
-            note("edgemeter: \(unresolved.failures.count) target(s) could not be resolved: \(unresolved.failures.map(\.name).joined(separator: ", ")); check the names (exit status 2, as fping)")
-            throw ExitCode(2)
-        }
-        try conclude(result)
+        try conclude(result, unresolved: unresolved, block: "tcping statistics", printBlocks: !run.json)
     }
 }

@@ -141,6 +141,23 @@ func conclude(_ result: (summaries: [Summary], complete: Bool, directory: RunDir
     }
 }
 
+/// `conclude` for commands that take names (ping, tcping), with fping's rule for the ones that could
+/// not be resolved: each gets its own closing block ("--- NAME ping statistics ---" and why), the
+/// others were measured as usual, and the exit status is 2.
+func conclude(_ result: (summaries: [Summary], complete: Bool, directory: RunDirectory),
+              unresolved: FailedSampleWatch, block: String, printBlocks: Bool) throws {
+    let names = unresolved.failures
+    if printBlocks {
+        for (name, reason) in names { print("\n--- \(name) \(block) ---\nnot measured: \(reason)") }
+    }
+    if result.complete && !names.isEmpty {
+        reportLine(result.directory, complete: true)
+        note("edgemeter: \(names.count) target(s) could not be resolved: \(names.map(\.name).joined(separator: ", ")); check the names (exit status 2, as fping)")
+        throw ExitCode(2)
+    }
+    try conclude(result)
+}
+
 /// A sink in front of the run directory that remembers the targets whose `phase` failed (e.g. name
 /// resolution), with the reason, so a command can report them in its closing lines.
 final class FailedSampleWatch: SampleSink, @unchecked Sendable {
