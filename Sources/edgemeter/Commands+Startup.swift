@@ -18,24 +18,24 @@ struct StartupCommand: AsyncParsableCommand {
         commandName: "startup",
         abstract: "Container and VM startup phases: create, start, running, ready, stop, remove, total.",
         discussion: """
-        Runs the same workload RUNS times per backend and records every phase of every run (failed
-        runs too, with their reason). Backends: docker (Engine API over DOCKER_HOST or
-        /var/run/docker.sock), lxc (busybox template, bridge edgemeter-br0 created if missing), qemu
-        (cached Debian kernel + edgemeter's busybox initramfs, QMP), cmd (any tool by template),
-        podman (its Docker-compatible API at /run/podman/podman.sock), runc and crun (the OCI
-        runtime driven directly, no daemon: a bundle built from edgemeter-base's files; for tcp,
-        http and icmp a veth into bridge edgemeter-oci0, created when missing). Several backends in one call add a
-        comparison with ratios to summary.md: docker vs podman vs runc/crun shows how much of a
+        Runs the same workload RUNS times per backend and records every phase of every run (failed \
+        runs too, with their reason). Backends: docker (Engine API over DOCKER_HOST or \
+        /var/run/docker.sock), lxc (busybox template, bridge edgemeter-br0 created if missing), qemu \
+        (cached Debian kernel + edgemeter's busybox initramfs, QMP), cmd (any tool by template), \
+        podman (its Docker-compatible API at /run/podman/podman.sock), runc and crun (the OCI \
+        runtime driven directly, no daemon: a bundle built from edgemeter-base's files; for tcp, \
+        http and icmp a veth into bridge edgemeter-oci0, created when missing). Several backends in one call add a \
+        comparison with ratios to summary.md: docker vs podman vs runc/crun shows how much of a \
         container start is the daemon and how much the runtime.
 
-        Ready checks: exit (workload exited 0), marker (line on the log / serial console), tcp
-        (connect to --port; for qemu through the host forward 127.0.0.1:--host-port, with the
+        Ready checks: exit (workload exited 0), marker (line on the log / serial console), tcp \
+        (connect to --port; for qemu through the host forward 127.0.0.1:--host-port, with the \
         guest's banner), http (GET --path = 200), icmp (echo to the container's address).
 
-        Prepare engines once with scripts/setup-engines.sh (dockerd, lxcbr0, guest kernel cache) and
+        Prepare engines once with scripts/setup-engines.sh (dockerd, lxcbr0, guest kernel cache) and \
         the image with `edgemeter image build`. Leftovers of killed runs: `edgemeter cleanup`.
 
-        Exit status: 0 all runs ready, 1 some run failed, 2 usage error or missing engine.
+        Exit status: 0 when every run became ready, 1 when a run failed or a backend was not run, 2 for usage errors or when no backend could run, 130 when stopped by Ctrl-C or SIGTERM.
 
         Examples:
           edgemeter startup docker -n 20 --ready exit
@@ -43,7 +43,8 @@ struct StartupCommand: AsyncParsableCommand {
           edgemeter startup docker --snapshot -n 5
           edgemeter startup docker podman runc crun -n 10 --ready exit
           edgemeter startup qemu --ready tcp --host-port 1234 --snapshot
-          edgemeter startup cmd --start '["busybox","httpd","-f","-p","127.0.0.1:8080"]' --detached --ready http --port 8080
+          edgemeter startup cmd --start '["busybox","httpd","-f"]' --detached
+          edgemeter startup cmd --start '["sleep","1"]' --ready exit -n 3
           edgemeter startup cmd --preset lxd --var image=images:alpine/3.19
         """
     )
@@ -209,8 +210,8 @@ struct ImageBuildCommand: AsyncParsableCommand {
         commandName: "build",
         abstract: "Build the minimal edgemeter image through the Docker Engine API (import of a tar).",
         discussion: """
-        The image holds busybox-static (with its applet links), this edgemeter binary at
-        /usr/local/bin/edgemeter and every shared library `ldd` lists for it, at the same paths.
+        The image holds busybox-static (with its applet links), this edgemeter binary at \
+        /usr/local/bin/edgemeter and every shared library `ldd` lists for it, at the same paths. \
         The startup probes and the calculator services run from it, e.g.
           docker run --rm edgemeter-base:latest edgemeter serve calculator --role ...
         """
