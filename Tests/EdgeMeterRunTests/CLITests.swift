@@ -3,33 +3,7 @@ import EdgeMeterCore
 import EdgeMeterTestSupport
 
 /// End-to-end tests of the built `edgemeter` binary on loopback and in namespaces the tests create.
-final class CLITests: XCTestCase {
-    var bin: String!
-    var out: String!
-
-    override func setUpWithError() throws {
-        guard let b = edgemeterBinary() else {
-            throw XCTSkip("the edgemeter binary is not built: run `swift build` before `swift test` (scripts/test does)")
-        }
-        bin = b
-        out = NSTemporaryDirectory() + "edgemeter-cli-\(UUID().uuidString)"
-    }
-
-    override func tearDown() {
-        if let out { try? FileManager.default.removeItem(atPath: out) }
-    }
-
-    func rawICMPReason() -> String? {
-        let fd = socket(AF_INET, Int32(SOCK_RAW.rawValue), Int32(IPPROTO_ICMP))
-        if fd < 0 { return "raw ICMP sockets need CAP_NET_RAW: run the tests as root" }
-        close(fd)
-        return nil
-    }
-
-    func samples(_ dir: String) throws -> [Sample] {
-        try SampleCSV.parse(String(contentsOfFile: dir + "/samples.csv", encoding: .utf8))
-    }
-
+final class CLITests: BinaryTestCase {
     func testPingIPv4AndIPv6WritesTheRunDirectory() throws {
         if let why = rawICMPReason() { throw XCTSkip(why) }
         let r = try runCommand(bin, ["ping", "-c", "5", "-i", "10ms", "127.0.0.1", "::1", "--out", out])

@@ -6,29 +6,7 @@ import EdgeMeterTestSupport
 /// 0 = every target succeeded at least once, 1 = one never did (or a scenario failed / did not run),
 /// 2 = usage or set-up error (including an unresolvable name, as fping), 130 = stopped by SIGINT/SIGTERM.
 /// (http, load and calc are pinned in HTTPExitStatusTests.)
-final class ExitStatusTests: XCTestCase {
-    var bin: String!
-    var out: String!
-
-    override func setUpWithError() throws {
-        guard let b = edgemeterBinary() else {
-            throw XCTSkip("the edgemeter binary is not built: run `swift build` before `swift test` (scripts/test does)")
-        }
-        bin = b
-        out = NSTemporaryDirectory() + "edgemeter-exit-\(UUID().uuidString)"
-    }
-
-    override func tearDown() {
-        if let out { try? FileManager.default.removeItem(atPath: out) }
-    }
-
-    func rawICMPReason() -> String? {
-        let fd = socket(AF_INET, Int32(SOCK_RAW.rawValue), Int32(IPPROTO_ICMP))
-        if fd < 0 { return "raw ICMP sockets need CAP_NET_RAW: run the tests as root" }
-        close(fd)
-        return nil
-    }
-
+final class ExitStatusTests: BinaryTestCase {
     /// A TCP listener on 127.0.0.1 (ephemeral port) that the kernel completes handshakes for.
     func listener() throws -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -5,24 +5,14 @@ import EdgeMeterTestSupport
 /// `edgemeter http`, `load` and `calc` as a user runs them (the built binary), against the
 /// calculator all-in-one the test starts on loopback with free ports: exit statuses, attempt
 /// numbering, failure lines, messages.
-final class HTTPCommandTests: XCTestCase {
-    var bin: String!
-    var out: String!
+final class HTTPCommandTests: BinaryTestCase {
     var server: Process?
     var front = 0
     var sum = 0
 
-    override func setUpWithError() throws {
-        guard let b = edgemeterBinary() else {
-            throw XCTSkip("the edgemeter binary is not built: run `swift build` before `swift test` (scripts/test does)")
-        }
-        bin = b
-        out = NSTemporaryDirectory() + "edgemeter-httpcli-\(UUID().uuidString)"
-    }
-
     override func tearDown() {
         if let server, server.isRunning { server.terminate(); server.waitUntilExit() }
-        if let out { try? FileManager.default.removeItem(atPath: out) }
+        super.tearDown()
     }
 
     /// Starts `edgemeter serve calculator --role all --port 0` and reads the ports it listens on.

@@ -4,21 +4,13 @@ import EdgeMeterTestSupport
 
 /// The built `edgemeter` binary: which failures leave a run directory, `reports/latest`, `edgemeter
 /// report` and a full disk. Traffic goes to 127.0.0.1 only (port 1 answers RST: refused samples).
-final class RunDirectoryCLITests: XCTestCase {
-    var bin: String!
-    var cwd: String!
+final class RunDirectoryCLITests: BinaryTestCase {
+    /// The test's working directory (so `reports/` is created there): `out`, made at set-up.
+    var cwd: String! { out }
 
     override func setUpWithError() throws {
-        guard let b = edgemeterBinary() else {
-            throw XCTSkip("the edgemeter binary is not built: run `swift build` before `swift test` (scripts/test does)")
-        }
-        bin = b
-        cwd = NSTemporaryDirectory() + "edgemeter-cwd-\(UUID().uuidString)"
+        try super.setUpWithError()
         try FileManager.default.createDirectory(atPath: cwd, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        if let cwd { try? FileManager.default.removeItem(atPath: cwd) }
     }
 
     /// Runs edgemeter with the test's own working directory (so `reports/` is created there).
