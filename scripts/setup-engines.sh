@@ -88,9 +88,9 @@ cgroup_plan() {
     [[ -n $utype ]] || utype=$(stat -f -c %T "$u" 2>/dev/null || echo unknown)
     if [[ $utype != cgroup2fs ]]; then echo "none: cgroup v1 only ($u is $utype, not cgroup2); crun accepts it as is"; return 0; fi
     local controllers used
-    controllers=$(cat "$u/cgroup.controllers" 2>/dev/null | tr -s ' \t\n' ' ' | sed 's/^ *//; s/ *$//')
+    controllers=$( { cat "$u/cgroup.controllers" 2>/dev/null || true; } | tr -s ' \t\n' ' ' | sed 's/^ *//; s/ *$//')
     if [[ -z $controllers ]]; then echo "none: hybrid, and cgroup2 at $u owns no controllers; crun accepts it as is"; return 0; fi
-    used=$(cat "$u/cgroup.subtree_control" 2>/dev/null | tr -s ' \t\n' ' ' | sed 's/^ *//; s/ *$//')
+    used=$( { cat "$u/cgroup.subtree_control" 2>/dev/null || true; } | tr -s ' \t\n' ' ' | sed 's/^ *//; s/ *$//')
     if [[ -n $used ]]; then
         echo "blocked: cgroup2 at $u owns $controllers and enables $used in cgroup.subtree_control (v2 cgroups use them, so they cannot move to v1); crun will refuse this host: disable them there or boot with systemd.unified_cgroup_hierarchy=0/1"
         return 0

@@ -8,6 +8,24 @@ public enum ICMPSocketMode: String, Sendable, CaseIterable {
     case auto, datagram, raw
 }
 
+/// How the probe waits for the next scheduled send. Every echo sample is labelled with it (`spin=`).
+///
+/// On loopback an echo is a few microseconds of kernel work, so whether the measuring CPU was busy or
+/// idle just before it shows in the figure: measured here at 1 ms intervals, ≈ 5 µs spinning vs
+/// ≈ 10 µs sleeping. Neither is the network path alone; the label says which one a figure is.
+public enum ICMPSpinMode: String, Sendable, CaseIterable {
+    /// Sleep in poll() until the next send, a reply or an expiry: what a client that does other
+    /// work, or none, between echoes sees, including the measuring CPU's exit from idle. No CPU is
+    /// spent between echoes. The default, because it hides nothing and costs nothing.
+    case off
+    /// Busy-wait (poll with a zero timeout) through the last millisecond before each scheduled
+    /// send, so the CPU is awake and warm when the request leaves, and the send is on time to the
+    /// microsecond. At intervals of 1 ms or less that is the whole interval, including while the
+    /// reply is outstanding: a whole core for the run (at 1 s, 0.1 % of one). iputils ping spins
+    /// only while no reply is outstanding, so at 1 ms this is warmer than ping's own figure.
+    case on
+}
+
 public struct ICMPOptions: Sendable {
     /// Echo requests per target; nil = until stopped or the deadline.
     public var count: Int?
@@ -21,15 +39,18 @@ public struct ICMPOptions: Sendable {
     /// Stop the whole run after this long, whatever the count (ping's -w).
     public var deadline: Duration?
     public var socketMode: ICMPSocketMode = .auto
+    /// Whether to busy-wait through the last millisecond before each send (see `ICMPSpinMode`).
+    public var spin: ICMPSpinMode = .off
 
     public init(count: Int? = nil, interval: Duration = .seconds(1), timeout: Duration = .seconds(1), payloadBytes: Int = 56,
-                deadline: Duration? = nil, socketMode: ICMPSocketMode = .auto) {
+                deadline: Duration? = nil, socketMode: ICMPSocketMode = .auto, spin: ICMPSpinMode = .off) {
         self.count = count
         self.interval = interval
         self.timeout = timeout
         self.payloadBytes = payloadBytes
         self.deadline = deadline
         self.socketMode = socketMode
+        self.spin = spin
     }
 }
 
@@ -223,17 +244,13 @@ public final class ICMPProbe {
             if !sendingDone && stopSendingAt == nil { wakeAt = min(wakeAt, nextSend) }
             for i in pending.indices { for p in pending[i].values { wakeAt = min(wakeAt, p.sendMono + timeoutNs) } }
             if let d = deadlineNs { wakeAt = min(wakeAt, d) }
-            // The last millisecond before a scheduled send is spent spinning (poll with no
-            // timeout) rather than sleeping: the request leaves on time, and the CPU is awake and
-            // warm when it does, so the figure is the network path's, not the CPU's idle-exit
-            // latency (worth ~2-5 us on loopback here). iputils ping does the same at short
-            // intervals (it busy-polls recvmsg). Cost: 1 ms of CPU per interval, so a whole core
-            // at intervals of 1 ms or less, 0.1 % at 1 s.
-            let spinWindow: Int64 = 1_000_000
+            // With spin on, the last millisecond before a scheduled send is spent spinning (poll
+            // with no timeout) rather than sleeping, replies included (see `ICMPSpinMode.on`).
+            let spinWindow: Int64 = options.spin == .on ? 1_000_000 : 0
             let sendPending = !sendingDone && stopSendingAt == nil
             var sleepUntil = wakeAt
             if sendPending { sleepUntil = min(sleepUntil, nextSend - spinWindow) }
-            let waitNs: Int64 = sendPending && nextSend - now <= spinWindow ? 0 : max(0, sleepUntil - now)
+            let waitNs: Int64 = sendPending && spinWindow > 0 && nextSend - now <= spinWindow ? 0 : max(0, sleepUntil - now)
             for k in pollFds.indices { pollFds[k].revents = 0 }
             let ready = em_poll_ns(&pollFds, UInt(pollFds.count), waitNs)
             if ready <= 0 { continue }

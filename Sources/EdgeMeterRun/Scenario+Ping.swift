@@ -17,13 +17,14 @@ public struct PingTargetTotals: Sendable {
 ///
 /// Samples (probe `ping`): `latency/resolve` once per target (getaddrinfo time), and
 /// `rtt/echo` per request with labels `seq`, `icmp_id`, `family`, `socket` (raw|datagram),
-/// `timestamp` (kernel|userspace), `clock` (realtime-paired|monotonic), `ttl`, `bytes`.
+/// `timestamp` (kernel|userspace), `clock` (realtime-paired|monotonic), `spin` (on|off: whether the
+/// probe busy-waited before each send, `ICMPSpinMode`), `ttl`, `bytes`.
 public enum PingScenario {
     public static let schema = ScenarioSchema(
         kind: "ping",
         parameters: ["targets": .stringList, "count": .positiveInteger, "interval": .duration, "timeout": .duration,
                      "payload": .nonNegativeInteger, "deadline": .duration, "socket": .oneOf(["auto", "datagram", "raw"]),
-                     "family": .oneOf(["any", "ipv4", "ipv6"])],
+                     "family": .oneOf(["any", "ipv4", "ipv6"]), "spin": .oneOf(ICMPSpinMode.allCases.map(\.rawValue))],
         required: ["targets"],
         check: { s in
             if s.int("count") == nil && s.duration("deadline") == nil {
@@ -38,7 +39,8 @@ public enum PingScenario {
     public static let kind = ScenarioKind(schema: schema) { s, ctx in
         let options = ICMPOptions(count: s.int("count"), interval: s.duration("interval") ?? .milliseconds(100),
                                   timeout: s.duration("timeout") ?? .seconds(1), payloadBytes: s.int("payload") ?? 56,
-                                  deadline: s.duration("deadline"), socketMode: ICMPSocketMode(rawValue: s.string("socket") ?? "auto") ?? .auto)
+                                  deadline: s.duration("deadline"), socketMode: ICMPSocketMode(rawValue: s.string("socket") ?? "auto") ?? .auto,
+                                  spin: ICMPSpinMode(rawValue: s.string("spin") ?? "off") ?? .off)
         _ = try run(scenario: s.name, targets: s.strings("targets") ?? [],
                     family: AddressFamilyPreference(rawValue: s.string("family") ?? "any") ?? .any,
                     options: options, ctx: ctx, onLine: nil)
@@ -66,7 +68,7 @@ public enum PingScenario {
         var totals = resolved.map { PingTargetTotals(name: $0.name, address: $0.address.host) }
         for s in probe.sockets {
             let fam = s.target.address.family == AF_INET6 ? "ipv6" : "ipv4"
-            onLine?("PING \(s.target.name) (\(s.target.address.host)) \(options.payloadBytes)(\(options.payloadBytes + (fam == "ipv6" ? 48 : 28))) bytes of data, \(s.mode.rawValue) socket, \(s.kernelTimestamps ? "kernel" : "user-space") receive stamps.")
+            onLine?("PING \(s.target.name) (\(s.target.address.host)) \(options.payloadBytes)(\(options.payloadBytes + (fam == "ipv6" ? 48 : 28))) bytes of data, \(s.mode.rawValue) socket, \(s.kernelTimestamps ? "kernel" : "user-space") receive stamps, spin \(options.spin.rawValue).")
         }
         probe.run { r in
             let sock = probe.sockets[r.targetIndex]
@@ -75,7 +77,8 @@ public enum PingScenario {
             if totals[r.targetIndex].firstSendAt == nil { totals[r.targetIndex].firstSendAt = r.sentAt }
             totals[r.targetIndex].lastSendAt = r.sentAt
             var labels = ["seq": "\(r.sequence)", "icmp_id": "\(r.identifier)", "family": target.address.family == AF_INET6 ? "ipv6" : "ipv4",
-                          "socket": sock.mode.rawValue, "address": target.address.host, "payload_bytes": "\(options.payloadBytes)"]
+                          "socket": sock.mode.rawValue, "address": target.address.host, "payload_bytes": "\(options.payloadBytes)",
+                          "spin": options.spin.rawValue]
             let sample: Sample
             switch r.outcome {
             case .reply(let rtt, let bytes, let ttl, let kernel, let from):

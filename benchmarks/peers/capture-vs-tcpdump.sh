@@ -3,7 +3,12 @@
 # and ring size, immediate mode) while a UDP sender blasts small datagrams at a loopback address of
 # this run as fast as one core allows for DURATION seconds. Compares what each wrote and the drops
 # each kernel ring reported (pcap_stats), as in tcpdump's closing lines.
-#   benchmarks/peers/capture-vs-tcpdump.sh [DURATION_S] [RING_KIB] [matched|tcpdump-defaults]
+# ROUNDS rounds; which of the two opens its handle first alternates per round (odd: tcpdump first).
+# Per round and side: captured/sent, the kernel ring's drops and the packets in the written file.
+# An error is a capturer that fails (non-zero exit, no closing statistics) or a file holding fewer
+# packets than the capturer says it captured (lost data); the verdict FAILS (exit 1) on any error on
+# either side. Drops are the measured figure, not errors.
+#   benchmarks/peers/capture-vs-tcpdump.sh [DURATION_S=5] [RING_KIB=32768] [matched|tcpdump-defaults] [ROUNDS=2]
 # matched: tcpdump --immediate-mode -B RING_KIB -s 65535 (edgemeter's settings);
 # tcpdump-defaults: tcpdump with its own defaults (no immediate mode, 2 MiB ring, -s 262144).
 set -euo pipefail
@@ -11,6 +16,7 @@ cd "$(dirname "$0")/../.."
 dur=${1:-5}
 ring=${2:-32768}
 mode=${3:-matched}
+rounds=${4:-2}
 bin=.build/release/edgemeter
 if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; fi
 command -v tcpdump >/dev/null || { echo "tcpdump missing: apt-get install -y tcpdump" >&2; exit 2; }
@@ -25,13 +31,16 @@ port=$((30000 + RANDOM % 20000))
 filter="udp and dst host $addr and dst port $port"
 
 if [ "$mode" = matched ]; then tdopts=(--immediate-mode -B "$ring" -s 65535); else tdopts=(); fi
-tcpdump -i lo -n -w "$tmp/tcpdump.pcap" "${tdopts[@]}" "$filter" 2>"$tmp/tcpdump.log" &
-pids+=($!); td=$!
-"$bin" capture -i lo -f "$filter" --snaplen 65535 --buffer-size "$ring" -w "$tmp/edgemeter.pcap" --out "$tmp/run" 2>"$tmp/edgemeter.log" &
-pids+=($!); em=$!
-sleep 2 # both handles open
+start_td() { tcpdump -i lo -n -w "$tmp/tcpdump-$r.pcap" "${tdopts[@]}" "$filter" 2>"$tmp/tcpdump-$r.log" & td=$!; pids+=("$td"); }
+start_em() { "$bin" capture -i lo -f "$filter" --snaplen 65535 --buffer-size "$ring" -w "$tmp/edgemeter-$r.pcap" --out "$tmp/run-$r" 2>"$tmp/edgemeter-$r.log" & em=$!; pids+=("$em"); }
 
-sent=$(python3 - "$addr" "$port" "$dur" <<'PY'
+echo "capture on lo, ${dur} s of 32-byte UDP datagrams to $addr:$port per round; mode $mode, ring ${ring} KiB; $rounds rounds; load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %-10s %-10s %22s %18s %14s %12s %8s\n' round tool "opened" "captured/sent" "pcap_stats recv" "kernel drops" "in file" errors
+errors=0
+for r in $(seq 1 "$rounds"); do
+  if (( r % 2 )); then start_td; start_em; first=tcpdump; else start_em; start_td; first=edgemeter; fi
+  sleep 2 # both handles open
+  sent=$(python3 - "$addr" "$port" "$dur" <<'PY'
 import socket, sys, time
 addr, port, dur = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # bound so the kernel sends no port-unreachable
@@ -52,25 +61,38 @@ while True:
 print(n)
 PY
 )
-sleep 1
-kill -INT "$td" "$em"
-wait "$td" || true
-wait "$em" || true
-pids=()
-
-rate=$(awk -v n="$sent" -v d="$dur" 'BEGIN {printf "%.0f", n/d}')
-echo "sent $sent datagrams in ${dur} s (${rate}/s) to $addr:$port; mode $mode, ring ${ring} KiB"
-td_cap=$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$tmp/tcpdump.log")
-td_recv=$(sed -n 's/^\([0-9]*\) packets received by filter.*/\1/p' "$tmp/tcpdump.log")
-td_drop=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$tmp/tcpdump.log")
-em_line=$(grep 'packets captured' "$tmp/edgemeter.log" || true)
-em_cap=$(echo "$em_line" | sed -n 's/^\([0-9]*\) packets captured.*/\1/p')
-em_recv=$(echo "$em_line" | sed -n 's/.*received \([0-9]*\),.*/\1/p')
-em_drop=$(echo "$em_line" | sed -n 's/.*, dropped \([0-9]*\),.*/\1/p')
-td_file=$(capinfos -c -M "$tmp/tcpdump.pcap" 2>/dev/null | sed -n 's/^Number of packets: *//p')
-em_file=$(capinfos -c -M "$tmp/edgemeter.pcap" 2>/dev/null | sed -n 's/^Number of packets: *//p')
-printf '%-10s %12s %18s %14s %12s\n' tool captured "pcap_stats recv" "kernel drops" "in file"
-printf '%-10s %12s %18s %14s %12s\n' tcpdump "$td_cap" "$td_recv" "$td_drop" "$td_file"
-printf '%-10s %12s %18s %14s %12s\n' edgemeter "$em_cap" "$em_recv" "$em_drop" "$em_file"
+  sleep 1
+  kill -INT "$td" "$em"
+  td_rc=0; em_rc=0
+  wait "$td" || td_rc=$?
+  wait "$em" || em_rc=$?
+  pids=()
+  td_cap=$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$tmp/tcpdump-$r.log")
+  td_recv=$(sed -n 's/^\([0-9]*\) packets received by filter.*/\1/p' "$tmp/tcpdump-$r.log")
+  td_drop=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$tmp/tcpdump-$r.log")
+  em_line=$(grep 'packets captured' "$tmp/edgemeter-$r.log" || true)
+  em_cap=$(echo "$em_line" | sed -n 's/^\([0-9]*\) packets captured.*/\1/p')
+  em_recv=$(echo "$em_line" | sed -n 's/.*received \([0-9]*\),.*/\1/p')
+  em_drop=$(echo "$em_line" | sed -n 's/.*, dropped \([0-9]*\),.*/\1/p')
+  td_file=$(capinfos -c -M "$tmp/tcpdump-$r.pcap" 2>/dev/null | sed -n 's/^Number of packets: *//p')
+  em_file=$(capinfos -c -M "$tmp/edgemeter-$r.pcap" 2>/dev/null | sed -n 's/^Number of packets: *//p')
+  # tcpdump exits 0 on SIGINT; edgemeter capture exits 0 when it stopped cleanly.
+  td_err=0; em_err=0
+  [ "$td_rc" = 0 ] && [ -n "$td_cap" ] && [ "${td_file:-0}" -ge "${td_cap:-1}" ] || td_err=1
+  [ "$em_rc" = 0 ] && [ -n "$em_cap" ] && [ "${em_file:-0}" -ge "${em_cap:-1}" ] || em_err=1
+  errors=$((errors + td_err + em_err))
+  for side in tcpdump edgemeter; do
+    if [ $side = tcpdump ]; then c=$td_cap; rv=$td_recv; dr=$td_drop; f=$td_file; e=$td_err; rc=$td_rc; else c=$em_cap; rv=$em_recv; dr=$em_drop; f=$em_file; e=$em_err; rc=$em_rc; fi
+    pct=$(awk -v c="${c:-0}" -v s="$sent" 'BEGIN {printf "%.1f%%", (s > 0 ? 100 * c / s : 0)}')
+    printf '%-6s %-10s %-10s %22s %18s %14s %12s %8s\n' "$r" "$side" "$([ "$side" = "$first" ] && echo first || echo second)" \
+      "${c:-?}/$sent ($pct)" "${rv:-?}" "${dr:-?}" "${f:-?}" "$e$([ "$e" = 0 ] || echo " (exit $rc)")"
+  done
+  [ "$td_err" = 0 ] || tail -3 "$tmp/tcpdump-$r.log" | sed 's/^/    tcpdump: /'
+  [ "$em_err" = 0 ] || tail -3 "$tmp/edgemeter-$r.log" | sed 's/^/    edgemeter: /'
+done
 echo "(on lo the kernel counts each packet twice in pcap_stats' received; drops are ring overflows)"
-awk -v s="$sent" -v a="$td_cap" -v b="$em_cap" 'BEGIN { printf "captured of sent: tcpdump %.1f%%, edgemeter %.1f%%\n", 100*a/s, 100*b/s }'
+if [ "$errors" -gt 0 ]; then
+  echo "verdict: FAIL: $errors errors (a capturer failed or its file holds fewer packets than it captured)"
+  exit 1
+fi
+echo "verdict: both capturers ran cleanly in every round; captured/sent above is the comparison, as measured"

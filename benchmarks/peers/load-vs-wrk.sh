@@ -3,8 +3,13 @@
 # closed loop, against two servers on loopback that this script starts itself:
 #   1. the calculator front end (`edgemeter serve calculator --role all`, free ports), POST 5+6;
 #   2. a static page served by nginx (temporary config, 127.0.0.1, a free port), GET /index.html.
-# Runs alternate wrk / edgemeter for ROUNDS rounds per server so both see the same machine state,
-# then prints each side's total requests/s and the ratio edgemeter/wrk (goal >= 1.0).
+# After one unrecorded warm-up run of each side (2 s, so neither measures a cold server), ROUNDS rounds
+# per server alternate which side goes first (odd rounds wrk, even rounds edgemeter). Same span on
+# both sides: requests completed during the -d duration, from each tool's own report. Per round and
+# side it prints requests/s, completed requests and errors (wrk: socket connect/read/write/timeout
+# errors + non-2xx/3xx responses; edgemeter: errors connect/timeout/reset/status/body), then each
+# side's mean over all rounds and the ratio of those means edgemeter/wrk (goal >= 1.0) - every
+# round counted, not the best. The verdict FAILS (exit 1) on any error on either side.
 #   benchmarks/peers/load-vs-wrk.sh [DURATION_SECONDS] [CONNECTIONS] [THREADS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,32 +63,81 @@ wrk.body = "5+6"
 wrk.headers["Content-Type"] = "text/plain"
 LUA
 
-wrk_rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'; }
-em_rps() { awk -F, '$5=="throughput" && $6=="achieved" {print $7}' "$1/samples.csv"; }
+wrk_rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
+# wrk: "N requests in", socket errors and non-2xx/3xx responses -> "requests errors"
+wrk_counts() {
+  local req sock non
+  req=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$1")
+  sock=$(sed -n 's/^ *Socket errors: connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1 \2 \3 \4/p' "$1" | awk '{print $1+$2+$3+$4}')
+  non=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$1")
+  echo "${req:-0} $(( ${sock:-0} + ${non:-0} + (${req:-0} == 0 ? 1 : 0) ))"
+}
+# edgemeter load: achieved req/s, completed responses, errors (all five kinds) -> "rps requests errors"
+em_counts() {
+  python3 - "$1/samples.csv" <<'PY'
+import csv, os, sys
+if not os.path.exists(sys.argv[1]):
+    print("0 0 1"); sys.exit()
+rows = list(csv.DictReader(open(sys.argv[1])))
+v = lambda r: float(r["value"] or 0)
+rps = sum(v(r) for r in rows if r["metric"] == "throughput" and r["phase"] == "achieved")
+req = sum(v(r) for r in rows if r["metric"] == "responses")
+err = sum(v(r) for r in rows if r["metric"] == "errors")
+print(f"{rps:.2f} {req:.0f} {err:.0f}")
+PY
+}
 
+run_wrk() { # out url method
+  local out=$1 url=$2 method=$3 rc=0
+  if [ "$method" = POST ]; then wrk -t"$threads" -c"$conns" -d"${dur}s" -s "$tmp/post.lua" "$url" >"$out" 2>&1 || rc=$?
+  else wrk -t"$threads" -c"$conns" -d"${dur}s" "$url" >"$out" 2>&1 || rc=$?; fi
+  [ "$rc" = 0 ] || echo "wrk exited $rc" >>"$out"
+  return 0
+}
+run_em() { # dir url method body
+  local dir=$1 url=$2 method=$3 body=$4 rc=0
+  if [ "$method" = POST ]; then
+    "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --body "$body" -H 'Content-Type: text/plain' --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
+  else
+    "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
+  fi
+  echo "$rc" >"$dir.rc"
+}
+
+total_errors=0
 compare() { # name url method body
-  local name=$1 url=$2 method=$3 body=$4 w_total=0 e_total=0
+  local name=$1 url=$2 method=$3 body=$4 w_total=0 e_total=0 r w wreq werr e ereq eerr erc
+  # Warm-up, not recorded: both sides once, 2 s each, so the first measured side meets a warm server.
+  local saved=$dur; dur=2
+  run_wrk "$tmp/warm-wrk-$name.txt" "$url" "$method"; run_em "$tmp/warm-em-$name" "$url" "$method" "$body"
+  dur=$saved
   for r in $(seq 1 "$rounds"); do
-    if [ "$method" = POST ]; then
-      w=$(wrk -t"$threads" -c"$conns" -d"${dur}s" -s "$tmp/post.lua" "$url" | tee "$tmp/wrk-$name-$r.txt" | wrk_rps)
-      "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --body "$body" -H 'Content-Type: text/plain' --out "$tmp/em-$name-$r" "$url" >"$tmp/em-$name-$r.txt" 2>&1
+    if (( r % 2 )); then
+      run_wrk "$tmp/wrk-$name-$r.txt" "$url" "$method"; run_em "$tmp/em-$name-$r" "$url" "$method" "$body"; first=wrk
     else
-      w=$(wrk -t"$threads" -c"$conns" -d"${dur}s" "$url" | tee "$tmp/wrk-$name-$r.txt" | wrk_rps)
-      "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --out "$tmp/em-$name-$r" "$url" >"$tmp/em-$name-$r.txt" 2>&1
+      run_em "$tmp/em-$name-$r" "$url" "$method" "$body"; run_wrk "$tmp/wrk-$name-$r.txt" "$url" "$method"; first=edgemeter
     fi
-    e=$(em_rps "$tmp/em-$name-$r")
-    errs=$(awk -F, '$5=="errors" {s+=$7} END {print s+0}' "$tmp/em-$name-$r/samples.csv")
-    wnon=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$tmp/wrk-$name-$r.txt"); wnon=${wnon:-0}
-    printf '%s round %d: wrk %.0f req/s (non-2xx %s) | edgemeter %.0f req/s (errors %s)\n' "$name" "$r" "$w" "$wnon" "$e" "$errs"
+    w=$(wrk_rps "$tmp/wrk-$name-$r.txt"); w=${w:-0}
+    read -r wreq werr < <(wrk_counts "$tmp/wrk-$name-$r.txt")
+    read -r e ereq eerr < <(em_counts "$tmp/em-$name-$r")
+    erc=$(cat "$tmp/em-$name-$r.rc"); [ "$erc" = 0 ] || eerr=$((eerr + 1))
+    total_errors=$((total_errors + werr + eerr))
+    printf '%s round %d (%s first): wrk %.0f req/s, %s requests, %s errors | edgemeter %.0f req/s, %s requests, %s errors (exit %s) | ratio %.3f\n' \
+      "$name" "$r" "$first" "$w" "$wreq" "$werr" "$e" "$ereq" "$eerr" "$erc" "$(awk -v a="$e" -v b="$w" 'BEGIN {print (b > 0 ? a / b : 0)}')"
     w_total=$(awk -v a="$w_total" -v b="$w" 'BEGIN{print a+b}')
     e_total=$(awk -v a="$e_total" -v b="$e" 'BEGIN{print a+b}')
   done
   awk -v n="$name" -v w="$w_total" -v e="$e_total" -v r="$rounds" 'BEGIN {
-    ratio = e / w
-    printf "%s: wrk %.0f req/s, edgemeter load %.0f req/s (mean of %d rounds); ratio edgemeter/wrk = %.3f (goal >= 1.0: %s)\n",
+    ratio = (w > 0 ? e / w : 0)
+    printf "%s: wrk %.0f req/s, edgemeter load %.0f req/s (means of all %d rounds); ratio edgemeter/wrk = %.3f (goal >= 1.0: %s)\n",
       n, w / r, e / r, r, ratio, (ratio >= 1.0 ? "met" : "NOT met") }'
 }
 
-echo "edgemeter load vs wrk: ${threads} threads, ${conns} connections, ${dur} s, ${rounds} alternating rounds; $(nproc) cores shared by server and client"
+echo "edgemeter load vs wrk: ${threads} threads, ${conns} connections, ${dur} s, ${rounds} rounds alternating who goes first, after a 2 s warm-up of each; $(nproc) cores shared by server and client, load $(cut -d' ' -f1-3 /proc/loadavg)"
 compare calculator "$calc_url" POST "5+6"
 compare nginx "http://127.0.0.1:$nport/index.html" GET ""
+if [ "$total_errors" -gt 0 ]; then
+  echo "verdict: FAIL: $total_errors errors across both sides (per round above)"
+  exit 1
+fi
+echo "verdict: no errors on either side in any round; the ratios above are as measured"
