@@ -262,6 +262,8 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         info.samplesNotWritten = samplesNotWritten > 0 ? samplesNotWritten : nil
         info.sections = sections.count
         info.scenarioNotes = notes
+        let failed = RunOutcome.failures(summaries: summaries, notes: notes).map(\.description)
+        info.failures = failed.isEmpty ? nil : failed
         var errors: [Error] = []
         do { try writeInfoLocked() } catch { errors.append(error) }
         do { try write("summary.csv", SummaryCSV.render(summaries)) } catch { errors.append(error) }
@@ -472,13 +474,17 @@ public struct RunInfo: Codable, Sendable {
     /// How many Markdown sections summary.md has after its tables (saved in sections.json).
     public var sections = 0
     public var scenarioNotes: [ScenarioNote] = []
+    /// Targets that never succeeded and scenarios that failed or did not run (`RunOutcome`): what
+    /// exit status 1 stands for. `complete` only says whether the run went to its end. Absent when
+    /// every target succeeded.
+    public var failures: [String]?
     public var clocks = "durations: CLOCK_MONOTONIC or paired kernel/user CLOCK_REALTIME stamps (see each sample's labels); timestamps: CLOCK_REALTIME, UTC"
 
     enum CodingKeys: String, CodingKey {
         case edgemeterVersion = "edgemeter_version", name, runID = "run_id", commandLine = "command_line"
         case workingDirectory = "working_directory", suiteFile = "suite_file", host, startedAt = "started_at"
         case endedAt = "ended_at", complete, stopReason = "stop_reason", samples, samplesNotWritten = "samples_not_written"
-        case sections, scenarioNotes = "scenario_notes", clocks
+        case sections, scenarioNotes = "scenario_notes", failures, clocks
     }
 
     init(name: String, runID: String, commandLine: [String], suiteFile: String?, startedAt: Date) {

@@ -101,6 +101,12 @@ final class ExitStatusTests: BinaryTestCase {
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("scenario tcp-closed: 127.0.0.1:1: no successful attempt"), r.stderr)
         XCTAssertTrue(r.stderr.contains("scenario http-closed: http://127.0.0.1:1/: no successful attempt"), r.stderr)
+        // run.json: the run went to its end (complete) and says what failed.
+        let info = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/1/run.json"))) as! [String: Any]
+        XCTAssertEqual(info["complete"] as? Bool, true)
+        let failures = info["failures"] as? [String] ?? []
+        XCTAssertEqual(failures.count, 2, "\(failures)")
+        XCTAssertTrue(failures[0].hasPrefix("scenario tcp-closed: 127.0.0.1:1: no successful attempt: 0 of 2 connects (2 refused)"), "\(failures)")
         let invalid = try suite("invalid", "  - name: x\n    kind: tcping\n    targets: [127.0.0.1:1]\n    count: ten\n    intervall: 1s\n")
         let v = try runCommand(bin, ["run", invalid, "--check"])
         XCTAssertEqual(v.status, 2)
