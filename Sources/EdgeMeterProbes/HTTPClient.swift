@@ -295,6 +295,10 @@ public final class HTTPConnection: @unchecked Sendable {
 
     /// A failed name lookup as a sentence with the next step (not NIO's `SocketAddressError`).
     static func resolveFailure(_ error: Error, host: String) -> HTTPClientError {
+        if error is SocketAddressError.UnknownHost {
+            return .resolve("cannot resolve \(host): no address found for that name; check the spelling, "
+                            + "/etc/hosts and the DNS settings (/etc/resolv.conf), or give an IP address")
+        }
         if let e = error as? SocketAddressError, case .unknown = e {
             return .resolve("cannot resolve \(host): no address found for that name; check the spelling, "
                             + "/etc/hosts and the DNS settings (/etc/resolv.conf), or give an IP address")

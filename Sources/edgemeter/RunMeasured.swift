@@ -92,9 +92,10 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
     if suiteFile == nil && dir.discard() {
         // Nothing was measured: no run directory is kept.
         if let failure { throw failure }
-        note("edgemeter: nothing was measured; no run directory was kept")
+        // Only set-up failed (the names did not resolve): a set-up error, exit status 2.
+        note("edgemeter: nothing was measured (set-up failed, see above); no run directory was kept")
         if options.json { print(SummaryJSON.render([], complete: false)) }
-        throw ExitCode(1)
+        throw ExitCode(2)
     }
     let complete = !stop.isStopped && failure == nil
     let summaries: [Summary]

@@ -13,10 +13,13 @@ final class RunDirectoryCLITests: BinaryTestCase {
         try FileManager.default.createDirectory(atPath: cwd, withIntermediateDirectories: true)
     }
 
-    /// Runs edgemeter with the test's own working directory (so `reports/` is created there).
-    func edgemeter(_ args: [String]) throws -> CommandResult {
+    /// Runs edgemeter with the test's own working directory (so `reports/` is created there); with
+    /// `isolated`, inside a namespace with only loopback (for names that must not reach the DNS server).
+    func edgemeter(_ args: [String], isolated: IsolatedNetns? = nil) throws -> CommandResult {
         let quoted = args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-        return try runCommand("/bin/sh", ["-c", "cd '\(cwd!)' && exec '\(bin!)' \(quoted)"])
+        let script = ["-c", "cd '\(cwd!)' && exec '\(bin!)' \(quoted)"]
+        if let isolated { return try isolated.run("/bin/sh", script) }
+        return try runCommand("/bin/sh", script)
     }
 
     func listing() -> [String] {
@@ -24,11 +27,14 @@ final class RunDirectoryCLITests: BinaryTestCase {
     }
 
     func testSetUpFailuresLeaveNoRunDirectory() throws {
+        if let why = rootAndIPUnavailableReason() { throw XCTSkip(why) }
+        let ns = try IsolatedNetns()
+        defer { ns.remove() }
         for args in [["ping", "-c", "1", "nosuch.invalid"],
                      ["tcping", "-c", "1", "nosuch.invalid:80"],
                      ["http", "-c", "2", "-i", "10ms", "http://nosuch.invalid/"],
                      ["startup", "docker", "-n", "1", "--image", "edgemeter-no-such-image:none"]] {
-            let r = try edgemeter(args)
+            let r = try edgemeter(args, isolated: args[0] == "startup" ? nil : ns)
             XCTAssertNotEqual(r.status, 0, "\(args): \(r.stderr)")
             XCTAssertEqual(listing(), [], "\(args) left \(listing()); stderr: \(r.stderr)")
             XCTAssertFalse(r.stderr.contains("report: "), "\(args) must not point at a run directory: \(r.stderr)")
@@ -50,7 +56,10 @@ final class RunDirectoryCLITests: BinaryTestCase {
         let out = cwd + "/mine"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         try "keep".write(toFile: out + "/notes.txt", atomically: true, encoding: .utf8)
-        let r = try edgemeter(["ping", "-c", "1", "nosuch.invalid", "--out", out])
+        if let why = rootAndIPUnavailableReason() { throw XCTSkip(why) }
+        let ns = try IsolatedNetns()
+        defer { ns.remove() }
+        let r = try edgemeter(["ping", "-c", "1", "nosuch.invalid", "--out", out], isolated: ns)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out), ["notes.txt"])
     }

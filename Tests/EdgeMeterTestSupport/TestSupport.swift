@@ -118,3 +118,35 @@ public final class TestNetns {
 
     deinit { remove() }
 }
+
+/// A network namespace with only its loopback up, for commands given a name that does not resolve:
+/// the lookup cannot reach the DNS server (no route), so it fails at once and nothing leaves this
+/// machine. `nosuch.invalid` in the tests runs in here, never in the host's namespace.
+public final class IsolatedNetns {
+    public let name: String
+    private let ip: String
+
+    /// Nil (with the reason in `unavailableReason`) when namespaces cannot be made here.
+    public init() throws {
+        guard getuid() == 0, let ip = which("ip") else {
+            throw NSError(domain: "IsolatedNetns", code: 1, userInfo: [NSLocalizedDescriptionKey: rootAndIPUnavailableReason() ?? "ip not found"])
+        }
+        self.ip = ip
+        name = "emtdns\(Int.random(in: 1...999_999))"
+        for args in [["netns", "add", name], ["netns", "exec", name, "ip", "link", "set", "lo", "up"]] {
+            let r = try runCommand(ip, args)
+            if r.status != 0 {
+                remove()
+                throw NSError(domain: "IsolatedNetns", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: "ip \(args.joined(separator: " ")): \(r.stderr)"])
+            }
+        }
+    }
+
+    /// Runs a program inside the namespace.
+    public func run(_ path: String, _ args: [String], timeout: TimeInterval = 120) throws -> CommandResult {
+        try runCommand(ip, ["netns", "exec", name, path] + args, timeout: timeout)
+    }
+
+    public func remove() { _ = try? runCommand(ip, ["netns", "del", name]) }
+    deinit { remove() }
+}
