@@ -39,6 +39,9 @@ stop_pid() {
     kill -KILL "$pid" 2>/dev/null && did "killed $what (pid $pid): it did not exit within 20 s of SIGTERM"
 }
 
+# The pid in a pid file (dockerd writes its own without a trailing newline), nothing if absent.
+pid_file() { local p=""; [[ -r $1 ]] && { read -r p <"$1" || true; }; [[ $p =~ ^[0-9]+$ ]] && echo "$p"; return 0; }
+
 # PIDs whose command line is exactly a program + arguments containing WORD (read from /proc, no pattern
 # matching on other processes' names): $1 = program basename, $2 = an argument it must have.
 pids_of() {
@@ -103,7 +106,7 @@ for b in /tmp/edgemeter-oci-* /tmp/edgemeter-qemu-*; do
 done
 
 # --- podman's API service and dockerd ----------------------------------------------------------------
-pods=$( { cat "$STATE/podman-service.pid" 2>/dev/null; pids_of podman "unix://$PODSOCK"; } | sort -u)
+pods=$( { pid_file "$STATE/podman-service.pid"; pids_of podman "unix://$PODSOCK"; } | sort -u)
 found=0
 for pid in $pods; do
     [[ $(cat /proc/"$pid"/comm 2>/dev/null) == podman ]] || continue
@@ -113,7 +116,7 @@ done
 rm -f "$STATE/podman-service.pid"
 if podman_up; then did "something still answers on $PODSOCK (not started by setup?): left alone"; else rm -f "$PODSOCK"; fi
 
-dpids=$( { cat /var/run/docker.pid "$STATE/dockerd.pid" 2>/dev/null; pids_of dockerd "unix://$SOCK"; } | sort -u)
+dpids=$( { pid_file /var/run/docker.pid; pid_file "$STATE/dockerd.pid"; pids_of dockerd "unix://$SOCK"; } | sort -u)
 found=0
 for pid in $dpids; do
     [[ $(cat /proc/"$pid"/comm 2>/dev/null) == dockerd ]] || continue
@@ -128,6 +131,8 @@ if [[ -s $STATE/cgroup-mounts ]]; then
     while read -r m; do
         [[ -n $m ]] || continue
         if mountpoint -q "$m"; then
+            # The kernel keeps a v1 hierarchy (and its controller) alive while cgroups remain in it,
+            # so cgroup2 gets the controller back only once those are gone (or after a reboot).
             umount "$m" && did "unmounted cgroup hierarchy $m" || did "could not unmount $m (in use?)"
         else
             did "cgroup hierarchy $m was not mounted"

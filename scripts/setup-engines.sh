@@ -242,7 +242,7 @@ else
 fi
 if command -v podman >/dev/null && ! podman_has_image && docker_has_image; then
     say "copying $IMAGE from dockerd into podman"
-    DOCKER_HOST="unix://$SOCK" docker save "$IMAGE" | podman load >/dev/null
+    DOCKER_HOST="unix://$SOCK" docker save "$IMAGE" | podman load -q >/dev/null
 fi
 
 # --- Debian kernel for the QEMU guest ------------------------------------------------------------

@@ -11,8 +11,8 @@ public enum ICMPSocketMode: String, Sendable, CaseIterable {
 /// How the probe waits for the next scheduled send. Every echo sample is labelled with it (`spin=`).
 ///
 /// On loopback an echo is a few microseconds of kernel work, so whether the measuring CPU was busy or
-/// idle just before it shows in the figure: measured here at 1 ms intervals, ≈ 5 µs spinning vs
-/// ≈ 10 µs sleeping. Neither is the network path alone; the label says which one a figure is.
+/// idle just before it shows in the figure: measured here (2026-12-01, 1 ms intervals) a mean of
+/// 7.0 µs spinning vs 9.7 µs sleeping. Neither is the network path alone; the label says which.
 public enum ICMPSpinMode: String, Sendable, CaseIterable {
     /// Sleep in poll() until the next send, a reply or an expiry: what a client that does other
     /// work, or none, between echoes sees, including the measuring CPU's exit from idle. No CPU is
@@ -21,8 +21,8 @@ public enum ICMPSpinMode: String, Sendable, CaseIterable {
     /// Busy-wait (poll with a zero timeout) through the last millisecond before each scheduled
     /// send, so the CPU is awake and warm when the request leaves, and the send is on time to the
     /// microsecond. At intervals of 1 ms or less that is the whole interval, including while the
-    /// reply is outstanding: a whole core for the run (at 1 s, 0.1 % of one). iputils ping spins
-    /// only while no reply is outstanding, so at 1 ms this is warmer than ping's own figure.
+    /// reply is outstanding: a whole core for the run (at 1 s, 0.1 % of one). iputils ping, by
+    /// comparison, spins before a send only while no reply is outstanding.
     case on
 }
 

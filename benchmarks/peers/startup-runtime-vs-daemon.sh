@@ -25,7 +25,7 @@ runs=${1:-10}
 per=${2:-5}
 stats=benchmarks/peers/peerstats.py
 bin=.build/release/edgemeter
-if [ ! -x "$bin" ] || ! "$bin" startup --help 2>/dev/null | grep -q crun; then swift build -c release --product edgemeter >/dev/null; fi
+if [ ! -x "$bin" ] || ! "$bin" startup --help 2>/dev/null | grep crun >/dev/null; then swift build -c release --product edgemeter >/dev/null; fi
 for t in podman crun runc python3; do
   command -v $t >/dev/null || { echo "$t not found: apt-get install -y $t (or scripts/setup.sh)" >&2; exit 2; }
 done
