@@ -22,6 +22,10 @@ let package = Package(
         .target(name: "CEdgeMeter"),
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
 
+        // Processes (posix_spawn), PATH lookup, iproute2 (namespaces, veth, bridges, routes): the
+        // one place that runs programs and changes the host's network.
+        .target(name: "EdgeMeterSystem"),
+
         // HTTP/1.1 message framing as a pure state machine over bytes: no I/O, no dependencies.
         .target(name: "EdgeMeterHTTP"),
         .target(
@@ -44,7 +48,7 @@ let package = Package(
         .target(
             name: "EdgeMeterStartup",
             dependencies: [
-                "EdgeMeterCore", "EdgeMeterProbes",
+                "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -75,12 +79,13 @@ let package = Package(
         // scenario kinds. File I/O lives here, not in Core.
         .target(
             name: "EdgeMeterRun",
-            dependencies: ["EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator"]
+            dependencies: ["EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterSystem"]
         ),
         .executableTarget(
             name: "edgemeter",
             dependencies: [
                 "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterRun",
+                "EdgeMeterSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -89,6 +94,7 @@ let package = Package(
         // Helpers shared by test targets: running commands, temporary network namespaces, the built binary.
         .target(name: "EdgeMeterTestSupport", path: "Tests/EdgeMeterTestSupport"),
 
+        .testTarget(name: "EdgeMeterSystemTests", dependencies: ["EdgeMeterSystem"]),
         .testTarget(name: "EdgeMeterHTTPTests", dependencies: ["EdgeMeterHTTP"]),
         .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore"], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),

@@ -1,6 +1,7 @@
 import Foundation
 import EdgeMeterCore
 import EdgeMeterStartup
+import EdgeMeterSystem
 
 /// What one startup measurement needs, from a suite scenario or from `edgemeter startup` flags.
 public struct StartupConfig: Sendable {
@@ -157,7 +158,7 @@ public enum StartupScenario {
             if c.snapshot { list.append(DockerBackend(client: client, image: c.image, command: c.command, runID: runID + "s", fromSnapshot: true)) }
             return list
         case "podman":
-            guard findProgram("podman") != nil else {
+            guard which("podman") != nil else {
                 throw ScenarioNotRun("podman is not installed here: apt-get install -y podman, then `podman system service --time=0 unix:///run/podman/podman.sock &`")
             }
             let client = DockerAPIClient(endpoint: .unix(path: DockerBackend.podmanSocket))
@@ -167,7 +168,7 @@ public enum StartupScenario {
             }
             return list
         case "runc", "crun":
-            guard let runtime = findProgram(c.backend) else {
+            guard let runtime = which(c.backend) else {
                 throw ScenarioNotRun("\(c.backend) is not installed here: apt-get install -y \(c.backend)")
             }
             return [OCIRuntimeBackend(runtime: runtime, runID: runID, command: c.command, binaries: c.ociBinaries)]
@@ -186,14 +187,6 @@ public enum StartupScenario {
         default:
             throw StartupError("unknown backend \(c.backend): use one of \(StartupConfig.backends.joined(separator: ", "))")
         }
-    }
-
-    static func findProgram(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
-            return "\(dir)/\(name)"
-        }
-        return nil
     }
 
     /// Runs one backend's attempts (and its snapshot clones), adds its phase table and, when this run

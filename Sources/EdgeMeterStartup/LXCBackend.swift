@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 import Foundation
 
 /// LXC system containers from the busybox template (created offline), driven with the lxc-* tools
@@ -57,21 +58,25 @@ public final class LXCBackend: StartupBackend, @unchecked Sendable {
             throw StartupError("the LXC busybox template is missing (/usr/share/lxc/templates/lxc-busybox): apt-get install -y lxc busybox-static")
         }
         guard geteuid() == 0 else { throw StartupError("LXC containers need root here: run edgemeter as root") }
-        if try await !Self.linkExists(bridge) {
-            for argv in [["ip", "link", "add", bridge, "type", "bridge"],
-                         ["ip", "addr", "add", "\(bridgeAddress)/24", "dev", bridge],
-                         ["ip", "link", "set", bridge, "up"]] {
-                let r = try await runCommand(argv)
-                guard r.ok else {
-                    throw StartupError("creating bridge \(bridge) failed (\(argv.joined(separator: " ")): \(r.combined)): check iproute2 and root")
-                }
+        let ip = IPRoute()
+        do {
+            if try await !ip.linkExists(bridge) {
+                try await ip.addBridge(bridge)
                 createdBridge = true
+                try await ip.addAddress("\(bridgeAddress)/24", dev: bridge)
+                try await ip.setLink(bridge, up: true)
             }
+        } catch let e as SystemError {
+            throw StartupError(bridgeFailure: bridge, e)
         }
     }
 
     static func linkExists(_ name: String) async throws -> Bool {
-        try await runCommand(["ip", "link", "show", name]).ok
+        do {
+            return try await IPRoute().linkExists(name)
+        } catch let e as SystemError {
+            throw StartupError(e)
+        }
     }
 
     public func create(index: Int, ready: ReadyCheck) async throws -> StartupInstance {
@@ -107,7 +112,7 @@ public final class LXCBackend: StartupBackend, @unchecked Sendable {
         for name in names { await LXCInstance.destroy(name) }
         _ = await Self.removeLeftovers(prefix: "edgemeter-\(runTag)-")
         if createdBridge {
-            _ = try? await runCommand(["ip", "link", "del", bridge])
+            try? await IPRoute().deleteLink(bridge)
             createdBridge = false
         }
     }

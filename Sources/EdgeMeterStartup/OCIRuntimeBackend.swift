@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -92,14 +93,16 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
     /// Creates the bridge when missing (remembered, so `cleanup` deletes only what this run made).
     func ensureBridge() async throws {
         if lock.withLock({ bridgeReady }) { return }
-        if try await !runCommand(["ip", "link", "show", Self.bridge]).ok {
-            for argv in [["ip", "link", "add", Self.bridge, "type", "bridge"],
-                         ["ip", "addr", "add", "\(Self.bridgeAddress)/24", "dev", Self.bridge],
-                         ["ip", "link", "set", Self.bridge, "up"]] {
-                let r = try await runCommand(argv)
+        let ip = IPRoute()
+        do {
+            if try await !ip.linkExists(Self.bridge) {
                 lock.withLock { createdBridge = true }
-                guard r.ok else { throw StartupError("creating bridge \(Self.bridge) failed (\(argv.joined(separator: " ")): \(r.combined)): check iproute2 and root") }
+                try await ip.addBridge(Self.bridge)
+                try await ip.addAddress("\(Self.bridgeAddress)/24", dev: Self.bridge)
+                try await ip.setLink(Self.bridge, up: true)
             }
+        } catch let e as SystemError {
+            throw StartupError(bridgeFailure: Self.bridge, e)
         }
         lock.withLock { bridgeReady = true }
     }
@@ -107,14 +110,17 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
     /// A network namespace named `id` with `eth0` at `address`/24, its veth peer `hostIf` in the bridge.
     func makeNetwork(id: String, hostIf: String, address: String) async throws {
         try await ensureBridge()
-        for argv in [["ip", "netns", "add", id],
-                     ["ip", "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", id],
-                     ["ip", "link", "set", hostIf, "master", Self.bridge, "up"],
-                     ["ip", "-n", id, "addr", "add", "\(address)/24", "dev", "eth0"],
-                     ["ip", "-n", id, "link", "set", "eth0", "up"],
-                     ["ip", "-n", id, "link", "set", "lo", "up"]] {
-            let r = try await runCommand(argv)
-            guard r.ok else { throw StartupError("setting up the network of \(id) failed (\(argv.joined(separator: " ")): \(r.combined))") }
+        let ip = IPRoute()
+        do {
+            try await ip.addNamespace(id)
+            try await ip.addVeth(hostIf, peer: "eth0", peerNetns: id)
+            try await ip.enslave(hostIf, to: Self.bridge, up: true)
+            try await ip.addAddress("\(address)/24", dev: "eth0", netns: id)
+            try await ip.setLink("eth0", up: true, netns: id)
+            try await ip.setLink("lo", up: true, netns: id)
+        } catch let e as SystemError {
+            if e.command.isEmpty || e.status == nil { throw StartupError("setting up the network of \(id) failed: \(e.message)") }
+            throw StartupError("setting up the network of \(id) failed (\(e.commandLine): \(e.output))")
         }
     }
 
@@ -235,12 +241,12 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
         for inst in left {
             _ = try? await inst.runtimeTool(["delete", "--force", inst.id])
             inst.reap(block: false)
-            if let ns = inst.netns { _ = try? await runCommand(["ip", "netns", "del", ns]) }
+            if let ns = inst.netns { try? await IPRoute().deleteNamespace(ns) }
         }
         _ = await Self.removeLeftovers(runtimes: [runtime], prefix: "edgemeter-\(runTag)-")
         try? FileManager.default.removeItem(atPath: bundleRoot)
         if lock.withLock({ createdBridge }) {
-            _ = try? await runCommand(["ip", "link", "del", Self.bridge])
+            try? await IPRoute().deleteLink(Self.bridge)
         }
         lock.withLock { createdBridge = false; bridgeReady = false }
         reaper = nil
@@ -258,14 +264,14 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
                 if let d = try? await runCommand([rt, "delete", "--force", id]), d.ok { removed.append("\(name) container \(id)") }
             }
         }
-        if let r = try? await runCommand(["ip", "netns", "list"]), r.ok {
-            for line in r.stdout.split(separator: "\n") {
-                guard let ns = line.split(separator: " ").first.map(String.init), ns.hasPrefix(prefix) else { continue }
-                if let d = try? await runCommand(["ip", "netns", "del", ns]), d.ok { removed.append("network namespace \(ns)") }
+        let ip = IPRoute()
+        if let names = try? await ip.namespaces() {
+            for ns in names where ns.hasPrefix(prefix) {
+                if (try? await ip.deleteNamespace(ns)) != nil { removed.append("network namespace \(ns)") }
             }
         }
         if runtimes == nil, FileManager.default.fileExists(atPath: "/sys/class/net/\(bridge)"),
-           let d = try? await runCommand(["ip", "link", "del", bridge]), d.ok {
+           (try? await ip.deleteLink(bridge)) != nil {
             removed.append("bridge \(bridge)")
         }
         if runtimes == nil, let items = try? FileManager.default.contentsOfDirectory(atPath: "/tmp") {
@@ -411,8 +417,11 @@ final class OCIInstance: StartupInstance, @unchecked Sendable {
         let status = try await runtimeTool(["delete", id])
         guard status == 0 else { throw StartupError("\(backend.runtimeName) delete \(id) exited with status \(status): \(output.suffix(300))") }
         if let ns = netns {
-            let r = try await runCommand(["ip", "netns", "del", ns])
-            guard r.ok else { throw StartupError("ip netns del \(ns) failed: \(r.combined)") }
+            do {
+                try await IPRoute().deleteNamespace(ns)
+            } catch let e as SystemError {
+                throw StartupError(e.status == nil ? "ip netns del \(ns) failed: \(e.message)" : "ip netns del \(ns) failed: \(e.output)")
+            }
         }
         backend.forget(id)
         try? FileManager.default.removeItem(atPath: dir)

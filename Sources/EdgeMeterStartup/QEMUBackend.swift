@@ -286,9 +286,15 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
     let hostPort: Int
     let accel: String
     let restored: Bool
-    let process = Process()
+    /// The QEMU process, once `launch` started it (posix_spawn: default signal dispositions, no
+    /// inherited descriptors).
+    private(set) var process: SpawnedProcess?
     private(set) var qmp: QMPClient!
-    var labels: [String: String] { ["accel": accel, "pid": String(process.processIdentifier)] }
+    var labels: [String: String] { ["accel": accel, "pid": String(process?.pid ?? 0)] }
+    /// False before `launch` and once QEMU exited.
+    var isRunning: Bool { process?.isRunning ?? false }
+    /// QEMU's exit code (128 + signal when killed); -1 before it exited.
+    var exitStatus: Int32 { process?.terminationStatus ?? -1 }
 
     init(name: String, directory: String, arguments: [String], hostPort: Int, accel: String, restored: Bool) {
         self.name = name
@@ -300,23 +306,18 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
     }
 
     func launch() async throws {
-        process.executableURL = URL(fileURLWithPath: try resolveExecutable(QEMUBackend.binary))
-        process.arguments = arguments
-        _ = FileManager.default.createFile(atPath: "\(directory)/qemu.log", contents: nil)
-        guard let log = FileHandle(forWritingAtPath: "\(directory)/qemu.log") else {
-            throw StartupError("cannot write \(directory)/qemu.log")
-        }
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let exe = try resolveExecutable(QEMUBackend.binary)
+        let log = open("\(directory)/qemu.log", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard log >= 0 else { throw StartupError("cannot write \(directory)/qemu.log") }
+        defer { close(log) }
+        process = try SpawnedProcess([exe] + arguments, outputFD: log)
         let socket = "\(directory)/qmp.sock"
         let stop = StopFlag()
         var client: QMPClient?
         try await poll("QMP socket of \(name)", until: .now + .seconds(30), stop: stop, interval: .milliseconds(2)) {
-            guard self.process.isRunning else {
+            guard self.isRunning else {
                 let text = (try? String(contentsOfFile: "\(self.directory)/qemu.log", encoding: .utf8)) ?? ""
-                throw StartupError("qemu exited at launch (status \(self.process.terminationStatus)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+                throw StartupError("qemu exited at launch (status \(self.exitStatus)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
             client = try? await QMPClient.connect(path: socket)
             return client != nil
@@ -348,8 +349,8 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
     func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
         switch check {
         case .exit:
-            try await poll("guest power-off (qemu exit)", until: deadline, stop: stop, interval: .milliseconds(2)) { !self.process.isRunning }
-            guard process.terminationStatus == 0 else { throw StartupError("qemu exited with status \(process.terminationStatus)") }
+            try await poll("guest power-off (qemu exit)", until: deadline, stop: stop, interval: .milliseconds(2)) { !self.isRunning }
+            guard exitStatus == 0 else { throw StartupError("qemu exited with status \(exitStatus)") }
             // QEMU exits 0 on any guest power-off; the workload's own status is the line the
             // guest's init prints after it (`Initramfs.exitStatusPrefix`).
             let console = serialText()
@@ -361,12 +362,12 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
             guard status == 0 else { throw StartupError.workloadExited(status: status) }
         case .marker(let marker):
             try await poll("marker \"\(marker)\" on the serial console", until: deadline, stop: stop, interval: .milliseconds(2)) {
-                let running = self.process.isRunning
+                let running = self.isRunning
                 let seen = self.serialText().split(whereSeparator: \.isNewline).contains {
                     $0.trimmingCharacters(in: .whitespaces).hasSuffix(marker)
                 }
                 if !seen && !running {
-                    throw StartupError("qemu exited (status \(self.process.terminationStatus)) before the marker \"\(marker)\" appeared on the serial console")
+                    throw StartupError("qemu exited (status \(self.exitStatus)) before the marker \"\(marker)\" appeared on the serial console")
                 }
                 return seen
             }
@@ -386,9 +387,9 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
     }
 
     func stop() async throws {
-        if process.isRunning {
+        if isRunning {
             _ = try? await qmp.execute("quit")
-            try await poll("qemu \(name) exit", until: .now + .seconds(10), stop: StopFlag(), interval: .milliseconds(1)) { !self.process.isRunning }
+            try await poll("qemu \(name) exit", until: .now + .seconds(10), stop: StopFlag(), interval: .milliseconds(1)) { !self.isRunning }
         }
         qmp?.close()
     }
@@ -398,9 +399,9 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
     }
 
     func kill() {
-        if process.isRunning {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        if let process, process.isRunning {
+            process.signal(SIGKILL)
+            process.waitBlocking()
         }
         qmp?.close()
     }

@@ -271,69 +271,6 @@ func poll(_ what: String, until deadline: ContinuousClock.Instant, stop: StopFla
     }
 }
 
-/// Runs a program with an argument list (never through a shell) and returns its exit status and
-/// output. Waits on a background thread so the async caller is not blocked.
-struct CommandResult: Sendable {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var ok: Bool { status == 0 }
-    var combined: String { (stderr + stdout).trimmingCharacters(in: .whitespacesAndNewlines) }
-}
-
-func runCommand(_ argv: [String], stdin: FileHandle? = nil) async throws -> CommandResult {
-    guard !argv.isEmpty else { throw StartupError("empty command: give the program and its arguments as a list") }
-    return try await withCheckedThrowingContinuation { cont in
-        DispatchQueue.global().async {
-            let out = Pipe(), err = Pipe()
-            let child: SpawnedProcess
-            do {
-                child = try SpawnedProcess(argv, stdinFD: stdin?.fileDescriptor, stdoutFD: out.fileHandleForWriting.fileDescriptor,
-                                           stderrFD: err.fileHandleForWriting.fileDescriptor)
-            } catch {
-                cont.resume(throwing: error)
-                return
-            }
-            try? out.fileHandleForWriting.close()
-            try? err.fileHandleForWriting.close()
-            // Read both pipes before waiting so a chatty program cannot block on a full pipe.
-            let group = DispatchGroup()
-            let outBox = DataBox()
-            group.enter()
-            DispatchQueue.global().async { outBox.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-            let errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.wait()
-            let status = child.waitBlocking()
-            cont.resume(returning: CommandResult(status: status, stdout: String(decoding: outBox.data, as: UTF8.self),
-                                                 stderr: String(decoding: errData, as: UTF8.self)))
-        }
-    }
-}
-
-private final class DataBox: @unchecked Sendable {
-    var data = Data()
-}
-
-/// Finds a program on PATH (or checks an absolute path).
-func resolveExecutable(_ name: String) throws -> String {
-    if name.contains("/") {
-        guard FileManager.default.isExecutableFile(atPath: name) else { throw StartupError("\(name) is not an executable file") }
-        return name
-    }
-    if let found = findExecutable(name) { return found }
-    throw StartupError("\(name) not found on PATH: install it or give its absolute path")
-}
-
-func findExecutable(_ name: String) -> String? {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    let dirs: [String] = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"]
-    for dir in dirs {
-        let candidate = "\(dir)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    return nil
-}
-
 /// A short, name-safe tag for instance names (`edgemeter-<tag>-<n>`): 10 hex digits of a FNV-1a
 /// hash of the run ID (unique per run directory), so concurrent runs never share names.
 public func instanceTag(_ runID: String) -> String {

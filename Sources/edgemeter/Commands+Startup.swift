@@ -3,6 +3,7 @@ import Foundation
 import EdgeMeterCore
 import EdgeMeterRun
 import EdgeMeterStartup
+import EdgeMeterSystem
 
 /// Parses a command given as a JSON array of strings (`'["busybox","httpd","-f"]'`): an argument
 /// list, never split by a shell.
@@ -264,13 +265,12 @@ struct CleanupCommand: AsyncParsableCommand {
         removed += QEMUBackend.removeLeftovers()
         removed += await OCIRuntimeBackend.removeLeftovers()
         if FileManager.default.fileExists(atPath: "/sys/class/net/edgemeter-br0") {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip").standardizedFileURL
-            if !FileManager.default.isExecutableFile(atPath: p.executableURL!.path) { p.executableURL = URL(fileURLWithPath: "/sbin/ip") }
-            p.arguments = ["link", "del", "edgemeter-br0"]
-            try? p.run()
-            p.waitUntilExit()
-            if p.terminationStatus == 0 { removed.append("bridge edgemeter-br0") }
+            do {
+                try await IPRoute().deleteLink("edgemeter-br0")
+                removed.append("bridge edgemeter-br0")
+            } catch {
+                note("edgemeter: bridge edgemeter-br0 not removed: \(error)")
+            }
         }
         if removed.isEmpty {
             print("nothing to clean up")
