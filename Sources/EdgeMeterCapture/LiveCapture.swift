@@ -147,9 +147,14 @@ public final class LiveCapture {
         var count = 0
         var reason = "stopped"
         let nanoScale: Int64 = precision == "nano" ? 1 : 1000
+        // A stop request or the end of `until` ends the loop only after one more drain, so the
+        // packets the kernel buffered since the last poll (the last replies of a run) are kept.
+        var lastPass = false
         loop: while true {
-            if let r = stop.reason { reason = r; break }
-            if let u = until, clock.now >= u { reason = "duration"; break }
+            if !lastPass {
+                if let r = stop.reason { reason = r; lastPass = true }
+                else if let u = until, clock.now >= u { reason = "duration"; lastPass = true }
+            }
             // Drain what is buffered.
             var batch = 0
             while true {
@@ -172,6 +177,7 @@ public final class LiveCapture {
                 }
             }
             idle?()
+            if lastPass { break }
             // Under a high packet rate, waking up for every packet costs more than handling it: after
             // a large batch, let the ring fill for 250 µs before polling again. Timestamps are the
             // kernel's, so this delays delivery, never the figures; at low rates every packet still
