@@ -49,19 +49,8 @@ public enum PingScenario {
     /// Resolves every target, runs the probe, records samples. `onLine` receives ping-style lines.
     public static func run(scenario: String, targets: [String], family: AddressFamilyPreference, options: ICMPOptions,
                            ctx: ScenarioContext, onLine: ((String) -> Void)?) throws -> [PingTargetTotals] {
-        var resolved: [ResolvedTarget] = []
-        for name in targets {
-            do {
-                let r = try Resolver.resolve(name, family: family, socketType: Int32(SOCK_DGRAM.rawValue))
-                ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "ping", target: name, metric: "latency",
-                                       phase: "resolve", value: Double(r.resolveNanoseconds) / 1e6, unit: "ms", timestamp: r.resolvedAt,
-                                       status: .ok, labels: ["address": r.address.host, "clock": "monotonic"]))
-                resolved.append(r)
-            } catch {
-                ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "ping", target: name, metric: "latency",
-                                       phase: "resolve", value: nil, unit: "ms", timestamp: Date(), status: .error, reason: "\(error)"))
-                onLine?("edgemeter: \(error)")
-            }
+        let resolved = resolveTargets(targets.map { ($0, $0) }, probe: "ping", scenario: scenario, ctx: ctx, onLine: onLine) {
+            try Resolver.resolve($0, family: family, socketType: Int32(SOCK_DGRAM.rawValue))
         }
         guard !resolved.isEmpty else { throw ICMPProbeError(message: "no target could be resolved; check the names") }
         let probe = try ICMPProbe(targets: resolved, options: options, stop: ctx.stop)
@@ -115,4 +104,27 @@ public enum PingScenario {
     public static func formatMs(_ ms: Double) -> String {
         ms >= 100 ? String(format: "%.0f", ms) : ms >= 10 ? String(format: "%.1f", ms) : ms >= 1 ? String(format: "%.2f", ms) : String(format: "%.3f", ms)
     }
+}
+
+/// Resolves each target once, before any timing starts, and records one `latency/resolve` sample per
+/// target (getaddrinfo time; a failed one with its reason, also passed to `onLine`). `targets` pairs
+/// the name samples carry with the text to resolve. Returns the targets that resolved, named.
+func resolveTargets(_ targets: [(name: String, text: String)], probe: String, scenario: String, ctx: ScenarioContext,
+                    onLine: ((String) -> Void)?, _ resolve: (String) throws -> ResolvedTarget) -> [ResolvedTarget] {
+    var resolved: [ResolvedTarget] = []
+    for (name, text) in targets {
+        do {
+            var r = try resolve(text)
+            r.name = name
+            ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: probe, target: name, metric: "latency",
+                                   phase: "resolve", value: Double(r.resolveNanoseconds) / 1e6, unit: "ms", timestamp: r.resolvedAt,
+                                   status: .ok, labels: ["address": r.address.host, "clock": "monotonic"]))
+            resolved.append(r)
+        } catch {
+            ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: probe, target: name, metric: "latency",
+                                   phase: "resolve", value: nil, unit: "ms", timestamp: Date(), status: .error, reason: "\(error)"))
+            onLine?("edgemeter: \(error)")
+        }
+    }
+    return resolved
 }

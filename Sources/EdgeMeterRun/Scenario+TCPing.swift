@@ -67,22 +67,10 @@ public enum TCPingScenario {
     /// `names`, when given, are what the samples call each target (default: the HOST:PORT text).
     public static func run(scenario: String, targets: [String], names: [String]? = nil, family: AddressFamilyPreference,
                            options: TCPConnectOptions, ctx: ScenarioContext, onLine: ((String) -> Void)?) throws -> [TCPingTargetTotals] {
-        var resolved: [ResolvedTarget] = []
-        for (k, text) in targets.enumerated() {
-            let name = names?[k] ?? text
-            do {
-                let (host, port) = try Resolver.splitHostPort(text)
-                var r = try Resolver.resolve(host, port: port, family: family)
-                r.name = name
-                ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "tcping", target: name, metric: "latency",
-                                       phase: "resolve", value: Double(r.resolveNanoseconds) / 1e6, unit: "ms", timestamp: r.resolvedAt,
-                                       status: .ok, labels: ["address": r.address.host, "clock": "monotonic"]))
-                resolved.append(r)
-            } catch {
-                ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "tcping", target: name, metric: "latency",
-                                       phase: "resolve", value: nil, unit: "ms", timestamp: Date(), status: .error, reason: "\(error)"))
-                onLine?("edgemeter: \(error)")
-            }
+        let named = targets.enumerated().map { (k, text) in (name: names?[k] ?? text, text: text) }
+        let resolved = resolveTargets(named, probe: "tcping", scenario: scenario, ctx: ctx, onLine: onLine) { text in
+            let (host, port) = try Resolver.splitHostPort(text)
+            return try Resolver.resolve(host, port: port, family: family)
         }
         guard !resolved.isEmpty else { throw ResolveError(target: "", message: "no target could be resolved; check the HOST:PORT arguments") }
         var totals = resolved.map { TCPingTargetTotals(name: $0.name, address: $0.address.hostPort) }

@@ -185,52 +185,33 @@ struct HTTPCommand: AsyncParsableCommand {
     @Argument(help: "The URL (http:// only).")
     var url: String
 
-    @Option(name: .shortAndLong, help: "Attempts.")
-    var count: Int = 5
-
-    @Option(name: .shortAndLong, help: ArgumentHelp("Interval between attempt starts.", valueName: "DURATION"))
-    var interval: String = "1s"
-
-    @Option(name: [.customShort("W"), .long], help: ArgumentHelp("Limit for the connect, and for the exchange after it.", valueName: "DURATION"))
-    var timeout: String = "5s"
-
-    @Flag(name: .shortAndLong, help: "Print the whole response body of a failed attempt.")
-    var verbose = false
+    @OptionGroup var attempts: AttemptOptions
 
     @OptionGroup var request: HTTPRequestOptions
     @OptionGroup var run: RunOptions
 
     func validate() throws {
-        if count < 1 { throw ValidationError("-c/--count must be at least 1, got \(count)") }
         _ = try parseTarget(url)
-        _ = try durationArgument(interval, flag: "-i/--interval")
-        if try durationArgument(timeout, flag: "-W/--timeout") <= .zero { throw ValidationError("-W/--timeout must be more than 0") }
         try request.validateStatuses()
         _ = try request.spec(path: "/")
     }
 
     func run() async throws {
         let target = try parseTarget(url)
-        let options = HTTPProbeOptions(request: try request.spec(path: target.path), count: count,
-                                       interval: try durationArgument(interval, flag: "-i"), timeout: try durationArgument(timeout, flag: "-W/--timeout"),
+        let options = HTTPProbeOptions(request: try request.spec(path: target.path), count: attempts.count,
+                                       interval: try attempts.intervalDuration(), timeout: try attempts.timeoutDuration(),
                                        expectedStatuses: request.expectStatus.isEmpty ? nil : request.expectStatus,
                                        expectedBody: request.expectBody)
-        var succeeded = 0
         let printLines = !run.json
         let progress = printLines ? linePrinter(prefix: target.description) : nil
-        let fullBody = verbose
+        let fullBody = attempts.verbose
         let result = try await runMeasured(name: "http", options: run) { ctx, _ in
-            let r = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
-                                        stop: ctx.stop, progress: progress, fullBody: fullBody)
-            succeeded = r.succeeded
+            _ = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
+                                    stop: ctx.stop, progress: progress, fullBody: fullBody)
         }
         if printLines {
             print("\n--- \(target) ---")
-            for phase in HTTPProbe.phases {
-                guard let s = result.summaries.first(where: { $0.key.phase == phase }) else { continue }
-                if s.received == 0 { print("\(phase.padding(toLength: 10, withPad: " ", startingAt: 0)) ok 0/\(s.sent)"); continue }
-                print("\(phase.padding(toLength: 10, withPad: " ", startingAt: 0)) ok \(s.received)/\(s.sent)  min/avg/max = \(f3(s.min))/\(f3(s.mean))/\(f3(s.max)) ms  p50/p99 = \(f3(s.p50))/\(f3(s.p99)) ms")
-            }
+            printPhaseLines(HTTPProbe.phases.compactMap { phase in result.summaries.first { $0.key.phase == phase } }, width: 10)
         }
         try conclude(result)
     }
@@ -378,6 +359,43 @@ struct CalcCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The answer to expect (default: evaluated locally).")
     var expect: Double?
 
+    @OptionGroup var attempts: AttemptOptions
+
+    @OptionGroup var run: RunOptions
+
+    func validate() throws {
+        _ = try parseTarget(url)
+        do { _ = try CalcParser.parse(expr) } catch { throw ValidationError("--expr: \(error)") }
+    }
+
+    func run() async throws {
+        let target = try parseTarget(url)
+        let options: CalcProbeOptions
+        do {
+            options = try CalcScenario.options(expression: expr, expect: expect, count: attempts.count,
+                                               interval: try attempts.intervalDuration(), timeout: try attempts.timeoutDuration())
+        } catch {
+            note("edgemeter: \(error)")
+            throw ExitCode(2)
+        }
+        let printLines = !run.json
+        let progress = printLines ? linePrinter(prefix: target.description) : nil
+        let fullBody = attempts.verbose
+        let result = try await runMeasured(name: "calc", options: run) { ctx, _ in
+            _ = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
+                                    stop: ctx.stop, progress: progress, fullBody: fullBody)
+        }
+        if printLines {
+            print("\n--- \(expr) at \(target) (expected \(options.expected.map { "\($0)" } ?? "?")) ---")
+            printPhaseLines(result.summaries, width: 12)
+        }
+        try conclude(result)
+    }
+}
+
+
+/// The attempt options `http` and `calc` share: how many, how often, how long to wait, how much to print.
+struct AttemptOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Attempts.")
     var count: Int = 5
 
@@ -390,47 +408,24 @@ struct CalcCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Print the whole response body of a failed attempt.")
     var verbose = false
 
-    @OptionGroup var run: RunOptions
-
     func validate() throws {
         if count < 1 { throw ValidationError("-c/--count must be at least 1, got \(count)") }
-        _ = try parseTarget(url)
-        do { _ = try CalcParser.parse(expr) } catch { throw ValidationError("--expr: \(error)") }
-        _ = try durationArgument(interval, flag: "-i/--interval")
-        if try durationArgument(timeout, flag: "-W/--timeout") <= .zero { throw ValidationError("-W/--timeout must be more than 0") }
+        _ = try intervalDuration()
+        if try timeoutDuration() <= .zero { throw ValidationError("-W/--timeout must be more than 0, got \(timeout)") }
     }
 
-    func run() async throws {
-        let target = try parseTarget(url)
-        let options: CalcProbeOptions
-        do {
-            options = try CalcScenario.options(expression: expr, expect: expect, count: count,
-                                               interval: try durationArgument(interval, flag: "-i"),
-                                               timeout: try durationArgument(timeout, flag: "-W/--timeout"))
-        } catch {
-            note("edgemeter: \(error)")
-            throw ExitCode(2)
-        }
-        var succeeded = 0
-        let printLines = !run.json
-        let progress = printLines ? linePrinter(prefix: target.description) : nil
-        let fullBody = verbose
-        let result = try await runMeasured(name: "calc", options: run) { ctx, _ in
-            let r = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
-                                        stop: ctx.stop, progress: progress, fullBody: fullBody)
-            succeeded = r.succeeded
-        }
-        if printLines {
-            print("\n--- \(expr) at \(target) (expected \(options.expected.map { "\($0)" } ?? "?")) ---")
-            for s in result.summaries {
-                if s.received == 0 { print("\(s.key.phase.padding(toLength: 12, withPad: " ", startingAt: 0)) ok 0/\(s.sent)"); continue }
-                print("\(s.key.phase.padding(toLength: 12, withPad: " ", startingAt: 0)) ok \(s.received)/\(s.sent)  min/avg/max = \(f3(s.min))/\(f3(s.mean))/\(f3(s.max)) ms  p50/p99 = \(f3(s.p50))/\(f3(s.p99)) ms")
-            }
-        }
-        try conclude(result)
-    }
+    func intervalDuration() throws -> Duration { try durationArgument(interval, flag: "-i/--interval") }
+    func timeoutDuration() throws -> Duration { try durationArgument(timeout, flag: "-W/--timeout") }
 }
 
+/// The closing lines of `http` and `calc`: one line per phase, `ok N/M` and its figures in ms.
+func printPhaseLines(_ summaries: [Summary], width: Int) {
+    for s in summaries {
+        let name = s.key.phase.padding(toLength: width, withPad: " ", startingAt: 0)
+        if s.received == 0 { print("\(name) ok 0/\(s.sent)"); continue }
+        print("\(name) ok \(s.received)/\(s.sent)  min/avg/max = \(f3(s.min))/\(f3(s.mean))/\(f3(s.max)) ms  p50/p99 = \(f3(s.p50))/\(f3(s.p99)) ms")
+    }
+}
 
 /// Prints each progress line as `PREFIX: line` on stdout, flushed at once (for pipes).
 func linePrinter(prefix: String) -> @Sendable (String) -> Void {
