@@ -431,21 +431,20 @@ struct AnalyzerCore {
 /// Follows both directions of one HTTP/1.x connection (in-order bytes only) with one
 /// `HTTP1Parser` per direction and pairs requests with responses in order, as HTTP/1.1 keep-alive
 /// and pipelining require. Each event happens while the packet holding its byte is fed, so the
-/// packet's capture time is the time of that byte.
-struct HTTPFlow {
-    var requests = HTTP1Parser(kind: .request, keepHeaders: false)
-    var responses = HTTP1Parser(kind: .response, keepHeaders: false)
-    var exchanges: [WireHTTPExchange] = []
+/// packet's capture time is the time of that byte. A class, so a flow record holds one reference
+/// instead of two parsers (most flows of a capture are not HTTP). One thread at a time uses it, and
+/// the event handlers touch only properties other than the parser being fed, so the run-time
+/// exclusivity checks (a cost on every packet) are off for these properties.
+final class HTTPFlow {
+    @exclusivity(unchecked) var requests = HTTP1Parser(kind: .request, keepHeaders: false)
+    @exclusivity(unchecked) var responses = HTTP1Parser(kind: .response, keepHeaders: false)
+    @exclusivity(unchecked) var exchanges: [WireHTTPExchange] = []
     /// Index in `exchanges` of the request the next response answers.
-    var nextToAnswer = 0
+    @exclusivity(unchecked) var nextToAnswer = 0
     /// Status of the response head read last (an interim 1xx does not end the exchange).
-    var lastStatus = 0
+    @exclusivity(unchecked) var lastStatus = 0
     var dead = false
     var gap = false
-
-    /// Stands in for a parser while it runs as a local (its buffers stay uniquely referenced).
-    static let idleRequests = HTTP1Parser(kind: .request, keepHeaders: false)
-    static let idleResponses = HTTP1Parser(kind: .response, keepHeaders: false)
 
     /// A response that answers no request: the stream cannot be paired.
     struct Unpaired: Error {}
@@ -461,15 +460,12 @@ struct HTTPFlow {
         return false
     }
 
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, ns: Int64) {
+    func feed(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, ns: Int64) {
         // After `101 Switching Protocols` neither direction is HTTP any more: nothing to follow.
         if dead || responses.switchedProtocols { return }
         do {
             if fromClient {
-                var p = requests
-                requests = Self.idleRequests
-                defer { requests = p }
-                try p.feed(bytes) { event in
+                try requests.feed(bytes) { event in
                     switch event {
                     case .start:
                         exchanges.append(WireHTTPExchange(client: IPAddress(hi: 0, lo: 0), clientPort: 0, server: IPAddress(hi: 0, lo: 0), serverPort: 0,
@@ -485,17 +481,14 @@ struct HTTPFlow {
                     }
                 }
             } else {
-                var p = responses
-                responses = Self.idleResponses
-                defer { responses = p }
-                try p.feed(bytes) { event in try responseEvent(event, ns: ns) }
+                try responses.feed(bytes) { event in try responseEvent(event, ns: ns) }
             }
         } catch {
             dead = true
         }
     }
 
-    private mutating func responseEvent(_ event: HTTP1Parser.Event, ns: Int64) throws {
+    private func responseEvent(_ event: HTTP1Parser.Event, ns: Int64) throws {
         switch event {
         case .start:
             guard nextToAnswer < exchanges.count else { throw Unpaired() }
@@ -513,7 +506,7 @@ struct HTTPFlow {
     }
 
     /// The connection closed (FIN or RST): a response delimited by the close ends here.
-    mutating func closed(ns: Int64) {
+    func closed(ns: Int64) {
         guard responses.bodyEndsAtClose, nextToAnswer < exchanges.count else { return }
         do {
             try responses.finishStream { _ in }

@@ -70,6 +70,10 @@ public struct HTTP1Parser: Sendable {
     var headStart = 0
     var chunkLine: [UInt8] = []
     var trailerLineLength = 0
+    /// Expected responses not yet seen, in order: first `plainQueued` answers to requests other
+    /// than HEAD (a count, so the usual traffic allocates nothing here), then `headQueue` from
+    /// `headQueueStart`.
+    var plainQueued = 0
     var headQueue: [Bool] = []
     var headQueueStart = 0
     var currentIsHEADResponse = false
@@ -82,7 +86,11 @@ public struct HTTP1Parser: Sendable {
 
     /// Tells a response parser that a request was sent; `toHEAD` when its method is HEAD.
     public mutating func expectResponse(toHEAD: Bool) {
-        headQueue.append(toHEAD)
+        if !toHEAD && headQueueStart == headQueue.count {
+            plainQueued += 1
+        } else {
+            headQueue.append(toHEAD)
+        }
     }
 
     /// Feeds the next bytes of the stream; `onEvent` sees every event they complete, in order.
@@ -121,6 +129,18 @@ public struct HTTP1Parser: Sendable {
                         }
                         j += 1
                     }
+                    if end >= 0 && headBytes.isEmpty {
+                        // The whole head is in this buffer (the usual case): parse it in place, no copy.
+                        let block = UnsafeRawBufferPointer(rebasing: bytes[i..<end])
+                        offset += end - i
+                        i = end
+                        if block.count > maxHeadBytes {
+                            throw HTTPParseError(offset: headStart + maxHeadBytes, "the message head is longer than \(maxHeadBytes) bytes")
+                        }
+                        var head = try HTTPHead.parse(block, kind: kind, startOffset: headStart, keepHeaders: keepHeaders)
+                        try headComplete(&head, onEvent)
+                        continue
+                    }
                     let stop = end < 0 ? n : end
                     headBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<stop]))
                     offset += stop - i
@@ -128,7 +148,11 @@ public struct HTTP1Parser: Sendable {
                     if headBytes.count > maxHeadBytes {
                         throw HTTPParseError(offset: headStart + maxHeadBytes, "the message head is longer than \(maxHeadBytes) bytes")
                     }
-                    if end >= 0 { try headComplete(onEvent) }
+                    if end >= 0 {
+                        let (k, start, keep) = (kind, headStart, keepHeaders)
+                        var head = try headBytes.withUnsafeBytes { try HTTPHead.parse($0, kind: k, startOffset: start, keepHeaders: keep) }
+                        try headComplete(&head, onEvent)
+                    }
                 case .fixed(let left):
                     let take = min(left, n - i)
                     try onEvent(.body(range: i..<(i + take), streamOffset: offset))
@@ -253,18 +277,27 @@ public struct HTTP1Parser: Sendable {
         return size
     }
 
-    mutating func headComplete(_ onEvent: (Event) throws -> Void) throws {
-        let keep = keepHeaders
-        var head = try headBytes.withUnsafeBytes { try HTTPHead.parse($0, kind: kind, startOffset: headStart, keepHeaders: keep) }
+    /// `head` (parsed from the bytes up to `offset`) ended: decides the body's framing.
+    mutating func headComplete(_ head: inout HTTPHead, _ onEvent: (Event) throws -> Void) throws {
         head.endOffset = offset
         if kind == .response {
             let informational = (100..<200).contains(head.status) && head.status != 101
             if !informational {
-                currentIsHEADResponse = headQueueStart < headQueue.count ? headQueue[headQueueStart] : everyResponseIsToHEAD
-                if headQueueStart < headQueue.count { headQueueStart += 1 }
-                if headQueueStart > 64 && headQueueStart * 2 > headQueue.count {
-                    headQueue.removeFirst(headQueueStart)
-                    headQueueStart = 0
+                if plainQueued > 0 {
+                    plainQueued -= 1
+                    currentIsHEADResponse = false
+                } else if headQueueStart < headQueue.count {
+                    currentIsHEADResponse = headQueue[headQueueStart]
+                    headQueueStart += 1
+                    if headQueueStart == headQueue.count {
+                        headQueue.removeAll(keepingCapacity: true)
+                        headQueueStart = 0
+                    } else if headQueueStart > 64 && headQueueStart * 2 > headQueue.count {
+                        headQueue.removeFirst(headQueueStart)
+                        headQueueStart = 0
+                    }
+                } else {
+                    currentIsHEADResponse = everyResponseIsToHEAD
                 }
             }
             head.isHEADResponse = !informational && currentIsHEADResponse
