@@ -345,6 +345,34 @@ final class HTTP1ParserOptionsTests: XCTestCase {
         XCTAssertTrue(q.inMessage)
     }
 
+    /// A long pipelined mix of HEAD and GET answers: each response is framed by its own request
+    /// (the queue keeps its order across the count of plain answers and its compaction).
+    func testLongQueueOfHEADAndGETAnswersKeepsItsOrder() throws {
+        var rng = SplitMix64(seed: 42)
+        var p = HTTP1Parser(kind: .response)
+        var data: [UInt8] = []
+        var expectedEnds: [Int] = []
+        for _ in 0..<300 {
+            let head = rng.next() % 3 == 0
+            p.expectResponse(toHEAD: head)
+            data += b("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+            if !head { data += b("body") }
+            expectedEnds.append(data.count)
+        }
+        var ends: [Int] = []
+        var heads: [Bool] = []
+        try data.withUnsafeBytes { buf in try p.feed(buf) { e in
+            if case .end(let o) = e { ends.append(o) }
+            if case .head(let h) = e { heads.append(h.isHEADResponse) }
+        } }
+        XCTAssertEqual(ends, expectedEnds)
+        XCTAssertFalse(p.inMessage)
+        // A message without its 4 body bytes answered a HEAD.
+        let bodiless = zip([0] + expectedEnds, expectedEnds).filter { $1 - $0 < 42 }.count
+        XCTAssertGreaterThan(bodiless, 50)
+        XCTAssertEqual(heads.filter { $0 }.count, bodiless)
+    }
+
     func testSwitchingProtocolsEndsTheHTTPStream() throws {
         let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
         let data = b(head) + [0x81, 0x05] + b("hello HTTP/1.1 garbage\r\n\r\n")
