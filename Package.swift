@@ -38,7 +38,7 @@ let package = Package(
         .target(
             name: "EdgeMeterProbes",
             dependencies: [
-                "EdgeMeterCore", "CEdgeMeter",
+                "EdgeMeterCore", "EdgeMeterHTTP", "CEdgeMeter",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -56,7 +56,7 @@ let package = Package(
         ),
         .target(
             name: "EdgeMeterCapture",
-            dependencies: ["EdgeMeterCore", "CPcap", "CEdgeMeter"]
+            dependencies: ["EdgeMeterCore", "EdgeMeterHTTP", "CPcap", "CEdgeMeter"]
         ),
         .target(
             name: "Calculator",

@@ -1,4 +1,5 @@
 import Foundation
+import EdgeMeterHTTP
 
 /// A flow's 5-tuple in canonical order (the lower address/port pair is `a`), so both directions of a
 /// conversation share one key.
@@ -427,35 +428,26 @@ struct AnalyzerCore {
     }
 }
 
-/// Follows both directions of one HTTP/1.x connection (in-order bytes only) and pairs requests
-/// with responses in order, as HTTP/1.1 keep-alive and pipelining require.
-struct HTTPFlow {
-    enum Framing {
-        case start          // waiting for a message's first byte
-        case headers        // collecting the header block
-        case body(Int)      // bytes of Content-Length body left
-        case chunkSize      // reading a chunk-size line
-        case chunkData(Int) // chunk bytes left
-        case chunkCRLF(Int) // CRLF after chunk data: bytes left (2, then 1)
-        case trailers       // trailer lines after the last chunk
-        case untilClose     // response delimited by the connection's close
-    }
-
-    struct Direction {
-        var state: Framing = .start
-        var header: [UInt8] = []
-        var line: [UInt8] = []
-    }
-
-    var client = Direction()
-    var server = Direction()
-    var exchanges: [WireHTTPExchange] = []
-    /// Per request: its method is HEAD (its response has no body whatever its headers say).
-    var isHead: [Bool] = []
+/// Follows both directions of one HTTP/1.x connection (in-order bytes only) with one
+/// `HTTP1Parser` per direction and pairs requests with responses in order, as HTTP/1.1 keep-alive
+/// and pipelining require. Each event happens while the packet holding its byte is fed, so the
+/// packet's capture time is the time of that byte. A class, so a flow record holds one reference
+/// instead of two parsers (most flows of a capture are not HTTP). One thread at a time uses it, and
+/// the event handlers touch only properties other than the parser being fed, so the run-time
+/// exclusivity checks (a cost on every packet) are off for these properties.
+final class HTTPFlow {
+    @exclusivity(unchecked) var requests = HTTP1Parser(kind: .request, keepHeaders: false)
+    @exclusivity(unchecked) var responses = HTTP1Parser(kind: .response, keepHeaders: false)
+    @exclusivity(unchecked) var exchanges: [WireHTTPExchange] = []
     /// Index in `exchanges` of the request the next response answers.
-    var nextToAnswer = 0
+    @exclusivity(unchecked) var nextToAnswer = 0
+    /// Status of the response head read last (an interim 1xx does not end the exchange).
+    @exclusivity(unchecked) var lastStatus = 0
     var dead = false
     var gap = false
+
+    /// A response that answers no request: the stream cannot be paired.
+    struct Unpaired: Error {}
 
     static let methods: [[UInt8]] = ["GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "].map { Array($0.utf8) }
 
@@ -468,205 +460,60 @@ struct HTTPFlow {
         return false
     }
 
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, ns: Int64) {
-        var i = 0
-        let n = bytes.count
-        while i < n && !dead {
-            var d = fromClient ? client : server
-            if fromClient { client = Direction() } else { server = Direction() } // avoid CoW copies of the buffers
-            switch d.state {
-            case .start:
-                if bytes[i] == 0x0d || bytes[i] == 0x0a { i += 1; break } // stray CRLF between messages
-                if fromClient {
-                    exchanges.append(WireHTTPExchange(client: IPAddress(hi: 0, lo: 0), clientPort: 0, server: IPAddress(hi: 0, lo: 0), serverPort: 0,
-                                                  index: exchanges.count, method: "", target: "", status: nil, requestStartNs: ns))
-                } else {
-                    if nextToAnswer >= exchanges.count { dead = true; break } // a response nobody asked for
-                    if exchanges[nextToAnswer].responseStartNs == nil { exchanges[nextToAnswer].responseStartNs = ns }
-                }
-                d.state = .headers
-                d.header.removeAll(keepingCapacity: true)
-            case .headers:
-                // Find the blank line that ends the header block (it may straddle segments), then
-                // copy the block in one piece.
-                let had = d.header.count
-                var j = i
-                var end = -1
-                while j < n {
-                    if bytes[j] == 0x0a {
-                        // The three bytes before j, from this segment or the end of the saved block.
-                        @inline(__always) func at(_ k: Int) -> UInt8 { k >= i ? bytes[k] : (had + k - i >= 0 ? d.header[had + k - i] : 0) }
-                        if at(j - 1) == 0x0d && at(j - 2) == 0x0a && at(j - 3) == 0x0d { end = j + 1; break }
+    func feed(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, ns: Int64) {
+        // After `101 Switching Protocols` neither direction is HTTP any more: nothing to follow.
+        if dead || responses.switchedProtocols { return }
+        do {
+            if fromClient {
+                try requests.feed(bytes) { event in
+                    switch event {
+                    case .start:
+                        exchanges.append(WireHTTPExchange(client: IPAddress(hi: 0, lo: 0), clientPort: 0, server: IPAddress(hi: 0, lo: 0), serverPort: 0,
+                                                          index: exchanges.count, method: "", target: "", status: nil, requestStartNs: ns))
+                    case .head(let head):
+                        exchanges[exchanges.count - 1].method = head.method
+                        exchanges[exchanges.count - 1].target = head.target
+                        responses.expectResponse(toHEAD: head.method == "HEAD")
+                    case .body:
+                        break
+                    case .end:
+                        exchanges[exchanges.count - 1].requestEndNs = ns
                     }
-                    j += 1
                 }
-                let stop = end < 0 ? n : end
-                if had == 0 && end >= 0 {
-                    // The whole block is in this segment (the usual case): parse it in place.
-                    let block = UnsafeRawBufferPointer(rebasing: bytes[i..<stop])
-                    i = stop
-                    headersDone(block, &d, fromClient: fromClient, ns: ns)
-                    break
-                }
-                d.header.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<stop]))
-                i = stop
-                if d.header.count > 65_536 { dead = true; break }
-                if end >= 0 {
-                    let saved = d.header
-                    saved.withUnsafeBytes { headersDone($0, &d, fromClient: fromClient, ns: ns) }
-                }
-            case .body(let left):
-                let take = min(left, n - i)
-                i += take
-                if take == left { messageDone(&d, fromClient: fromClient, ns: ns) } else { d.state = .body(left - take) }
-            case .chunkSize:
-                let c = bytes[i]
-                i += 1
-                if c == 0x0a {
-                    var size = 0
-                    var digits = 0
-                    for ch in d.line {
-                        let v: Int
-                        switch ch {
-                        case 0x30...0x39: v = Int(ch - 0x30)
-                        case 0x61...0x66: v = Int(ch - 0x61 + 10)
-                        case 0x41...0x46: v = Int(ch - 0x41 + 10)
-                        default: v = -1
-                        }
-                        if v < 0 { break }
-                        size = size * 16 + v
-                        digits += 1
-                        if digits > 15 { dead = true; break }
-                    }
-                    d.line.removeAll(keepingCapacity: true)
-                    if digits == 0 { dead = true; break }
-                    d.state = size == 0 ? .trailers : .chunkData(size)
-                } else {
-                    d.line.append(c)
-                    if d.line.count > 1024 { dead = true }
-                }
-            case .chunkData(let left):
-                let take = min(left, n - i)
-                i += take
-                d.state = take == left ? .chunkCRLF(2) : .chunkData(left - take)
-            case .chunkCRLF(let left):
-                i += 1
-                d.state = left == 2 ? .chunkCRLF(1) : .chunkSize
-            case .trailers:
-                let c = bytes[i]
-                i += 1
-                if c == 0x0a {
-                    let empty = d.line.isEmpty || d.line == [0x0d]
-                    d.line.removeAll(keepingCapacity: true)
-                    if empty { messageDone(&d, fromClient: fromClient, ns: ns) }
-                } else {
-                    d.line.append(c)
-                    if d.line.count > 8192 { dead = true }
-                }
-            case .untilClose:
-                i = n
+            } else {
+                try responses.feed(bytes) { event in try responseEvent(event, ns: ns) }
             }
-            if fromClient { client = d } else { server = d }
+        } catch {
+            dead = true
         }
     }
 
-    @inline(__always) static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5a ? c | 0x20 : c }
-
-    /// True when `h[from...]` starts with `name` (lowercase ASCII), compared case-insensitively.
-    static func hasPrefix(_ h: UnsafeRawBufferPointer, _ from: Int, _ name: [UInt8]) -> Bool {
-        guard h.count - from >= name.count else { return false }
-        for k in 0..<name.count where lower(h[from + k]) != name[k] { return false }
-        return true
-    }
-
-    static let contentLength = Array("content-length:".utf8)
-    static let transferEncoding = Array("transfer-encoding:".utf8)
-    static let chunkedWord = Array("chunked".utf8)
-
-    private mutating func headersDone(_ h: UnsafeRawBufferPointer, _ d: inout Direction, fromClient: Bool, ns: Int64) {
-        // Parse the start line and the two framing headers straight from the bytes.
-        var lineEnd = 0
-        while lineEnd < h.count && h[lineEnd] != 0x0d && h[lineEnd] != 0x0a { lineEnd += 1 }
-        var sp1 = 0
-        while sp1 < lineEnd && h[sp1] != 0x20 { sp1 += 1 }
-        var sp2 = sp1 + 1
-        while sp2 < lineEnd && h[sp2] != 0x20 { sp2 += 1 }
-        guard sp1 < lineEnd, sp1 > 0 else { dead = true; return }
-        var contentLength: Int?
-        var chunked = false
-        var k = lineEnd
-        while k < h.count {
-            // Start of the next line.
-            while k < h.count && (h[k] == 0x0d || h[k] == 0x0a) { k += 1 }
-            if k >= h.count { break }
-            var e = k
-            while e < h.count && h[e] != 0x0d && h[e] != 0x0a { e += 1 }
-            if HTTPFlow.hasPrefix(h, k, HTTPFlow.contentLength) {
-                var v = 0, digits = 0
-                for x in (k + HTTPFlow.contentLength.count)..<e {
-                    let c = h[x]
-                    if c >= 0x30 && c <= 0x39 { v = v * 10 + Int(c - 0x30); digits += 1; if digits > 15 { break } }
-                    else if c != 0x20 && c != 0x09 { break }
-                }
-                if digits > 0 { contentLength = v }
-            } else if HTTPFlow.hasPrefix(h, k, HTTPFlow.transferEncoding) {
-                let word = HTTPFlow.chunkedWord
-                var x = k + HTTPFlow.transferEncoding.count
-                while x + word.count <= e {
-                    if HTTPFlow.hasPrefix(h, x, word) { chunked = true; break }
-                    x += 1
-                }
-            }
-            k = e
-        }
-        if fromClient {
-            guard let idx = exchanges.indices.last else { dead = true; return }
-            exchanges[idx].method = String(decoding: UnsafeRawBufferPointer(rebasing: h[0..<sp1]), as: UTF8.self)
-            exchanges[idx].target = String(decoding: UnsafeRawBufferPointer(rebasing: h[(sp1 + 1)..<min(sp2, lineEnd)]), as: UTF8.self)
-            isHead.append(sp1 == 4 && h[0] == 0x48 && h[1] == 0x45 && h[2] == 0x41 && h[3] == 0x44)
-            if chunked { d.state = .chunkSize }
-            else if let cl = contentLength, cl > 0 { d.state = .body(cl) }
-            else { messageDone(&d, fromClient: true, ns: ns) }
-        } else {
-            // "HTTP/1.x NNN reason"
-            guard sp1 >= 5, h[0] == 0x48, h[1] == 0x54, h[2] == 0x54, h[3] == 0x50, h[4] == 0x2f, sp2 - sp1 == 4 else { dead = true; return }
-            var status = 0
-            for x in (sp1 + 1)..<sp2 {
-                let c = h[x]
-                guard c >= 0x30 && c <= 0x39 else { dead = true; return }
-                status = status * 10 + Int(c - 0x30)
-            }
-            exchanges[nextToAnswer].status = status
-            if status >= 100 && status < 200 && status != 101 {
-                d.state = .start // interim response: the final one follows
-                d.header.removeAll(keepingCapacity: true)
-                return
-            }
-            let noBody = (nextToAnswer < isHead.count && isHead[nextToAnswer]) || status == 204 || status == 304
-            if noBody { messageDone(&d, fromClient: false, ns: ns) }
-            else if chunked { d.state = .chunkSize }
-            else if let cl = contentLength { if cl > 0 { d.state = .body(cl) } else { messageDone(&d, fromClient: false, ns: ns) } }
-            else { d.state = .untilClose }
-        }
-    }
-
-    private mutating func messageDone(_ d: inout Direction, fromClient: Bool, ns: Int64) {
-        d.state = .start
-        d.header.removeAll(keepingCapacity: true)
-        if fromClient {
-            if let idx = exchanges.indices.last { exchanges[idx].requestEndNs = ns }
-        } else {
+    private func responseEvent(_ event: HTTP1Parser.Event, ns: Int64) throws {
+        switch event {
+        case .start:
+            guard nextToAnswer < exchanges.count else { throw Unpaired() }
+            if exchanges[nextToAnswer].responseStartNs == nil { exchanges[nextToAnswer].responseStartNs = ns }
+        case .head(let head):
+            lastStatus = head.status
+            exchanges[nextToAnswer].status = head.status
+        case .body:
+            break
+        case .end:
+            if lastStatus >= 100 && lastStatus < 200 && lastStatus != 101 { return } // interim: the final response follows
             exchanges[nextToAnswer].responseEndNs = ns
             nextToAnswer += 1
         }
     }
 
     /// The connection closed (FIN or RST): a response delimited by the close ends here.
-    mutating func closed(ns: Int64) {
-        if case .untilClose = server.state, nextToAnswer < exchanges.count {
+    func closed(ns: Int64) {
+        guard responses.bodyEndsAtClose, nextToAnswer < exchanges.count else { return }
+        do {
+            try responses.finishStream { _ in }
             exchanges[nextToAnswer].responseEndNs = ns
             nextToAnswer += 1
-            server.state = .start
+        } catch {
+            dead = true
         }
     }
 }

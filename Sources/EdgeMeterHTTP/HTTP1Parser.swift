@@ -7,12 +7,21 @@
 ///
 /// One parser follows one direction of one connection. For responses, the framing of a response to
 /// HEAD (no body whatever its headers say) depends on the request: call `expectResponse(toHEAD:)` once
-/// per request sent, in order.
+/// per request sent, in order (or set `everyResponseIsToHEAD` for a client that sends only HEAD).
+/// After a `101 Switching Protocols` response the stream is no longer HTTP: a response parser then
+/// consumes the rest without events (`switchedProtocols`).
+///
+/// With `keepHeaders: false` a head is validated exactly as with `true` (same errors at the same
+/// offsets) but no `String` is made for the header lines or the reason phrase: once its buffers have
+/// grown to the largest head seen, framing a response allocates nothing.
 public struct HTTP1Parser: Sendable {
     public enum Kind: Sendable { case request, response }
 
     /// What the parser found, in stream order.
     public enum Event: Sendable, Equatable {
+        /// A message's first byte (after any stray CRLF between messages) was fed: `offset` is its
+        /// absolute stream offset. Every message gets one, before its `head`.
+        case start(offset: Int)
         /// A message head ended; `head.startOffset` is its first byte, `endOffset` the byte after its blank line.
         case head(HTTPHead)
         /// Body bytes: `range` indexes the buffer given to this `feed` call (not the stream), so the
@@ -25,11 +34,22 @@ public struct HTTP1Parser: Sendable {
     public let kind: Kind
     /// The longest head accepted (request/status line plus headers), in bytes.
     public let maxHeadBytes: Int
+    /// Whether heads carry `headers` and `reason` (see the type's documentation).
+    public let keepHeaders: Bool
+    /// A response with no `expectResponse(toHEAD:)` queued for it answers a HEAD request (a client
+    /// that sends only HEAD sets this instead of queueing one entry per request).
+    public var everyResponseIsToHEAD = false
 
     /// Absolute offset of the next byte to be fed.
     public private(set) var offset = 0
     /// True while a message is between its first byte and its end.
-    public var inMessage: Bool { state != .idle }
+    public var inMessage: Bool { state != .idle && state != .switched }
+    /// True while the current message's body ends only when the connection closes (a response
+    /// without Content-Length or chunked framing): `finishStream` ends it.
+    public var bodyEndsAtClose: Bool { state == .untilClose }
+    /// True after a final `101 Switching Protocols` response: the rest of the stream is another
+    /// protocol, consumed without events.
+    public var switchedProtocols: Bool { state == .switched }
     /// After an error the parser stays failed: framing is lost for the rest of the stream.
     public private(set) var failure: HTTPParseError?
 
@@ -43,29 +63,40 @@ public struct HTTP1Parser: Sendable {
         case chunkDataLF
         case trailers
         case untilClose
+        case switched
     }
     var state: State = .idle
     var headBytes: [UInt8] = []
     var headStart = 0
     var chunkLine: [UInt8] = []
     var trailerLineLength = 0
+    /// Expected responses not yet seen, in order: first `plainQueued` answers to requests other
+    /// than HEAD (a count, so the usual traffic allocates nothing here), then `headQueue` from
+    /// `headQueueStart`.
+    var plainQueued = 0
     var headQueue: [Bool] = []
     var headQueueStart = 0
     var currentIsHEADResponse = false
 
-    public init(kind: Kind, maxHeadBytes: Int = 65_536) {
+    public init(kind: Kind, maxHeadBytes: Int = 65_536, keepHeaders: Bool = true) {
         self.kind = kind
         self.maxHeadBytes = maxHeadBytes
+        self.keepHeaders = keepHeaders
     }
 
     /// Tells a response parser that a request was sent; `toHEAD` when its method is HEAD.
     public mutating func expectResponse(toHEAD: Bool) {
-        headQueue.append(toHEAD)
+        if !toHEAD && headQueueStart == headQueue.count {
+            plainQueued += 1
+        } else {
+            headQueue.append(toHEAD)
+        }
     }
 
     /// Feeds the next bytes of the stream; `onEvent` sees every event they complete, in order.
     /// Throws (and stays failed) on bytes that cannot be HTTP/1.x framing; events before the bad byte
-    /// were already delivered.
+    /// were already delivered. An error thrown by `onEvent` stops the feed and is rethrown as is
+    /// (the parser does not fail; its offset is then not meaningful for further feeds).
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, _ onEvent: (Event) throws -> Void) throws {
         if let failure { throw failure }
         var i = 0
@@ -79,6 +110,7 @@ public struct HTTP1Parser: Sendable {
                     state = .head
                     headStart = offset
                     headBytes.removeAll(keepingCapacity: true)
+                    try onEvent(.start(offset: offset))
                 case .head:
                     // Copy up to and including the blank line that ends the head.
                     var j = i
@@ -97,6 +129,18 @@ public struct HTTP1Parser: Sendable {
                         }
                         j += 1
                     }
+                    if end >= 0 && headBytes.isEmpty {
+                        // The whole head is in this buffer (the usual case): parse it in place, no copy.
+                        let block = UnsafeRawBufferPointer(rebasing: bytes[i..<end])
+                        offset += end - i
+                        i = end
+                        if block.count > maxHeadBytes {
+                            throw HTTPParseError(offset: headStart + maxHeadBytes, "the message head is longer than \(maxHeadBytes) bytes")
+                        }
+                        var head = try HTTPHead.parse(block, kind: kind, startOffset: headStart, keepHeaders: keepHeaders)
+                        try headComplete(&head, onEvent)
+                        continue
+                    }
                     let stop = end < 0 ? n : end
                     headBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<stop]))
                     offset += stop - i
@@ -104,7 +148,11 @@ public struct HTTP1Parser: Sendable {
                     if headBytes.count > maxHeadBytes {
                         throw HTTPParseError(offset: headStart + maxHeadBytes, "the message head is longer than \(maxHeadBytes) bytes")
                     }
-                    if end >= 0 { try headComplete(onEvent) }
+                    if end >= 0 {
+                        let (k, start, keep) = (kind, headStart, keepHeaders)
+                        var head = try headBytes.withUnsafeBytes { try HTTPHead.parse($0, kind: k, startOffset: start, keepHeaders: keep) }
+                        try headComplete(&head, onEvent)
+                    }
                 case .fixed(let left):
                     let take = min(left, n - i)
                     try onEvent(.body(range: i..<(i + take), streamOffset: offset))
@@ -166,6 +214,9 @@ public struct HTTP1Parser: Sendable {
                     try onEvent(.body(range: i..<n, streamOffset: offset))
                     offset += n - i
                     i = n
+                case .switched:
+                    offset += n - i
+                    i = n
                 }
             }
         } catch let e as HTTPParseError {
@@ -178,7 +229,7 @@ public struct HTTP1Parser: Sendable {
     public mutating func finishStream(_ onEvent: (Event) throws -> Void) throws {
         if let failure { throw failure }
         switch state {
-        case .idle:
+        case .idle, .switched:
             return
         case .untilClose:
             try finish(onEvent)
@@ -197,6 +248,7 @@ public struct HTTP1Parser: Sendable {
         case .chunkSize, .chunkData, .chunkDataCR, .chunkDataLF: return "in a chunked body"
         case .trailers: return "in the trailers"
         case .untilClose: return "body until close"
+        case .switched: return "after 101 Switching Protocols"
         }
     }
 
@@ -225,39 +277,59 @@ public struct HTTP1Parser: Sendable {
         return size
     }
 
-    mutating func headComplete(_ onEvent: (Event) throws -> Void) throws {
-        var head = try headBytes.withUnsafeBytes { try HTTPHead.parse($0, kind: kind, startOffset: headStart) }
+    /// `head` (parsed from the bytes up to `offset`) ended: decides the body's framing.
+    mutating func headComplete(_ head: inout HTTPHead, _ onEvent: (Event) throws -> Void) throws {
         head.endOffset = offset
         if kind == .response {
             let informational = (100..<200).contains(head.status) && head.status != 101
             if !informational {
-                currentIsHEADResponse = headQueueStart < headQueue.count ? headQueue[headQueueStart] : false
-                if headQueueStart < headQueue.count { headQueueStart += 1 }
-                if headQueueStart > 64 && headQueueStart * 2 > headQueue.count {
-                    headQueue.removeFirst(headQueueStart)
-                    headQueueStart = 0
+                if plainQueued > 0 {
+                    plainQueued -= 1
+                    currentIsHEADResponse = false
+                } else if headQueueStart < headQueue.count {
+                    currentIsHEADResponse = headQueue[headQueueStart]
+                    headQueueStart += 1
+                    if headQueueStart == headQueue.count {
+                        headQueue.removeAll(keepingCapacity: true)
+                        headQueueStart = 0
+                    } else if headQueueStart > 64 && headQueueStart * 2 > headQueue.count {
+                        headQueue.removeFirst(headQueueStart)
+                        headQueueStart = 0
+                    }
+                } else {
+                    currentIsHEADResponse = everyResponseIsToHEAD
                 }
             }
             head.isHEADResponse = !informational && currentIsHEADResponse
         }
-        try onEvent(.head(head))
         // Body length, RFC 9112 §6.3.
         if kind == .response {
+            if head.status == 101 {
+                // The message ends with its head; the bytes after it are another protocol.
+                state = .idle
+                try onEvent(.head(head))
+                try finish(onEvent)
+                state = .switched
+                return
+            }
             if (100..<200).contains(head.status) || head.status == 204 || head.status == 304 || head.isHEADResponse {
+                state = .idle
+                try onEvent(.head(head))
                 return try finish(onEvent)
             }
         }
         if head.chunked {
             state = .chunkSize
             chunkLine.removeAll(keepingCapacity: true)
-        } else if let length = head.contentLength {
-            if length == 0 { return try finish(onEvent) }
+        } else if let length = head.contentLength, length > 0 {
             state = .fixed(length)
-        } else if kind == .request {
-            try finish(onEvent) // a request without either has no body
+        } else if head.contentLength != nil || kind == .request {
+            state = .idle // an empty body; a request without either has no body
         } else {
             state = .untilClose
         }
+        try onEvent(.head(head))
+        if state == .idle { try finish(onEvent) }
     }
 }
 
@@ -269,11 +341,11 @@ public struct HTTPHead: Sendable, Equatable {
     public var target: String = ""
     /// Response: the status code; request: 0.
     public var status: Int = 0
-    /// Response: the reason phrase as sent.
+    /// Response: the reason phrase as sent (empty when the parser has `keepHeaders: false`).
     public var reason: String = ""
     /// `1` for HTTP/1.1, `0` for HTTP/1.0.
     public var minorVersion: Int = 1
-    /// Every header in order, names as sent.
+    /// Every header in order, names as sent (empty when the parser has `keepHeaders: false`).
     public var headers: [(name: String, value: String)] = []
     public var contentLength: Int?
     public var chunked = false
@@ -302,83 +374,182 @@ public struct HTTPHead: Sendable, Equatable {
             && a.startOffset == b.startOffset && a.endOffset == b.endOffset
     }
 
-    static func parse(_ raw: UnsafeRawBufferPointer, kind: HTTP1Parser.Kind, startOffset: Int) throws -> HTTPHead {
+    @inline(__always) static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5a ? c | 0x20 : c }
+    @inline(__always) static func isBlank(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 }
+
+    /// Whether `raw[r]` equals `word` (lowercase ASCII), ignoring ASCII case.
+    static func equalsIgnoringCase(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>, _ word: StaticString) -> Bool {
+        guard r.count == word.utf8CodeUnitCount else { return false }
+        let w = word.utf8Start
+        var k = 0
+        while k < r.count {
+            if lower(raw[r.lowerBound + k]) != w[k] { return false }
+            k += 1
+        }
+        return true
+    }
+
+    /// `r` without leading and trailing SP/HTAB.
+    static func trimmed(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>) -> Range<Int> {
+        var lo = r.lowerBound, hi = r.upperBound
+        while lo < hi && isBlank(raw[lo]) { lo += 1 }
+        while hi > lo && isBlank(raw[hi - 1]) { hi -= 1 }
+        return lo..<hi
+    }
+
+    /// Calls `body` with each non-empty comma-separated element of `raw[r]`, trimmed; stops when it returns false.
+    static func forEachListElement(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>, _ body: (Range<Int>) -> Bool) {
+        var s = r.lowerBound
+        var k = r.lowerBound
+        while k <= r.upperBound {
+            if k == r.upperBound || raw[k] == 0x2c {
+                if k > s && !body(trimmed(raw, s..<k)) { return }
+                s = k + 1
+            }
+            k += 1
+        }
+    }
+
+    static func text(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: raw[r]), as: UTF8.self)
+    }
+
+    /// Parses a complete head straight from its bytes. With `keepHeaders` false it makes no String
+    /// for responses (and only the method and target for requests) and no array.
+    static func parse(_ raw: UnsafeRawBufferPointer, kind: HTTP1Parser.Kind, startOffset: Int, keepHeaders: Bool) throws -> HTTPHead {
         var head = HTTPHead()
         head.startOffset = startOffset
-        // Split into lines (CRLF or bare LF), dropping the final empty line(s).
-        var lines: [Range<Int>] = []
+        // Lines end at LF, an optional CR before it is not part of the line; empty lines at the end
+        // (the blank line) are dropped, an empty line before a non-empty one is a malformed header
+        // line. The feed ends every head with LF and starts it with a byte other than CR and LF.
         var s = 0
-        for k in 0..<raw.count where raw[k] == 0x0a {
+        var k = 0
+        var first: Range<Int>?
+        var pendingEmpty: Int?
+        var sawContentLength = false
+        while k < raw.count {
+            if raw[k] != 0x0a { k += 1; continue }
             var e = k
             if e > s && raw[e - 1] == 0x0d { e -= 1 }
-            lines.append(s..<e)
+            let line = s..<e
             s = k + 1
+            k += 1
+            if line.isEmpty {
+                if pendingEmpty == nil { pendingEmpty = line.lowerBound }
+                continue
+            }
+            if let empty = pendingEmpty {
+                throw HTTPParseError(offset: startOffset + empty, "a header line without a name and ':': \"\"")
+            }
+            if first == nil {
+                first = line
+                try parseStartLine(raw, line, kind: kind, startOffset: startOffset, keepHeaders: keepHeaders, into: &head)
+                continue
+            }
+            try parseHeaderLine(raw, line, startOffset: startOffset, keepHeaders: keepHeaders, sawContentLength: &sawContentLength, into: &head)
         }
-        while let last = lines.last, last.isEmpty { lines.removeLast() }
-        guard let first = lines.first else { throw HTTPParseError(offset: startOffset, "an empty message head") }
-        func text(_ r: Range<Int>) -> String { String(decoding: UnsafeRawBufferPointer(rebasing: raw[r]), as: UTF8.self) }
-        let startLine = text(first)
-        let parts = startLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-        func version(_ v: Substring) throws -> Int {
-            guard v.count == 8, v.hasPrefix("HTTP/1."), let minor = Int(String(v.last!)), minor == 0 || minor == 1 else {
-                throw HTTPParseError(offset: startOffset, "not HTTP/1.0 or HTTP/1.1: \"\(startLine.prefix(60))\"")
-            }
-            return minor
-        }
-        switch kind {
-        case .request:
-            guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty,
-                  parts[0].allSatisfy({ $0.isLetter && $0.isUppercase || $0 == "-" }) else {
-                throw HTTPParseError(offset: startOffset, "malformed request line: \"\(startLine.prefix(60))\" (expected METHOD TARGET HTTP/1.1)")
-            }
-            head.method = String(parts[0])
-            head.target = String(parts[1])
-            head.minorVersion = try version(parts[2])
-        case .response:
-            guard parts.count >= 2, parts[1].count == 3, let status = Int(parts[1]), status >= 100 else {
-                throw HTTPParseError(offset: startOffset, "malformed status line: \"\(startLine.prefix(60))\" (expected HTTP/1.1 CODE REASON)")
-            }
-            head.minorVersion = try version(parts[0])
-            head.status = status
-            head.reason = parts.count == 3 ? String(parts[2]) : ""
-        }
-        head.keepAlive = head.minorVersion == 1
-        var sawContentLength = false
-        for r in lines.dropFirst() {
-            var colon = r.lowerBound
-            while colon < r.upperBound && raw[colon] != 0x3a { colon += 1 }
-            guard colon < r.upperBound, colon > r.lowerBound else {
-                throw HTTPParseError(offset: startOffset + r.lowerBound, "a header line without a name and ':': \"\(text(r).prefix(60))\"")
-            }
-            if raw[colon - 1] == 0x20 || raw[colon - 1] == 0x09 {
-                throw HTTPParseError(offset: startOffset + colon, "white space before ':' in a header name (RFC 9112 §5.1 forbids it)")
-            }
-            let name = text(r.lowerBound..<colon)
-            let value = text((colon + 1)..<r.upperBound).trimmingSpaces()
-            head.headers.append((name, value))
-            switch name.lowercased() {
-            case "content-length":
-                guard !value.isEmpty, value.count <= 15, value.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(value) else {
-                    throw HTTPParseError(offset: startOffset + r.lowerBound, "Content-Length must be a decimal number of bytes, got \"\(value.prefix(40))\"")
-                }
-                if sawContentLength && head.contentLength != n {
-                    throw HTTPParseError(offset: startOffset + r.lowerBound, "two different Content-Length values (\(head.contentLength!) and \(n))")
-                }
-                sawContentLength = true
-                head.contentLength = n
-            case "transfer-encoding":
-                let codings = value.lowercased().split(separator: ",").map { $0.trimmingCharacters() }
-                head.chunked = codings.last == "chunked"
-            case "connection":
-                let tokens = value.lowercased().split(separator: ",").map { $0.trimmingCharacters() }
-                if tokens.contains("close") { head.keepAlive = false } else if tokens.contains("keep-alive") { head.keepAlive = true }
-            default:
-                break
-            }
-        }
+        guard first != nil else { throw HTTPParseError(offset: startOffset, "an empty message head") }
         // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 point 3).
         if head.chunked { head.contentLength = nil }
         return head
+    }
+
+    static func parseStartLine(_ raw: UnsafeRawBufferPointer, _ line: Range<Int>, kind: HTTP1Parser.Kind, startOffset: Int,
+                               keepHeaders: Bool, into head: inout HTTPHead) throws {
+        // Split at the first two spaces: [sp1, sp2) delimit the middle part.
+        var sp1 = line.lowerBound
+        while sp1 < line.upperBound && raw[sp1] != 0x20 { sp1 += 1 }
+        var sp2 = sp1 < line.upperBound ? sp1 + 1 : sp1
+        while sp2 < line.upperBound && raw[sp2] != 0x20 { sp2 += 1 }
+        let hasSecond = sp1 < line.upperBound
+        let hasThird = hasSecond && sp2 < line.upperBound
+        func startLine() -> String { String(text(raw, line).prefix(60)) }
+        func version(_ r: Range<Int>) throws -> Int {
+            // Exactly "HTTP/1.0" or "HTTP/1.1" (the name is case-sensitive, RFC 9112 §2.3).
+            let prefix: StaticString = "HTTP/1."
+            var ok = r.count == 8
+            var x = 0
+            while ok && x < 7 { ok = raw[r.lowerBound + x] == prefix.utf8Start[x]; x += 1 }
+            if ok, raw[r.lowerBound + 7] == 0x30 || raw[r.lowerBound + 7] == 0x31 { return Int(raw[r.lowerBound + 7] - 0x30) }
+            throw HTTPParseError(offset: startOffset, "not HTTP/1.0 or HTTP/1.1: \"\(startLine())\"")
+        }
+        switch kind {
+        case .request:
+            var methodOK = hasThird && sp1 > line.lowerBound && sp2 > sp1 + 1
+            if methodOK {
+                for x in line.lowerBound..<sp1 where !((raw[x] >= 0x41 && raw[x] <= 0x5a) || raw[x] == 0x2d) { methodOK = false; break }
+            }
+            guard methodOK else {
+                throw HTTPParseError(offset: startOffset, "malformed request line: \"\(startLine())\" (expected METHOD TARGET HTTP/1.1)")
+            }
+            head.method = text(raw, line.lowerBound..<sp1)
+            head.target = text(raw, (sp1 + 1)..<sp2)
+            head.minorVersion = try version((sp2 + 1)..<line.upperBound)
+        case .response:
+            var status = 0
+            var statusOK = hasSecond && sp2 - sp1 == 4
+            if statusOK {
+                for x in (sp1 + 1)..<sp2 {
+                    let d = raw[x]
+                    guard d >= 0x30 && d <= 0x39 else { statusOK = false; break }
+                    status = status * 10 + Int(d - 0x30)
+                }
+            }
+            guard statusOK, status >= 100 else {
+                throw HTTPParseError(offset: startOffset, "malformed status line: \"\(startLine())\" (expected HTTP/1.1 CODE REASON)")
+            }
+            head.minorVersion = try version(line.lowerBound..<sp1)
+            head.status = status
+            if keepHeaders && hasThird { head.reason = text(raw, (sp2 + 1)..<line.upperBound) }
+        }
+        head.keepAlive = head.minorVersion == 1
+    }
+
+    static func parseHeaderLine(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>, startOffset: Int, keepHeaders: Bool,
+                                sawContentLength: inout Bool, into head: inout HTTPHead) throws {
+        var colon = r.lowerBound
+        while colon < r.upperBound && raw[colon] != 0x3a { colon += 1 }
+        guard colon < r.upperBound, colon > r.lowerBound else {
+            throw HTTPParseError(offset: startOffset + r.lowerBound, "a header line without a name and ':': \"\(text(raw, r).prefix(60))\"")
+        }
+        if isBlank(raw[colon - 1]) {
+            throw HTTPParseError(offset: startOffset + colon, "white space before ':' in a header name (RFC 9112 §5.1 forbids it)")
+        }
+        let name = r.lowerBound..<colon
+        let value = trimmed(raw, (colon + 1)..<r.upperBound)
+        if keepHeaders { head.headers.append((text(raw, name), text(raw, value))) }
+        if equalsIgnoringCase(raw, name, "content-length") {
+            var n = 0
+            var ok = !value.isEmpty && value.count <= 15
+            if ok {
+                for x in value {
+                    let d = raw[x]
+                    guard d >= 0x30 && d <= 0x39 else { ok = false; break }
+                    n = n * 10 + Int(d - 0x30)
+                }
+            }
+            guard ok else {
+                throw HTTPParseError(offset: startOffset + r.lowerBound, "Content-Length must be a decimal number of bytes, got \"\(text(raw, value).prefix(40))\"")
+            }
+            if sawContentLength && head.contentLength != n {
+                throw HTTPParseError(offset: startOffset + r.lowerBound, "two different Content-Length values (\(head.contentLength!) and \(n))")
+            }
+            sawContentLength = true
+            head.contentLength = n
+        } else if equalsIgnoringCase(raw, name, "transfer-encoding") {
+            // The last coding decides (RFC 9112 §6.3 point 4).
+            var last: Range<Int>?
+            forEachListElement(raw, value) { last = $0; return true }
+            head.chunked = last.map { equalsIgnoringCase(raw, $0, "chunked") } ?? false
+        } else if equalsIgnoringCase(raw, name, "connection") {
+            var close = false, keep = false
+            forEachListElement(raw, value) { t in
+                if equalsIgnoringCase(raw, t, "close") { close = true }
+                if equalsIgnoringCase(raw, t, "keep-alive") { keep = true }
+                return true
+            }
+            if close { head.keepAlive = false } else if keep { head.keepAlive = true }
+        }
     }
 }
 
@@ -391,14 +562,4 @@ public struct HTTPParseError: Error, Sendable, Equatable, CustomStringConvertibl
         self.message = message
     }
     public var description: String { "HTTP framing error at byte \(offset): \(message)" }
-}
-
-extension StringProtocol {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
-    }
-    func trimmingCharacters() -> String { trimmingSpaces() }
 }

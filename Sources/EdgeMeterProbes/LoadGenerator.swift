@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import Histogram
 import EdgeMeterCore
+import EdgeMeterHTTP
 
 /// Settings of a load run. A run is always bounded: by `duration`, by `requestCount` (then also by
 /// `maxDuration`), and by the stop flag.
@@ -189,33 +190,25 @@ final class LoopStats: @unchecked Sendable {
 }
 
 /// The load generator's channel handler: writes the request's prebuilt bytes and frames the
-/// responses itself (status line, `Content-Length`, `Transfer-Encoding: chunked`, `Connection`,
-/// bodiless statuses and HEAD, 1xx skipped). Framing by hand instead of NIOHTTP1's decoder keeps
-/// the per-response cost to a scan of the header block: no header strings are allocated.
+/// responses with `HTTP1Parser` (status line, `Content-Length`, `Transfer-Encoding: chunked`,
+/// `Connection`, bodiless statuses and HEAD, 1xx skipped). The parser runs with
+/// `keepHeaders: false`, so the per-response cost is a scan and a copy of the head into the
+/// parser's reused buffer: no header strings, no per-response allocation.
 final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    enum State {
-        case head
-        case fixed(Int)
-        case chunkSize
-        case chunkData(Int)
-        case chunkDataEnd
-        case trailers
-        case untilClose
-    }
-
     unowned let slot: LoadSlot
-    let isHEAD: Bool
     let keepBody: Bool
-    private var buffer: ByteBuffer?
-    private var state = State.head
+    private var parser: HTTP1Parser
+    /// Status and keep-alive of the response being read (the last head seen).
     private var status = 0
     private var keepAlive = true
     private var body = ByteBuffer()
     private var context: ChannelHandlerContext?
     static let maxHeadBytes = 64 * 1024
+    /// Stands in for `parser` while a feed runs on a local copy (see `channelRead`).
+    private static let idleParser = HTTP1Parser(kind: .response, maxHeadBytes: maxHeadBytes, keepHeaders: false)
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -229,31 +222,53 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
 
     init(slot: LoadSlot, isHEAD: Bool, keepBody: Bool) {
         self.slot = slot
-        self.isHEAD = isHEAD
         self.keepBody = keepBody
+        var p = HTTP1Parser(kind: .response, maxHeadBytes: Self.maxHeadBytes, keepHeaders: false)
+        p.everyResponseIsToHEAD = isHEAD
+        parser = p
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
+        let incoming = unwrapInboundIn(data)
         slot.pendingBytes &+= incoming.readableBytes
-        if buffer == nil || buffer!.readableBytes == 0 {
-            buffer = incoming
-        } else {
-            buffer!.writeBuffer(&incoming)
+        // Completing a response can close the channel, and a close re-enters this handler
+        // (`channelInactive`): the feed runs on a local parser so that no access to `parser`
+        // overlaps. Moving it out leaves its buffers uniquely referenced (no copy on write).
+        var p = parser
+        parser = Self.idleParser
+        let ok: Bool = incoming.withUnsafeReadableBytes { raw in
+            do {
+                try p.feed(raw) { event in
+                    switch event {
+                    case .start:
+                        break
+                    case .head(let head):
+                        status = head.status
+                        keepAlive = head.keepAlive
+                    case .body(let range, _):
+                        if keepBody { body.writeBytes(UnsafeRawBufferPointer(rebasing: raw[range])) }
+                    case .end:
+                        // An interim 1xx (not 101): the real response follows.
+                        if status < 100 || status >= 200 || status == 101 { complete() }
+                    }
+                }
+                return true
+            } catch {
+                return false
+            }
         }
-        if !parse() {
-            buffer = nil
+        parser = p
+        if !ok {
             slot.protocolError()
             context.close(promise: nil)
-            return
         }
-        // Drop the reference to a fully read buffer so NIO can reuse it for the next read.
-        if buffer?.readableBytes == 0 { buffer = nil }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if case .untilClose = state {
-            state = .head
+        // A response delimited by the close ends here; its connection cannot be reused.
+        if parser.bodyEndsAtClose {
+            try? parser.finishStream { _ in }
+            keepAlive = false
             complete()
         }
         context.fireChannelInactive()
@@ -267,177 +282,6 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
         let ok = keepBody ? slot.bodyMatches(body) : true
         if keepBody { body.clear() }
         slot.responseComplete(status: status, bodyOK: ok, keepAlive: keepAlive)
-    }
-
-    /// Consumes what it can from `buffer`; false on a framing error.
-    private func parse() -> Bool {
-        while var buf = buffer, buf.readableBytes > 0 {
-            switch state {
-            case .head:
-                guard let headEnd = Self.find(buf, "\r\n\r\n") else {
-                    return buf.readableBytes <= Self.maxHeadBytes
-                }
-                guard let head = parseHead(buf, length: headEnd) else { return false }
-                buf.moveReaderIndex(forwardBy: headEnd + 4)
-                status = head.status
-                keepAlive = head.keepAlive
-                if (100..<200).contains(status) && status != 101 {
-                    state = .head // informational: the real response follows
-                } else if isHEAD || status == 204 || status == 304 || (100..<200).contains(status) {
-                    state = .head
-                    buffer = buf
-                    complete()
-                    continue
-                } else if head.chunked {
-                    state = .chunkSize
-                } else if let n = head.contentLength {
-                    if n == 0 {
-                        state = .head
-                        buffer = buf
-                        complete()
-                        continue
-                    }
-                    state = .fixed(n)
-                } else {
-                    state = .untilClose
-                    keepAlive = false
-                }
-                buffer = buf
-            case .fixed(let remaining):
-                let n = min(remaining, buf.readableBytes)
-                if keepBody, var slice = buf.readSlice(length: n) { body.writeBuffer(&slice) } else { buf.moveReaderIndex(forwardBy: n) }
-                buffer = buf
-                if n == remaining {
-                    state = .head
-                    complete()
-                } else {
-                    state = .fixed(remaining - n)
-                }
-            case .chunkSize:
-                guard let lineEnd = Self.find(buf, "\r\n") else { return buf.readableBytes < 1024 }
-                let line = buf.getString(at: buf.readerIndex, length: lineEnd) ?? ""
-                let hex = line.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-                guard let size = Int(hex, radix: 16), size >= 0 else { return false }
-                buf.moveReaderIndex(forwardBy: lineEnd + 2)
-                buffer = buf
-                state = size == 0 ? .trailers : .chunkData(size)
-            case .chunkData(let remaining):
-                let n = min(remaining, buf.readableBytes)
-                if keepBody, var slice = buf.readSlice(length: n) { body.writeBuffer(&slice) } else { buf.moveReaderIndex(forwardBy: n) }
-                buffer = buf
-                state = n == remaining ? .chunkDataEnd : .chunkData(remaining - n)
-            case .chunkDataEnd:
-                guard buf.readableBytes >= 2 else { return true }
-                guard buf.readInteger(as: UInt16.self) == 0x0d0a else { return false }
-                buffer = buf
-                state = .chunkSize
-            case .trailers:
-                guard let lineEnd = Self.find(buf, "\r\n") else { return buf.readableBytes < Self.maxHeadBytes }
-                buf.moveReaderIndex(forwardBy: lineEnd + 2)
-                buffer = buf
-                if lineEnd == 0 {
-                    state = .head
-                    complete()
-                }
-            case .untilClose:
-                if keepBody { body.writeBuffer(&buf) } else { buf.moveReaderIndex(forwardBy: buf.readableBytes) }
-                buffer = buf
-            }
-        }
-        return true
-    }
-
-    /// Offset of `needle` from the reader index, or nil.
-    static func find(_ buf: ByteBuffer, _ needle: StaticString) -> Int? {
-        buf.withUnsafeReadableBytes { raw -> Int? in
-            let n = needle.utf8CodeUnitCount
-            guard raw.count >= n else { return nil }
-            let first = needle.utf8Start[0]
-            var i = 0
-            let last = raw.count - n
-            while i <= last {
-                if raw[i] == first {
-                    var j = 1
-                    while j < n && raw[i + j] == needle.utf8Start[j] { j += 1 }
-                    if j == n { return i }
-                }
-                i += 1
-            }
-            return nil
-        }
-    }
-
-    struct Head { var status: Int; var keepAlive: Bool; var chunked: Bool; var contentLength: Int? }
-
-    /// Parses the status line and the three headers that frame the body.
-    func parseHead(_ buf: ByteBuffer, length: Int) -> Head? {
-        buf.withUnsafeReadableBytes { raw -> Head? in
-            // "HTTP/1.1 200 ..."
-            guard length >= 12, raw[0] == 0x48, raw[1] == 0x54, raw[2] == 0x54, raw[3] == 0x50, raw[4] == 0x2f,
-                  raw[5] == 0x31, raw[6] == 0x2e else { return nil }
-            let minor = raw[7]
-            var status = 0
-            for k in 9..<12 {
-                let d = raw[k]
-                guard d >= 0x30 && d <= 0x39 else { return nil }
-                status = status * 10 + Int(d - 0x30)
-            }
-            var head = Head(status: status, keepAlive: minor == 0x31, chunked: false, contentLength: nil)
-            var i = 0
-            while i < length && raw[i] != 0x0a { i += 1 }
-            i += 1
-            while i < length {
-                let lineStart = i
-                while i < length && raw[i] != 0x0d { i += 1 }
-                let lineEnd = i
-                i += 2
-                var colon = lineStart
-                while colon < lineEnd && raw[colon] != 0x3a { colon += 1 }
-                guard colon < lineEnd else { continue }
-                var v = colon + 1
-                while v < lineEnd && (raw[v] == 0x20 || raw[v] == 0x09) { v += 1 }
-                let nameLength = colon - lineStart
-                if Self.nameIs(raw, lineStart, nameLength, "content-length") {
-                    var n = 0
-                    var digits = 0
-                    while v < lineEnd, raw[v] >= 0x30, raw[v] <= 0x39 {
-                        n = n &* 10 &+ Int(raw[v] - 0x30)
-                        v += 1
-                        digits += 1
-                        if digits > 15 { return nil }
-                    }
-                    guard digits > 0 else { return nil }
-                    head.contentLength = n
-                } else if Self.nameIs(raw, lineStart, nameLength, "transfer-encoding") {
-                    head.chunked = Self.valueContains(raw, v, lineEnd, "chunked")
-                } else if Self.nameIs(raw, lineStart, nameLength, "connection") {
-                    if Self.valueContains(raw, v, lineEnd, "close") { head.keepAlive = false }
-                    if Self.valueContains(raw, v, lineEnd, "keep-alive") { head.keepAlive = true }
-                }
-            }
-            return head
-        }
-    }
-
-    @inline(__always) static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5a ? c | 0x20 : c }
-
-    static func nameIs(_ raw: UnsafeRawBufferPointer, _ start: Int, _ length: Int, _ name: StaticString) -> Bool {
-        guard length == name.utf8CodeUnitCount else { return false }
-        for k in 0..<length where lower(raw[start + k]) != name.utf8Start[k] { return false }
-        return true
-    }
-
-    static func valueContains(_ raw: UnsafeRawBufferPointer, _ start: Int, _ end: Int, _ word: StaticString) -> Bool {
-        let n = word.utf8CodeUnitCount
-        guard end - start >= n else { return false }
-        var i = start
-        while i <= end - n {
-            var k = 0
-            while k < n && lower(raw[i + k]) == word.utf8Start[k] { k += 1 }
-            if k == n { return true }
-            i += 1
-        }
-        return false
     }
 }
 

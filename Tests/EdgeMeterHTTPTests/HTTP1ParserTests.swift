@@ -10,8 +10,8 @@ final class HTTP1ParserTests: XCTestCase {
     }
 
     /// Feeds `data` in pieces cut at `cuts` and returns what the parser saw, merging adjacent body pieces.
-    func parse(_ data: [UInt8], kind: HTTP1Parser.Kind, cuts: [Int] = [], heads: [Bool] = []) throws -> [Seen] {
-        var p = HTTP1Parser(kind: kind)
+    func parse(_ data: [UInt8], kind: HTTP1Parser.Kind, cuts: [Int] = [], heads: [Bool] = [], keepHeaders: Bool = true) throws -> [Seen] {
+        var p = HTTP1Parser(kind: kind, keepHeaders: keepHeaders)
         for h in heads { p.expectResponse(toHEAD: h) }
         var seen: [Seen] = []
         func add(_ e: HTTP1Parser.Event, _ buf: UnsafeRawBufferPointer) {
@@ -25,6 +25,7 @@ final class HTTP1ParserTests: XCTestCase {
                     seen.append(.body(bytes, at: at))
                 }
             case .end(let o): seen.append(.end(o))
+            case .start: break // tested on its own below
             }
         }
         var start = 0
@@ -166,6 +167,9 @@ final class HTTP1ParserTests: XCTestCase {
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 204 No Content\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
             "POST /calculate HTTP/1.1\r\nContent-Length: 7\r\n\r\n(5+6)*2GET / HTTP/1.1\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive, x\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nbody until close",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip , chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\nHEAD /b HTTP/1.0\n\n",
         ].map { Array($0.utf8) }
         let iterations = Int(ProcessInfo.processInfo.environment["EDGEMETER_FUZZ_ITERATIONS"] ?? "") ?? 3000
         for it in 0..<iterations {
@@ -180,8 +184,8 @@ final class HTTP1ParserTests: XCTestCase {
                 default: data.insert(contentsOf: [0x0d, 0x0a], at: pos)
                 }
             }
-            func run(_ cuts: [Int]) -> (events: [String], error: Int?) {
-                var p = HTTP1Parser(kind: kind, maxHeadBytes: 4096)
+            func run(_ cuts: [Int], keepHeaders: Bool = true) -> (events: [String], error: String?) {
+                var p = HTTP1Parser(kind: kind, maxHeadBytes: 4096, keepHeaders: keepHeaders)
                 var events: [String] = []
                 var last = -1
                 var start = 0
@@ -189,9 +193,12 @@ final class HTTP1ParserTests: XCTestCase {
                     for c in (cuts + [data.count]).sorted() where c >= start {
                         try data[start..<c].withUnsafeBytes { buf in try p.feed(buf) { e in
                             switch e {
+                            case .start(let o):
+                                XCTAssertGreaterThanOrEqual(o, last); last = o
+                                events.append("start \(o)")
                             case .head(let h):
                                 XCTAssertGreaterThanOrEqual(h.startOffset, last); last = h.endOffset
-                                events.append("head \(h.method)\(h.status) \(h.startOffset)-\(h.endOffset)")
+                                events.append("head \(h.method) \(h.target) \(h.status) \(h.contentLength ?? -1) \(h.chunked) \(h.keepAlive) \(h.startOffset)-\(h.endOffset)")
                             case .body(let r, let at):
                                 XCTAssertTrue(r.lowerBound >= 0 && r.upperBound <= buf.count)
                                 XCTAssertGreaterThanOrEqual(at, last); last = at + r.count
@@ -205,14 +212,15 @@ final class HTTP1ParserTests: XCTestCase {
                     }
                     return (events.filter { $0 != "body" }, nil)
                 } catch let e as HTTPParseError {
-                    return (events.filter { $0 != "body" }, e.offset)
+                    return (events.filter { $0 != "body" }, "\(e)")
                 } catch {
                     XCTFail("unexpected \(error)"); return ([], nil)
                 }
             }
             let whole = run([])
             let cut = Int(rng.next() % UInt64(max(1, data.count)))
-            let split = run([cut])
+            // Split, and without header strings: the same framing, the same error offset.
+            let split = run([cut], keepHeaders: false)
             XCTAssertEqual(whole.events, split.events, "iteration \(it), cut \(cut): \(String(decoding: data, as: UTF8.self).debugDescription)")
             XCTAssertEqual(whole.error, split.error, "iteration \(it), cut \(cut)")
         }
@@ -229,5 +237,174 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// What the parser adds for its users: start events, heads without header strings, HEAD-only
+/// clients, protocol switches, bodies that end at the close.
+final class HTTP1ParserOptionsTests: XCTestCase {
+    func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+    /// Every event of a parse, as text, the buffer given to each feed cut at `cuts`.
+    func events(_ data: [UInt8], _ p: inout HTTP1Parser, cuts: [Int] = []) throws -> [String] {
+        var out: [String] = []
+        var start = 0
+        for c in (cuts + [data.count]).sorted() where c >= start {
+            try data[start..<c].withUnsafeBytes { buf in try p.feed(buf) { e in
+                switch e {
+                case .start(let o): out.append("start \(o)")
+                case .head(let h): out.append("head \(h.method)\(h.status) \(h.startOffset)-\(h.endOffset)")
+                case .body(let r, let at): out.append("body \(at) \(String(decoding: UnsafeRawBufferPointer(rebasing: buf[r]), as: UTF8.self))")
+                case .end(let o): out.append("end \(o)")
+                }
+            } }
+            start = c
+        }
+        return out
+    }
+
+    func testStartEventMarksEachMessagesFirstByteAfterStrayCRLF() throws {
+        let a = "GET /a HTTP/1.1\r\n\r\n"
+        let c = "POST /c HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
+        let data = b(a + "\r\n" + c)
+        var p = HTTP1Parser(kind: .request)
+        let whole = try events(data, &p)
+        let s2 = a.utf8.count + 2
+        XCTAssertEqual(whole, ["start 0", "head GET0 0-\(a.utf8.count)", "end \(a.utf8.count)",
+                               "start \(s2)", "head POST0 \(s2)-\(data.count - 2)", "body \(data.count - 2) hi", "end \(data.count)"])
+        // The start comes with the first byte, even when the rest of the head comes later.
+        for cut in 1..<data.count {
+            var q = HTTP1Parser(kind: .request)
+            let split = try events(data, &q, cuts: [cut]).filter { !$0.hasPrefix("body") }
+            XCTAssertEqual(split, whole.filter { !$0.hasPrefix("body") }, "cut at \(cut)")
+        }
+        var q = HTTP1Parser(kind: .request)
+        var firstFeed: [String] = []
+        try data[0..<1].withUnsafeBytes { buf in try q.feed(buf) { if case .start(let o) = $0 { firstFeed.append("start \(o)") } } }
+        XCTAssertEqual(firstFeed, ["start 0"])
+    }
+
+    func testHeadersNotKeptGiveTheSameFramingWithoutStrings() throws {
+        let msg = b("HTTP/1.0 503 Service Unavailable Right Now\r\nConnection: Keep-Alive\r\nX-Long-Header-Name: a value longer than fifteen bytes\r\nContent-Length: 3\r\n\r\nabc")
+        var full = HTTP1Parser(kind: .response)
+        var lean = HTTP1Parser(kind: .response, keepHeaders: false)
+        var heads: [HTTPHead] = []
+        for i in 0..<2 {
+            try msg.withUnsafeBytes { buf in
+                if i == 0 { try full.feed(buf) { if case .head(let h) = $0 { heads.append(h) } } }
+                else { try lean.feed(buf) { if case .head(let h) = $0 { heads.append(h) } } }
+            }
+        }
+        XCTAssertEqual(heads.count, 2)
+        XCTAssertEqual(heads[0].reason, "Service Unavailable Right Now")
+        XCTAssertEqual(heads[0].headers.count, 3)
+        XCTAssertEqual(heads[1].reason, "")
+        XCTAssertEqual(heads[1].headers.count, 0)
+        for h in heads {
+            XCTAssertEqual(h.status, 503)
+            XCTAssertEqual(h.minorVersion, 0)
+            XCTAssertTrue(h.keepAlive, "HTTP/1.0 with Connection: Keep-Alive")
+            XCTAssertEqual(h.contentLength, 3)
+            XCTAssertEqual(h.endOffset, msg.count - 3)
+        }
+        // Requests keep method and target (a capture needs them), not the headers.
+        var req = HTTP1Parser(kind: .request, keepHeaders: false)
+        var r: HTTPHead?
+        try b("DELETE /items/42?x=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").withUnsafeBytes { buf in
+            try req.feed(buf) { if case .head(let h) = $0 { r = h } }
+        }
+        XCTAssertEqual(r?.method, "DELETE")
+        XCTAssertEqual(r?.target, "/items/42?x=1")
+        XCTAssertEqual(r?.keepAlive, false)
+        XCTAssertEqual(r?.headers.count, 0)
+        // Malformed heads fail the same way in both modes.
+        for bad in ["HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 200 OK\r\n: v\r\n\r\n"] {
+            var e1: String?, e2: String?
+            var p1 = HTTP1Parser(kind: .response), p2 = HTTP1Parser(kind: .response, keepHeaders: false)
+            do { try b(bad).withUnsafeBytes { buf in try p1.feed(buf) { _ in } } } catch { e1 = "\(error)" }
+            do { try b(bad).withUnsafeBytes { buf in try p2.feed(buf) { _ in } } } catch { e2 = "\(error)" }
+            XCTAssertNotNil(e1, bad)
+            XCTAssertEqual(e1, e2, bad)
+        }
+    }
+
+    func testEveryResponseIsToHEADAndQueuedEntriesComeFirst() throws {
+        let data = b("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n")
+        var p = HTTP1Parser(kind: .response)
+        p.everyResponseIsToHEAD = true
+        p.expectResponse(toHEAD: false) // the first answers a GET
+        let seen = try events(data, &p)
+        XCTAssertEqual(seen.filter { $0.hasPrefix("end") }.count, 4, "\(seen)")
+        XCTAssertEqual(seen.last, "end \(data.count)")
+        XCTAssertFalse(p.inMessage)
+        // Without the flag the last response would wait for 9 body bytes.
+        var q = HTTP1Parser(kind: .response)
+        q.expectResponse(toHEAD: false)
+        q.expectResponse(toHEAD: true)
+        _ = try events(data, &q)
+        XCTAssertTrue(q.inMessage)
+    }
+
+    /// A long pipelined mix of HEAD and GET answers: each response is framed by its own request
+    /// (the queue keeps its order across the count of plain answers and its compaction).
+    func testLongQueueOfHEADAndGETAnswersKeepsItsOrder() throws {
+        var rng = SplitMix64(seed: 42)
+        var p = HTTP1Parser(kind: .response)
+        var data: [UInt8] = []
+        var expectedEnds: [Int] = []
+        for _ in 0..<300 {
+            let head = rng.next() % 3 == 0
+            p.expectResponse(toHEAD: head)
+            data += b("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+            if !head { data += b("body") }
+            expectedEnds.append(data.count)
+        }
+        var ends: [Int] = []
+        var heads: [Bool] = []
+        try data.withUnsafeBytes { buf in try p.feed(buf) { e in
+            if case .end(let o) = e { ends.append(o) }
+            if case .head(let h) = e { heads.append(h.isHEADResponse) }
+        } }
+        XCTAssertEqual(ends, expectedEnds)
+        XCTAssertFalse(p.inMessage)
+        // A message without its 4 body bytes answered a HEAD.
+        let bodiless = zip([0] + expectedEnds, expectedEnds).filter { $1 - $0 < 42 }.count
+        XCTAssertGreaterThan(bodiless, 50)
+        XCTAssertEqual(heads.filter { $0 }.count, bodiless)
+    }
+
+    func testSwitchingProtocolsEndsTheHTTPStream() throws {
+        let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        let data = b(head) + [0x81, 0x05] + b("hello HTTP/1.1 garbage\r\n\r\n")
+        var p = HTTP1Parser(kind: .response)
+        let seen = try events(data, &p, cuts: [head.utf8.count + 1])
+        XCTAssertEqual(seen, ["start 0", "head 101 0-\(head.utf8.count)", "end \(head.utf8.count)"])
+        XCTAssertTrue(p.switchedProtocols)
+        XCTAssertFalse(p.inMessage)
+        XCTAssertEqual(p.offset, data.count)
+        XCTAssertNoThrow(try p.finishStream { _ in XCTFail("no event after a protocol switch") })
+    }
+
+    func testBodyEndsAtClose() throws {
+        var p = HTTP1Parser(kind: .response)
+        try b("HTTP/1.1 200 OK\r\nServer: s\r\n\r\npartial").withUnsafeBytes { buf in try p.feed(buf) { _ in } }
+        XCTAssertTrue(p.bodyEndsAtClose)
+        var ends: [Int] = []
+        try p.finishStream { if case .end(let o) = $0 { ends.append(o) } }
+        XCTAssertEqual(ends, [p.offset])
+        XCTAssertFalse(p.bodyEndsAtClose)
+        var q = HTTP1Parser(kind: .response)
+        try b("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\npart").withUnsafeBytes { buf in try q.feed(buf) { _ in } }
+        XCTAssertFalse(q.bodyEndsAtClose)
+    }
+
+    /// An error thrown by the caller's handler stops the feed without failing the parser.
+    func testHandlerErrorsPassThrough() throws {
+        struct Stop: Error {}
+        var p = HTTP1Parser(kind: .request)
+        XCTAssertThrowsError(try b("GET / HTTP/1.1\r\n\r\n").withUnsafeBytes { buf in try p.feed(buf) { _ in throw Stop() } }) { e in
+            XCTAssertTrue(e is Stop)
+        }
+        XCTAssertNil(p.failure)
     }
 }
