@@ -299,8 +299,12 @@ public struct LabExecutor: Sendable {
         return a.description
     }
 
-    /// `ip -n NS route add|del PREFIX via GATEWAY` inside the node's namespace.
-    public func route(_ add: Bool, topology: String, node: String, prefix: String, via: String) async throws -> String {
+    /// `ip -n NS route add|del PREFIX via GATEWAY` inside the node's namespace. Before a `del`, the
+    /// node's TCP connections to addresses in PREFIX are closed (`ss -K dst PREFIX` inside the node),
+    /// so that keep-alive connections opened through the old route do not hang until TCP gives up:
+    /// the next request connects anew and meets the missing route. Returns the gateway and how
+    /// many connections were closed.
+    public func route(_ add: Bool, topology: String, node: String, prefix: String, via: String) async throws -> (gateway: String, closed: Int) {
         let s = try state(topology)
         guard let n = s.node(node) else {
             throw LabError(.refused, "topology \(topology) has no node \(node); its nodes: \(s.nodes.map(\.name).joined(separator: ", "))")
@@ -311,7 +315,30 @@ public struct LabExecutor: Sendable {
         let gw = try Self.gateway(via, from: n, in: s)
         let step = TopologyPlan.Step(summary: "\(node): route \(add ? "add" : "del") \(p) via \(gw)",
                                      action: .ip(["route", add ? "add" : "del", p.description, "via", gw], netns: n.namespace))
+        if add {
+            try await run(step)
+            return (gw, 0)
+        }
+        // The route must exist (so a typo fails before any connection is touched) ...
+        let show = try await ip.result(["route", "show", p.description, "via", gw], netns: n.namespace)
+        guard show.ok, !show.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw LabError(.refused, "\(node) has no route \(p) via \(gw): `edgemeter lab exec \(topology) \(node) -- ip route` shows its routes")
+        }
+        // ... and the connections close while it still carries their resets to the peers; after
+        // the delete, resets would go to the default gateway and use up its ICMP error budget
+        // (1 per second per source), delaying the "unreachable" the next connect should meet.
+        let kill = TopologyPlan.Step(summary: "\(node): close TCP connections into \(p)",
+                                     action: .exec(netns: n.namespace, ["ss", "-K", "-H", "-tn", "dst", p.description]))
+        let closed: Int
+        do {
+            let program = which("ss") ?? "ss"
+            let r = try await ip.exec(in: n.namespace, [program, "-K", "-H", "-tn", "dst", p.description], timeout: .seconds(10))
+            guard r.ok else { throw LabError(.stepFailed, "step \"\(kill.summary)\" failed: \(r.combined)") }
+            closed = r.stdout.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.count
+        } catch {
+            throw LabError(.stepFailed, "closing \(node)'s connections into \(p) failed (`\(kill.commandLine.joined(separator: " "))`: \(error)); the route was not deleted")
+        }
         try await run(step)
-        return gw
+        return (gw, closed)
     }
 }

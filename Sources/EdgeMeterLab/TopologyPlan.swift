@@ -190,6 +190,11 @@ public struct TopologyPlan: Sendable, Equatable {
             }
             if node.kind == .router {
                 exec("\(node.name): forward IPv4", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], in: ns)
+                // "Unreachable" answers pass two per-source limiters that share one token bucket
+                // (burst 5, 1 per second): the route-error one (host-wide, left alone) and the ICMP
+                // one (per namespace). Without the second, each answer costs one token, not two, so a
+                // client trying a missing route a few times in a row still hears "unreachable".
+                exec("\(node.name): ICMP errors limited by the route-error limiter only", ["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0"], in: ns)
                 let ports = self.ports(of: node)
                 func device(on network: String) -> String? { ports.first { $0.network == network }?.device }
                 func device(for address: IPv4Address) -> (String, Int)? {

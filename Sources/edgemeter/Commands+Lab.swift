@@ -229,7 +229,9 @@ struct LabRouteCommand: AsyncParsableCommand {
         discussion: """
         ROUTER is a node's name (the gateway is its address on a network it shares with NODE) or \
         an address on one of NODE's networks. The route lives in the node's namespace and goes \
-        with it at `lab down`.
+        with it at `lab down`. `del` also closes the node's TCP connections into PREFIX (`ss -K`), \
+        so keep-alive connections opened through the old route do not hang: the next request \
+        meets the missing route at once.
 
         Examples:
           edgemeter lab route add two-subnet front 192.168.2.0/24 via rt2
@@ -262,8 +264,9 @@ struct LabRouteCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let gw = try await LabExecutor().route(action == "add", topology: name, node: node, prefix: prefix, via: router)
-            print("\(name) \(node): route \(action == "add" ? "added" : "deleted"): \(prefix) via \(gw)")
+            let (gw, closed) = try await LabExecutor().route(action == "add", topology: name, node: node, prefix: prefix, via: router)
+            print("\(name) \(node): route \(action == "add" ? "added" : "deleted"): \(prefix) via \(gw)"
+                + (action == "del" ? "; \(closed) TCP connection(s) into \(prefix) closed" : ""))
         } catch let e as LabError {
             note("edgemeter: \(e)")
             throw ExitCode(2)

@@ -99,6 +99,8 @@ final class TopologyPlanTests: XCTestCase {
         let rt1 = "edgemeter-two-subnet-rt1"
         XCTAssertTrue(c.contains("ip -n \(f) link add em-\(t)-0-0 type veth peer name eth0 netns \(rt1)"))
         XCTAssertTrue(c.contains("ip netns exec \(rt1) sysctl -q -w net.ipv4.ip_forward=1"))
+        XCTAssertTrue(c.contains("ip netns exec \(rt1) sysctl -q -w net.ipv4.icmp_ratelimit=0"))
+        XCTAssertFalse(c.contains("ip netns exec edgemeter-two-subnet-front sysctl -q -w net.ipv4.ip_forward=1"), "only routers forward")
         XCTAssertTrue(c.contains("ip netns exec \(rt1) iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE"))
         // The floating address is not rt1's own: rt1 answers for it on ext.
         XCTAssertTrue(c.contains("ip -n \(rt1) addr add 10.203.0.10/32 dev eth0"))
