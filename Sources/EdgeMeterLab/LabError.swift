@@ -8,6 +8,8 @@ public struct LabError: Error, CustomStringConvertible, Equatable, Sendable {
         case refused
         /// A step failed while building; what was built was removed again.
         case stepFailed
+        /// `lab up` was stopped (SIGINT/SIGTERM); what was built was removed again.
+        case interrupted
         /// Tearing down left something behind (named in the message).
         case teardown
     }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import EdgeMeterSystem
+import EdgeMeterCore
 
 /// Builds a `TopologyPlan` on the host and tears it down, through the system module's `ip` API.
 ///
@@ -54,7 +55,9 @@ public struct LabExecutor: Sendable {
 
     /// Builds the topology and starts its workloads; returns the state written to the state file.
     /// `binary` replaces the word `edgemeter` in workloads. `progress` gets one line per phase.
-    public func up(_ topology: Topology, binary: String, progress: (String) -> Void = { _ in }) async throws -> LabState {
+    /// A stop request (`stop`, set by SIGINT/SIGTERM) is honoured between steps and while waiting
+    /// for ports: everything built is undone and `.interrupted` thrown.
+    public func up(_ topology: Topology, binary: String, stop: StopFlag? = nil, progress: (String) -> Void = { _ in }) async throws -> LabState {
         try preflight(topology)
         let plan = TopologyPlan(topology)
         for name in plan.interfaceNames { try checked { try Names.checkInterface(name) } }
@@ -73,7 +76,13 @@ public struct LabExecutor: Sendable {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         try save(state)
         do {
+            func checkStop() throws {
+                if let stop, stop.isStopped {
+                    throw LabError(.interrupted, "lab up \(topology.name) interrupted by \(stop.reason ?? "a stop request")")
+                }
+            }
             for step in plan.steps {
+                try checkStop()
                 if let o = step.creates {
                     state.objects.append(o)
                     try save(state)
@@ -88,7 +97,8 @@ public struct LabExecutor: Sendable {
             }
             for (i, node) in topology.nodes.enumerated() {
                 for port in node.ports where !node.workload.isEmpty {
-                    try await waitForPort(node: node, namespace: plan.namespace(of: node.name), port: port, pid: state.nodes[i].pid, topology: topology.name)
+                    try checkStop()
+                    try await waitForPort(node: node, namespace: plan.namespace(of: node.name), port: port, pid: state.nodes[i].pid, topology: topology.name, stop: stop)
                 }
             }
             state.status = "up"
@@ -158,11 +168,12 @@ public struct LabExecutor: Sendable {
     }
 
     /// Waits until `port` accepts a TCP connect on 127.0.0.1 inside the node's namespace, at most `portTimeout`.
-    func waitForPort(node: Node, namespace: String, port: Int, pid: Int32?, topology: String) async throws {
+    func waitForPort(node: Node, namespace: String, port: Int, pid: Int32?, topology: String, stop: StopFlag? = nil) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + portTimeout
         var last = "not tried"
         while clock.now < deadline {
+            if let stop, stop.isStopped { throw LabError(.interrupted, "lab up \(topology) interrupted by \(stop.reason ?? "a stop request")") }
             let outcome = NamespaceConnect.connect(netns: namespace, address: "127.0.0.1", port: port, timeoutMilliseconds: 500)
             if outcome == .connected { return }
             if case .failed(let why) = outcome { last = why }

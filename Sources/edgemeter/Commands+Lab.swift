@@ -76,7 +76,8 @@ struct LabUpCommand: AsyncParsableCommand {
         (eth0, eth1, ...), addresses, routes, and for routers forwarding, NAT and filter rules \
         (iptables inside the router's namespace; the host's rules are not touched). A network with \
         `host:` gets a link from the host carrying that address. On any failure everything built \
-        is removed again and the error names the step, the command and its output (exit 2).
+        is removed again and the error names the step, the command and its output (exit 2); \
+        Ctrl-C or SIGTERM stops the build and removes it too (exit 130).
 
         Each workload runs inside its node's namespace (`edgemeter` in it means this binary), its \
         output in /run/edgemeter/lab/<name>.logs/; each declared port must accept a TCP connect \
@@ -103,16 +104,38 @@ struct LabUpCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let executor = LabExecutor()
+        let stop = StopFlag()
+        let traps = trapStopSignals(stop)
+        defer { traps.forEach { $0.cancel() } }
         let state: LabState
         do {
-            state = try await executor.up(topo, binary: runningBinaryPath())
+            state = try await executor.up(topo, binary: runningBinaryPath(), stop: stop)
         } catch let e as LabError {
             note("edgemeter: \(e)")
-            throw ExitCode(2)
+            throw ExitCode(e.kind == .interrupted ? 130 : 2)
         }
         let elapsed = ContinuousClock.now - start
         print("\(topo.name) up in \(formatMilliseconds(elapsed)) (\(state.objects.count) namespaces and host links); state: \(executor.statePath(topo.name))")
         printState(state)
+    }
+}
+
+/// SIGINT and SIGTERM during `lab up` become a stop request: the build stops at the next step and
+/// undoes what it made (a second signal exits at once; `lab down` or `cleanup` then removes the rest).
+func trapStopSignals(_ stop: StopFlag) -> [DispatchSourceSignal] {
+    [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")].map { sig, name in
+        signal(sig, SIG_IGN)
+        let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        src.setEventHandler {
+            if stop.isStopped {
+                fputs("\nedgemeter: second \(name), exiting now; `edgemeter lab down` removes what was built\n", stderr)
+                _exit(130)
+            }
+            fputs("\nedgemeter: \(name) received, undoing what was built\n", stderr)
+            stop.stop(reason: name)
+        }
+        src.resume()
+        return src
     }
 }
 

@@ -216,30 +216,45 @@ final class LabIntegrationTests: XCTestCase {
         XCTAssertTrue(unknown.stderr.contains("no topology kinds is up"), unknown.stderr)
     }
 
+    /// Starts `lab up NAME` and sends `sig` once its state file records `threshold` objects.
+    func interruptUp(_ name: String, atObjects threshold: Int, signal sig: Int32) throws -> (Process, Int) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = ["lab", "up", name]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(30)
+        var seen = 0
+        while Date() < deadline && p.isRunning {
+            if let data = FileManager.default.contents(atPath: "\(stateDir)/\(name).json"),
+               let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let objects = s["objects"] as? [Any] {
+                seen = objects.count
+            }
+            if seen >= threshold { break }
+            usleep(2000)
+        }
+        kill(p.processIdentifier, sig)
+        p.waitUntilExit()
+        return (p, seen)
+    }
+
+    func testSIGTERMDuringUpUndoesEverything() throws {
+        let name = "two-subnet", t = try tag(name)
+        try downIfUp(name)
+        let before = try inventory(name, tag: t)
+        let (p, seen) = try interruptUp(name, atObjects: 4, signal: SIGTERM)
+        XCTAssertEqual(p.terminationStatus, 130, "lab up must stop and undo (saw \(seen) objects)")
+        XCTAssertEqual(try inventory(name, tag: t), before, "nothing left after SIGTERM, without lab down")
+        try downIfUp(name)
+    }
+
     func testSIGKILLDuringUpThenDownLeavesNothing() throws {
         let name = "two-subnet", t = try tag(name)
         try downIfUp(name)
         let before = try inventory(name, tag: t)
         for threshold in [3, 9] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: bin)
-            p.arguments = ["lab", "up", name]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            // Kill it once the state file records `threshold` objects (midway through the build).
-            let deadline = Date().addingTimeInterval(30)
-            var seen = 0
-            while Date() < deadline && p.isRunning {
-                if let data = FileManager.default.contents(atPath: "\(stateDir)/\(name).json"),
-                   let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let objects = s["objects"] as? [Any] {
-                    seen = objects.count
-                }
-                if seen >= threshold { break }
-                usleep(2000)
-            }
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            let (p, seen) = try interruptUp(name, atObjects: threshold, signal: SIGKILL)
             XCTAssertEqual(p.terminationReason, .uncaughtSignal, "lab up finished before it could be killed (saw \(seen) objects)")
             let mid = try inventory(name, tag: t)
             XCTAssertNotEqual(mid, before, "the kill left nothing to clean: it came too late or too early")
