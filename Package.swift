@@ -70,10 +70,11 @@ let package = Package(
             ]
         ),
         // Lab topologies: the pure model and its validation (networks, nodes, routes, NAT, filters,
-        // impairments); building them on the host comes with the system module.
+        // impairments), the plan (steps and their reverse) and the executor that builds it through
+        // the system module.
         .target(
             name: "EdgeMeterLab",
-            dependencies: ["EdgeMeterCore", .product(name: "Yams", package: "Yams")]
+            dependencies: ["EdgeMeterCore", "EdgeMeterSystem", .product(name: "Yams", package: "Yams")]
         ),
         // Run directories (streamed samples, summaries, run.json) and the suite runner's table of
         // scenario kinds. File I/O lives here, not in Core.
@@ -85,7 +86,7 @@ let package = Package(
             name: "edgemeter",
             dependencies: [
                 "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterRun",
-                "EdgeMeterSystem",
+                "EdgeMeterSystem", "EdgeMeterLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -96,7 +97,7 @@ let package = Package(
 
         .testTarget(name: "EdgeMeterSystemTests", dependencies: ["EdgeMeterSystem"]),
         .testTarget(name: "EdgeMeterHTTPTests", dependencies: ["EdgeMeterHTTP"]),
-        .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore"], resources: [.copy("testdata")]),
+        .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
         .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EdgeMeterLab
 import Foundation
 import EdgeMeterCore
 import EdgeMeterRun
@@ -246,12 +247,21 @@ struct ImageBuildCommand: AsyncParsableCommand {
 struct CleanupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cleanup",
-        abstract: "Remove leftovers of killed runs: edgemeter-* containers (docker, podman, runc, crun), snapshot images, LXC containers, QEMU VMs, OCI bundles, the edgemeter-br0 bridge.",
+        abstract: "Remove leftovers of killed runs: lab topologies, edgemeter-* containers (docker, podman, runc, crun), snapshot images, LXC containers, QEMU VMs, OCI bundles, the edgemeter-br0 bridge.",
         discussion: "The image built by `edgemeter image build` is kept. Engines that are not installed or not running are skipped."
     )
 
     func run() async throws {
         var removed: [String] = []
+        // Lab topologies from their state files (also those whose `lab up` was killed midway).
+        let lab = LabExecutor()
+        for s in lab.states() {
+            do {
+                removed += try await lab.down(s.topology).map { "lab \(s.topology): \($0)" }
+            } catch {
+                note("edgemeter: \(error)")
+            }
+        }
         if let client = try? DockerAPIClient(), (try? await client.ping()) != nil {
             removed += await DockerBackend.removeLabelled(client: client, label: "edgemeter", images: true)
         } else {

@@ -1,0 +1,298 @@
+import ArgumentParser
+import Foundation
+import EdgeMeterCore
+import EdgeMeterLab
+import EdgeMeterSystem
+
+struct LabCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lab",
+        abstract: "Build lab topologies on this host (namespaces, bridges, routers with NAT and filters), use them, tear them down.",
+        discussion: """
+        A topology is a YAML file of networks and nodes (see benchmarks/topologies/). `lab up` builds \
+        it from network namespaces (kinds netns and router; container, lxc and vm nodes are refused), \
+        starts each node's workload and waits for its ports. Everything it creates carries an \
+        edgemeter prefix and is recorded in /run/edgemeter/lab/<name>.json, which `lab down` and \
+        `edgemeter cleanup` use. Needs root.
+
+        Built-ins: nat, bridged, two-subnet, edge-cloud.
+
+        Examples:
+          edgemeter lab up two-subnet
+          edgemeter lab exec two-subnet front -- ip route
+          edgemeter lab route add two-subnet front 192.168.2.0/24 via rt2
+          edgemeter lab status
+          edgemeter lab down two-subnet
+        """,
+        subcommands: [LabUpCommand.self, LabDownCommand.self, LabStatusCommand.self, LabExecCommand.self, LabRouteCommand.self]
+    )
+}
+
+/// The path of the running binary (what `edgemeter` in a workload becomes).
+func runningBinaryPath() -> String {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    if n > 0 { return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    return CommandLine.arguments[0]
+}
+
+/// A topology file, or the name of a built-in under benchmarks/topologies/ (looked up from the
+/// current directory, then from the binary's directory upwards, which finds the repository of a
+/// binary in .build/).
+func topologyFile(_ arg: String) throws -> String {
+    let fm = FileManager.default
+    if arg.contains("/") || arg.hasSuffix(".yaml") || arg.hasSuffix(".yml") {
+        guard fm.fileExists(atPath: arg) else { throw ValidationError("topology file \(arg) does not exist; give a file or a built-in name (nat, bridged, two-subnet, edge-cloud)") }
+        return arg
+    }
+    var dirs = [fm.currentDirectoryPath]
+    var d = URL(fileURLWithPath: runningBinaryPath()).deletingLastPathComponent()
+    while d.path != "/" {
+        dirs.append(d.path)
+        d.deleteLastPathComponent()
+    }
+    for dir in dirs {
+        let p = "\(dir)/benchmarks/topologies/\(arg).yaml"
+        if fm.fileExists(atPath: p) { return p }
+    }
+    if fm.fileExists(atPath: arg) { return arg }
+    let builtIns = dirs.lazy.compactMap { try? fm.contentsOfDirectory(atPath: "\($0)/benchmarks/topologies") }.first?
+        .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted() ?? []
+    throw ValidationError("no topology file or built-in named \(arg)"
+        + (builtIns.isEmpty ? "; run from the repository, or give the path of a topology file" : "; built-ins: \(builtIns.joined(separator: ", "))"))
+}
+
+func formatMilliseconds(_ d: Duration) -> String {
+    String(format: "%.0f ms", Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+}
+
+struct LabUpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Build a topology and start its workloads.",
+        discussion: """
+        Records every object in the state file before creating it, then runs the plan: the fabric \
+        namespace with one bridge per network, one namespace per node with its veth interfaces \
+        (eth0, eth1, ...), addresses, routes, and for routers forwarding, NAT and filter rules \
+        (iptables inside the router's namespace; the host's rules are not touched). A network with \
+        `host:` gets a link from the host carrying that address. On any failure everything built \
+        is removed again and the error names the step, the command and its output (exit 2); \
+        Ctrl-C or SIGTERM stops the build and removes it too (exit 130).
+
+        Each workload runs inside its node's namespace (`edgemeter` in it means this binary), its \
+        output in /run/edgemeter/lab/<name>.logs/; each declared port must accept a TCP connect \
+        from inside the node within 10 s. The time printed runs from the start of the command to \
+        the last port answering.
+
+        Examples:
+          edgemeter lab up nat
+          edgemeter lab up ./my-topology.yaml
+        """
+    )
+
+    @Argument(help: ArgumentHelp("A topology file, or a built-in name (nat, bridged, two-subnet, edge-cloud).", valueName: "FILE|NAME"))
+    var topology: String
+
+    func run() async throws {
+        let start = ContinuousClock.now
+        let path = try topologyFile(topology)
+        let topo: Topology
+        do {
+            topo = try TopologyLoader.load(yaml: String(contentsOfFile: path, encoding: .utf8), file: path)
+        } catch let e as SuiteErrors {
+            note("edgemeter: \(e)")
+            throw ExitCode(2)
+        }
+        let executor = LabExecutor()
+        let stop = StopFlag()
+        let traps = trapStopSignals(stop)
+        defer { traps.forEach { $0.cancel() } }
+        let state: LabState
+        do {
+            state = try await executor.up(topo, binary: runningBinaryPath(), stop: stop)
+        } catch let e as LabError {
+            note("edgemeter: \(e)")
+            throw ExitCode(e.kind == .interrupted ? 130 : 2)
+        }
+        let elapsed = ContinuousClock.now - start
+        print("\(topo.name) up in \(formatMilliseconds(elapsed)) (\(state.objects.count) namespaces and host links); state: \(executor.statePath(topo.name))")
+        printState(state)
+    }
+}
+
+/// SIGINT and SIGTERM during `lab up` become a stop request: the build stops at the next step and
+/// undoes what it made (a second signal exits at once; `lab down` or `cleanup` then removes the rest).
+func trapStopSignals(_ stop: StopFlag) -> [DispatchSourceSignal] {
+    [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")].map { sig, name in
+        signal(sig, SIG_IGN)
+        let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        src.setEventHandler {
+            if stop.isStopped {
+                fputs("\nedgemeter: second \(name), exiting now; `edgemeter lab down` removes what was built\n", stderr)
+                _exit(130)
+            }
+            fputs("\nedgemeter: \(name) received, undoing what was built\n", stderr)
+            stop.stop(reason: name)
+        }
+        src.resume()
+        return src
+    }
+}
+
+func printState(_ s: LabState) {
+    for n in s.networks {
+        var line = "  network \(n.name) \(n.subnet)"
+        if let h = n.hostLink, let a = n.hostAddress { line += ", host \(a) on \(h)" }
+        print(line)
+    }
+    let width = max(6, s.nodes.map(\.name.count).max() ?? 0)
+    for n in s.nodes {
+        var line = "  " + n.name.padding(toLength: width + 1, withPad: " ", startingAt: 0) + n.kind.padding(toLength: 7, withPad: " ", startingAt: 0)
+        line += n.interfaces.map { "\($0.address) (\($0.network), \($0.device))" }.joined(separator: ", ")
+        if let pid = n.pid {
+            line += "; pid \(pid) " + (LabExecutor.isAlive(pid) ? "alive" : "NOT running")
+            if !n.ports.isEmpty { line += ", ports \(n.ports.map(String.init).joined(separator: " "))" }
+        }
+        print(line)
+    }
+}
+
+struct LabDownCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "down",
+        abstract: "Stop a topology's processes and delete everything it created.",
+        discussion: """
+        Stops every process in the topology's namespaces (SIGTERM, then SIGKILL after 2 s) and \
+        deletes the namespaces and host links its state file records, last created first; only \
+        names with the edgemeter prefixes are touched. The time printed covers the whole command.
+
+        Example:
+          edgemeter lab down two-subnet
+        """
+    )
+
+    @Argument(help: ArgumentHelp("The topology's name (as `lab status` shows it).", valueName: "NAME"))
+    var name: String
+
+    func run() async throws {
+        let start = ContinuousClock.now
+        do {
+            let removed = try await LabExecutor().down(name)
+            print("\(name) down in \(formatMilliseconds(ContinuousClock.now - start)): removed \(removed.joined(separator: ", "))")
+        } catch let e as LabError {
+            note("edgemeter: \(e)")
+            throw ExitCode(e.kind == .refused ? 2 : 1)
+        }
+    }
+}
+
+struct LabStatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "List the topologies that are up: nodes, addresses, workload processes alive or not."
+    )
+
+    func run() async throws {
+        let states = LabExecutor().states()
+        if states.isEmpty { print("no topology is up"); return }
+        for s in states {
+            print("\(s.topology): \(s.status) since \(s.started), from \(s.file)")
+            printState(s)
+        }
+    }
+}
+
+struct LabExecCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exec",
+        abstract: "Run a command inside a node's namespace (as `ip netns exec`), exiting with its status.",
+        discussion: """
+        Example:
+          edgemeter lab exec nat guest -- ping -c 3 10.201.0.20
+        """
+    )
+
+    @Argument(help: ArgumentHelp("The topology's name.", valueName: "NAME"))
+    var name: String
+
+    @Argument(help: ArgumentHelp("The node to run in.", valueName: "NODE"))
+    var node: String
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after `--`.", valueName: "CMD"))
+    var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("give the command to run after `--`, e.g. edgemeter lab exec \(name) \(node) -- ip addr") }
+    }
+
+    func run() async throws {
+        let s: LabState
+        do { s = try LabExecutor().state(name) } catch let e as LabError { note("edgemeter: \(e)"); throw ExitCode(2) }
+        guard let n = s.node(node) else {
+            note("edgemeter: topology \(name) has no node \(node); its nodes: \(s.nodes.map(\.name).joined(separator: ", "))")
+            throw ExitCode(2)
+        }
+        guard let ip = which("ip") else { note("edgemeter: iproute2's `ip` not found on PATH: apt-get install -y iproute2"); throw ExitCode(2) }
+        let child: ChildProcess
+        do {
+            child = try ChildProcess([ip, "netns", "exec", n.namespace] + command, stdinFD: 0, stdoutFD: 1, stderrFD: 2)
+        } catch {
+            note("edgemeter: \(error)")
+            throw ExitCode(2)
+        }
+        let status = child.waitBlocking()
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct LabRouteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "route",
+        abstract: "Add or delete a route on a node of a running topology.",
+        discussion: """
+        ROUTER is a node's name (the gateway is its address on a network it shares with NODE) or \
+        an address on one of NODE's networks. The route lives in the node's namespace and goes \
+        with it at `lab down`. `del` also closes the node's TCP connections into PREFIX (`ss -K`), \
+        so keep-alive connections opened through the old route do not hang: the next request \
+        meets the missing route at once.
+
+        Examples:
+          edgemeter lab route add two-subnet front 192.168.2.0/24 via rt2
+          edgemeter lab route del two-subnet front 192.168.2.0/24 via rt2
+        """
+    )
+
+    @Argument(help: ArgumentHelp("add or del.", valueName: "add|del"))
+    var action: String
+
+    @Argument(help: ArgumentHelp("The topology's name.", valueName: "NAME"))
+    var name: String
+
+    @Argument(help: ArgumentHelp("The node whose routing table changes.", valueName: "NODE"))
+    var node: String
+
+    @Argument(help: ArgumentHelp("The destination, an IPv4 prefix such as 192.168.2.0/24.", valueName: "PREFIX"))
+    var prefix: String
+
+    @Argument(help: ArgumentHelp("The word `via`.", valueName: "via"))
+    var via: String
+
+    @Argument(help: ArgumentHelp("A router node's name, or a gateway address.", valueName: "ROUTER"))
+    var router: String
+
+    func validate() throws {
+        guard action == "add" || action == "del" else { throw ValidationError("the first argument must be add or del, got \"\(action)\"") }
+        guard via == "via" else { throw ValidationError("expected `via` before the router, got \"\(via)\": edgemeter lab route \(action) \(name) \(node) \(prefix) via ROUTER") }
+    }
+
+    func run() async throws {
+        do {
+            let (gw, closed) = try await LabExecutor().route(action == "add", topology: name, node: node, prefix: prefix, via: router)
+            print("\(name) \(node): route \(action == "add" ? "added" : "deleted"): \(prefix) via \(gw)"
+                + (action == "del" ? "; \(closed) TCP connection(s) into \(prefix) closed" : ""))
+        } catch let e as LabError {
+            note("edgemeter: \(e)")
+            throw ExitCode(2)
+        }
+    }
+}
