@@ -24,6 +24,12 @@ public struct CaptureOptions: Sendable {
     /// holds 8 and drops packets of a single TCP exchange on lo.
     public var bufferSize: Int32?
     public var promiscuous = false
+    /// true: immediate mode, each packet is handed to the reader at once (it wakes for every packet).
+    /// false: the kernel hands packets over in blocks (TPACKET_V3), at most `blockTimeoutMs` late;
+    /// the reader is not woken per packet, so the capture disturbs less the traffic it measures.
+    /// Timestamps are the kernel's either way.
+    public var immediate = true
+    public var blockTimeoutMs: Int32 = 10
     public static let defaultBufferSize: Int32 = 32 << 20
 
     public init(interface: String, filter: String? = nil, snapLength: Int32 = 65_535, bufferSize: Int32? = nil) {
@@ -77,8 +83,8 @@ public final class LiveCapture {
         handle = h
         pcap_set_snaplen(h, options.snapLength)
         pcap_set_promisc(h, options.promiscuous ? 1 : 0)
-        pcap_set_immediate_mode(h, 1)
-        pcap_set_timeout(h, 50)
+        pcap_set_immediate_mode(h, options.immediate ? 1 : 0)
+        pcap_set_timeout(h, options.immediate ? 50 : options.blockTimeoutMs)
         pcap_set_buffer_size(h, options.bufferSize ?? CaptureOptions.defaultBufferSize)
         let nanoOK = pcap_set_tstamp_precision(h, Int32(PCAP_TSTAMP_PRECISION_NANO)) == 0
         let rc = pcap_activate(h)

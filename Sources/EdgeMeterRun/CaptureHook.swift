@@ -49,6 +49,10 @@ public func withCapture<T>(interface: String?, filter: String? = nil, snapLength
     let pcapPath = ctx.directory.appendingPathComponent("\(filePrefix)-\(safe).pcap").path
     var opts = CaptureOptions(interface: interface, filter: filter, snapLength: snapLength, bufferSize: bufferSize)
     opts.promiscuous = promiscuous
+    // Blocks, not a wake-up per packet: the figures come from the kernel's stamps after the run,
+    // and a reader woken for every packet adds its wake-ups (IPIs, on a VM) to the very exchanges it
+    // times (EDGEMETER_CAPTURE_IMMEDIATE=1 restores immediate mode for comparison).
+    opts.immediate = ProcessInfo.processInfo.environment["EDGEMETER_CAPTURE_IMMEDIATE"] == "1"
     let session: CaptureSession
     do {
         session = try CaptureSession(options: opts, writePath: pcapPath, parentStop: ctx.stop)
