@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import EdgeMeterCore
+import EdgeMeterRun
 import EdgeMeterLab
 import EdgeMeterSystem
 
@@ -105,7 +106,9 @@ struct LabUpCommand: AsyncParsableCommand {
         }
         let executor = LabExecutor()
         let stop = StopFlag()
-        let traps = trapStopSignals(stop)
+        // SIGINT/SIGTERM stop the build at the next step, which undoes what it made.
+        let traps = SignalTrap.install(stop, onFirst: "undoing what was built",
+                                       onSecond: "`edgemeter lab down` removes what was built")
         defer { traps.forEach { $0.cancel() } }
         let state: LabState
         do {
@@ -120,24 +123,6 @@ struct LabUpCommand: AsyncParsableCommand {
     }
 }
 
-/// SIGINT and SIGTERM during `lab up` become a stop request: the build stops at the next step and
-/// undoes what it made (a second signal exits at once; `lab down` or `cleanup` then removes the rest).
-func trapStopSignals(_ stop: StopFlag) -> [DispatchSourceSignal] {
-    [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")].map { sig, name in
-        signal(sig, SIG_IGN)
-        let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        src.setEventHandler {
-            if stop.isStopped {
-                fputs("\nedgemeter: second \(name), exiting now; `edgemeter lab down` removes what was built\n", stderr)
-                _exit(130)
-            }
-            fputs("\nedgemeter: \(name) received, undoing what was built\n", stderr)
-            stop.stop(reason: name)
-        }
-        src.resume()
-        return src
-    }
-}
 
 func printState(_ s: LabState) {
     for n in s.networks {
