@@ -39,7 +39,7 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
     private var writeFailureText: String?
     private var samplesNotWritten = 0
     public private(set) var sampleCount = 0
-    /// Samples that are more than a record of failed name resolution (see `record`).
+    /// Samples that are more than a record of name resolution (see `record`).
     public private(set) var measuredSampleCount = 0
     /// Per target, the timestamp of the last attempt whose `resolve` phase failed.
     private var failedResolve: [String: Date] = [:]
@@ -189,10 +189,12 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         } else {
             summarizer.add(s)
             sampleCount += 1
-            // A failed `resolve` phase, and the other phases of that same attempt (same target and
-            // start time) failing after it, record a set-up failure rather than a measurement.
-            if s.phase == "resolve" && s.status != .ok {
-                failedResolve[s.target] = s.timestamp
+            // Name resolution is set-up, not a measurement: a `resolve` sample alone keeps no run
+            // directory (e.g. the probe's socket then could not be opened). A failed one, and the
+            // other phases of that same attempt (same target and start time) failing after it,
+            // record a set-up failure.
+            if s.phase == "resolve" {
+                if s.status != .ok { failedResolve[s.target] = s.timestamp }
             } else if !(s.status != .ok && failedResolve[s.target] == s.timestamp) {
                 measuredSampleCount += 1
             }

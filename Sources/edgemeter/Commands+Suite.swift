@@ -132,6 +132,9 @@ func fileProblem(_ path: String) -> String {
     var isDir: ObjCBool = false
     if !FileManager.default.fileExists(atPath: path, isDirectory: &isDir) { return "no such file" }
     if isDir.boolValue { return "it is a directory, not a file" }
+    if let type = try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType, type != .typeRegular {
+        return "it is not a regular file"
+    }
     if !FileManager.default.isReadableFile(atPath: path) { return "permission denied" }
     return "it is not UTF-8 text"
 }

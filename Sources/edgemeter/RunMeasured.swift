@@ -110,13 +110,20 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
         print(SummaryJSON.render(summaries, runDirectory: dir.url.path, complete: complete && dir.writeFailure == nil))
     }
     if let stopped = dir.writeFailure {
-        reportLine(dir, complete: false)
         note("edgemeter: \(stopped)")
+        reportLine(dir, complete: false)
         throw ExitCode(1)
     }
     if let failure {
+        // The error, then the report line (always the last line), then exit 1 (or the status the
+        // body chose, having said why).
+        if let code = failure as? ExitCode {
+            reportLine(dir, complete: false)
+            throw code
+        }
+        note("edgemeter: \(failure)")
         reportLine(dir, complete: false)
-        throw failure
+        throw ExitCode(1)
     }
     return (summaries, complete, dir)
 }
@@ -127,19 +134,18 @@ func reportLine(_ dir: RunDirectory, complete: Bool) {
     note("report: \(dir.url.path)/ (samples.csv, summary.csv, summary.md, run.json)\(complete ? "" : " — incomplete run")")
 }
 
-/// Ends a measuring command the same way everywhere, after its own closing lines: prints the report
-/// line, then exits with the status the README's table gives:
+/// Ends a measuring command the same way everywhere, after its own closing lines: names what never
+/// succeeded, prints the report line (always the last line), then exits with the status the
+/// README's table gives:
 /// 130 when the run was stopped by SIGINT/SIGTERM (what was measured is kept), 1 when a target never
 /// succeeded or a scenario failed or did not run (each printed), 0 otherwise.
 func conclude(_ result: (summaries: [Summary], complete: Bool, directory: RunDirectory),
               failures: [RunOutcome.Failure]? = nil) throws {
+    let failed = result.complete ? (failures ?? RunOutcome.failures(summaries: result.summaries)) : []
+    for f in failed { fflush(nil); note("edgemeter: \(f)") }
     reportLine(result.directory, complete: result.complete)
     if !result.complete { throw ExitCode(130) }
-    let failed = failures ?? RunOutcome.failures(summaries: result.summaries)
-    if !failed.isEmpty {
-        for f in failed { note("edgemeter: \(f)") }
-        throw ExitCode(1)
-    }
+    if !failed.isEmpty { throw ExitCode(1) }
 }
 
 /// `conclude` for commands that take names (ping, tcping), with fping's rule for the ones that could
@@ -152,8 +158,9 @@ func conclude(_ result: (summaries: [Summary], complete: Bool, directory: RunDir
         for (name, reason) in names { print("\n--- \(name) \(block) ---\nnot measured: \(reason)") }
     }
     if result.complete && !names.isEmpty {
-        reportLine(result.directory, complete: true)
+        fflush(nil)
         note("edgemeter: \(names.count) target(s) could not be resolved: \(names.map(\.name).joined(separator: ", ")); check the names (exit status 2, as fping)")
+        reportLine(result.directory, complete: true)
         throw ExitCode(2)
     }
     try conclude(result)

@@ -68,6 +68,7 @@ final class ExitStatusTests: BinaryTestCase {
         XCTAssertEqual(refused.status, 1, refused.stdout)
         XCTAssertTrue(refused.stdout.contains("3 refused"), refused.stdout)
         XCTAssertTrue(refused.stderr.contains("127.0.0.1:1: no successful attempt: 0 of 3 connects (3 refused)"), refused.stderr)
+        XCTAssertTrue(refused.stderr.split(separator: "\n").last?.hasPrefix("report: ") == true, "the report line is the last line: \(refused.stderr)")
         // One target good, one refused: still 1 (a target never succeeded).
         XCTAssertEqual(try runCommand(bin, ["tcping", "-c", "2", "-i", "10ms", "127.0.0.1:\(port)", "127.0.0.1:1", "--out", out + "/1b"]).status, 1)
         if rootAndIPUnavailableReason() == nil {
@@ -109,6 +110,7 @@ final class ExitStatusTests: BinaryTestCase {
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("scenario tcp-closed: 127.0.0.1:1: no successful attempt"), r.stderr)
         XCTAssertTrue(r.stderr.contains("scenario http-closed: http://127.0.0.1:1/: no successful attempt"), r.stderr)
+        XCTAssertTrue(r.stderr.split(separator: "\n").last?.hasPrefix("report: ") == true, "the report line is the last line: \(r.stderr)")
         // run.json: the run went to its end (complete) and says what failed.
         let info = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/1/run.json"))) as! [String: Any]
         XCTAssertEqual(info["complete"] as? Bool, true)
