@@ -281,3 +281,108 @@ struct LabRouteCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct ReachCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reach",
+        abstract: "Probe a running topology from every node to every other (ICMP and TCP) and print the reachability matrix.",
+        discussion: """
+        Sources are every node of the topology (the probes run inside its namespace) and the host, \
+        shown as `(host)`. Targets: ICMP (3 echoes, 200 ms apart, 1 s deadline) to each address of \
+        every other node, a TCP connect (up to 3, 1 s timeout each) to each of its declared `ports` \
+        on each address, and a TCP connect to each router port forward or floating address \
+        (`listen:port`). Before anything is sent, `ip route get ADDR` runs in the source: a route \
+        that does not lead into one of the lab's interfaces (a node's eth<k>, the host's lab links) \
+        is "not probed: the route leaves the lab", and nothing is sent. Sources and addresses are \
+        probed in parallel.
+
+        Writes reach.csv (from,to,probe,reachable,why_not,rtt_p50_ms) and reach.md into --out \
+        (default reports/reach-NAME-<UTC time>) and prints the Markdown. With --expect FILE (CSV \
+        with columns from,to,probe,reachable, e.g. an earlier reach.csv, or YAML entries \
+        {from, to, probe, reachable}) every difference is listed and the exit status is 1. \
+        Expected matrices for the built-ins: benchmarks/topologies/expected/.
+
+        Exit: 0 ok (and matches --expect), 1 differences from --expect, 2 usage or set-up error \
+        (topology not up, bad expectation file).
+
+        Examples:
+          edgemeter reach nat --expect benchmarks/topologies/expected/nat.csv
+          edgemeter reach two-subnet --out /tmp/reach
+        """
+    )
+
+    @Argument(help: ArgumentHelp("The running topology's name (as `lab status` shows it).", valueName: "NAME"))
+    var name: String
+
+    @Option(help: ArgumentHelp("A matrix to compare with (CSV or YAML: from, to, probe, reachable).", valueName: "FILE"))
+    var expect: String?
+
+    @Option(help: ArgumentHelp("Directory for reach.csv and reach.md (created if missing).", valueName: "DIR"))
+    var out: String?
+
+    func run() async throws {
+        guard geteuid() == 0 else {
+            note("edgemeter: reach enters the lab's network namespaces and runs ping there: run it as root (sudo edgemeter reach \(name))")
+            throw ExitCode(2)
+        }
+        let executor = LabExecutor()
+        let state: LabState
+        do { state = try executor.state(name) } catch let e as LabError { note("edgemeter: \(e)"); throw ExitCode(2) }
+        guard state.status == "up" else {
+            note("edgemeter: topology \(name) is \(state.status), not up: run `edgemeter lab down \(name)` then `edgemeter lab up \(name)`")
+            throw ExitCode(2)
+        }
+        if let bad = state.nodes.first(where: { $0.kind != "netns" && $0.kind != "router" }) {
+            note("edgemeter: reach probes netns and router nodes only; node \(bad.name) is a \(bad.kind)")
+            throw ExitCode(2)
+        }
+        let expectation: ReachExpectation?
+        do {
+            if let expect {
+                guard let text = try? String(contentsOfFile: expect, encoding: .utf8) else {
+                    note("edgemeter: cannot read the expected matrix \(expect): check the path (built-ins are in benchmarks/topologies/expected/)")
+                    throw ExitCode(2)
+                }
+                expectation = try ReachExpectation.parse(text, file: expect)
+            } else { expectation = nil }
+        } catch let e as LabError { note("edgemeter: \(e)"); throw ExitCode(2) }
+        let topo: Topology
+        do {
+            topo = try TopologyLoader.load(yaml: String(contentsOfFile: state.file, encoding: .utf8), file: state.file)
+        } catch {
+            note("edgemeter: cannot reread the topology file \(state.file) that \(name) was built from (\(error)); restore it or `lab down` and `lab up` again")
+            throw ExitCode(2)
+        }
+        let matrix: ReachMatrix
+        do { matrix = try ReachRunner().run(state: state, topology: topo) } catch let e as LabError { note("edgemeter: \(e)"); throw ExitCode(2) }
+
+        let dir: String
+        if let out { dir = out } else {
+            let f = DateFormatter()
+            f.dateFormat = "yyyyMMdd-HHmmss"
+            f.timeZone = TimeZone(identifier: "UTC")
+            dir = "reports/reach-\(name)-\(f.string(from: Date()))"
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try matrix.csv.write(toFile: "\(dir)/reach.csv", atomically: true, encoding: .utf8)
+            try matrix.markdown.write(toFile: "\(dir)/reach.md", atomically: true, encoding: .utf8)
+        } catch {
+            print(matrix.markdown)
+            note("edgemeter: cannot write reach.csv/reach.md into \(dir) (\(error)); give a writable --out DIR")
+            throw ExitCode(2)
+        }
+        print(matrix.markdown)
+        print("written: \(dir)/reach.csv, \(dir)/reach.md")
+        if let expectation {
+            let diffs = expectation.differences(matrix)
+            if diffs.isEmpty {
+                print("matches \(expect ?? ""): \(expectation.rows.count) probes as expected")
+            } else {
+                print("\(diffs.count) difference(s) from \(expect ?? ""):")
+                diffs.forEach { print("  \($0)") }
+                throw ExitCode(1)
+            }
+        }
+    }
+}
