@@ -1,4 +1,6 @@
 import Foundation
+import Yams
+import EdgeMeterCore
 
 /// Reachability of a running topology: which probes `reach` sends (pure, from the state and the
 /// topology), the matrix it fills, and the comparison with an expected matrix.
@@ -225,70 +227,42 @@ public struct ReachExpectation: Sendable, Equatable {
         return ReachExpectation(rows: rows)
     }
 
+    /// One CSV line's fields (Core's RFC 4180 reader), trimmed.
     static func splitCSV(_ line: String) -> [String] {
-        var fields: [String] = [], cur = "", quoted = false
-        var it = Array(line), i = 0
-        while i < it.count {
-            let c = it[i]
-            if quoted {
-                if c == "\"" {
-                    if i + 1 < it.count, it[i + 1] == "\"" { cur.append("\""); i += 1 } else { quoted = false }
-                } else { cur.append(c) }
-            } else if c == "\"" { quoted = true } else if c == "," { fields.append(cur); cur = "" } else { cur.append(c) }
-            i += 1
-        }
-        fields.append(cur)
-        it.removeAll()
-        return fields.map { $0.trimmingCharacters(in: .whitespaces) }
+        ((try? CSV.parse(line))?.first ?? [line]).map { $0.trimmingCharacters(in: .whitespaces) }
     }
 
-    /// A deliberately small YAML reader for the one shape accepted: a list of flow or block maps with
-    /// scalar values (`- {from: a, to: b, probe: icmp 10.0.0.1, reachable: yes}`).
+    /// YAML (Yams): a list of maps with scalar values
+    /// (`- {from: a, to: b, probe: icmp 10.0.0.1, reachable: yes}`); problems name the file and line.
     static func parseYAML(_ text: String, file: String) throws -> ReachExpectation {
+        let root: Yams.Node?
+        do { root = try Yams.compose(yaml: text) } catch let e as YamlError {
+            throw LabError(.refused, "\(file):\(SuiteLoader.yamlErrorLine(e)): not valid YAML: \(SuiteLoader.yamlProblem(e))")
+        }
+        guard let root, case .sequence(let entries) = root else {
+            throw LabError(.refused, "\(file):1: expected a list of entries `- {from: A, to: B, probe: PROBE, reachable: yes}`")
+        }
         var rows: [ReachKey: Bool] = [:]
-        var current: [String: String] = [:], startLine = 0
-        func flush() throws {
-            guard !current.isEmpty else { return }
-            guard let f = current["from"], let t = current["to"], let p = current["probe"], let r = current["reachable"] else {
-                throw LabError(.refused, "\(file):\(startLine): each entry needs from, to, probe and reachable; got \(current.keys.sorted().joined(separator: ", "))")
+        for entry in entries {
+            let line = entry.mark?.line ?? 1
+            guard case .mapping(let map) = entry else {
+                throw LabError(.refused, "\(file):\(line): each entry must be a map with from, to, probe and reachable")
             }
-            guard let b = bool(r) else { throw LabError(.refused, "\(file):\(startLine): `reachable` must be yes or no, got \"\(r)\"") }
+            var fields: [String: String] = [:]
+            for (k, v) in map {
+                guard let key = k.string, case .scalar(let value) = v else {
+                    throw LabError(.refused, "\(file):\(k.mark?.line ?? line): expected `key: value` with a text value")
+                }
+                fields[key] = value.string
+            }
+            guard let f = fields["from"], let t = fields["to"], let p = fields["probe"], let r = fields["reachable"] else {
+                throw LabError(.refused, "\(file):\(line): each entry needs from, to, probe and reachable; got \(fields.keys.sorted().joined(separator: ", "))")
+            }
+            guard let b = bool(r) else { throw LabError(.refused, "\(file):\(line): `reachable` must be yes or no, got \"\(r)\"") }
             let key = ReachKey(from: f, to: t, probe: p)
-            guard rows[key] == nil else { throw LabError(.refused, "\(file):\(startLine): \(f) → \(t) \(p) is listed twice; keep one entry") }
+            guard rows[key] == nil else { throw LabError(.refused, "\(file):\(line): \(f) → \(t) \(p) is listed twice; keep one entry") }
             rows[key] = b
-            current = [:]
         }
-        func unquote(_ s: String) -> String {
-            let t = s.trimmingCharacters(in: .whitespaces)
-            if t.count >= 2, (t.hasPrefix("\"") && t.hasSuffix("\"")) || (t.hasPrefix("'") && t.hasSuffix("'")) { return String(t.dropFirst().dropLast()) }
-            return t
-        }
-        func pair(_ s: Substring, line: Int) throws {
-            guard let colon = s.firstIndex(of: ":") else { throw LabError(.refused, "\(file):\(line): expected `key: value`, got \"\(s.trimmingCharacters(in: .whitespaces))\"") }
-            current[s[..<colon].trimmingCharacters(in: .whitespaces)] = unquote(String(s[s.index(after: colon)...]))
-        }
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let n = i + 1
-            var line = raw
-            if let hash = line.firstIndex(of: "#"), line[..<hash].allSatisfy(\.isWhitespace) || line[line.index(before: hash)] == " " { line = line[..<hash] }
-            var t = line.trimmingCharacters(in: .whitespaces)
-            if t.isEmpty { continue }
-            if t.hasPrefix("-") {
-                try flush()
-                startLine = n
-                t = String(t.dropFirst()).trimmingCharacters(in: .whitespaces)
-                if t.isEmpty { continue }
-            } else if current.isEmpty {
-                throw LabError(.refused, "\(file):\(n): expected a list entry starting with `-`, got \"\(t)\"")
-            }
-            if t.hasPrefix("{") {
-                guard t.hasSuffix("}") else { throw LabError(.refused, "\(file):\(n): a flow map must close with `}` on the same line") }
-                for part in t.dropFirst().dropLast().split(separator: ",") { try pair(part, line: n) }
-            } else {
-                try pair(Substring(t), line: n)
-            }
-        }
-        try flush()
         return ReachExpectation(rows: rows)
     }
 
@@ -315,6 +289,3 @@ public struct ReachExpectation: Sendable, Equatable {
     }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
