@@ -147,7 +147,10 @@ final class ICMPProbeTests: XCTestCase {
         guard !excess.isEmpty, !pingExcess.isEmpty else { return }
         func median(_ v: [Int64]) -> Int64 { let s = v.sorted(); return s[s.count / 2] }
         let mine = median(excess), theirs = median(pingExcess)
-        XCTAssertLessThan(abs(mine - theirs), 10_000,
+        // One-sided: a probe that reads less than the wire is caught above (every RTT contains the
+        // wire's); one that adds a systematic delay reads more than iputils adds. Reading closer to
+        // the wire than iputils is not a fault (seen: 7.7 µs against iputils' 19.5 µs).
+        XCTAssertLessThan(mine - theirs, 10_000,
                           "over the wire's RTT the probe adds a median \(mine) ns, iputils ping \(theirs) ns: a systematic difference in what is measured")
         XCTAssertLessThan(mine, 100_000, "the probe exceeds the wire by a median \(mine) ns")
     }
