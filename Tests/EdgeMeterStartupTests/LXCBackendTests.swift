@@ -43,21 +43,7 @@ final class LXCBackendTests: XCTestCase {
         for (script, status) in [("exit 3", 3), ("/bin/false", 1), ("echo working; true", 0)] {
             let backend = LXCBackend(runID: testRunID("lf"), bridge: bridge, bridgeAddress: "10.213.80.1", script: script)
             let samples = try await run(backend, .exit)
-            if status == 0 {
-                assertPhases(samples, runs: 1)
-            } else {
-                assertPhases(samples, runs: 1, ok: false)
-                for phase in ["create", "start", "running", "stop", "remove"] {
-                    XCTAssertEqual(samples.first { $0.phase == phase }?.status, .ok, "\(script): \(phase) still measured")
-                }
-                let ready = try XCTUnwrap(samples.first { $0.phase == "ready" })
-                XCTAssertEqual(ready.status, .error)
-                XCTAssertNil(ready.value)
-                XCTAssertTrue(ready.reason.hasPrefix("the workload exited with status \(status)"), "\(script): \(ready.reason)")
-                let total = try XCTUnwrap(samples.first { $0.phase == "total" })
-                XCTAssertEqual(total.status, .error)
-                XCTAssertTrue(total.reason.hasPrefix("not ready: ready: the workload exited with status \(status)"), total.reason)
-            }
+            try assertWorkloadExit(samples, script: script, status: status)
             let left = try await leftovers(backend)
             XCTAssertEqual(left, [])
         }

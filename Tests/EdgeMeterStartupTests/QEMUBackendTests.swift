@@ -99,21 +99,8 @@ final class QEMUBackendTests: XCTestCase {
             let backend = QEMUBackend(runID: testRunID("qx"), accel: .tcg, hostPort: freePort(), script: script)
             let samples = try await run(backend, .exit)
             XCTAssertEqual(backend.initramfsBuilds, 1)
-            if status == 0 {
-                assertPhases(samples, runs: 1)
-            } else {
-                assertPhases(samples, runs: 1, ok: false)
-                for phase in ["create", "start", "running", "stop", "remove"] {
-                    XCTAssertEqual(samples.first { $0.phase == phase }?.status, .ok, "\(script): \(phase) still measured")
-                }
-                let ready = try XCTUnwrap(samples.first { $0.phase == "ready" })
-                XCTAssertEqual(ready.status, .error)
-                XCTAssertNil(ready.value)
-                XCTAssertEqual(ready.reason, "the workload exited with status \(status)", script)
-                let total = try XCTUnwrap(samples.first { $0.phase == "total" })
-                XCTAssertEqual(total.status, .error)
-                XCTAssertEqual(total.reason, "not ready: ready: the workload exited with status \(status)")
-            }
+            try assertWorkloadExit(samples, script: script, status: status)
+            if status != 0 { XCTAssertEqual(samples.first { $0.phase == "ready" }?.reason, "the workload exited with status \(status)", script) }
             XCTAssertTrue(qemuProcesses(prefix: "edgemeter-\(backend.runTag)").isEmpty)
             XCTAssertFalse(FileManager.default.fileExists(atPath: backend.workDirectory))
         }

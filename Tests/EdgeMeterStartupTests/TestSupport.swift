@@ -85,3 +85,21 @@ func requireLXC() throws {
 func requireQEMU() throws {
     guard findExecutable("qemu-system-x86_64") != nil else { throw XCTSkip("QEMU is not installed: apt-get install -y qemu-system-x86") }
 }
+
+/// `ready = exit` with a workload that ends with `status`: 0 is a full successful run; anything else
+/// fails `ready` and `total` with "the workload exited with status N" (LXC may add the log tail,
+/// hence the prefix) while every other phase is still measured.
+func assertWorkloadExit(_ samples: [Sample], script: String, status: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+    if status == 0 { return assertPhases(samples, runs: 1, file: file, line: line) }
+    assertPhases(samples, runs: 1, ok: false, file: file, line: line)
+    for phase in ["create", "start", "running", "stop", "remove"] {
+        XCTAssertEqual(samples.first { $0.phase == phase }?.status, .ok, "\(script): \(phase) still measured", file: file, line: line)
+    }
+    let ready = try XCTUnwrap(samples.first { $0.phase == "ready" }, file: file, line: line)
+    XCTAssertEqual(ready.status, .error, file: file, line: line)
+    XCTAssertNil(ready.value, file: file, line: line)
+    XCTAssertTrue(ready.reason.hasPrefix("the workload exited with status \(status)"), "\(script): \(ready.reason)", file: file, line: line)
+    let total = try XCTUnwrap(samples.first { $0.phase == "total" }, file: file, line: line)
+    XCTAssertEqual(total.status, .error, file: file, line: line)
+    XCTAssertTrue(total.reason.hasPrefix("not ready: ready: the workload exited with status \(status)"), total.reason, file: file, line: line)
+}
