@@ -197,11 +197,9 @@ public enum HTTPClientError: Error, CustomStringConvertible, Equatable {
 /// Monotonic nanoseconds (CLOCK_MONOTONIC via NIODeadline).
 @inline(__always) func monotonicNanos() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
 
-/// A TCP connect timed as `tcping` times it (see `TCPConnectProbe`): a non-blocking socket, the
-/// clock (CLOCK_MONOTONIC) read just before `connect()` (the SYN leaves inside that call), then
-/// `poll()` until the socket is writable and `SO_ERROR` is 0 (the SYN-ACK arrived and the kernel
-/// sent the ACK). Excludes name resolution and any channel setup. Blocking: call it off the
-/// event loops.
+/// A TCP connect timed exactly as `tcping` times it (`TimedTCPConnect`, in TCPConnectProbe.swift) on a
+/// socket of its own, handed to NIO afterwards: excludes name resolution and any channel setup.
+/// Blocking: call it off the event loops.
 enum TimedConnect {
     /// Why a timed connect failed: the errno of `connect()`/`SO_ERROR`, or the timeout.
     struct Failure: Error {
@@ -215,39 +213,18 @@ enum TimedConnect {
         guard fd >= 0 else { throw Failure(errnoCode: errno, timedOut: false) }
         var keep = false
         defer { if !keep { close(fd) } }
-        let t0 = Clocks.monotonicNanoseconds()
-        let rc = address.withSockAddr { sa, len in Glibc.connect(fd, sa, socklen_t(len)) }
-        var err: CInt = rc == 0 ? 0 : errno
-        var t1 = Clocks.monotonicNanoseconds()
-        if rc != 0 && err == EINPROGRESS {
-            while true {
-                let left = t0 + timeoutNanoseconds - Clocks.monotonicNanoseconds()
-                if left <= 0 { throw Failure(errnoCode: ETIMEDOUT, timedOut: true) }
-                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                let n = poll(&p, 1, Int32(min(Int64(Int32.max), (left + 999_999) / 1_000_000)))
-                t1 = Clocks.monotonicNanoseconds()
-                if n > 0 {
-                    var soErr: CInt = 0
-                    var len = socklen_t(MemoryLayout<CInt>.size)
-                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soErr, &len)
-                    err = soErr
-                    break
-                }
-                if n < 0 && errno != EINTR { err = errno; break }
-            }
+        var target = SocketAddr(storage: sockaddr_storage(), length: 0)
+        address.withSockAddr { sa, len in
+            withUnsafeMutableBytes(of: &target.storage) { dst in dst.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: min(len, dst.count))) }
+            target.length = socklen_t(len)
         }
-        if err != 0 { throw Failure(errnoCode: err, timedOut: false) }
-        var local = sockaddr_storage()
-        var llen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        var port: Int?
-        let got = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &llen) } }
-        if got == 0 {
-            if local.ss_family == sa_family_t(AF_INET) {
-                port = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) } }
-            } else if local.ss_family == sa_family_t(AF_INET6) {
-                port = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) } }
-            }
+        let (t0, t1): (Int64, Int64)
+        switch TimedTCPConnect.run(fd: fd, address: target, timeoutNanoseconds: timeoutNanoseconds) {
+        case .connected(let start, let end): (t0, t1) = (start, end)
+        case .failed(let code): throw Failure(errnoCode: code, timedOut: false)
+        case .timedOut: throw Failure(errnoCode: ETIMEDOUT, timedOut: true)
         }
+        let port = TimedTCPConnect.localPort(fd).map(Int.init)
         keep = true
         return (fd, t1 - t0, port)
     }

@@ -296,7 +296,6 @@ struct LoadCommand: AsyncParsableCommand {
     func run() async throws {
         let target = try parseTarget(url)
         let o = try options(target: target)
-        var succeeded = 0
         let json = run.json
         let spectrum = !noSpectrum
         // One line a second on stderr while the load runs (not with --json).
@@ -316,7 +315,6 @@ struct LoadCommand: AsyncParsableCommand {
                 note("edgemeter: \(e)")
                 throw ExitCode(2)
             }
-            succeeded = r.succeeded
             if !json { print(LoadReport.text(r, spectrum: spectrum)); fflush(nil) }
             if r.succeeded == 0 { note(Self.nothingSucceeded(r, o)) }
         }
