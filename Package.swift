@@ -24,7 +24,7 @@ let package = Package(
 
         // Processes (posix_spawn), PATH lookup, iproute2 (namespaces, veth, bridges, routes): the
         // one place that runs programs and changes the host's network.
-        .target(name: "EdgeMeterSystem"),
+        .target(name: "EdgeMeterSystem", dependencies: ["EdgeMeterCore"]),
 
         // HTTP/1.1 message framing as a pure state machine over bytes: no I/O, no dependencies.
         .target(name: "EdgeMeterHTTP"),
@@ -38,7 +38,7 @@ let package = Package(
         .target(
             name: "EdgeMeterProbes",
             dependencies: [
-                "EdgeMeterCore", "EdgeMeterHTTP", "CEdgeMeter",
+                "EdgeMeterCore", "EdgeMeterHTTP", "EdgeMeterSystem", "CEdgeMeter",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -95,7 +95,7 @@ let package = Package(
         // Helpers shared by test targets: running commands, temporary network namespaces, the built binary.
         .target(name: "EdgeMeterTestSupport", path: "Tests/EdgeMeterTestSupport"),
 
-        .testTarget(name: "EdgeMeterSystemTests", dependencies: ["EdgeMeterSystem"]),
+        .testTarget(name: "EdgeMeterSystemTests", dependencies: ["EdgeMeterSystem", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterHTTPTests", dependencies: ["EdgeMeterHTTP"]),
         .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),

@@ -155,3 +155,8 @@ public enum CalcProbe {
         return (attempts, ok)
     }
 }
+
+extension CalcProbe: WireMatchable {
+    public static let probeName = "calc"
+    public static let wireKeys = [WireKey(phase: "connect", match: .tcpHandshake), WireKey(phase: "first_byte", match: .httpFirstByte)]
+}

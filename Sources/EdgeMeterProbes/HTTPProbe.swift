@@ -207,3 +207,8 @@ public enum HTTPProbe {
         return "\n  response body (\(r.body.readableBytes) bytes):\n" + text.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
     }
 }
+
+extension HTTPProbe: WireMatchable {
+    public static let probeName = "http"
+    public static let wireKeys = [WireKey(phase: "connect", match: .tcpHandshake), WireKey(phase: "first_byte", match: .httpFirstByte)]
+}

@@ -371,3 +371,8 @@ public final class ICMPProbe {
         return nil
     }
 }
+
+extension ICMPProbe: WireMatchable {
+    public static let probeName = "ping"
+    public static let wireKeys = [WireKey(phase: "echo", match: .icmpEcho)]
+}

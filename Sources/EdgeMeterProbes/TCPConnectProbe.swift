@@ -238,3 +238,8 @@ enum TimedTCPConnect {
         return got == 0 ? SocketAddr(storage: local, length: llen).port : nil
     }
 }
+
+extension TCPConnectProbe: WireMatchable {
+    public static let probeName = "tcping"
+    public static let wireKeys = [WireKey(phase: "connect", match: .tcpHandshake)]
+}
