@@ -26,8 +26,16 @@ let package = Package(
         // one place that runs programs and changes the host's network.
         .target(name: "EdgeMeterSystem", dependencies: ["EdgeMeterCore"]),
 
-        // HTTP/1.1 message framing as a pure state machine over bytes: no I/O, no dependencies.
-        .target(name: "EdgeMeterHTTP"),
+        // HTTP/1.1: message framing as a pure state machine over bytes (`HTTP1Parser`, no I/O) and
+        // the keep-alive client on swift-nio that reads responses with it (probes, calculator).
+        .target(
+            name: "EdgeMeterHTTP",
+            dependencies: [
+                "EdgeMeterCore", "EdgeMeterSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "EdgeMeterCore",
             dependencies: [
@@ -48,7 +56,7 @@ let package = Package(
         .target(
             name: "EdgeMeterStartup",
             dependencies: [
-                "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterSystem",
+                "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -61,7 +69,7 @@ let package = Package(
         .target(
             name: "Calculator",
             dependencies: [
-                "EdgeMeterCore", "EdgeMeterProbes",
+                "EdgeMeterCore", "EdgeMeterHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -80,12 +88,12 @@ let package = Package(
         // scenario kinds. File I/O lives here, not in Core.
         .target(
             name: "EdgeMeterRun",
-            dependencies: ["EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterSystem"]
+            dependencies: ["EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterSystem"]
         ),
         .executableTarget(
             name: "edgemeter",
             dependencies: [
-                "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterRun",
+                "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterRun",
                 "EdgeMeterSystem", "EdgeMeterLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,14 +104,16 @@ let package = Package(
         .target(name: "EdgeMeterTestSupport", path: "Tests/EdgeMeterTestSupport"),
 
         .testTarget(name: "EdgeMeterSystemTests", dependencies: ["EdgeMeterSystem", "EdgeMeterCore"]),
-        .testTarget(name: "EdgeMeterHTTPTests", dependencies: ["EdgeMeterHTTP"]),
+        .testTarget(name: "EdgeMeterHTTPTests", dependencies: [
+            "EdgeMeterHTTP", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
-        .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterCore", "EdgeMeterTestSupport"]),
+        .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
-        .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterProbes", "EdgeMeterCore"]),
+        .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterHTTP", "EdgeMeterProbes", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes"]),
-        .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes"]),
+        .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterHTTP"]),
     ],
     swiftLanguageModes: [.v5]
 )

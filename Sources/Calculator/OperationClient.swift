@@ -1,8 +1,7 @@
 import Foundation
-import EdgeMeterProbes
+import EdgeMeterHTTP
 import NIOCore
 import NIOPosix
-import NIOHTTP1
 
 /// `host:port` of a service, from a flag or an environment variable (`127.0.0.1:50001`, also
 /// accepted with an `http://` prefix).

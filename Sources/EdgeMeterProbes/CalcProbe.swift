@@ -1,5 +1,6 @@
 import Foundation
 import EdgeMeterCore
+import EdgeMeterHTTP
 
 /// One `Server-Timing` entry (`name;dur=0.412;desc="5 + 6"`).
 public struct ServerTimingEntry: Sendable, Equatable {

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import EdgeMeterCore
+import EdgeMeterHTTP
 
 /// One HTTP exchange on a new connection, with monotonic timestamps for each phase (nanoseconds,
 /// CLOCK_MONOTONIC) and the failure if any. Phases (blackbox_exporter's split):

@@ -1,6 +1,7 @@
 import Foundation
 import CEdgeMeter
 import EdgeMeterCore
+import EdgeMeterSystem
 
 public struct TCPConnectOptions: Sendable {
     public var count: Int?
@@ -189,53 +190,6 @@ public final class TCPConnectProbe {
             if Array(hay[i..<(i + needle.count)]) == needle { return true }
         }
         return false
-    }
-}
-
-/// The timed TCP connect that `tcping` and `http` share: the clock (CLOCK_MONOTONIC) read just before
-/// `connect()` (the SYN leaves inside that call), then `poll()` in slices of at most 50 ms until the
-/// socket is writable, read again at once, and `SO_ERROR` checked (0: the SYN-ACK arrived and the
-/// kernel sent the ACK). Excludes name resolution and anything done with the socket after.
-enum TimedTCPConnect {
-    enum Outcome {
-        /// Monotonic nanoseconds just before `connect()` and when the socket was found connected.
-        case connected(start: Int64, end: Int64)
-        /// The errno of `connect()`, `SO_ERROR` or `poll()`; ECANCELED when `stop` said so.
-        case failed(errno: Int32)
-        case timedOut
-    }
-
-    /// `fd` must be a non-blocking stream socket; it stays open whatever the outcome.
-    static func run(fd: Int32, address: SocketAddr, timeoutNanoseconds: Int64, stop: () -> Bool = { false }) -> Outcome {
-        var addr = address
-        let t0 = Clocks.monotonicNanoseconds()
-        let rc = withUnsafePointer(to: &addr.storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, addr.length) } }
-        if rc == 0 { return .connected(start: t0, end: Clocks.monotonicNanoseconds()) }
-        let err = errno
-        guard err == EINPROGRESS else { return .failed(errno: err) }
-        while true {
-            if stop() { return .failed(errno: ECANCELED) }
-            let left = t0 + timeoutNanoseconds - Clocks.monotonicNanoseconds()
-            if left <= 0 { return .timedOut }
-            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            let n = poll(&p, 1, Int32(min(50, (left + 999_999) / 1_000_000)))
-            let t1 = Clocks.monotonicNanoseconds()
-            if n > 0 {
-                var soErr: Int32 = 0
-                var len = socklen_t(MemoryLayout<Int32>.size)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soErr, &len)
-                return soErr == 0 ? .connected(start: t0, end: t1) : .failed(errno: soErr)
-            }
-            if n < 0 && errno != EINTR { return .failed(errno: errno) }
-        }
-    }
-
-    /// The socket's local port (after a connect), nil when getsockname fails.
-    static func localPort(_ fd: Int32) -> UInt16? {
-        var local = sockaddr_storage()
-        var llen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let got = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &llen) } }
-        return got == 0 ? SocketAddr(storage: local, length: llen).port : nil
     }
 }
 

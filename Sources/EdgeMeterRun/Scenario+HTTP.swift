@@ -1,6 +1,7 @@
 import Foundation
 import EdgeMeterCore
 import EdgeMeterProbes
+import EdgeMeterHTTP
 import Calculator
 
 /// Starts the calculator all-in-one (front end + four operation services) on 127.0.0.1 with free

@@ -1,5 +1,6 @@
 import EdgeMeterCore
 import EdgeMeterProbes
+import EdgeMeterHTTP
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import EdgeMeterCore
 import EdgeMeterProbes
+import EdgeMeterHTTP
 import EdgeMeterRun
 import Calculator
 

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import EdgeMeterCore
+import EdgeMeterHTTP
 import EdgeMeterProbes
 @testable import Calculator
 

@@ -4,6 +4,7 @@ import EdgeMeterCore
 @testable import EdgeMeterCapture
 @testable import EdgeMeterRun
 import EdgeMeterProbes
+import EdgeMeterHTTP
 
 /// HTTP probe samples carry their connection's `local_port`, and the capture hook pairs each
 /// request with the wire request on that port and the target's server port — exactly, even when

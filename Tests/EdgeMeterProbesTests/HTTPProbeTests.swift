@@ -3,6 +3,7 @@ import XCTest
 import EdgeMeterCore
 import NIOCore
 @testable import EdgeMeterProbes
+import EdgeMeterHTTP
 
 final class HTTPProbeTests: XCTestCase {
     func testURLParsing() throws {

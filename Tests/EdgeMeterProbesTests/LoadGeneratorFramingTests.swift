@@ -4,6 +4,7 @@ import NIOPosix
 import XCTest
 import EdgeMeterCore
 @testable import EdgeMeterProbes
+import EdgeMeterHTTP
 
 /// A raw TCP server on 127.0.0.1 (ephemeral port) that answers each request head with canned
 /// bytes chosen by the request's path, written one byte per flush when the path starts with

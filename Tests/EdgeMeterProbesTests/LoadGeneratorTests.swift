@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import EdgeMeterCore
 @testable import EdgeMeterProbes
+import EdgeMeterHTTP
 
 final class LoadGeneratorTests: XCTestCase {
     func testFixedRateIsAchievedWithinFivePercent() async throws {

@@ -4,8 +4,8 @@ import Glibc
 #endif
 import NIOCore
 import NIOPosix
-import NIOHTTP1
 import EdgeMeterCore
+import EdgeMeterSystem
 
 /// A plain-HTTP target parsed from a URL (`http://host:port/path?query`). edgemeter measures
 /// HTTP/1.1 without TLS, so `https://` is rejected with a message saying so.
@@ -90,22 +90,24 @@ public struct HTTPRequestSpec: Sendable {
         self.body = body
     }
 
-    func head(host: String, keepAlive: Bool) -> HTTPRequestHead {
-        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path)
-        head.headers.add(name: "Host", value: host)
-        for (k, v) in headers { head.headers.add(name: k, value: v) }
-        if !body.isEmpty || ["POST", "PUT", "PATCH"].contains(method) {
-            head.headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
+    /// The header lines sent: `Host` first, then `headers` in order, then `Content-Length` (whenever
+    /// there is a body, and for POST/PUT/PATCH; replacing any given) and `Connection: close` when
+    /// not `keepAlive` (replacing any given).
+    public func headerLines(host: String, keepAlive: Bool) -> [(String, String)] {
+        var lines: [(String, String)] = [("Host", host)] + headers
+        func replaceOrAdd(_ name: String, _ value: String) {
+            lines.removeAll { $0.0.caseInsensitiveCompare(name) == .orderedSame }
+            lines.append((name, value))
         }
-        if !keepAlive { head.headers.replaceOrAdd(name: "Connection", value: "close") }
-        return head
+        if !body.isEmpty || ["POST", "PUT", "PATCH"].contains(method) { replaceOrAdd("Content-Length", String(body.count)) }
+        if !keepAlive { replaceOrAdd("Connection", "close") }
+        return lines
     }
 
-    /// The request as wire bytes (what the load generator writes for every request).
-    func wireBytes(host: String) -> ByteBuffer {
-        let h = head(host: host, keepAlive: true)
-        var text = "\(h.method.rawValue) \(h.uri) HTTP/1.1\r\n"
-        for (k, v) in h.headers { text += "\(k): \(v)\r\n" }
+    /// The request as wire bytes: what the client and the load generator write for every request.
+    public func wireBytes(host: String, keepAlive: Bool = true) -> ByteBuffer {
+        var text = "\(method) \(path) HTTP/1.1\r\n"
+        for (k, v) in headerLines(host: host, keepAlive: keepAlive) { text += "\(k): \(v)\r\n" }
         text += "\r\n"
         var buf = ByteBuffer(string: text)
         buf.writeBytes(body)
@@ -165,9 +167,9 @@ public enum HTTPClientError: Error, CustomStringConvertible, Equatable {
     }
 
     /// Maps a NIO/socket error raised while connecting.
-    static func connectFailure(_ error: Error, target: String) -> HTTPClientError {
+    public static func connectFailure(_ error: Error, target: String) -> HTTPClientError {
         if let e = error as? HTTPClientError { return e }
-        if let e = error as? TimedConnect.Failure {
+        if let e = error as? TimedTCPConnect.Failure {
             if e.timedOut { return .connectTimeout("no TCP connection to \(target) within the timeout (no SYN-ACK); check that the host is up and the port is not filtered, or raise --timeout") }
             switch e.errnoCode {
             case ECONNREFUSED: return .refused("connection refused by \(target): is the server running and listening on that port?")
@@ -195,43 +197,30 @@ public enum HTTPClientError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Monotonic nanoseconds (CLOCK_MONOTONIC via NIODeadline).
-@inline(__always) func monotonicNanos() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+@inline(__always) public func monotonicNanos() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
 
-/// A TCP connect timed exactly as `tcping` times it (`TimedTCPConnect`, in TCPConnectProbe.swift) on a
-/// socket of its own, handed to NIO afterwards: excludes name resolution and any channel setup.
-/// Blocking: call it off the event loops.
+/// `strerror` text for an errno value.
+func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
+
+/// A TCP connect timed as `tcping` times it (`TimedTCPConnect`) on a socket of its own, handed to
+/// NIO afterwards: excludes name resolution and any channel setup. Blocking: call it off the event loops.
 enum TimedConnect {
-    /// Why a timed connect failed: the errno of `connect()`/`SO_ERROR`, or the timeout.
-    struct Failure: Error {
-        var errnoCode: CInt
-        var timedOut: Bool
-    }
-
-    static func connect(to address: SocketAddress, timeoutNanoseconds: Int64, targetName: String) throws -> (fd: CInt, nanoseconds: Int64, localPort: Int?) {
-        let family = address.protocol.rawValue
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure(errnoCode: errno, timedOut: false) }
-        var keep = false
-        defer { if !keep { close(fd) } }
-        var target = SocketAddr(storage: sockaddr_storage(), length: 0)
+    static func connect(to address: SocketAddress, timeoutNanoseconds: Int64) throws -> (fd: CInt, nanoseconds: Int64, localPort: Int?) {
+        var storage = sockaddr_storage()
+        var length = socklen_t(0)
         address.withSockAddr { sa, len in
-            withUnsafeMutableBytes(of: &target.storage) { dst in dst.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: min(len, dst.count))) }
-            target.length = socklen_t(len)
+            withUnsafeMutableBytes(of: &storage) { dst in dst.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: min(len, dst.count))) }
+            length = socklen_t(len)
         }
-        let (t0, t1): (Int64, Int64)
-        switch TimedTCPConnect.run(fd: fd, address: target, timeoutNanoseconds: timeoutNanoseconds) {
-        case .connected(let start, let end): (t0, t1) = (start, end)
-        case .failed(let code): throw Failure(errnoCode: code, timedOut: false)
-        case .timedOut: throw Failure(errnoCode: ETIMEDOUT, timedOut: true)
+        switch TimedTCPConnect.open(storage: storage, length: length, timeoutNanoseconds: timeoutNanoseconds) {
+        case .success(let c): return (c.fd, c.nanoseconds, TimedTCPConnect.localPort(c.fd).map(Int.init))
+        case .failure(let f): throw f
         }
-        let port = TimedTCPConnect.localPort(fd).map(Int.init)
-        keep = true
-        return (fd, t1 - t0, port)
     }
 }
 
 /// A NIO or Foundation error as a short phrase for a message (no type names, no Swift syntax).
-func describe(_ error: Error) -> String {
+public func describe(_ error: Error) -> String {
     if let e = error as? HTTPClientError { return e.description }
     if let e = error as? IOError { return errnoText(e.errnoCode) }
     if let e = error as? ChannelError {
@@ -244,14 +233,17 @@ func describe(_ error: Error) -> String {
     return "\(error)"
 }
 
-/// One HTTP/1.1 keep-alive connection on swift-nio NIOHTTP1 with timestamps for every phase.
-/// Requests go one at a time (no pipelining).
+/// One HTTP/1.1 keep-alive connection on swift-nio with timestamps for every phase. Requests are
+/// written as `HTTPRequestSpec.wireBytes`; responses are framed by `HTTP1Parser` (the parser the
+/// load generator and the wire analyzer use), in order, so requests may also be pipelined (send
+/// again before the previous answer arrived).
 public final class HTTPConnection: @unchecked Sendable {
     public let channel: Channel
-    let collector: HTTPExchangeHandler
+    /// The connection's response reader (its `sentAt`/`firstByteAt` describe the latest request).
+    public let collector: HTTPResponseReader
     let target: String
 
-    init(channel: Channel, collector: HTTPExchangeHandler, target: String) {
+    init(channel: Channel, collector: HTTPResponseReader, target: String) {
         self.channel = channel
         self.collector = collector
         self.target = target
@@ -271,7 +263,7 @@ public final class HTTPConnection: @unchecked Sendable {
     }
 
     /// A failed name lookup as a sentence with the next step (not NIO's `SocketAddressError`).
-    static func resolveFailure(_ error: Error, host: String) -> HTTPClientError {
+    public static func resolveFailure(_ error: Error, host: String) -> HTTPClientError {
         if error is SocketAddressError.UnknownHost {
             return .resolve("cannot resolve \(host): no address found for that name; check the spelling, "
                             + "/etc/hosts and the DNS settings (/etc/resolv.conf), or give an IP address")
@@ -283,18 +275,17 @@ public final class HTTPConnection: @unchecked Sendable {
         return .resolve("cannot resolve \(host) (\(describe(error))); check the host name or give an IP address")
     }
 
-    /// Connects. The TCP connect is done as `tcping` does it (`TimedConnect`), then the connected
+    /// Connects. The TCP connect is done as `tcping` does it (`TimedTCPConnect`), then the connected
     /// socket is handed to NIO (`ClientBootstrap.withConnectedSocket`), so `connectNanoseconds`
     /// covers the handshake only, not NIO's channel setup.
     public static func connect(to address: SocketAddress, targetName: String, timeout: TimeAmount,
                                group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> HTTPConnection {
-        let collector = HTTPExchangeHandler()
-        let stamp = FirstByteStamp(collector: collector)
+        let reader = HTTPResponseReader()
         let timed: (fd: CInt, nanoseconds: Int64, localPort: Int?)
         do {
             // Blocking (connect + poll): on NIO's thread pool, never on an event loop.
             timed = try await NIOThreadPool.singleton.runIfActive {
-                try TimedConnect.connect(to: address, timeoutNanoseconds: max(1, timeout.nanoseconds), targetName: targetName)
+                try TimedConnect.connect(to: address, timeoutNanoseconds: max(1, timeout.nanoseconds))
             }
         } catch {
             throw HTTPClientError.connectFailure(error, target: targetName)
@@ -303,14 +294,12 @@ public final class HTTPConnection: @unchecked Sendable {
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(stamp)
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(collector)
+                    try channel.pipeline.syncOperations.addHandler(reader)
                 }
             }
         do {
             let ch = try await bootstrap.withConnectedSocket(timed.fd).get()
-            let c = HTTPConnection(channel: ch, collector: collector, target: targetName)
+            let c = HTTPConnection(channel: ch, collector: reader, target: targetName)
             c.connectNanoseconds = timed.nanoseconds
             c.localPort = timed.localPort
             return c
@@ -325,34 +314,21 @@ public final class HTTPConnection: @unchecked Sendable {
     /// The client port of the connection.
     public private(set) var localPort: Int?
 
-    /// Sends one request and waits for the whole response, at most `timeout`.
-    /// Returns the response, the monotonic time the request was handed to the socket, the time the
-    /// first response byte was read and the time the last byte was read.
+    /// Sends one request and waits for its whole response, at most `timeout` (a timeout closes the
+    /// connection). Returns the response and three CLOCK_MONOTONIC instants (`monotonicNanos`):
+    /// `sentAt` just before the request was written to the socket, `firstByteAt` when the read that
+    /// held the response's first byte reached the client, `endAt` when the read that completed it did.
     public func send(_ request: HTTPRequestSpec, host: String, keepAlive: Bool = true,
                      timeout: TimeAmount) async throws -> (response: HTTPResponseInfo, sentAt: UInt64, firstByteAt: UInt64, endAt: UInt64) {
         let loop = channel.eventLoop
-        let promise = loop.makePromise(of: HTTPExchangeHandler.Outcome.self)
-        let head = request.head(host: host, keepAlive: keepAlive)
-        let body = request.body
+        let promise = loop.makePromise(of: HTTPResponseReader.Outcome.self)
+        let bytes = request.wireBytes(host: host, keepAlive: keepAlive)
+        let toHEAD = request.method == "HEAD"
         let channel = self.channel
-        let collector = self.collector
+        let reader = self.collector
         let target = self.target
         loop.execute {
-            collector.begin(promise: promise)
-            guard channel.isActive else {
-                collector.fail(.reset("\(target) closed the connection before the request was sent"))
-                return
-            }
-            collector.sentAt = monotonicNanos()
-            channel.write(HTTPClientRequestPart.head(head), promise: nil)
-            if !body.isEmpty {
-                channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
-            }
-            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-            collector.timeoutTask = loop.scheduleTask(in: timeout) {
-                collector.fail(.timeout("no complete response from \(target) within \(timeout.nanoseconds / 1_000_000) ms"))
-                channel.close(promise: nil)
-            }
+            reader.send(bytes, toHEAD: toHEAD, promise: promise, on: channel, timeout: timeout, target: target)
         }
         let o = try await promise.futureResult.get()
         return (o.response, o.sentAt, o.firstByteAt, o.endAt)
@@ -363,25 +339,11 @@ public final class HTTPConnection: @unchecked Sendable {
     }
 }
 
-/// Notes when the first byte of each response arrives (before the HTTP decoder sees it).
-final class FirstByteStamp: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    let collector: HTTPExchangeHandler
-    init(collector: HTTPExchangeHandler) { self.collector = collector }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buf = unwrapInboundIn(data)
-        if collector.waitingForFirstByte {
-            collector.firstByteAt = monotonicNanos()
-            collector.waitingForFirstByte = false
-        }
-        collector.wireBytes += buf.readableBytes
-        context.fireChannelRead(data)
-    }
-}
+/// Reads the responses of one connection with `HTTP1Parser` and completes the requests waiting for
+/// them, first come first served. All state lives on the channel's event loop.
+public final class HTTPResponseReader: ChannelInboundHandler, @unchecked Sendable {
+    public typealias InboundIn = ByteBuffer
 
-/// Collects one response; all state lives on the channel's event loop.
-final class HTTPExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPClientResponsePart
     struct Outcome: Sendable {
         var response: HTTPResponseInfo
         var sentAt: UInt64
@@ -389,80 +351,143 @@ final class HTTPExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
         var endAt: UInt64
     }
 
-    var promise: EventLoopPromise<Outcome>?
-    var timeoutTask: Scheduled<Void>?
-    var sentAt: UInt64 = 0
-    var firstByteAt: UInt64 = 0
-    var waitingForFirstByte = false
-    var wireBytes = 0
-    private var status = 0
-    private var reasonPhrase = ""
-    private var keepAlive = true
-    private var headers: [(String, String)] = []
-    private var body = ByteBuffer()
+    /// A request written and not answered yet.
+    struct Pending {
+        var id: Int
+        var promise: EventLoopPromise<Outcome>
+        var sentAt: UInt64
+        var firstByteAt: UInt64 = 0
+        /// Stream offset of the response's first byte (interim 1xx responses included).
+        var firstOffset = -1
+        var head: HTTPHead?
+        var body = ByteBuffer()
+        /// Inside an interim (1xx) response, which is skipped.
+        var inInterim = false
+        var timeoutTask: Scheduled<Void>?
+    }
 
-    func begin(promise: EventLoopPromise<Outcome>) {
-        self.promise = promise
-        waitingForFirstByte = true
-        wireBytes = 0
+    /// The latest request: CLOCK_MONOTONIC instant it was written, and when its response's first
+    /// byte arrived (0: not yet).
+    public private(set) var sentAt: UInt64 = 0
+    public private(set) var firstByteAt: UInt64 = 0
+
+    var parser = HTTP1Parser(kind: .response)
+    var pending: [Pending] = []
+    var nextID = 0
+
+    public init() {}
+
+    /// Bytes that belong to no request (a response nobody asked for).
+    struct Unsolicited: Error {}
+
+    func send(_ bytes: ByteBuffer, toHEAD: Bool, promise: EventLoopPromise<Outcome>, on channel: Channel, timeout: TimeAmount, target: String) {
+        guard channel.isActive else {
+            promise.fail(HTTPClientError.reset("\(target) closed the connection before the request was sent"))
+            return
+        }
+        if let failure = parser.failure {
+            promise.fail(Self.framingError(failure))
+            return
+        }
+        nextID += 1
+        let id = nextID
+        parser.expectResponse(toHEAD: toHEAD)
+        let now = monotonicNanos()
+        sentAt = now
         firstByteAt = 0
-        status = 0
-        headers = []
-        body.clear()
+        pending.append(Pending(id: id, promise: promise, sentAt: now))
+        channel.writeAndFlush(bytes, promise: nil)
+        let task = channel.eventLoop.scheduleTask(in: timeout) { [weak self] in
+            self?.fail(id: id, .timeout("no complete response from \(target) within \(timeout.nanoseconds / 1_000_000) ms"))
+            channel.close(promise: nil)
+        }
+        if let i = pending.firstIndex(where: { $0.id == id }) { pending[i].timeoutTask = task }
     }
 
-    func fail(_ error: HTTPClientError) {
-        timeoutTask?.cancel(); timeoutTask = nil
-        let p = promise
-        promise = nil
-        p?.fail(error)
+    static func framingError(_ e: HTTPParseError) -> HTTPClientError {
+        .protocolError("the response is not valid HTTP/1.1 (\(e.message), at byte \(e.offset)); is this port an HTTP server (not HTTPS or another protocol)?")
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+    func fail(id: Int, _ error: HTTPClientError) {
+        guard let i = pending.firstIndex(where: { $0.id == id }) else { return }
+        let p = pending.remove(at: i)
+        p.timeoutTask?.cancel()
+        p.promise.fail(error)
+    }
+
+    func failAll(_ error: HTTPClientError) {
+        let all = pending
+        pending = []
+        for p in all {
+            p.timeoutTask?.cancel()
+            p.promise.fail(error)
+        }
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        let now = monotonicNanos()
+        do {
+            try buffer.withUnsafeReadableBytes { raw in
+                try parser.feed(raw) { event in try self.handle(event, raw: raw, now: now) }
+            }
+        } catch let e as HTTPParseError {
+            failAll(Self.framingError(e))
+            context.close(promise: nil)
+        } catch {
+            failAll(.protocolError("the server sent a response before any request was sent (or more responses than requests); "
+                                   + "is this port an HTTP server?"))
+            context.close(promise: nil)
+        }
+    }
+
+    func handle(_ event: HTTP1Parser.Event, raw: UnsafeRawBufferPointer, now: UInt64) throws {
+        guard !pending.isEmpty else { throw Unsolicited() }
+        switch event {
+        case .start(let offset):
+            if pending[0].firstOffset < 0 {
+                pending[0].firstOffset = offset
+                pending[0].firstByteAt = now
+                if pending[0].id == nextID { firstByteAt = now }
+            }
         case .head(let h):
-            status = Int(h.status.code)
-            reasonPhrase = h.status.reasonPhrase
-            keepAlive = h.isKeepAlive
-            headers = h.headers.map { ($0.name, $0.value) }
-        case .body(var b):
-            body.writeBuffer(&b)
-        case .end:
-            let end = monotonicNanos()
-            timeoutTask?.cancel(); timeoutTask = nil
-            let p = promise
-            promise = nil
-            p?.succeed(Outcome(response: HTTPResponseInfo(status: status, headers: headers, body: body, wireBytes: wireBytes, keepAlive: keepAlive,
-                                                          reasonPhrase: reasonPhrase),
-                               sentAt: sentAt, firstByteAt: firstByteAt, endAt: end))
+            if (100..<200).contains(h.status) && h.status != 101 {
+                pending[0].inInterim = true
+            } else {
+                pending[0].head = h
+            }
+        case .body(let range, _):
+            pending[0].body.writeBytes(UnsafeRawBufferPointer(rebasing: raw[range]))
+        case .end(let endOffset):
+            if pending[0].inInterim {
+                pending[0].inInterim = false
+                return
+            }
+            let p = pending.removeFirst()
+            p.timeoutTask?.cancel()
+            let h = p.head ?? HTTPHead()
+            let response = HTTPResponseInfo(status: h.status, headers: h.headers.map { ($0.name, $0.value) }, body: p.body,
+                                            wireBytes: endOffset - p.firstOffset, keepAlive: h.keepAlive && h.status != 101,
+                                            reasonPhrase: h.reason)
+            p.promise.succeed(Outcome(response: response, sentAt: p.sentAt, firstByteAt: p.firstByteAt, endAt: now))
         }
     }
 
-    /// A parser error in words ("invalid status line"), not its Swift name.
-    static func parserProblem(_ error: Error) -> String {
-        var name = "\(error)"
-        if let dot = name.lastIndex(of: ".") { name = String(name[name.index(after: dot)...]) }
-        if let paren = name.firstIndex(of: "(") { name = String(name[..<paren]) }
-        var words = ""
-        for c in name {
-            if c.isUppercase && !words.isEmpty { words += " " }
-            words += c.lowercased()
+    public func channelInactive(context: ChannelHandlerContext) {
+        // A body delimited by the connection's close ends here.
+        if parser.bodyEndsAtClose && !pending.isEmpty {
+            let now = monotonicNanos()
+            try? parser.finishStream { event in try self.handle(event, raw: UnsafeRawBufferPointer(start: nil, count: 0), now: now) }
         }
-        return words.isEmpty ? "unparseable" : words
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        fail(.reset("the server closed the connection before the response was complete"))
+        failAll(.reset("the server closed the connection before the response was complete"))
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let io = error as? IOError, io.errnoCode == ECONNRESET {
-            fail(.reset("connection reset by the server"))
-        } else if error is HTTPParserError || error is NIOHTTPDecoderError {
-            fail(.protocolError("the response is not valid HTTP/1.1 (\(Self.parserProblem(error))); is this port an HTTP server (not HTTPS or another protocol)?"))
+            failAll(.reset("connection reset by the server"))
         } else {
-            fail(.other("the exchange failed: \(describe(error))"))
+            failAll(.other("the exchange failed: \(describe(error))"))
         }
         context.close(promise: nil)
     }
