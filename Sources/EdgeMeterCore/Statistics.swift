@@ -192,3 +192,15 @@ public struct Summarizer: Sendable {
     }
     public var isEmpty: Bool { accumulators.isEmpty }
 }
+
+/// Quantiles of a handful of values held in memory (report tables, not the streamed summaries).
+public enum Quantile {
+    /// The element at rank `round(q · (n − 1))` of `sorted` (ascending, 0-based), `q` in 0...1: no
+    /// interpolation, so the figure is always one of the values (q = 0 the minimum, 1 the maximum).
+    /// nil when `sorted` is empty.
+    public static func rounded<T>(_ sorted: [T], _ q: Double) -> T? {
+        guard !sorted.isEmpty else { return nil }
+        let rank = Int((Swift.min(1, Swift.max(0, q)) * Double(sorted.count - 1)).rounded())
+        return sorted[Swift.min(sorted.count - 1, rank)]
+    }
+}

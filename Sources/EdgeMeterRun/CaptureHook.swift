@@ -1,6 +1,7 @@
 import Foundation
 import EdgeMeterCore
 import EdgeMeterCapture
+import EdgeMeterProbes
 
 /// A sink that forwards every sample and keeps a copy, so the capture hook can match the
 /// application's samples with what it saw on the wire.
@@ -45,8 +46,7 @@ public func withCapture<T>(interface: String?, filter: String? = nil, snapLength
                            onAnalysis: ((WireAnalysis, [Sample]) -> Void)? = nil,
                            body: (ScenarioContext) async throws -> T) async throws -> T {
     guard let interface else { return try await body(ctx) }
-    let safe = String(interface.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
-    let pcapPath = ctx.directory.appendingPathComponent("\(filePrefix)-\(safe).pcap").path
+    let pcapPath = ctx.directory.appendingPathComponent("\(filePrefix)-\(FileName.safe(interface)).pcap").path
     var opts = CaptureOptions(interface: interface, filter: filter, snapLength: snapLength, bufferSize: bufferSize)
     opts.promiscuous = promiscuous
     // Blocks, not a wake-up per packet: the figures come from the kernel's stamps after the run,
@@ -82,6 +82,57 @@ public func withCapture<T>(interface: String?, filter: String? = nil, snapLength
     return value
 }
 
+/// The probes whose samples the wire analysis can pair, by their `probe` name: each declares its
+/// keys (`WireMatchable`), the capture hook looks them up here instead of comparing probe names.
+public enum WireMatchTable {
+    public static let probes: [any WireMatchable.Type] = [ICMPProbe.self, TCPConnectProbe.self, HTTPProbe.self, CalcProbe.self]
+    /// probe name → the keys it declares.
+    public static let keys: [String: [WireKey]] = Dictionary(probes.map { ($0.probeName, $0.wireKeys) }, uniquingKeysWith: { a, _ in a })
+
+    /// How a sample of `probe` in `phase` is found on the wire, or nil when it has no wire counterpart.
+    public static func match(probe: String, phase: String) -> WireMatch? {
+        keys[probe]?.first { $0.phase == phase }?.match
+    }
+
+    /// Whether `probe` declares `match` for some phase.
+    static func declares(_ probe: String, _ match: WireMatch) -> Bool {
+        keys[probe]?.contains { $0.match == match } ?? false
+    }
+}
+
+extension WireMatch {
+    /// The wire phase an application sample is compared with, and the phase of the difference.
+    var pairedWirePhase: String {
+        switch self {
+        case .icmpEcho: return "icmp_echo"
+        case .tcpHandshake: return "tcp_syn_synack"
+        case .httpFirstByte: return "http_first_byte"
+        }
+    }
+
+    /// Other wire phases of the same exchange: they take the application's target but give no difference.
+    var attributedWirePhases: [String] {
+        self == .tcpHandshake ? ["tcp_synack_ack", "tcp_handshake"] : []
+    }
+
+    var overheadPhase: String {
+        switch self {
+        case .icmpEcho: return "stack_overhead_echo"
+        case .tcpHandshake: return "stack_overhead_connect"
+        case .httpFirstByte: return "stack_overhead_first_byte"
+        }
+    }
+
+    /// The match a wire phase belongs to, and whether it is the compared one.
+    static func forWirePhase(_ phase: String) -> (match: WireMatch, compared: Bool)? {
+        for m in WireMatch.allCases {
+            if m.pairedWirePhase == phase { return (m, true) }
+            if m.attributedWirePhases.contains(phase) { return (m, false) }
+        }
+        return nil
+    }
+}
+
 /// Records the wire samples, the capture counters and the app-vs-wire differences of one capture.
 public enum WireReport {
     /// The port in an application sample's target (`http://h:p/path`, `h:p`, `[v6]:p`), if any.
@@ -99,6 +150,38 @@ public enum WireReport {
         var wire: Sample
     }
 
+    /// One overhead figure: the phase of the difference (`stack_overhead_*`) and the two samples.
+    typealias PhasePair = (phase: String, pair: Pair)
+
+    /// The application samples that have a wire counterpart, indexed by the keys their probe declares.
+    struct AppIndex {
+        /// `icmp_id/seq` → echo sample.
+        var echo: [String: Sample] = [:]
+        /// `local_port` → connect sample.
+        var connect: [String: Sample] = [:]
+        /// `local_port/request` → HTTP first-byte sample.
+        var firstByte: [String: Sample] = [:]
+        /// HTTP first-byte samples without a local port, in order (paired in order per server).
+        var firstByteInOrder: [Sample] = []
+        /// Application samples (milliseconds) that a wire exchange could pair.
+        var timedCount = 0
+
+        init(_ appSamples: [Sample]) {
+            for s in appSamples where s.probe != WireSamples.probe {
+                guard let match = WireMatchTable.match(probe: s.probe, phase: s.phase) else { continue }
+                if s.unit == "ms" { timedCount += 1 }
+                switch match {
+                case .icmpEcho:
+                    if let id = s.labels["icmp_id"], let seq = s.labels["seq"] { echo["\(id)/\(seq)"] = s }
+                case .tcpHandshake:
+                    if let p = s.labels["local_port"] { connect[p] = s }
+                case .httpFirstByte:
+                    if let p = s.labels["local_port"] { firstByte["\(p)/\(s.labels["request"] ?? "0")"] = s } else { firstByteInOrder.append(s) }
+                }
+            }
+        }
+    }
+
     public static func record(analysis a: WireAnalysis, capture: CaptureResult?, interface: String, pcapPath: String,
                               appSamples: [Sample], scenario: String, ctx: ScenarioContext) {
         // The wire samples go under the application's scenario name when it is unique.
@@ -106,81 +189,93 @@ public enum WireReport {
         let scenario = appScenarios.count == 1 ? appScenarios.first! : scenario
         let base = ["interface": interface, "tstamp_precision": capture?.precision ?? "", "clock": "capture"]
         var wire = WireSamples.samples(a, runID: ctx.runID, scenario: scenario, target: nil, labels: base)
-        // Index the application samples.
-        var echoApp: [String: Sample] = [:]
-        var connectApp: [String: Sample] = [:]
-        var httpFirstByteApp: [String: Sample] = [:]
-        var httpOrdered: [Sample] = []
-        // Local ports are only unique per client address: a pair also needs the wire server's port
-        // to be the application target's (a container calling another one may use the same port
-        // number as this host).
-        func samePort(_ app: Sample, _ wire: Sample) -> Bool {
-            guard let server = wire.labels["server"], let wp = server.split(separator: ":").last.flatMap({ Int($0) }) else { return true }
-            return WireReport.targetPort(app.target).map { $0 == wp } ?? true
+        let index = AppIndex(appSamples)
+        let pairs = pair(&wire, index: index, appSamples: appSamples)
+        attributeRest(&wire, interface: interface)
+        wire.forEach(ctx.sink.record)
+        if let capture {
+            WireSamples.captureSamples(capture, interface: interface, runID: ctx.runID, scenario: scenario, target: interface,
+                                       labels: ["pcap": pcapPath]).forEach(ctx.sink.record)
         }
-        for s in appSamples where s.probe != WireSamples.probe {
-            if s.phase == "echo", let id = s.labels["icmp_id"], let seq = s.labels["seq"] {
-                echoApp["\(id)/\(seq)"] = s
-            } else if s.phase == "connect", let p = s.labels["local_port"] {
-                connectApp[p] = s
-            }
-            if (s.probe == "http" || s.probe == "calc") && s.phase == "first_byte" {
-                if let p = s.labels["local_port"] { httpFirstByteApp["\(p)/\(s.labels["request"] ?? "0")"] = s }
-                else { httpOrdered.append(s) }
-            }
-        }
+        let diffs = differences(pairs)
+        diffs.samples(runID: ctx.runID, scenario: scenario).forEach(ctx.sink.record)
+        ctx.addSection(markdown(a, capture: capture, interface: interface, pcapPath: pcapPath, scenario: scenario, differences: diffs,
+                                pairCount: pairs.count, appTimed: index.timedCount))
+        let flowsPath = URL(fileURLWithPath: pcapPath).deletingPathExtension().path + "-flows.csv"
+        try? WireSamples.flowsCSV(a).write(toFile: flowsPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Local ports are only unique per client address: a pair also needs the wire server's port to
+    /// be the application target's (a container calling another one may use the same port number
+    /// as this host).
+    static func samePort(_ app: Sample, _ wire: Sample) -> Bool {
+        guard let server = wire.labels["server"], let wp = server.split(separator: ":").last.flatMap({ Int($0) }) else { return true }
+        return targetPort(app.target).map { $0 == wp } ?? true
+    }
+
+    /// Pairs wire samples with application samples by the declared keys; a paired wire sample gets
+    /// the application's target and `app_probe`. Returns the pairs that give a difference, in wire order.
+    static func pair(_ wire: inout [Sample], index: AppIndex, appSamples: [Sample]) -> [PhasePair] {
         // Without local ports, HTTP requests pair in order with the wire requests to the server the
         // application targeted (its host:port appears in the target), when the counts agree; other
         // wire requests (e.g. a front end's calls to its back ends) stay under their own server.
-        var httpQueues: [String: [Sample]] = [:] // wire server endpoint → app samples in order
-        if !httpOrdered.isEmpty {
-            let wireServers = Set(wire.filter { $0.phase == "http_first_byte" }.compactMap { $0.labels["server"] })
+        let firstBytePhase = WireMatch.httpFirstByte.pairedWirePhase
+        var inOrder: [String: [Sample]] = [:] // wire server endpoint → app samples in order
+        if !index.firstByteInOrder.isEmpty {
+            let wireServers = Set(wire.filter { $0.phase == firstBytePhase }.compactMap { $0.labels["server"] })
             for server in wireServers {
-                let apps = httpOrdered.filter { $0.target.contains(server) }
-                let count = wire.filter { $0.phase == "http_first_byte" && $0.labels["server"] == server }.count
-                if !apps.isEmpty && apps.count == count { httpQueues[server] = apps }
+                let apps = index.firstByteInOrder.filter { $0.target.contains(server) }
+                let count = wire.filter { $0.phase == firstBytePhase && $0.labels["server"] == server }.count
+                if !apps.isEmpty && apps.count == count { inOrder[server] = apps }
             }
         }
-        var pairs: [(String, Pair)] = []
+        var pairs: [PhasePair] = []
         for i in wire.indices {
             let w = wire[i]
-            var match: (String, Sample)?
-            switch w.phase {
-            case "icmp_echo":
-                if let id = w.labels["icmp_id"], let seq = w.labels["seq"], let s = echoApp["\(id)/\(seq)"] { match = ("stack_overhead_echo", s) }
-            case "tcp_syn_synack":
-                if let p = w.labels["local_port"], let s = connectApp[p], samePort(s, w) { match = ("stack_overhead_connect", s) }
-            case "tcp_synack_ack", "tcp_handshake":
-                if let p = w.labels["local_port"], let s = connectApp[p], samePort(s, w) { match = ("", s) }
-            case "http_first_byte":
-                if let p = w.labels["local_port"], let s = httpFirstByteApp["\(p)/\(w.labels["request"] ?? "0")"], samePort(s, w) {
-                    match = ("stack_overhead_first_byte", s)
-                } else if let server = w.labels["server"], var q = httpQueues[server], !q.isEmpty {
-                    match = ("stack_overhead_first_byte", q.removeFirst())
-                    httpQueues[server] = q
+            guard let (match, compared) = WireMatch.forWirePhase(w.phase) else { continue }
+            var app: Sample?
+            switch match {
+            case .icmpEcho:
+                if let id = w.labels["icmp_id"], let seq = w.labels["seq"] { app = index.echo["\(id)/\(seq)"] }
+            case .tcpHandshake:
+                if let p = w.labels["local_port"], let s = index.connect[p], samePort(s, w) { app = s }
+            case .httpFirstByte:
+                if let p = w.labels["local_port"], let s = index.firstByte["\(p)/\(w.labels["request"] ?? "0")"], samePort(s, w) {
+                    app = s
+                } else if let server = w.labels["server"], var q = inOrder[server], !q.isEmpty {
+                    app = q.removeFirst()
+                    inOrder[server] = q
                 }
-            default:
-                break
             }
-            if let (phase, app) = match {
-                wire[i].target = app.target
-                wire[i].labels["app_probe"] = app.probe
-                if !phase.isEmpty { pairs.append((phase, Pair(app: app, wire: wire[i]))) }
-            }
-        }
-        // An HTTP request paired in order also pairs its connect phase with that connection's handshake.
-        let httpConnects = Dictionary(appSamples.filter { $0.probe == "http" && $0.phase == "connect" }
-            .map { ("\($0.target)/\($0.labels["seq"] ?? "")", $0) }, uniquingKeysWith: { a, _ in a })
-        for (phase, p) in pairs where phase == "stack_overhead_first_byte" && p.app.labels["local_port"] == nil {
-            guard let port = p.wire.labels["local_port"], let app = httpConnects["\(p.app.target)/\(p.app.labels["seq"] ?? "")"],
-                  let i = wire.firstIndex(where: { $0.phase == "tcp_syn_synack" && $0.labels["local_port"] == port }) else { continue }
+            guard let app else { continue }
             wire[i].target = app.target
             wire[i].labels["app_probe"] = app.probe
-            pairs.append(("stack_overhead_connect", Pair(app: app, wire: wire[i])))
+            if compared { pairs.append((match.overheadPhase, Pair(app: app, wire: wire[i]))) }
         }
-        // Everything else seen on a matched connection (its other phases, its flow totals) or for a
-        // matched echo's address goes under the application's target too; decode counters go under
-        // the interface.
+        // A request paired in order also pairs its probe's connect phase with that connection's handshake.
+        let connectKeyed = Dictionary(appSamples.filter {
+            pairsConnectThroughRequests($0.probe) && WireMatchTable.match(probe: $0.probe, phase: $0.phase) == .tcpHandshake
+        }.map { ("\($0.probe) \($0.target)/\($0.labels["seq"] ?? "")", $0) }, uniquingKeysWith: { a, _ in a })
+        let handshake = WireMatch.tcpHandshake
+        for (phase, p) in pairs where phase == WireMatch.httpFirstByte.overheadPhase && p.app.labels["local_port"] == nil {
+            guard let port = p.wire.labels["local_port"], let app = connectKeyed["\(p.app.probe) \(p.app.target)/\(p.app.labels["seq"] ?? "")"],
+                  let i = wire.firstIndex(where: { $0.phase == handshake.pairedWirePhase && $0.labels["local_port"] == port }) else { continue }
+            wire[i].target = app.target
+            wire[i].labels["app_probe"] = app.probe
+            pairs.append((handshake.overheadPhase, Pair(app: app, wire: wire[i])))
+        }
+        return pairs
+    }
+
+    /// A probe that declares both an HTTP first byte and a handshake (its connect pairs through its requests).
+    static func pairsConnectThroughRequests(_ probe: String) -> Bool {
+        WireMatchTable.declares(probe, .httpFirstByte) && WireMatchTable.declares(probe, .tcpHandshake)
+    }
+
+    /// Everything else seen on a matched connection (its other phases, its flow totals) or for a
+    /// matched echo's address goes under the application's target too; decode counters go under
+    /// the interface.
+    static func attributeRest(_ wire: inout [Sample], interface: String) {
         // A connection is its local port and its server (port numbers repeat across clients).
         func connection(_ w: Sample) -> String? {
             guard let p = w.labels["local_port"], p != "0" else { return nil }
@@ -191,7 +286,7 @@ public enum WireReport {
         var addressTarget: [String: String] = [:]
         for i in wire.indices where wire[i].labels["app_probe"] != nil {
             if let c = connection(wire[i]) { portTarget[c] = wire[i].target }
-            if wire[i].phase == "icmp_echo", let d = wire[i].labels["dst"] { addressTarget[d] = wire[i].target }
+            if wire[i].phase == WireMatch.icmpEcho.pairedWirePhase, let d = wire[i].labels["dst"] { addressTarget[d] = wire[i].target }
         }
         for i in wire.indices {
             if wire[i].phase.hasPrefix("decode_") { wire[i].target = interface; continue }
@@ -204,56 +299,70 @@ public enum WireReport {
                 wire[i].target = t
             }
         }
-        wire.forEach(ctx.sink.record)
-        if let capture {
-            WireSamples.captureSamples(capture, interface: interface, runID: ctx.runID, scenario: scenario, target: interface,
-                                       labels: ["pcap": pcapPath]).forEach(ctx.sink.record)
-        }
-        // Differences.
+    }
+
+    /// The application − wire differences of the pairs.
+    struct Differences {
+        /// One per pair, in pair order: the difference (nil when a side failed) and the pair.
+        var rows: [(phase: String, pair: Pair)] = []
+        /// overhead phase → (app, wire, difference) in milliseconds, for the pairs where both sides have a value.
         var byPhase: [String: [(app: Double, wire: Double, diff: Double)]] = [:]
-        var unmatched: [String: Int] = [:]
-        for (phase, p) in pairs {
-            var labels = p.wire.labels
-            labels["app_probe"] = p.app.probe
-            labels["app_phase"] = p.app.phase
-            labels["wire_phase"] = p.wire.phase
-            labels["app_clock"] = p.app.labels["clock"] ?? ""
-            if let av = p.app.value, let wv = p.wire.value {
-                ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: WireSamples.probe, target: p.app.target,
-                                       metric: p.app.metric, phase: phase, value: av - wv, unit: "ms", timestamp: p.app.timestamp,
-                                       status: .ok, labels: labels))
-                byPhase[phase, default: []].append((av, wv, av - wv))
-            } else {
+        /// overhead phase → pairs with a failed side.
+        var failed: [String: Int] = [:]
+
+        /// Samples of probe `wire`, metric as the application's, phase `stack_overhead_*`: the
+        /// difference, or a failed sample saying which side failed.
+        func samples(runID: String, scenario: String) -> [Sample] {
+            rows.map { phase, p in
+                var labels = p.wire.labels
+                labels["app_probe"] = p.app.probe
+                labels["app_phase"] = p.app.phase
+                labels["wire_phase"] = p.wire.phase
+                labels["app_clock"] = p.app.labels["clock"] ?? ""
+                if let av = p.app.value, let wv = p.wire.value {
+                    return Sample(runID: runID, scenario: scenario, probe: WireSamples.probe, target: p.app.target,
+                                  metric: p.app.metric, phase: phase, value: av - wv, unit: "ms", timestamp: p.app.timestamp,
+                                  status: .ok, labels: labels)
+                }
                 let why = p.app.value == nil ? "the application sample failed (\(p.app.reason))" : "the wire sample failed (\(p.wire.reason))"
-                ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: WireSamples.probe, target: p.app.target,
-                                       metric: p.app.metric, phase: phase, value: nil, unit: "ms", timestamp: p.app.timestamp,
-                                       status: p.app.value == nil ? p.app.status : p.wire.status, reason: why, labels: labels))
-                unmatched[phase, default: 0] += 1
+                return Sample(runID: runID, scenario: scenario, probe: WireSamples.probe, target: p.app.target,
+                              metric: p.app.metric, phase: phase, value: nil, unit: "ms", timestamp: p.app.timestamp,
+                              status: p.app.value == nil ? p.app.status : p.wire.status, reason: why, labels: labels)
             }
         }
-        let appTimed = appSamples.filter { $0.probe != WireSamples.probe && $0.unit == "ms" && ($0.phase == "echo" || $0.phase == "connect" || (($0.probe == "http" || $0.probe == "calc") && $0.phase == "first_byte")) }.count
-        let unpairedApp = appTimed - pairs.count
+    }
+
+    static func differences(_ pairs: [PhasePair]) -> Differences {
+        var d = Differences()
+        d.rows = pairs
+        for (phase, p) in pairs {
+            if let av = p.app.value, let wv = p.wire.value {
+                d.byPhase[phase, default: []].append((av, wv, av - wv))
+            } else {
+                d.failed[phase, default: 0] += 1
+            }
+        }
+        return d
+    }
+
+    /// The wire analysis section plus the application-vs-wire table.
+    static func markdown(_ a: WireAnalysis, capture: CaptureResult?, interface: String, pcapPath: String, scenario: String,
+                         differences d: Differences, pairCount: Int, appTimed: Int) -> String {
         var md = WireSamples.markdown(a, source: "`\(interface)` during scenario \(scenario) (\(URL(fileURLWithPath: pcapPath).lastPathComponent))",
                                       capture: capture, interface: interface)
         md += "\n### Application vs wire (\(interface))\n\n"
         md += "Each row pairs an application sample with the same echo/connection/request on the wire; overhead = application − wire: "
         md += "what the sockets, this host's stack and scheduling add to the time between the packets.\n\n"
         md += "| overhead | pairs | app p50 ms | wire p50 ms | overhead p50 ms | overhead p90 ms | overhead max ms |\n|---|---:|---:|---:|---:|---:|---:|\n"
-        for phase in byPhase.keys.sorted() {
-            let rows = byPhase[phase]!
-            func med(_ v: [Double], _ q: Double) -> String {
-                let s = v.sorted()
-                return Format.fixed(s[min(s.count - 1, Int((q * Double(s.count - 1)).rounded()))], 3)
-            }
-            md += "| \(phase) | \(rows.count) | \(med(rows.map(\.app), 0.5)) | \(med(rows.map(\.wire), 0.5)) | \(med(rows.map(\.diff), 0.5)) | \(med(rows.map(\.diff), 0.9)) | \(med(rows.map(\.diff), 1)) |\n"
+        func q(_ v: [Double], _ p: Double) -> String { Format.fixed(Quantile.rounded(v.sorted(), p) ?? 0, 3) }
+        for phase in d.byPhase.keys.sorted() {
+            let rows = d.byPhase[phase]!
+            md += "| \(phase) | \(rows.count) | \(q(rows.map(\.app), 0.5)) | \(q(rows.map(\.wire), 0.5)) | \(q(rows.map(\.diff), 0.5)) | \(q(rows.map(\.diff), 0.9)) | \(q(rows.map(\.diff), 1)) |\n"
         }
-        let matched = pairs.count
-        md += "\n\(matched) of \(appTimed) application samples (echo, connect, HTTP first byte) matched on the wire"
-        if !unmatched.isEmpty { md += " (\(unmatched.values.reduce(0, +)) pairs with a failed side)" }
-        if unpairedApp > 0 { md += "; the others were not captured (filter, interface) or carry no `icmp_id`/`seq` or `local_port` label" }
+        md += "\n\(pairCount) of \(appTimed) application samples (echo, connect, HTTP first byte) matched on the wire"
+        if !d.failed.isEmpty { md += " (\(d.failed.values.reduce(0, +)) pairs with a failed side)" }
+        if appTimed - pairCount > 0 { md += "; the others were not captured (filter, interface) or carry no `icmp_id`/`seq` or `local_port` label" }
         md += ".\n"
-        ctx.addSection(md)
-        let flowsPath = URL(fileURLWithPath: pcapPath).deletingPathExtension().path + "-flows.csv"
-        try? WireSamples.flowsCSV(a).write(toFile: flowsPath, atomically: true, encoding: .utf8)
+        return md
     }
 }
