@@ -132,7 +132,7 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
         return DockerInstance(backend: self, id: id, name: name)
     }
 
-    func createContainer(name: String, image: String, cmd: [String], network: String) async throws -> String {
+    public func createContainer(name: String, image: String, cmd: [String], network: String) async throws -> String {
         var host: [String: Any] = ["NetworkMode": network]
         if engine == "podman" {
             // podman asks the runtime for RLIMIT_NOFILE 1048576 and RLIMIT_NPROC 4194304 by default;
@@ -164,14 +164,14 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
         return id
     }
 
-    struct ContainerState {
-        var running: Bool
-        var status: String
-        var exitCode: Int
-        var ip: String
+    public struct ContainerState {
+        public var running: Bool
+        public var status: String
+        public var exitCode: Int
+        public var ip: String
     }
 
-    func state(_ id: String) async throws -> ContainerState {
+    public func state(_ id: String) async throws -> ContainerState {
         let r = try await client.request(.GET, "/containers/\(id)/json")
         guard r.status == 200, let obj = r.json as? [String: Any], let st = obj["State"] as? [String: Any] else {
             throw StartupError("inspecting container \(id.prefix(12)): HTTP \(r.status): \(r.errorMessage)")

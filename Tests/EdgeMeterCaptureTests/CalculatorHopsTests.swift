@@ -55,7 +55,7 @@ final class CalculatorHopsTests: XCTestCase {
         """, runID: runID)
 
         // Every container of the scenario is gone.
-        let left = try runTool(docker, ["ps", "-a", "--filter", "label=edgemeter.capture=\(runID)/calc-hops", "-q"])
+        let left = try runTool(docker, ["ps", "-a", "--filter", "name=edgemeter-capture-\(runID)-calc-hops", "-q"])
         XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
 
         // The calc probe's requests: 200 with the right answer (status ok), each carrying its

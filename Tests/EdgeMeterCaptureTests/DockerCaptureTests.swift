@@ -149,7 +149,7 @@ final class CaptureScenarioTests: XCTestCase {
         XCTAssertEqual(s.first { $0.phase == "capture_dropped" }?.target, "docker0")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("capture-docker0-ping-docker0.pcap").path))
         // The container is gone.
-        let left = try runTool(docker, ["ps", "-a", "--filter", "label=edgemeter.run=cstest", "-q"])
+        let left = try runTool(docker, ["ps", "-a", "--filter", "name=edgemeter-capture-cstest-", "-q"])
         XCTAssertEqual(left.trimmingCharacters(in: CharacterSet.whitespacesAndNewlines), "")
     }
 }
