@@ -8,8 +8,16 @@ public struct SuiteRunner {
     public var kinds: [ScenarioKind]
     public init(kinds: [ScenarioKind] = ScenarioKinds.all) { self.kinds = kinds }
 
+    /// Kinds whose runner opens its own capture (a scenario of kind `capture` names its interface).
+    static let capturingKinds: Set<String> = [CaptureScenario.schema.kind]
+
+    /// The file name prefix of a scenario's capture files: `capture-<scenario>` (then `-<iface>.pcap`).
+    static func capturePrefix(_ scenario: String) -> String { "capture-" + FileName.safe(scenario) }
+
     /// `captureInterface`/`captureFilter` (from `edgemeter run --capture`) apply to every scenario
     /// that does not name its own `capture`; each scenario gets its own capture and wire samples.
+    /// A `capture` scenario already captures on its `interface`: neither applies to it (one pcap,
+    /// wire samples once).
     public func run(_ suite: Suite, in dir: RunDirectory, stop: StopFlag, captureInterface: String? = nil,
                     captureFilter: String? = nil, progress: @escaping @Sendable (String) -> Void) async {
         let byKind = Dictionary(kinds.map { ($0.schema.kind, $0) }, uniquingKeysWith: { a, _ in a })
@@ -38,10 +46,16 @@ public struct SuiteRunner {
             let ctx = ScenarioContext(runID: dir.runID, sink: dir, stop: stop, directory: dir.url, suiteDirectory: suiteDir,
                                       progress: { progress("\(label) \($0)") }, addSection: { dir.addSection($0) })
             do {
-                let iface = scenario.string("capture") ?? captureInterface
+                // A kind that captures by itself (`capture`) is never wrapped in a second capture:
+                // its own interface, filter and pcap are the scenario's.
+                let ownsCapture = Self.capturingKinds.contains(scenario.kind)
+                let iface = ownsCapture ? nil : scenario.string("capture") ?? captureInterface
                 let filter = scenario.string("capture") != nil ? scenario.string("capture_filter") : captureFilter
-                let stem = "capture-" + String(scenario.name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
-                try await withCapture(interface: iface, filter: filter, scenario: scenario.name, filePrefix: stem, ctx: ctx) { inner in
+                if ownsCapture, let outer = scenario.string("capture") ?? captureInterface {
+                    ctx.progress("captures on its own interface \(scenario.string("interface") ?? "?"); capture on \(outer) not added")
+                }
+                try await withCapture(interface: iface, filter: filter, scenario: scenario.name, filePrefix: Self.capturePrefix(scenario.name),
+                                      ctx: ctx) { inner in
                     try await kind.run(scenario, inner)
                 }
                 if stop.isStopped {
