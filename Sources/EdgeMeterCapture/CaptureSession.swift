@@ -1,4 +1,5 @@
 import Foundation
+import EdgeMeterCore
 
 /// A live capture on its own thread that writes a pcap file and analyses the packets as they
 /// arrive. The handle is opened (and privileges dropped, when asked) in `init`, so packets are
@@ -7,7 +8,8 @@ public final class CaptureSession: @unchecked Sendable {
     public let capture: LiveCapture
     public let writer: PcapWriter?
     private let analyzer: WireAnalyzer
-    private let localStop: CaptureStopFlag
+    private let localStop = StopFlag()
+    private let parentStop: StopFlag?
     private let lock = NSLock()
     private var outcome: Result<CaptureResult, Error>?
     private var waiters: [CheckedContinuation<Void, Never>] = []
@@ -20,7 +22,7 @@ public final class CaptureSession: @unchecked Sendable {
     ///     can still write them.
     ///   - parentStop: polled as well as the session's own stop (e.g. the run's StopFlag).
     public init(options: CaptureOptions, writePath: String?, user: String? = nil, giveToUser: [String] = [],
-                parentStop: StopCondition? = nil) throws {
+                parentStop: StopFlag? = nil) throws {
         capture = try LiveCapture(options)
         if let p = writePath {
             writer = try PcapWriter(path: p, linkType: capture.linkType, snapLength: UInt32(options.snapLength),
@@ -37,7 +39,7 @@ public final class CaptureSession: @unchecked Sendable {
             try Privileges.drop(to: user)
         }
         analyzer = WireAnalyzer(linkType: capture.linkType)
-        localStop = CaptureStopFlag(parent: parentStop.map { p in { p.reason } })
+        self.parentStop = parentStop
     }
 
     /// Starts capturing on a dedicated thread (not the cooperative pool: the loop blocks in poll).
@@ -45,7 +47,7 @@ public final class CaptureSession: @unchecked Sendable {
         let t = Thread { [self] in
             let r = Result { () throws -> CaptureResult in
                 var lastFlush = ContinuousClock.now
-                return try capture.run(stop: localStop, until: until, maxCount: maxCount, idle: { [writer] in
+                return try capture.run(stop: localStop, parent: parentStop, until: until, maxCount: maxCount, idle: { [writer] in
                     if ContinuousClock.now - lastFlush > .milliseconds(200) {
                         try? writer?.flush()
                         lastFlush = ContinuousClock.now
@@ -68,7 +70,7 @@ public final class CaptureSession: @unchecked Sendable {
     }
 
     /// Asks the capture to stop at its next check (within 50 ms).
-    public func stop(_ reason: String = "measurement finished") { localStop.stop(reason) }
+    public func stop(_ reason: String = "measurement finished") { localStop.stop(reason: reason) }
 
     /// Waits (without blocking a cooperative thread) for the capture to end, then closes the file
     /// and returns the result and the analysis.

@@ -146,7 +146,7 @@ public enum HopBreakdown {
         s += "\n| segment | measured | p50 ms | p90 ms | max ms |\n|---|---:|---:|---:|---:|\n"
         for (name, v) in segments where !v.isEmpty {
             let v = v.sorted()
-            func q(_ p: Double) -> String { f(v[min(v.count - 1, Int((p * Double(v.count - 1)).rounded()))]) }
+            func q(_ p: Double) -> String { Quantile.rounded(v, p).map(f) ?? "—" }
             s += "| \(name) | \(v.count) | \(q(0.5)) | \(q(0.9)) | \(q(1)) |\n"
         }
         let withCalls = rows.filter { !$0.calls.isEmpty }.count

@@ -1,5 +1,6 @@
 import Foundation
 import CPcap
+import EdgeMeterCore
 
 /// A network interface libpcap can capture on.
 public struct CaptureInterface: Sendable, Equatable {
@@ -142,9 +143,9 @@ public final class LiveCapture {
         return CaptureStats(received: s.ps_recv, dropped: s.ps_drop, interfaceDropped: s.ps_ifdrop)
     }
 
-    /// Captures until `stop` is set, `until` (monotonic) passes, or `maxCount` packets were seen,
-    /// checking every 50 ms at most. `body` runs on the calling thread for each packet.
-    public func run(stop: StopCondition, until: ContinuousClock.Instant? = nil, maxCount: Int? = nil,
+    /// Captures until `stop` (or `parent`) is set, `until` (monotonic) passes, or `maxCount` packets
+    /// were seen, checking every 50 ms at most. `body` runs on the calling thread for each packet.
+    public func run(stop: StopFlag, parent: StopFlag? = nil, until: ContinuousClock.Instant? = nil, maxCount: Int? = nil,
                     idle: (() -> Void)? = nil, _ body: (PcapRecord) throws -> Void) throws -> CaptureResult {
         guard let h = handle else { throw CaptureError.capture("the capture on \(options.interface) is closed") }
         let fd = pcap_get_selectable_fd(h)
@@ -158,7 +159,7 @@ public final class LiveCapture {
         var lastPass = false
         loop: while true {
             if !lastPass {
-                if let r = stop.reason { reason = r; lastPass = true }
+                if let r = stop.reason ?? parent?.reason { reason = r; lastPass = true }
                 else if let u = until, clock.now >= u { reason = "duration"; lastPass = true }
             }
             // Drain what is buffered.
@@ -254,81 +255,6 @@ public final class LiveCapture {
         default:
             return nil
         }
-    }
-}
-
-/// What a capture loop polls to know it should stop (an `EdgeMeterCore.StopFlag` or a local flag).
-public protocol StopCondition: AnyObject {
-    var reason: String? { get }
-}
-
-/// A stop flag local to one capture (the hook sets it when the measured body has finished).
-public final class CaptureStopFlag: StopCondition, @unchecked Sendable {
-    private let lock = NSLock()
-    private var text: String?
-    private let parent: (() -> String?)?
-    public init(parent: (() -> String?)? = nil) { self.parent = parent }
-    public func stop(_ reason: String) { lock.lock(); if text == nil { text = reason }; lock.unlock() }
-    public var reason: String? {
-        lock.lock(); let t = text; lock.unlock()
-        return t ?? parent?()
-    }
-}
-
-/// Drops root privileges the way tcpdump -Z does: supplementary groups, then the group, then the
-/// user, so the process cannot regain them. Call right after the capture handle is open.
-public enum Privileges {
-    public static func drop(to user: String) throws {
-        guard let pw = getpwnam(user) else {
-            throw CaptureError.usage("--user \(user): no such user on this machine; give an existing account such as nobody")
-        }
-        let uid = pw.pointee.pw_uid
-        let gid = pw.pointee.pw_gid
-        if getuid() != 0 && geteuid() != 0 {
-            if getuid() == uid { return }
-            throw CaptureError.permission("--user \(user) needs root to switch users; run as root or leave out --user")
-        }
-        // A thread glibc's broadcast skips (Swift's async main parks the exited main thread in
-        // sigsuspend) is made to drop its own credentials first, while this thread is still root.
-        let pid = getpid()
-        if em_gettid() != pid, threadUID(pid) == 0 {
-            if em_drop_thread(pid, uid, gid) == 0 {
-                for _ in 0..<200 where threadUID(pid) != uid { usleep(5000) }
-            }
-        }
-        guard initgroups(user, gid) == 0 else {
-            throw CaptureError.permission("initgroups(\(user)) failed: \(String(cString: strerror(errno)))")
-        }
-        guard setgid(gid) == 0 else {
-            throw CaptureError.permission("setgid(\(gid)) failed: \(String(cString: strerror(errno)))")
-        }
-        guard setuid(uid) == 0 else {
-            throw CaptureError.permission("setuid(\(uid)) failed: \(String(cString: strerror(errno)))")
-        }
-        if setuid(0) == 0 {
-            throw CaptureError.permission("privileges were not dropped: setuid(0) still succeeds after switching to \(user)")
-        }
-        // Every thread of the process must now run as the user.
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-        for t in tasks {
-            guard let tid = Int32(t), let u = threadUID(tid) else { continue }
-            if u != uid {
-                throw CaptureError.permission("privileges were not dropped on thread \(tid) (uid \(u)); do not use --user with this build, or report this")
-            }
-        }
-    }
-
-    /// Real uid of thread `tid` of this process, from /proc/self/task/TID/status.
-    static func threadUID(_ tid: Int32) -> uid_t? {
-        guard let s = try? String(contentsOfFile: "/proc/self/task/\(tid)/status", encoding: .utf8) else { return nil }
-        guard let line = s.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return nil }
-        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { uid_t($0) }
-    }
-
-    /// uid and gid of `user`, nil when there is no such account.
-    public static func ids(of user: String) -> (uid: uid_t, gid: gid_t)? {
-        guard let pw = getpwnam(user) else { return nil }
-        return (pw.pointee.pw_uid, pw.pointee.pw_gid)
     }
 }
 

@@ -1,8 +1,6 @@
 import Foundation
 import EdgeMeterCore
 
-extension StopFlag: StopCondition {}
-
 /// Turns a wire analysis into samples (probe `wire`) and report text.
 ///
 /// Phases, all measured between capture timestamps of the packets named (same kernel clock, so
@@ -232,63 +230,74 @@ public enum WireSamples {
     }
 
     /// Writes one of the CSV tables straight to `path` (streamed, no whole-file copy in memory).
-    public static func writeTable(_ table: (WireAnalysis, Int32?) -> String, _ a: WireAnalysis, to path: String) throws {
+    /// The CSV tables of an analysis.
+    public enum Table: Sendable, CaseIterable {
+        /// flows.csv: one row per 5-tuple.
+        case flows
+        /// handshakes.csv: one row per TCP connection attempt, times in ms with ns resolution.
+        case handshakes
+        /// http.csv: one row per HTTP request, times in ms with ns resolution.
+        case http
+
+        /// Builds the table; with `fd` the rows are streamed to it (check `writeError`).
+        func fill(_ a: WireAnalysis, fd: Int32?) -> FastCSV {
+            switch self {
+            case .flows:
+                var c = FastCSV(header: ["proto", "client", "client_port", "server", "server_port", "packets", "bytes", "packets_from_client",
+                                         "bytes_from_client", "first", "duration_ms", "retransmissions"], rows: a.flows.count, fd: fd)
+                for f in a.flows {
+                    c.field(f.protoName); c.address(f.client); c.int(f.clientPort); c.address(f.server); c.int(f.serverPort)
+                    c.int(f.packets); c.int(f.bytes); c.int(f.packetsFromClient); c.int(f.bytesFromClient)
+                    c.time(f.firstNs); c.ms(f.durationNs); c.int(f.retransmissions)
+                    c.endRow()
+                }
+                c.flushIfFull(force: true)
+                return c
+            case .handshakes:
+                var c = FastCSV(header: ["client", "client_port", "server", "server_port", "syn", "syn_synack_ms", "synack_ack_ms", "handshake_ms",
+                                         "syn_retransmissions", "refused"], rows: a.handshakes.count, fd: fd)
+                for h in a.handshakes {
+                    c.address(h.client); c.int(h.clientPort); c.address(h.server); c.int(h.serverPort); c.time(h.synNs)
+                    c.ms(h.synToSynAckNs); c.ms(h.synAckToAckNs); c.ms(h.handshakeNs); c.int(h.synRetransmissions); c.field(h.refused ? "1" : "0")
+                    c.endRow()
+                }
+                c.flushIfFull(force: true)
+                return c
+            case .http:
+                var c = FastCSV(header: ["client", "client_port", "server", "server_port", "index", "method", "target", "status", "request_start",
+                                         "first_byte_ms", "response_ms"], rows: a.http.count, fd: fd)
+                for x in a.http {
+                    c.address(x.client); c.int(x.clientPort); c.address(x.server); c.int(x.serverPort); c.int(x.index)
+                    c.escaped(x.method); c.escaped(x.target); c.field(x.status.map(String.init) ?? ""); c.time(x.requestStartNs)
+                    c.ms(x.firstByteNs); c.ms(x.responseNs)
+                    c.endRow()
+                }
+                c.flushIfFull(force: true)
+                return c
+            }
+        }
+    }
+
+    /// The table as CSV text.
+    public static func csv(_ table: Table, _ a: WireAnalysis) -> String { table.fill(a, fd: nil).out }
+
+    /// Streams the table to `path` (mode 0644); throws `CaptureError.file` saying what failed.
+    public static func writeTable(_ table: Table, _ a: WireAnalysis, to path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw CaptureError.file("cannot create \(path): \(String(cString: strerror(errno))); choose a writable --out directory") }
         defer { close(fd) }
-        let failure = table(a, fd)
-        if !failure.isEmpty { throw CaptureError.file("writing \(path) failed: \(failure); free disk space or choose another --out directory") }
-    }
-
-    /// flows.csv: one row per 5-tuple.
-    public static func flowsCSV(_ a: WireAnalysis) -> String { flowsCSV(a, nil) }
-
-    /// With `fd`, streams the table to it and returns "", or the write error's text.
-    public static func flowsCSV(_ a: WireAnalysis, _ fd: Int32?) -> String {
-        var c = FastCSV(header: ["proto", "client", "client_port", "server", "server_port", "packets", "bytes", "packets_from_client",
-                                 "bytes_from_client", "first", "duration_ms", "retransmissions"], rows: a.flows.count, fd: fd)
-        for f in a.flows {
-            c.field(f.protoName); c.address(f.client); c.int(f.clientPort); c.address(f.server); c.int(f.serverPort)
-            c.int(f.packets); c.int(f.bytes); c.int(f.packetsFromClient); c.int(f.bytesFromClient)
-            c.time(f.firstNs); c.ms(f.durationNs); c.int(f.retransmissions)
-            c.endRow()
+        let c = table.fill(a, fd: fd)
+        if c.writeError != 0 {
+            throw CaptureError.file("writing \(path) failed: \(String(cString: strerror(c.writeError))); free disk space or choose another --out directory")
         }
-        c.flushIfFull(force: true)
-        return c.fd == nil ? c.out : (c.writeError == 0 ? "" : String(cString: strerror(c.writeError)))
     }
 
-    /// handshakes.csv: one row per TCP connection attempt, times in ms with ns resolution.
-    public static func handshakesCSV(_ a: WireAnalysis) -> String { handshakesCSV(a, nil) }
-
-    /// With `fd`, streams the table to it and returns "", or the write error's text.
-    public static func handshakesCSV(_ a: WireAnalysis, _ fd: Int32?) -> String {
-        var c = FastCSV(header: ["client", "client_port", "server", "server_port", "syn", "syn_synack_ms", "synack_ack_ms", "handshake_ms",
-                                 "syn_retransmissions", "refused"], rows: a.handshakes.count, fd: fd)
-        for h in a.handshakes {
-            c.address(h.client); c.int(h.clientPort); c.address(h.server); c.int(h.serverPort); c.time(h.synNs)
-            c.ms(h.synToSynAckNs); c.ms(h.synAckToAckNs); c.ms(h.handshakeNs); c.int(h.synRetransmissions); c.field(h.refused ? "1" : "0")
-            c.endRow()
-        }
-        c.flushIfFull(force: true)
-        return c.fd == nil ? c.out : (c.writeError == 0 ? "" : String(cString: strerror(c.writeError)))
-    }
-
-    /// http.csv: one row per HTTP request, times in ms with ns resolution.
-    public static func httpCSV(_ a: WireAnalysis) -> String { httpCSV(a, nil) }
-
-    /// With `fd`, streams the table to it and returns "", or the write error's text.
-    public static func httpCSV(_ a: WireAnalysis, _ fd: Int32?) -> String {
-        var c = FastCSV(header: ["client", "client_port", "server", "server_port", "index", "method", "target", "status", "request_start",
-                                 "first_byte_ms", "response_ms"], rows: a.http.count, fd: fd)
-        for x in a.http {
-            c.address(x.client); c.int(x.clientPort); c.address(x.server); c.int(x.serverPort); c.int(x.index)
-            c.escaped(x.method); c.escaped(x.target); c.field(x.status.map(String.init) ?? ""); c.time(x.requestStartNs)
-            c.ms(x.firstByteNs); c.ms(x.responseNs)
-            c.endRow()
-        }
-        c.flushIfFull(force: true)
-        return c.fd == nil ? c.out : (c.writeError == 0 ? "" : String(cString: strerror(c.writeError)))
-    }
+    /// flows.csv as text: one row per 5-tuple.
+    public static func flowsCSV(_ a: WireAnalysis) -> String { csv(.flows, a) }
+    /// handshakes.csv as text.
+    public static func handshakesCSV(_ a: WireAnalysis) -> String { csv(.handshakes, a) }
+    /// http.csv as text.
+    public static func httpCSV(_ a: WireAnalysis) -> String { csv(.http, a) }
 
     /// A Markdown report of an analysis: decode counts, the timing phases' distribution, the first
     /// items of each kind and the largest flows.
@@ -324,10 +333,7 @@ public enum WireSamples {
         s += "\n| phase | attempts | measured | min ms | p50 ms | p90 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
         for (name, values, n) in rows where n > 0 {
             let v = values.sorted()
-            func q(_ p: Double) -> String {
-                guard !v.isEmpty else { return "" }
-                return Format.fixed(ms(v[min(v.count - 1, Int((p * Double(v.count - 1)).rounded()))]), 3)
-            }
+            func q(_ p: Double) -> String { Quantile.rounded(v, p).map { Format.fixed(ms($0), 3) } ?? "" }
             s += "| \(name) | \(n) | \(v.count) | \(q(0)) | \(q(0.5)) | \(q(0.9)) | \(q(0.99)) | \(q(1)) |\n"
         }
         let retrans = a.flows.reduce(0) { $0 + $1.retransmissions }
@@ -362,11 +368,7 @@ public enum WireSamples {
             for x in a.http { byServer[endpoint(x.server, x.serverPort), default: []].append(x) }
             s += "\n### HTTP by server (hops)\n\n| server | requests | first byte p50 ms | response p50 ms | response p90 ms |\n|---|---:|---:|---:|---:|\n"
             for (server, xs) in byServer.sorted(by: { $0.value.first!.requestStartNs < $1.value.first!.requestStartNs }) {
-                func q(_ v: [Int64], _ p: Double) -> String {
-                    let v = v.sorted()
-                    guard !v.isEmpty else { return "—" }
-                    return Format.fixed(ms(v[min(v.count - 1, Int((p * Double(v.count - 1)).rounded()))]), 3)
-                }
+                func q(_ v: [Int64], _ p: Double) -> String { Quantile.rounded(v.sorted(), p).map { Format.fixed(ms($0), 3) } ?? "—" }
                 s += "| \(server) | \(xs.count) | \(q(xs.compactMap(\.firstByteNs), 0.5)) | \(q(xs.compactMap(\.responseNs), 0.5)) | \(q(xs.compactMap(\.responseNs), 0.9)) |\n"
             }
         }

@@ -202,7 +202,7 @@ public enum WireReport {
         ctx.addSection(markdown(a, capture: capture, interface: interface, pcapPath: pcapPath, scenario: scenario, differences: diffs,
                                 pairCount: pairs.count, appTimed: index.timedCount))
         let flowsPath = URL(fileURLWithPath: pcapPath).deletingPathExtension().path + "-flows.csv"
-        try? WireSamples.flowsCSV(a).write(toFile: flowsPath, atomically: true, encoding: .utf8)
+        do { try WireSamples.writeTable(.flows, a, to: flowsPath) } catch { ctx.progress("\(error)") }
     }
 
     /// Local ports are only unique per client address: a pair also needs the wire server's port to

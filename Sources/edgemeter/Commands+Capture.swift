@@ -175,9 +175,9 @@ struct AnalyzeCommand: AsyncParsableCommand {
                     .forEach(ctx.sink.record)
             }
             ctx.addSection(WireSamples.markdown(analysis, source: "`\(file)`"))
-            try WireSamples.writeTable(WireSamples.flowsCSV, analysis, to: dir.url.appendingPathComponent("flows.csv").path)
-            try WireSamples.writeTable(WireSamples.handshakesCSV, analysis, to: dir.url.appendingPathComponent("handshakes.csv").path)
-            try WireSamples.writeTable(WireSamples.httpCSV, analysis, to: dir.url.appendingPathComponent("http.csv").path)
+            try WireSamples.writeTable(.flows, analysis, to: dir.url.appendingPathComponent("flows.csv").path)
+            try WireSamples.writeTable(.handshakes, analysis, to: dir.url.appendingPathComponent("handshakes.csv").path)
+            try WireSamples.writeTable(.http, analysis, to: dir.url.appendingPathComponent("http.csv").path)
         }
         try printSummary(result, json: output.json)
         reportLine(result.directory, complete: result.complete)

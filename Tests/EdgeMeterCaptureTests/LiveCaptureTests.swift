@@ -172,7 +172,7 @@ final class LiveCaptureTests: XCTestCase {
         let c = try LiveCapture(CaptureOptions(interface: "lo", filter: "udp port 9 and host 127.0.0.254"))
         let clock = ContinuousClock()
         let t0 = clock.now
-        let r = try c.run(stop: CaptureStopFlag(), until: t0 + .milliseconds(300)) { _ in }
+        let r = try c.run(stop: StopFlag(), until: t0 + .milliseconds(300)) { _ in }
         let elapsed = clock.now - t0
         XCTAssertEqual(r.stopReason, "duration")
         XCTAssertEqual(r.packets, 0)
