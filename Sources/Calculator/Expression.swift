@@ -151,26 +151,20 @@ public struct CalcParser {
         while index < chars.count, chars[index].isWhitespace { index += 1 }
     }
 
-    private mutating func expression() throws -> CalcExpression {
-        var lhs = try term()
-        while true {
-            skipSpaces()
-            guard index < chars.count, chars[index] == "+" || chars[index] == "-" else { return lhs }
-            let op: CalcOperation = chars[index] == "+" ? .sum : .sub
-            index += 1
-            let rhs = try term()
-            lhs = .binary(op, lhs, rhs)
-        }
-    }
+    /// Binary operators by precedence, loosest first (left-associative within a level).
+    private static let levels: [[Character: CalcOperation]] = [["+": .sum, "-": .sub], ["*": .mul, "/": .div]]
 
-    private mutating func term() throws -> CalcExpression {
-        var lhs = try factor()
+    private mutating func expression() throws -> CalcExpression { try binary(level: 0) }
+
+    /// operand (op operand)* for the operators of `level`; the operands are the next level's, or factors.
+    private mutating func binary(level: Int) throws -> CalcExpression {
+        guard level < Self.levels.count else { return try factor() }
+        var lhs = try binary(level: level + 1)
         while true {
             skipSpaces()
-            guard index < chars.count, chars[index] == "*" || chars[index] == "/" else { return lhs }
-            let op: CalcOperation = chars[index] == "*" ? .mul : .div
+            guard index < chars.count, let op = Self.levels[level][chars[index]] else { return lhs }
             index += 1
-            let rhs = try factor()
+            let rhs = try binary(level: level + 1)
             lhs = .binary(op, lhs, rhs)
         }
     }

@@ -67,22 +67,19 @@ public enum TimedTCPConnect {
 
     /// The socket address of a numeric IPv4 or IPv6 host (`172.17.0.2`, `::1`) and port, nil for a name.
     public static func numericAddress(host: String, port: Int) -> (storage: sockaddr_storage, length: socklen_t)? {
-        var storage = sockaddr_storage()
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = UInt16(truncatingIfNeeded: port).bigEndian
-        if inet_pton(AF_INET, host, &sin.sin_addr) == 1 {
-            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sin) { dst.copyMemory(from: $0) } }
-            return (storage, socklen_t(MemoryLayout<sockaddr_in>.size))
+        func make<T>(_ family: Int32, _ value: T, _ fill: (inout T) -> Int32) -> (storage: sockaddr_storage, length: socklen_t)? {
+            var v = value
+            guard fill(&v) == 1 else { return nil }
+            var storage = sockaddr_storage()
+            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: v) { dst.copyMemory(from: $0) } }
+            return (storage, socklen_t(MemoryLayout<T>.size))
         }
-        var sin6 = sockaddr_in6()
-        sin6.sin6_family = sa_family_t(AF_INET6)
-        sin6.sin6_port = UInt16(truncatingIfNeeded: port).bigEndian
-        if inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1 {
-            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sin6) { dst.copyMemory(from: $0) } }
-            return (storage, socklen_t(MemoryLayout<sockaddr_in6>.size))
+        let p = UInt16(truncatingIfNeeded: port).bigEndian
+        return make(AF_INET, sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: p, sin_addr: in_addr(), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))) {
+            inet_pton(AF_INET, host, &$0.sin_addr)
+        } ?? make(AF_INET6, sockaddr_in6(sin6_family: sa_family_t(AF_INET6), sin6_port: p, sin6_flowinfo: 0, sin6_addr: in6_addr(), sin6_scope_id: 0)) {
+            inet_pton(AF_INET6, host, &$0.sin6_addr)
         }
-        return nil
     }
 
     /// Why a connect failed: the errno of `connect()`/`SO_ERROR`, or the timeout.
