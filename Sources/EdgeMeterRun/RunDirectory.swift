@@ -52,7 +52,7 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
     public init(out: String?, name: String, commandLine: [String] = CommandLine.arguments, suiteFile: String? = nil,
                 now: Date = Date(), reportsRoot: String = "reports") throws {
         let stamp = RunDirectory.stamp(now)
-        let safeName = name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" }
+        let safeName = FileName.safe(name)
         let fm = FileManager.default
         let root = URL(fileURLWithPath: reportsRoot).standardizedFileURL
         var dir: URL

@@ -131,7 +131,7 @@ public enum LoadScenario {
         let progress = ctx.progress
         let r = try await LoadGenerator.run(target: target, options: options, stop: ctx.stop, progress: { progress($0) }, live: live)
         LoadReport.samples(r, runID: ctx.runID, scenario: scenario, timestamp: started).forEach(ctx.sink.record)
-        let safe = String(scenario.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+        let safe = FileName.safe(scenario)
         var files: [String] = []
         for (name, h) in (r.openLoop ? [("corrected", r.corrected)] : []) + [("uncorrected", r.uncorrected)] {
             let file = "\(safe)-latency-\(name).csv"

@@ -94,7 +94,7 @@ struct CaptureCommand: AsyncParsableCommand {
         var opts = CaptureOptions(interface: iface, filter: bpf, snapLength: snaplen, bufferSize: bufferSize.map { $0 * 1024 })
         opts.promiscuous = false
         let until = duration.flatMap(parseDuration).map { ContinuousClock.now + $0 }
-        let safe = String(iface.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+        let safe = FileName.safe(iface)
         do {
             let result = try await runMeasured(name: "capture-\(safe)", options: output.runOptions) { ctx, dir in
                 try dir.begin() // the pcap file goes into the run directory (removed again if the capture cannot start)
