@@ -50,6 +50,19 @@ final class HTTPClientTests: XCTestCase {
         XCTAssertEqual(r2.response.bodyText, "nope")
     }
 
+    /// The same chunked response cut at every byte: each cut gives the same response.
+    func testEverySplitPointOfAChunkedResponse() async throws {
+        let bytes = Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n".utf8)
+        for cut in 1..<bytes.count {
+            let server = try ScriptedServer([.request, .write(Array(bytes[..<cut])), .sleep(2), .write(Array(bytes[cut...]))])
+            let c = try await connect(server)
+            defer { c.close() }
+            let r = try await c.send(HTTPRequestSpec(path: "/"), host: "h", timeout: .seconds(5))
+            XCTAssertEqual(r.response.bodyText, "abcde", "cut at \(cut)")
+            XCTAssertEqual(r.response.wireBytes, bytes.count, "cut at \(cut)")
+        }
+    }
+
     func testPipelinedRequestsGetTheirOwnResponsesFromOneWrite() async throws {
         let both = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none" + "HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\ntwo"
         let server = try ScriptedServer([.request, .request, .write(Array(both.utf8))])
