@@ -30,7 +30,7 @@ final class ContainerGroup: @unchecked Sendable {
         } catch {
             throw ScenarioNotRun("dockerd is not reachable (\(error)); start it (`dockerd &`) to run this scenario")
         }
-        let safe = String((runID + "-" + scenario).map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "-" })
+        let safe = FileName.safe(runID + "-" + scenario, replacement: "-")
         return ContainerGroup(backend: DockerBackend(client: client, runID: "\(runID)/\(scenario)"),
                               namePrefix: String("edgemeter-capture-\(safe)".prefix(110)))
     }
