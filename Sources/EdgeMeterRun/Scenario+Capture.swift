@@ -9,10 +9,11 @@ import EdgeMeterCapture
 /// with none, for `duration`), then records the wire samples (probe `wire`), the capture's drop
 /// counters and the app − wire differences (see `withCapture`).
 ///
-/// With `container_image`, the scenario first starts a container of that image (through the Docker
-/// Engine API; `container_command` as its command) on the default bridge, waits until it answers
-/// (the first `http` URL's port, else ping), and the word `container` in `ping`, `tcping` and
-/// `http` targets stands for its address; the container is removed at the end.
+/// With `container_image`, the scenario first starts a container of that image (through the
+/// startup module's Docker client, `DockerBackend`; `container_command` as its command) on the
+/// default bridge, waits until the first `http` URL's port accepts a connection (when there is
+/// one), and a target whose host is exactly `container` (`ping: [container]`, `container:8080`,
+/// `http://container:50000/...`) goes to its address; the container is removed at the end.
 ///
 /// ```yaml
 /// - name: docker0-calculator-wire
@@ -45,7 +46,7 @@ import EdgeMeterCapture
 /// latency distribution and the per-hop distribution under load.
 ///
 /// All containers are named `edgemeter-capture-<run>-<scenario>[-<role>]`, labelled `edgemeter`
-/// (so `edgemeter cleanup` finds leftovers) and `edgemeter.capture=<run>/<scenario>`, and removed
+/// (so `edgemeter cleanup` finds leftovers) and `edgemeter.run=<instanceTag("<run>/<scenario>")>`, and removed
 /// at the end, on failure and when the run is stopped (Ctrl-C).
 ///
 /// `calc_expression` probes the `http` URLs with the calc probe instead (POST of the expression,
