@@ -205,7 +205,8 @@ public struct KindDeclaration: Sendable {
     public func cliHelp(_ key: String) -> String {
         guard let s = spec(key) else { return "" }
         guard let d = s.cliDefault, !s.help.contains("default") else { return s.help }
-        return s.help + " (default: \(Self.describe(d)))"
+        let text = s.help.hasSuffix(".") ? String(s.help.dropLast()) : s.help
+        return text + " (default: \(Self.describe(d)))."
     }
 
     /// A value as a user would write it: `1s`, `100ms`, `56`, `auto`.

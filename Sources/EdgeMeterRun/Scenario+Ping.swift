@@ -95,7 +95,7 @@ public enum PingScenario {
         parameters: [ParameterSpec("targets", cli: "HOST", .stringList, help: "Hosts or addresses to ping.")]
             + ProbeSchedule.parameters + [
             ParameterSpec("payload", cli: "-s", .nonNegativeInteger, default: .integer(56), unit: "bytes",
-                          help: "ICMP payload bytes (as ping -s).", validate: ValueCheck.atMost(65_000, " bytes")),
+                          help: "ICMP payload bytes (as ping -s).", valueName: "BYTES", validate: ValueCheck.atMost(65_000, " bytes")),
             ParameterSpec("socket", cli: "--socket", .oneOf(["auto", "datagram", "raw"]), default: .string("auto"),
                           help: "ICMP socket kind: auto (datagram, then raw), datagram, raw."),
             ParameterSpec("spin", cli: "--spin", .oneOf(ICMPSpinMode.allCases.map(\.rawValue)), default: .string("off"),

@@ -78,7 +78,7 @@ struct CaptureCommand: AsyncParsableCommand, KindCommand {
         return r
     }
 
-    func config() throws -> CaptureConfig { CaptureConfig(try scenario(name: "capture")) }
+    static func resolve(_ s: ValidatedScenario) -> CaptureConfig { CaptureConfig(s) }
 
     func validate() throws {
         if list { return }

@@ -193,10 +193,10 @@ struct HTTPCommand: AsyncParsableCommand, KindCommand {
         return r
     }
 
-    func validate() throws { _ = try scenario(name: "http") }
+    static func resolve(_ s: ValidatedScenario) -> HTTPConfig { HTTPConfig(s) }
 
     func run() async throws {
-        let c = HTTPConfig(try scenario(name: "http"))
+        let c = try config()
         if run.printConfig { return printConfigs([c]) }
         let target = try parseTarget(c.request.url)
         let options = c.options(target: target)
@@ -275,10 +275,10 @@ struct LoadCommand: AsyncParsableCommand, KindCommand {
         return r
     }
 
-    func validate() throws { _ = try scenario(name: "load") }
+    static func resolve(_ s: ValidatedScenario) -> LoadConfig { LoadConfig(s) }
 
     func run() async throws {
-        let c = LoadConfig(try scenario(name: "load"))
+        let c = try config()
         if run.printConfig { return printConfigs([c]) }
         let target = try parseTarget(c.request.url)
         let o = c.options(target: target)
@@ -358,10 +358,10 @@ struct CalcCommand: AsyncParsableCommand, KindCommand {
         return r
     }
 
-    func validate() throws { _ = try scenario(name: "calc") }
+    static func resolve(_ s: ValidatedScenario) -> CalcConfig { CalcConfig(s) }
 
     func run() async throws {
-        let c = CalcConfig(try scenario(name: "calc"))
+        let c = try config()
         if run.printConfig { return printConfigs([c]) }
         let target = try parseTarget(c.url)
         let options: CalcProbeOptions

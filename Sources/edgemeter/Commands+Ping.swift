@@ -124,10 +124,10 @@ struct PingCommand: AsyncParsableCommand, KindCommand {
         return r
     }
 
-    func validate() throws { _ = try scenario(name: "ping") }
+    static func resolve(_ s: ValidatedScenario) -> PingConfig { PingConfig(s) }
 
     func run() async throws {
-        let c = PingConfig(try scenario(name: "ping"))
+        let c = try config()
         if run.printConfig { return printConfigs([c]) }
         var totals: [PingTargetTotals] = []
         let (result, unresolved, _) = try await measureTargets("ping", run: run, quiet: schedule.quiet, noTarget: ICMPProbeError.self) { ctx, onLine in
@@ -200,10 +200,10 @@ struct TCPingCommand: AsyncParsableCommand, KindCommand {
         return r
     }
 
-    func validate() throws { _ = try scenario(name: "tcping") }
+    static func resolve(_ s: ValidatedScenario) -> TCPingConfig { TCPingConfig(s) }
 
     func run() async throws {
-        let c = TCPingConfig(try scenario(name: "tcping"))
+        let c = try config()
         if run.printConfig { return printConfigs([c]) }
         var totals: [TCPingTargetTotals] = []
         let (result, unresolved, _) = try await measureTargets("tcping", run: run, quiet: schedule.quiet, noTarget: ResolveError.self) { ctx, onLine in

@@ -92,12 +92,15 @@ struct StartupCommand: AsyncParsableCommand, KindCommand {
         return r
     }
 
+    static func resolve(_ s: ValidatedScenario) throws -> StartupConfig { try StartupScenario.config(s) }
+
+    /// One configuration per backend.
     func configs() throws -> [StartupConfig] {
         try backends.map { name in
             var r = parameters
             r["backend"] = name
             do {
-                return try StartupScenario.config(try scenario(name: "startup-\(name)", r))
+                return try Self.resolve(try scenario(name: "startup-\(name)", r))
             } catch let e as StartupError {
                 throw ValidationError(e.message)
             }

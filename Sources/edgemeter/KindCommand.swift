@@ -8,12 +8,23 @@ import EdgeMeterRun
 /// and `scenario()` validates them with the declaration into the `ValidatedScenario` a suite with
 /// the same values gives; the kind's configuration (`PingConfig(scenario)`) follows from that.
 protocol KindCommand {
+    associatedtype Config
     static var declaration: KindDeclaration { get }
+    /// The kind's one function from a scenario to its configuration (the suite path uses it too).
+    static func resolve(_ scenario: ValidatedScenario) throws -> Config
     /// The flags given, by the suite's keys, as typed (unset ones left out).
     var parameters: RawParameters { get }
 }
 
+extension KindCommand where Self: ParsableArguments {
+    /// Every usage error the declaration finds, before anything runs (exit status 2).
+    func validate() throws { _ = try config() }
+}
+
 extension KindCommand {
+    /// The configuration the flags resolve to.
+    func config() throws -> Config { try Self.resolve(try scenario(name: Self.declaration.kind)) }
+
     /// Validates the flags (or `raw`, for a command that measures several scenarios); a problem
     /// becomes a usage error (exit 2) worded as the suite words it, with the flag's name.
     func scenario(name: String, _ raw: RawParameters? = nil) throws -> ValidatedScenario {
