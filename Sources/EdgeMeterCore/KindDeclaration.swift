@@ -67,13 +67,11 @@ public struct ParameterSpec: Sendable {
 
 /// A problem with one scenario's parameters given on the command line (the suite path reports the
 /// same message located, `suite.yaml:14: scenario "x": ...`).
+/// Made only by `KindDeclaration.validate(commandLine:name:)`.
 public struct ParameterError: Error, CustomStringConvertible, Equatable {
-    public var key: String
-    public var message: String
-    public init(key: String, message: String) {
-        self.key = key
-        self.message = message
-    }
+    /// The parameter (YAML key) the message is about.
+    public let key: String
+    public let message: String
     public var description: String { message }
 }
 

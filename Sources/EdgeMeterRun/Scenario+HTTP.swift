@@ -87,6 +87,26 @@ public struct HTTPRequestConfig: Sendable, Equatable {
 
     /// `url`, `calculator`, `method`, `headers`, `body`, `expect_status`, `expect_body`, `timeout`.
     static func parameters(timeout: Duration, timeoutHelp: String) -> [ParameterSpec] {
+        request + [timeoutParameter(timeout, help: timeoutHelp)]
+    }
+
+    static func timeoutParameter(_ value: Duration, help: String) -> ParameterSpec {
+        ParameterSpec("timeout", cli: "-W/--timeout", .duration, default: .duration(value), help: help, valueName: "DURATION",
+                      validate: ValueCheck.positive)
+    }
+
+    /// `count`, `interval` and `timeout` of `http` and `calc`: one attempt at a time.
+    static let attempts: [ParameterSpec] = [
+        ParameterSpec("count", cli: "-c/--count", .positiveInteger, cliDefault: .integer(5),
+                      differBecause: "a suite scenario says how many attempts it measures; the command line tries 5",
+                      help: "Attempts."),
+        ParameterSpec("interval", cli: "-i/--interval", .duration, default: .duration(.milliseconds(100)),
+                      cliDefault: .duration(.seconds(1)), differBecause: attemptIntervals,
+                      help: "Interval between attempt starts (default: 1s; 100ms in a suite).", valueName: "DURATION"),
+        timeoutParameter(.seconds(5), help: "Limit for the connect, and for the exchange after it."),
+    ]
+
+    static var request: [ParameterSpec] {
         [
             ParameterSpec("url", cli: "URL", .string, help: "The URL (http:// only)."),
             ParameterSpec("calculator", cli: nil, .bool, default: .bool(false),
@@ -107,8 +127,6 @@ public struct HTTPRequestConfig: Sendable, Equatable {
                 return "{} must be an HTTP status 100-599, got \(bad)"
             }),
             ParameterSpec("expect_body", cli: "--expect-body", .string, help: "Text the response body must contain.", valueName: "TEXT"),
-            ParameterSpec("timeout", cli: "-W/--timeout", .duration, default: .duration(timeout), help: timeoutHelp, valueName: "DURATION",
-                          validate: ValueCheck.positive),
         ]
     }
 
@@ -202,14 +220,7 @@ public struct CalcConfig: Sendable, Equatable {
 public enum HTTPScenario {
     public static let declaration = KindDeclaration(
         kind: "http",
-        parameters: HTTPRequestConfig.parameters(timeout: .seconds(5), timeoutHelp: "Limit for the connect, and for the exchange after it.") + [
-            ParameterSpec("count", cli: "-c/--count", .positiveInteger, cliDefault: .integer(5),
-                          differBecause: "a suite scenario says how many attempts it measures; the command line tries 5",
-                          help: "Attempts."),
-            ParameterSpec("interval", cli: "-i/--interval", .duration, default: .duration(.milliseconds(100)),
-                          cliDefault: .duration(.seconds(1)), differBecause: HTTPRequestConfig.attemptIntervals,
-                          help: "Interval between attempt starts (default: 1s; 100ms in a suite).", valueName: "DURATION"),
-        ],
+        parameters: HTTPRequestConfig.request + HTTPRequestConfig.attempts,
         required: ["count"],
         checks: [HTTPRequestConfig.check])
 
@@ -307,15 +318,7 @@ public enum CalcScenario {
                 return nil
             }),
             ParameterSpec("expect", cli: "--expect", .number, help: "The answer to expect (default: evaluated locally)."),
-            ParameterSpec("count", cli: "-c/--count", .positiveInteger, cliDefault: .integer(5),
-                          differBecause: "a suite scenario says how many attempts it measures; the command line tries 5",
-                          help: "Attempts."),
-            ParameterSpec("interval", cli: "-i/--interval", .duration, default: .duration(.milliseconds(100)),
-                          cliDefault: .duration(.seconds(1)), differBecause: HTTPRequestConfig.attemptIntervals,
-                          help: "Interval between attempt starts (default: 1s; 100ms in a suite).", valueName: "DURATION"),
-            ParameterSpec("timeout", cli: "-W/--timeout", .duration, default: .duration(.seconds(5)),
-                          help: "Limit for the connect, and for the exchange after it.", valueName: "DURATION", validate: ValueCheck.positive),
-        ],
+        ] + HTTPRequestConfig.attempts,
         required: ["expression", "count"],
         checks: [HTTPRequestConfig.check])
 
