@@ -13,8 +13,12 @@ public enum ParameterType: Sendable, Equatable {
     case stringList
     case oneOf([String])
     case positiveNumber
+    /// Any finite number, negative included.
+    case number
+    /// One positive integer or a list of them (`expect_status: 200` or `[200, 204]`; repeatable on the CLI).
+    case positiveIntegerList
 
-    var expectation: String {
+    public var expectation: String {
         switch self {
         case .positiveInteger: return "a positive integer"
         case .nonNegativeInteger: return "a non-negative integer"
@@ -24,6 +28,8 @@ public enum ParameterType: Sendable, Equatable {
         case .stringList: return "a list of strings"
         case .oneOf(let values): return "one of " + values.joined(separator: ", ")
         case .positiveNumber: return "a positive number"
+        case .number: return "a number"
+        case .positiveIntegerList: return "a positive integer or a list of them"
         }
     }
 }
@@ -35,6 +41,14 @@ public enum ParameterValue: Sendable, Equatable {
     case bool(Bool)
     case string(String)
     case strings([String])
+    case integers([Int])
+}
+
+/// Where a scenario's parameters came from: a suite file or `edgemeter KIND` flags. Declarations
+/// may differ on purpose between the two (a default, a bound only a suite needs) and say why.
+public enum ScenarioOrigin: String, Sendable, Equatable {
+    case suite
+    case commandLine
 }
 
 /// What a scenario kind accepts. Each probe/backend module contributes one schema; the suite loader
@@ -43,14 +57,23 @@ public struct ScenarioSchema: Sendable {
     public var kind: String
     public var parameters: [String: ParameterType]
     public var required: [String]
+    /// Per-value checks after the type matched (a range, a format); a message without the
+    /// file:line prefix, or nil.
+    public var valueCheck: @Sendable (_ key: String, ParameterValue) -> String?
+    /// Values a scenario gets for keys it does not give (after the `required` check).
+    public var defaults: [String: ParameterValue]
     /// Extra cross-field checks; return a message (without the file:line prefix) to reject.
     public var check: @Sendable (ValidatedScenario) -> (key: String, message: String)?
 
     public init(kind: String, parameters: [String: ParameterType], required: [String] = [],
+                defaults: [String: ParameterValue] = [:],
+                valueCheck: @escaping @Sendable (String, ParameterValue) -> String? = { _, _ in nil },
                 check: @escaping @Sendable (ValidatedScenario) -> (key: String, message: String)? = { _ in nil }) {
         self.kind = kind
         self.parameters = parameters
         self.required = required
+        self.defaults = defaults
+        self.valueCheck = valueCheck
         self.check = check
     }
 }
@@ -62,13 +85,16 @@ public struct ValidatedScenario: Sendable {
     public var line: Int
     public var parameters: [String: ParameterValue]
     public var lines: [String: Int]
+    public var origin: ScenarioOrigin
 
-    public init(name: String, kind: String, line: Int, parameters: [String: ParameterValue], lines: [String: Int] = [:]) {
+    public init(name: String, kind: String, line: Int, parameters: [String: ParameterValue], lines: [String: Int] = [:],
+                origin: ScenarioOrigin = .suite) {
         self.name = name
         self.kind = kind
         self.line = line
         self.parameters = parameters
         self.lines = lines
+        self.origin = origin
     }
 
     public func int(_ key: String) -> Int? {
@@ -96,6 +122,10 @@ public struct ValidatedScenario: Sendable {
     }
     public func strings(_ key: String) -> [String]? {
         if case .strings(let v)? = parameters[key] { return v }
+        return nil
+    }
+    public func integers(_ key: String) -> [Int]? {
+        if case .integers(let v)? = parameters[key] { return v }
         return nil
     }
 }
@@ -304,7 +334,12 @@ public enum SuiteLoader {
                 continue
             }
             guard let value = convert(v, type) else {
-                problem(v.mark?.line ?? kl, "scenario \"\(name)\": `\(key)` must be \(type.expectation), got \(render(v))")
+                let text: String? = if case .scalar(let sc) = v { sc.string } else { nil }
+                problem(v.mark?.line ?? kl, "scenario \"\(name)\": " + mismatch("`\(key)`", type, text: text, rendered: render(v)))
+                continue
+            }
+            if let message = schema.valueCheck(key, value) {
+                problem(v.mark?.line ?? kl, "scenario \"\(name)\": \(message)")
                 continue
             }
             params[key] = value
@@ -313,6 +348,7 @@ public enum SuiteLoader {
         for key in schema.required where params[key] == nil && !map.contains(where: { $0.key.string == key }) {
             problem(line, "scenario \"\(name)\": missing `\(key)` (\(schema.parameters[key]?.expectation ?? "required"))")
         }
+        for (key, value) in schema.defaults where params[key] == nil { params[key] = value }
         if params["capture_filter"] != nil && params["capture"] == nil {
             problem(lines["capture_filter"] ?? line, "scenario \"\(name)\": `capture_filter` needs `capture: IFACE` (the interface to capture on)")
         }
@@ -322,6 +358,15 @@ public enum SuiteLoader {
             problem(lines[p.key] ?? line, "scenario \"\(name)\": \(p.message)")
         }
         return (scenario, problems)
+    }
+
+    /// "`count` must be a positive integer, got "ten"": a value of the wrong type, named as the user
+    /// wrote it (`label`), in a suite or on the command line.
+    public static func mismatch(_ label: String, _ type: ParameterType, text: String?, rendered: String) -> String {
+        if type == .duration, let text, text.trimmingCharacters(in: .whitespaces).hasPrefix("-") {
+            return "\(label) must be a positive duration, got \(rendered): a negative time has no meaning here; give e.g. 0.2, 200ms or 1s"
+        }
+        return "\(label) must be \(type.expectation), got \(rendered)"
     }
 
     public static func render(_ node: Node) -> String {
@@ -334,46 +379,71 @@ public enum SuiteLoader {
     }
 
     static func convert(_ node: Node, _ type: ParameterType) -> ParameterValue? {
+        switch (type, node) {
+        case (.stringList, .sequence(let seq)), (.positiveIntegerList, .sequence(let seq)):
+            var items: [String] = []
+            for item in seq {
+                guard case .scalar(let s) = item else { return nil }
+                items.append(s.string)
+            }
+            return convert(list: items, type)
+        case (.positiveIntegerList, .scalar(let s)):
+            return convert(list: [s.string], type)
+        case (_, .scalar(let s)):
+            return convert(text: s.string, type)
+        default:
+            return nil
+        }
+    }
+
+    /// A list parameter from its items (a YAML sequence, repeated CLI flags, a JSON array).
+    public static func convert(list items: [String], _ type: ParameterType) -> ParameterValue? {
+        guard !items.isEmpty, !items.contains(where: \.isEmpty) else { return nil }
         switch type {
         case .stringList:
-            if case .sequence(let seq) = node {
-                var out: [String] = []
-                for item in seq {
-                    guard case .scalar(let s) = item, !s.string.isEmpty else { return nil }
-                    out.append(s.string)
-                }
-                return out.isEmpty ? nil : .strings(out)
-            }
-            return nil
-        default:
-            guard case .scalar(let s) = node else { return nil }
-            let text = s.string
-            switch type {
-            case .positiveInteger:
+            return .strings(items)
+        case .positiveIntegerList:
+            var out: [Int] = []
+            for text in items {
                 guard let v = Int(text), v > 0 else { return nil }
-                return .integer(v)
-            case .nonNegativeInteger:
-                guard let v = Int(text), v >= 0 else { return nil }
-                return .integer(v)
-            case .positiveNumber:
-                guard let v = Double(text), v.isFinite, v > 0 else { return nil }
-                return .number(v)
-            case .duration:
-                guard let d = parseDuration(text) else { return nil }
-                return .duration(d)
-            case .bool:
-                switch text.lowercased() {
-                case "true", "yes", "on": return .bool(true)
-                case "false", "no", "off": return .bool(false)
-                default: return nil
-                }
-            case .string:
-                return text.isEmpty ? nil : .string(text)
-            case .oneOf(let allowed):
-                return allowed.contains(text) ? .string(text) : nil
-            case .stringList:
-                return nil
+                out.append(v)
             }
+            return .integers(out)
+        default:
+            return nil
+        }
+    }
+
+    /// A scalar parameter from its text, as a suite's YAML scalar or a CLI flag's value.
+    public static func convert(text: String, _ type: ParameterType) -> ParameterValue? {
+        switch type {
+        case .positiveInteger:
+            guard let v = Int(text), v > 0 else { return nil }
+            return .integer(v)
+        case .nonNegativeInteger:
+            guard let v = Int(text), v >= 0 else { return nil }
+            return .integer(v)
+        case .positiveNumber:
+            guard let v = Double(text), v.isFinite, v > 0 else { return nil }
+            return .number(v)
+        case .number:
+            guard let v = Double(text), v.isFinite else { return nil }
+            return .number(v)
+        case .duration:
+            guard let d = parseDuration(text) else { return nil }
+            return .duration(d)
+        case .bool:
+            switch text.lowercased() {
+            case "true", "yes", "on": return .bool(true)
+            case "false", "no", "off": return .bool(false)
+            default: return nil
+            }
+        case .string:
+            return text.isEmpty ? nil : .string(text)
+        case .oneOf(let allowed):
+            return allowed.contains(text) ? .string(text) : nil
+        case .stringList, .positiveIntegerList:
+            return nil
         }
     }
 

@@ -45,14 +45,15 @@ public struct LoadOptions: Sendable {
         self.timeout = timeout
     }
 
-    /// A sentence saying what is wrong with the options, or nil.
+    /// A sentence saying what is wrong with the options, or nil: the generator's own precondition.
+    /// Users' values are checked (and named as they wrote them) by the `load` kind's declaration.
     public var problem: String? {
-        if connections < 1 { return "--connections must be at least 1" }
-        if duration == nil && requestCount == nil { return "give --duration or --requests so the run is bounded" }
-        if let r = rate, !(r > 0 && r.isFinite) { return "--rate must be a positive number of requests per second" }
-        if let c = requestCount, c < 1 { return "--requests must be at least 1" }
-        if let d = duration, d <= .zero { return "--duration must be positive" }
-        if threads < 1 { return "--threads must be at least 1" }
+        if connections < 1 { return "the load needs at least 1 connection, got \(connections)" }
+        if duration == nil && requestCount == nil { return "the load needs a duration or a request count so it is bounded" }
+        if let r = rate, !(r > 0 && r.isFinite) { return "the request rate must be a positive number of requests per second, got \(r)" }
+        if let c = requestCount, c < 1 { return "the request count must be at least 1, got \(c)" }
+        if let d = duration, d <= .zero { return "the load duration must be positive" }
+        if threads < 1 { return "the load needs at least 1 thread, got \(threads)" }
         return nil
     }
 }

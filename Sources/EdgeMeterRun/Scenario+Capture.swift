@@ -81,65 +81,143 @@ import EdgeMeterCapture
 ///   count: 20
 ///   interval: 50ms
 /// ```
-public enum CaptureScenario {
-    public static let schema = ScenarioSchema(
-        kind: "capture",
-        parameters: ["interface": .string, "filter": .string, "duration": .duration, "ping": .stringList, "tcping": .stringList, "http": .stringList,
-                     "http_method": .oneOf(["GET", "POST", "PUT", "DELETE", "HEAD"]), "http_body": .string, "calc_expression": .string,
-                     "count": .positiveInteger, "interval": .duration, "timeout": .duration, "snaplen": .positiveInteger,
-                     "buffer_kib": .positiveInteger, "container_image": .string, "container_command": .stringList,
-                     "calculator_containers": .bool, "promiscuous": .bool, "load_rate": .positiveNumber, "load_duration": .duration,
-                     "load_connections": .positiveInteger],
-        required: ["interface"],
-        check: { s in
-            let probes = (s.strings("ping") ?? []).count + (s.strings("tcping") ?? []).count + (s.strings("http") ?? []).count
-            if probes == 0 && s.duration("duration") == nil {
-                return ("interface", "give `ping`, `tcping` or `http` targets to measure while capturing, or a capture `duration`")
-            }
-            let usesContainer = ((s.strings("ping") ?? []) + (s.strings("tcping") ?? []) + (s.strings("http") ?? [])).contains { $0.contains("container") }
-            let calculator = s.bool("calculator_containers") == true
-            if calculator && s.strings("container_command") != nil {
-                return ("container_command", "`calculator_containers` starts its own commands (edgemeter serve calculator --role ...); remove `container_command`")
-            }
-            if calculator && (s.strings("http") ?? []).isEmpty {
-                return ("http", "`calculator_containers` needs an `http` URL for the front end, e.g. \"http://container:50000/calculate\" with http_method: POST")
-            }
-            if let e = s.string("calc_expression") {
-                if s.string("http_body") != nil || s.string("http_method") != nil {
-                    return ("calc_expression", "`calc_expression` is POSTed as the body: remove `http_body` and `http_method`")
-                }
-                do { _ = try CalcScenario.options(expression: e, expect: nil, count: 1, interval: .seconds(1), timeout: .seconds(1)) } catch {
-                    return ("calc_expression", "`calc_expression` \(e): \(error)")
-                }
-            }
-            if (s.number("load_rate") == nil) != (s.duration("load_duration") == nil) {
-                return (s.number("load_rate") == nil ? "load_rate" : "load_duration",
-                        "a load needs both `load_rate` (requests per second) and `load_duration` (e.g. 3s) so it is bounded")
-            }
-            if let d = s.duration("load_duration") {
-                if (s.strings("http") ?? []).isEmpty { return ("load_duration", "the load goes to the first `http` URL: give `http`") }
-                if d > .seconds(60) { return ("load_duration", "`load_duration` is limited to 60s in a capture scenario (the pcap holds every packet)") }
-                if d < .milliseconds(100) { return ("load_duration", "`load_duration` must be at least 100ms") }
-            }
-            if let r = s.number("load_rate"), r > 20_000 { return ("load_rate", "`load_rate` is limited to 20000 requests/s in a capture scenario") }
-            if usesContainer && s.string("container_image") == nil && !calculator {
-                return ("container_image", "targets name `container`: give `container_image` (e.g. edgemeter-base:latest, built by `edgemeter image build`)")
-            }
-            for u in s.strings("http") ?? [] {
-                do { _ = try HTTPTarget(url: u.replacingOccurrences(of: "container", with: "127.0.0.1")) } catch { return ("http", "\(error)") }
-            }
-            if probes > 0 && s.int("count") == nil {
-                return ("count", "give `count` (echoes/connections per target) so the scenario ends by itself")
-            }
-            if let i = s.duration("interval"), i.nanoseconds < 1_000_000 { return ("interval", "`interval` must be at least 1ms") }
-            if let n = s.int("snaplen"), n < 64 || n > 262_144 { return ("snaplen", "`snaplen` must be between 64 and 262144 bytes, got \(n)") }
-            for t in s.strings("tcping") ?? [] {
-                do { _ = try Resolver.splitHostPort(t.replacingOccurrences(of: "container", with: "127.0.0.1")) } catch { return ("tcping", "\(error)") }
-            }
-            return nil
-        })
+/// The capture itself (where, what, how much), from a suite's `kind: capture` or `edgemeter capture`
+/// flags alike; the probes a suite scenario runs while capturing are read from the scenario.
+public struct CaptureConfig: Sendable, Equatable {
+    public var interface: String
+    public var filter: String?
+    /// Stop after this long (without probes in a suite; any time on the command line).
+    public var duration: Duration?
+    public var snapLength: Int
+    public var bufferKiB: Int?
+    /// nil: promiscuous only for `calculator_containers` (the bridge's frames between containers).
+    public var promiscuous: Bool?
+    /// Command line only: stop after this many packets, write the pcap here, drop root to this user.
+    public var packets: Int?
+    public var write: String?
+    public var user: String?
 
-    public static let kind = ScenarioKind(schema: schema) { s, ctx in
+    public init(_ s: ValidatedScenario) {
+        interface = s.string("interface") ?? ""
+        filter = s.string("filter")
+        duration = s.duration("duration")
+        snapLength = s.int("snaplen") ?? 65_535
+        bufferKiB = s.int("buffer_kib")
+        promiscuous = s.bool("promiscuous")
+        packets = s.int("packets")
+        write = s.string("write")
+        user = s.string("user")
+    }
+}
+
+public enum CaptureScenario {
+    static func suiteOnly(_ key: String, _ type: ParameterType, _ help: String) -> ParameterSpec {
+        ParameterSpec(key, cli: nil, type, help: help)
+    }
+
+    public static let declaration = KindDeclaration(
+        kind: "capture",
+        parameters: [
+            ParameterSpec("interface", cli: "-i/--interface", .string, help: "Interface to capture on (see --list).", valueName: "IFACE"),
+            ParameterSpec("filter", cli: "-f/--filter", .string,
+                          help: "BPF filter in tcpdump syntax, e.g. \"icmp or tcp port 8080\" (or give it after the options, as tcpdump does).",
+                          valueName: "BPF"),
+            ParameterSpec("duration", cli: "--duration", .duration, help: "Stop after this long: seconds (5) or 500ms.", valueName: "S",
+                          validate: ValueCheck.positive),
+            ParameterSpec("snaplen", cli: "--snaplen", .positiveInteger, default: .integer(65_535),
+                          help: "Bytes kept of each packet (65535 keeps whole packets up to a 64 KiB MTU).", valueName: "N", validate: { v in
+                guard case .integer(let n) = v, n < 64 || n > 262_144 else { return nil }
+                return "{} must be between 64 and 262144 bytes, got \(n)"
+            }),
+            ParameterSpec("buffer_kib", cli: "--buffer-size", .positiveInteger, unit: "KiB",
+                          help: "Kernel capture ring in KiB (default 32768). It holds about size/snaplen packets: raise it (or lower --snaplen) if pcap_stats reports drops.",
+                          valueName: "KiB", validate: { v in
+                guard case .integer(let n) = v, n > 1_048_576 else { return nil }
+                return "{} must be between 1 and 1048576 KiB, got \(n)"
+            }),
+            ParameterSpec("promiscuous", cli: "--promiscuous", .bool,
+                          help: "Capture in promiscuous mode (default: off; on for a suite's calculator_containers)."),
+            ParameterSpec("packets", cli: "--count", .positiveInteger, help: "Stop after this many packets.", valueName: "N", suite: false),
+            ParameterSpec("write", cli: "-w/--write", .string,
+                          help: "Write the packets to this pcap file (default: capture-<iface>.pcap in the run directory).", valueName: "FILE",
+                          suite: false),
+            ParameterSpec("user", cli: "--user", .string,
+                          help: "Drop root privileges to this user right after the capture handle is open (as tcpdump -Z).", valueName: "NAME",
+                          suite: false),
+            suiteOnly("ping", .stringList, "Targets to ping while capturing (`container` stands for the scenario's container)."),
+            suiteOnly("tcping", .stringList, "HOST:PORT targets to connect to while capturing."),
+            suiteOnly("http", .stringList, "URLs to request while capturing (one request per connection)."),
+            suiteOnly("http_method", .oneOf(["GET", "POST", "PUT", "DELETE", "HEAD"]), "Method of the `http` requests."),
+            suiteOnly("http_body", .string, "Body of the `http` requests."),
+            suiteOnly("calc_expression", .string, "Probe the `http` URLs with the calc probe and this expression."),
+            ParameterSpec("count", cli: nil, .positiveInteger, help: "Echoes, connections or requests per target.",
+                          validate: nil),
+            ParameterSpec("interval", cli: nil, .duration, default: .duration(.milliseconds(100)), help: "Interval between probes.",
+                          validate: ValueCheck.atLeast(.milliseconds(1))),
+            ParameterSpec("timeout", cli: nil, .duration, default: .duration(.seconds(1)), help: "Limit of each probe."),
+            suiteOnly("container_image", .string, "Start a container of this image first; `container` in targets is its address."),
+            suiteOnly("container_command", .stringList, "The container's command."),
+            suiteOnly("calculator_containers", .bool, "Start the 2-tier calculator as five containers on docker0."),
+            suiteOnly("load_rate", .positiveNumber, "A fixed-rate load after the probes, in requests/s (at most 20000)."),
+            suiteOnly("load_duration", .duration, "How long the load runs (100ms to 60s)."),
+            suiteOnly("load_connections", .positiveInteger, "Connections of the load (default 4)."),
+        ],
+        required: ["interface"],
+        checks: [{ s in
+            if s.int("packets") != nil && s.duration("duration") != nil { return ("packets", "give either {duration} or {packets}, not both") }
+            guard s.origin == .suite else { return nil }
+            return suiteCheck(s)
+        }])
+
+    public static var schema: ScenarioSchema { declaration.schema }
+
+    static func suiteCheck(_ s: ValidatedScenario) -> (key: String, message: String)? {
+        let probes = (s.strings("ping") ?? []).count + (s.strings("tcping") ?? []).count + (s.strings("http") ?? []).count
+        if probes == 0 && s.duration("duration") == nil {
+            return ("interface", "give {ping}, {tcping} or {http} targets to measure while capturing, or a capture {duration}")
+        }
+        let usesContainer = ((s.strings("ping") ?? []) + (s.strings("tcping") ?? []) + (s.strings("http") ?? [])).contains { $0.contains("container") }
+        let calculator = s.bool("calculator_containers") == true
+        if calculator && s.strings("container_command") != nil {
+            return ("container_command", "`calculator_containers` starts its own commands (edgemeter serve calculator --role ...); remove `container_command`")
+        }
+        if calculator && (s.strings("http") ?? []).isEmpty {
+            return ("http", "`calculator_containers` needs an `http` URL for the front end, e.g. \"http://container:50000/calculate\" with http_method: POST")
+        }
+        if let e = s.string("calc_expression") {
+            if s.string("http_body") != nil || s.string("http_method") != nil {
+                return ("calc_expression", "`calc_expression` is POSTed as the body: remove `http_body` and `http_method`")
+            }
+            do { _ = try CalcScenario.options(expression: e, expect: nil, count: 1, interval: .seconds(1), timeout: .seconds(1)) } catch {
+                return ("calc_expression", "`calc_expression` \(e): \(error)")
+            }
+        }
+        if (s.number("load_rate") == nil) != (s.duration("load_duration") == nil) {
+            return (s.number("load_rate") == nil ? "load_rate" : "load_duration",
+                    "a load needs both `load_rate` (requests per second) and `load_duration` (e.g. 3s) so it is bounded")
+        }
+        if let d = s.duration("load_duration") {
+            if (s.strings("http") ?? []).isEmpty { return ("load_duration", "the load goes to the first `http` URL: give `http`") }
+            if d > .seconds(60) { return ("load_duration", "`load_duration` is limited to 60s in a capture scenario (the pcap holds every packet)") }
+            if d < .milliseconds(100) { return ("load_duration", "`load_duration` must be at least 100ms") }
+        }
+        if let r = s.number("load_rate"), r > 20_000 { return ("load_rate", "`load_rate` is limited to 20000 requests/s in a capture scenario") }
+        if usesContainer && s.string("container_image") == nil && !calculator {
+            return ("container_image", "targets name `container`: give `container_image` (e.g. edgemeter-base:latest, built by `edgemeter image build`)")
+        }
+        for u in s.strings("http") ?? [] {
+            do { _ = try HTTPTarget(url: u.replacingOccurrences(of: "container", with: "127.0.0.1")) } catch { return ("http", "\(error)") }
+        }
+        if probes > 0 && s.int("count") == nil {
+            return ("count", "give `count` (echoes/connections per target) so the scenario ends by itself")
+        }
+        for t in s.strings("tcping") ?? [] {
+            do { _ = try Resolver.splitHostPort(t.replacingOccurrences(of: "container", with: "127.0.0.1")) } catch { return ("tcping", "\(error)") }
+        }
+        return nil
+    }
+
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { CaptureConfig($0) }) { s, ctx in
         try await run(s, ctx: ctx)
     }
 
@@ -215,11 +293,12 @@ public enum CaptureScenario {
     }
 
     static func measure(_ s: ValidatedScenario, ctx: ScenarioContext, targets: ContainerTargets, deployment: CalculatorDeployment?) async throws {
-        let interface = s.string("interface")!
+        let capture = CaptureConfig(s)
+        let interface = capture.interface
         let timeout = s.duration("timeout") ?? .seconds(1)
         let httpTargets = try (s.strings("http") ?? []).map(targets.http)
         let probes = try probeScenarios(s, targets: targets)
-        var filter = s.string("filter")
+        var filter = capture.filter
         if let deployment {
             // One request (not recorded) before capturing: the front end answers 200 and has its
             // keep-alive connections to the services open.
@@ -227,10 +306,10 @@ public enum CaptureScenario {
             if filter == nil { filter = deployment.all.map { "host \($0.address)" }.joined(separator: " or ") }
         }
         let loadResult = LoadBox()
-        let promiscuous = s.bool("promiscuous") ?? (deployment != nil)
+        let promiscuous = capture.promiscuous ?? (deployment != nil)
         do {
-            try await withCapture(interface: interface, filter: filter, snapLength: Int32(s.int("snaplen") ?? 65_535),
-                                  bufferSize: s.int("buffer_kib").map { Int32($0 * 1024) }, promiscuous: promiscuous, scenario: s.name,
+            try await withCapture(interface: interface, filter: filter, snapLength: Int32(capture.snapLength),
+                                  bufferSize: capture.bufferKiB.map { Int32($0 * 1024) }, promiscuous: promiscuous, scenario: s.name,
                                   filePrefix: SuiteRunner.capturePrefix(s.name), ctx: ctx,
                                   onAnalysis: { analysis, appSamples in
                                       guard let deployment, let front = httpTargets.first else { return }

@@ -36,51 +36,201 @@ enum ScenarioCalculator {
             if s.bool("calculator") == true && url.hasPrefix("/") { return nil }
             do { _ = try HTTPTarget(url: url) } catch { return ("url", "\(error)") }
         } else if s.bool("calculator") != true {
-            return ("url", "give `url` (http://HOST:PORT/PATH) or set `calculator: true` to start the calculator on loopback")
+            return ("url", "give {url} (http://HOST:PORT/PATH) or set {calculator: true} to start the calculator on loopback")
         }
         return nil
     }
+}
 
-    static func headers(_ list: [String]?) throws -> [(String, String)] {
-        try (list ?? []).map { line in
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
-                throw HTTPClientError.other("header \"\(line)\" is not `Name: value`")
-            }
-            return (String(line[..<colon]).trimmingCharacters(in: .whitespaces),
-                    String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces))
-        }
+/// One request header, `Name: value`.
+public struct HTTPHeader: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    /// Parses `Name: value` (spaces around either trimmed); nil without a name and a colon.
+    public init?(line: String) {
+        guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else { return nil }
+        name = String(line[..<colon]).trimmingCharacters(in: .whitespaces)
+        value = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+    }
+}
+
+/// The request `http` and `load` send (and where to), from a suite scenario or the flags alike.
+public struct HTTPRequestConfig: Sendable, Equatable {
+    /// http://HOST:PORT/PATH, or a path on the calculator's front end, or nil (`/calculate`).
+    public var url: String?
+    /// Start the calculator all-in-one on loopback for the scenario (suites only).
+    public var calculator: Bool
+    public var method: String
+    public var headers: [HTTPHeader]
+    public var body: String
+    /// nil: any 2xx or 3xx.
+    public var expectedStatuses: [Int]?
+    public var expectedBody: String?
+    public var timeout: Duration
+
+    /// `calculatorBody`: what a POST to the calculator sends when no `body` is given.
+    public init(_ s: ValidatedScenario, calculatorBody: String) {
+        url = s.string("url")
+        calculator = s.bool("calculator") ?? false
+        let bodyText = s.string("body")
+        method = s.string("method")?.uppercased() ?? (bodyText != nil || (calculator && url == nil) ? "POST" : "GET")
+        headers = (s.strings("headers") ?? []).compactMap(HTTPHeader.init(line:))
+        body = bodyText ?? (method == "POST" && calculator ? calculatorBody : "")
+        expectedStatuses = s.integers("expect_status")
+        expectedBody = s.string("expect_body")
+        timeout = s.duration("timeout") ?? .seconds(5)
     }
 
-    static func checkHeaders(_ s: ValidatedScenario) -> (key: String, message: String)? {
-        do { _ = try headers(s.strings("headers")) } catch { return ("headers", "\(error)") }
-        return nil
+    public func spec(path: String) -> HTTPRequestSpec {
+        HTTPRequestSpec(method: method, path: path, headers: headers.map { ($0.name, $0.value) }, body: Array(body.utf8))
     }
 
-    static let common: [String: ParameterType] = [
-        "url": .string, "calculator": .bool, "method": .string, "headers": .stringList, "body": .string,
-        "expect_status": .positiveInteger, "expect_body": .string, "timeout": .duration,
+    /// `url`, `calculator`, `method`, `headers`, `body`, `expect_status`, `expect_body`, `timeout`.
+    static func parameters(timeout: Duration, timeoutHelp: String) -> [ParameterSpec] {
+        request + [timeoutParameter(timeout, help: timeoutHelp)]
+    }
+
+    static func timeoutParameter(_ value: Duration, help: String) -> ParameterSpec {
+        ParameterSpec("timeout", cli: "-W/--timeout", .duration, default: .duration(value), help: help, valueName: "DURATION",
+                      validate: ValueCheck.positive)
+    }
+
+    /// `count`, `interval` and `timeout` of `http` and `calc`: one attempt at a time.
+    static let attempts: [ParameterSpec] = [
+        ParameterSpec("count", cli: "-c/--count", .positiveInteger, cliDefault: .integer(5),
+                      differBecause: "a suite scenario says how many attempts it measures; the command line tries 5",
+                      help: "Attempts."),
+        ParameterSpec("interval", cli: "-i/--interval", .duration, default: .duration(.milliseconds(100)),
+                      cliDefault: .duration(.seconds(1)), differBecause: attemptIntervals,
+                      help: "Interval between attempt starts (default: 1s; 100ms in a suite).", valueName: "DURATION"),
+        timeoutParameter(.seconds(5), help: "Limit for the connect, and for the exchange after it."),
     ]
+
+    static var request: [ParameterSpec] {
+        [
+            ParameterSpec("url", cli: "URL", .string, help: "The URL (http:// only)."),
+            ParameterSpec("calculator", cli: nil, .bool, default: .bool(false),
+                          help: "Start the calculator all-in-one on loopback for the scenario (the command line probes a running server: `edgemeter serve calculator`)."),
+            ParameterSpec("method", cli: "-X/--method", .string, help: "HTTP method (default: GET, or POST with a body).", validate: { v in
+                guard case .string(let m) = v, !m.allSatisfy({ $0.isLetter }) else { return nil }
+                return "{} \"\(m)\" is not an HTTP method such as GET or POST"
+            }),
+            ParameterSpec("headers", cli: "-H/--header", .stringList, help: "A request header, `Name: value` (repeatable).", valueName: "HEADER",
+                          validate: { v in
+                guard case .strings(let lines) = v, let bad = lines.first(where: { HTTPHeader(line: $0) == nil }) else { return nil }
+                return "{} \"\(bad)\" is not `Name: value`; write it like 'Content-Type: application/json'"
+            }),
+            ParameterSpec("body", cli: "--body", .string, help: "Request body (sets POST unless a method is given)."),
+            ParameterSpec("expect_status", cli: "--expect-status", .positiveIntegerList,
+                          help: "Status that counts as success (repeatable; default: any 2xx or 3xx).", valueName: "CODE", validate: { v in
+                guard case .integers(let codes) = v, let bad = codes.first(where: { !(100...599).contains($0) }) else { return nil }
+                return "{} must be an HTTP status 100-599, got \(bad)"
+            }),
+            ParameterSpec("expect_body", cli: "--expect-body", .string, help: "Text the response body must contain.", valueName: "TEXT"),
+        ]
+    }
+
+    static let attemptIntervals = """
+        the command line paces as ping does (1 s between attempts); a suite scenario is a measurement, \
+        so it samples ten times faster
+        """
+
+    static let check: KindDeclaration.Check = { s in ScenarioCalculator.checkURL(s) }
+}
+
+/// What one `http` scenario measures, from a suite scenario or `edgemeter http` flags alike.
+public struct HTTPConfig: Sendable, Equatable {
+    public var request: HTTPRequestConfig
+    public var count: Int
+    public var interval: Duration
+
+    public init(_ s: ValidatedScenario) {
+        request = HTTPRequestConfig(s, calculatorBody: "(5+6)*2")
+        count = s.int("count") ?? 5
+        interval = s.duration("interval") ?? .seconds(1)
+    }
+
+    public func options(target: HTTPTarget) -> HTTPProbeOptions {
+        HTTPProbeOptions(request: request.spec(path: target.path), count: count, interval: interval, timeout: request.timeout,
+                         expectedStatuses: request.expectedStatuses, expectedBody: request.expectedBody)
+    }
+}
+
+/// What one `load` scenario runs, from a suite scenario or `edgemeter load` flags alike.
+public struct LoadConfig: Sendable, Equatable {
+    public var request: HTTPRequestConfig
+    public var connections: Int
+    public var rate: Double?
+    public var duration: Duration?
+    public var requests: Int?
+    public var warmup: Duration
+    public var threads: Int
+
+    /// wrk's default when `edgemeter load` is given neither -d nor -n (a suite must say which).
+    public static let defaultDuration: Duration = .seconds(10)
+
+    public init(_ s: ValidatedScenario) {
+        request = HTTPRequestConfig(s, calculatorBody: "5+6")
+        connections = s.int("connections") ?? 10
+        rate = s.number("rate")
+        requests = s.int("requests")
+        // The command line gave neither a duration nor a request count: 10 s, as wrk (a suite must say).
+        duration = s.duration("duration") ?? (requests == nil ? Self.defaultDuration : nil)
+        warmup = s.duration("warmup") ?? .zero
+        threads = s.int("threads") ?? 2
+    }
+
+    public func options(target: HTTPTarget) -> LoadOptions {
+        var o = LoadOptions(request: request.spec(path: target.path), connections: connections, rate: rate, duration: duration,
+                            requestCount: requests, warmup: warmup, timeout: request.timeout)
+        o.threads = threads
+        o.expectedStatuses = request.expectedStatuses
+        o.expectedBody = request.expectedBody
+        return o
+    }
+}
+
+/// What one `calc` scenario measures, from a suite scenario or `edgemeter calc` flags alike.
+public struct CalcConfig: Sendable, Equatable {
+    public var url: String?
+    public var calculator: Bool
+    public var expression: String
+    /// nil: the value of `expression` evaluated locally.
+    public var expect: Double?
+    public var count: Int
+    public var interval: Duration
+    public var timeout: Duration
+
+    public init(_ s: ValidatedScenario) {
+        url = s.string("url")
+        calculator = s.bool("calculator") ?? false
+        expression = s.string("expression") ?? ""
+        expect = s.number("expect")
+        count = s.int("count") ?? 5
+        interval = s.duration("interval") ?? .seconds(1)
+        timeout = s.duration("timeout") ?? .seconds(5)
+    }
+
+    public func options() throws -> CalcProbeOptions {
+        try CalcScenario.options(expression: expression, expect: expect, count: count, interval: interval, timeout: timeout)
+    }
 }
 
 /// Suite kind `http`: `edgemeter http` as a scenario (one request at a time, new connection each).
 public enum HTTPScenario {
-    public static let schema = ScenarioSchema(
+    public static let declaration = KindDeclaration(
         kind: "http",
-        parameters: ScenarioCalculator.common.merging(["count": .positiveInteger, "interval": .duration]) { a, _ in a },
+        parameters: HTTPRequestConfig.request + HTTPRequestConfig.attempts,
         required: ["count"],
-        check: { s in ScenarioCalculator.checkURL(s) ?? ScenarioCalculator.checkHeaders(s) })
+        checks: [HTTPRequestConfig.check])
 
-    public static let kind = ScenarioKind(schema: schema) { s, ctx in
+    public static var schema: ScenarioSchema { declaration.schema }
+
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { HTTPConfig($0) }) { s, ctx in
+        let c = HTTPConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let method = s.string("method") ?? (s.bool("calculator") == true && s.string("url") == nil ? "POST" : "GET")
-            let body = s.string("body") ?? (method == "POST" && s.bool("calculator") == true ? "(5+6)*2" : "")
-            let options = HTTPProbeOptions(
-                request: HTTPRequestSpec(method: method, path: target.path, headers: try ScenarioCalculator.headers(s.strings("headers")),
-                                         body: Array(body.utf8)),
-                count: s.int("count") ?? 10, interval: s.duration("interval") ?? .milliseconds(100),
-                timeout: s.duration("timeout") ?? .seconds(5), expectedStatuses: s.int("expect_status").map { [$0] },
-                expectedBody: s.string("expect_body"))
-            let r = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: s.name, sink: ctx.sink,
+            let r = await HTTPProbe.run(target: target, options: c.options(target: target), runID: ctx.runID, scenario: s.name, sink: ctx.sink,
                                         stop: ctx.stop)
             ctx.progress("\(r.succeeded)/\(r.attempts) requests succeeded")
         }
@@ -91,33 +241,43 @@ public enum HTTPScenario {
 /// `LoadReport.samples`), the wrk2-style report as a summary.md section and the percentile
 /// spectra as `<scenario>-latency-corrected.csv` / `-uncorrected.csv` in the run directory.
 public enum LoadScenario {
-    public static let schema = ScenarioSchema(
+    public static let declaration = KindDeclaration(
         kind: "load",
-        parameters: ScenarioCalculator.common.merging([
-            "connections": .positiveInteger, "rate": .positiveNumber, "duration": .duration, "requests": .positiveInteger,
-            "warmup": .duration, "threads": .positiveInteger,
-        ]) { a, _ in a },
-        check: { s in
-            if s.duration("duration") == nil && s.int("requests") == nil {
-                return ("duration", "give `duration` or `requests` so the load is bounded")
+        parameters: HTTPRequestConfig.parameters(timeout: .seconds(2), timeoutHelp: "A request without a complete response within this is a timeout error.") + [
+            ParameterSpec("connections", cli: "-c/--connections", .positiveInteger, default: .integer(10),
+                          help: "Keep-alive connections (each with one request in flight).", validate: { v in
+                guard case .integer(let n) = v, n > 10_000 else { return nil }
+                return "{} is limited to 10000, got \(n)"
+            }),
+            ParameterSpec("duration", cli: "-d/--duration", .duration,
+                          help: "Measured duration, after the warm-up (default 10s unless -n is given).", valueName: "DURATION", validate: { v in
+                guard case .duration(let d) = v else { return nil }
+                if d <= .zero { return "{} must be more than 0" }
+                return d > .seconds(3600) ? "{} is limited to 1h" : nil
+            }),
+            ParameterSpec("requests", cli: "-n/--requests", .positiveInteger,
+                          help: "Measured requests (after the warm-up); with --duration, whichever comes first."),
+            ParameterSpec("rate", cli: "-R/--rate", .positiveNumber, unit: "requests/s",
+                          help: "Open loop: requests per second on a fixed schedule (wrk2 -R)."),
+            ParameterSpec("warmup", cli: "--warmup", .duration, default: .duration(.zero),
+                          help: "Warm-up before measuring (sent, not recorded).", valueName: "DURATION"),
+            ParameterSpec("threads", cli: "-t/--threads", .positiveInteger, default: .integer(min(2, ProcessInfo.processInfo.activeProcessorCount)),
+                          help: "Event-loop threads of the generator."),
+        ],
+        checks: [{ s in
+            // `edgemeter load` without -d or -n runs 10 s, as wrk; a suite scenario says how it ends.
+            if s.origin == .suite && s.duration("duration") == nil && s.int("requests") == nil {
+                return ("duration", "give {duration} or {requests} so the load is bounded")
             }
-            if let d = s.duration("duration"), d > .seconds(3600) { return ("duration", "`duration` is limited to 1h") }
-            return ScenarioCalculator.checkURL(s) ?? ScenarioCalculator.checkHeaders(s)
-        })
+            return nil
+        }, HTTPRequestConfig.check])
 
-    public static let kind = ScenarioKind(schema: schema) { s, ctx in
+    public static var schema: ScenarioSchema { declaration.schema }
+
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { LoadConfig($0) }) { s, ctx in
+        let c = LoadConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let method = s.string("method") ?? (s.bool("calculator") == true && s.string("url") == nil ? "POST" : "GET")
-            let body = s.string("body") ?? (method == "POST" && s.bool("calculator") == true ? "5+6" : "")
-            var o = LoadOptions(request: HTTPRequestSpec(method: method, path: target.path,
-                                                         headers: try ScenarioCalculator.headers(s.strings("headers")), body: Array(body.utf8)),
-                                connections: s.int("connections") ?? 10, rate: s.number("rate"), duration: s.duration("duration"),
-                                requestCount: s.int("requests"), warmup: s.duration("warmup") ?? .zero,
-                                timeout: s.duration("timeout") ?? .seconds(2))
-            o.threads = s.int("threads") ?? min(2, ProcessInfo.processInfo.activeProcessorCount)
-            o.expectedStatuses = s.int("expect_status").map { [$0] }
-            o.expectedBody = s.string("expect_body")
-            let r = try await record(target: target, options: o, scenario: s.name, ctx: ctx)
+            let r = try await record(target: target, options: c.options(target: target), scenario: s.name, ctx: ctx)
             ctx.progress("\(r.responses) responses, " + (r.measuredRate.map { String(format: "%.1f req/s", $0) } ?? r.noWindowReason ?? "n/a")
                          + ", \(r.totalErrors) errors, \(r.errors[.timeout] ?? 0) timeouts" + (r.openLoop ? ", \(r.unsent) unsent" : ""))
         }
@@ -145,25 +305,30 @@ public enum LoadScenario {
 
 /// Suite kind `calc`: `edgemeter calc` as a scenario.
 public enum CalcScenario {
-    public static let schema = ScenarioSchema(
+    public static let declaration = KindDeclaration(
         kind: "calc",
-        parameters: ["url": .string, "calculator": .bool, "expression": .string, "expect": .string, "count": .positiveInteger,
-                     "interval": .duration, "timeout": .duration],
+        parameters: [
+            ParameterSpec("url", cli: "URL", .string, cliDefault: .string("http://127.0.0.1:50000/calculate"),
+                          differBecause: "a suite scenario names its front end or starts one (`calculator: true`); the command line assumes `edgemeter serve calculator` on this host",
+                          help: "The front end's /calculate URL."),
+            ParameterSpec("calculator", cli: nil, .bool, default: .bool(false),
+                          help: "Start the calculator all-in-one on loopback for the scenario (the command line probes a running one)."),
+            ParameterSpec("expression", cli: "--expr", .string, help: "The expression.", validate: { v in
+                guard case .string(let e) = v else { return nil }
+                do { _ = try CalcParser.parse(e) } catch { return "{}: \(error)" }
+                return nil
+            }),
+            ParameterSpec("expect", cli: "--expect", .number, help: "The answer to expect (default: evaluated locally)."),
+        ] + HTTPRequestConfig.attempts,
         required: ["expression", "count"],
-        check: { s in
-            if let e = s.string("expression") {
-                do { _ = try CalcParser.parse(e) } catch { return ("expression", "\(error)") }
-            }
-            if let x = s.string("expect"), Double(x) == nil { return ("expect", "`expect` must be a number, got \"\(x)\"") }
-            return ScenarioCalculator.checkURL(s)
-        })
+        checks: [HTTPRequestConfig.check])
 
-    public static let kind = ScenarioKind(schema: schema) { s, ctx in
+    public static var schema: ScenarioSchema { declaration.schema }
+
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { CalcConfig($0) }) { s, ctx in
+        let c = CalcConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let options = try CalcScenario.options(expression: s.string("expression") ?? "", expect: s.string("expect").flatMap(Double.init),
-                                                   count: s.int("count") ?? 10, interval: s.duration("interval") ?? .milliseconds(100),
-                                                   timeout: s.duration("timeout") ?? .seconds(5))
-            let r = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: s.name, sink: ctx.sink, stop: ctx.stop)
+            let r = await CalcProbe.run(target: target, options: try c.options(), runID: ctx.runID, scenario: s.name, sink: ctx.sink, stop: ctx.stop)
             ctx.progress("\(r.succeeded)/\(r.attempts) answers correct")
         }
     }

@@ -19,31 +19,99 @@ public struct PingTargetTotals: Sendable {
 /// `rtt/echo` per request with labels `seq`, `icmp_id`, `family`, `socket` (raw|datagram),
 /// `timestamp` (kernel|userspace), `clock` (realtime-paired|monotonic), `spin` (on|off: whether the
 /// probe busy-waited before each send, `ICMPSpinMode`), `ttl`, `bytes`.
-public enum PingScenario {
-    public static let schema = ScenarioSchema(
-        kind: "ping",
-        parameters: ["targets": .stringList, "count": .positiveInteger, "interval": .duration, "timeout": .duration,
-                     "payload": .nonNegativeInteger, "deadline": .duration, "socket": .oneOf(["auto", "datagram", "raw"]),
-                     "family": .oneOf(["any", "ipv4", "ipv6"]), "spin": .oneOf(ICMPSpinMode.allCases.map(\.rawValue))],
-        required: ["targets"],
-        check: { s in
-            if s.int("count") == nil && s.duration("deadline") == nil {
-                return ("targets", "give `count` or `deadline` so the scenario ends by itself")
-            }
-            if let i = s.duration("interval"), i.nanoseconds < 1_000_000 { return ("interval", "`interval` must be at least 1ms") }
-            if let t = s.duration("timeout"), t.nanoseconds <= 0 { return ("timeout", "`timeout` must be more than 0") }
-            if let p = s.int("payload"), p > 65_000 { return ("payload", "`payload` must be at most 65000 bytes, got \(p)") }
-            return nil
-        })
+/// The schedule ping and tcping share: how many, how often, how long to wait, which family.
+public struct ProbeSchedule: Sendable, Equatable {
+    public var targets: [String]
+    /// nil: until the deadline or Ctrl-C (the command line only; a suite scenario needs a bound).
+    public var count: Int?
+    public var interval: Duration
+    public var timeout: Duration
+    public var deadline: Duration?
+    public var family: AddressFamilyPreference
 
-    public static let kind = ScenarioKind(schema: schema) { s, ctx in
-        let options = ICMPOptions(count: s.int("count"), interval: s.duration("interval") ?? .milliseconds(100),
-                                  timeout: s.duration("timeout") ?? .seconds(1), payloadBytes: s.int("payload") ?? 56,
-                                  deadline: s.duration("deadline"), socketMode: ICMPSocketMode(rawValue: s.string("socket") ?? "auto") ?? .auto,
-                                  spin: ICMPSpinMode(rawValue: s.string("spin") ?? "off") ?? .off)
-        _ = try run(scenario: s.name, targets: s.strings("targets") ?? [],
-                    family: AddressFamilyPreference(rawValue: s.string("family") ?? "any") ?? .any,
-                    options: options, ctx: ctx, onLine: nil)
+    public init(_ s: ValidatedScenario) {
+        targets = s.strings("targets") ?? []
+        count = s.int("count")
+        interval = s.duration("interval") ?? .seconds(1)
+        timeout = s.duration("timeout") ?? .seconds(1)
+        deadline = s.duration("deadline")
+        family = AddressFamilyPreference(rawValue: s.string("family") ?? "any") ?? .any
+    }
+
+    static let intervalDefaults = """
+        the command line follows iputils ping (1 s, so `edgemeter ping HOST` paces as ping does); a suite \
+        scenario is a measurement, so it samples ten times faster
+        """
+
+    /// `count`, `interval`, `timeout`, `deadline`, `family`.
+    static var parameters: [ParameterSpec] {
+        [
+            ParameterSpec("count", cli: "-c/--count", .positiveInteger,
+                          help: "Requests (ping) or attempts (tcping) per target (default: until Ctrl-C or the deadline; a suite scenario needs `count` or `deadline`)."),
+            ParameterSpec("interval", cli: "-i/--interval", .duration, default: .duration(.milliseconds(100)),
+                          cliDefault: .duration(.seconds(1)), differBecause: intervalDefaults,
+                          help: "Interval between requests to each target: seconds (0.2) or 200ms (default: 1s; 100ms in a suite).",
+                          valueName: "DURATION", validate: ValueCheck.atLeast(.milliseconds(1))),
+            ParameterSpec("timeout", cli: "-W/--timeout", .duration, default: .duration(.seconds(1)),
+                          help: "How long to wait for each reply (tcping: for the connect, then for the first byte).",
+                          valueName: "DURATION", validate: ValueCheck.positive),
+            ParameterSpec("deadline", cli: "-w/--deadline", .duration,
+                          help: "Stop after this long whatever the count (as ping -w).", valueName: "DURATION", validate: ValueCheck.positive),
+            ParameterSpec("family", cli: "-4/-6", .oneOf(["any", "ipv4", "ipv6"]), default: .string("any"),
+                          help: "Resolve names to IPv4 only (-4) or IPv6 only (-6)."),
+        ]
+    }
+
+    /// A suite scenario must end by itself; `edgemeter ping` without -c or -w runs until Ctrl-C.
+    static let bounded: KindDeclaration.Check = { s in
+        s.origin == .suite && s.int("count") == nil && s.duration("deadline") == nil
+            ? ("targets", "give {count} or {deadline} so the scenario ends by itself") : nil
+    }
+}
+
+/// What one ping scenario measures, from a suite scenario or `edgemeter ping` flags alike.
+public struct PingConfig: Sendable, Equatable {
+    public var schedule: ProbeSchedule
+    public var payloadBytes: Int
+    public var socket: ICMPSocketMode
+    public var spin: ICMPSpinMode
+
+    public init(_ s: ValidatedScenario) {
+        schedule = ProbeSchedule(s)
+        payloadBytes = s.int("payload") ?? 56
+        socket = ICMPSocketMode(rawValue: s.string("socket") ?? "auto") ?? .auto
+        spin = ICMPSpinMode(rawValue: s.string("spin") ?? "off") ?? .off
+    }
+
+    public var options: ICMPOptions {
+        ICMPOptions(count: schedule.count, interval: schedule.interval, timeout: schedule.timeout, payloadBytes: payloadBytes,
+                    deadline: schedule.deadline, socketMode: socket, spin: spin)
+    }
+}
+
+public enum PingScenario {
+    public static let declaration = KindDeclaration(
+        kind: "ping",
+        parameters: [ParameterSpec("targets", cli: "HOST", .stringList, help: "Hosts or addresses to ping.")]
+            + ProbeSchedule.parameters + [
+            ParameterSpec("payload", cli: "-s", .nonNegativeInteger, default: .integer(56), unit: "bytes",
+                          help: "ICMP payload bytes (as ping -s).", valueName: "BYTES", validate: ValueCheck.atMost(65_000, " bytes")),
+            ParameterSpec("socket", cli: "--socket", .oneOf(["auto", "datagram", "raw"]), default: .string("auto"),
+                          help: "ICMP socket kind: auto (datagram, then raw), datagram, raw."),
+            ParameterSpec("spin", cli: "--spin", .oneOf(ICMPSpinMode.allCases.map(\.rawValue)), default: .string("off"),
+                          help: "off (default): sleep until each send, as a client that idles between echoes. on: busy-wait through the last "
+                              + "1 ms before each send, so the CPU is warm when the echo leaves; on loopback that lowers RTTs by several µs, "
+                              + "and at -i 1ms or less it keeps a core busy for the whole run. Each sample is labelled spin=on|off.",
+                          valueName: "on|off"),
+        ],
+        required: ["targets"],
+        checks: [ProbeSchedule.bounded])
+
+    public static var schema: ScenarioSchema { declaration.schema }
+
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { PingConfig($0) }) { s, ctx in
+        let c = PingConfig(s)
+        _ = try run(scenario: s.name, targets: c.schedule.targets, family: c.schedule.family, options: c.options, ctx: ctx, onLine: nil)
     }
 
     /// Resolves every target, runs the probe, records samples. `onLine` receives ping-style lines.

@@ -4,7 +4,7 @@ import EdgeMeterStartup
 import EdgeMeterSystem
 
 /// What one startup measurement needs, from a suite scenario or from `edgemeter startup` flags.
-public struct StartupConfig: Sendable {
+public struct StartupConfig: Sendable, Equatable {
     public var backend: String
     public var runs = 5
     public var ready: ReadyCheck = .marker(ReadyCheck.defaultMarker)
@@ -86,33 +86,79 @@ public struct StartupConfig: Sendable {
 /// attempts included with status and reason. With snapshots, a `snapshot` metric sample (`commit`
 /// for docker, `save` for qemu) and the clone attempts under target `docker-snapshot`/`qemu-snapshot`.
 public enum StartupScenario {
-    public static let schema = ScenarioSchema(
+    public static let declaration = KindDeclaration(
         kind: "startup",
-        parameters: ["backend": .oneOf(StartupConfig.backends), "runs": .positiveInteger,
-                     "ready": .oneOf(StartupConfig.readyKinds), "marker": .string, "port": .positiveInteger, "path": .string,
-                     "timeout": .duration, "image": .string, "command": .stringList, "snapshot": .bool,
-                     "accel": .oneOf(QEMUAccel.allCases.map(\.rawValue)), "host_port": .positiveInteger,
-                     "kvm_probe_timeout": .duration, "bridge": .string,
-                     "preset": .oneOf(CommandTemplate.presets.keys.sorted()), "create": .stringList, "start": .stringList,
-                     "running": .stringList, "ready_command": .stringList, "ready_output": .string, "stop": .stringList,
-                     "remove": .stringList, "detached": .bool, "host": .string, "vars": .stringList],
+        parameters: [
+            ParameterSpec("backend", cli: "BACKEND", .oneOf(StartupConfig.backends),
+                          help: "Backends: docker, lxc, qemu, cmd, podman, runc, crun (one or more)."),
+            ParameterSpec("runs", cli: "-n", .positiveInteger, default: .integer(5), help: "Runs per backend."),
+            ParameterSpec("ready", cli: "--ready", .oneOf(StartupConfig.readyKinds),
+                          help: "Ready check: exit, marker, tcp, http, icmp (default: marker; exit for cmd)."),
+            ParameterSpec("marker", cli: "--marker", .string, default: .string(ReadyCheck.defaultMarker), help: "Marker line for --ready marker."),
+            ParameterSpec("port", cli: "--port", .positiveInteger, help: "Guest/container port for tcp and http (default 22 for tcp, 80 for http).",
+                          validate: ValueCheck.within(1...65535, "")),
+            ParameterSpec("path", cli: "--path", .string, default: .string("/"), help: "Path for --ready http."),
+            ParameterSpec("timeout", cli: "--timeout", .duration, help: "Limit for create through ready of one run (default 60s, 120s for qemu).",
+                          valueName: "DURATION", validate: ValueCheck.positive),
+            ParameterSpec("image", cli: "--image", .string, default: .string(ImageBuilder.defaultReference), help: "docker/podman image."),
+            ParameterSpec("command", cli: "--command", .stringList,
+                          help: "docker/podman workload as a JSON array (default: the built-in busybox workload for the ready check).",
+                          valueName: "JSON", jsonArray: true),
+            ParameterSpec("snapshot", cli: "--snapshot", .bool, default: .bool(false),
+                          help: "docker/qemu: also start from a snapshot (docker commit of a running container / VM state saved to a file) and compare with cold starts."),
+            ParameterSpec("accel", cli: "--accel", .oneOf(QEMUAccel.allCases.map(\.rawValue)), default: .string("auto"),
+                          help: "qemu accelerator: auto (prove KVM boots a guest, else TCG), kvm, tcg."),
+            ParameterSpec("host_port", cli: "--host-port", .positiveInteger, default: .integer(1234),
+                          help: "qemu host port forwarded to the guest port (the lab used 1234 → 22).", validate: ValueCheck.within(1...65535, "")),
+            ParameterSpec("kvm_probe_timeout", cli: "--kvm-probe-timeout", .duration, default: .duration(.seconds(8)),
+                          help: "How long --accel auto lets a KVM guest take to print its marker.", valueName: "DURATION"),
+            ParameterSpec("bridge", cli: "--bridge", .string, default: .string("edgemeter-br0"),
+                          help: "lxc bridge (created, and removed afterwards, when missing)."),
+            ParameterSpec("preset", cli: "--preset", .oneOf(CommandTemplate.presets.keys.sorted()),
+                          help: "cmd preset: \(CommandTemplate.presets.keys.sorted().joined(separator: ", ")) (not run on the development machine)."),
+            ParameterSpec("create", cli: "--create", .stringList, help: "cmd: create command (JSON array).", valueName: "JSON", jsonArray: true),
+            ParameterSpec("start", cli: "--start", .stringList, help: "cmd: start command (JSON array).", valueName: "JSON", jsonArray: true),
+            ParameterSpec("running", cli: "--running", .stringList, help: "cmd: command repeated until it exits 0 = running (JSON array).",
+                          valueName: "JSON", jsonArray: true),
+            ParameterSpec("ready_command", cli: "--ready-command", .stringList,
+                          help: "cmd: command repeated until it exits 0 = ready (JSON array); replaces --ready.", valueName: "JSON", jsonArray: true),
+            ParameterSpec("ready_output", cli: "--ready-output", .string, help: "cmd: text the ready command must print as well."),
+            ParameterSpec("stop", cli: "--stop", .stringList, help: "cmd: stop command (JSON array); the default is SIGTERM to a --detached start.",
+                          valueName: "JSON", jsonArray: true),
+            ParameterSpec("remove", cli: "--remove", .stringList, help: "cmd: remove command (JSON array).", valueName: "JSON", jsonArray: true),
+            ParameterSpec("detached", cli: "--detached", .bool, default: .bool(false),
+                          help: "cmd: the start command keeps running as the instance (a server in the foreground)."),
+            ParameterSpec("host", cli: "--host", .string, default: .string("127.0.0.1"), help: "cmd: host for tcp/http/icmp ready checks."),
+            ParameterSpec("vars", cli: "--var", .stringList, help: "cmd: a {key} placeholder value, key=value (repeatable).",
+                          valueName: "KEY=VALUE", validate: { v in
+                guard case .strings(let list) = v, let bad = list.first(where: { StartupScenario.variable($0) == nil }) else { return nil }
+                return "{} entries must look like key=value, got \"\(bad)\""
+            }),
+        ],
         required: ["backend"],
-        check: { s in
+        checks: [{ s in
             do {
-                let c = try config(s)
-                if let p = c.problem() { return ("backend", p) }
+                if let p = try config(s).problem() { return ("backend", p) }
             } catch {
                 return ("backend", "\(error)")
             }
-            if let p = s.int("port"), p > 65535 { return ("port", "`port` must be 1-65535, got \(p)") }
             return nil
-        })
+        }])
 
-    public static let kind = ScenarioKind(schema: schema) { s, ctx in
+    public static var schema: ScenarioSchema { declaration.schema }
+
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { try config($0) }) { s, ctx in
         try await run(try config(s), scenario: s.name, ctx: ctx)
     }
 
-    static func config(_ s: ValidatedScenario) throws -> StartupConfig {
+    static func variable(_ kv: String) -> (String, String)? {
+        guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else { return nil }
+        return (String(kv[..<eq]), String(kv[kv.index(after: eq)...]))
+    }
+
+    /// The configuration of one backend's measurement: the one place a scenario (from a suite or
+    /// from `edgemeter startup` flags, one per backend) becomes a `StartupConfig`.
+    public static func config(_ s: ValidatedScenario) throws -> StartupConfig {
         var c = StartupConfig(backend: s.string("backend") ?? "docker")
         c.runs = s.int("runs") ?? 5
         c.ready = try StartupConfig.readyCheck(kind: s.string("ready") ?? (c.backend == "cmd" ? "exit" : "marker"),
@@ -127,10 +173,8 @@ public enum StartupScenario {
         if let b = s.string("bridge") { c.bridge = b }
         c.preset = s.string("preset")
         for kv in s.strings("vars") ?? [] {
-            guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else {
-                throw StartupError("`vars` entries must look like key=value, got \"\(kv)\"")
-            }
-            c.variables[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
+            guard let pair = variable(kv) else { throw StartupError("`vars` entries must look like key=value, got \"\(kv)\"") }
+            c.variables[pair.0] = pair.1
         }
         if c.backend == "cmd" {
             var t = c.preset.flatMap { CommandTemplate.presets[$0] } ?? (s.strings("start").map { CommandTemplate(start: $0) })
@@ -141,9 +185,8 @@ public enum StartupScenario {
             if let v = s.string("ready_output") { t?.readyOutput = v }
             if let v = s.strings("stop") { t?.stop = v }
             if let v = s.strings("remove") { t?.remove = v }
-            if let v = s.bool("detached") { t?.detached = v }
+            if s.bool("detached") == true { t?.detached = true }
             if let v = s.string("host") { t?.host = v }
-            if t?.start.isEmpty == true { throw StartupError("`start` must not be empty") }
             c.template = t
         }
         return c

@@ -18,50 +18,72 @@ public struct TCPingTargetTotals: Sendable {
 /// with a payload, `latency/first_byte` — both emitted for every attempt, failed ones included.
 /// Labels: `seq`, `family`, `address`, `local_port` (to match the connection on the wire),
 /// `clock=monotonic`.
+/// What one tcping scenario measures, from a suite scenario or `edgemeter tcping` flags alike.
+public struct TCPingConfig: Sendable, Equatable {
+    public var schedule: ProbeSchedule
+    public var payload: String?
+    public var expect: String?
+    /// Start a loopback listener on each target host (the target is then HOST, its port ephemeral).
+    public var listener: Bool
+
+    public init(_ s: ValidatedScenario) {
+        schedule = ProbeSchedule(s)
+        payload = s.string("payload")
+        expect = s.string("expect")
+        listener = s.bool("listener") ?? false
+    }
+
+    public var options: TCPConnectOptions {
+        TCPConnectOptions(count: schedule.count, interval: schedule.interval, timeout: schedule.timeout, deadline: schedule.deadline,
+                          payload: payload.map { Array($0.utf8) }, expect: expect.map { Array($0.utf8) })
+    }
+}
+
 public enum TCPingScenario {
-    public static let schema = ScenarioSchema(
+    public static let declaration = KindDeclaration(
         kind: "tcping",
-        parameters: ["targets": .stringList, "count": .positiveInteger, "interval": .duration, "timeout": .duration,
-                     "deadline": .duration, "payload": .string, "expect": .string, "listener": .bool,
-                     "family": .oneOf(["any", "ipv4", "ipv6"])],
+        parameters: [ParameterSpec("targets", cli: "HOST:PORT", .stringList, help: "Targets as HOST:PORT ([::1]:80 for IPv6).")]
+            + ProbeSchedule.parameters + [
+            ParameterSpec("payload", cli: "--payload", .string, help: "Bytes to send once connected (enables the first_byte phase)."),
+            ParameterSpec("expect", cli: "--expect", .string, help: "A string the reply must contain (needs --payload)."),
+            ParameterSpec("listener", cli: "--listener", .bool, default: .bool(false),
+                          help: "Start a loopback listener on each target HOST (no port) and probe it."),
+        ],
         required: ["targets"],
-        check: { s in
-            if s.int("count") == nil && s.duration("deadline") == nil {
-                return ("targets", "give `count` or `deadline` so the scenario ends by itself")
-            }
-            if let i = s.duration("interval"), i.nanoseconds < 1_000_000 { return ("interval", "`interval` must be at least 1ms") }
-            if let t = s.duration("timeout"), t.nanoseconds <= 0 { return ("timeout", "`timeout` must be more than 0") }
-            if s.string("expect") != nil && s.string("payload") == nil { return ("expect", "`expect` needs a `payload` to send first") }
+        checks: [ProbeSchedule.bounded, { s in
+            if s.string("expect") != nil && s.string("payload") == nil { return ("expect", "{expect} needs {payload}: give the bytes to send first") }
             if s.bool("listener") != true {
                 for t in s.strings("targets") ?? [] {
-                    do { _ = try Resolver.splitHostPort(t) } catch { return ("targets", "\(error); or set `listener: true` to probe a listener the run starts on that host") }
+                    do { _ = try Resolver.splitHostPort(t) } catch { return ("targets", "\(error); or set {listener: true} to probe a listener the run starts on that host") }
                 }
             }
             return nil
-        })
+        }])
 
-    public static let kind = ScenarioKind(schema: schema) { s, ctx in
-        let options = TCPConnectOptions(count: s.int("count"), interval: s.duration("interval") ?? .milliseconds(100),
-                                        timeout: s.duration("timeout") ?? .seconds(1), deadline: s.duration("deadline"),
-                                        payload: s.string("payload").map { Array($0.utf8) }, expect: s.string("expect").map { Array($0.utf8) })
-        var targets = s.strings("targets") ?? []
+    public static var schema: ScenarioSchema { declaration.schema }
+
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { TCPingConfig($0) }) { s, ctx in
+        _ = try run(TCPingConfig(s), scenario: s.name, ctx: ctx, onLine: nil)
+    }
+
+    /// Runs a configuration: with `listener`, first starts a loopback listener per target host.
+    public static func run(_ c: TCPingConfig, scenario: String, ctx: ScenarioContext, onLine: ((String) -> Void)?) throws -> [TCPingTargetTotals] {
+        var targets = c.schedule.targets
         var names: [String]?
         var listeners: [LoopbackListener] = []
         defer { listeners.forEach { $0.close() } }
-        if s.bool("listener") == true {
+        if c.listener {
             // The target keeps the host's name (stable across runs); the ephemeral port is in the
             // `address` label.
             names = targets
             targets = try targets.map { host in
-                let l = try LoopbackListener(host: host, echo: options.payload != nil)
+                let l = try LoopbackListener(host: host, echo: c.payload != nil)
                 listeners.append(l)
                 ctx.progress("listener on \(l.address.hostPort)")
                 return l.address.hostPort
             }
         }
-        _ = try run(scenario: s.name, targets: targets, names: names,
-                    family: AddressFamilyPreference(rawValue: s.string("family") ?? "any") ?? .any,
-                    options: options, ctx: ctx, onLine: nil)
+        return try run(scenario: scenario, targets: targets, names: names, family: c.schedule.family, options: c.options, ctx: ctx, onLine: onLine)
     }
 
     /// `names`, when given, are what the samples call each target (default: the HOST:PORT text).

@@ -35,22 +35,32 @@ public struct ScenarioNotRun: Error, CustomStringConvertible {
     public var description: String { reason }
 }
 
-/// One suite scenario kind: its parameter schema and the code that runs it.
+/// One scenario kind: its declaration (parameters, checks; the suite schema and the CLI flags are
+/// built from it) and the code that runs it.
 public struct ScenarioKind: Sendable {
-    public let schema: ScenarioSchema
+    public let declaration: KindDeclaration
+    /// The kind's configuration (`PingConfig(scenario)`, ...): what a scenario resolves to, whichever
+    /// path (suite or flags) it came from.
+    public let configuration: @Sendable (ValidatedScenario) throws -> any Sendable
     public let run: @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void
 
-    public init(schema: ScenarioSchema, run: @escaping @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void) {
-        self.schema = schema
+    public init(declaration: KindDeclaration, configuration: @escaping @Sendable (ValidatedScenario) throws -> any Sendable,
+                run: @escaping @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void) {
+        self.declaration = declaration
+        self.configuration = configuration
         self.run = run
     }
+
+    public var schema: ScenarioSchema { declaration.schema }
 }
 
 /// The table of scenario kinds (blackbox_exporter's prober table). A new kind adds one file
-/// `Scenario+<Kind>.swift` in this module and one entry here.
+/// `Scenario+<Kind>.swift` in this module (its `KindDeclaration`, configuration and run) and one
+/// entry here; `edgemeter KIND` can then be built from the same declaration (`KindCommand`).
 public enum ScenarioKinds {
     public static var all: [ScenarioKind] {
         [PingScenario.kind, TCPingScenario.kind, HTTPScenario.kind, LoadScenario.kind, CalcScenario.kind, StartupScenario.kind, CaptureScenario.kind]
     }
     public static var schemas: [ScenarioSchema] { all.map(\.schema) }
+    public static var declarations: [KindDeclaration] { all.map(\.declaration) }
 }

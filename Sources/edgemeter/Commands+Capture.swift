@@ -4,7 +4,9 @@ import EdgeMeterCore
 import EdgeMeterCapture
 import EdgeMeterRun
 
-struct CaptureCommand: AsyncParsableCommand {
+private let capture = CaptureScenario.declaration
+
+struct CaptureCommand: AsyncParsableCommand, KindCommand {
     static let configuration = CommandConfiguration(
         commandName: "capture",
         abstract: "Capture packets with libpcap into a pcap file and analyse them (flows, handshakes, echoes, HTTP).",
@@ -23,40 +25,60 @@ struct CaptureCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Interface to capture on (see --list).", valueName: "IFACE"))
+    @Option(name: capture.names("interface"), help: capture.help("interface"))
     var interface: String?
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("BPF filter in tcpdump syntax, e.g. \"icmp or tcp port 8080\" (or give it after the options, as tcpdump does).", valueName: "BPF"))
+    @Option(name: capture.names("filter"), help: capture.help("filter"))
     var filter: String?
 
     @Argument(help: ArgumentHelp("A filter expression after the options, as tcpdump takes it: edgemeter capture -i lo icmp or tcp port 80", valueName: "EXPRESSION"))
     var expression: [String] = []
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Write the packets to this pcap file (default: capture-<iface>.pcap in the run directory).", valueName: "FILE"))
+    @Option(name: capture.names("write"), help: capture.help("write"))
     var write: String?
 
-    @Option(name: .long, help: ArgumentHelp("Stop after this long: seconds (5) or 500ms.", valueName: "S"))
+    @Option(name: capture.names("duration"), help: capture.help("duration"))
     var duration: String?
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Stop after this many packets.", valueName: "N"))
-    var count: Int?
+    // `-c` as well, as tcpdump; the declaration's label (in messages) is `--count`.
+    @Option(name: [.customShort("c"), .customLong("count")], parsing: .unconditional, help: capture.help("packets"))
+    var count: String?
 
-    @Option(name: .long, help: ArgumentHelp("Bytes kept of each packet (65535 keeps whole packets up to a 64 KiB MTU).", valueName: "N"))
-    var snaplen: Int32 = 65_535
+    @Option(name: capture.names("snaplen"), parsing: .unconditional, help: capture.help("snaplen"))
+    var snaplen: String?
 
-    @Option(name: .customLong("buffer-size"), help: ArgumentHelp("Kernel capture ring in KiB (default 32768). It holds about size/snaplen packets: raise it (or lower --snaplen) if pcap_stats reports drops.", valueName: "KiB"))
-    var bufferSize: Int32?
+    @Option(name: capture.names("buffer_kib"), parsing: .unconditional, help: capture.help("buffer_kib"))
+    var bufferSize: String?
+
+    @Flag(name: capture.names("promiscuous"), help: capture.help("promiscuous"))
+    var promiscuous = false
 
     @Flag(name: .long, help: "List the interfaces libpcap can capture on and exit.")
     var list = false
 
-    @Option(name: .long, help: ArgumentHelp("Drop root privileges to this user right after the capture handle is open (as tcpdump -Z).", valueName: "NAME"))
+    @Option(name: capture.names("user"), help: capture.help("user"))
     var user: String?
 
     @OptionGroup var output: OutputOptions
 
+    static var declaration: KindDeclaration { capture }
+
     /// The BPF filter: -f, or the words after the options joined by spaces (tcpdump's way).
-    var bpf: String? { filter ?? (expression.isEmpty ? nil : expression.joined(separator: " ")) }
+    var parameters: RawParameters {
+        var r = RawParameters()
+        r["interface"] = interface
+        r["filter"] = filter ?? (expression.isEmpty ? nil : expression.joined(separator: " "))
+        r["write"] = write
+        r["duration"] = duration
+        r["packets"] = count
+        r["snaplen"] = snaplen
+        r["buffer_kib"] = bufferSize
+        r.flag("promiscuous", promiscuous)
+        r["user"] = user
+        return r
+    }
+
+    static func resolve(_ s: ValidatedScenario) -> CaptureConfig { CaptureConfig(s) }
 
     func validate() throws {
         if list { return }
@@ -66,13 +88,7 @@ struct CaptureCommand: AsyncParsableCommand {
         guard let i = interface, !i.isEmpty else {
             throw ValidationError("give the interface to capture on with -i IFACE (see `edgemeter capture --list`)")
         }
-        if duration != nil && count != nil { throw ValidationError("give either --duration or --count, not both") }
-        if let c = count, c <= 0 { throw ValidationError("--count must be a positive number of packets, got \(c)") }
-        if let d = duration {
-            guard let v = parseDuration(d), v > .zero else { throw ValidationError("--duration must be a positive duration such as 5 or 500ms, got \"\(d)\"") }
-        }
-        if snaplen < 64 || snaplen > 262_144 { throw ValidationError("--snaplen must be between 64 and 262144 bytes, got \(snaplen)") }
-        if let b = bufferSize, b <= 0 || b > 1_048_576 { throw ValidationError("--buffer-size must be between 1 and 1048576 KiB, got \(b)") }
+        _ = try config()
         if let u = user, Privileges.ids(of: u) == nil { throw ValidationError("--user \(u): no such user on this machine; give an existing account such as nobody") }
     }
 
@@ -90,10 +106,13 @@ struct CaptureCommand: AsyncParsableCommand {
             }
             return
         }
-        let iface = interface!
-        var opts = CaptureOptions(interface: iface, filter: bpf, snapLength: snaplen, bufferSize: bufferSize.map { $0 * 1024 })
-        opts.promiscuous = false
-        let until = duration.flatMap(parseDuration).map { ContinuousClock.now + $0 }
+        let c = try config()
+        if output.printConfig { return printConfigs([c]) }
+        let iface = c.interface
+        var opts = CaptureOptions(interface: iface, filter: c.filter, snapLength: Int32(c.snapLength), bufferSize: c.bufferKiB.map { Int32($0 * 1024) })
+        opts.promiscuous = c.promiscuous ?? false
+        let until = c.duration.map { ContinuousClock.now + $0 }
+        let write = c.write, user = c.user, count = c.packets
         let safe = FileName.safe(iface)
         do {
             let result = try await runMeasured(name: "capture-\(safe)", options: output.runOptions) { ctx, dir in

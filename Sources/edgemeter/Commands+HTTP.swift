@@ -123,49 +123,44 @@ struct ServeCalculatorCommand: AsyncParsableCommand {
     }
 }
 
-/// Request options shared by `http` and `load`.
+private let http = HTTPScenario.declaration
+private let load = LoadScenario.declaration
+private let calc = CalcScenario.declaration
+
+/// Request options shared by `http` and `load` (one declaration: `HTTPRequestConfig.parameters`).
 struct HTTPRequestOptions: ParsableArguments {
-    @Option(name: [.customShort("X"), .long], help: "HTTP method.")
+    @Option(name: http.names("method"), help: http.help("method"))
     var method: String?
 
-    @Option(name: [.customShort("H"), .long], help: ArgumentHelp("A request header, `Name: value` (repeatable).", valueName: "HEADER"))
+    @Option(name: http.names("headers"), help: http.help("headers"))
     var header: [String] = []
 
-    @Option(name: .long, help: "Request body (sets POST unless -X is given).")
+    @Option(name: http.names("body"), help: http.help("body"))
     var body: String?
 
-    @Option(name: .long, help: ArgumentHelp("Status that counts as success (repeatable; default: any 2xx or 3xx).", valueName: "CODE"))
-    var expectStatus: [Int] = []
+    @Option(name: http.names("expect_status"), help: http.help("expect_status"))
+    var expectStatus: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Text the response body must contain.", valueName: "TEXT"))
+    @Option(name: http.names("expect_body"), help: http.help("expect_body"))
     var expectBody: String?
 
-    func spec(path: String) throws -> HTTPRequestSpec {
-        var headers: [(String, String)] = []
-        for h in header {
-            guard let colon = h.firstIndex(of: ":"), colon != h.startIndex else {
-                throw ValidationError("-H \"\(h)\" is not `Name: value`; write it like -H 'Content-Type: application/json'")
-            }
-            headers.append((String(h[..<colon]).trimmingCharacters(in: .whitespaces),
-                            String(h[h.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
-        }
-        let m = (method ?? (body == nil ? "GET" : "POST")).uppercased()
-        guard !m.isEmpty, m.allSatisfy({ $0.isLetter }) else { throw ValidationError("-X \"\(m)\" is not an HTTP method such as GET or POST") }
-        return HTTPRequestSpec(method: m, path: path, headers: headers, body: Array((body ?? "").utf8))
-    }
-
-    func validateStatuses() throws {
-        for s in expectStatus where !(100...599).contains(s) {
-            throw ValidationError("--expect-status must be an HTTP status 100-599, got \(s)")
-        }
+    func parameters(url: String?) -> RawParameters {
+        var r = RawParameters()
+        r["url"] = url
+        r["method"] = method
+        r.list("headers", header)
+        r["body"] = body
+        r.list("expect_status", expectStatus)
+        r["expect_body"] = expectBody
+        return r
     }
 }
 
-func parseTarget(_ url: String) throws -> HTTPTarget {
-    do { return try HTTPTarget(url: url) } catch { throw ValidationError("\(error)") }
+func parseTarget(_ url: String?) throws -> HTTPTarget {
+    do { return try HTTPTarget(url: url ?? "") } catch { throw ValidationError("\(error)") }
 }
 
-struct HTTPCommand: AsyncParsableCommand {
+struct HTTPCommand: AsyncParsableCommand, KindCommand {
     static let configuration = CommandConfiguration(
         commandName: "http",
         abstract: "HTTP request latency split into resolve, connect, first_byte and total (one request at a time).",
@@ -183,7 +178,7 @@ struct HTTPCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "The URL (http:// only).")
+    @Argument(help: http.help("url"))
     var url: String
 
     @OptionGroup var attempts: AttemptOptions
@@ -191,34 +186,30 @@ struct HTTPCommand: AsyncParsableCommand {
     @OptionGroup var request: HTTPRequestOptions
     @OptionGroup var run: RunOptions
 
-    func validate() throws {
-        _ = try parseTarget(url)
-        try request.validateStatuses()
-        _ = try request.spec(path: "/")
+    static var declaration: KindDeclaration { http }
+
+    var parameters: RawParameters {
+        var r = request.parameters(url: url)
+        attempts.add(to: &r)
+        return r
     }
 
+    static func resolve(_ s: ValidatedScenario) -> HTTPConfig { HTTPConfig(s) }
+
     func run() async throws {
-        let target = try parseTarget(url)
-        let options = HTTPProbeOptions(request: try request.spec(path: target.path), count: attempts.count,
-                                       interval: try attempts.intervalDuration(), timeout: try attempts.timeoutDuration(),
-                                       expectedStatuses: request.expectStatus.isEmpty ? nil : request.expectStatus,
-                                       expectedBody: request.expectBody)
-        let printLines = !run.json
-        let progress = printLines ? linePrinter(prefix: target.description) : nil
-        let fullBody = attempts.verbose
-        let result = try await runMeasured(name: "http", options: run) { ctx, _ in
+        let c = try config()
+        if run.printConfig { return printConfigs([c]) }
+        let target = try parseTarget(c.request.url)
+        let options = c.options(target: target)
+        try await measureAttempts("http", target: target, verbose: attempts.verbose, run: run, title: "\(target)", width: 10,
+                                  phases: { s in HTTPProbe.phases.compactMap { phase in s.first { $0.key.phase == phase } } }) { ctx, progress, fullBody in
             _ = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
                                     stop: ctx.stop, progress: progress, fullBody: fullBody)
         }
-        if printLines {
-            print("\n--- \(target) ---")
-            printPhaseLines(HTTPProbe.phases.compactMap { phase in result.summaries.first { $0.key.phase == phase } }, width: 10)
-        }
-        try conclude(result)
     }
 }
 
-struct LoadCommand: AsyncParsableCommand {
+struct LoadCommand: AsyncParsableCommand, KindCommand {
     static let configuration = CommandConfiguration(
         commandName: "load",
         abstract: "HTTP load with HDR latency histograms: closed loop (wrk) or fixed rate with coordinated-omission correction (wrk2).",
@@ -241,29 +232,29 @@ struct LoadCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "The URL (http:// only).")
+    @Argument(help: load.help("url"))
     var url: String
 
-    @Option(name: .shortAndLong, help: "Keep-alive connections (each with one request in flight).")
-    var connections: Int = 10
+    @Option(name: load.names("connections"), parsing: .unconditional, help: load.help("connections"))
+    var connections: String?
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Measured duration, after the warm-up (default 10s unless -n is given).", valueName: "DURATION"))
+    @Option(name: load.names("duration"), parsing: .unconditional, help: load.help("duration"))
     var duration: String?
 
-    @Option(name: [.customShort("n"), .long], help: "Measured requests (after the warm-up); with --duration, whichever comes first.")
-    var requests: Int?
+    @Option(name: load.names("requests"), parsing: .unconditional, help: load.help("requests"))
+    var requests: String?
 
-    @Option(name: [.customShort("R"), .long], help: "Open loop: requests per second on a fixed schedule (wrk2 -R).")
-    var rate: Double?
+    @Option(name: load.names("rate"), parsing: .unconditional, help: load.help("rate"))
+    var rate: String?
 
-    @Option(name: .long, help: ArgumentHelp("Warm-up before measuring (sent, not recorded).", valueName: "DURATION"))
-    var warmup: String = "0"
+    @Option(name: load.names("warmup"), parsing: .unconditional, help: load.help("warmup"))
+    var warmup: String?
 
-    @Option(name: .shortAndLong, help: "Event-loop threads of the generator.")
-    var threads: Int = 2
+    @Option(name: load.names("threads"), parsing: .unconditional, help: load.help("threads"))
+    var threads: String?
 
-    @Option(name: [.customShort("W"), .long], help: ArgumentHelp("A request without a complete response within this is a timeout error.", valueName: "DURATION"))
-    var timeout: String = "2s"
+    @Option(name: load.names("timeout"), parsing: .unconditional, help: load.help("timeout"))
+    var timeout: String?
 
     @Flag(name: .long, help: "Leave out the detailed percentile spectrum from the printed report.")
     var noSpectrum = false
@@ -271,32 +262,27 @@ struct LoadCommand: AsyncParsableCommand {
     @OptionGroup var request: HTTPRequestOptions
     @OptionGroup var run: RunOptions
 
-    /// wrk's default: 10 s when neither -d nor -n bounds the run.
-    static let defaultDuration = "10s"
+    static var declaration: KindDeclaration { load }
 
-    func options(target: HTTPTarget) throws -> LoadOptions {
-        let d = duration ?? (requests == nil ? Self.defaultDuration : nil)
-        var o = LoadOptions(request: try request.spec(path: target.path), connections: connections, rate: rate,
-                            duration: try d.map { try durationArgument($0, flag: "-d/--duration") }, requestCount: requests,
-                            warmup: try durationArgument(warmup, flag: "--warmup"), timeout: try durationArgument(timeout, flag: "-W/--timeout"))
-        o.threads = threads
-        o.expectedStatuses = request.expectStatus.isEmpty ? nil : request.expectStatus
-        o.expectedBody = request.expectBody
-        return o
+    var parameters: RawParameters {
+        var r = request.parameters(url: url)
+        r["connections"] = connections
+        r["duration"] = duration
+        r["requests"] = requests
+        r["rate"] = rate
+        r["warmup"] = warmup
+        r["threads"] = threads
+        r["timeout"] = timeout
+        return r
     }
 
-    func validate() throws {
-        let target = try parseTarget(url)
-        try request.validateStatuses()
-        let o = try options(target: target)
-        if let p = o.problem { throw ValidationError(p) }
-        if connections > 10_000 { throw ValidationError("-c/--connections is limited to 10000, got \(connections)") }
-        if o.timeout <= .zero { throw ValidationError("-W/--timeout must be more than 0") }
-    }
+    static func resolve(_ s: ValidatedScenario) -> LoadConfig { LoadConfig(s) }
 
     func run() async throws {
-        let target = try parseTarget(url)
-        let o = try options(target: target)
+        let c = try config()
+        if run.printConfig { return printConfigs([c]) }
+        let target = try parseTarget(c.request.url)
+        let o = c.options(target: target)
         let json = run.json
         let spectrum = !noSpectrum
         // One line a second on stderr while the load runs (not with --json).
@@ -305,7 +291,7 @@ struct LoadCommand: AsyncParsableCommand {
         let showLive = live
         let result = try await runMeasured(name: "load", options: run) { ctx, _ in
             let mode = o.rate.map { String(format: "at %g requests/s", $0) } ?? "closed loop"
-            let bound = o.duration.map { "\(String(format: "%g s", $0.seconds))" + (duration == nil ? " (the default; -d or -n to change)" : "") }
+            let bound = o.duration.map { "\(String(format: "%g s", $0.seconds))" + (duration == nil && requests == nil ? " (the default; -d or -n to change)" : "") }
                 ?? "\(o.requestCount ?? 0) requests"
             note("load \(target): \(o.connections) connections, \(o.threads) threads, \(mode), \(bound)" +
                  (o.warmup > .zero ? " after \(String(format: "%g s", o.warmup.seconds)) warm-up" : ""))
@@ -333,7 +319,7 @@ struct LoadCommand: AsyncParsableCommand {
     }
 }
 
-struct CalcCommand: AsyncParsableCommand {
+struct CalcCommand: AsyncParsableCommand, KindCommand {
     static let configuration = CommandConfiguration(
         commandName: "calc",
         abstract: "Calculator preset: POST an expression, check the numeric answer, record per-hop timings from Server-Timing.",
@@ -349,72 +335,89 @@ struct CalcCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "The front end's /calculate URL.")
-    var url: String = "http://127.0.0.1:50000/calculate"
+    @Argument(help: calc.help("url"))
+    var url: String?
 
-    @Option(name: .long, help: "The expression.")
-    var expr: String
+    @Option(name: calc.names("expression"), help: calc.help("expression"))
+    var expr: String?
 
-    @Option(name: .long, help: "The answer to expect (default: evaluated locally).")
-    var expect: Double?
+    @Option(name: calc.names("expect"), parsing: .unconditional, help: calc.help("expect"))
+    var expect: String?
 
     @OptionGroup var attempts: AttemptOptions
 
     @OptionGroup var run: RunOptions
 
-    func validate() throws {
-        _ = try parseTarget(url)
-        do { _ = try CalcParser.parse(expr) } catch { throw ValidationError("--expr: \(error)") }
+    static var declaration: KindDeclaration { calc }
+
+    var parameters: RawParameters {
+        var r = RawParameters()
+        r["url"] = url
+        r["expression"] = expr
+        r["expect"] = expect
+        attempts.add(to: &r)
+        return r
     }
 
+    static func resolve(_ s: ValidatedScenario) -> CalcConfig { CalcConfig(s) }
+
     func run() async throws {
-        let target = try parseTarget(url)
+        let c = try config()
+        if run.printConfig { return printConfigs([c]) }
+        let target = try parseTarget(c.url)
         let options: CalcProbeOptions
         do {
-            options = try CalcScenario.options(expression: expr, expect: expect, count: attempts.count,
-                                               interval: try attempts.intervalDuration(), timeout: try attempts.timeoutDuration())
+            options = try c.options()
         } catch {
             note("edgemeter: \(error)")
             throw ExitCode(2)
         }
-        let printLines = !run.json
-        let progress = printLines ? linePrinter(prefix: target.description) : nil
-        let fullBody = attempts.verbose
-        let result = try await runMeasured(name: "calc", options: run) { ctx, _ in
+        let title = "\(c.expression) at \(target) (expected \(options.expected.map { "\($0)" } ?? "?"))"
+        try await measureAttempts("calc", target: target, verbose: attempts.verbose, run: run, title: title, width: 12,
+                                  phases: { $0 }) { ctx, progress, fullBody in
             _ = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
                                     stop: ctx.stop, progress: progress, fullBody: fullBody)
         }
-        if printLines {
-            print("\n--- \(expr) at \(target) (expected \(options.expected.map { "\($0)" } ?? "?")) ---")
-            printPhaseLines(result.summaries, width: 12)
-        }
-        try conclude(result)
     }
 }
 
 
 /// The attempt options `http` and `calc` share: how many, how often, how long to wait, how much to print.
 struct AttemptOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "Attempts.")
-    var count: Int = 5
+    @Option(name: http.names("count"), parsing: .unconditional, help: http.help("count"))
+    var count: String?
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Interval between attempt starts.", valueName: "DURATION"))
-    var interval: String = "1s"
+    @Option(name: http.names("interval"), parsing: .unconditional, help: http.help("interval"))
+    var interval: String?
 
-    @Option(name: [.customShort("W"), .long], help: ArgumentHelp("Limit for the connect, and for the exchange after it.", valueName: "DURATION"))
-    var timeout: String = "5s"
+    @Option(name: http.names("timeout"), parsing: .unconditional, help: http.help("timeout"))
+    var timeout: String?
 
     @Flag(name: .shortAndLong, help: "Print the whole response body of a failed attempt.")
     var verbose = false
 
-    func validate() throws {
-        if count < 1 { throw ValidationError("-c/--count must be at least 1, got \(count)") }
-        _ = try intervalDuration()
-        if try timeoutDuration() <= .zero { throw ValidationError("-W/--timeout must be more than 0, got \(timeout)") }
+    func add(to r: inout RawParameters) {
+        r["count"] = count
+        r["interval"] = interval
+        r["timeout"] = timeout
     }
+}
 
-    func intervalDuration() throws -> Duration { try durationArgument(interval, flag: "-i/--interval") }
-    func timeoutDuration() throws -> Duration { try durationArgument(timeout, flag: "-W/--timeout") }
+/// Runs `http` or `calc`: a line per attempt on stdout (not with --json), then `--- TITLE ---` and
+/// the phase lines of the summaries `phases` picks, then the exit status.
+func measureAttempts(_ name: String, target: HTTPTarget, verbose: Bool, run: RunOptions, title: String, width: Int,
+                     phases: ([Summary]) -> [Summary],
+                     probe: (ScenarioContext, (@Sendable (String) -> Void)?, Bool) async -> Void) async throws {
+    let printLines = !run.json
+    let progress = printLines ? linePrinter(prefix: target.description) : nil
+    let result = try await runMeasured(name: name, options: run) { ctx, _ in
+        await probe(ctx, progress, verbose)
+    }
+    if printLines {
+        print("\n--- \(title) ---")
+        printPhaseLines(phases(result.summaries), width: width)
+    }
+    try conclude(result)
 }
 
 /// The closing lines of `http` and `calc`: one line per phase, `ok N/M` and its figures in ms.

@@ -15,20 +15,23 @@ func durationArgument(_ text: String, flag: String) throws -> Duration {
     return d
 }
 
-/// The schedule and address options ping and tcping share, with ping's letters.
+private let ping = PingScenario.declaration
+private let tcping = TCPingScenario.declaration
+
+/// The schedule and address options ping and tcping share (one declaration: `ProbeSchedule`).
 struct ScheduleOptions: ParsableArguments {
-    // `.unconditional`: `-c -3` reaches validation ("must be a positive integer, got -3") instead of
-    // being read as a flag named -3.
-    @Option(name: .shortAndLong, parsing: .unconditional, help: "Requests (ping) or attempts (tcping) per target (default: until Ctrl-C or the deadline).")
-    var count: Int?
+    // `.unconditional`: `-c -3` reaches validation ("must be a positive integer, got "-3"") instead
+    // of being read as a flag named -3.
+    @Option(name: ping.names("count"), parsing: .unconditional, help: ping.help("count"))
+    var count: String?
 
-    @Option(name: .shortAndLong, parsing: .unconditional, help: ArgumentHelp("Interval between requests to each target: seconds (0.2) or 200ms.", valueName: "DURATION"))
-    var interval: String = "1"
+    @Option(name: ping.names("interval"), parsing: .unconditional, help: ping.help("interval"))
+    var interval: String?
 
-    @Option(name: [.customShort("W"), .customLong("timeout")], parsing: .unconditional, help: ArgumentHelp("How long to wait for each reply (tcping: for the connect, then for the first byte).", valueName: "DURATION"))
-    var timeout: String = "1"
+    @Option(name: ping.names("timeout"), parsing: .unconditional, help: ping.help("timeout"))
+    var timeout: String?
 
-    @Option(name: [.customShort("w"), .customLong("deadline")], parsing: .unconditional, help: ArgumentHelp("Stop after this long whatever the count (as ping -w).", valueName: "DURATION"))
+    @Option(name: ping.names("deadline"), parsing: .unconditional, help: ping.help("deadline"))
     var deadline: String?
 
     @Flag(name: .customShort("4"), help: "Resolve names to IPv4 only.")
@@ -41,20 +44,41 @@ struct ScheduleOptions: ParsableArguments {
     var quiet = false
 
     func validate() throws {
-        if let c = count, c <= 0 { throw ValidationError("-c/--count must be a positive integer, got \(c)") }
         if ipv4 && ipv6 { throw ValidationError("-4 and -6 exclude each other: give one") }
-        if try intervalDuration().nanoseconds < 1_000_000 { throw ValidationError("-i/--interval must be at least 1ms, got \(interval)") }
-        if try timeoutDuration().nanoseconds <= 0 { throw ValidationError("-W/--timeout must be more than 0, got \(timeout)") }
-        if let d = try deadlineDuration(), d.nanoseconds <= 0 { throw ValidationError("-w/--deadline must be more than 0, got \(deadline ?? "")") }
     }
 
-    func intervalDuration() throws -> Duration { try durationArgument(interval, flag: "-i/--interval") }
-    func timeoutDuration() throws -> Duration { try durationArgument(timeout, flag: "-W/--timeout") }
-    func deadlineDuration() throws -> Duration? { try deadline.map { try durationArgument($0, flag: "-w/--deadline") } }
-    var family: AddressFamilyPreference { ipv4 ? .ipv4 : ipv6 ? .ipv6 : .any }
+    func parameters(targets: [String]) -> RawParameters {
+        var r = RawParameters()
+        r.list("targets", targets)
+        r["count"] = count
+        r["interval"] = interval
+        r["timeout"] = timeout
+        r["deadline"] = deadline
+        r["family"] = ipv4 ? "ipv4" : ipv6 ? "ipv6" : nil
+        return r
+    }
 }
 
-struct PingCommand: AsyncParsableCommand {
+/// Runs ping or tcping: lines as they come unless quiet, and a run in which no target could be
+/// resolved (`NoTarget`) is a usage error (exit 2) that names each failed name.
+func measureTargets<NoTarget: Error>(_ name: String, run: RunOptions, quiet: Bool, noTarget: NoTarget.Type,
+                                     body: (ScenarioContext, ((String) -> Void)?) throws -> Void) async throws
+    -> (result: (summaries: [Summary], complete: Bool, directory: RunDirectory), unresolved: FailedSampleWatch, printLines: Bool) {
+    let printLines = !quiet && !run.json
+    let unresolved = FailedSampleWatch(phase: "resolve")
+    do {
+        let result = try await runMeasured(name: name, options: run, showProgress: !printLines) { ctx, _ in
+            try body(unresolved.watching(ctx), printLines ? { print($0); fflush(nil) } : nil)
+        }
+        return (result, unresolved, printLines)
+    } catch let e as NoTarget {
+        if !printLines { for (_, reason) in unresolved.failures { note("edgemeter: \(reason)") } }
+        note("edgemeter: \(e)")
+        throw ExitCode(2)
+    }
+}
+
+struct PingCommand: AsyncParsableCommand, KindCommand {
     static let configuration = CommandConfiguration(
         commandName: "ping",
         abstract: "ICMP echo round trips to one or more targets (IPv4 and IPv6), fping-style.",
@@ -74,52 +98,41 @@ struct PingCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "Hosts or addresses to ping.")
+    @Argument(help: ping.help("targets"))
     var targets: [String]
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(name: .customShort("s"), parsing: .unconditional, help: "ICMP payload bytes (as ping -s).")
-    var size: Int = 56
+    @Option(name: ping.names("payload"), parsing: .unconditional, help: ping.help("payload"))
+    var size: String?
 
-    @Option(name: .long, help: "ICMP socket kind: auto (datagram, then raw), datagram, raw.")
-    var socket: String = "auto"
+    @Option(name: ping.names("socket"), help: ping.help("socket"))
+    var socket: String?
 
-    @Option(name: .long, help: ArgumentHelp(
-        "off (default): sleep until each send, as a client that idles between echoes. on: busy-wait through the last "
-        + "1 ms before each send, so the CPU is warm when the echo leaves; on loopback that lowers RTTs by several µs, "
-        + "and at -i 1ms or less it keeps a core busy for the whole run. Each sample is labelled spin=on|off.",
-        valueName: "on|off"))
-    var spin: String = "off"
+    @Option(name: ping.names("spin"), help: ping.help("spin"))
+    var spin: String?
 
     @OptionGroup var run: RunOptions
 
-    func validate() throws {
-        if size < 0 || size > 65_000 { throw ValidationError("-s must be 0-65000 bytes, got \(size)") }
-        guard ICMPSocketMode(rawValue: socket) != nil else { throw ValidationError("--socket must be auto, datagram or raw, got \"\(socket)\"") }
-        guard ICMPSpinMode(rawValue: spin) != nil else { throw ValidationError("--spin must be on or off, got \"\(spin)\"") }
+    static var declaration: KindDeclaration { ping }
+
+    var parameters: RawParameters {
+        var r = schedule.parameters(targets: targets)
+        r["payload"] = size
+        r["socket"] = socket
+        r["spin"] = spin
+        return r
     }
 
+    static func resolve(_ s: ValidatedScenario) -> PingConfig { PingConfig(s) }
+
     func run() async throws {
-        let options = ICMPOptions(count: schedule.count, interval: try schedule.intervalDuration(),
-                                  timeout: try schedule.timeoutDuration(), payloadBytes: size,
-                                  deadline: try schedule.deadlineDuration(),
-                                  socketMode: ICMPSocketMode(rawValue: socket) ?? .auto,
-                                  spin: ICMPSpinMode(rawValue: spin) ?? .off)
-        let family = schedule.family
+        let c = try config()
+        if run.printConfig { return printConfigs([c]) }
         var totals: [PingTargetTotals] = []
-        let printLines = !schedule.quiet && !run.json
-        let result: (summaries: [Summary], complete: Bool, directory: RunDirectory)
-        let unresolved = FailedSampleWatch(phase: "resolve")
-        do {
-            result = try await runMeasured(name: "ping", options: run, showProgress: !printLines) { ctx, _ in
-                totals = try PingScenario.run(scenario: "ping", targets: targets, family: family, options: options,
-                                              ctx: unresolved.watching(ctx), onLine: printLines ? { print($0); fflush(nil) } : nil)
-            }
-        } catch let e as ICMPProbeError {
-            if !printLines { for (_, reason) in unresolved.failures { note("edgemeter: \(reason)") } }
-            note("edgemeter: \(e)")
-            throw ExitCode(2)
+        let (result, unresolved, _) = try await measureTargets("ping", run: run, quiet: schedule.quiet, noTarget: ICMPProbeError.self) { ctx, onLine in
+            totals = try PingScenario.run(scenario: "ping", targets: c.schedule.targets, family: c.schedule.family, options: c.options,
+                                          ctx: ctx, onLine: onLine)
         }
         if !run.json {
             for t in totals {
@@ -141,7 +154,7 @@ struct PingCommand: AsyncParsableCommand {
 
 func f3(_ v: Double?) -> String { Format.fixed(v, 3) }
 
-struct TCPingCommand: AsyncParsableCommand {
+struct TCPingCommand: AsyncParsableCommand, KindCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcping",
         abstract: "TCP connect time (SYN sent until connect completes), optionally time to first byte.",
@@ -161,44 +174,40 @@ struct TCPingCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "Targets as HOST:PORT ([::1]:80 for IPv6).")
+    @Argument(help: tcping.help("targets"))
     var targets: [String]
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(name: .long, help: "Bytes to send once connected (enables the first_byte phase).")
+    @Option(name: tcping.names("payload"), help: tcping.help("payload"))
     var payload: String?
 
-    @Option(name: .long, help: "A string the reply must contain (needs --payload).")
+    @Option(name: tcping.names("expect"), help: tcping.help("expect"))
     var expect: String?
+
+    @Flag(name: tcping.names("listener"), help: tcping.help("listener"))
+    var listener = false
 
     @OptionGroup var run: RunOptions
 
-    func validate() throws {
-        if expect != nil && payload == nil { throw ValidationError("--expect needs --payload: give the bytes to send first") }
-        for t in targets {
-            do { _ = try Resolver.splitHostPort(t) } catch { throw ValidationError("\(error)") }
-        }
+    static var declaration: KindDeclaration { tcping }
+
+    var parameters: RawParameters {
+        var r = schedule.parameters(targets: targets)
+        r["payload"] = payload
+        r["expect"] = expect
+        r.flag("listener", listener)
+        return r
     }
 
+    static func resolve(_ s: ValidatedScenario) -> TCPingConfig { TCPingConfig(s) }
+
     func run() async throws {
-        let options = TCPConnectOptions(count: schedule.count, interval: try schedule.intervalDuration(),
-                                        timeout: try schedule.timeoutDuration(), deadline: try schedule.deadlineDuration(),
-                                        payload: payload.map { Array($0.utf8) }, expect: expect.map { Array($0.utf8) })
-        let family = schedule.family
+        let c = try config()
+        if run.printConfig { return printConfigs([c]) }
         var totals: [TCPingTargetTotals] = []
-        let printLines = !schedule.quiet && !run.json
-        let unresolved = FailedSampleWatch(phase: "resolve")
-        let result: (summaries: [Summary], complete: Bool, directory: RunDirectory)
-        do {
-            result = try await runMeasured(name: "tcping", options: run, showProgress: !printLines) { ctx, _ in
-                totals = try TCPingScenario.run(scenario: "tcping", targets: targets, family: family, options: options,
-                                                ctx: unresolved.watching(ctx), onLine: printLines ? { print($0); fflush(nil) } : nil)
-            }
-        } catch let e as ResolveError {
-            if !printLines { for (_, reason) in unresolved.failures { note("edgemeter: \(reason)") } }
-            note("edgemeter: \(e)")
-            throw ExitCode(2)
+        let (result, unresolved, _) = try await measureTargets("tcping", run: run, quiet: schedule.quiet, noTarget: ResolveError.self) { ctx, onLine in
+            totals = try TCPingScenario.run(c, scenario: "tcping", ctx: ctx, onLine: onLine)
         }
         if !run.json {
             for t in totals {

@@ -6,16 +6,9 @@ import EdgeMeterRun
 import EdgeMeterStartup
 import EdgeMeterSystem
 
-/// Parses a command given as a JSON array of strings (`'["busybox","httpd","-f"]'`): an argument
-/// list, never split by a shell.
-func argvArgument(_ text: String, flag: String) throws -> [String] {
-    guard let data = text.data(using: .utf8), let list = try? JSONSerialization.jsonObject(with: data) as? [String], !list.isEmpty else {
-        throw ValidationError("\(flag) must be a JSON array of strings such as '[\"busybox\",\"httpd\",\"-f\"]', got \(text)")
-    }
-    return list
-}
+private let startup = StartupScenario.declaration
 
-struct StartupCommand: AsyncParsableCommand {
+struct StartupCommand: AsyncParsableCommand, KindCommand {
     static let configuration = CommandConfiguration(
         commandName: "startup",
         abstract: "Container and VM startup phases: create, start, running, ready, stop, remove, total.",
@@ -51,124 +44,77 @@ struct StartupCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "Backends: docker, lxc, qemu, cmd, podman, runc, crun (one or more).")
+    @Argument(help: startup.help("backend"))
     var backends: [String]
 
-    @Option(name: .customShort("n"), help: "Runs per backend.")
-    var runs = 5
-
-    @Option(name: .long, help: "Ready check: exit, marker, tcp, http, icmp.")
-    var ready = "marker"
-
-    @Option(name: .long, help: "Marker line for --ready marker.")
-    var marker = ReadyCheck.defaultMarker
-
-    @Option(name: .long, help: "Guest/container port for tcp and http (default 22 for tcp, 80 for http).")
-    var port: Int?
-
-    @Option(name: .long, help: "Path for --ready http.")
-    var path = "/"
-
-    @Option(name: .long, help: ArgumentHelp("Limit for create through ready of one run (default 60s, 120s for qemu).", valueName: "DURATION"))
-    var timeout: String?
-
-    @Option(name: .long, help: "docker/podman image.")
-    var image = ImageBuilder.defaultReference
-
-    @Option(name: .long, help: ArgumentHelp("docker/podman workload as a JSON array (default: the built-in busybox workload for the ready check).", valueName: "JSON"))
-    var command: String?
-
-    @Flag(name: .long, help: "docker/qemu: also start from a snapshot (docker commit of a running container / VM state saved to a file) and compare with cold starts.")
-    var snapshot = false
-
-    @Option(name: .long, help: "qemu accelerator: auto (prove KVM boots a guest, else TCG), kvm, tcg.")
-    var accel = "auto"
-
-    @Option(name: .long, help: "qemu host port forwarded to the guest port (the lab used 1234 → 22).")
-    var hostPort = 1234
-
-    @Option(name: .long, help: ArgumentHelp("How long --accel auto lets a KVM guest take to print its marker.", valueName: "DURATION"))
-    var kvmProbeTimeout = "8s"
-
-    @Option(name: .long, help: "lxc bridge (created, and removed afterwards, when missing).")
-    var bridge = "edgemeter-br0"
-
-    @Option(name: .long, help: "cmd preset: \(CommandTemplate.presets.keys.sorted().joined(separator: ", ")) (not run on the development machine).")
-    var preset: String?
-
-    @Option(name: .long, help: ArgumentHelp("cmd: create command (JSON array).", valueName: "JSON"))
-    var create: String?
-    @Option(name: .long, help: ArgumentHelp("cmd: start command (JSON array).", valueName: "JSON"))
-    var start: String?
-    @Option(name: .long, help: ArgumentHelp("cmd: command repeated until it exits 0 = running (JSON array).", valueName: "JSON"))
-    var running: String?
-    @Option(name: .long, help: ArgumentHelp("cmd: command repeated until it exits 0 = ready (JSON array); replaces --ready.", valueName: "JSON"))
-    var readyCommand: String?
-    @Option(name: .long, help: ArgumentHelp("cmd: stop command (JSON array); default SIGTERM to a --detached start.", valueName: "JSON"))
-    var stop: String?
-    @Option(name: .long, help: ArgumentHelp("cmd: remove command (JSON array).", valueName: "JSON"))
-    var remove: String?
-    @Flag(name: .long, help: "cmd: the start command keeps running as the instance (a server in the foreground).")
-    var detached = false
-    @Option(name: .long, help: "cmd: host for tcp/http/icmp ready checks.")
-    var host = "127.0.0.1"
-    @Option(name: .long, help: ArgumentHelp("cmd: a {key} placeholder value, key=value (repeatable).", valueName: "KEY=VALUE"))
-    var `var`: [String] = []
+    @Option(name: startup.names("runs"), parsing: .unconditional, help: startup.help("runs")) var runs: String?
+    @Option(name: startup.names("ready"), help: startup.help("ready")) var ready: String?
+    @Option(name: startup.names("marker"), help: startup.help("marker")) var marker: String?
+    @Option(name: startup.names("port"), parsing: .unconditional, help: startup.help("port")) var port: String?
+    @Option(name: startup.names("path"), help: startup.help("path")) var path: String?
+    @Option(name: startup.names("timeout"), help: startup.help("timeout")) var timeout: String?
+    @Option(name: startup.names("image"), help: startup.help("image")) var image: String?
+    @Option(name: startup.names("command"), help: startup.help("command")) var command: String?
+    @Flag(name: startup.names("snapshot"), help: startup.help("snapshot")) var snapshot = false
+    @Option(name: startup.names("accel"), help: startup.help("accel")) var accel: String?
+    @Option(name: startup.names("host_port"), parsing: .unconditional, help: startup.help("host_port")) var hostPort: String?
+    @Option(name: startup.names("kvm_probe_timeout"), help: startup.help("kvm_probe_timeout")) var kvmProbeTimeout: String?
+    @Option(name: startup.names("bridge"), help: startup.help("bridge")) var bridge: String?
+    @Option(name: startup.names("preset"), help: startup.help("preset")) var preset: String?
+    @Option(name: startup.names("create"), help: startup.help("create")) var create: String?
+    @Option(name: startup.names("start"), help: startup.help("start")) var start: String?
+    @Option(name: startup.names("running"), help: startup.help("running")) var running: String?
+    @Option(name: startup.names("ready_command"), help: startup.help("ready_command")) var readyCommand: String?
+    @Option(name: startup.names("ready_output"), help: startup.help("ready_output")) var readyOutput: String?
+    @Option(name: startup.names("stop"), help: startup.help("stop")) var stop: String?
+    @Option(name: startup.names("remove"), help: startup.help("remove")) var remove: String?
+    @Flag(name: startup.names("detached"), help: startup.help("detached")) var detached = false
+    @Option(name: startup.names("host"), help: startup.help("host")) var host: String?
+    @Option(name: startup.names("vars"), help: startup.help("vars")) var `var`: [String] = []
 
     @OptionGroup var run: RunOptions
 
+    static var declaration: KindDeclaration { startup }
+
+    /// Every flag but the backends: each backend is one scenario with these values.
+    var parameters: RawParameters {
+        var r = RawParameters()
+        let texts: [(String, String?)] = [
+            ("runs", runs), ("ready", ready), ("marker", marker), ("port", port), ("path", path), ("timeout", timeout),
+            ("image", image), ("command", command), ("accel", accel), ("host_port", hostPort), ("kvm_probe_timeout", kvmProbeTimeout),
+            ("bridge", bridge), ("preset", preset), ("create", create), ("start", start), ("running", running),
+            ("ready_command", readyCommand), ("ready_output", readyOutput), ("stop", stop), ("remove", remove), ("host", host),
+        ]
+        for (key, text) in texts { r[key] = text }
+        r.flag("snapshot", snapshot)
+        r.flag("detached", detached)
+        r.list("vars", `var`)
+        return r
+    }
+
+    static func resolve(_ s: ValidatedScenario) throws -> StartupConfig { try StartupScenario.config(s) }
+
+    /// One configuration per backend.
     func configs() throws -> [StartupConfig] {
         try backends.map { name in
-            guard StartupConfig.backends.contains(name) else {
-                throw ValidationError("unknown backend \"\(name)\": use \(StartupConfig.backends.joined(separator: ", "))")
-            }
-            var c = StartupConfig(backend: name)
-            c.runs = runs
+            var r = parameters
+            r["backend"] = name
             do {
-                c.ready = try StartupConfig.readyCheck(kind: ready, marker: marker, port: port, path: path)
-            } catch { throw ValidationError("--ready: \(error)") }
-            c.timeout = try timeout.map { try durationArgument($0, flag: "--timeout") } ?? (name == "qemu" ? .seconds(120) : .seconds(60))
-            c.image = image
-            c.command = try command.map { try argvArgument($0, flag: "--command") }
-            c.snapshot = snapshot
-            guard let a = QEMUAccel(rawValue: accel) else { throw ValidationError("--accel must be auto, kvm or tcg, got \"\(accel)\"") }
-            c.accel = a
-            c.hostPort = hostPort
-            c.kvmProbeTimeout = try durationArgument(kvmProbeTimeout, flag: "--kvm-probe-timeout")
-            c.bridge = bridge
-            if name == "cmd" {
-                if let preset, CommandTemplate.presets[preset] == nil {
-                    throw ValidationError("--preset must be one of \(CommandTemplate.presets.keys.sorted().joined(separator: ", ")), got \"\(preset)\"")
-                }
-                var t = preset.flatMap { CommandTemplate.presets[$0] }
-                if let start { let argv = try argvArgument(start, flag: "--start"); if t == nil { t = CommandTemplate(start: argv) } else { t?.start = argv } }
-                if let v = create { t?.create = try argvArgument(v, flag: "--create") }
-                if let v = running { t?.running = try argvArgument(v, flag: "--running") }
-                if let v = readyCommand { t?.ready = try argvArgument(v, flag: "--ready-command") }
-                if let v = stop { t?.stop = try argvArgument(v, flag: "--stop") }
-                if let v = remove { t?.remove = try argvArgument(v, flag: "--remove") }
-                if detached { t?.detached = true }
-                t?.host = host
-                c.template = t
-                c.preset = preset
-                for kv in `var` {
-                    guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else { throw ValidationError("--var must look like key=value, got \"\(kv)\"") }
-                    c.variables[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
-                }
+                return try Self.resolve(try scenario(name: "startup-\(name)", r))
+            } catch let e as StartupError {
+                throw ValidationError(e.message)
             }
-            if let p = c.problem() { throw ValidationError(p) }
-            return c
         }
     }
 
     func validate() throws {
-        if runs <= 0 { throw ValidationError("-n must be a positive integer, got \(runs)") }
         if Set(backends).count != backends.count { throw ValidationError("each backend once, please: \(backends.joined(separator: " "))") }
         _ = try configs()
     }
 
     func run() async throws {
         let configs = try configs()
+        if run.printConfig { return printConfigs(configs) }
         var all: [StartupScenario.BackendResult] = []
         var notRun: [String] = []
         let result = try await runMeasured(name: "startup-" + backends.joined(separator: "-"), options: run) { ctx, dir in

@@ -54,6 +54,15 @@ struct RunSuiteCommand: AsyncParsableCommand {
             for s in parsed.scenarios { print("  \(s.name) (\(s.kind), line \(s.line))") }
             return
         }
+        if run.printConfig {
+            let kinds = Dictionary(ScenarioKinds.all.map { ($0.declaration.kind, $0) }, uniquingKeysWith: { a, _ in a })
+            do {
+                return printConfigs(try parsed.scenarios.compactMap { s in try kinds[s.kind]?.configuration(s) })
+            } catch {
+                note("edgemeter: \(error)")
+                throw ExitCode(2)
+            }
+        }
         // The capture is per scenario (SuiteRunner), not around the whole suite.
         var options = run
         options.capture = nil

@@ -12,11 +12,15 @@ struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Print the summary as JSON on stdout (for scripts) instead of the human summary.")
     var json = false
 
+    @Flag(name: .customLong("print-config"), help: .hidden)
+    var printConfig = false
+
     /// The same choices as `RunOptions`, with no capture around the command.
     var runOptions: RunOptions {
         var r = RunOptions()
         r.out = out
         r.json = json
+        r.printConfig = printConfig
         r.capture = nil
         r.captureFilter = nil
         return r
@@ -37,6 +41,10 @@ struct RunOptions: ParsableArguments {
 
     @Option(name: .customLong("capture-filter"), help: ArgumentHelp("BPF filter for --capture, in tcpdump syntax (e.g. \"icmp or tcp port 50000\").", valueName: "BPF"))
     var captureFilter: String?
+
+    /// Print the configuration the flags resolve to and measure nothing (see `printConfigs`).
+    @Flag(name: .customLong("print-config"), help: .hidden)
+    var printConfig = false
 }
 
 /// Prints to stderr (progress and diagnostics never mix with --json output on stdout).

@@ -52,7 +52,7 @@ final class ExitStatusTests: BinaryTestCase {
         XCTAssertEqual(try ns.run(bin, ["ping", "-c", "1", "nosuch.invalid", "--out", out + "/2b"]).status, 2)
         let neg = try runCommand(bin, ["ping", "-c", "-3", "127.0.0.1"])
         XCTAssertEqual(neg.status, 2)
-        XCTAssertTrue(neg.stderr.contains("-c/--count must be a positive integer, got -3"), neg.stderr)
+        XCTAssertTrue(neg.stderr.contains("-c/--count must be a positive integer, got \"-3\""), neg.stderr)
         let negi = try runCommand(bin, ["ping", "-i", "-1", "127.0.0.1"])
         XCTAssertEqual(negi.status, 2)
         XCTAssertTrue(negi.stderr.contains("-i/--interval must be a positive duration, got \"-1\""), negi.stderr)

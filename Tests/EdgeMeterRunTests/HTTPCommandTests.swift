@@ -117,7 +117,7 @@ final class HTTPCommandTests: BinaryTestCase {
 
         let usage = try run(["http", "-c", "0", "http://127.0.0.1:\(front)/"], dir: out + "/usage")
         XCTAssertEqual(usage.status, 2)
-        XCTAssertTrue(usage.stderr.contains("-c/--count must be at least 1"), usage.stderr)
+        XCTAssertTrue(usage.stderr.contains("-c/--count must be a positive integer, got \"0\""), usage.stderr)
     }
 
     func testLoadExitStatusAndMessages() throws {
@@ -145,7 +145,7 @@ final class HTTPCommandTests: BinaryTestCase {
 
         let usage = try run(["load", "-c", "0", "http://127.0.0.1:\(front)/"], dir: out + "/usage")
         XCTAssertEqual(usage.status, 2)
-        XCTAssertTrue(usage.stderr.contains("--connections must be at least 1"), usage.stderr)
+        XCTAssertTrue(usage.stderr.contains("-c/--connections must be a positive integer, got \"0\""), usage.stderr)
     }
 
     func testLoadDefaultsToTenSecondsAndCtrlCExits130() throws {

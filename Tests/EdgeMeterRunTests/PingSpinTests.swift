@@ -41,7 +41,7 @@ final class PingSpinTests: XCTestCase {
     func testBadSpinValueIsAUsageError() throws {
         let r = try runCommand(bin, ["ping", "-c", "1", "--spin", "fast", "127.0.0.1", "--out", out + "/bad"])
         XCTAssertEqual(r.status, 2)
-        XCTAssertTrue(r.stderr.contains("--spin must be on or off, got \"fast\""), r.stderr)
+        XCTAssertTrue(r.stderr.contains("--spin must be one of off, on, got \"fast\""), r.stderr)
         let help = try runCommand(bin, ["ping", "--help"])
         XCTAssertTrue(help.stdout.contains("--spin <on|off>"), help.stdout)
     }

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import EdgeMeterCore
+import EdgeMeterRun
+
+/// `edgemeter KIND` built from the kind's declaration: the options' names and help come from it
+/// (`declaration.names("count")`, `declaration.help("count")`), the options hold the text as typed,
+/// and `scenario()` validates them with the declaration into the `ValidatedScenario` a suite with
+/// the same values gives; the kind's configuration (`PingConfig(scenario)`) follows from that.
+protocol KindCommand {
+    associatedtype Config
+    static var declaration: KindDeclaration { get }
+    /// The kind's one function from a scenario to its configuration (the suite path uses it too).
+    static func resolve(_ scenario: ValidatedScenario) throws -> Config
+    /// The flags given, by the suite's keys, as typed (unset ones left out).
+    var parameters: RawParameters { get }
+}
+
+extension KindCommand where Self: ParsableArguments {
+    /// Every usage error the declaration finds, before anything runs (exit status 2).
+    func validate() throws { _ = try config() }
+}
+
+extension KindCommand {
+    /// The configuration the flags resolve to.
+    func config() throws -> Config { try Self.resolve(try scenario(name: Self.declaration.kind)) }
+
+    /// Validates the flags (or `raw`, for a command that measures several scenarios); a problem
+    /// becomes a usage error (exit 2) worded as the suite words it, with the flag's name.
+    func scenario(name: String, _ raw: RawParameters? = nil) throws -> ValidatedScenario {
+        do {
+            return try Self.declaration.validate(commandLine: (raw ?? parameters).values, name: name)
+        } catch let e as ParameterError {
+            throw ValidationError(e.message)
+        }
+    }
+}
+
+/// The raw flag texts of one command, by the suite's keys.
+struct RawParameters {
+    var values: [String: [String]] = [:]
+
+    subscript(key: String) -> String? {
+        get { values[key]?.last }
+        set { values[key] = newValue.map { [$0] } }
+    }
+    mutating func list(_ key: String, _ items: [String]) {
+        values[key] = items.isEmpty ? nil : items
+    }
+    mutating func flag(_ key: String, _ isSet: Bool) {
+        values[key] = isSet ? ["true"] : nil
+    }
+}
+
+extension KindDeclaration {
+    /// The argument-parser names of a parameter's flag: `-c/--count` → `-c` and `--count`.
+    func names(_ key: String) -> NameSpecification {
+        guard let cli = spec(key)?.cli else { preconditionFailure("edgemeter \(kind): `\(key)` has no command-line spelling") }
+        var names: [NameSpecification.Element] = []
+        if let s = cli.short { names.append(.customShort(s)) }
+        if let l = cli.long { names.append(.customLong(l)) }
+        return NameSpecification(names)
+    }
+
+    /// The flag's help: the declared text and its command-line default.
+    func help(_ key: String) -> ArgumentHelp {
+        ArgumentHelp(cliHelp(key), valueName: spec(key)?.valueName)
+    }
+}
+
+/// `--print-config` (hidden): prints the configuration the flags resolve to, one line per scenario,
+/// and measures nothing. The kind-declaration tests compare it with the suite's configuration.
+func printConfigs(_ configs: [Any]) {
+    for c in configs { print(canonicalDescription(c)) }
+}
