@@ -1,6 +1,7 @@
 import Foundation
 import EdgeMeterCore
 import EdgeMeterProbes
+import EdgeMeterSystem
 import Calculator
 
 /// Starts the calculator all-in-one (front end + four operation services) on 127.0.0.1 with free
@@ -79,9 +80,9 @@ public enum HTTPScenario {
                 count: s.int("count") ?? 10, interval: s.duration("interval") ?? .milliseconds(100),
                 timeout: s.duration("timeout") ?? .seconds(5), expectedStatuses: s.int("expect_status").map { [$0] },
                 expectedBody: s.string("expect_body"))
-            let r = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: s.name, sink: ctx.sink,
-                                        stop: ctx.stop)
-            ctx.progress("\(r.succeeded)/\(r.attempts) requests succeeded")
+            let probe = HTTPProbe(target: target, options: options, scope: SampleScope(runID: ctx.runID, scenario: s.name))
+            let totals = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
+            ctx.progress("\(totals[0].succeeded)/\(totals[0].attempts) requests succeeded")
         }
     }
 }
@@ -162,8 +163,9 @@ public enum CalcScenario {
             let options = try CalcScenario.options(expression: s.string("expression") ?? "", expect: s.string("expect").flatMap(Double.init),
                                                    count: s.int("count") ?? 10, interval: s.duration("interval") ?? .milliseconds(100),
                                                    timeout: s.duration("timeout") ?? .seconds(5))
-            let r = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: s.name, sink: ctx.sink, stop: ctx.stop)
-            ctx.progress("\(r.succeeded)/\(r.attempts) answers correct")
+            let probe = CalcProbe(target: target, options: options, scope: SampleScope(runID: ctx.runID, scenario: s.name))
+            let totals = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
+            ctx.progress("\(totals[0].succeeded)/\(totals[0].attempts) answers correct")
         }
     }
 
