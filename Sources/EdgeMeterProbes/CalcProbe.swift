@@ -100,37 +100,23 @@ public struct CalcProbe: Probe {
         return (nil, value, hops)
     }
 
-    public var target: HTTPTarget
     public var options: CalcProbeOptions
-    public var scope: SampleScope
-    /// One line per attempt (`seq=3 result=22.0 total=1.234 ms`).
-    public var onLine: (@Sendable (String) -> Void)?
-    public var fullBody: Bool
-    var exchange: HTTPExchangeFunction
+    public var attempts: HTTPAttempts
 
-    public init(target: HTTPTarget, options: CalcProbeOptions, scope: SampleScope, onLine: (@Sendable (String) -> Void)? = nil,
-                fullBody: Bool = false, exchange: @escaping HTTPExchangeFunction = { await HTTPProbe.exchange($0, request: $1, timeout: $2, clock: $3) }) {
-        self.target = target
-        self.options = options
-        self.scope = scope
-        self.onLine = onLine
-        self.fullBody = fullBody
-        self.exchange = exchange
-    }
+    public init(options: CalcProbeOptions, attempts: HTTPAttempts) { (self.options, self.attempts) = (options, attempts) }
 
     /// The POST the probe sends: the expression as plain text to the target's path.
     public var request: HTTPRequestSpec {
-        HTTPRequestSpec(method: "POST", path: target.path, headers: [("Content-Type", "text/plain")], body: Array(options.expression.utf8))
+        HTTPRequestSpec(method: "POST", path: attempts.target.path, headers: [("Content-Type", "text/plain")], body: Array(options.expression.utf8))
     }
 
     /// Attempts numbered from 1 (the `seq` label and the lines). Samples (probe `calc`) per
     /// attempt: the http phases, then `hopN_<service>` from `Server-Timing` (label
     /// `source=server-timing`), every phase failed with the reason when the attempt failed.
     public func run(schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, sink: SampleSink) async -> [ProbeTotals] {
-        let options = self.options, scope = self.scope, target = self.target, fullBody = self.fullBody
+        let options = self.options, scope = attempts.scope, target = attempts.target, fullBody = attempts.fullBody
         let hopNames = Self.hopPhases(options.hops)
-        return await HTTPProbe.attempts(target: target, request: request, timeout: options.timeout, exchange: exchange,
-                                        schedule: schedule, clock: clock, stop: stop, sink: sink, onLine: onLine) { seq, x in
+        return await attempts.run(request: request, timeout: options.timeout, schedule: schedule, clock: clock, stop: stop, sink: sink) { seq, x in
             let checked = x.response.map { Self.check($0, options: options) }
             let problem = checked?.problem
             let labels = ["seq": String(seq), "expression": options.expression]
@@ -163,9 +149,8 @@ public struct CalcProbe: Probe {
     public static func run(target: HTTPTarget, options: CalcProbeOptions, runID: String, scenario: String,
                            sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
                            fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
-        let probe = CalcProbe(target: target, options: options, scope: SampleScope(runID: runID, scenario: scenario), onLine: progress, fullBody: fullBody)
-        let t = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: stop, sink: sink)
-        return (t[0].attempts, t[0].succeeded)
+        let attempts = HTTPAttempts(target: target, scope: SampleScope(runID: runID, scenario: scenario), onLine: progress, fullBody: fullBody)
+        return await HTTPAttempts.onRealClock(CalcProbe(options: options, attempts: attempts), schedule: options.schedule, stop: stop, sink: sink)
     }
 }
 

@@ -77,6 +77,52 @@ public struct HTTPProbeOptions: Sendable {
 public typealias HTTPExchangeFunction = @Sendable (_ target: HTTPTarget, _ request: HTTPRequestSpec, _ timeout: Duration,
                                                    _ clock: any MeasurementClock) async -> HTTPExchange
 
+/// What the http and calc probes share: the target, the run and scenario of their samples, the
+/// terminal lines, the exchange, and their attempt loop.
+public struct HTTPAttempts: Sendable {
+    public var target: HTTPTarget
+    public var scope: SampleScope
+    /// One line per attempt (`seq=3 status=200 total=1.234 ms`, `seq=4 failed: <reason>`).
+    public var onLine: (@Sendable (String) -> Void)?
+    /// Whether a failed attempt's line is followed by the whole response body (`-v`).
+    public var fullBody: Bool
+    var exchange: HTTPExchangeFunction
+
+    public init(target: HTTPTarget, scope: SampleScope, onLine: (@Sendable (String) -> Void)? = nil, fullBody: Bool = false,
+                exchange: @escaping HTTPExchangeFunction = { await HTTPProbe.exchange($0, request: $1, timeout: $2, clock: $3) }) {
+        self.target = target
+        self.scope = scope
+        self.onLine = onLine
+        self.fullBody = fullBody
+        self.exchange = exchange
+    }
+
+    /// One exchange of `request` per round of `schedule`, each on a new connection; `judge`
+    /// turns it into its samples, its failure (nil on success) and its line. The totals count
+    /// each attempt once, by its failure's status.
+    func run(request: HTTPRequestSpec, timeout: Duration, schedule: Schedule, clock: any MeasurementClock, stop: StopFlag,
+             sink: SampleSink, judge: (_ seq: Int, _ x: HTTPExchange) -> (rows: [Sample], failure: String?, line: String)) async -> [ProbeTotals] {
+        var totals = ProbeTotals(name: target.description, address: target.description)
+        await runSchedule(schedule, clock: clock, stop: stop) { round in
+            let x = await exchange(target, request, timeout, clock)
+            let (rows, failure, line) = judge(round.sequence, x)
+            rows.forEach(sink.record)
+            totals.add(failure == nil ? .ok : (x.error?.sampleStatus ?? .error), at: x.startedAt)
+            onLine?(line)
+        }
+        return [totals]
+    }
+}
+
+extension HTTPAttempts {
+    /// The static `run` of the http and calc probes (for their older callers): runs `probe` on the
+    /// real clock and returns its attempts and successes.
+    static func onRealClock(_ probe: some Probe, schedule: Schedule, stop: StopFlag, sink: SampleSink) async -> (attempts: Int, succeeded: Int) {
+        let t = await probe.run(schedule: schedule, clock: SystemClock(), stop: stop, sink: sink)
+        return (t[0].attempts, t[0].succeeded)
+    }
+}
+
 /// `edgemeter http`: one request at a time, each on a new connection, every phase recorded.
 ///
 /// Samples (probe `http`), per attempt: `latency/resolve`, `connect`, `first_byte`, `total`
@@ -86,31 +132,17 @@ public typealias HTTPExchangeFunction = @Sendable (_ target: HTTPTarget, _ reque
 public struct HTTPProbe: Probe {
     public static let phases = ["resolve", "connect", "first_byte", "total"]
 
-    public var target: HTTPTarget
     public var options: HTTPProbeOptions
-    public var scope: SampleScope
-    /// One line per attempt (`seq=3 status=200 total=1.234 ms`).
-    public var onLine: (@Sendable (String) -> Void)?
-    public var fullBody: Bool
-    var exchange: HTTPExchangeFunction
+    public var attempts: HTTPAttempts
 
-    public init(target: HTTPTarget, options: HTTPProbeOptions, scope: SampleScope, onLine: (@Sendable (String) -> Void)? = nil,
-                fullBody: Bool = false, exchange: @escaping HTTPExchangeFunction = { await HTTPProbe.exchange($0, request: $1, timeout: $2, clock: $3) }) {
-        self.target = target
-        self.options = options
-        self.scope = scope
-        self.onLine = onLine
-        self.fullBody = fullBody
-        self.exchange = exchange
-    }
+    public init(options: HTTPProbeOptions, attempts: HTTPAttempts) { (self.options, self.attempts) = (options, attempts) }
 
     public func run(schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, sink: SampleSink) async -> [ProbeTotals] {
-        let options = self.options, scope = self.scope, target = self.target, fullBody = self.fullBody
-        return await Self.attempts(target: target, request: options.request, timeout: options.timeout, exchange: exchange,
-                                   schedule: schedule, clock: clock, stop: stop, sink: sink, onLine: onLine) { seq, x in
+        let options = self.options, scope = attempts.scope, target = attempts.target, fullBody = attempts.fullBody
+        return await attempts.run(request: options.request, timeout: options.timeout, schedule: schedule, clock: clock, stop: stop, sink: sink) { seq, x in
             let bad = x.response.flatMap { Self.mismatch($0, expectedStatuses: options.expectedStatuses, expectedBody: options.expectedBody) }
             let rows = Self.samples(x, mismatch: bad, runID: scope.runID, scenario: scope.scenario, probe: Self.probeName, target: target.description,
-                               labels: ["seq": String(seq), "method": options.request.method])
+                                    labels: ["seq": String(seq), "method": options.request.method])
             let line: String
             if let total = x.totalNanoseconds, x.error == nil, bad == nil, let r = x.response {
                 line = "seq=\(seq) status=\(r.status) total=\(String(format: "%.3f", Double(total) / 1e6)) ms"
@@ -127,27 +159,8 @@ public struct HTTPProbe: Probe {
     public static func run(target: HTTPTarget, options: HTTPProbeOptions, runID: String, scenario: String,
                            sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
                            fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
-        let probe = HTTPProbe(target: target, options: options, scope: SampleScope(runID: runID, scenario: scenario), onLine: progress, fullBody: fullBody)
-        let t = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: stop, sink: sink)
-        return (t[0].attempts, t[0].succeeded)
-    }
-
-    /// The attempt loop the http and calc probes share: one exchange per round of `schedule`, on
-    /// a new connection; `judge` turns it into its samples, its failure (nil on success) and its
-    /// line. The totals count each attempt once, by its failure's status.
-    static func attempts(target: HTTPTarget, request: HTTPRequestSpec, timeout: Duration, exchange: HTTPExchangeFunction,
-                         schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, sink: SampleSink,
-                         onLine: (@Sendable (String) -> Void)?,
-                         judge: (_ seq: Int, _ x: HTTPExchange) -> (rows: [Sample], failure: String?, line: String)) async -> [ProbeTotals] {
-        var totals = ProbeTotals(name: target.description, address: target.description)
-        await runSchedule(schedule, clock: clock, stop: stop) { round in
-            let x = await exchange(target, request, timeout, clock)
-            let (rows, failure, line) = judge(round.sequence, x)
-            rows.forEach(sink.record)
-            totals.add(failure == nil ? .ok : (x.error?.sampleStatus ?? .error), at: x.startedAt)
-            onLine?(line)
-        }
-        return [totals]
+        let attempts = HTTPAttempts(target: target, scope: SampleScope(runID: runID, scenario: scenario), onLine: progress, fullBody: fullBody)
+        return await HTTPAttempts.onRealClock(HTTPProbe(options: options, attempts: attempts), schedule: options.schedule, stop: stop, sink: sink)
     }
 
     /// Performs one exchange (new connection, request, whole response, close). `startedAt` is

@@ -149,10 +149,9 @@ enum EchoSend {
 }
 
 struct EchoArrival {
-    enum Kind { case reply(bytes: Int, ttl: Int?), unreachable(String) }
     var target: Int
     var sequence: UInt16
-    var kind: Kind
+    var kind: ICMPProbe.Parsed.Kind
     var source: String
     /// Run clock, read right after `recvmsg` returned.
     var receivedMono: Int64
@@ -548,12 +547,7 @@ final class SocketEchoTransport: EchoTransport {
                 if n < 0 { break }
                 let source = SocketAddr(storage: from, length: fromLen)
                 guard let parsed = ICMPProbe.parse(buffer: buffer, count: n, socket: s, source: source) else { continue }
-                let kind: EchoArrival.Kind
-                switch parsed.kind {
-                case .reply(let bytes, let ttl): kind = .reply(bytes: bytes, ttl: ttl)
-                case .unreachable(let text): kind = .unreachable(text)
-                }
-                arrived(EchoArrival(target: i, sequence: parsed.sequence, kind: kind, source: source.host, receivedMono: recvMono,
+                arrived(EchoArrival(target: i, sequence: parsed.sequence, kind: parsed.kind, source: source.host, receivedMono: recvMono,
                                     kernelRealtime: info.has_kernel_timestamp == 1 ? info.kernel_ts_sec * 1_000_000_000 + info.kernel_ts_nsec : nil,
                                     controlTTL: info.ttl >= 0 ? Int(info.ttl) : nil))
             }

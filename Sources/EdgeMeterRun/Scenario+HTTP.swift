@@ -80,7 +80,7 @@ public enum HTTPScenario {
                 count: s.int("count") ?? 10, interval: s.duration("interval") ?? .milliseconds(100),
                 timeout: s.duration("timeout") ?? .seconds(5), expectedStatuses: s.int("expect_status").map { [$0] },
                 expectedBody: s.string("expect_body"))
-            let probe = HTTPProbe(target: target, options: options, scope: SampleScope(runID: ctx.runID, scenario: s.name))
+            let probe = HTTPProbe(options: options, attempts: HTTPAttempts(target: target, scope: SampleScope(runID: ctx.runID, scenario: s.name)))
             let totals = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
             ctx.progress("\(totals[0].succeeded)/\(totals[0].attempts) requests succeeded")
         }
@@ -163,7 +163,7 @@ public enum CalcScenario {
             let options = try CalcScenario.options(expression: s.string("expression") ?? "", expect: s.string("expect").flatMap(Double.init),
                                                    count: s.int("count") ?? 10, interval: s.duration("interval") ?? .milliseconds(100),
                                                    timeout: s.duration("timeout") ?? .seconds(5))
-            let probe = CalcProbe(target: target, options: options, scope: SampleScope(runID: ctx.runID, scenario: s.name))
+            let probe = CalcProbe(options: options, attempts: HTTPAttempts(target: target, scope: SampleScope(runID: ctx.runID, scenario: s.name)))
             let totals = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
             ctx.progress("\(totals[0].succeeded)/\(totals[0].attempts) answers correct")
         }

@@ -108,15 +108,15 @@ final class ProbeClockTests: XCTestCase {
         let calls = Recorder<Int64>()
         let lines = Recorder<String>()
         let target = HTTPTarget(host: "127.0.0.1", port: 8080, path: "/")
-        let probe = HTTPProbe(target: target, options: HTTPProbeOptions(request: HTTPRequestSpec(path: "/"), count: 4, interval: .milliseconds(100)),
-                              scope: SampleScope(runID: "r", scenario: "h"), onLine: { lines.add($0) }, exchange: { _, _, _, c in
+        let probe = HTTPProbe(options: HTTPProbeOptions(request: HTTPRequestSpec(path: "/"), count: 4, interval: .milliseconds(100)),
+                              attempts: HTTPAttempts(target: target, scope: SampleScope(runID: "r", scenario: "h"), onLine: { lines.add($0) }, exchange: { _, _, _, c in
             let clock = c as! ManualClock
             let start = clock.wallNow()
             let t0 = clock.monotonicNanoseconds()
             calls.add(t0)
             clock.advance(by: (t0 < 200 * 1_000_000 ? 150 : 20) * 1_000_000)
             return Self.okExchange(startedAt: start, total: clock.monotonicNanoseconds() - t0)
-        })
+        }))
         let sink = MemorySink()
         let totals = await probe.run(schedule: probe.options.schedule, clock: clock, stop: StopFlag(), sink: sink)
         XCTAssertEqual(lines.items, ["seq=1 status=200 total=150.000 ms", "seq=2 status=200 total=150.000 ms",
@@ -137,16 +137,15 @@ final class ProbeClockTests: XCTestCase {
         let clock = ManualClock(start: 0)
         let stop = StopFlag()
         clock.onSleep = { t in if t >= 250 * 1_000_000 { stop.stop(reason: "SIGINT") } }
-        let probe = HTTPProbe(target: HTTPTarget(host: "127.0.0.1", port: 1, path: "/"),
-                              options: HTTPProbeOptions(request: HTTPRequestSpec(path: "/"), count: 10, interval: .milliseconds(100)),
-                              scope: SampleScope(runID: "r", scenario: "h"), exchange: { _, _, _, c in
+        let probe = HTTPProbe(options: HTTPProbeOptions(request: HTTPRequestSpec(path: "/"), count: 10, interval: .milliseconds(100)),
+                              attempts: HTTPAttempts(target: HTTPTarget(host: "127.0.0.1", port: 1, path: "/"), scope: SampleScope(runID: "r", scenario: "h"), exchange: { _, _, _, c in
             let clock = c as! ManualClock
             if clock.monotonicNanoseconds() == 100 * 1_000_000 {
                 return HTTPExchange(startedAt: clock.wallNow(), resolveNanoseconds: 1_000, error: .refused("connection refused by 127.0.0.1:1"),
                                     failedPhase: "connect")
             }
             return Self.okExchange(startedAt: clock.wallNow(), total: 1_000_000)
-        })
+        }))
         let sink = MemorySink()
         let totals = await probe.run(schedule: probe.options.schedule, clock: clock, stop: stop, sink: sink)
         XCTAssertEqual(sink.samples.count, 12)
@@ -166,9 +165,9 @@ final class ProbeClockTests: XCTestCase {
     func testCalcRecordsHopsPerAttemptOnTheSchedule() async {
         let clock = ManualClock(start: 0)
         let answers = Recorder<Int64>()
-        let probe = CalcProbe(target: HTTPTarget(host: "127.0.0.1", port: 50000, path: "/calculate"),
-                              options: CalcProbeOptions(expression: "(5+6)*2", expected: 22, hops: ["sum", "mul"], count: 2, interval: .milliseconds(50)),
-                              scope: SampleScope(runID: "r", scenario: "c"), exchange: { _, request, _, c in
+        let probe = CalcProbe(options: CalcProbeOptions(expression: "(5+6)*2", expected: 22, hops: ["sum", "mul"], count: 2, interval: .milliseconds(50)),
+                              attempts: HTTPAttempts(target: HTTPTarget(host: "127.0.0.1", port: 50000, path: "/calculate"),
+                                                     scope: SampleScope(runID: "r", scenario: "c"), exchange: { _, request, _, c in
             XCTAssertEqual(request.method, "POST")
             XCTAssertEqual(request.body, Array("(5+6)*2".utf8))
             let clock = c as! ManualClock
@@ -177,7 +176,7 @@ final class ProbeClockTests: XCTestCase {
             let body = first ? #"{"result":22}"# : #"{"result":23}"#
             return Self.okExchange(startedAt: clock.wallNow(), total: 2_000_000, body: body,
                                    headers: [("Server-Timing", #"sum;dur=0.5;desc="5 + 6", mul;dur=0.25;desc="11 * 2""#)])
-        })
+        }))
         let sink = MemorySink()
         let totals = await probe.run(schedule: probe.options.schedule, clock: clock, stop: StopFlag(), sink: sink)
         XCTAssertEqual(answers.items, [0, 50 * ms])
