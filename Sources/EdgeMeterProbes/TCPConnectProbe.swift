@@ -29,9 +29,11 @@ public struct TCPConnectOptions: Sendable {
 
 /// One TCP attempt.
 ///
-/// - `connectNanoseconds`: CLOCK_MONOTONIC from just before `connect()` (the SYN is sent inside
-///   that call) until `poll()` reports the socket writable with `SO_ERROR == 0`, i.e. the SYN-ACK
-///   arrived and the kernel sent the ACK. Excludes name resolution (its own phase).
+/// Durations are differences of the run clock's monotonic time (CLOCK_MONOTONIC on `SystemClock`);
+/// `startedAt` is its wall time when the attempt began.
+/// - `connectNanoseconds`: from just before `connect()` (the SYN is sent inside that call) until
+///   `poll()` reports the socket writable with `SO_ERROR == 0`, i.e. the SYN-ACK arrived and the
+///   kernel sent the ACK. Excludes name resolution (its own phase).
 /// - `firstByteNanoseconds`: from just before `send()` of the payload until the first byte of the
 ///   reply is readable. nil when no payload is configured or the attempt failed earlier.
 public struct TCPAttempt: Sendable {
