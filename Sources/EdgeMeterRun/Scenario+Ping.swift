@@ -58,9 +58,6 @@ public enum PingScenario {
         let probe = try ICMPProbe(targets: resolved, options: options, scope: SampleScope(runID: ctx.runID, scenario: scenario), onLine: onLine)
         return probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
     }
-
-    /// ping's precision: 3 significant decimals below 100 ms.
-    public static func formatMs(_ ms: Double) -> String { ICMPProbe.formatMs(ms) }
 }
 
 /// Resolves each target once, before any timing starts, and records one `latency/resolve` sample per
