@@ -109,7 +109,7 @@ let package = Package(
         ]),
         .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
-        .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterCore", "EdgeMeterTestSupport"]),
+        .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterHTTP", "EdgeMeterProbes", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes"]),

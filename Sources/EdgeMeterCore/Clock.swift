@@ -4,6 +4,11 @@ import Foundation
 /// `SystemClock` (EdgeMeterSystem: CLOCK_MONOTONIC and CLOCK_REALTIME, `nanosleep`); tests use
 /// `ManualClock`, whose time moves only when code sleeps on it or the test advances it, so timing
 /// logic is tested deterministically, in microseconds, with no real sleeps.
+///
+/// Why not swift-clocks' `TestClock`: the ICMP and TCP probes run on a blocking thread (`poll()`,
+/// `nanosleep`) so that nothing between the send stamp and the syscall is an `await`, and
+/// `TestClock` can only be waited on from async code. One protocol with a blocking and an async
+/// wait serves both the blocking probes and the async ones (HTTP, calc).
 public protocol MeasurementClock: Sendable {
     /// Monotonic nanoseconds since an arbitrary origin (CLOCK_MONOTONIC on `SystemClock`).
     /// Durations are differences of these values.
@@ -18,6 +23,13 @@ public protocol MeasurementClock: Sendable {
     /// The same for async code; returns `false` when `stop` said yes first or the task was cancelled.
     @discardableResult
     func sleep(untilNanoseconds deadline: Int64, stop: @Sendable () -> Bool) async -> Bool
+    /// True when the time moves by itself (a real clock). Busy-waiting until a time (the ICMP
+    /// spin-before-send) only makes sense then: on a virtual clock it would never end.
+    var advancesByItself: Bool { get }
+}
+
+extension MeasurementClock {
+    public var advancesByItself: Bool { true }
 }
 
 /// A clock that never moves by itself. `sleep(until:)` jumps the time to the deadline at once
@@ -57,6 +69,9 @@ public final class ManualClock: MeasurementClock, @unchecked Sendable {
         let c = duration.components
         advance(by: c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000)
     }
+
+    /// Virtual time moves only when code sleeps on it or a test advances it.
+    public var advancesByItself: Bool { false }
 
     /// Every deadline slept to so far, in order (monotonic nanoseconds).
     public var sleeps: [Int64] { lock.lock(); defer { lock.unlock() }; return waits }

@@ -1,6 +1,7 @@
 import Foundation
 import EdgeMeterCore
 import EdgeMeterHTTP
+import EdgeMeterSystem
 
 /// One `Server-Timing` entry (`name;dur=0.412;desc="5 + 6"`).
 public struct ServerTimingEntry: Sendable, Equatable {
@@ -50,18 +51,16 @@ public struct CalcProbeOptions: Sendable {
     /// The operation services the front end must call, in call order (`sum`, `mul`, ...): names
     /// the hop phases `hop1_sum`, `hop2_mul`, ... so every attempt has the same columns.
     public var hops: [String]
-    public var count: Int = 10
-    public var interval: Duration = .seconds(1)
-    public var timeout: Duration = .seconds(5)
+    /// Attempt k is due at start + k·interval; an attempt longer than the interval delays the next.
+    public var schedule: Schedule
+    /// Limit for the connect, and separately for the whole exchange after it.
+    public var timeout: Duration
 
+    /// `count` attempts (at least 1), `interval` apart.
     public init(expression: String, expected: Double?, hops: [String], count: Int = 10, interval: Duration = .seconds(1),
                 timeout: Duration = .seconds(5)) {
-        self.expression = expression
-        self.expected = expected
-        self.hops = hops
-        self.count = count
-        self.interval = interval
-        self.timeout = timeout
+        (self.expression, self.expected, self.hops) = (expression, expected, hops)
+        (schedule, self.timeout) = (Schedule(count: max(1, count), interval: interval), timeout)
     }
 }
 
@@ -70,7 +69,7 @@ public struct CalcProbeOptions: Sendable {
 /// plus one phase per downstream call, `hopN_<service>`, taken from the `Server-Timing` header:
 /// the front end's own measurement of that call (pooled connection to the operation service,
 /// request, reply).
-public enum CalcProbe {
+public struct CalcProbe: Probe {
     public static func hopPhases(_ hops: [String]) -> [String] {
         hops.enumerated().map { "hop\($0.offset + 1)_\($0.element)" }
     }
@@ -102,58 +101,57 @@ public enum CalcProbe {
         return (nil, value, hops)
     }
 
-    /// Runs the attempts, numbered from 1 (the `seq` label and the progress lines). A failed
-    /// attempt's line gives the reason; with `fullBody` the whole response body follows it.
+    public var options: CalcProbeOptions
+    public var attempts: HTTPAttempts
+
+    public init(options: CalcProbeOptions, attempts: HTTPAttempts) { (self.options, self.attempts) = (options, attempts) }
+
+    /// The POST the probe sends: the expression as plain text to the target's path.
+    public var request: HTTPRequestSpec {
+        HTTPRequestSpec(method: "POST", path: attempts.target.path, headers: [("Content-Type", "text/plain")], body: Array(options.expression.utf8))
+    }
+
+    /// Attempts numbered from 1 (the `seq` label and the lines). Samples (probe `calc`) per
+    /// attempt: the http phases, then `hopN_<service>` from `Server-Timing` (label
+    /// `source=server-timing`), every phase failed with the reason when the attempt failed.
+    public func run(schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, sink: SampleSink) async -> [ProbeTotals] {
+        let options = self.options, scope = attempts.scope, target = attempts.target, fullBody = attempts.fullBody
+        let hopNames = Self.hopPhases(options.hops)
+        return await attempts.run(request: request, timeout: options.timeout, schedule: schedule, clock: clock, stop: stop, sink: sink) { seq, x in
+            let checked = x.response.map { Self.check($0, options: options) }
+            let problem = checked?.problem
+            let labels = ["seq": String(seq), "expression": options.expression]
+            var rows = HTTPProbe.samples(x, mismatch: problem, runID: scope.runID, scenario: scope.scenario, probe: Self.probeName,
+                                         target: target.description, labels: labels)
+            let failure = x.error?.description ?? problem
+            var hopLabels = labels
+            hopLabels["source"] = "server-timing"
+            for (i, phase) in hopNames.enumerated() {
+                if let failure {
+                    rows.append(Sample(runID: scope.runID, scenario: scope.scenario, probe: Self.probeName, target: target.description, metric: "latency",
+                                       phase: phase, value: nil, unit: "ms", timestamp: x.startedAt,
+                                       status: x.error?.sampleStatus ?? .error, reason: failure, labels: hopLabels))
+                } else {
+                    let v = checked?.hops[i].duration
+                    rows.append(Sample(runID: scope.runID, scenario: scope.scenario, probe: Self.probeName, target: target.description, metric: "latency",
+                                       phase: phase, value: v, unit: "ms", timestamp: x.startedAt, status: v == nil ? .error : .ok,
+                                       reason: v == nil ? "the Server-Timing entry has no dur" : "", labels: hopLabels))
+                }
+            }
+            let line = failure.map { "seq=\(seq) failed: \($0)" + (fullBody ? HTTPProbe.bodyBlock(x.response) : "") }
+                ?? "seq=\(seq) result=\(checked?.result.map { "\($0)" } ?? "?") total=\(String(format: "%.3f", Double(x.totalNanoseconds ?? 0) / 1e6)) ms"
+            return (rows, failure, line)
+        }
+    }
+
+    /// Runs the attempts on the real clock: builds the probe and runs it. Returns the attempts
+    /// made and how many answered correctly.
     @discardableResult
     public static func run(target: HTTPTarget, options: CalcProbeOptions, runID: String, scenario: String,
                            sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
                            fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
-        let request = HTTPRequestSpec(method: "POST", path: target.path, headers: [("Content-Type", "text/plain")],
-                                      body: Array(options.expression.utf8))
-        let hopNames = hopPhases(options.hops)
-        let start = ContinuousClock.now
-        var attempts = 0
-        var ok = 0
-        for seq in 1...max(1, options.count) {
-            if stop.isStopped { break }
-            if seq > 1 {
-                let due = start + options.interval * (seq - 1)
-                while ContinuousClock.now < due, !stop.isStopped {
-                    try? await Task.sleep(for: min(due - ContinuousClock.now, .milliseconds(50)))
-                }
-                if stop.isStopped { break }
-            }
-            let x = await HTTPProbe.exchange(target, request: request, timeout: options.timeout)
-            let checked = x.response.map { check($0, options: options) }
-            let problem = checked?.problem
-            let labels = ["seq": String(seq), "expression": options.expression]
-            HTTPProbe.samples(x, mismatch: problem, runID: runID, scenario: scenario, probe: "calc", target: target.description,
-                              labels: labels).forEach(sink.record)
-            let failure = x.error?.description ?? problem
-            for (i, phase) in hopNames.enumerated() {
-                var l = labels
-                l["source"] = "server-timing"
-                if let failure {
-                    sink.record(Sample(runID: runID, scenario: scenario, probe: "calc", target: target.description, metric: "latency",
-                                       phase: phase, value: nil, unit: "ms", timestamp: x.startedAt,
-                                       status: x.error?.sampleStatus ?? .error, reason: failure, labels: l))
-                } else {
-                    let v = checked?.hops[i].duration
-                    sink.record(Sample(runID: runID, scenario: scenario, probe: "calc", target: target.description, metric: "latency",
-                                       phase: phase, value: v, unit: "ms", timestamp: x.startedAt, status: v == nil ? .error : .ok,
-                                       reason: v == nil ? "the Server-Timing entry has no dur" : "", labels: l))
-                }
-            }
-            attempts += 1
-            if failure == nil { ok += 1 }
-            if let progress {
-                if let failure { progress("seq=\(seq) failed: \(failure)" + (fullBody ? HTTPProbe.bodyBlock(x.response) : "")) }
-                else {
-                    progress("seq=\(seq) result=\(checked?.result.map { "\($0)" } ?? "?") total=\(String(format: "%.3f", Double(x.totalNanoseconds ?? 0) / 1e6)) ms")
-                }
-            }
-        }
-        return (attempts, ok)
+        let attempts = HTTPAttempts(target: target, scope: SampleScope(runID: runID, scenario: scenario), onLine: progress, fullBody: fullBody)
+        return await HTTPAttempts.onRealClock(CalcProbe(options: options, attempts: attempts), schedule: options.schedule, stop: stop, sink: sink)
     }
 }
 

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import EdgeMeterCore
 import EdgeMeterHTTP
+import EdgeMeterSystem
 
 /// One HTTP exchange on a new connection, with monotonic timestamps for each phase (nanoseconds,
 /// CLOCK_MONOTONIC) and the failure if any. Phases (blackbox_exporter's split):
@@ -27,14 +28,27 @@ public struct HTTPExchange: Sendable {
     /// The connection's local (client) port, once connected: the `local_port` label that pairs
     /// the sample with the same connection in a packet capture.
     public var localPort: Int?
+
+    public init(startedAt: Date, resolveNanoseconds: Int64? = nil, connectNanoseconds: Int64? = nil, firstByteNanoseconds: Int64? = nil,
+                totalNanoseconds: Int64? = nil, response: HTTPResponseInfo? = nil, error: HTTPClientError? = nil,
+                failedPhase: String? = nil, localPort: Int? = nil) {
+        self.startedAt = startedAt
+        self.resolveNanoseconds = resolveNanoseconds
+        self.connectNanoseconds = connectNanoseconds
+        self.firstByteNanoseconds = firstByteNanoseconds
+        self.totalNanoseconds = totalNanoseconds
+        self.response = response
+        self.error = error
+        self.failedPhase = failedPhase
+        self.localPort = localPort
+    }
 }
 
 /// What `edgemeter http` checks and how often.
 public struct HTTPProbeOptions: Sendable {
     public var request: HTTPRequestSpec
-    public var count: Int = 10
-    /// Attempts start at start + k·interval; an attempt longer than the interval delays the next.
-    public var interval: Duration = .seconds(1)
+    /// Attempt k is due at start + k·interval; an attempt longer than the interval delays the next.
+    public var schedule: Schedule
     /// Limit for the connect, and separately for the whole exchange after it.
     public var timeout: Duration = .seconds(5)
     /// Statuses that count as success; nil means any 2xx or 3xx.
@@ -42,24 +56,121 @@ public struct HTTPProbeOptions: Sendable {
     /// Text the body must contain.
     public var expectedBody: String?
 
-    public init(request: HTTPRequestSpec, count: Int = 10, interval: Duration = .seconds(1), timeout: Duration = .seconds(5),
+    public init(request: HTTPRequestSpec, schedule: Schedule, timeout: Duration = .seconds(5),
                 expectedStatuses: [Int]? = nil, expectedBody: String? = nil) {
         self.request = request
-        self.count = count
-        self.interval = interval
+        self.schedule = schedule
         self.timeout = timeout
         self.expectedStatuses = expectedStatuses
         self.expectedBody = expectedBody
     }
+
+    /// `count` attempts (at least 1), `interval` apart.
+    public init(request: HTTPRequestSpec, count: Int = 10, interval: Duration = .seconds(1), timeout: Duration = .seconds(5),
+                expectedStatuses: [Int]? = nil, expectedBody: String? = nil) {
+        self.init(request: request, schedule: Schedule(count: max(1, count), interval: interval), timeout: timeout,
+                  expectedStatuses: expectedStatuses, expectedBody: expectedBody)
+    }
+}
+
+/// One HTTP exchange as the http and calc probes make it; `HTTPProbe.exchange` is the real one,
+/// tests pass a fake where the network is not the point.
+public typealias HTTPExchangeFunction = @Sendable (_ target: HTTPTarget, _ request: HTTPRequestSpec, _ timeout: Duration,
+                                                   _ clock: any MeasurementClock) async -> HTTPExchange
+
+/// What the http and calc probes share: the target, the run and scenario of their samples, the
+/// terminal lines, the exchange, and their attempt loop.
+public struct HTTPAttempts: Sendable {
+    public var target: HTTPTarget
+    public var scope: SampleScope
+    /// One line per attempt (`seq=3 status=200 total=1.234 ms`, `seq=4 failed: <reason>`).
+    public var onLine: (@Sendable (String) -> Void)?
+    /// Whether a failed attempt's line is followed by the whole response body (`-v`).
+    public var fullBody: Bool
+    var exchange: HTTPExchangeFunction
+
+    public init(target: HTTPTarget, scope: SampleScope, onLine: (@Sendable (String) -> Void)? = nil, fullBody: Bool = false,
+                exchange: @escaping HTTPExchangeFunction = { await HTTPProbe.exchange($0, request: $1, timeout: $2, clock: $3) }) {
+        self.target = target
+        self.scope = scope
+        self.onLine = onLine
+        self.fullBody = fullBody
+        self.exchange = exchange
+    }
+
+    /// One exchange of `request` per round of `schedule`, each on a new connection; `judge`
+    /// turns it into its samples, its failure (nil on success) and its line. The totals count
+    /// each attempt once, by its failure's status.
+    func run(request: HTTPRequestSpec, timeout: Duration, schedule: Schedule, clock: any MeasurementClock, stop: StopFlag,
+             sink: SampleSink, judge: (_ seq: Int, _ x: HTTPExchange) -> (rows: [Sample], failure: String?, line: String)) async -> [ProbeTotals] {
+        var totals = ProbeTotals(name: target.description, address: target.description)
+        await runSchedule(schedule, clock: clock, stop: stop) { round in
+            let x = await exchange(target, request, timeout, clock)
+            let (rows, failure, line) = judge(round.sequence, x)
+            rows.forEach(sink.record)
+            totals.add(failure == nil ? .ok : (x.error?.sampleStatus ?? .error), at: x.startedAt)
+            onLine?(line)
+        }
+        return [totals]
+    }
+}
+
+extension HTTPAttempts {
+    /// The static `run` of the http and calc probes (for their older callers): runs `probe` on the
+    /// real clock and returns its attempts and successes.
+    static func onRealClock(_ probe: some Probe, schedule: Schedule, stop: StopFlag, sink: SampleSink) async -> (attempts: Int, succeeded: Int) {
+        let t = await probe.run(schedule: schedule, clock: SystemClock(), stop: stop, sink: sink)
+        return (t[0].attempts, t[0].succeeded)
+    }
 }
 
 /// `edgemeter http`: one request at a time, each on a new connection, every phase recorded.
-public enum HTTPProbe {
+///
+/// Samples (probe `http`), per attempt: `latency/resolve`, `connect`, `first_byte`, `total`
+/// (`HTTPProbe.samples`), labels `seq` (from 1, as ping's), `method`, `clock=monotonic`,
+/// `connection=new`, `http_status`, `local_port`. A failed attempt's line gives the reason (status
+/// and first body line); with `fullBody` the whole response body follows it.
+public struct HTTPProbe: Probe {
     public static let phases = ["resolve", "connect", "first_byte", "total"]
 
-    /// Performs one exchange (new connection, request, whole response, close).
-    public static func exchange(_ target: HTTPTarget, request: HTTPRequestSpec, timeout: Duration) async -> HTTPExchange {
-        var x = HTTPExchange(startedAt: Date())
+    public var options: HTTPProbeOptions
+    public var attempts: HTTPAttempts
+
+    public init(options: HTTPProbeOptions, attempts: HTTPAttempts) { (self.options, self.attempts) = (options, attempts) }
+
+    public func run(schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, sink: SampleSink) async -> [ProbeTotals] {
+        let options = self.options, scope = attempts.scope, target = attempts.target, fullBody = attempts.fullBody
+        return await attempts.run(request: options.request, timeout: options.timeout, schedule: schedule, clock: clock, stop: stop, sink: sink) { seq, x in
+            let bad = x.response.flatMap { Self.mismatch($0, expectedStatuses: options.expectedStatuses, expectedBody: options.expectedBody) }
+            let rows = Self.samples(x, mismatch: bad, runID: scope.runID, scenario: scope.scenario, probe: Self.probeName, target: target.description,
+                                    labels: ["seq": String(seq), "method": options.request.method])
+            let line: String
+            if let total = x.totalNanoseconds, x.error == nil, bad == nil, let r = x.response {
+                line = "seq=\(seq) status=\(r.status) total=\(String(format: "%.3f", Double(total) / 1e6)) ms"
+            } else {
+                line = "seq=\(seq) failed: \(x.error?.description ?? bad ?? "?")" + (fullBody ? Self.bodyBlock(x.response) : "")
+            }
+            return (rows, x.error?.description ?? bad, line)
+        }
+    }
+
+    /// Runs `options.count` attempts (or until `stop`) on the real clock: builds the probe and runs
+    /// it. Returns the attempts made and how many succeeded.
+    @discardableResult
+    public static func run(target: HTTPTarget, options: HTTPProbeOptions, runID: String, scenario: String,
+                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
+                           fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
+        let attempts = HTTPAttempts(target: target, scope: SampleScope(runID: runID, scenario: scenario), onLine: progress, fullBody: fullBody)
+        return await HTTPAttempts.onRealClock(HTTPProbe(options: options, attempts: attempts), schedule: options.schedule, stop: stop, sink: sink)
+    }
+
+    /// Performs one exchange (new connection, request, whole response, close). `startedAt` is
+    /// `clock`'s wall time; the phase durations are the monotonic stamps of `HTTPConnection`
+    /// (NIO's uptime clock, CLOCK_MONOTONIC, the clock `SystemClock` reads), so they are real
+    /// time whatever `clock` is.
+    public static func exchange(_ target: HTTPTarget, request: HTTPRequestSpec, timeout: Duration,
+                                clock: any MeasurementClock = SystemClock()) async -> HTTPExchange {
+        var x = HTTPExchange(startedAt: clock.wallNow())
         let t0 = monotonicNanos()
         let address: SocketAddress
         do {
@@ -160,45 +271,6 @@ public enum HTTPProbe {
                           value: v, unit: "ms", timestamp: x.startedAt, status: v == nil ? .error : .ok,
                           reason: v == nil ? "not measured" : "", labels: labels)
         }
-    }
-
-    /// Runs `options.count` attempts (or until `stop`), recording every phase of every attempt.
-    /// Attempts are numbered from 1 (the `seq` label and the progress lines), as ping's are.
-    /// A failed attempt's progress line gives the reason (status and first body line); with
-    /// `fullBody` the whole response body follows it. Returns the number of attempts that succeeded.
-    @discardableResult
-    public static func run(target: HTTPTarget, options: HTTPProbeOptions, runID: String, scenario: String,
-                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
-                           fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
-        let start = ContinuousClock.now
-        var ok = 0
-        var attempts = 0
-        for seq in 1...max(1, options.count) {
-            if stop.isStopped { break }
-            if seq > 1 {
-                let due = start + options.interval * (seq - 1)
-                while ContinuousClock.now < due, !stop.isStopped {
-                    let left = due - ContinuousClock.now
-                    try? await Task.sleep(for: min(left, .milliseconds(50)))
-                }
-                if stop.isStopped { break }
-            }
-            let x = await exchange(target, request: options.request, timeout: options.timeout)
-            let bad = x.response.flatMap { mismatch($0, expectedStatuses: options.expectedStatuses, expectedBody: options.expectedBody) }
-            let rows = samples(x, mismatch: bad, runID: runID, scenario: scenario, probe: "http", target: target.description,
-                               labels: ["seq": String(seq), "method": options.request.method])
-            rows.forEach(sink.record)
-            attempts += 1
-            if x.error == nil, bad == nil { ok += 1 }
-            if let progress {
-                if let total = x.totalNanoseconds, x.error == nil, bad == nil, let r = x.response {
-                    progress("seq=\(seq) status=\(r.status) total=\(String(format: "%.3f", Double(total) / 1e6)) ms")
-                } else {
-                    progress("seq=\(seq) failed: \(x.error?.description ?? bad ?? "?")" + (fullBody ? bodyBlock(x.response) : ""))
-                }
-            }
-        }
-        return (attempts, ok)
     }
 
     /// The whole response body, indented, for `-v` (empty when there is no body).

@@ -1,6 +1,7 @@
 import Foundation
 import CEdgeMeter
 import EdgeMeterCore
+import EdgeMeterSystem
 
 /// How to open the ICMP socket. `auto` tries an unprivileged datagram ICMP socket first (needs the
 /// caller's group in `net.ipv4.ping_group_range`), then a raw socket (needs CAP_NET_RAW).
@@ -27,30 +28,31 @@ public enum ICMPSpinMode: String, Sendable, CaseIterable {
 }
 
 public struct ICMPOptions: Sendable {
-    /// Echo requests per target; nil = until stopped or the deadline.
-    public var count: Int?
-    /// Time between successive requests to the same target, on a fixed schedule from the start
-    /// (no drift: request k goes at start + k·interval).
-    public var interval: Duration = .seconds(1)
+    /// Echo rounds (`count`, ping's -c), their spacing on a fixed schedule from the start (no drift:
+    /// request k goes at start + k·interval, ping's -i) and the run's deadline (ping's -w).
+    public var schedule: Schedule
     /// How long to wait for each reply before counting the request as lost.
     public var timeout: Duration = .seconds(1)
     /// ICMP payload bytes after the 8-byte ICMP header (ping's -s, default 56).
     public var payloadBytes: Int = 56
-    /// Stop the whole run after this long, whatever the count (ping's -w).
-    public var deadline: Duration?
     public var socketMode: ICMPSocketMode = .auto
     /// Whether to busy-wait through the last millisecond before each send (see `ICMPSpinMode`).
     public var spin: ICMPSpinMode = .off
 
-    public init(count: Int? = nil, interval: Duration = .seconds(1), timeout: Duration = .seconds(1), payloadBytes: Int = 56,
-                deadline: Duration? = nil, socketMode: ICMPSocketMode = .auto, spin: ICMPSpinMode = .off) {
-        self.count = count
-        self.interval = interval
+    public init(schedule: Schedule, timeout: Duration = .seconds(1), payloadBytes: Int = 56,
+                socketMode: ICMPSocketMode = .auto, spin: ICMPSpinMode = .off) {
+        self.schedule = schedule
         self.timeout = timeout
         self.payloadBytes = payloadBytes
-        self.deadline = deadline
         self.socketMode = socketMode
         self.spin = spin
+    }
+
+    /// `count` nil: until stopped or the deadline.
+    public init(count: Int? = nil, interval: Duration = .seconds(1), timeout: Duration = .seconds(1), payloadBytes: Int = 56,
+                deadline: Duration? = nil, socketMode: ICMPSocketMode = .auto, spin: ICMPSpinMode = .off) {
+        self.init(schedule: Schedule(count: count, interval: interval, deadline: deadline), timeout: timeout,
+                  payloadBytes: payloadBytes, socketMode: socketMode, spin: spin)
     }
 }
 
@@ -60,7 +62,8 @@ public struct ICMPEchoResult: Sendable {
         /// `rttNanoseconds`: from just before `sendto()` until the reply's receive stamp. With
         /// `kernelTimestamp` true the end is the kernel's SO_TIMESTAMPNS stamp (excludes the wake-up
         /// and `recvmsg` latency of this process) and both ends are CLOCK_REALTIME read within
-        /// nanoseconds of each other; otherwise both ends are CLOCK_MONOTONIC in this process.
+        /// nanoseconds of each other; otherwise both ends are the run clock's monotonic time
+        /// (CLOCK_MONOTONIC on `SystemClock`) in this process.
         case reply(rttNanoseconds: Int64, bytes: Int, ttl: Int?, kernelTimestamp: Bool, from: String)
         case timeout(reason: String)
         case unreachable(reason: String)
@@ -69,7 +72,7 @@ public struct ICMPEchoResult: Sendable {
     public var targetIndex: Int
     public var sequence: UInt16
     public var identifier: UInt16
-    /// Wall-clock time the request was sent.
+    /// Wall-clock time the request was sent (the run clock's `wallNow()`).
     public var sentAt: Date
     public var outcome: Outcome
 }
@@ -80,10 +83,91 @@ public struct ICMPProbeError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// The echoes sent and not answered yet, per target, keyed by sequence number: pure bookkeeping,
+/// so when an unanswered echo expires is decided by the numbers alone (tested on a manual clock).
+struct OutstandingEchoes {
+    struct Echo {
+        /// Monotonic nanoseconds just before `sendto()`.
+        var sendMono: Int64
+        /// CLOCK_REALTIME nanoseconds just before `sendto()`, paired with the kernel receive stamp.
+        var sendReal: Int64
+        var sentAt: Date
+    }
+    struct Expired {
+        var target: Int
+        var sequence: UInt16
+        var echo: Echo
+    }
+
+    private var pending: [[UInt16: Echo]]
+
+    init(targets: Int) { pending = Array(repeating: [:], count: targets) }
+
+    var isEmpty: Bool { pending.allSatisfy(\.isEmpty) }
+
+    mutating func sent(target: Int, sequence: UInt16, _ echo: Echo) { pending[target][sequence] = echo }
+
+    /// Removes and returns the echo a reply answers; nil for a late or duplicate reply.
+    mutating func answer(target: Int, sequence: UInt16) -> Echo? { pending[target].removeValue(forKey: sequence) }
+
+    /// Removes and returns, oldest first, the echoes sent at least `timeout` before `now`.
+    mutating func expire(now: Int64, timeoutNanoseconds timeout: Int64) -> [Expired] {
+        var out: [Expired] = []
+        for i in pending.indices {
+            for (seq, e) in pending[i] where now - e.sendMono >= timeout { out.append(Expired(target: i, sequence: seq, echo: e)) }
+        }
+        if out.isEmpty { return out }
+        for x in out { pending[x.target][x.sequence] = nil }
+        return out.sorted { ($0.echo.sendMono, $0.target) < ($1.echo.sendMono, $1.target) }
+    }
+
+    /// When the oldest outstanding echo expires; nil when none is outstanding.
+    func nextExpiry(timeoutNanoseconds timeout: Int64) -> Int64? {
+        var next: Int64?
+        for p in pending { for e in p.values { next = min(next ?? Int64.max, e.sendMono + timeout) } }
+        return next
+    }
+
+    /// Removes and returns every outstanding echo, oldest first.
+    mutating func removeAll() -> [Expired] { expire(now: Int64.max, timeoutNanoseconds: Int64.min) }
+}
+
+/// What the echo loop does with its sockets. The real one (`SocketEchoTransport`) is sendto /
+/// ppoll / recvmsg; tests script one on a manual clock.
+protocol EchoTransport: AnyObject {
+    /// Sends echo request `sequence` to target `target`: the monotonic (run clock) and
+    /// CLOCK_REALTIME stamps read just before the send, or the send's errno.
+    func send(target: Int, sequence: UInt16) -> EchoSend
+    /// Waits at most `nanoseconds` (0: only looks) for what the sockets received, and hands every
+    /// echo reply or error that is ours to `arrived`.
+    func receive(waitNanoseconds: Int64, arrived: (EchoArrival) -> Void)
+}
+
+enum EchoSend {
+    case sent(mono: Int64, real: Int64)
+    case failed(errno: Int32)
+}
+
+struct EchoArrival {
+    var target: Int
+    var sequence: UInt16
+    var kind: ICMPProbe.Parsed.Kind
+    var source: String
+    /// Run clock, read right after `recvmsg` returned.
+    var receivedMono: Int64
+    /// The kernel's SO_TIMESTAMPNS stamp (CLOCK_REALTIME nanoseconds), when delivered.
+    var kernelRealtime: Int64?
+    /// TTL / hop limit from the control data, when delivered.
+    var controlTTL: Int?
+}
+
 /// ICMP echo to several targets at once (fping-like), IPv4 and IPv6.
 ///
 /// Runs on the calling thread with `poll()`, waking at least every 50 ms to honour the stop flag.
-public final class ICMPProbe {
+/// Samples (probe `ping`): `rtt/echo` per request, with labels `seq`, `icmp_id`, `family`,
+/// `socket` (raw|datagram), `address`, `payload_bytes`, `spin` (on|off, `ICMPSpinMode`) and, on a
+/// reply, `timestamp` (kernel|userspace), `clock` (realtime-paired|monotonic), `ttl`, `bytes`.
+public final class ICMPProbe: Probe {
     public struct TargetSocket {
         public var target: ResolvedTarget
         public var fd: Int32
@@ -94,12 +178,16 @@ public final class ICMPProbe {
 
     public let options: ICMPOptions
     public private(set) var sockets: [TargetSocket] = []
-    private let stop: StopFlag
+    public let scope: SampleScope
+    /// Receives ping-style lines: the `PING ...` header per target, then one line per echo.
+    public let onLine: ((String) -> Void)?
 
     /// Opens one socket per target. Throws a message naming the fix when neither socket kind is allowed.
-    public init(targets: [ResolvedTarget], options: ICMPOptions, stop: StopFlag) throws {
+    public init(targets: [ResolvedTarget], options: ICMPOptions, scope: SampleScope = SampleScope(runID: "", scenario: ""),
+                onLine: ((String) -> Void)? = nil) throws {
         self.options = options
-        self.stop = stop
+        self.scope = scope
+        self.onLine = onLine
         guard options.payloadBytes >= 0 && options.payloadBytes <= 65_000 else {
             throw ICMPProbeError(message: "payload size \(options.payloadBytes) is out of range: use 0-65000 bytes")
         }
@@ -111,6 +199,23 @@ public final class ICMPProbe {
                 throw error
             }
         }
+    }
+
+    /// The stop flag of the older form (`init(targets:options:stop:)` then `run(onResult:)`).
+    private var legacyStop = StopFlag()
+
+    /// The older form, kept for the startup ICMP ready check: the stop flag given here ends
+    /// `run(onResult:)`.
+    public convenience init(targets: [ResolvedTarget], options: ICMPOptions, stop: StopFlag) throws {
+        try self.init(targets: targets, options: options)
+        legacyStop = stop
+    }
+
+    /// The echo stream under `run`, on the real clock, for a caller that acts on each echo (the
+    /// startup ICMP ready check stops at the first reply): `options.schedule`, the stop flag given
+    /// to `init(targets:options:stop:)`; no samples.
+    public func run(onResult: (ICMPEchoResult) -> Void) {
+        echoes(schedule: options.schedule, clock: SystemClock(), stop: legacyStop, onResult: onResult)
     }
 
     deinit { for s in sockets { close(s.fd) } }
@@ -159,132 +264,151 @@ public final class ICMPProbe {
             """)
     }
 
-    private struct Pending {
-        var sendMono: Int64
-        var sendReal: Int64
-        var sentAt: Date
+    /// Sends one echo per target per round of `schedule` and records one `rtt/echo` sample per
+    /// request into `sink` as it completes (reply, timeout, unreachable, error). After the last
+    /// round it waits for the outstanding replies (each at most `options.timeout`, the run at most
+    /// until the deadline); after a stop request at most min(timeout, 100 ms) more.
+    public func run(schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, sink: SampleSink) -> [ProbeTotals] {
+        var totals = sockets.map { ProbeTotals(name: $0.target.name, address: $0.target.address.host) }
+        for s in sockets {
+            let v6 = s.target.address.family == AF_INET6
+            onLine?("PING \(s.target.name) (\(s.target.address.host)) \(options.payloadBytes)(\(options.payloadBytes + (v6 ? 48 : 28))) bytes of data, \(s.mode.rawValue) socket, \(s.kernelTimestamps ? "kernel" : "user-space") receive stamps, spin \(options.spin.rawValue).")
+        }
+        echoes(schedule: schedule, clock: clock, stop: stop) { r in
+            let (sample, line) = self.sample(r)
+            totals[r.targetIndex].add(sample.status, at: r.sentAt)
+            sink.record(sample)
+            onLine?(line)
+        }
+        return totals
     }
 
-    /// Sends and receives until every request is answered or timed out, the deadline passes, or the
-    /// stop flag is set. Calls `onResult` on this thread for every request, in completion order.
-    public func run(onResult: (ICMPEchoResult) -> Void) {
-        let start = Clocks.monotonicNanoseconds()
-        let intervalNs = max(Int64(1), options.interval.nanoseconds)
-        let timeoutNs = max(Int64(1), options.timeout.nanoseconds)
-        let deadlineNs = options.deadline.map { start + $0.nanoseconds }
-        var pending = [[UInt16: Pending]](repeating: [:], count: sockets.count)
-        var round = 0
-        var nextSend = start
-        var stopSendingAt: Int64?
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        var pollFds = sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
-        let packetTemplates = sockets.map { s in Self.echoRequest(family: s.target.address.family, identifier: s.identifier, sequence: 0, payloadBytes: options.payloadBytes) }
+    /// The sample and the ping-style line for one echo.
+    func sample(_ r: ICMPEchoResult) -> (Sample, String) {
+        let sock = sockets[r.targetIndex]
+        let target = sock.target
+        var labels = ["seq": "\(r.sequence)", "icmp_id": "\(r.identifier)", "family": target.address.family == AF_INET6 ? "ipv6" : "ipv4",
+                      "socket": sock.mode.rawValue, "address": target.address.host, "payload_bytes": "\(options.payloadBytes)",
+                      "spin": options.spin.rawValue]
+        func echo(_ value: Double?, _ status: SampleStatus, _ reason: String = "") -> Sample {
+            Sample(runID: scope.runID, scenario: scope.scenario, probe: Self.probeName, target: target.name, metric: "rtt", phase: "echo",
+                   value: value, unit: "ms", timestamp: r.sentAt, status: status, reason: reason, labels: labels)
+        }
+        switch r.outcome {
+        case .reply(let rtt, let bytes, let ttl, let kernel, let from):
+            labels["timestamp"] = kernel ? "kernel" : "userspace"
+            labels["clock"] = kernel ? "realtime-paired" : "monotonic"
+            labels["bytes"] = "\(bytes)"
+            if let ttl { labels["ttl"] = "\(ttl)" }
+            let ms = Double(rtt) / 1e6
+            return (echo(ms, .ok), "\(bytes) bytes from \(from): icmp_seq=\(r.sequence)\(ttl.map { " ttl=\($0)" } ?? "") time=\(Self.formatMs(ms)) ms")
+        case .timeout(let reason):
+            return (echo(nil, .timeout, reason), "no answer from \(target.address.host): icmp_seq=\(r.sequence) (\(reason))")
+        case .unreachable(let reason):
+            return (echo(nil, .unreachable, reason), "From \(target.address.host) icmp_seq=\(r.sequence) \(reason)")
+        case .error(let reason):
+            return (echo(nil, .error, reason), "\(target.address.host) icmp_seq=\(r.sequence): \(reason)")
+        }
+    }
 
-        func finishPending(_ i: Int, _ seq: UInt16, _ outcome: ICMPEchoResult.Outcome) {
-            guard let p = pending[i].removeValue(forKey: seq) else { return }
-            onResult(ICMPEchoResult(targetIndex: i, sequence: seq, identifier: sockets[i].identifier, sentAt: p.sentAt, outcome: outcome))
+    /// ping's precision: 3 significant decimals below 100 ms.
+    public static func formatMs(_ ms: Double) -> String {
+        ms >= 100 ? String(format: "%.0f", ms) : ms >= 10 ? String(format: "%.1f", ms) : ms >= 1 ? String(format: "%.2f", ms) : String(format: "%.3f", ms)
+    }
+
+    /// The echo loop on this probe's sockets: calls `onResult` on this thread for every request,
+    /// in completion order.
+    func echoes(schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, onResult: (ICMPEchoResult) -> Void) {
+        let transport = SocketEchoTransport(sockets: sockets, payloadBytes: options.payloadBytes, clock: clock)
+        Self.echoes(transport: transport, identifiers: sockets.map(\.identifier), timeout: options.timeout, spin: options.spin,
+                    schedule: schedule, clock: clock, stop: stop, onResult: onResult)
+    }
+
+    /// The echo loop over any transport (the sockets, or a scripted one in tests): the schedule's
+    /// rounds from `runSchedule`, replies received while waiting for the next round, each echo
+    /// expired `timeout` after its send, then the outstanding ones drained.
+    static func echoes<T: EchoTransport>(transport: T, identifiers: [UInt16], timeout: Duration, spin: ICMPSpinMode,
+                                         schedule: Schedule, clock: any MeasurementClock, stop: StopFlag,
+                                         onResult: (ICMPEchoResult) -> Void) {
+        let timeoutNs = max(Int64(1), timeout.nanoseconds)
+        var book = OutstandingEchoes(targets: identifiers.count)
+
+        func finish(_ x: OutstandingEchoes.Expired, _ outcome: ICMPEchoResult.Outcome) {
+            onResult(ICMPEchoResult(targetIndex: x.target, sequence: x.sequence, identifier: identifiers[x.target], sentAt: x.echo.sentAt, outcome: outcome))
+        }
+        func expire(_ now: Int64) {
+            for x in book.expire(now: now, timeoutNanoseconds: timeoutNs) { finish(x, .timeout(reason: "no reply within \(describe(timeoutNs))")) }
+        }
+        func arrived(_ a: EchoArrival) {
+            guard let p = book.answer(target: a.target, sequence: a.sequence) else { return } // late or duplicate
+            let x = OutstandingEchoes.Expired(target: a.target, sequence: a.sequence, echo: p)
+            switch a.kind {
+            case .reply(let bytes, let ttl):
+                let userRTT = a.receivedMono - p.sendMono
+                var rtt = userRTT
+                var kernel = false
+                if let k = a.kernelRealtime.map({ $0 - p.sendReal }) {
+                    // A kernel stamp is taken before this process wakes, so it can only be
+                    // shorter than the user-space figure; anything else means the wall clock
+                    // stepped mid-echo, and the monotonic figure is the one to trust.
+                    if k > 0 && k <= userRTT + 10_000 { rtt = k; kernel = true }
+                }
+                finish(x, .reply(rttNanoseconds: rtt, bytes: bytes, ttl: ttl ?? a.controlTTL, kernelTimestamp: kernel, from: a.source))
+            case .unreachable(let text):
+                finish(x, .unreachable(reason: "\(text) from \(a.source)"))
+            }
+        }
+        /// Receives until `t` (run clock), expiring overdue echoes; returns early on a stop request
+        /// when `honourStop`, and once nothing is outstanding when `untilEmpty`.
+        func receive(until t: Int64, honourStop: Bool, untilEmpty: Bool) {
+            while true {
+                let now = clock.monotonicNanoseconds()
+                expire(now)
+                if now >= t || (honourStop && stop.isStopped) || (untilEmpty && book.isEmpty) { return }
+                var wakeAt = min(t, now + 50_000_000)
+                if let e = book.nextExpiry(timeoutNanoseconds: timeoutNs) { wakeAt = min(wakeAt, e) }
+                transport.receive(waitNanoseconds: max(0, wakeAt - now), arrived: arrived)
+            }
         }
 
-        while true {
-            let now = Clocks.monotonicNanoseconds()
-            let sendingDone = (options.count.map { round >= $0 } ?? false) || stopSendingAt != nil
-            if stop.isStopped && stopSendingAt == nil { stopSendingAt = now }
-            if let d = deadlineNs, now >= d {
-                for i in pending.indices { for seq in pending[i].keys.sorted() { finishPending(i, seq, .timeout(reason: "deadline reached before a reply")) } }
+        let start = clock.monotonicNanoseconds()
+        let ended = runSchedule(schedule, clock: clock, stop: stop, start: start,
+                                spinNanoseconds: spin == .on ? 1_000_000 : 0,
+                                idle: { transport.receive(waitNanoseconds: 0, arrived: arrived); expire(clock.monotonicNanoseconds()) },
+                                wait: { receive(until: $0, honourStop: true, untilEmpty: false) }) { round in
+            let seq = UInt16(truncatingIfNeeded: round.sequence)
+            for i in identifiers.indices {
+                let sentAt = clock.wallNow()
+                switch transport.send(target: i, sequence: seq) {
+                case .sent(let mono, let real):
+                    book.sent(target: i, sequence: seq, .init(sendMono: mono, sendReal: real, sentAt: sentAt))
+                case .failed(let e):
+                    let reason = "sendto failed: \(errnoText(e))"
+                    let outcome: ICMPEchoResult.Outcome = (e == ENETUNREACH || e == EHOSTUNREACH) ? .unreachable(reason: reason) : .error(reason: reason)
+                    onResult(ICMPEchoResult(targetIndex: i, sequence: seq, identifier: identifiers[i], sentAt: sentAt, outcome: outcome))
+                }
+            }
+        }
+
+        // Sending is over: wait for the outstanding replies.
+        let deadline = schedule.end(start: start)
+        let grace = min(timeoutNs, 100_000_000)
+        var stoppedAt: Int64? = ended == .stopped ? clock.monotonicNanoseconds() : nil
+        while !book.isEmpty {
+            let now = clock.monotonicNanoseconds()
+            if let d = deadline, now >= d {
+                for x in book.removeAll() { finish(x, .timeout(reason: "deadline reached before a reply")) }
                 return
             }
-            if let stopAt = stopSendingAt, now - stopAt > min(timeoutNs, 100_000_000) {
-                for i in pending.indices { for seq in pending[i].keys.sorted() { finishPending(i, seq, .timeout(reason: "run stopped before a reply arrived")) } }
+            if stoppedAt == nil && stop.isStopped { stoppedAt = now }
+            if let s = stoppedAt, now - s >= grace {
+                for x in book.removeAll() { finish(x, .timeout(reason: "run stopped before a reply arrived")) }
                 return
             }
-            if sendingDone && pending.allSatisfy({ $0.isEmpty }) { return }
-
-            // Expire requests whose reply is overdue.
-            for i in pending.indices {
-                for (seq, p) in pending[i] where now - p.sendMono >= timeoutNs {
-                    finishPending(i, seq, .timeout(reason: "no reply within \(Self.describe(timeoutNs))"))
-                }
-            }
-
-            if !sendingDone && stopSendingAt == nil && now >= nextSend {
-                let seq = UInt16(truncatingIfNeeded: round + 1)
-                for (i, s) in sockets.enumerated() {
-                    var packet = packetTemplates[i]
-                    Self.setSequence(&packet, seq, family: s.target.address.family)
-                    var addr = s.target.address
-                    let sentAt = Date()
-                    var mono: Int64 = 0
-                    var real: Int64 = 0
-                    // Both send stamps are read inside the innermost closure, right before sendto().
-                    let n = packet.withUnsafeBytes { pb in
-                        withUnsafePointer(to: &addr.storage) {
-                            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                                mono = Clocks.monotonicNanoseconds()
-                                real = Clocks.realtimeNanoseconds()
-                                return sendto(s.fd, pb.baseAddress, pb.count, 0, sa, addr.length)
-                            }
-                        }
-                    }
-                    if n < 0 {
-                        let e = errno
-                        let reason = "sendto failed: \(errnoText(e))"
-                        let outcome: ICMPEchoResult.Outcome = (e == ENETUNREACH || e == EHOSTUNREACH) ? .unreachable(reason: reason) : .error(reason: reason)
-                        onResult(ICMPEchoResult(targetIndex: i, sequence: seq, identifier: s.identifier, sentAt: sentAt, outcome: outcome))
-                    } else {
-                        pending[i][seq] = Pending(sendMono: mono, sendReal: real, sentAt: sentAt)
-                    }
-                }
-                round += 1
-                nextSend = start + Int64(round) * intervalNs
-                continue
-            }
-
-            // Wait for replies until the next send, the next expiry, or 50 ms.
-            var wakeAt = now + 50_000_000
-            if !sendingDone && stopSendingAt == nil { wakeAt = min(wakeAt, nextSend) }
-            for i in pending.indices { for p in pending[i].values { wakeAt = min(wakeAt, p.sendMono + timeoutNs) } }
-            if let d = deadlineNs { wakeAt = min(wakeAt, d) }
-            // With spin on, the last millisecond before a scheduled send is spent spinning (poll
-            // with no timeout) rather than sleeping, replies included (see `ICMPSpinMode.on`).
-            let spinWindow: Int64 = options.spin == .on ? 1_000_000 : 0
-            let sendPending = !sendingDone && stopSendingAt == nil
-            var sleepUntil = wakeAt
-            if sendPending { sleepUntil = min(sleepUntil, nextSend - spinWindow) }
-            let waitNs: Int64 = sendPending && spinWindow > 0 && nextSend - now <= spinWindow ? 0 : max(0, sleepUntil - now)
-            for k in pollFds.indices { pollFds[k].revents = 0 }
-            let ready = em_poll_ns(&pollFds, UInt(pollFds.count), waitNs)
-            if ready <= 0 { continue }
-            for (i, pfd) in pollFds.enumerated() where pfd.revents & Int16(POLLIN) != 0 {
-                let s = sockets[i]
-                while true {
-                    var from = sockaddr_storage()
-                    var fromLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-                    var info = em_rxinfo()
-                    let n = buffer.withUnsafeMutableBytes { em_recvmsg(s.fd, $0.baseAddress, $0.count, &from, &fromLen, &info, Int32(MSG_DONTWAIT)) }
-                    let recvMono = Clocks.monotonicNanoseconds()
-                    if n < 0 { break }
-                    let source = SocketAddr(storage: from, length: fromLen)
-                    guard let parsed = Self.parse(buffer: buffer, count: n, socket: s, source: source) else { continue }
-                    guard let p = pending[i][parsed.sequence] else { continue } // late or duplicate
-                    switch parsed.kind {
-                    case .reply(let bytes, let ttl):
-                        let userRTT = recvMono - p.sendMono
-                        var rtt = userRTT
-                        var kernel = false
-                        if info.has_kernel_timestamp == 1 {
-                            let k = (info.kernel_ts_sec * 1_000_000_000 + info.kernel_ts_nsec) - p.sendReal
-                            // A kernel stamp is taken before this process wakes, so it can only be
-                            // shorter than the user-space figure; anything else means the wall clock
-                            // stepped mid-echo, and the monotonic figure is the one to trust.
-                            if k > 0 && k <= userRTT + 10_000 { rtt = k; kernel = true }
-                        }
-                        finishPending(i, parsed.sequence, .reply(rttNanoseconds: rtt, bytes: bytes, ttl: ttl ?? (info.ttl >= 0 ? Int(info.ttl) : nil),
-                                                                 kernelTimestamp: kernel, from: source.host))
-                    case .unreachable(let text):
-                        finishPending(i, parsed.sequence, .unreachable(reason: "\(text) from \(source.host)"))
-                    }
-                }
-            }
+            var until = book.nextExpiry(timeoutNanoseconds: timeoutNs) ?? now
+            if let d = deadline { until = min(until, d) }
+            if let s = stoppedAt { until = min(until, s + grace) }
+            receive(until: until, honourStop: stoppedAt == nil, untilEmpty: true)
         }
     }
 
@@ -369,6 +493,65 @@ public final class ICMPProbe {
             return Parsed(kind: .unreachable("destination unreachable (code \(buffer[off + 1]))"), sequence: innerSeq)
         }
         return nil
+    }
+}
+
+/// The real transport: one ICMP socket per target, `sendto()` with both send stamps read in the
+/// innermost closure right before the call, `ppoll()` and `recvmsg()` with the kernel's receive
+/// stamp. Kernel stamps are CLOCK_REALTIME pairs, so they are only meaningful on the real clock.
+final class SocketEchoTransport: EchoTransport {
+    private let sockets: [ICMPProbe.TargetSocket]
+    private let clock: any MeasurementClock
+    private var templates: [[UInt8]]
+    private var pollFds: [pollfd]
+    private var buffer = [UInt8](repeating: 0, count: 65_536)
+
+    init(sockets: [ICMPProbe.TargetSocket], payloadBytes: Int, clock: any MeasurementClock) {
+        self.sockets = sockets
+        self.clock = clock
+        templates = sockets.map { ICMPProbe.echoRequest(family: $0.target.address.family, identifier: $0.identifier, sequence: 0, payloadBytes: payloadBytes) }
+        pollFds = sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+    }
+
+    func send(target i: Int, sequence: UInt16) -> EchoSend {
+        let s = sockets[i]
+        ICMPProbe.setSequence(&templates[i], sequence, family: s.target.address.family)
+        var addr = s.target.address
+        var mono: Int64 = 0
+        var real: Int64 = 0
+        let clock = self.clock
+        let n = templates[i].withUnsafeBytes { pb in
+            withUnsafePointer(to: &addr.storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                    mono = clock.monotonicNanoseconds()
+                    real = em_clock_realtime_ns()
+                    return sendto(s.fd, pb.baseAddress, pb.count, 0, sa, addr.length)
+                }
+            }
+        }
+        return n < 0 ? .failed(errno: errno) : .sent(mono: mono, real: real)
+    }
+
+    func receive(waitNanoseconds: Int64, arrived: (EchoArrival) -> Void) {
+        for k in pollFds.indices { pollFds[k].revents = 0 }
+        let ready = em_poll_ns(&pollFds, UInt(pollFds.count), waitNanoseconds)
+        if ready <= 0 { return }
+        for (i, pfd) in pollFds.enumerated() where pfd.revents & Int16(POLLIN) != 0 {
+            let s = sockets[i]
+            while true {
+                var from = sockaddr_storage()
+                var fromLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                var info = em_rxinfo()
+                let n = buffer.withUnsafeMutableBytes { em_recvmsg(s.fd, $0.baseAddress, $0.count, &from, &fromLen, &info, Int32(MSG_DONTWAIT)) }
+                let recvMono = clock.monotonicNanoseconds()
+                if n < 0 { break }
+                let source = SocketAddr(storage: from, length: fromLen)
+                guard let parsed = ICMPProbe.parse(buffer: buffer, count: n, socket: s, source: source) else { continue }
+                arrived(EchoArrival(target: i, sequence: parsed.sequence, kind: parsed.kind, source: source.host, receivedMono: recvMono,
+                                    kernelRealtime: info.has_kernel_timestamp == 1 ? info.kernel_ts_sec * 1_000_000_000 + info.kernel_ts_nsec : nil,
+                                    controlTTL: info.ttl >= 0 ? Int(info.ttl) : nil))
+            }
+        }
     }
 }
 

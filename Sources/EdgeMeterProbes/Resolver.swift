@@ -1,6 +1,7 @@
 import Foundation
 import CEdgeMeter
 import EdgeMeterCore
+import EdgeMeterSystem
 
 /// Which address family a name may resolve to (`-4`, `-6`, or whichever getaddrinfo lists first).
 public enum AddressFamilyPreference: String, Sendable {
@@ -81,7 +82,7 @@ public struct ResolvedTarget: Sendable {
     /// What the user wrote (`localhost`, `127.0.0.1`, `example:80`).
     public var name: String
     public var address: SocketAddr
-    /// Time spent in getaddrinfo, measured on CLOCK_MONOTONIC; 0 for numeric addresses resolved
+    /// Time spent in getaddrinfo, measured on the run clock's monotonic time; ≈0 for numeric addresses resolved
     /// without a lookup (still measured: the call is made).
     public var resolveNanoseconds: Int64
     public var resolvedAt: Date
@@ -98,17 +99,18 @@ public struct ResolveError: Error, CustomStringConvertible {
 }
 
 public enum Resolver {
-    /// Resolves `host` (and `port`, 0 for ICMP) with getaddrinfo, timing the call.
+    /// Resolves `host` (and `port`, 0 for ICMP) with getaddrinfo, timing the call on `clock`'s
+    /// monotonic time (`resolvedAt` is its wall time before the call).
     public static func resolve(_ host: String, port: UInt16 = 0, family: AddressFamilyPreference = .any,
-                               socketType: Int32 = Int32(SOCK_STREAM.rawValue)) throws -> ResolvedTarget {
+                               socketType: Int32 = Int32(SOCK_STREAM.rawValue), clock: any MeasurementClock = SystemClock()) throws -> ResolvedTarget {
         var hints = addrinfo()
         hints.ai_family = family == .ipv4 ? AF_INET : family == .ipv6 ? AF_INET6 : AF_UNSPEC
         hints.ai_socktype = socketType
         var result: UnsafeMutablePointer<addrinfo>?
-        let wall = Date()
-        let t0 = em_clock_monotonic_ns()
+        let wall = clock.wallNow()
+        let t0 = clock.monotonicNanoseconds()
         let rc = getaddrinfo(host, String(port), &hints, &result)
-        let t1 = em_clock_monotonic_ns()
+        let t1 = clock.monotonicNanoseconds()
         guard rc == 0, let first = result else {
             let why = String(cString: gai_strerror(rc))
             let fam = family == .any ? "" : " as \(family == .ipv4 ? "IPv4" : "IPv6")"
@@ -147,12 +149,6 @@ public enum Resolver {
         }
         return (String(host), port)
     }
-}
-
-/// Monotonic and wall clocks in nanoseconds.
-public enum Clocks {
-    @inline(__always) public static func monotonicNanoseconds() -> Int64 { em_clock_monotonic_ns() }
-    @inline(__always) public static func realtimeNanoseconds() -> Int64 { em_clock_realtime_ns() }
 }
 
 func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }

@@ -2,6 +2,7 @@ import Foundation
 import EdgeMeterCore
 import EdgeMeterProbes
 import EdgeMeterHTTP
+import EdgeMeterSystem
 import Calculator
 
 /// Starts the calculator all-in-one (front end + four operation services) on 127.0.0.1 with free
@@ -230,9 +231,10 @@ public enum HTTPScenario {
     public static let kind = ScenarioKind(declaration: declaration, configuration: { HTTPConfig($0) }) { s, ctx in
         let c = HTTPConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let r = await HTTPProbe.run(target: target, options: c.options(target: target), runID: ctx.runID, scenario: s.name, sink: ctx.sink,
-                                        stop: ctx.stop)
-            ctx.progress("\(r.succeeded)/\(r.attempts) requests succeeded")
+            let options = c.options(target: target)
+            let probe = HTTPProbe(options: options, attempts: HTTPAttempts(target: target, scope: SampleScope(runID: ctx.runID, scenario: s.name)))
+            let totals = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
+            ctx.progress("\(totals[0].succeeded)/\(totals[0].attempts) requests succeeded")
         }
     }
 }
@@ -328,8 +330,10 @@ public enum CalcScenario {
     public static let kind = ScenarioKind(declaration: declaration, configuration: { CalcConfig($0) }) { s, ctx in
         let c = CalcConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let r = await CalcProbe.run(target: target, options: try c.options(), runID: ctx.runID, scenario: s.name, sink: ctx.sink, stop: ctx.stop)
-            ctx.progress("\(r.succeeded)/\(r.attempts) answers correct")
+            let options = try c.options()
+            let probe = CalcProbe(options: options, attempts: HTTPAttempts(target: target, scope: SampleScope(runID: ctx.runID, scenario: s.name)))
+            let totals = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
+            ctx.progress("\(totals[0].succeeded)/\(totals[0].attempts) answers correct")
         }
     }
 

@@ -1,24 +1,22 @@
 import Foundation
 import EdgeMeterCore
 import EdgeMeterProbes
+import EdgeMeterSystem
 
 /// Per-target totals for ping's closing lines.
-public struct PingTargetTotals: Sendable {
-    public var name: String
-    public var address: String
-    public var transmitted = 0
-    public var received = 0
-    public var errors = 0
-    public var firstSendAt: Date?
-    public var lastSendAt: Date?
+public typealias PingTargetTotals = ProbeTotals
+
+extension ProbeTotals {
+    /// Echo requests sent (every request, failed sends included).
+    public var transmitted: Int { attempts }
+    /// Echo replies received.
+    public var received: Int { succeeded }
+    /// Requests answered by an error (destination unreachable) or whose send failed.
+    public var errors: Int { count(.unreachable) + count(.error) }
+    public var firstSendAt: Date? { firstAttemptAt }
+    public var lastSendAt: Date? { lastAttemptAt }
 }
 
-/// ICMP echo: turns `ICMPProbe` results into samples.
-///
-/// Samples (probe `ping`): `latency/resolve` once per target (getaddrinfo time), and
-/// `rtt/echo` per request with labels `seq`, `icmp_id`, `family`, `socket` (raw|datagram),
-/// `timestamp` (kernel|userspace), `clock` (realtime-paired|monotonic), `spin` (on|off: whether the
-/// probe busy-waited before each send, `ICMPSpinMode`), `ttl`, `bytes`.
 /// The schedule ping and tcping share: how many, how often, how long to wait, which family.
 public struct ProbeSchedule: Sendable, Equatable {
     public var targets: [String]
@@ -89,6 +87,10 @@ public struct PingConfig: Sendable, Equatable {
     }
 }
 
+/// ICMP echo as a scenario: resolves the targets, builds an `ICMPProbe` and runs it.
+///
+/// Samples (probe `ping`): `latency/resolve` once per target (getaddrinfo time), and `rtt/echo`
+/// per request (see `ICMPProbe`).
 public enum PingScenario {
     public static let declaration = KindDeclaration(
         kind: "ping",
@@ -121,56 +123,8 @@ public enum PingScenario {
             try Resolver.resolve($0, family: family, socketType: Int32(SOCK_DGRAM.rawValue))
         }
         guard !resolved.isEmpty else { throw ICMPProbeError(message: "no target could be resolved; check the names") }
-        let probe = try ICMPProbe(targets: resolved, options: options, stop: ctx.stop)
-        var totals = resolved.map { PingTargetTotals(name: $0.name, address: $0.address.host) }
-        for s in probe.sockets {
-            let fam = s.target.address.family == AF_INET6 ? "ipv6" : "ipv4"
-            onLine?("PING \(s.target.name) (\(s.target.address.host)) \(options.payloadBytes)(\(options.payloadBytes + (fam == "ipv6" ? 48 : 28))) bytes of data, \(s.mode.rawValue) socket, \(s.kernelTimestamps ? "kernel" : "user-space") receive stamps, spin \(options.spin.rawValue).")
-        }
-        probe.run { r in
-            let sock = probe.sockets[r.targetIndex]
-            let target = sock.target
-            totals[r.targetIndex].transmitted += 1
-            if totals[r.targetIndex].firstSendAt == nil { totals[r.targetIndex].firstSendAt = r.sentAt }
-            totals[r.targetIndex].lastSendAt = r.sentAt
-            var labels = ["seq": "\(r.sequence)", "icmp_id": "\(r.identifier)", "family": target.address.family == AF_INET6 ? "ipv6" : "ipv4",
-                          "socket": sock.mode.rawValue, "address": target.address.host, "payload_bytes": "\(options.payloadBytes)",
-                          "spin": options.spin.rawValue]
-            let sample: Sample
-            switch r.outcome {
-            case .reply(let rtt, let bytes, let ttl, let kernel, let from):
-                totals[r.targetIndex].received += 1
-                labels["timestamp"] = kernel ? "kernel" : "userspace"
-                labels["clock"] = kernel ? "realtime-paired" : "monotonic"
-                labels["bytes"] = "\(bytes)"
-                if let ttl { labels["ttl"] = "\(ttl)" }
-                let ms = Double(rtt) / 1e6
-                sample = Sample(runID: ctx.runID, scenario: scenario, probe: "ping", target: target.name, metric: "rtt", phase: "echo",
-                                value: ms, unit: "ms", timestamp: r.sentAt, status: .ok, labels: labels)
-                onLine?("\(bytes) bytes from \(from): icmp_seq=\(r.sequence)\(ttl.map { " ttl=\($0)" } ?? "") time=\(formatMs(ms)) ms")
-            case .timeout(let reason):
-                sample = Sample(runID: ctx.runID, scenario: scenario, probe: "ping", target: target.name, metric: "rtt", phase: "echo",
-                                value: nil, unit: "ms", timestamp: r.sentAt, status: .timeout, reason: reason, labels: labels)
-                onLine?("no answer from \(target.address.host): icmp_seq=\(r.sequence) (\(reason))")
-            case .unreachable(let reason):
-                totals[r.targetIndex].errors += 1
-                sample = Sample(runID: ctx.runID, scenario: scenario, probe: "ping", target: target.name, metric: "rtt", phase: "echo",
-                                value: nil, unit: "ms", timestamp: r.sentAt, status: .unreachable, reason: reason, labels: labels)
-                onLine?("From \(target.address.host) icmp_seq=\(r.sequence) \(reason)")
-            case .error(let reason):
-                totals[r.targetIndex].errors += 1
-                sample = Sample(runID: ctx.runID, scenario: scenario, probe: "ping", target: target.name, metric: "rtt", phase: "echo",
-                                value: nil, unit: "ms", timestamp: r.sentAt, status: .error, reason: reason, labels: labels)
-                onLine?("\(target.address.host) icmp_seq=\(r.sequence): \(reason)")
-            }
-            ctx.sink.record(sample)
-        }
-        return totals
-    }
-
-    /// ping's precision: 3 significant decimals below 100 ms.
-    public static func formatMs(_ ms: Double) -> String {
-        ms >= 100 ? String(format: "%.0f", ms) : ms >= 10 ? String(format: "%.1f", ms) : ms >= 1 ? String(format: "%.2f", ms) : String(format: "%.3f", ms)
+        let probe = try ICMPProbe(targets: resolved, options: options, scope: SampleScope(runID: ctx.runID, scenario: scenario), onLine: onLine)
+        return probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
     }
 }
 

@@ -1,23 +1,18 @@
 import Foundation
 import EdgeMeterCore
 import EdgeMeterProbes
+import EdgeMeterSystem
 
-public struct TCPingTargetTotals: Sendable {
-    public var name: String
-    public var address: String
-    public var attempts = 0
-    public var connected = 0
-    public var refused = 0
-    public var timeouts = 0
-    public var unreachable = 0
+/// Per-target totals for tcping's closing lines (`attempts`, `name`, `address` are `ProbeTotals`'s).
+public typealias TCPingTargetTotals = ProbeTotals
+
+extension ProbeTotals {
+    public var connected: Int { succeeded }
+    public var refused: Int { count(.refused) }
+    public var timeouts: Int { count(.timeout) }
+    public var unreachable: Int { count(.unreachable) }
 }
 
-/// TCP connect time: turns `TCPConnectProbe` attempts into samples.
-///
-/// Samples (probe `tcping`): `latency/resolve` once per target; per attempt `latency/connect` and,
-/// with a payload, `latency/first_byte` — both emitted for every attempt, failed ones included.
-/// Labels: `seq`, `family`, `address`, `local_port` (to match the connection on the wire),
-/// `clock=monotonic`.
 /// What one tcping scenario measures, from a suite scenario or `edgemeter tcping` flags alike.
 public struct TCPingConfig: Sendable, Equatable {
     public var schedule: ProbeSchedule
@@ -39,6 +34,10 @@ public struct TCPingConfig: Sendable, Equatable {
     }
 }
 
+/// TCP connect time as a scenario: resolves the targets, builds a `TCPConnectProbe` and runs it.
+///
+/// Samples (probe `tcping`): `latency/resolve` once per target; per attempt `latency/connect` and,
+/// with a payload, `latency/first_byte` (see `TCPConnectProbe`).
 public enum TCPingScenario {
     public static let declaration = KindDeclaration(
         kind: "tcping",
@@ -95,48 +94,7 @@ public enum TCPingScenario {
             return try Resolver.resolve(host, port: port, family: family)
         }
         guard !resolved.isEmpty else { throw ResolveError(target: "", message: "no target could be resolved; check the HOST:PORT arguments") }
-        var totals = resolved.map { TCPingTargetTotals(name: $0.name, address: $0.address.hostPort) }
-        let probe = TCPConnectProbe(targets: resolved, options: options, stop: ctx.stop)
-        func status(_ s: TCPAttempt.Status) -> SampleStatus {
-            switch s {
-            case .ok: return .ok
-            case .refused: return .refused
-            case .timeout: return .timeout
-            case .unreachable: return .unreachable
-            case .error: return .error
-            }
-        }
-        probe.run { a in
-            let t = resolved[a.targetIndex]
-            totals[a.targetIndex].attempts += 1
-            switch a.connectStatus {
-            case .ok: totals[a.targetIndex].connected += 1
-            case .refused: totals[a.targetIndex].refused += 1
-            case .timeout: totals[a.targetIndex].timeouts += 1
-            case .unreachable: totals[a.targetIndex].unreachable += 1
-            case .error: break
-            }
-            var labels = ["seq": "\(a.sequence)", "family": t.address.family == AF_INET6 ? "ipv6" : "ipv4",
-                          "address": t.address.hostPort, "clock": "monotonic"]
-            if let p = a.localPort { labels["local_port"] = "\(p)" }
-            let connectMs = a.connectNanoseconds.map { Double($0) / 1e6 }
-            ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "tcping", target: t.name, metric: "latency",
-                                   phase: "connect", value: connectMs, unit: "ms", timestamp: a.startedAt,
-                                   status: status(a.connectStatus), reason: a.reason, labels: labels))
-            var line = a.connectStatus == .ok
-                ? "connected to \(t.address.hostPort): seq=\(a.sequence) time=\(PingScenario.formatMs(connectMs ?? 0)) ms"
-                : "\(t.address.hostPort): seq=\(a.sequence) \(a.reason)"
-            if let fb = a.firstByteStatus {
-                let fbMs = a.firstByteNanoseconds.map { Double($0) / 1e6 }
-                ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "tcping", target: t.name, metric: "latency",
-                                       phase: "first_byte", value: fbMs, unit: "ms", timestamp: a.startedAt,
-                                       status: status(fb), reason: a.firstByteReason, labels: labels))
-                if a.connectStatus == .ok {
-                    line += fb == .ok ? " first_byte=\(PingScenario.formatMs(fbMs ?? 0)) ms" : " first_byte: \(a.firstByteReason)"
-                }
-            }
-            onLine?(line)
-        }
-        return totals
+        let probe = TCPConnectProbe(targets: resolved, options: options, scope: SampleScope(runID: ctx.runID, scenario: scenario), onLine: onLine)
+        return probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
     }
 }

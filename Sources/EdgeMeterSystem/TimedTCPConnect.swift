@@ -2,6 +2,14 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import EdgeMeterCore
+
+/// `poll()` on one descriptor, injectable so a test can stand in for the kernel's wait on a manual
+/// clock (advance the clock by the timeout instead of sleeping).
+public typealias PollOne = (_ fd: inout pollfd, _ timeoutMilliseconds: Int32) -> Int32
+
+/// The real `poll()` on one descriptor.
+public func systemPoll(_ fd: inout pollfd, _ timeoutMilliseconds: Int32) -> Int32 { poll(&fd, 1, timeoutMilliseconds) }
 
 /// The timed TCP connect that `tcping`, `http` and the HTTP client share: the clock
 /// (CLOCK_MONOTONIC) read just before `connect()` (the SYN leaves inside that call), then `poll()` in
@@ -17,25 +25,27 @@ public enum TimedTCPConnect {
         case timedOut
     }
 
-    @inline(__always) static func now() -> Int64 { SystemClock().monotonicNanoseconds() }
-
     /// `fd` must be a non-blocking stream socket; it stays open whatever the outcome. `stop` is
-    /// checked at least every 50 ms while waiting.
+    /// checked at least every 50 ms while waiting. Time comes from `clock` (durations on its
+    /// monotonic time, the budget an `AttemptBudget`); `poll` stands in for the kernel's wait in tests
+    /// on a manual clock.
     public static func run(fd: Int32, storage: sockaddr_storage, length: socklen_t, timeoutNanoseconds: Int64,
-                           stop: () -> Bool = { false }) -> Outcome {
+                           clock: any MeasurementClock = SystemClock(), stop: () -> Bool = { false },
+                           poll pollOne: PollOne = systemPoll) -> Outcome {
         var addr = storage
-        let t0 = now()
+        let t0 = clock.monotonicNanoseconds()
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } }
-        if rc == 0 { return .connected(start: t0, end: now()) }
+        if rc == 0 { return .connected(start: t0, end: clock.monotonicNanoseconds()) }
         let err = errno
         guard err == EINPROGRESS else { return .failed(errno: err) }
+        let budget = AttemptBudget(start: t0, timeoutNanoseconds: timeoutNanoseconds)
         while true {
             if stop() { return .failed(errno: ECANCELED) }
-            let left = t0 + timeoutNanoseconds - now()
-            if left <= 0 { return .timedOut }
+            let now = clock.monotonicNanoseconds()
+            if budget.isSpent(at: now) { return .timedOut }
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            let n = poll(&p, 1, Int32(min(50, (left + 999_999) / 1_000_000)))
-            let t1 = now()
+            let n = pollOne(&p, budget.pollMilliseconds(at: now))
+            let t1 = clock.monotonicNanoseconds()
             if n > 0 {
                 var soErr: Int32 = 0
                 var len = socklen_t(MemoryLayout<Int32>.size)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import EdgeMeterCore
+import EdgeMeterSystem
 import NIOCore
 @testable import EdgeMeterProbes
 import EdgeMeterHTTP
@@ -123,8 +124,10 @@ final class HTTPProbeTests: XCTestCase {
                 http += connects.compactMap(\.value)
             }
             func runTCPing() {
-                let probe = TCPConnectProbe(targets: [resolved], options: TCPConnectOptions(count: 15, interval: .milliseconds(5)), stop: StopFlag())
-                probe.run { a in if let n = a.connectNanoseconds { tcping.append(Double(n) / 1e6) } }
+                let probe = TCPConnectProbe(targets: [resolved], options: TCPConnectOptions(count: 15, interval: .milliseconds(5)))
+                probe.attempts(schedule: probe.options.schedule, clock: SystemClock(), stop: StopFlag()) { a in
+                    if let n = a.connectNanoseconds { tcping.append(Double(n) / 1e6) }
+                }
             }
             if round % 2 == 0 { await runHTTP(); runTCPing() } else { runTCPing(); await runHTTP() }
         }

@@ -1,5 +1,6 @@
 import XCTest
 import EdgeMeterCore
+import EdgeMeterSystem
 import EdgeMeterTestSupport
 @testable import EdgeMeterProbes
 
@@ -22,9 +23,9 @@ final class ICMPProbeTests: XCTestCase {
 
     func ping(_ host: String, mode: ICMPSocketMode, count: Int = 5) throws -> ([ICMPEchoResult], ICMPProbe) {
         let target = try Resolver.resolve(host, socketType: Int32(SOCK_DGRAM.rawValue))
-        let probe = try ICMPProbe(targets: [target], options: ICMPOptions(count: count, interval: .milliseconds(10), timeout: .seconds(1), socketMode: mode), stop: StopFlag())
+        let probe = try ICMPProbe(targets: [target], options: ICMPOptions(count: count, interval: .milliseconds(10), timeout: .seconds(1), socketMode: mode))
         var results: [ICMPEchoResult] = []
-        probe.run { results.append($0) }
+        probe.echoes(schedule: probe.options.schedule, clock: SystemClock(), stop: StopFlag()) { results.append($0) }
         return (results, probe)
     }
 
@@ -88,10 +89,9 @@ final class ICMPProbeTests: XCTestCase {
             if let seq, let ms { pingRTT[seq] = Int64((ms * 1e6).rounded()) }
         }
         let target = try Resolver.resolve(addr, socketType: Int32(SOCK_DGRAM.rawValue))
-        let probe = try ICMPProbe(targets: [target], options: ICMPOptions(count: count, interval: .milliseconds(2), timeout: .seconds(1), socketMode: .raw),
-                                  stop: StopFlag())
+        let probe = try ICMPProbe(targets: [target], options: ICMPOptions(count: count, interval: .milliseconds(2), timeout: .seconds(1), socketMode: .raw))
         var results: [ICMPEchoResult] = []
-        probe.run { results.append($0) }
+        probe.echoes(schedule: probe.options.schedule, clock: SystemClock(), stop: StopFlag()) { results.append($0) }
         Thread.sleep(forTimeInterval: 0.3)   // let the last packets reach the file
         kill(td.processIdentifier, SIGINT)
         td.waitUntilExit()
@@ -166,11 +166,10 @@ final class ICMPProbeTests: XCTestCase {
         }
         func run(_ spin: ICMPSpinMode) throws -> (cpu: Double, replies: Int) {
             let target = try Resolver.resolve("127.0.0.1", socketType: Int32(SOCK_DGRAM.rawValue))
-            let probe = try ICMPProbe(targets: [target], options: ICMPOptions(count: 300, interval: .milliseconds(1), timeout: .seconds(1), socketMode: .raw, spin: spin),
-                                      stop: StopFlag())
+            let probe = try ICMPProbe(targets: [target], options: ICMPOptions(count: 300, interval: .milliseconds(1), timeout: .seconds(1), socketMode: .raw, spin: spin))
             var replies = 0
             let c0 = cpuNs(), w0 = DispatchTime.now().uptimeNanoseconds
-            probe.run { if case .reply = $0.outcome { replies += 1 } }
+            probe.echoes(schedule: probe.options.schedule, clock: SystemClock(), stop: StopFlag()) { if case .reply = $0.outcome { replies += 1 } }
             let cpu = Double(cpuNs() - c0), wall = Double(DispatchTime.now().uptimeNanoseconds - w0)
             return (cpu / wall, replies)
         }
@@ -203,7 +202,7 @@ final class ICMPProbeTests: XCTestCase {
             throw XCTSkip("ping_group_range here allows datagram ICMP (\(range.trimmingCharacters(in: .whitespacesAndNewlines))); the refusal path cannot be shown")
         }
         let target = try Resolver.resolve("127.0.0.1")
-        XCTAssertThrowsError(try ICMPProbe(targets: [target], options: ICMPOptions(count: 1, socketMode: .datagram), stop: StopFlag())) { e in
+        XCTAssertThrowsError(try ICMPProbe(targets: [target], options: ICMPOptions(count: 1, socketMode: .datagram))) { e in
             XCTAssertTrue("\(e)".contains("ping_group_range"), "\(e)")
             XCTAssertTrue("\(e)".contains("setcap cap_net_raw+ep"), "\(e)")
         }
@@ -216,10 +215,10 @@ final class ICMPProbeTests: XCTestCase {
         // The namespace cannot route replies back: echo requests arrive and are silently dropped.
         try ns.exec(["ip", "route", "add", "blackhole", "\(ns.hostAddress)/32"])
         let target = try Resolver.resolve(ns.nsAddress)
-        let probe = try ICMPProbe(targets: [target], options: ICMPOptions(count: 2, interval: .milliseconds(50), timeout: .milliseconds(300), socketMode: .raw), stop: StopFlag())
+        let probe = try ICMPProbe(targets: [target], options: ICMPOptions(count: 2, interval: .milliseconds(50), timeout: .milliseconds(300), socketMode: .raw))
         var results: [ICMPEchoResult] = []
         let t0 = Date()
-        probe.run { results.append($0) }
+        probe.echoes(schedule: probe.options.schedule, clock: SystemClock(), stop: StopFlag()) { results.append($0) }
         XCTAssertEqual(results.count, 2)
         for r in results {
             guard case .timeout(let reason) = r.outcome else { return XCTFail("expected timeout, got \(r.outcome)") }
@@ -231,11 +230,11 @@ final class ICMPProbeTests: XCTestCase {
     func testStopFlagEndsAnEndlessRunPromptly() throws {
         if let why = rawAvailable() { throw XCTSkip(why) }
         let stop = StopFlag()
-        let probe = try ICMPProbe(targets: [try Resolver.resolve("127.0.0.1")], options: ICMPOptions(count: nil, interval: .milliseconds(20), socketMode: .raw), stop: stop)
+        let probe = try ICMPProbe(targets: [try Resolver.resolve("127.0.0.1")], options: ICMPOptions(count: nil, interval: .milliseconds(20), socketMode: .raw))
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { stop.stop(reason: "test") }
         var n = 0
         let t0 = Date()
-        probe.run { _ in n += 1 }
+        probe.echoes(schedule: probe.options.schedule, clock: SystemClock(), stop: stop) { _ in n += 1 }
         XCTAssertLessThan(Date().timeIntervalSince(t0), 1.0)
         XCTAssertGreaterThan(n, 5)
     }

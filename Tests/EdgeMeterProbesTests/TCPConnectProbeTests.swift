@@ -1,5 +1,6 @@
 import XCTest
 import EdgeMeterCore
+import EdgeMeterSystem
 import EdgeMeterTestSupport
 @testable import EdgeMeterProbes
 
@@ -8,7 +9,7 @@ final class TCPConnectProbeTests: XCTestCase {
         let (host, port) = try Resolver.splitHostPort(target)
         let t = try Resolver.resolve(host, port: port)
         var out: [TCPAttempt] = []
-        TCPConnectProbe(targets: [t], options: options, stop: StopFlag()).run { out.append($0) }
+        TCPConnectProbe(targets: [t], options: options).attempts(schedule: options.schedule, clock: SystemClock(), stop: StopFlag()) { out.append($0) }
         return out
     }
 
