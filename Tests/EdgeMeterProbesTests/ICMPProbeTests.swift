@@ -67,7 +67,7 @@ final class ICMPProbeTests: XCTestCase {
         FileManager.default.createFile(atPath: log, contents: nil)
         let td = Process()
         td.executableURL = URL(fileURLWithPath: tcpdump)
-        td.arguments = ["-i", "lo", "-n", "--immediate-mode", "--time-stamp-precision=nano", "-w", pcap, "icmp and host \(addr)"]
+        td.arguments = ["-i", "lo", "-n", "-B", "16384", "--immediate-mode", "--time-stamp-precision=nano", "-w", pcap, "icmp and host \(addr)"]
         td.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         td.standardOutput = FileHandle.nullDevice
         try td.run()
