@@ -34,6 +34,28 @@ final class SpawnTests: XCTestCase {
         XCTAssertEqual(r.stderr.utf8.count, 1_048_576)
     }
 
+    func testOutputBeyondTheLimitIsDrainedDroppedAndFlagged() throws {
+        // 1 MiB into a 64 KiB limit: the child is not blocked (exit 0), the first 64 KiB are kept.
+        let r = try Command.runBlocking(["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x; echo tail >&2"], timeout: .seconds(30),
+                                        maxOutputBytes: 65536)
+        XCTAssertEqual(r.status, 0)
+        XCTAssertFalse(r.timedOut)
+        XCTAssertTrue(r.outputTruncated)
+        XCTAssertEqual(r.stdout.utf8.count, 65536)
+        XCTAssertTrue(r.stdout.allSatisfy { $0 == "x" })
+        XCTAssertEqual(r.stderr, "tail\n", "the other stream keeps its own limit")
+        XCTAssertFalse(try Command.runBlocking(["echo", "short"], maxOutputBytes: 6).outputTruncated, "exactly at the limit is not truncated")
+        XCTAssertTrue(try Command.runBlocking(["echo", "longer"], maxOutputBytes: 6).outputTruncated)
+    }
+
+    func testEnvironmentReplacesTheParentsWhenGiven() throws {
+        let r = try Command.runBlocking(["/usr/bin/env"], environment: ["EM_ONLY": "1", "PATH": "/bin"])
+        XCTAssertEqual(r.stdout.split(separator: "\n").sorted(), ["EM_ONLY=1", "PATH=/bin"])
+        let inherited = try Command.runBlocking(["/usr/bin/env"])
+        XCTAssertTrue(inherited.stdout.contains("PATH="), "nil keeps this process's environment")
+        XCTAssertFalse(inherited.stdout.contains("EM_ONLY="))
+    }
+
     func testStdinIsNullDeviceUnlessGiven() throws {
         XCTAssertEqual(try Command.runBlocking(["cat"]).stdout, "")
         let path = NSTemporaryDirectory() + "em-spawn-stdin-\(getpid())"
