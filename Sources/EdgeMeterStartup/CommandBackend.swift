@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -149,6 +150,19 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
     private var removed = false
     var labels: [String: String] { readyArgv != nil ? ["ready": "command"] : [:] }
 
+    /// The template's `ready` command replaces the plan's check: repeated until it exits 0 (and
+    /// prints `readyOutput` when set).
+    var ownReadyCheck: (@Sendable (Deadline, StopFlag) async throws -> Void)? {
+        guard let readyArgv else { return nil }
+        let expected = template.readyOutput
+        return { deadline, stop in
+            try await poll("ready command \(readyArgv.joined(separator: " ")) to succeed", until: deadline, stop: stop, interval: .milliseconds(10)) {
+                let r = try await runCommand(readyArgv)
+                return r.ok && (expected.map { r.stdout.contains($0) } ?? true)
+            }
+        }
+    }
+
     init(name: String, template: CommandTemplate, start: [String], running: [String]?, ready: [String]?, stop: [String]?, remove: [String]?) {
         self.name = name
         self.template = template
@@ -176,7 +190,7 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
         }
     }
 
-    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+    func waitRunning(until deadline: Deadline, stop: StopFlag) async throws {
         if let runningArgv {
             try await poll("running command to succeed", until: deadline, stop: stop, interval: .milliseconds(10)) {
                 try await runCommand(runningArgv).ok
@@ -186,32 +200,21 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
         }
     }
 
-    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
-        if let readyArgv {
-            let expected = template.readyOutput
-            try await poll("ready command \(readyArgv.joined(separator: " ")) to succeed", until: deadline, stop: stop, interval: .milliseconds(10)) {
-                let r = try await runCommand(readyArgv)
-                return r.ok && (expected.map { r.stdout.contains($0) } ?? true)
-            }
-            return
-        }
-        switch check {
-        case .exit:
-            guard let p = process else { return }   // a non-detached start already exited 0
-            try await poll("the start command to exit", until: deadline, stop: stop, interval: .milliseconds(2)) { !p.isRunning }
-            guard p.terminationStatus == 0 else { throw StartupError("start command exited \(p.terminationStatus ?? -1)") }
-        case .marker(let marker):
-            try await poll("marker \"\(marker)\" in the start command's output", until: deadline, stop: stop, interval: .milliseconds(2)) {
-                self.output.contains(marker)
-            }
-        case .tcp(let port):
-            try await ReadyProbes.tcp(host: template.host, port: port, banner: false, until: deadline, stop: stop)
-        case .http(let port, let path):
-            try await ReadyProbes.http(host: template.host, port: port, path: path, until: deadline, stop: stop)
-        case .icmp:
-            try await ReadyProbes.icmp(host: template.host, until: deadline, stop: stop)
-        }
+    /// The template's `host` (tcp/http/icmp checks connect there).
+    func address(until deadline: Deadline, stop: StopFlag) async throws -> InstanceAddress {
+        InstanceAddress(host: template.host)
     }
+
+    /// A detached start: its process. Otherwise the start command already ran to completion (with
+    /// status 0, or `start` would have failed).
+    func workloadState() async throws -> WorkloadState {
+        guard let p = process else { return .exited(status: 0) }
+        guard let code = p.terminationStatus else { return .running }
+        return .exited(status: Int(code))
+    }
+
+    /// The start command's stdout and stderr so far.
+    func log() async throws -> String { output.allText }
 
     func stop() async throws {
         if let stopArgv {
@@ -220,7 +223,7 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
         }
         if let p = process, p.isRunning {
             if stopArgv == nil { p.signal(SIGTERM) }
-            try await poll("the instance process to exit", until: .now + .seconds(5), stop: StopFlag(), interval: .milliseconds(1)) { !p.isRunning }
+            try await poll("the instance process to exit", until: .after(.seconds(5)), stop: StopFlag(), interval: .milliseconds(1)) { !p.isRunning }
         }
     }
 
