@@ -70,6 +70,19 @@ public struct CommandTemplate: Sendable, Equatable {
             remove: ["lxc", "delete", "{name}"]),
     ]
 
+    /// The template with every command expanded for instance `name` (see `expand`).
+    func expanded(name: String, index: Int, variables: [String: String]) throws -> CommandTemplate {
+        let e = { (argv: [String]?) in try self.expand(argv, name: name, index: index, variables: variables) }
+        var t = self
+        t.create = try e(create)
+        t.start = try e(start) ?? []
+        t.running = try e(running)
+        t.ready = try e(ready)
+        t.stop = try e(stop)
+        t.remove = try e(remove)
+        return t
+    }
+
     func expand(_ argv: [String]?, name: String, index: Int, variables: [String: String]) throws -> [String]? {
         guard let argv else { return nil }
         var vars = variables
@@ -120,11 +133,9 @@ public final class CommandBackend: StartupBackend, @unchecked Sendable {
 
     public func create(index: Int, ready: ReadyCheck) async throws -> StartupInstance {
         let name = "edgemeter-\(runTag)-\(index + 1)"
-        let e = { (argv: [String]?) in try self.template.expand(argv, name: name, index: index, variables: self.variables) }
-        let inst = CommandInstance(name: name, template: template, start: try e(template.start) ?? [], running: try e(template.running),
-                                   ready: try e(template.ready), stop: try e(template.stop), remove: try e(template.remove))
+        let inst = CommandInstance(name: name, commands: try template.expanded(name: name, index: index, variables: variables))
         lock.withLock { live.append(inst) }
-        if let create = try e(template.create) {
+        if let create = inst.commands.create {
             let r = try await runCommand(create)
             guard r.ok else { throw StartupError("create command \(create.joined(separator: " ")) exited \(r.status): \(r.combined)") }
         }
@@ -139,12 +150,14 @@ public final class CommandBackend: StartupBackend, @unchecked Sendable {
 
 final class CommandInstance: StartupInstance, @unchecked Sendable {
     let name: String
-    let template: CommandTemplate
-    let startArgv: [String]
-    let runningArgv: [String]?
-    let readyArgv: [String]?
-    let stopArgv: [String]?
-    let removeArgv: [String]?
+    /// The template with this instance's name and variables filled in.
+    let commands: CommandTemplate
+    var template: CommandTemplate { commands }
+    var startArgv: [String] { commands.start }
+    var runningArgv: [String]? { commands.running }
+    var readyArgv: [String]? { commands.ready }
+    var stopArgv: [String]? { commands.stop }
+    var removeArgv: [String]? { commands.remove }
     private var process: SpawnedProcess?
     private let output = LineBuffer()
     private var removed = false
@@ -163,14 +176,9 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
         }
     }
 
-    init(name: String, template: CommandTemplate, start: [String], running: [String]?, ready: [String]?, stop: [String]?, remove: [String]?) {
+    init(name: String, commands: CommandTemplate) {
         self.name = name
-        self.template = template
-        self.startArgv = start
-        self.runningArgv = running
-        self.readyArgv = ready
-        self.stopArgv = stop
-        self.removeArgv = remove
+        self.commands = commands
     }
 
     func start() async throws {

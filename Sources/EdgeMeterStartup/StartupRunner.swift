@@ -171,12 +171,6 @@ public struct SnapshotStep: Sendable, Equatable {
     /// What was timed, for the report ("docker commit (paused) of a running container").
     public var what: String
     public var milliseconds: Double
-
-    public init(phase: String, what: String, milliseconds: Double) {
-        self.phase = phase
-        self.what = what
-        self.milliseconds = milliseconds
-    }
 }
 
 /// A startup backend (docker, lxc, qemu, cmd): creates instances; everything it creates is named

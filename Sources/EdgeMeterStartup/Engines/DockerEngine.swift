@@ -267,11 +267,6 @@ public struct ContainerSpec: Sendable, Equatable {
         public var name: String
         public var soft: Int
         public var hard: Int
-        public init(name: String, soft: Int, hard: Int) {
-            self.name = name
-            self.soft = soft
-            self.hard = hard
-        }
     }
 
     public init(name: String, image: String, command: [String]? = nil, network: String = "bridge",
