@@ -4,36 +4,38 @@
 // threads block SIGTERM) and any SIG_IGN the CLI's signal trap set, so a server started through it
 // ignores the SIGTERM that `stop` sends; and it reaps through its own SIGCHLD machinery.
 //
-// swiftlang/swift-subprocess 1.0.2 (in /opt/swift-packages) weighed against this file, point by
-// point, from its source and a probe program built against it (SUBPROCESS-PROBE below):
+// swiftlang/swift-subprocess 1.0.2 (in /opt/swift-packages) weighed against this file, from its
+// source and from a probe program built against it on this machine (2026-12-01):
 // - fd leaks: a tie. Both spawn with posix_spawn and close every descriptor above stderr in the
-//   child (`posix_spawn_file_actions_addclosefrom_np(3)`, glibc >= 2.34), and both make their
-//   pipes with pipe2(O_CLOEXEC). The probe's child saw only 0, 1, 2 (and ls's own directory fd).
+//   child (`posix_spawn_file_actions_addclosefrom_np(3)`, glibc >= 2.34), and both make their pipes
+//   with pipe2(O_CLOEXEC). Probe: a parent fd opened without O_CLOEXEC did not reach the child.
 // - signal masks and dispositions: a tie (empty mask, every signal back to SIG_DFL).
-// - timeouts: Subprocess has none; the caller cancels the task and a `teardownSequence` signals
-//   the child only (to its group only with `createSession`/`processGroupID`), and a grandchild
-//   holding the output pipe keeps the call waiting (SUBPROCESS-PROBE: `sh -c 'sleep 30 & sleep
-//   30'` cancelled after 0.3 s). Here `timeout:` starts the child in its own process group and
-//   SIGKILLs the group, so the call returns and `timedOut` says why. Safer here.
-// - killing process groups: both can (`signalGroup` here, `toProcessGroup:` there); here the group
-//   kill also works after the leader exited (Linux keeps a PGID in use from being reused).
+// - timeouts and killing process groups: Subprocess has no timeout; the caller cancels the task,
+//   and its teardown signals the child only (its group only with `createSession` or
+//   `processGroupID` plus `toProcessGroup:`). Probe: `sh -c 'sleep 30 & sleep 30'` cancelled after
+//   0.3 s returned at once (status SIGKILL) but left both `sleep`s running as orphans. Here
+//   `timeout:` starts the child in its own process group and SIGKILLs the whole group, so nothing
+//   it started outlives the call (SpawnTests.testTimeoutLeavesNoGrandchildRunning), and `timedOut`
+//   says why. Safer here.
 // - output capture limits: Subprocess requires a limit (`.string(limit:)`) and throws
-//   `outputLimitExceeded` when it is passed, losing the whole output and the exit status. Here each
-//   stream keeps its first `maxOutputBytes` (16 MiB by default), drains and drops the rest (the child
-//   never blocks on a full pipe) and says `outputTruncated`: the status and the start of the output
-//   survive, which is what an error message needs.
-// - reaping: Subprocess watches pidfds from a process-wide monitor thread; here the child is
-//   reaped only by its own `ChildProcess`, and signals are sent under the same lock, so a reaped
-//   PID is never signalled. The OCI backend reaps re-parented container processes itself
-//   (waitpid on their PIDs), which either design leaves alone.
+//   `outputLimitExceeded` when it is passed. Probe: 1 MiB into a 64 KiB limit threw, and the exit
+//   status and all of the output were lost. Here each stream keeps its first `maxOutputBytes`
+//   (16 MiB by default), drains and drops the rest (the child never blocks on a full pipe) and
+//   sets `outputTruncated`: the status and the start of the output survive, which an error message
+//   needs. Safer here.
+// - reaping: Subprocess watches pidfds from a process-wide monitor thread; here the child is reaped
+//   only by its own `ChildProcess`, and signals are sent under the same lock, so a reaped PID is
+//   never signalled. The OCI backend reaps re-parented container processes itself (waitpid on their
+//   PIDs), which either design leaves alone.
 // - shape: Subprocess runs a child inside an async closure (`run { execution in ... }`); the
 //   startup backends keep children past the call that started them (QEMU, detached commands) and
 //   poll `isRunning` from synchronous code, which would need a task per child.
-// - build cost: Subprocess needs swift-tools-version 6.2 (this package is 6.0) and swift-system;
-//   BUILD-TIME.
+// - build time: small either way. A clean debug build of Subprocess with swift-system and a
+//   one-file program took 15.6 s at -j 1 here (machine shared with other builds); it needs
+//   swift-tools-version 6.2 in its own manifest, which the 6.3.1 toolchain reads.
 // Verdict: this file stays and the dependency is not added. On descriptors and signals the two are
-// equally safe; on timeouts (group kill that cannot be held up by a grandchild) and output limits
-// (truncate, keep the status) this file is the safer one for edgemeter, and it costs no build time.
+// equally safe; on timeouts (the whole group killed, no orphans) and output limits (truncate, keep
+// the status) this file is the safer one for edgemeter.
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -81,6 +81,22 @@ final class SpawnTests: XCTestCase {
         XCTAssertLessThan(took, .seconds(10), "the timeout did not end the call")
     }
 
+    func testTimeoutLeavesNoGrandchildRunning() throws {
+        // swift-subprocess 1.0.2, cancelled on the same script, returned but left both `sleep`s
+        // running as orphans; the group kill here must not.
+        let pidFile = NSTemporaryDirectory() + "em-spawn-grandchild-\(getpid())"
+        defer { unlink(pidFile) }
+        let r = try Command.runBlocking(["sh", "-c", "sleep 30 & echo $! > \(pidFile); sleep 30"], timeout: .milliseconds(300))
+        XCTAssertTrue(r.timedOut)
+        let text = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let grandchild = try XCTUnwrap(pid_t(text), "no PID in \(pidFile): \(text)")
+        // Once killed, the orphan is reaped by init; a zombie still answers kill(pid, 0) until then.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while kill(grandchild, 0) == 0 && ContinuousClock.now < deadline { usleep(10_000) }
+        XCTAssertNotEqual(kill(grandchild, 0), 0, "the background sleep (pid \(grandchild)) survived the timeout")
+        if kill(grandchild, 0) == 0 { kill(grandchild, SIGKILL) }
+    }
+
     func testTimeoutNotReachedLeavesResultAlone() throws {
         let r = try Command.runBlocking(["sh", "-c", "echo quick"], timeout: .seconds(20))
         XCTAssertFalse(r.timedOut)
