@@ -352,6 +352,8 @@ extension DockerAPIClient {
 
     /// `POST /containers/ID/wait` opened as a stream: `onExit` gets the exit status when the
     /// container exits (nil when the answer carried none); `close()` on the stream abandons the wait.
+    /// Call it once the container started: for one that was only created, dockerd answers at once
+    /// with status 0 (its condition is "not running"); for one that already exited, with its status.
     public func waitContainer(_ id: String, onExit: @escaping @Sendable (Int?) -> Void) async throws -> Stream {
         let body = BodyCollector()
         let stream = try await open(.POST, "/containers/\(id)/wait") { chunk in body.append(chunk) }
