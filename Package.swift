@@ -101,7 +101,7 @@ let package = Package(
         ),
 
         // Helpers shared by test targets: running commands, temporary network namespaces, the built binary.
-        .target(name: "EdgeMeterTestSupport", path: "Tests/EdgeMeterTestSupport"),
+        .target(name: "EdgeMeterTestSupport", dependencies: ["EdgeMeterSystem"], path: "Tests/EdgeMeterTestSupport"),
 
         .testTarget(name: "EdgeMeterSystemTests", dependencies: ["EdgeMeterSystem", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterHTTPTests", dependencies: [
@@ -112,7 +112,7 @@ let package = Package(
         .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterHTTP", "EdgeMeterProbes", "EdgeMeterCore"]),
-        .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes"]),
+        .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterSystem"]),
         .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterHTTP"]),
     ],
     swiftLanguageModes: [.v5]

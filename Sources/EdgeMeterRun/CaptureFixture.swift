@@ -45,11 +45,13 @@ final class ContainerGroup: @unchecked Sendable {
         } catch let e as StartupError {
             throw ScenarioNotRun(e.message)
         }
-        let started = try await backend.client.request(.POST, "/containers/\(id)/start")
-        guard started.status == 204 || started.status == 304 else {
-            throw ScenarioNotRun("starting container \(name): HTTP \(started.status): \(started.errorMessage)")
+        let ip: String
+        do {
+            try await backend.client.startContainer(id)
+            ip = try await backend.client.inspectContainer(id).address
+        } catch let e as StartupError {
+            throw ScenarioNotRun("container \(name): \(e.message)")
         }
-        let ip = try await backend.state(id).ip
         guard !ip.isEmpty else { throw ScenarioNotRun("container \(name) has no address on the default bridge (docker0)") }
         return ContainerFixture(id: id, name: name, address: ip)
     }

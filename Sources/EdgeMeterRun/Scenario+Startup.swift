@@ -204,7 +204,7 @@ public enum StartupScenario {
             guard which("podman") != nil else {
                 throw ScenarioNotRun("podman is not installed here: apt-get install -y podman, then `podman system service --time=0 unix:///run/podman/podman.sock &`")
             }
-            let client = DockerAPIClient(endpoint: .unix(path: DockerBackend.podmanSocket))
+            let client = DockerAPIClient.podman()
             var list: [StartupBackend] = [DockerBackend(client: client, image: c.image, command: c.command, runID: runID, engine: "podman")]
             if c.snapshot {
                 list.append(DockerBackend(client: client, image: c.image, command: c.command, runID: runID + "s", fromSnapshot: true, engine: "podman"))
@@ -258,15 +258,10 @@ public enum StartupScenario {
             }
             var result = BackendResult(scenario: scenario, backend: backend.name, ready: c.ready.kind, attempts: attempts,
                                        labels: backend.labels)
-            if let d = backend as? DockerBackend, let ms = d.commitMilliseconds {
-                result.snapshotStep = ("\(d.engine) commit (paused) of a running container", ms)
-            }
-            if let q = backend as? QEMUBackend, let ms = q.saveMilliseconds {
-                result.snapshotStep = ("VM stop + migrate state to a file", ms)
-            }
-            if let step = result.snapshotStep {
+            if let step = backend.snapshotStep {
+                result.snapshotStep = (step.what, step.milliseconds)
                 ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "startup", target: backend.name, metric: "snapshot",
-                                       phase: backend is DockerBackend ? "commit" : "save", value: step.ms, unit: "ms", timestamp: Date(),
+                                       phase: step.phase, value: step.milliseconds, unit: "ms", timestamp: Date(),
                                        status: .ok, labels: backend.labels.merging(["clock": "monotonic"]) { a, _ in a }))
             }
             results.append(result)
@@ -276,7 +271,9 @@ public enum StartupScenario {
         if results.count == 2, let cold = results.first, let snap = results.last, snap.snapshotStep != nil {
             ctx.addSection(snapshotComparison(cold: cold, snapshot: snap))
         }
-        let all = Registry.shared.add(runID: ctx.runID, results)
+        // Every startup scenario of this run so far, read back from the run's own samples.csv (the
+        // run directory owns them; nothing outlives the run in this process).
+        let all = compare ? measuredSoFar(in: ctx.directory, runID: ctx.runID) : results
         if compare && Set(all.map(\.backend)).count >= 2 && Set(all.map(\.scenario)).count >= 2 {
             // Keyed: each later startup scenario replaces the previous comparison, so the run ends
             // with one comparison covering every startup scenario (at the end of summary.md).
@@ -309,15 +306,44 @@ public enum StartupScenario {
         public var okRuns: Int { attempts.filter { $0.failure == nil }.count }
     }
 
-    /// Results of every startup scenario of one run, for the cross-backend comparison.
-    final class Registry: @unchecked Sendable {
-        static let shared = Registry()
-        private let lock = NSLock()
-        private var byRun: [String: [BackendResult]] = [:]
-        func add(runID: String, _ r: [BackendResult]) -> [BackendResult] {
-            lock.lock(); defer { lock.unlock() }
-            byRun[runID, default: []] += r
-            return byRun[runID] ?? []
+    /// The startup results of run `runID` recorded so far in `directory/samples.csv` (empty when
+    /// there is none yet), for the cross-backend comparison.
+    static func measuredSoFar(in directory: URL, runID: String) -> [BackendResult] {
+        let path = directory.appendingPathComponent("samples.csv").path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let samples = try? SampleCSV.parse(text, file: path) else { return [] }
+        return results(from: samples.filter { $0.runID == runID })
+    }
+
+    /// Rebuilds per-backend results from startup samples (probe `startup`, metric `startup`): one
+    /// result per scenario and backend, in the order they first appear, one attempt per `run` label.
+    public static func results(from samples: [Sample]) -> [BackendResult] {
+        var order: [String] = []
+        var groups: [String: [Sample]] = [:]
+        for s in samples where s.probe == "startup" && s.metric == "startup" {
+            let key = s.scenario + "\u{0}" + s.target
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(s)
+        }
+        return order.compactMap { key in
+            guard let rows = groups[key], let first = rows.first else { return nil }
+            var runs: [Int] = []
+            var byRun: [Int: [Sample]] = [:]
+            for r in rows {
+                let n = Int(r.labels["run"] ?? "") ?? 0
+                if byRun[n] == nil { runs.append(n) }
+                byRun[n, default: []].append(r)
+            }
+            let attempts = runs.enumerated().map { i, n -> StartupAttempt in
+                var phases: [StartupPhase: Double] = [:]
+                var failure: String?
+                for r in byRun[n] ?? [] {
+                    guard let phase = StartupPhase(rawValue: r.phase) else { continue }
+                    if let v = r.value { phases[phase] = v } else if failure == nil, phase != .total { failure = "\(phase.rawValue): \(r.reason)" }
+                }
+                return StartupAttempt(index: i, phases: phases, failure: failure)
+            }
+            return BackendResult(scenario: first.scenario, backend: first.target, ready: first.labels["ready"] ?? "",
+                                 attempts: attempts, labels: first.labels)
         }
     }
 

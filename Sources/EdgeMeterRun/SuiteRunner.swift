@@ -74,36 +74,3 @@ public struct SuiteRunner {
         }
     }
 }
-
-/// Turns SIGINT and SIGTERM into a stop request: the first one asks probes to stop at their next
-/// check (everything measured is kept and summarised); a second one exits at once (samples already
-/// streamed to disk stay there).
-public enum SignalTrap {
-    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
-
-    /// `onFirst` and `onSecond` end the lines printed for the first signal ("SIGINT received, …")
-    /// and for the second one, which exits at once with status 130 ("second SIGINT, exiting now; …").
-    /// Returns the sources, which stay installed until cancelled.
-    @discardableResult
-    public static func install(_ stop: StopFlag,
-                               onFirst: String = "finishing: writing the summary of what was measured (send again to exit at once)",
-                               onSecond: String = "samples.csv holds everything measured so far") -> [DispatchSourceSignal] {
-        var installed: [DispatchSourceSignal] = []
-        for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
-            signal(sig, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler {
-                if stop.isStopped {
-                    fputs("\nedgemeter: second \(name), exiting now; \(onSecond)\n", stderr)
-                    _exit(130)
-                }
-                fputs("\nedgemeter: \(name) received, \(onFirst)\n", stderr)
-                stop.stop(reason: name)
-            }
-            src.resume()
-            sources.append(src)
-            installed.append(src)
-        }
-        return installed
-    }
-}

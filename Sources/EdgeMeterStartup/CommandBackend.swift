@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -69,6 +70,19 @@ public struct CommandTemplate: Sendable, Equatable {
             remove: ["lxc", "delete", "{name}"]),
     ]
 
+    /// The template with every command expanded for instance `name` (see `expand`).
+    func expanded(name: String, index: Int, variables: [String: String]) throws -> CommandTemplate {
+        let e = { (argv: [String]?) in try self.expand(argv, name: name, index: index, variables: variables) }
+        var t = self
+        t.create = try e(create)
+        t.start = try e(start) ?? []
+        t.running = try e(running)
+        t.ready = try e(ready)
+        t.stop = try e(stop)
+        t.remove = try e(remove)
+        return t
+    }
+
     func expand(_ argv: [String]?, name: String, index: Int, variables: [String: String]) throws -> [String]? {
         guard let argv else { return nil }
         var vars = variables
@@ -119,11 +133,9 @@ public final class CommandBackend: StartupBackend, @unchecked Sendable {
 
     public func create(index: Int, ready: ReadyCheck) async throws -> StartupInstance {
         let name = "edgemeter-\(runTag)-\(index + 1)"
-        let e = { (argv: [String]?) in try self.template.expand(argv, name: name, index: index, variables: self.variables) }
-        let inst = CommandInstance(name: name, template: template, start: try e(template.start) ?? [], running: try e(template.running),
-                                   ready: try e(template.ready), stop: try e(template.stop), remove: try e(template.remove))
+        let inst = CommandInstance(name: name, commands: try template.expanded(name: name, index: index, variables: variables))
         lock.withLock { live.append(inst) }
-        if let create = try e(template.create) {
+        if let create = inst.commands.create {
             let r = try await runCommand(create)
             guard r.ok else { throw StartupError("create command \(create.joined(separator: " ")) exited \(r.status): \(r.combined)") }
         }
@@ -138,25 +150,35 @@ public final class CommandBackend: StartupBackend, @unchecked Sendable {
 
 final class CommandInstance: StartupInstance, @unchecked Sendable {
     let name: String
-    let template: CommandTemplate
-    let startArgv: [String]
-    let runningArgv: [String]?
-    let readyArgv: [String]?
-    let stopArgv: [String]?
-    let removeArgv: [String]?
+    /// The template with this instance's name and variables filled in.
+    let commands: CommandTemplate
+    var template: CommandTemplate { commands }
+    var startArgv: [String] { commands.start }
+    var runningArgv: [String]? { commands.running }
+    var readyArgv: [String]? { commands.ready }
+    var stopArgv: [String]? { commands.stop }
+    var removeArgv: [String]? { commands.remove }
     private var process: SpawnedProcess?
     private let output = LineBuffer()
     private var removed = false
     var labels: [String: String] { readyArgv != nil ? ["ready": "command"] : [:] }
 
-    init(name: String, template: CommandTemplate, start: [String], running: [String]?, ready: [String]?, stop: [String]?, remove: [String]?) {
+    /// The template's `ready` command replaces the plan's check: repeated until it exits 0 (and
+    /// prints `readyOutput` when set).
+    var ownReadyCheck: (@Sendable (Deadline, StopFlag) async throws -> Void)? {
+        guard let readyArgv else { return nil }
+        let expected = template.readyOutput
+        return { deadline, stop in
+            try await poll("ready command \(readyArgv.joined(separator: " ")) to succeed", until: deadline, stop: stop, interval: .milliseconds(10)) {
+                let r = try await runCommand(readyArgv)
+                return r.ok && (expected.map { r.stdout.contains($0) } ?? true)
+            }
+        }
+    }
+
+    init(name: String, commands: CommandTemplate) {
         self.name = name
-        self.template = template
-        self.startArgv = start
-        self.runningArgv = running
-        self.readyArgv = ready
-        self.stopArgv = stop
-        self.removeArgv = remove
+        self.commands = commands
     }
 
     func start() async throws {
@@ -176,7 +198,7 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
         }
     }
 
-    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+    func waitRunning(until deadline: Deadline, stop: StopFlag) async throws {
         if let runningArgv {
             try await poll("running command to succeed", until: deadline, stop: stop, interval: .milliseconds(10)) {
                 try await runCommand(runningArgv).ok
@@ -186,32 +208,21 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
         }
     }
 
-    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
-        if let readyArgv {
-            let expected = template.readyOutput
-            try await poll("ready command \(readyArgv.joined(separator: " ")) to succeed", until: deadline, stop: stop, interval: .milliseconds(10)) {
-                let r = try await runCommand(readyArgv)
-                return r.ok && (expected.map { r.stdout.contains($0) } ?? true)
-            }
-            return
-        }
-        switch check {
-        case .exit:
-            guard let p = process else { return }   // a non-detached start already exited 0
-            try await poll("the start command to exit", until: deadline, stop: stop, interval: .milliseconds(2)) { !p.isRunning }
-            guard p.terminationStatus == 0 else { throw StartupError("start command exited \(p.terminationStatus ?? -1)") }
-        case .marker(let marker):
-            try await poll("marker \"\(marker)\" in the start command's output", until: deadline, stop: stop, interval: .milliseconds(2)) {
-                self.output.contains(marker)
-            }
-        case .tcp(let port):
-            try await ReadyProbes.tcp(host: template.host, port: port, banner: false, until: deadline, stop: stop)
-        case .http(let port, let path):
-            try await ReadyProbes.http(host: template.host, port: port, path: path, until: deadline, stop: stop)
-        case .icmp:
-            try await ReadyProbes.icmp(host: template.host, until: deadline, stop: stop)
-        }
+    /// The template's `host` (tcp/http/icmp checks connect there).
+    func address(until deadline: Deadline, stop: StopFlag) async throws -> InstanceAddress {
+        InstanceAddress(host: template.host)
     }
+
+    /// A detached start: its process. Otherwise the start command already ran to completion (with
+    /// status 0, or `start` would have failed).
+    func workloadState() async throws -> WorkloadState {
+        guard let p = process else { return .exited(status: 0) }
+        guard let code = p.terminationStatus else { return .running }
+        return .exited(status: Int(code))
+    }
+
+    /// The start command's stdout and stderr so far.
+    func log() async throws -> String { output.allText }
 
     func stop() async throws {
         if let stopArgv {
@@ -220,7 +231,7 @@ final class CommandInstance: StartupInstance, @unchecked Sendable {
         }
         if let p = process, p.isRunning {
             if stopArgv == nil { p.signal(SIGTERM) }
-            try await poll("the instance process to exit", until: .now + .seconds(5), stop: StopFlag(), interval: .milliseconds(1)) { !p.isRunning }
+            try await poll("the instance process to exit", until: .after(.seconds(5)), stop: StopFlag(), interval: .milliseconds(1)) { !p.isRunning }
         }
     }
 

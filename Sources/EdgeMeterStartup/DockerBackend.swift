@@ -5,9 +5,10 @@ import Foundation
 /// - create: `POST /containers/create` until it answers 201;
 /// - start: `POST /containers/ID/start` until it answers 204 (the runtime started the process);
 /// - running: polling `GET /containers/ID/json` (5 ms) until the state is running or already exited;
-/// - ready: the ready check (exit: `POST /containers/ID/wait` says status 0; marker: the line appears
-///   on the followed log stream; tcp/http/icmp: to the container's bridge address, taken from the
-///   inspect that ended `running`, so `ready` holds no Engine API call of its own);
+/// - ready: the runner's check on what the instance exposes (exit: `POST /containers/ID/wait`
+///   answers status 0, or the inspect that ended `running` already saw it exited; marker: the line
+///   appears on the followed log stream; tcp/http/icmp: to the container's bridge address, taken
+///   from the inspect that ended `running`, so `ready` holds no Engine API call of its own);
 /// - stop: `POST /containers/ID/stop?t=2`; remove: `DELETE /containers/ID?force=1`.
 /// The engine's own `create`/`start`/`die`/`destroy` events (`GET /events`, nanosecond times) are
 /// recorded in labels (`engine_create_to_start_ms`, ...) as a cross-check of the client figures.
@@ -35,6 +36,9 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
     }
     /// Set by `prepare` in snapshot mode: milliseconds `POST /commit` took.
     public private(set) var commitMilliseconds: Double?
+    public var snapshotStep: SnapshotStep? {
+        commitMilliseconds.map { SnapshotStep(phase: "commit", what: "\(engine) commit (paused) of a running container", milliseconds: $0) }
+    }
     private(set) var snapshotImage: String?
     private(set) var sourceContainer: String?
     /// The engine's OCI runtime and version from `GET /info` (`runc`, `crun`), set by `prepare`.
@@ -55,7 +59,7 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
     }
 
     /// Where podman's Docker-compatible API listens (started by `scripts/setup-engines.sh`).
-    public static let podmanSocket = "/run/podman/podman.sock"
+    public static let podmanSocket = DockerEndpoint.podmanSocket
     public static let podmanServiceCommand = "podman system service --time=0 unix:///run/podman/podman.sock &"
 
     public func prepare(stop: StopFlag) async throws {
@@ -108,9 +112,8 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
                                                cmd: ["/bin/sh", "-c", "echo cloned-state > /edgemeter-state; " + Workload.script(for: .marker(ReadyCheck.defaultMarker))],
                                                network: "none")
         sourceContainer = source
-        try await expect(client.request(.POST, "/containers/\(source)/start"), [204, 304], "starting the snapshot source")
-        let deadline = ContinuousClock.now + .seconds(30)
-        try await poll("snapshot source running", until: deadline, stop: stop) { try await self.state(source).running }
+        try await client.startContainer(source)
+        try await poll("snapshot source running", until: .after(.seconds(30)), stop: stop) { try await self.client.inspectContainer(source).hasStarted }
         let repo = "edgemeter-snap-\(runTag)"
         let t0 = ContinuousClock.now
         let r = try await client.request(.POST, "/commit?container=\(source)&repo=\(repo)&tag=latest&pause=true&changes=\(queryEscape("LABEL edgemeter.run=\(runTag)"))",
@@ -132,58 +135,14 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
         return DockerInstance(backend: self, id: id, name: name)
     }
 
+    /// Creates a container labelled with this run (`edgemeter.run`), so cleanup finds it.
     public func createContainer(name: String, image: String, cmd: [String], network: String) async throws -> String {
-        var host: [String: Any] = ["NetworkMode": network]
-        if engine == "podman" {
-            // podman asks the runtime for RLIMIT_NOFILE 1048576 and RLIMIT_NPROC 4194304 by default;
-            // a process may not raise its hard limits, so with lower ones (20000 / 32768 for the
-            // podman service here) every start fails with EPERM. Ask for small limits that fit under
-            // any host's (nofile 1024 as in `runc spec`; nproc 4096), capped by this process's own.
-            func limit(_ name: String, _ resource: __rlimit_resource, _ wanted: UInt) -> [String: Any] {
-                var rl = rlimit()
-                getrlimit(Int32(resource.rawValue), &rl)
-                let v = Int(min(wanted, rl.rlim_max))
-                return ["Name": name, "Soft": v, "Hard": v]
-            }
-            host["Ulimits"] = [limit("nofile", RLIMIT_NOFILE, 1024), limit("nproc", __RLIMIT_NPROC, 4096)]
-        }
-        let body: [String: Any] = [
-            "Image": image,
-            "Cmd": cmd,
-            "Labels": ["edgemeter": "startup", "edgemeter.run": runTag],
-            "HostConfig": host,
-            "AttachStdout": false,
-            "Tty": false,
-        ]
-        let r = try await client.request(.POST, "/containers/create?name=\(name)", json: body)
-        guard r.status == 201, let obj = r.json as? [String: Any], let id = obj["Id"] as? String else {
-            if r.status == 404 { throw StartupError("image \(image) not found: run `edgemeter image build`") }
-            throw StartupError("creating container \(name): HTTP \(r.status): \(r.errorMessage)")
-        }
+        let spec = ContainerSpec(name: name, image: image, command: cmd, network: network,
+                                 labels: ["edgemeter": "startup", "edgemeter.run": runTag],
+                                 ulimits: engine == "podman" ? ContainerSpec.podmanUlimits() : [])
+        let id = try await client.createContainer(spec)
         lock.withLock { created.append(id) }
         return id
-    }
-
-    public struct ContainerState {
-        public var running: Bool
-        public var status: String
-        public var exitCode: Int
-        public var ip: String
-    }
-
-    public func state(_ id: String) async throws -> ContainerState {
-        let r = try await client.request(.GET, "/containers/\(id)/json")
-        guard r.status == 200, let obj = r.json as? [String: Any], let st = obj["State"] as? [String: Any] else {
-            throw StartupError("inspecting container \(id.prefix(12)): HTTP \(r.status): \(r.errorMessage)")
-        }
-        let status = st["Status"] as? String ?? ""
-        let ip = ((obj["NetworkSettings"] as? [String: Any])?["IPAddress"] as? String) ?? ""
-        return ContainerState(running: status == "running" || status == "exited", status: status,
-                              exitCode: st["ExitCode"] as? Int ?? -1, ip: ip)
-    }
-
-    func expect(_ r: DockerAPIClient.Response, _ codes: [Int], _ what: String) throws {
-        guard codes.contains(r.status) else { throw StartupError("\(what): HTTP \(r.status): \(r.errorMessage)") }
     }
 
     func forget(_ id: String) {
@@ -211,7 +170,7 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
         eventStream?.close()
         eventStream = nil
         let ids: [String] = lock.withLock { let ids = created; created = []; return ids }
-        for id in ids { _ = try? await client.request(.DELETE, "/containers/\(id)?force=1", timeout: .seconds(30)) }
+        for id in ids { try? await client.removeContainer(id) }
         if let snap = snapshotImage {
             _ = try? await client.request(.DELETE, "/images/\(queryEscape(snap))?force=1", timeout: .seconds(30))
             snapshotImage = nil
@@ -223,27 +182,7 @@ public final class DockerBackend: StartupBackend, @unchecked Sendable {
     /// Force-removes every container carrying `label` (`edgemeter` for all leftovers) and, with
     /// `images`, the `edgemeter-snap-*` images. Returns what was removed.
     public static func removeLabelled(client: DockerAPIClient, label: String, images: Bool = false) async -> [String] {
-        var removed: [String] = []
-        let filters = queryEscape("{\"label\":[\"\(label)\"]}")
-        if let r = try? await client.request(.GET, "/containers/json?all=1&filters=\(filters)"), let list = r.json as? [[String: Any]] {
-            for c in list {
-                guard let id = c["Id"] as? String else { continue }
-                let name = ((c["Names"] as? [String])?.first ?? id).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-                if let d = try? await client.request(.DELETE, "/containers/\(id)?force=1"), d.status == 204 || d.status == 404 {
-                    removed.append("container \(name)")
-                }
-            }
-        }
-        if images, let r = try? await client.request(.GET, "/images/json"), let list = r.json as? [[String: Any]] {
-            for img in list {
-                for tag in img["RepoTags"] as? [String] ?? [] where tag.hasPrefix("edgemeter-snap-") {
-                    if let d = try? await client.request(.DELETE, "/images/\(queryEscape(tag))?force=1"), d.status == 200 {
-                        removed.append("image \(tag)")
-                    }
-                }
-            }
-        }
-        return removed
+        await client.removeLabelled(label, images: images)
     }
 }
 
@@ -251,11 +190,18 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
     let backend: DockerBackend
     let id: String
     let name: String
+    private let lock = NSLock()
     private let logLines = LineBuffer()
     private var extra: [String: String] = [:]
-    /// The bridge address the inspect that ended `running` reported ("" when it had none).
-    private var runningAddress = ""
-    var labels: [String: String] { extra }
+    /// The inspect that ended `running` (its address, and its exit code when it had already exited).
+    private var lastState: ContainerState?
+    /// The followed log stream, opened by the first `log()`.
+    private var logStream: Task<DockerAPIClient.Stream, Error>?
+    private let logError = ErrorBox()
+    /// `POST /wait`, opened by the first `workloadState()` while the container still runs.
+    private var waitStream: DockerAPIClient.Stream?
+    private let exit = ExitBox()
+    var labels: [String: String] { lock.withLock { extra } }
 
     init(backend: DockerBackend, id: String, name: String) {
         self.backend = backend
@@ -266,89 +212,91 @@ final class DockerInstance: StartupInstance, @unchecked Sendable {
     var client: DockerAPIClient { backend.client }
 
     func start() async throws {
-        try backend.expect(await client.request(.POST, "/containers/\(id)/start"), [204, 304], "starting \(name)")
+        try await client.startContainer(id)
     }
 
-    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+    func waitRunning(until deadline: Deadline, stop: StopFlag) async throws {
         try await poll("\(name) running", until: deadline, stop: stop) {
-            let s = try await self.backend.state(self.id)
-            self.runningAddress = s.ip
-            return s.running
-        }
-    }
-
-    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
-        switch check {
-        case .exit:
-            // POST /wait answers when the container exits; polled with the stop flag so Ctrl-C ends it.
-            let body = LineBuffer()
-            let done = Flag()
-            let wait = try await client.open(.POST, "/containers/\(id)/wait") { chunk in body.feedRaw(chunk) }
-            wait.finished.whenComplete { _ in done.set() }
-            defer { wait.close() }
-            try await poll("\(name) to exit", until: deadline, stop: stop, interval: .milliseconds(1)) { done.isSet }
-            let text = body.allText
-            guard wait.status == 200, let obj = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-                  let code = obj["StatusCode"] as? Int else {
-                throw StartupError("waiting for \(name) to exit: HTTP \(wait.status): \(text)")
-            }
-            guard code == 0 else { throw StartupError.workloadExited(status: code) }
-        case .marker(let marker):
-            // Follow stdout/stderr from the start: the marker may already be in the log. podman
-            // sends the response head only with the first log line, so the stream is opened in a
-            // task and the wait below (which polls the stop flag) does not depend on it.
-            let lines = logLines
-            let client = self.client, id = self.id
-            let openError = ErrorBox()
-            let opening = Task {
-                do {
-                    return try await client.open(.GET, "/containers/\(id)/logs?follow=1&stdout=1&stderr=1") { chunk in lines.feedMultiplexed(chunk) }
-                } catch {
-                    openError.set(error)
-                    throw error
-                }
-            }
-            defer { Task { (try? await opening.value)?.close() } }
-            try await poll("marker \"\(marker)\" in the log of \(name)", until: deadline, stop: stop, interval: .milliseconds(1)) {
-                if lines.contains(marker) { return true }
-                if let e = openError.value { throw e }
-                return false
-            }
-        case .tcp(let port):
-            try await ReadyProbes.tcp(host: try await address(deadline, stop), port: port, banner: false, until: deadline, stop: stop)
-        case .http(let port, let path):
-            try await ReadyProbes.http(host: try await address(deadline, stop), port: port, path: path, until: deadline, stop: stop)
-        case .icmp:
-            try await ReadyProbes.icmp(host: try await address(deadline, stop), until: deadline, stop: stop)
+            let s = try await self.client.inspectContainer(self.id)
+            self.lock.withLock { self.lastState = s }
+            return s.hasStarted
         }
     }
 
     /// The container's address on the default bridge (a network this run's container joined): the
     /// one the `running` poll already read. Only when that inspect had none (a container that had
     /// already exited, say) does `ready` inspect again, and then that wait is rightly part of it.
-    func address(_ deadline: ContinuousClock.Instant, _ stop: StopFlag) async throws -> String {
-        var ip = runningAddress
-        if !ip.isEmpty {
-            extra["address"] = ip
-            return ip
+    func address(until deadline: Deadline, stop: StopFlag) async throws -> InstanceAddress {
+        var ip = lock.withLock { lastState?.address ?? "" }
+        if ip.isEmpty {
+            try await poll("an address for \(name)", until: deadline, stop: stop) {
+                ip = try await self.client.inspectContainer(self.id).address
+                return !ip.isEmpty
+            }
         }
-        try await poll("an address for \(name)", until: deadline, stop: stop) {
-            ip = try await self.backend.state(self.id).ip
-            return !ip.isEmpty
+        lock.withLock { extra["address"] = ip }
+        return InstanceAddress(host: ip)
+    }
+
+    /// Exited already at the end of `running` (no API call), else what `POST /wait` answers once
+    /// the container exits; `.running` until then.
+    func workloadState() async throws -> WorkloadState {
+        if let s = lock.withLock({ lastState }), s.hasExited { return .exited(status: s.exitCode) }
+        if let code = exit.value { return code.map { .exited(status: $0) } ?? .unknown("dockerd's wait for \(name) answered no exit status") }
+        if lock.withLock({ waitStream }) == nil {
+            let box = exit
+            let stream = try await client.waitContainer(id) { code in box.set(code) }
+            lock.withLock { waitStream = stream }
         }
-        extra["address"] = ip
-        return ip
+        return .running
+    }
+
+    /// The container's stdout and stderr so far, from a log stream followed from the start (the
+    /// first call opens it; podman sends the response head only with the first line, so it is
+    /// opened in a task and this call never waits for it).
+    func log() async throws -> String {
+        if let e = logError.value { throw e }
+        if lock.withLock({ logStream }) == nil {
+            let lines = logLines, client = self.client, id = self.id, errors = logError
+            let task = Task {
+                do {
+                    return try await client.open(.GET, "/containers/\(id)/logs?follow=1&stdout=1&stderr=1") { chunk in lines.feedMultiplexed(chunk) }
+                } catch {
+                    errors.set(error)
+                    throw error
+                }
+            }
+            lock.withLock { logStream = task }
+        }
+        return logLines.allText
     }
 
     func stop() async throws {
-        try backend.expect(await client.request(.POST, "/containers/\(id)/stop?t=2", timeout: .seconds(30)), [204, 304], "stopping \(name)")
+        closeStreams()
+        try await client.stopContainer(id, graceSeconds: 2)
     }
 
     func remove() async throws {
-        try backend.expect(await client.request(.DELETE, "/containers/\(id)?force=1", timeout: .seconds(30)), [204, 404], "removing \(name)")
+        closeStreams()
+        try await client.removeContainer(id)
         backend.forget(id)
-        extra.merge(await backend.engineLabels(for: id)) { _, new in new }
+        let engine = await backend.engineLabels(for: id)
+        lock.withLock { extra.merge(engine) { _, new in new } }
     }
+
+    private func closeStreams() {
+        let (logs, wait) = lock.withLock { let l = (logStream, waitStream); logStream = nil; waitStream = nil; return l }
+        wait?.close()
+        if let logs { Task { (try? await logs.value)?.close() } }
+    }
+}
+
+/// An exit status delivered once from an event-loop callback (nil inside: the answer had none).
+final class ExitBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Int??
+    func set(_ code: Int?) { lock.withLock { if stored == nil { stored = .some(code) } } }
+    var value: Int?? { lock.withLock { stored } }
 }
 
 /// Engine events by container: action → `timeNano`.
@@ -390,14 +338,6 @@ final class ErrorBox: @unchecked Sendable {
     private var stored: Error?
     func set(_ e: Error) { lock.withLock { stored = e } }
     var value: Error? { lock.withLock { stored } }
-}
-
-/// A flag set from an event-loop callback and polled from async code.
-final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
 }
 
 /// Log text collected from a followed stream, for marker matching.

@@ -1,3 +1,4 @@
+import EdgeMeterSystem
 import Foundation
 
 /// Where the Debian kernel and its e1000 module live (put there once by `scripts/setup-engines.sh`).
@@ -79,7 +80,7 @@ public struct Initramfs: Sendable {
         guard FileManager.default.isExecutableFile(atPath: busybox) else {
             throw StartupError("\(busybox) not found: apt-get install -y busybox-static")
         }
-        guard let cpio = findExecutable("cpio") else { throw StartupError("cpio not found: apt-get install -y cpio") }
+        guard let cpio = which("cpio") else { throw StartupError("cpio not found: apt-get install -y cpio") }
         let fm = FileManager.default
         let root = path + ".d"
         try? fm.removeItem(atPath: root)

@@ -7,10 +7,10 @@ import Foundation
 /// - create: `lxc-create -t busybox` plus writing the workload and config (address, init command);
 /// - start: `lxc-start -d` returns; running: polling `lxc-info -s` until RUNNING (or STOPPED for a
 ///   workload that already finished); each poll forks lxc-info (≈ 2-5 ms resolution);
-/// - ready: exit = state STOPPED and the workload's exit status, which the container's init writes
-///   to `/edgemeter-exit-status` in the rootfs, is 0 (read from the host; any other status, or none,
-///   fails `ready`); marker = the line in the workload's log (`/edgemeter.log` in the rootfs, read
-///   from the host, polled every 2 ms); tcp/http/icmp = to the container's address;
+/// - ready: the runner's check on what the instance exposes: the workload's state (STOPPED, then
+///   the exit status the container's init writes to `/edgemeter-exit-status` in the rootfs, read
+///   from the host; none recorded fails `ready`), its log (`/edgemeter.log` in the rootfs, read from
+///   the host) and the container's address on the bridge;
 /// - stop: `lxc-stop -t 2` (the workload exits on SIGTERM); remove: `lxc-destroy`.
 /// Containers join `bridge`, which the run creates (and later deletes) when it is missing.
 public final class LXCBackend: StartupBackend, @unchecked Sendable {
@@ -51,31 +51,17 @@ public final class LXCBackend: StartupBackend, @unchecked Sendable {
     public static let lxcPath = "/var/lib/lxc"
 
     public func prepare(stop: StopFlag) async throws {
-        for tool in ["lxc-create", "lxc-start", "lxc-info", "lxc-stop", "lxc-destroy"] where findExecutable(tool) == nil {
+        for tool in ["lxc-create", "lxc-start", "lxc-info", "lxc-stop", "lxc-destroy"] where which(tool) == nil {
             throw StartupError("\(tool) not found: install LXC (apt-get install -y lxc)")
         }
         guard FileManager.default.fileExists(atPath: "/usr/share/lxc/templates/lxc-busybox") else {
             throw StartupError("the LXC busybox template is missing (/usr/share/lxc/templates/lxc-busybox): apt-get install -y lxc busybox-static")
         }
         guard geteuid() == 0 else { throw StartupError("LXC containers need root here: run edgemeter as root") }
-        let ip = IPRoute()
         do {
-            if try await !ip.linkExists(bridge) {
-                try await ip.addBridge(bridge)
-                createdBridge = true
-                try await ip.addAddress("\(bridgeAddress)/24", dev: bridge)
-                try await ip.setLink(bridge, up: true)
-            }
+            if try await IPRoute().ensureBridge(bridge, address: "\(bridgeAddress)/24") { createdBridge = true }
         } catch let e as SystemError {
             throw StartupError(bridgeFailure: bridge, e)
-        }
-    }
-
-    static func linkExists(_ name: String) async throws -> Bool {
-        do {
-            return try await IPRoute().linkExists(name)
-        } catch let e as SystemError {
-            throw StartupError(e)
         }
     }
 
@@ -119,13 +105,11 @@ public final class LXCBackend: StartupBackend, @unchecked Sendable {
 
     /// Stops and destroys every container whose name starts with `prefix`; returns their names.
     public static func removeLeftovers(prefix: String = "edgemeter-") async -> [String] {
-        guard findExecutable("lxc-ls") != nil, let r = try? await runCommand(["lxc-ls", "-1"]) else { return [] }
-        var removed: [String] = []
-        for name in r.stdout.split(whereSeparator: \.isWhitespace).map(String.init) where name.hasPrefix(prefix) {
+        guard which("lxc-ls") != nil, let r = try? await runCommand(["lxc-ls", "-1"]) else { return [] }
+        return await removeEach(r.stdout, prefix: prefix) { name in
             await LXCInstance.destroy(name)
-            removed.append("lxc container \(name)")
+            return "lxc container \(name)"
         }
-        return removed
     }
 }
 
@@ -152,43 +136,35 @@ final class LXCInstance: StartupInstance, @unchecked Sendable {
         guard r.ok else { throw StartupError("lxc-start \(name) failed: \(r.combined) (is the bridge up? see `lxc-start -n \(name) -F -l DEBUG`)") }
     }
 
-    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+    func waitRunning(until deadline: Deadline, stop: StopFlag) async throws {
         try await poll("\(name) RUNNING", until: deadline, stop: stop, interval: .milliseconds(1)) {
             let s = try await self.state()
             return s == "RUNNING" || s == "STOPPED"
         }
     }
 
-    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
-        switch check {
-        case .exit:
-            try await poll("\(name) STOPPED after its workload exited", until: deadline, stop: stop, interval: .milliseconds(1)) {
-                try await self.state() == "STOPPED"
-            }
-            // STOPPED says nothing about how the workload ended: its init recorded the status.
-            let file = "\(root)/rootfs/edgemeter-exit-status"
-            let log = ((try? String(contentsOfFile: "\(root)/rootfs/edgemeter.log", encoding: .utf8)) ?? "")
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8),
-                  let status = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                throw StartupError("\(name) stopped but its workload's exit status was not recorded (\(file) missing or unreadable): "
-                    + "the workload was killed by a signal, or it `exec`s another program or sets its own EXIT trap; "
-                    + "its log ends: \(log.isEmpty ? "(empty)" : String(log.suffix(200)))")
-            }
-            guard status == 0 else { throw StartupError.workloadExited(status: status, detail: log.isEmpty ? "" : "log: \(log.suffix(200))") }
-        case .marker(let marker):
-            let log = "\(root)/rootfs/edgemeter.log"
-            try await poll("marker \"\(marker)\" in \(log)", until: deadline, stop: stop, interval: .milliseconds(2)) {
-                guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return false }
-                return text.split(whereSeparator: \.isNewline).contains { $0 == marker }
-            }
-        case .tcp(let port):
-            try await ReadyProbes.tcp(host: address, port: port, banner: false, until: deadline, stop: stop)
-        case .http(let port, let path):
-            try await ReadyProbes.http(host: address, port: port, path: path, until: deadline, stop: stop)
-        case .icmp:
-            try await ReadyProbes.icmp(host: address, until: deadline, stop: stop)
+    func address(until deadline: Deadline, stop: StopFlag) async throws -> InstanceAddress {
+        let host: String = self.address
+        return InstanceAddress(host: host)
+    }
+
+    /// STOPPED says nothing about how the workload ended: its init recorded the status in the rootfs.
+    func workloadState() async throws -> WorkloadState {
+        guard try await state() == "STOPPED" else { return .running }
+        let file = "\(root)/rootfs/edgemeter-exit-status"
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+              let status = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            let log = ((try? await self.log()) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            return .unknown("\(name) stopped but its workload's exit status was not recorded (\(file) missing or unreadable): "
+                + "the workload was killed by a signal, or it `exec`s another program or sets its own EXIT trap; "
+                + "its log ends: \(log.isEmpty ? "(empty)" : String(log.suffix(200)))")
         }
+        return .exited(status: status)
+    }
+
+    /// The workload's output (`/edgemeter.log` in the rootfs, read from the host).
+    func log() async throws -> String {
+        (try? String(contentsOfFile: "\(root)/rootfs/edgemeter.log", encoding: .utf8)) ?? ""
     }
 
     func stop() async throws {

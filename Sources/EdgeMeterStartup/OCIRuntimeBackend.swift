@@ -26,9 +26,9 @@ import Glibc
 /// - start: `RUNTIME start ID` until it exits 0;
 /// - running: polling `RUNTIME state ID` (1 ms apart; each poll forks the runtime, ≈ 2-5 ms) until
 ///   `running` or already `stopped`;
-/// - ready: exit = the container process exited with status 0 (reaped by edgemeter, which is its
-///   child subreaper during the run); marker = the line in the container's stdout/stderr, which the
-///   runtime passes through to a file (polled every 1 ms); tcp/http/icmp = to the container's address;
+/// - ready: the runner's check on what the instance exposes: the container process's exit status
+///   (reaped by edgemeter, which is its child subreaper during the run), its stdout/stderr (which
+///   the runtime passes through to a file) and the container's address on the bridge;
 /// - stop: `RUNTIME kill ID TERM` until the process is gone (SIGKILL after 2 s, like `docker stop -t 2`);
 /// - remove: `RUNTIME delete ID` until it exits 0, the network namespace (and with it the veth) and the
 ///   bundle directory removed.
@@ -93,14 +93,8 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
     /// Creates the bridge when missing (remembered, so `cleanup` deletes only what this run made).
     func ensureBridge() async throws {
         if lock.withLock({ bridgeReady }) { return }
-        let ip = IPRoute()
         do {
-            if try await !ip.linkExists(Self.bridge) {
-                lock.withLock { createdBridge = true }
-                try await ip.addBridge(Self.bridge)
-                try await ip.addAddress("\(Self.bridgeAddress)/24", dev: Self.bridge)
-                try await ip.setLink(Self.bridge, up: true)
-            }
+            if try await IPRoute().ensureBridge(Self.bridge, address: "\(Self.bridgeAddress)/24") { lock.withLock { createdBridge = true } }
         } catch let e as SystemError {
             throw StartupError(bridgeFailure: Self.bridge, e)
         }
@@ -110,14 +104,8 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
     /// A network namespace named `id` with `eth0` at `address`/24, its veth peer `hostIf` in the bridge.
     func makeNetwork(id: String, hostIf: String, address: String) async throws {
         try await ensureBridge()
-        let ip = IPRoute()
         do {
-            try await ip.addNamespace(id)
-            try await ip.addVeth(hostIf, peer: "eth0", peerNetns: id)
-            try await ip.enslave(hostIf, to: Self.bridge, up: true)
-            try await ip.addAddress("\(address)/24", dev: "eth0", netns: id)
-            try await ip.setLink("eth0", up: true, netns: id)
-            try await ip.setLink("lo", up: true, netns: id)
+            try await IPRoute().addNamespace(id, hostEnd: hostIf, namespaceEnd: "eth0", namespaceAddress: "\(address)/24", bridge: Self.bridge)
         } catch let e as SystemError {
             if e.command.isEmpty || e.status == nil { throw StartupError("setting up the network of \(id) failed: \(e.message)") }
             throw StartupError("setting up the network of \(id) failed (\(e.commandLine): \(e.output))")
@@ -138,7 +126,7 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
                 + "run scripts/setup-engines.sh, which mounts them as v1 hierarchies "
                 + "(mkdir -p /sys/fs/cgroup/NAME && mount -t cgroup -o NAME cgroup /sys/fs/cgroup/NAME)")
         }
-        guard findExecutable("tar") != nil else { throw StartupError("tar not found: apt-get install -y tar") }
+        guard which("tar") != nil else { throw StartupError("tar not found: apt-get install -y tar") }
         let t0 = ContinuousClock.now
         let rootfs = "\(bundleRoot)/rootfs"
         try? FileManager.default.removeItem(atPath: bundleRoot)
@@ -257,11 +245,11 @@ public final class OCIRuntimeBackend: StartupBackend, @unchecked Sendable {
     /// `/tmp/edgemeter-oci-*` bundles and the bridge `edgemeter-oci0`. Returns what was removed.
     public static func removeLeftovers(runtimes: [String]? = nil, prefix: String = "edgemeter-") async -> [String] {
         var removed: [String] = []
-        for rt in runtimes ?? ["runc", "crun"].compactMap(findExecutable) {
+        for rt in runtimes ?? ["runc", "crun"].compactMap({ which($0) }) {
             guard let r = try? await runCommand([rt, "list", "-q"]), r.ok else { continue }
             let name = URL(fileURLWithPath: rt).lastPathComponent
-            for id in r.stdout.split(whereSeparator: \.isWhitespace).map(String.init) where id.hasPrefix(prefix) {
-                if let d = try? await runCommand([rt, "delete", "--force", id]), d.ok { removed.append("\(name) container \(id)") }
+            removed += await removeEach(r.stdout, prefix: prefix) { id in
+                (try? await runCommand([rt, "delete", "--force", id]))?.ok == true ? "\(name) container \(id)" : nil
             }
         }
         let ip = IPRoute()
@@ -361,42 +349,33 @@ final class OCIInstance: StartupInstance, @unchecked Sendable {
         guard status == 0 else { throw StartupError("\(backend.runtimeName) start \(id) exited with status \(status): \(output.suffix(400))") }
     }
 
-    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+    func waitRunning(until deadline: Deadline, stop: StopFlag) async throws {
         try await poll("\(id) running", until: deadline, stop: stop, interval: .milliseconds(1)) {
             let s = try await self.state()
             return s == "running" || s == "stopped"
         }
     }
 
-    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
-        switch check {
-        case .exit:
-            try await poll("\(id) to exit", until: deadline, stop: stop, interval: .milliseconds(1)) { self.reap(block: false) }
-            let code = lock.withLock { exitStatus ?? -1 }
-            if code == -1 {
-                // Not our child: all we can know is that the runtime reports it stopped.
-                guard try await state() == "stopped" else { throw StartupError("\(id) is gone but \(backend.runtimeName) does not report it stopped") }
-            } else if code != 0 {
-                throw StartupError.workloadExited(status: Int(code), detail: String(output.suffix(300)))
-            }
-        case .marker(let marker):
-            try await poll("marker \"\(marker)\" in the output of \(id)", until: deadline, stop: stop, interval: .milliseconds(1)) {
-                self.output.split(whereSeparator: \.isNewline).contains { $0 == marker }
-            }
-        case .tcp(let port):
-            try await ReadyProbes.tcp(host: try reachable(), port: port, banner: false, until: deadline, stop: stop)
-        case .http(let port, let path):
-            try await ReadyProbes.http(host: try reachable(), port: port, path: path, until: deadline, stop: stop)
-        case .icmp:
-            try await ReadyProbes.icmp(host: try reachable(), until: deadline, stop: stop)
-        }
+    func address(until deadline: Deadline, stop: StopFlag) async throws -> InstanceAddress {
+        let known: String? = self.address
+        guard let host = known else { throw StartupError("\(id) has no network (created for ready exit or marker)") }
+        return InstanceAddress(host: host)
     }
 
-    func reachable() throws -> String {
-        guard let address else { throw StartupError("\(id) has no network (created for ready exit or marker)") }
-        lock.withLock { extra["address"] = address }
-        return address
+    /// The container process's exit status, reaped by edgemeter (its child subreaper). A process
+    /// that is gone but was not our child leaves its status unknown.
+    func workloadState() async throws -> WorkloadState {
+        guard reap(block: false) else { return .running }
+        let code = lock.withLock { exitStatus ?? -1 }
+        guard code >= 0 else {
+            return .unknown("\(id)'s process is gone but was not edgemeter's child, so its exit status is unknown "
+                + "(the subreaper was not set: was prctl(PR_SET_CHILD_SUBREAPER) refused?)")
+        }
+        return .exited(status: Int(code))
     }
+
+    /// What the container and the runtime wrote to stdout/stderr so far.
+    func log() async throws -> String { output }
 
     func stop() async throws {
         if reap(block: false) { return }
@@ -405,7 +384,7 @@ final class OCIInstance: StartupInstance, @unchecked Sendable {
         while !reap(block: false) {
             if ContinuousClock.now >= deadline {
                 _ = try await runtimeTool(["kill", id, "KILL"])
-                try await poll("\(id) to die after SIGKILL", until: ContinuousClock.now + .seconds(10), stop: StopFlag()) { self.reap(block: false) }
+                try await poll("\(id) to die after SIGKILL", until: .after(.seconds(10)), stop: StopFlag()) { self.reap(block: false) }
                 lock.withLock { extra["stop"] = "SIGKILL after 2 s" }
                 return
             }

@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -15,10 +16,11 @@ public enum QEMUAccel: String, Sendable, CaseIterable {
 /// - create: spawning `qemu-system-x86_64 -S` (paused) until QMP answers `qmp_capabilities`;
 /// - start: QMP `cont` returns (for a restore: the incoming migration completed, then `cont`);
 /// - running: QMP `query-status` says running;
-/// - ready: marker = the line on the serial console (file, polled every 2 ms); exit = the guest
-///   powered off, QEMU exited 0 and the guest's init printed `edgemeter-exit-status=0` on the
-///   console (the workload's own status; any other status fails `ready`); tcp/http = through the
-///   user-mode NAT host forward (127.0.0.1:hostPort → guest port), tcp requiring the guest's banner line;
+/// - ready: the runner's check on what the instance exposes: its log is the serial console (a
+///   file); its workload's state is known once the guest powered off, QEMU exited 0 and the guest's
+///   init printed `edgemeter-exit-status=N` on the console (the workload's own status); its
+///   address is the user-mode NAT host forward (127.0.0.1:hostPort → guest port), behind which a
+///   tcp check also needs the guest's banner line and icmp is refused;
 /// - stop: QMP `quit` until the process exited; remove: deleting the instance's files.
 /// The initramfs for the ready check is built in `prepare(for:stop:)`, outside every timed phase.
 /// The accelerator used is in every sample's `accel` label.
@@ -36,6 +38,9 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
     /// In snapshot mode: milliseconds from `stop` to the migration to file completing.
     public private(set) var saveMilliseconds: Double?
     public var name: String { fromSnapshot ? "qemu-snapshot" : "qemu" }
+    public var snapshotStep: SnapshotStep? {
+        saveMilliseconds.map { SnapshotStep(phase: "save", what: "VM stop + migrate state to a file", milliseconds: $0) }
+    }
     public var labels: [String: String] {
         var l = ["accel": accel, "kernel": (try? kernelCache.kernel()).map { ($0 as NSString).lastPathComponent } ?? "?",
                  "host_port": String(hostPort)]
@@ -82,7 +87,7 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
     public let snapshotReady: ReadyCheck?
 
     public func prepare(stop: StopFlag) async throws {
-        guard findExecutable(Self.binary) != nil else {
+        guard which(Self.binary) != nil else {
             throw StartupError("\(Self.binary) not found: apt-get install -y qemu-system-x86")
         }
         kernel = try kernelCache.kernel()
@@ -132,8 +137,7 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
             let vm = try await spawn(index: 0, ready: probe, accel: "kvm", role: "kvmprobe", paused: false,
                                      initrd: try await initramfsPath(for: probe, workload: nil))
             defer { vm.kill(); vm.deleteFiles() }
-            let deadline = ContinuousClock.now + kvmProbeTimeout
-            try await vm.waitReady(.marker(ReadyCheck.defaultMarker), until: deadline, stop: stop)
+            _ = try await ReadyProbes.wait(for: probe, on: vm, until: .after(kvmProbeTimeout), stop: stop)
             return (true, "kvm probe guest booted")
         } catch let e as StartupError where e.status == .timeout {
             let secs = String(format: "%.1f", kvmProbeTimeout.seconds)
@@ -235,12 +239,12 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
         let src = try await spawn(index: 0, ready: ready, accel: accel, role: "source")
         defer { src.kill(); src.deleteFiles() }
         try await src.start()
-        try await src.waitReady(ready, until: .now + .seconds(120), stop: stop)
+        _ = try await ReadyProbes.wait(for: ready, on: src, until: .after(.seconds(120)), stop: stop)
         let path = "\(workDirectory)/state.bin"
         let t0 = ContinuousClock.now
         _ = try await src.qmp.execute("stop")
         _ = try await src.qmp.execute("migrate", ["uri": "exec:cat > \(path)"])
-        try await poll("migration to \(path) completed", until: .now + .seconds(120), stop: stop, interval: .milliseconds(2)) {
+        try await poll("migration to \(path) completed", until: .after(.seconds(120)), stop: stop, interval: .milliseconds(2)) {
             let r = try await src.qmp.execute("query-migrate")
             let status = (r as? [String: Any])?["status"] as? String ?? ""
             if status == "failed" { throw StartupError("saving VM state failed: \(r)") }
@@ -314,7 +318,7 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
         let socket = "\(directory)/qmp.sock"
         let stop = StopFlag()
         var client: QMPClient?
-        try await poll("QMP socket of \(name)", until: .now + .seconds(30), stop: stop, interval: .milliseconds(2)) {
+        try await poll("QMP socket of \(name)", until: .after(.seconds(30)), stop: stop, interval: .milliseconds(2)) {
             guard self.isRunning else {
                 let text = (try? String(contentsOfFile: "\(self.directory)/qemu.log", encoding: .utf8)) ?? ""
                 throw StartupError("qemu exited at launch (status \(self.exitStatus)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -332,7 +336,7 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
 
     func start() async throws {
         if restored {
-            try await poll("incoming migration of \(name) completed", until: .now + .seconds(120), stop: StopFlag(), interval: .milliseconds(1)) {
+            try await poll("incoming migration of \(name) completed", until: .after(.seconds(120)), stop: StopFlag(), interval: .milliseconds(1)) {
                 let s = try await self.status()
                 return s != "inmigrate"
             }
@@ -340,45 +344,33 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
         _ = try await qmp.execute("cont")
     }
 
-    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
+    func waitRunning(until deadline: Deadline, stop: StopFlag) async throws {
         try await poll("\(name) running", until: deadline, stop: stop, interval: .milliseconds(1)) {
             try await self.status() == "running"
         }
     }
 
-    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws {
-        switch check {
-        case .exit:
-            try await poll("guest power-off (qemu exit)", until: deadline, stop: stop, interval: .milliseconds(2)) { !self.isRunning }
-            guard exitStatus == 0 else { throw StartupError("qemu exited with status \(exitStatus)") }
-            // QEMU exits 0 on any guest power-off; the workload's own status is the line the
-            // guest's init prints after it (`Initramfs.exitStatusPrefix`).
-            let console = serialText()
-            guard let status = Initramfs.workloadExitStatus(console: console) else {
-                let tail = console.split(whereSeparator: \.isNewline).suffix(3).joined(separator: " | ")
-                throw StartupError("the guest powered off without printing \(Initramfs.exitStatusPrefix)N, so the workload's exit status "
-                    + "is unknown (kernel panic, or the workload powered off itself?); last console lines: \(tail.isEmpty ? "none" : tail)")
-            }
-            guard status == 0 else { throw StartupError.workloadExited(status: status) }
-        case .marker(let marker):
-            try await poll("marker \"\(marker)\" on the serial console", until: deadline, stop: stop, interval: .milliseconds(2)) {
-                let running = self.isRunning
-                let seen = self.serialText().split(whereSeparator: \.isNewline).contains {
-                    $0.trimmingCharacters(in: .whitespaces).hasSuffix(marker)
-                }
-                if !seen && !running {
-                    throw StartupError("qemu exited (status \(self.exitStatus)) before the marker \"\(marker)\" appeared on the serial console")
-                }
-                return seen
-            }
-        case .tcp:
-            try await ReadyProbes.tcp(host: "127.0.0.1", port: hostPort, banner: true, until: deadline, stop: stop)
-        case .http(_, let path):
-            try await ReadyProbes.http(host: "127.0.0.1", port: hostPort, path: path, until: deadline, stop: stop)
-        case .icmp:
-            throw StartupError("ready=icmp is not available for qemu user-mode networking; use tcp, http or marker")
-        }
+    /// The host end of the user-mode NAT forward to the guest's port.
+    func address(until deadline: Deadline, stop: StopFlag) async throws -> InstanceAddress {
+        InstanceAddress(host: "127.0.0.1", forwardedPort: hostPort)
     }
+
+    /// QEMU exits 0 on any guest power-off; the workload's own status is the line the guest's init
+    /// prints after it (`Initramfs.exitStatusPrefix`).
+    func workloadState() async throws -> WorkloadState {
+        if isRunning { return .running }
+        guard exitStatus == 0 else { return .unknown("qemu exited with status \(exitStatus); see \(directory)/qemu.log") }
+        let console = serialText()
+        guard let status = Initramfs.workloadExitStatus(console: console) else {
+            let tail = console.split(whereSeparator: \.isNewline).suffix(3).joined(separator: " | ")
+            return .unknown("the guest powered off without printing \(Initramfs.exitStatusPrefix)N, so the workload's exit status "
+                + "is unknown (kernel panic, or the workload powered off itself?); last console lines: \(tail.isEmpty ? "none" : tail)")
+        }
+        return .exited(status: status)
+    }
+
+    /// The serial console so far.
+    func log() async throws -> String { serialText() }
 
     /// What the guest wrote on its serial console so far (`-serial file:`).
     func serialText() -> String {
@@ -389,7 +381,7 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
     func stop() async throws {
         if isRunning {
             _ = try? await qmp.execute("quit")
-            try await poll("qemu \(name) exit", until: .now + .seconds(10), stop: StopFlag(), interval: .milliseconds(1)) { !self.isRunning }
+            try await poll("qemu \(name) exit", until: .after(.seconds(10)), stop: StopFlag(), interval: .milliseconds(1)) { !self.isRunning }
         }
         qmp?.close()
     }
@@ -409,92 +401,4 @@ final class QEMUInstance: StartupInstance, @unchecked Sendable {
     func deleteFiles() {
         try? FileManager.default.removeItem(atPath: directory)
     }
-}
-
-/// A QMP client over the VM's unix socket (blocking reads on a background thread, 50 ms slices):
-/// greeting, `qmp_capabilities`, then one command at a time; events are kept in `events`.
-final class QMPClient: @unchecked Sendable {
-    private let fd: Int32
-    private var buffer: [UInt8] = []
-    private let lock = NSLock()
-    private(set) var events: [String] = []
-    private var closed = false
-
-    private init(fd: Int32) { self.fd = fd }
-
-    static func connect(path: String) async throws -> QMPClient {
-        try await ReadyProbes.blocking {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw StartupError("socket(AF_UNIX): \(String(cString: strerror(errno)))") }
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { Glibc.close(fd); throw StartupError("QMP socket path too long: \(path)") }
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                for (i, b) in bytes.enumerated() { raw[i] = b }
-            }
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            guard rc == 0 else { Glibc.close(fd); throw StartupError("QMP connect: \(String(cString: strerror(errno)))") }
-            let c = QMPClient(fd: fd)
-            _ = try c.readMessage(until: .now + .seconds(10))        // greeting
-            _ = try c.executeSync("qmp_capabilities", nil)
-            return c
-        }
-    }
-
-    func execute(_ command: String, _ arguments: [String: Any]? = nil) async throws -> Any {
-        let args = arguments.map { SendableBox($0) }
-        return try await ReadyProbes.blocking { SendableBox(try self.executeSync(command, args?.value)) }.value
-    }
-
-    func executeSync(_ command: String, _ arguments: [String: Any]?) throws -> Any {
-        try lock.withLock {
-            var msg: [String: Any] = ["execute": command]
-            if let arguments { msg["arguments"] = arguments }
-            var data = try JSONSerialization.data(withJSONObject: msg)
-            data.append(10)
-            let sent = data.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard sent == data.count else { throw StartupError("QMP \(command): send failed (\(String(cString: strerror(errno))))") }
-            let deadline = ContinuousClock.now + .seconds(30)
-            while true {
-                let obj = try readMessage(until: deadline)
-                if let e = obj["event"] as? String { events.append(e); continue }
-                if let err = obj["error"] as? [String: Any] {
-                    throw StartupError("QMP \(command) failed: \(err["desc"] as? String ?? "\(err)")")
-                }
-                if let r = obj["return"] { return r }
-            }
-        }
-    }
-
-    private func readMessage(until deadline: ContinuousClock.Instant) throws -> [String: Any] {
-        while true {
-            if let nl = buffer.firstIndex(of: 10) {
-                let line = Array(buffer[..<nl])
-                buffer.removeFirst(nl + 1)
-                if let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] { return obj }
-                continue
-            }
-            guard ContinuousClock.now < deadline else { throw StartupError("QMP did not answer in time", status: .timeout) }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 50) > 0 else { continue }
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { throw StartupError("QMP connection closed (qemu exited?)") }
-            buffer += chunk.prefix(n)
-        }
-    }
-
-    func close() {
-        lock.withLock {
-            if !closed { closed = true; _ = Glibc.close(fd) }
-        }
-    }
-}
-
-struct SendableBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

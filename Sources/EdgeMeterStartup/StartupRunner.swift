@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 import Foundation
 
 /// The one error type of this module. Its text says what failed and what to do next.
@@ -20,6 +21,11 @@ public struct StartupError: Error, CustomStringConvertible, Equatable {
     /// `ready=exit` saw the workload end with a nonzero status (every backend words it the same).
     static func workloadExited(status: Int, detail: String = "") -> StartupError {
         StartupError("the workload exited with status \(status)" + (detail.isEmpty ? "" : ": \(detail)"))
+    }
+
+    /// A wait ended by a stop request (Ctrl-C, SIGTERM).
+    static func interrupted(_ stop: StopFlag, waitingFor what: String) -> StartupError {
+        StartupError("interrupted (\(stop.reason ?? "stop requested")) while waiting for \(what)")
     }
 }
 
@@ -81,16 +87,90 @@ public enum ReadyCheck: Sendable, Equatable, CustomStringConvertible {
     public static let defaultMarker = "EDGEMETER-READY"
 }
 
-/// One instance being measured: each method is one phase and returns when the engine says it is done.
+/// A point on a `MeasurementClock` by which a wait must end: the runner's attempt deadline, passed
+/// to every wait of that attempt so that all of them read the same clock.
+public struct Deadline: Sendable {
+    public let clock: any MeasurementClock
+    /// On `clock.monotonicNanoseconds()`.
+    public let nanoseconds: Int64
+
+    public init(clock: any MeasurementClock, nanoseconds: Int64) {
+        self.clock = clock
+        self.nanoseconds = nanoseconds
+    }
+
+    /// `duration` from now on `clock`.
+    public static func after(_ duration: Duration, on clock: any MeasurementClock = SystemClock()) -> Deadline {
+        Deadline(clock: clock, nanoseconds: clock.monotonicNanoseconds() + duration.nanoseconds)
+    }
+
+    public var hasPassed: Bool { clock.monotonicNanoseconds() >= nanoseconds }
+    /// What is left (zero once passed).
+    public var remaining: Duration { .nanoseconds(max(0, nanoseconds - clock.monotonicNanoseconds())) }
+}
+
+/// How the workload of an instance is doing, for `ReadyCheck.exit` (and to notice a workload that
+/// ended before printing its marker).
+public enum WorkloadState: Sendable, Equatable {
+    case running
+    /// It ended with this status (the workload's own, not the engine's).
+    case exited(status: Int)
+    /// It ended, but how cannot be known; the text says why and what to check.
+    case unknown(String)
+}
+
+/// Where tcp/http/icmp ready checks reach an instance's workload.
+public struct InstanceAddress: Sendable, Equatable {
+    public var host: String
+    /// Behind NAT (QEMU user-mode networking): the host port forwarded to the workload's port; nil
+    /// when `host` is the workload's own address and the check's port is used as given.
+    public var forwardedPort: Int?
+    /// The NAT accepts on the host side before the guest listens, so a TCP check must also get
+    /// the guest's banner; and no ICMP echo reaches the guest.
+    public var behindNAT: Bool { forwardedPort != nil }
+
+    public init(host: String, forwardedPort: Int? = nil) {
+        self.host = host
+        self.forwardedPort = forwardedPort
+    }
+}
+
+/// One instance being measured: each of `start`, `waitRunning`, `stop` and `remove` is one phase and
+/// returns when the engine says it is done. The `ready` phase is the runner's (`ReadyProbes.wait`):
+/// it reads what the instance exposes here (its address, its workload's state, its log), so every
+/// backend's ready check is the same code.
 public protocol StartupInstance: AnyObject, Sendable {
     var name: String { get }
     func start() async throws
-    func waitRunning(until deadline: ContinuousClock.Instant, stop: StopFlag) async throws
-    func waitReady(_ check: ReadyCheck, until deadline: ContinuousClock.Instant, stop: StopFlag) async throws
+    func waitRunning(until deadline: Deadline, stop: StopFlag) async throws
+    /// Where tcp/http/icmp checks connect. May wait (a container whose address is not known yet);
+    /// throws a `StartupError` when the instance has no network reachable from the host.
+    func address(until deadline: Deadline, stop: StopFlag) async throws -> InstanceAddress
+    /// Whether the workload still runs and, once it ended, its exit status.
+    func workloadState() async throws -> WorkloadState
+    /// What the workload printed so far (container log, LXC workload log, serial console, output).
+    func log() async throws -> String
     func stop() async throws
     func remove() async throws
     /// Labels learned during the attempt (engine event cross-check, addresses), read after `remove`.
     var labels: [String: String] { get }
+    /// A backend's own readiness test that replaces the plan's `ReadyCheck` (the cmd backend's
+    /// `ready` command); nil (the default) for the plan's.
+    var ownReadyCheck: (@Sendable (Deadline, StopFlag) async throws -> Void)? { get }
+}
+
+extension StartupInstance {
+    public var ownReadyCheck: (@Sendable (Deadline, StopFlag) async throws -> Void)? { nil }
+}
+
+/// A one-off step a backend takes before its attempts so that they start from a snapshot (docker
+/// commit of a running container, QEMU state saved to a file); timed on the client's monotonic clock.
+public struct SnapshotStep: Sendable, Equatable {
+    /// The sample phase: `commit` or `save`.
+    public var phase: String
+    /// What was timed, for the report ("docker commit (paused) of a running container").
+    public var what: String
+    public var milliseconds: Double
 }
 
 /// A startup backend (docker, lxc, qemu, cmd): creates instances; everything it creates is named
@@ -109,12 +189,16 @@ public protocol StartupBackend: AnyObject, Sendable {
     func create(index: Int, ready: ReadyCheck) async throws -> StartupInstance
     /// Removes whatever this run created that is still there (called at the end, on failure and on stop).
     func cleanup() async
+    /// Backends whose instances start from a snapshot: the snapshot step once it was taken (by
+    /// `prepare`, or by the first `create`); nil (the default) for a cold start.
+    var snapshotStep: SnapshotStep? { get }
 }
 
 extension StartupBackend {
     public func prepare(for ready: ReadyCheck, stop: StopFlag) async throws {
         try await prepare(stop: stop)
     }
+    public var snapshotStep: SnapshotStep? { nil }
 }
 
 /// What the runner does: RUNS attempts, every phase recorded for each.
@@ -147,10 +231,14 @@ public struct StartupAttempt: Sendable {
 
 public enum StartupRunner {
     /// Runs `plan.runs` attempts on `backend`, recording every phase of every attempt to `sink`.
-    /// Durations come from `ContinuousClock` (CLOCK_MONOTONIC) on the client side. Always calls
-    /// `backend.cleanup()` before returning, also when stopped or when an attempt fails.
+    /// Each phase is timed on `clock` (`SystemClock`: CLOCK_MONOTONIC, client side) from the call
+    /// that starts it until it returns; `ready` is the plan's check (`ReadyProbes.wait`) from the end
+    /// of `running`. Always calls `backend.cleanup()` before returning, also when stopped or when an
+    /// attempt fails. A stop request ends the phase in progress at its next check and starts no
+    /// further attempt; the attempt in progress still stops and removes its instance.
     @discardableResult
     public static func run(backend: StartupBackend, plan: StartupPlan, runID: String, sink: SampleSink, stop: StopFlag,
+                           clock: any MeasurementClock = SystemClock(),
                            progress: @Sendable (String) -> Void = { _ in }) async throws -> [StartupAttempt] {
         do {
             try await backend.prepare(for: plan.ready, stop: stop)
@@ -161,7 +249,7 @@ public enum StartupRunner {
         var attempts: [StartupAttempt] = []
         for index in 0..<plan.runs {
             if stop.isStopped { break }
-            let attempt = await runOne(backend: backend, plan: plan, index: index, runID: runID, sink: sink, stop: stop)
+            let attempt = await runOne(backend: backend, plan: plan, index: index, runID: runID, sink: sink, stop: stop, clock: clock)
             attempts.append(attempt)
             if let f = attempt.failure {
                 progress("\(backend.name) run \(index + 1)/\(plan.runs) failed: \(f)")
@@ -174,23 +262,23 @@ public enum StartupRunner {
     }
 
     static func runOne(backend: StartupBackend, plan: StartupPlan, index: Int, runID: String, sink: SampleSink,
-                       stop: StopFlag) async -> StartupAttempt {
-        let clock = ContinuousClock()
-        let wall = Date()
+                       stop: StopFlag, clock: any MeasurementClock) async -> StartupAttempt {
+        let wall = clock.wallNow()
         var results: [StartupPhase: Result<Double, StartupError>] = [:]
         var instance: StartupInstance?
         var failure: String?
-        let began = clock.now
-        let deadline = began.advanced(by: plan.readyTimeout)
+        var readyLabels: [String: String] = [:]
+        let began = clock.monotonicNanoseconds()
+        let deadline = Deadline(clock: clock, nanoseconds: began + plan.readyTimeout.nanoseconds)
 
         func timed(_ phase: StartupPhase, _ body: () async throws -> Void) async -> Bool {
-            let t0 = clock.now
+            let t0 = clock.monotonicNanoseconds()
             do {
                 try await body()
-                results[phase] = .success(Self.ms(clock.now - t0))
+                results[phase] = .success(Self.ms(clock.monotonicNanoseconds() - t0))
                 return true
             } catch {
-                let e = Self.classify(error, phase: phase, stop: stop, deadline: deadline, clock: clock)
+                let e = Self.classify(error, phase: phase, stop: stop, deadline: deadline)
                 results[phase] = .failure(e)
                 if failure == nil { failure = "\(phase.rawValue): \(e.message)" }
                 return false
@@ -202,15 +290,16 @@ public enum StartupRunner {
                   let inst = instance else { return false }
             guard await timed(.start, { try await inst.start() }) else { return false }
             guard await timed(.running, { try await inst.waitRunning(until: deadline, stop: stop) }) else { return false }
-            return await timed(.ready, { try await inst.waitReady(plan.ready, until: deadline, stop: stop) })
+            return await timed(.ready, {
+                readyLabels = try await ReadyProbes.wait(for: plan.ready, on: inst, until: deadline, stop: stop)
+            })
         }()
-        if upToReady { results[.total] = .success(Self.ms(clock.now - began)) }
+        if upToReady { results[.total] = .success(Self.ms(clock.monotonicNanoseconds() - began)) }
         if let inst = instance {
             // Stop and remove are measured even after a failed ready: they still free the instance.
             _ = await timed(.stop, { try await inst.stop() })
             _ = await timed(.remove, { try await inst.remove() })
         }
-        let firstFailed = StartupPhase.allCases.first { if case .failure = results[$0] { return true }; return false }
         var labels = backend.labels
         labels["backend"] = backend.name
         labels["ready"] = plan.ready.kind
@@ -220,54 +309,58 @@ public enum StartupRunner {
             labels["instance"] = inst.name
             labels.merge(inst.labels) { _, new in new }
         }
+        labels.merge(readyLabels) { _, new in new }
         var values: [StartupPhase: Double] = [:]
-        for phase in StartupPhase.allCases {
-            let value: Double?
-            let status: SampleStatus
-            let reason: String
-            switch results[phase] {
-            case .success(let v)?:
-                value = v; status = .ok; reason = ""
-                values[phase] = v
-            case .failure(let e)?:
-                value = nil; status = e.status; reason = e.message
-            case nil:
-                value = nil; status = .error
-                if phase == .total, let f = failure {
-                    reason = "not ready: \(f)"
-                } else if let f = firstFailed {
-                    reason = "not reached: \(f.rawValue) failed"
-                } else {
-                    reason = "not reached"
-                }
-            }
+        for (phase, sample) in samples(results, failure: failure) {
+            if let v = sample.value { values[phase] = v }
             sink.record(Sample(runID: runID, scenario: plan.scenario, probe: "startup", target: backend.name, metric: "startup",
-                               phase: phase.rawValue, value: value, unit: "ms", timestamp: wall, status: status,
-                               reason: reason, labels: labels))
+                               phase: phase.rawValue, value: sample.value, unit: "ms", timestamp: wall, status: sample.status,
+                               reason: sample.reason, labels: labels))
         }
         return StartupAttempt(index: index, phases: values, failure: failure)
     }
 
-    static func classify(_ error: Error, phase: StartupPhase, stop: StopFlag, deadline: ContinuousClock.Instant,
-                         clock: ContinuousClock) -> StartupError {
+    /// One row per phase, in `StartupPhase.allCases` order, whatever happened: a phase that was not
+    /// reached says which one failed, `total` of a failed attempt says why it never got ready.
+    static func samples(_ results: [StartupPhase: Result<Double, StartupError>], failure: String?)
+        -> [(StartupPhase, (value: Double?, status: SampleStatus, reason: String))] {
+        let firstFailed = StartupPhase.allCases.first { if case .failure = results[$0] { return true }; return false }
+        return StartupPhase.allCases.map { phase in
+            switch results[phase] {
+            case .success(let v)?:
+                return (phase, (v, .ok, ""))
+            case .failure(let e)?:
+                return (phase, (nil, e.status, e.message))
+            case nil:
+                if phase == .total, let f = failure { return (phase, (nil, .error, "not ready: \(f)")) }
+                if let f = firstFailed { return (phase, (nil, .error, "not reached: \(f.rawValue) failed")) }
+                return (phase, (nil, .error, "not reached"))
+            }
+        }
+    }
+
+    static func classify(_ error: Error, phase: StartupPhase, stop: StopFlag, deadline: Deadline) -> StartupError {
         if let e = error as? StartupError { return e }
         if stop.isStopped { return StartupError("interrupted (\(stop.reason ?? "stop requested")) during \(phase.rawValue)") }
-        if clock.now >= deadline { return StartupError("\(phase.rawValue) did not finish before the deadline", status: .timeout) }
+        if deadline.hasPassed { return StartupError("\(phase.rawValue) did not finish before the deadline", status: .timeout) }
         return StartupError("\(error)")
     }
 
-    static func ms(_ d: Duration) -> Double { Double(d.nanoseconds) / 1e6 }
+    static func ms(_ nanoseconds: Int64) -> Double { Double(nanoseconds) / 1e6 }
 }
 
-/// Polls `condition` every `interval` until it returns true, the deadline passes (`.timeout`) or a
-/// stop is requested. `what` names the awaited state in the error ("container running").
-func poll(_ what: String, until deadline: ContinuousClock.Instant, stop: StopFlag, interval: Duration = .milliseconds(5),
+/// Polls `condition` every `interval` (on the deadline's clock) until it returns true, the deadline
+/// passes (`.timeout`) or a stop is requested. `what` names the awaited state in the error
+/// ("container running").
+func poll(_ what: String, until deadline: Deadline, stop: StopFlag, interval: Duration = .milliseconds(5),
           _ condition: () async throws -> Bool) async throws {
+    let clock = deadline.clock
     while true {
         if try await condition() { return }
-        if stop.isStopped { throw StartupError("interrupted (\(stop.reason ?? "stop requested")) while waiting for \(what)") }
-        if ContinuousClock.now >= deadline { throw StartupError("no \(what) before the timeout", status: .timeout) }
-        try await Task.sleep(for: interval)
+        if stop.isStopped { throw StartupError.interrupted(stop, waitingFor: what) }
+        if deadline.hasPassed { throw StartupError("no \(what) before the timeout", status: .timeout) }
+        let next = min(clock.monotonicNanoseconds() + interval.nanoseconds, deadline.nanoseconds)
+        await clock.sleep(untilNanoseconds: next, stop: { stop.isStopped })
     }
 }
 

@@ -40,8 +40,22 @@ func resolveExecutable(_ name: String) throws -> String {
     }
 }
 
-/// `which(name)`: PATH, then /usr/sbin and /sbin.
-func findExecutable(_ name: String) -> String? { which(name) }
+/// Calls `remove` for each whitespace-separated name of `listing` (an engine's list of instances)
+/// that starts with `prefix`; returns what the calls reported (nil: not removed).
+func removeEach(_ listing: String, prefix: String, _ remove: (String) async -> String?) async -> [String] {
+    var removed: [String] = []
+    for name in listing.split(whereSeparator: \.isWhitespace).map(String.init) where name.hasPrefix(prefix) {
+        if let what = await remove(name) { removed.append(what) }
+    }
+    return removed
+}
+
+/// Runs blocking code (sockets, waitpid) on a Dispatch thread, so no task of the cooperative pool waits.
+func onBackgroundThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { cont in
+        DispatchQueue.global().async { cont.resume(with: Result { try body() }) }
+    }
+}
 
 /// A `ChildProcess` (posix_spawn, empty signal mask, default dispositions, no inherited
 /// descriptors) whose start fails with a startup error.

@@ -163,6 +163,52 @@ public struct IPRoute: Sendable {
         return String(words[i + 1])
     }
 
+    // MARK: bridges and namespaces joined by veth pairs
+
+    /// Bridge `name` with address `cidr` (e.g. 10.213.77.1/24), up, unless a link of that name
+    /// already exists (then nothing changes). Returns true when this call created it, so the caller
+    /// deletes only what it made. A bridge that fails half-way (address refused, say) is deleted
+    /// again before the error is thrown.
+    @discardableResult
+    public func ensureBridge(_ name: String, address cidr: String) async throws -> Bool {
+        try Self.checkCIDR(cidr)
+        if try await linkExists(name) { return false }
+        try await addBridge(name)
+        do {
+            try await addAddress(cidr, dev: name)
+            try await setLink(name, up: true)
+        } catch {
+            try? await deleteLink(name)
+            throw error
+        }
+        return true
+    }
+
+    /// A new network namespace `netns` joined to this one by a veth pair: `namespaceEnd` is created
+    /// inside `netns` with `namespaceAddress` (a CIDR), `hostEnd` stays here and is either enslaved
+    /// to `bridge` or given `hostAddress` (a CIDR), or both; both ends and the namespace's `lo` are
+    /// up. On failure the namespace (and with it the pair) is deleted before the error is thrown.
+    /// Six to eight `ip` commands; `deleteNamespace(netns)` undoes everything.
+    public func addNamespace(_ netns: String, hostEnd: String, namespaceEnd: String, namespaceAddress: String,
+                             hostAddress: String? = nil, bridge: String? = nil) async throws {
+        try Self.checkCIDR(namespaceAddress)
+        if let hostAddress { try Self.checkCIDR(hostAddress) }
+        try await addNamespace(netns)
+        do {
+            try await addVeth(hostEnd, peer: namespaceEnd, peerNetns: netns)
+            if let bridge { try await enslave(hostEnd, to: bridge) }
+            if let hostAddress { try await addAddress(hostAddress, dev: hostEnd) }
+            try await setLink(hostEnd, up: true)
+            try await addAddress(namespaceAddress, dev: namespaceEnd, netns: netns)
+            try await setLink(namespaceEnd, up: true, netns: netns)
+            try await setLink("lo", up: true, netns: netns)
+        } catch {
+            try? await deleteNamespace(netns)
+            if (try? await linkExists(hostEnd)) == true { try? await deleteLink(hostEnd) }
+            throw error
+        }
+    }
+
     // MARK: sysctl
 
     /// Sets a sysctl inside a namespace (`ip netns exec NS sysctl -q -w KEY=VALUE`), e.g.

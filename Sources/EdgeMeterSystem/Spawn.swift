@@ -4,25 +4,38 @@
 // threads block SIGTERM) and any SIG_IGN the CLI's signal trap set, so a server started through it
 // ignores the SIGTERM that `stop` sends; and it reaps through its own SIGCHLD machinery.
 //
-// swiftlang/swift-subprocess 1.0.2 (in /opt/swift-packages), weighed against this file:
-// - fd inheritance: both close every descriptor above stderr in the child (Subprocess: fork + exec
-//   with close_range(CLOEXEC) on Linux; here: posix_spawn with addclosefrom_np(3), glibc >= 2.34).
-// - signal masks: both start the child with an empty mask and default dispositions.
-// - process groups: Subprocess has `processGroupID`/`createSession`; here `newProcessGroup`, which
-//   the timeout uses so that a kill reaches grandchildren that still hold the output pipes.
-// - timeouts: Subprocess has none built in (cancel the task; `teardownSequence` then signals);
-//   here `timeout:` kills the child's group and the result says `timedOut`.
-// - reaping: Subprocess watches pidfds from a process-wide monitor thread (pidfds cannot be
-//   confused by PID reuse); here the child is reaped only by its own `ChildProcess`, and signals
-//   are sent under the same lock, so a reaped PID is never signalled. The OCI backend reaps
-//   re-parented container processes with its own waitpid(pid), which a monitor that reaps
-//   everything it did not spawn would not disturb either way.
+// swiftlang/swift-subprocess 1.0.2 (in /opt/swift-packages) weighed against this file, from its
+// source and from a probe program built against it on this machine (2026-12-01):
+// - fd leaks: a tie. Both spawn with posix_spawn and close every descriptor above stderr in the
+//   child (`posix_spawn_file_actions_addclosefrom_np(3)`, glibc >= 2.34), and both make their pipes
+//   with pipe2(O_CLOEXEC). Probe: a parent fd opened without O_CLOEXEC did not reach the child.
+// - signal masks and dispositions: a tie (empty mask, every signal back to SIG_DFL).
+// - timeouts and killing process groups: Subprocess has no timeout; the caller cancels the task,
+//   and its teardown signals the child only (its group only with `createSession` or
+//   `processGroupID` plus `toProcessGroup:`). Probe: `sh -c 'sleep 30 & sleep 30'` cancelled after
+//   0.3 s returned at once (status SIGKILL) but left both `sleep`s running as orphans. Here
+//   `timeout:` starts the child in its own process group and SIGKILLs the whole group, so nothing
+//   it started outlives the call (SpawnTests.testTimeoutLeavesNoGrandchildRunning), and `timedOut`
+//   says why. Safer here.
+// - output capture limits: Subprocess requires a limit (`.string(limit:)`) and throws
+//   `outputLimitExceeded` when it is passed. Probe: 1 MiB into a 64 KiB limit threw, and the exit
+//   status and all of the output were lost. Here each stream keeps its first `maxOutputBytes`
+//   (16 MiB by default), drains and drops the rest (the child never blocks on a full pipe) and
+//   sets `outputTruncated`: the status and the start of the output survive, which an error message
+//   needs. Safer here.
+// - reaping: Subprocess watches pidfds from a process-wide monitor thread; here the child is reaped
+//   only by its own `ChildProcess`, and signals are sent under the same lock, so a reaped PID is
+//   never signalled. The OCI backend reaps re-parented container processes itself (waitpid on their
+//   PIDs), which either design leaves alone.
 // - shape: Subprocess runs a child inside an async closure (`run { execution in ... }`); the
 //   startup backends keep children past the call that started them (QEMU, detached commands) and
 //   poll `isRunning` from synchronous code, which would need a task per child.
-// - build cost: Subprocess needs swift-tools-version 6.2 and swift-system; here nothing new.
-// Verdict: equally safe on the points that matter here once descriptors are closed, cheaper to
-// build and closer to the callers' shape, so this file stays and the dependency is not added.
+// - build time: small either way. A clean debug build of Subprocess with swift-system and a
+//   one-file program took 15.6 s at -j 1 here (machine shared with other builds); it needs
+//   swift-tools-version 6.2 in its own manifest, which the 6.3.1 toolchain reads.
+// Verdict: this file stays and the dependency is not added. On descriptors and signals the two are
+// equally safe; on timeouts (the whole group killed, no orphans) and output limits (truncate, keep
+// the status) this file is the safer one for edgemeter.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -41,9 +54,10 @@ public final class ChildProcess: @unchecked Sendable {
     /// Starts `argv` (argv[0] resolved with `resolveExecutable`); stdout and stderr go to `outputFD`
     /// (or /dev/null), or separately to `stdoutFD`/`stderrFD`; stdin from `stdinFD` (or /dev/null).
     /// With `newProcessGroup` the child leads a new process group (it then no longer gets the
-    /// terminal's ^C; `signalGroup` reaches it and everything it started).
+    /// terminal's ^C; `signalGroup` reaches it and everything it started). `environment` replaces
+    /// this process's environment for the child (nil: inherited).
     public init(_ argv: [String], outputFD: Int32? = nil, stdinFD: Int32? = nil, stdoutFD: Int32? = nil, stderrFD: Int32? = nil,
-                newProcessGroup: Bool = false) throws {
+                newProcessGroup: Bool = false, environment: [String: String]? = nil) throws {
         guard let first = argv.first else { throw SystemError("empty command: give the program and its arguments as a list") }
         let exe = try resolveExecutable(first)
         var actions = posix_spawn_file_actions_t()
@@ -82,8 +96,11 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setflags(&attr, Int16(flags))
         var cargs: [UnsafeMutablePointer<CChar>?] = ([exe] + argv.dropFirst()).map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
+        var envp: [UnsafeMutablePointer<CChar>?] = (environment ?? [:]).sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in envp { free(p) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, exe, &actions, &attr, &cargs, environ)
+        let rc = environment == nil ? posix_spawn(&child, exe, &actions, &attr, &cargs, environ)
+                                    : posix_spawn(&child, exe, &actions, &attr, &cargs, &envp)
         guard rc == 0 else { throw SystemError("cannot start \(exe): \(String(cString: strerror(rc)))", command: argv) }
         pid = child
         ownsProcessGroup = newProcessGroup
@@ -169,12 +186,17 @@ public struct CommandResult: Sendable, Equatable {
     public var stderr: String
     /// The timeout passed and the child's process group was killed.
     public var timedOut: Bool
+    /// stdout or stderr wrote more than the call's `maxOutputBytes`: the text holds the first
+    /// `maxOutputBytes` of it, the rest was read and dropped (so the child never blocked on a full
+    /// pipe).
+    public var outputTruncated: Bool
 
-    public init(status: Int32, stdout: String, stderr: String, timedOut: Bool = false) {
+    public init(status: Int32, stdout: String, stderr: String, timedOut: Bool = false, outputTruncated: Bool = false) {
         self.status = status
         self.stdout = stdout
         self.stderr = stderr
         self.timedOut = timedOut
+        self.outputTruncated = outputTruncated
     }
 
     public var ok: Bool { status == 0 && !timedOut }
@@ -186,23 +208,33 @@ public struct CommandResult: Sendable, Equatable {
 public enum Command {
     /// Runs `argv` and returns its status and output; waits on a Dispatch thread so the async caller
     /// is not blocked. See `runBlocking`.
-    public static func run(_ argv: [String], stdinFD: Int32? = nil, timeout: Duration? = nil) async throws -> CommandResult {
+    public static func run(_ argv: [String], stdinFD: Int32? = nil, timeout: Duration? = nil,
+                           maxOutputBytes: Int = defaultOutputLimit, environment: [String: String]? = nil) async throws -> CommandResult {
         try await withCheckedThrowingContinuation { cont in
             DispatchQueue.global().async {
-                cont.resume(with: Result { try runBlocking(argv, stdinFD: stdinFD, timeout: timeout) })
+                cont.resume(with: Result {
+                    try runBlocking(argv, stdinFD: stdinFD, timeout: timeout, maxOutputBytes: maxOutputBytes, environment: environment)
+                })
             }
         }
     }
+
+    /// How much of each of stdout and stderr a call keeps by default (16 MiB): far above what `ip`,
+    /// the lxc-* tools or a runtime print, low enough that a runaway program cannot exhaust memory.
+    public static let defaultOutputLimit = 16 << 20
 
     /// Runs `argv` (stdin from `stdinFD` or /dev/null) and blocks until it exited and both output
     /// pipes reached end of file. With `timeout` (from the spawn, on the monotonic clock) the child
     /// leads its own process group, and when the time passes the group gets SIGKILL, so that a
     /// grandchild holding the pipes cannot keep the call waiting; `timedOut` is then set. A program
-    /// that cannot be started throws; a nonzero exit does not (check `ok`).
-    public static func runBlocking(_ argv: [String], stdinFD: Int32? = nil, timeout: Duration? = nil) throws -> CommandResult {
+    /// that cannot be started throws; a nonzero exit does not (check `ok`). Each of stdout and stderr
+    /// keeps its first `maxOutputBytes`; the rest is drained and dropped, and `outputTruncated` says so.
+    public static func runBlocking(_ argv: [String], stdinFD: Int32? = nil, timeout: Duration? = nil,
+                                   maxOutputBytes: Int = defaultOutputLimit, environment: [String: String]? = nil) throws -> CommandResult {
         let out = try CloexecPipe(), err = try CloexecPipe()
         defer { out.closeAll(); err.closeAll() }
-        let child = try ChildProcess(argv, stdinFD: stdinFD, stdoutFD: out.write, stderrFD: err.write, newProcessGroup: timeout != nil)
+        let child = try ChildProcess(argv, stdinFD: stdinFD, stdoutFD: out.write, stderrFD: err.write, newProcessGroup: timeout != nil,
+                                     environment: environment)
         out.closeWrite()
         err.closeWrite()
         let fired = LockedFlag()
@@ -220,18 +252,20 @@ public enum Command {
         let group = DispatchGroup()
         let outBox = DataBox()
         group.enter()
-        DispatchQueue.global().async { outBox.data = out.readToEnd(); group.leave() }
-        let errData = err.readToEnd()
+        DispatchQueue.global().async { (outBox.data, outBox.truncated) = out.readToEnd(limit: maxOutputBytes); group.leave() }
+        let (errData, errTruncated) = err.readToEnd(limit: maxOutputBytes)
         group.wait()
         let status = child.waitBlocking()
         watchdog?.cancel()
         return CommandResult(status: status, stdout: String(decoding: outBox.data, as: UTF8.self),
-                             stderr: String(decoding: errData, as: UTF8.self), timedOut: fired.isSet)
+                             stderr: String(decoding: errData, as: UTF8.self), timedOut: fired.isSet,
+                             outputTruncated: outBox.truncated || errTruncated)
     }
 }
 
 private final class DataBox: @unchecked Sendable {
     var data = Data()
+    var truncated = false
 }
 
 private final class LockedFlag: @unchecked Sendable {
@@ -276,15 +310,21 @@ final class CloexecPipe: @unchecked Sendable {
         if read >= 0 { close(read); read = -1 }
     }
 
-    /// Reads the read end until end of file.
-    func readToEnd() -> Data {
+    /// Reads the read end until end of file, keeping the first `limit` bytes; true when more came.
+    func readToEnd(limit: Int = Int.max) -> (Data, Bool) {
         var data = Data()
+        var truncated = false
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { Glibc.read(read, $0.baseAddress, $0.count) }
-            if n > 0 { data.append(contentsOf: chunk[0..<n]); continue }
+            if n > 0 {
+                let keep = min(n, max(0, limit - data.count))
+                if keep > 0 { data.append(contentsOf: chunk[0..<keep]) }
+                if keep < n { truncated = true }
+                continue
+            }
             if n < 0 && errno == EINTR { continue }
-            return data
+            return (data, truncated)
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import EdgeMeterCore
+import EdgeMeterSystem
 import EdgeMeterProbes
 import EdgeMeterHTTP
 import EdgeMeterRun
@@ -105,21 +106,13 @@ struct ServeCalculatorCommand: AsyncParsableCommand {
             print(line)
         }
         fflush(nil)
-        let (signals, continuation) = AsyncStream<String>.makeStream()
-        var sources: [DispatchSourceSignal] = []
-        for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
-            signal(sig, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler { continuation.yield(name) }
-            src.resume()
-            sources.append(src)
-        }
+        let (signals, trap) = SignalTrap.stream()
         for await name in signals {
             note("edgemeter: \(name) received, stopping the calculator")
             break
         }
         for s in services { await s.stop() }
-        sources.forEach { $0.cancel() }
+        trap.cancel()
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import EdgeMeterCore
+import EdgeMeterSystem
 import EdgeMeterRun
 
 /// Where a command writes its run directory and how it prints the summary: the part of `RunOptions`

@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 @testable import EdgeMeterStartup
 import Foundation
 import XCTest
@@ -100,14 +101,14 @@ final class DockerBackendTests: XCTestCase {
             let c = try DockerAPIClient()   // this backend's own client: its counter sees only its requests
             let backend = DockerBackend(client: c, image: Self.image, runID: testRunID("dw"))
             let stop = StopFlag()
-            let deadline = ContinuousClock.now + .seconds(30)
+            let deadline = Deadline.after(.seconds(30))
             try await backend.prepare(for: ready, stop: stop)
             let instance = try await backend.create(index: 0, ready: ready)
             let docker = try XCTUnwrap(instance as? DockerInstance)
             try await instance.start()
             try await instance.waitRunning(until: deadline, stop: stop)
             let before = c.requestCount
-            try await instance.waitReady(ready, until: deadline, stop: stop)
+            _ = try await ReadyProbes.wait(for: ready, on: instance, until: deadline, stop: stop)
             XCTAssertEqual(c.requestCount - before, 0, "\(ready): Engine API requests inside the ready window")
             let r = try await c.request(.GET, "/containers/\(docker.id)/json")
             let settings = try XCTUnwrap((r.json as? [String: Any])?["NetworkSettings"] as? [String: Any])

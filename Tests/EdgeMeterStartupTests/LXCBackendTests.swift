@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 @testable import EdgeMeterStartup
 import Foundation
 import XCTest
@@ -20,7 +21,7 @@ final class LXCBackendTests: XCTestCase {
     func testEveryReadyKindOnABridgeTheRunCreates() async throws {
         try requireLXC()
         let bridge = "edgemeter-bt\(Int.random(in: 0..<99))"
-        let existed = try await LXCBackend.linkExists(bridge)
+        let existed = try await IPRoute().linkExists(bridge)
         XCTAssertFalse(existed)
         for ready in [ReadyCheck.exit, .marker(ReadyCheck.defaultMarker), .tcp(port: 2222), .http(port: 8080, path: "/"), .icmp] {
             let backend = LXCBackend(runID: testRunID("lx"), bridge: bridge, bridgeAddress: "10.213.78.1")
@@ -30,7 +31,7 @@ final class LXCBackendTests: XCTestCase {
             XCTAssertEqual(samples.first?.labels["address"], "10.213.78.10")
             let left = try await leftovers(backend)
             XCTAssertEqual(left, [])
-            let bridgeLeft = try await LXCBackend.linkExists(bridge)
+            let bridgeLeft = try await IPRoute().linkExists(bridge)
             XCTAssertFalse(bridgeLeft, "the bridge the run created must be removed")
         }
     }
@@ -47,7 +48,7 @@ final class LXCBackendTests: XCTestCase {
             let left = try await leftovers(backend)
             XCTAssertEqual(left, [])
         }
-        let bridgeLeft = try await LXCBackend.linkExists(bridge)
+        let bridgeLeft = try await IPRoute().linkExists(bridge)
         XCTAssertFalse(bridgeLeft)
     }
 
@@ -76,7 +77,7 @@ final class LXCBackendTests: XCTestCase {
         XCTAssertTrue(samples.first { $0.phase == "ready" }!.reason.contains("interrupted"))
         let left = try await leftovers(backend)
         XCTAssertEqual(left, [])
-        let bridgeLeft = try await LXCBackend.linkExists(bridge)
+        let bridgeLeft = try await IPRoute().linkExists(bridge)
         XCTAssertFalse(bridgeLeft)
     }
 
@@ -85,7 +86,7 @@ final class LXCBackendTests: XCTestCase {
         let saved = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         setenv("PATH", "/nonexistent", 1)
         defer { setenv("PATH", saved, 1) }
-        guard findExecutable("lxc-create") == nil else { throw XCTSkip("lxc-create is found outside PATH (/usr/sbin or /sbin)") }
+        guard which("lxc-create") == nil else { throw XCTSkip("lxc-create is found outside PATH (/usr/sbin or /sbin)") }
         let backend = LXCBackend(runID: testRunID("ln"))
         do {
             try await StartupRunner.run(backend: backend, plan: StartupPlan(scenario: "x", runs: 1, ready: .exit), runID: "x",

@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 @testable import EdgeMeterStartup
 import Foundation
 import XCTest
@@ -8,7 +9,7 @@ import Glibc
 
 /// An OCI runtime binary, required when installed; skipped only when it is truly absent.
 func requireRuntime(_ name: String) throws -> String {
-    guard let path = findExecutable(name) else {
+    guard let path = which(name) else {
         throw XCTSkip("\(name) is not installed: apt-get install -y \(name)" + (name == "runc" ? " (it comes with docker.io)" : ""))
     }
     guard geteuid() == 0 else { throw XCTSkip("\(name) containers need root: run the tests as root") }

@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 @testable import EdgeMeterStartup
 import Foundation
 import XCTest
@@ -13,7 +14,7 @@ final class PodmanBackendTests: XCTestCase {
 
     /// podman's API is required when podman is installed: an unanswered socket fails the test.
     func client() async throws -> DockerAPIClient {
-        guard findExecutable("podman") != nil else {
+        guard which("podman") != nil else {
             throw XCTSkip("podman is not installed: apt-get install -y podman crun, then scripts/setup-engines.sh")
         }
         let podman = DockerAPIClient(endpoint: .unix(path: DockerBackend.podmanSocket))

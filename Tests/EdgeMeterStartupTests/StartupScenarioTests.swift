@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 import EdgeMeterRun
 @testable import EdgeMeterStartup
 import Foundation
@@ -44,6 +45,30 @@ final class StartupScenarioTests: XCTestCase {
         XCTAssertTrue(md.contains("| qemu | qemu | tcp | 1/1 | 7000 | 6900 | 14.0× |"), md)
         XCTAssertTrue(md.contains("- docker ready (create→ready) 14.0× faster than qemu (500 ms vs 7000 ms)"), md)
         XCTAssertLessThan(md.range(of: "| docker |")!.lowerBound, md.range(of: "| qemu |")!.lowerBound)
+    }
+
+    /// The cross-scenario comparison is rebuilt from the run's own samples (no process-wide
+    /// registry): per scenario and backend, one attempt per `run` label, failures included.
+    func testResultsAreRebuiltFromTheRunsSamples() async throws {
+        let sink = MemorySink()
+        let good = FakeBackend(clock: ManualClock())
+        try await StartupRunner.run(backend: good, plan: StartupPlan(scenario: "s1", runs: 2, ready: .marker(ReadyCheck.defaultMarker)),
+                                    runID: "r", sink: sink, stop: StopFlag(), clock: good.clock)
+        let bad = FakeBackend(clock: ManualClock())
+        bad.failing = .running
+        try await StartupRunner.run(backend: bad, plan: StartupPlan(scenario: "s2", runs: 1, ready: .exit),
+                                    runID: "r", sink: sink, stop: StopFlag(), clock: bad.clock)
+        let results = StartupScenario.results(from: sink.samples)
+        XCTAssertEqual(results.map(\.scenario), ["s1", "s2"])
+        XCTAssertEqual(results[0].attempts.count, 2)
+        XCTAssertEqual(results[0].median(.total), 600)
+        XCTAssertEqual(results[0].median(.ready), 250)
+        XCTAssertEqual(results[0].okRuns, 2)
+        XCTAssertEqual(results[0].ready, "marker")
+        XCTAssertEqual(results[1].okRuns, 0)
+        XCTAssertEqual(results[1].attempts.first?.failure, "running: running refused by the fake engine")
+        XCTAssertEqual(results[1].median(.create), 100)
+        XCTAssertNil(results[1].median(.total))
     }
 
     /// Three startup scenarios that run (docker, cmd, runc) and one that cannot (an image dockerd

@@ -1,4 +1,5 @@
 import EdgeMeterCore
+import EdgeMeterSystem
 @testable import EdgeMeterStartup
 import Foundation
 import XCTest
@@ -69,7 +70,7 @@ func qemuProcesses(prefix: String) -> [Int32] {
 /// Docker is required when docker.io is installed: an unreachable daemon fails the test (the setup
 /// script starts it); only a machine without docker.io skips.
 func requireDocker() async throws -> DockerAPIClient {
-    guard findExecutable("dockerd") != nil else {
+    guard which("dockerd") != nil else {
         throw XCTSkip("docker.io is not installed: apt-get install -y docker.io, then scripts/setup-engines.sh")
     }
     let client = try DockerAPIClient()
@@ -78,12 +79,12 @@ func requireDocker() async throws -> DockerAPIClient {
 }
 
 func requireLXC() throws {
-    guard findExecutable("lxc-create") != nil else { throw XCTSkip("LXC is not installed: apt-get install -y lxc") }
+    guard which("lxc-create") != nil else { throw XCTSkip("LXC is not installed: apt-get install -y lxc") }
     guard geteuid() == 0 else { throw XCTSkip("LXC tests need root: run the tests as root") }
 }
 
 func requireQEMU() throws {
-    guard findExecutable("qemu-system-x86_64") != nil else { throw XCTSkip("QEMU is not installed: apt-get install -y qemu-system-x86") }
+    guard which("qemu-system-x86_64") != nil else { throw XCTSkip("QEMU is not installed: apt-get install -y qemu-system-x86") }
 }
 
 /// `ready = exit` with a workload that ends with `status`: 0 is a full successful run; anything else

@@ -100,6 +100,61 @@ final class IPRouteTests: XCTestCase {
         await cleanup()
     }
 
+    /// The composite helpers the startup backends and the test support use: a bridge made only
+    /// when missing, a namespace joined to it (or to the host) by a veth pair, and the undo of a
+    /// namespace that fails half-way.
+    func testEnsureBridgeAndNamespaceJoinedByAVethPair() async throws {
+        try requireRootAndIP()
+        guard let ping = which("ping") else { throw XCTSkip("needs iputils' ping: apt-get install -y iputils-ping") }
+        let ip = IPRoute()
+        let n = UInt32.random(in: 0..<1_000_000)
+        let tag = String(format: "%05x", n % 0xfffff)
+        let bridge = try Names.interfaceName("c\(tag)"), ns1 = "edgemeter-sj\(tag)", ns2 = "edgemeter-sk\(tag)"
+        let a = 250 + Int(n % 5), b = Int(n / 5 % 64) * 4
+        defer {
+            Task.detached {
+                for ns in [ns1, ns2] { try? await IPRoute().deleteNamespace(ns) }
+                try? await IPRoute().deleteLink(bridge)
+            }
+        }
+        let created = try await ip.ensureBridge(bridge, address: "10.\(a).\(b).1/30")
+        XCTAssertTrue(created)
+        let again = try await ip.ensureBridge(bridge, address: "10.\(a).\(b).1/30")
+        XCTAssertFalse(again, "an existing bridge is left alone and not reported as made here")
+
+        // Into the bridge: the namespace reaches the bridge's address.
+        try await ip.addNamespace(ns1, hostEnd: try Names.interfaceName("h\(tag)"), namespaceEnd: "eth0",
+                                  namespaceAddress: "10.\(a).\(b).2/30", bridge: bridge)
+        let viaBridge = try await ip.exec(in: ns1, [ping, "-c", "1", "-W", "2", "10.\(a).\(b).1"], timeout: .seconds(10))
+        XCTAssertEqual(viaBridge.status, 0, viaBridge.combined)
+        // To the host: both ends addressed, reachable both ways.
+        let host2 = try Names.interfaceName("g\(tag)")
+        try await ip.addNamespace(ns2, hostEnd: host2, namespaceEnd: "eth0", namespaceAddress: "10.\(a).\(b + 1).2/30",
+                                  hostAddress: "10.\(a).\(b + 1).1/30")
+        let toNs = try await Command.run([ping, "-c", "1", "-W", "2", "10.\(a).\(b + 1).2"], timeout: .seconds(10))
+        XCTAssertEqual(toNs.status, 0, toNs.combined)
+        let nsLinks = try await ip.links(netns: ns2)
+        XCTAssertEqual(Set(nsLinks), ["lo", "eth0"])
+
+        // A failure half-way (the address clashes with one this test gave) leaves nothing behind.
+        let ns3 = "edgemeter-sl\(tag)", host3 = try Names.interfaceName("f\(tag)")
+        do {
+            try await ip.addNamespace(ns3, hostEnd: host3, namespaceEnd: "eth0", namespaceAddress: "10.\(a).\(b + 2).2/30", bridge: "em-nosuch\(tag)")
+            XCTFail("enslaving to a missing bridge must fail")
+        } catch let e as SystemError {
+            XCTAssertTrue(e.commandLine.contains("master em-nosuch\(tag)"), e.message)
+        }
+        let namespaces = try await ip.namespaces()
+        XCTAssertFalse(namespaces.contains(ns3), "the half-made namespace was deleted")
+        let h3 = try await ip.linkExists(host3)
+        XCTAssertFalse(h3, "and its veth pair with it")
+
+        for ns in [ns1, ns2] { try await ip.deleteNamespace(ns) }
+        try await ip.deleteLink(bridge)
+        let gone = try await ip.linkExists(bridge)
+        XCTAssertFalse(gone)
+    }
+
     func testFailuresNameTheCommandAndItsStderr() async throws {
         try requireRootAndIP()
         let ip = IPRoute()

@@ -34,6 +34,28 @@ final class SpawnTests: XCTestCase {
         XCTAssertEqual(r.stderr.utf8.count, 1_048_576)
     }
 
+    func testOutputBeyondTheLimitIsDrainedDroppedAndFlagged() throws {
+        // 1 MiB into a 64 KiB limit: the child is not blocked (exit 0), the first 64 KiB are kept.
+        let r = try Command.runBlocking(["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x; echo tail >&2"], timeout: .seconds(30),
+                                        maxOutputBytes: 65536)
+        XCTAssertEqual(r.status, 0)
+        XCTAssertFalse(r.timedOut)
+        XCTAssertTrue(r.outputTruncated)
+        XCTAssertEqual(r.stdout.utf8.count, 65536)
+        XCTAssertTrue(r.stdout.allSatisfy { $0 == "x" })
+        XCTAssertEqual(r.stderr, "tail\n", "the other stream keeps its own limit")
+        XCTAssertFalse(try Command.runBlocking(["echo", "short"], maxOutputBytes: 6).outputTruncated, "exactly at the limit is not truncated")
+        XCTAssertTrue(try Command.runBlocking(["echo", "longer"], maxOutputBytes: 6).outputTruncated)
+    }
+
+    func testEnvironmentReplacesTheParentsWhenGiven() throws {
+        let r = try Command.runBlocking(["/usr/bin/env"], environment: ["EM_ONLY": "1", "PATH": "/bin"])
+        XCTAssertEqual(r.stdout.split(separator: "\n").sorted(), ["EM_ONLY=1", "PATH=/bin"])
+        let inherited = try Command.runBlocking(["/usr/bin/env"])
+        XCTAssertTrue(inherited.stdout.contains("PATH="), "nil keeps this process's environment")
+        XCTAssertFalse(inherited.stdout.contains("EM_ONLY="))
+    }
+
     func testStdinIsNullDeviceUnlessGiven() throws {
         XCTAssertEqual(try Command.runBlocking(["cat"]).stdout, "")
         let path = NSTemporaryDirectory() + "em-spawn-stdin-\(getpid())"
@@ -57,6 +79,22 @@ final class SpawnTests: XCTestCase {
         XCTAssertEqual(r.stdout, "")
         XCTAssertGreaterThanOrEqual(took, .milliseconds(300))
         XCTAssertLessThan(took, .seconds(10), "the timeout did not end the call")
+    }
+
+    func testTimeoutLeavesNoGrandchildRunning() throws {
+        // swift-subprocess 1.0.2, cancelled on the same script, returned but left both `sleep`s
+        // running as orphans; the group kill here must not.
+        let pidFile = NSTemporaryDirectory() + "em-spawn-grandchild-\(getpid())"
+        defer { unlink(pidFile) }
+        let r = try Command.runBlocking(["sh", "-c", "sleep 30 & echo $! > \(pidFile); sleep 30"], timeout: .milliseconds(300))
+        XCTAssertTrue(r.timedOut)
+        let text = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let grandchild = try XCTUnwrap(pid_t(text), "no PID in \(pidFile): \(text)")
+        // Once killed, the orphan is reaped by init; a zombie still answers kill(pid, 0) until then.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while kill(grandchild, 0) == 0 && ContinuousClock.now < deadline { usleep(10_000) }
+        XCTAssertNotEqual(kill(grandchild, 0), 0, "the background sleep (pid \(grandchild)) survived the timeout")
+        if kill(grandchild, 0) == 0 { kill(grandchild, SIGKILL) }
     }
 
     func testTimeoutNotReachedLeavesResultAlone() throws {

@@ -1,3 +1,4 @@
+import EdgeMeterSystem
 import Foundation
 
 /// Result of a command run by a test.
@@ -7,40 +8,33 @@ public struct CommandResult {
     public var stderr: String
 }
 
-/// Runs a program (argument list, no shell) and waits, with a hard time limit.
+/// Runs a program (argument list, no shell) and waits, with a hard time limit after which its
+/// process group gets SIGKILL (`Command.runBlocking`: posix_spawn, no inherited descriptors).
 @discardableResult
 public func runCommand(_ path: String, _ args: [String], timeout: TimeInterval = 120, environment: [String: String]? = nil) throws -> CommandResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    if let environment { p.environment = environment }
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    var outData = Data(), errData = Data()
-    let group = DispatchGroup()
-    group.enter(); DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    group.enter(); DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-    if p.isRunning { p.terminate(); Thread.sleep(forTimeInterval: 0.5); if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
-    p.waitUntilExit()
-    group.wait()
-    return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+    let r = try Command.runBlocking([path] + args, timeout: .milliseconds(Int64(timeout * 1000)), environment: environment)
+    return CommandResult(status: r.status, stdout: r.stdout, stderr: r.stderr)
 }
 
-/// Finds a program on PATH, nil when absent.
+/// Finds a program on PATH (then /usr/sbin and /sbin), nil when absent: `EdgeMeterSystem.which`.
 public func which(_ name: String) -> String? {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    let dirs: [String] = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-    for dir in dirs {
-        let p = "\(dir)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    EdgeMeterSystem.which(name)
+}
+
+/// Waits for async work from synchronous test code (the work runs in a detached task).
+func blockingWait(_ body: @escaping @Sendable () async throws -> Void) throws {
+    let done = DispatchSemaphore(value: 0)
+    let box = ErrorBox()
+    Task.detached {
+        do { try await body() } catch { box.error = error }
+        done.signal()
     }
-    return nil
+    done.wait()
+    if let e = box.error { throw e }
+}
+
+private final class ErrorBox: @unchecked Sendable {
+    var error: Error?
 }
 
 /// The package root (for the built binary and test data).
@@ -74,7 +68,8 @@ public func rootAndIPUnavailableReason() -> String? {
 /// A network namespace with a veth pair to the host, made by and for one test and deleted after.
 ///
 /// Host side `<name>h` gets `10.<a>.<b>.1/30`, namespace side `<name>n` gets `.2` — a /30 that only
-/// this test uses, so no traffic leaves the machine.
+/// this test uses, so no traffic leaves the machine. Built with `IPRoute.addNamespace`, as the
+/// startup backends and the lab build theirs.
 public final class TestNetns {
     public let name: String
     public let hostAddress: String
@@ -85,23 +80,15 @@ public final class TestNetns {
         guard let ip = which("ip") else { throw NSError(domain: "TestNetns", code: 1, userInfo: [NSLocalizedDescriptionKey: "ip not found"]) }
         self.ip = ip
         let n = Int.random(in: 1...60000)
-        self.name = "\(prefix)\(n)"
+        let name = "\(prefix)\(n)"
+        self.name = name
         let a = 200 + n % 50, b = (n / 50) % 64 * 4
-        hostAddress = "10.\(a).\(b).1"
-        nsAddress = "10.\(a).\(b).2"
-        for args in [["netns", "add", name],
-                     ["link", "add", "\(name)h", "type", "veth", "peer", "name", "\(name)n"],
-                     ["link", "set", "\(name)n", "netns", name],
-                     ["addr", "add", "\(hostAddress)/30", "dev", "\(name)h"],
-                     ["link", "set", "\(name)h", "up"],
-                     ["netns", "exec", name, "ip", "addr", "add", "\(nsAddress)/30", "dev", "\(name)n"],
-                     ["netns", "exec", name, "ip", "link", "set", "\(name)n", "up"],
-                     ["netns", "exec", name, "ip", "link", "set", "lo", "up"]] {
-            let r = try runCommand(ip, args)
-            if r.status != 0 {
-                remove()
-                throw NSError(domain: "TestNetns", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: "ip \(args.joined(separator: " ")): \(r.stderr)"])
-            }
+        let host = "10.\(a).\(b).1", ns = "10.\(a).\(b).2"
+        hostAddress = host
+        nsAddress = ns
+        try blockingWait {
+            try await IPRoute().addNamespace(name, hostEnd: "\(name)h", namespaceEnd: "\(name)n", namespaceAddress: "\(ns)/30",
+                                             hostAddress: "\(host)/30")
         }
     }
 
@@ -112,8 +99,8 @@ public final class TestNetns {
     }
 
     public func remove() {
-        _ = try? runCommand(ip, ["link", "del", "\(name)h"])
-        _ = try? runCommand(ip, ["netns", "del", name])
+        let name = self.name
+        try? blockingWait { try await IPRoute().deleteNamespace(name) }
     }
 
     deinit { remove() }
@@ -133,11 +120,15 @@ public final class IsolatedNetns {
         }
         self.ip = ip
         name = "emtdns\(Int.random(in: 1...999_999))"
-        for args in [["netns", "add", name], ["netns", "exec", name, "ip", "link", "set", "lo", "up"]] {
-            let r = try runCommand(ip, args)
-            if r.status != 0 {
-                remove()
-                throw NSError(domain: "IsolatedNetns", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: "ip \(args.joined(separator: " ")): \(r.stderr)"])
+        let name = self.name
+        try blockingWait {
+            let ip = IPRoute()
+            try await ip.addNamespace(name)
+            do {
+                try await ip.setLink("lo", up: true, netns: name)
+            } catch {
+                try? await ip.deleteNamespace(name)
+                throw error
             }
         }
     }
@@ -147,6 +138,9 @@ public final class IsolatedNetns {
         try runCommand(ip, ["netns", "exec", name, path] + args, timeout: timeout)
     }
 
-    public func remove() { _ = try? runCommand(ip, ["netns", "del", name]) }
+    public func remove() {
+        let name = self.name
+        try? blockingWait { try await IPRoute().deleteNamespace(name) }
+    }
     deinit { remove() }
 }

@@ -9,6 +9,9 @@ public enum DockerEndpoint: Sendable, Equatable, CustomStringConvertible {
     case tcp(host: String, port: Int)
 
     public static let defaultSocket = "/var/run/docker.sock"
+    /// Where podman's Docker-compatible API listens (`podman system service`, started by
+    /// `scripts/setup-engines.sh`).
+    public static let podmanSocket = "/run/podman/podman.sock"
 
     /// Reads `DOCKER_HOST` from `environment`; unset or empty means the default unix socket.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DockerEndpoint {
@@ -39,9 +42,14 @@ public enum DockerEndpoint: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+// The container engines' clients, in one place: dockerd's Engine API, podman's Docker-compatible
+// API (the same client on podman's socket), and QMP (QMPClient.swift). The startup backends and
+// the capture scenario's containers both go through the container API at the end of this file.
+
 /// A minimal Docker Engine API client: HTTP/1.1 on swift-nio over the unix socket (or TCP), one
 /// connection per request, a `Host` header always sent (dockerd answers `400 missing required Host
-/// header` without one). No TLS, no registry access.
+/// header` without one). No TLS, no registry access. `DockerAPIClient.podman()` is the same client
+/// on podman's socket (`podman system service`).
 public final class DockerAPIClient: @unchecked Sendable {
     public let endpoint: DockerEndpoint
     /// API version prefix; 1.41 is what Debian 12's docker.io speaks and newer daemons still accept.
@@ -188,7 +196,7 @@ func queryEscape(_ s: String) -> String {
     return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
 }
 
-private final class BodyCollector: @unchecked Sendable {
+final class BodyCollector: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [UInt8] = []
     func append(_ chunk: [UInt8]) { lock.lock(); stored.append(contentsOf: chunk); lock.unlock() }
@@ -236,5 +244,163 @@ private final class ResponseHandler: ChannelInboundHandler, @unchecked Sendable 
         if headDone && !endDone { endDone = true; end.succeed(()) }
         fail(StartupError("dockerd closed the connection before answering"))
         context.fireChannelInactive()
+    }
+}
+
+// MARK: containers (dockerd and podman)
+
+/// What `createContainer` creates: the fields of `POST /containers/create` edgemeter uses.
+public struct ContainerSpec: Sendable, Equatable {
+    /// The container's name (`edgemeter-...`, so `edgemeter cleanup` finds leftovers).
+    public var name: String
+    public var image: String
+    /// The command (`Cmd`); nil keeps the image's own.
+    public var command: [String]?
+    /// `bridge` (the default network, an address on docker0), `none`, or a network's name.
+    public var network: String
+    /// Labels; `edgemeter` and `edgemeter.run` let cleanup find what a run left.
+    public var labels: [String: String]
+    /// `HostConfig.Ulimits` (name, soft, hard); see `ContainerSpec.podmanUlimits`.
+    public var ulimits: [Ulimit]
+
+    public struct Ulimit: Sendable, Equatable {
+        public var name: String
+        public var soft: Int
+        public var hard: Int
+    }
+
+    public init(name: String, image: String, command: [String]? = nil, network: String = "bridge",
+                labels: [String: String] = [:], ulimits: [Ulimit] = []) {
+        self.name = name
+        self.image = image
+        self.command = command
+        self.network = network
+        self.labels = labels
+        self.ulimits = ulimits
+    }
+
+    /// podman asks the runtime for RLIMIT_NOFILE 1048576 and RLIMIT_NPROC 4194304 by default; a
+    /// process may not raise its hard limits, so with lower ones (20000 / 32768 for the podman
+    /// service here) every start fails with EPERM. These are small limits that fit under any
+    /// host's (nofile 1024 as in `runc spec`; nproc 4096), capped by this process's own.
+    public static func podmanUlimits() -> [Ulimit] {
+        func limit(_ name: String, _ resource: __rlimit_resource, _ wanted: UInt) -> Ulimit {
+            var rl = rlimit()
+            getrlimit(Int32(resource.rawValue), &rl)
+            let v = Int(min(wanted, rl.rlim_max))
+            return Ulimit(name: name, soft: v, hard: v)
+        }
+        return [limit("nofile", RLIMIT_NOFILE, 1024), limit("nproc", __RLIMIT_NPROC, 4096)]
+    }
+
+    /// The JSON body of `POST /containers/create`.
+    var body: [String: Any] {
+        var host: [String: Any] = ["NetworkMode": network]
+        if !ulimits.isEmpty { host["Ulimits"] = ulimits.map { ["Name": $0.name, "Soft": $0.soft, "Hard": $0.hard] } }
+        var b: [String: Any] = ["Image": image, "Labels": labels, "HostConfig": host, "AttachStdout": false, "Tty": false]
+        if let command { b["Cmd"] = command }
+        return b
+    }
+}
+
+/// What `GET /containers/ID/json` says about a container.
+public struct ContainerState: Sendable, Equatable {
+    /// `created`, `running`, `paused`, `exited`, ...
+    public var status: String
+    /// `State.ExitCode` (meaningful once `status` is `exited`).
+    public var exitCode: Int
+    /// The address on the default bridge (`NetworkSettings.IPAddress`); empty without one.
+    public var address: String
+
+    /// Started: running now, or already exited.
+    public var hasStarted: Bool { status == "running" || status == "exited" }
+    public var hasExited: Bool { status == "exited" || status == "dead" }
+}
+
+extension DockerAPIClient {
+    /// The client for podman's Docker-compatible API (`podman system service`, started by
+    /// `scripts/setup-engines.sh` on /run/podman/podman.sock).
+    public static func podman(socket: String = DockerEndpoint.podmanSocket) -> DockerAPIClient {
+        DockerAPIClient(endpoint: .unix(path: socket))
+    }
+
+    /// `POST /containers/create?name=NAME`; returns the container ID. A missing image throws
+    /// "image ... not found: run `edgemeter image build`".
+    public func createContainer(_ spec: ContainerSpec) async throws -> String {
+        let r = try await request(.POST, "/containers/create?name=\(queryEscape(spec.name))", json: spec.body)
+        guard r.status == 201, let obj = r.json as? [String: Any], let id = obj["Id"] as? String else {
+            if r.status == 404 { throw StartupError("image \(spec.image) not found in \(endpoint): build it with `edgemeter image build`") }
+            throw StartupError("creating container \(spec.name): HTTP \(r.status): \(r.errorMessage)")
+        }
+        return id
+    }
+
+    /// `POST /containers/ID/start` (204, or 304 when it already runs).
+    public func startContainer(_ id: String) async throws {
+        try Self.expect(await request(.POST, "/containers/\(id)/start"), [204, 304], "starting container \(id.prefix(12))")
+    }
+
+    /// `GET /containers/ID/json`.
+    public func inspectContainer(_ id: String) async throws -> ContainerState {
+        let r = try await request(.GET, "/containers/\(id)/json")
+        guard r.status == 200, let obj = r.json as? [String: Any], let st = obj["State"] as? [String: Any] else {
+            throw StartupError("inspecting container \(id.prefix(12)): HTTP \(r.status): \(r.errorMessage)")
+        }
+        let ip = ((obj["NetworkSettings"] as? [String: Any])?["IPAddress"] as? String) ?? ""
+        return ContainerState(status: st["Status"] as? String ?? "", exitCode: st["ExitCode"] as? Int ?? -1, address: ip)
+    }
+
+    /// `POST /containers/ID/wait` opened as a stream: `onExit` gets the exit status when the
+    /// container exits (nil when the answer carried none); `close()` on the stream abandons the wait.
+    /// Call it once the container started: for one that was only created, dockerd answers at once
+    /// with status 0 (its condition is "not running"); for one that already exited, with its status.
+    public func waitContainer(_ id: String, onExit: @escaping @Sendable (Int?) -> Void) async throws -> Stream {
+        let body = BodyCollector()
+        let stream = try await open(.POST, "/containers/\(id)/wait") { chunk in body.append(chunk) }
+        stream.finished.whenComplete { _ in
+            let obj = try? JSONSerialization.jsonObject(with: Data(body.bytes)) as? [String: Any]
+            onExit(stream.status == 200 ? obj?["StatusCode"] as? Int : nil)
+        }
+        return stream
+    }
+
+    /// `POST /containers/ID/stop?t=SECONDS` (204, or 304 when it is not running).
+    public func stopContainer(_ id: String, graceSeconds: Int = 2) async throws {
+        try Self.expect(await request(.POST, "/containers/\(id)/stop?t=\(graceSeconds)", timeout: .seconds(30 + graceSeconds)),
+                        [204, 304], "stopping container \(id.prefix(12))")
+    }
+
+    /// `DELETE /containers/ID?force=1` (204, or 404 when it is already gone).
+    public func removeContainer(_ id: String) async throws {
+        try Self.expect(await request(.DELETE, "/containers/\(id)?force=1", timeout: .seconds(30)), [204, 404],
+                        "removing container \(id.prefix(12))")
+    }
+
+    /// Force-removes every container carrying `label` (`edgemeter` for all leftovers) and, with
+    /// `images`, the `edgemeter-snap-*` images. Returns what was removed; errors are skipped.
+    public func removeLabelled(_ label: String, images: Bool = false) async -> [String] {
+        var removed: [String] = []
+        let filters = queryEscape("{\"label\":[\"\(label)\"]}")
+        if let r = try? await request(.GET, "/containers/json?all=1&filters=\(filters)"), let list = r.json as? [[String: Any]] {
+            for c in list {
+                guard let id = c["Id"] as? String else { continue }
+                let name = ((c["Names"] as? [String])?.first ?? id).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+                if (try? await removeContainer(id)) != nil { removed.append("container \(name)") }
+            }
+        }
+        if images, let r = try? await request(.GET, "/images/json"), let list = r.json as? [[String: Any]] {
+            for img in list {
+                for tag in img["RepoTags"] as? [String] ?? [] where tag.hasPrefix("edgemeter-snap-") {
+                    if let d = try? await request(.DELETE, "/images/\(queryEscape(tag))?force=1"), d.status == 200 {
+                        removed.append("image \(tag)")
+                    }
+                }
+            }
+        }
+        return removed
+    }
+
+    static func expect(_ r: Response, _ codes: [Int], _ what: String) throws {
+        guard codes.contains(r.status) else { throw StartupError("\(what): HTTP \(r.status): \(r.errorMessage)") }
     }
 }
