@@ -286,77 +286,61 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
 }
 
 /// One connection slot: keeps one keep-alive connection open (reopening it after errors) and
-/// sends its share of the requests, closed or open loop. Lives on one event loop; no locks.
+/// sends its share of the requests, closed or open loop, as its `LoadPacer` says; the pacer holds
+/// every timing rule, the slot the I/O. Lives on one event loop; no locks.
 final class LoadSlot: @unchecked Sendable {
-    let index: Int
     let loop: EventLoop
-    let t0: UInt64
-    let measureStart: UInt64
-    /// The end of the run; lowered (on this loop) by a stop request.
-    var end: UInt64
     let stats: LoopStats
     let address: SocketAddress
     let requestBytes: ByteBuffer
     let isHEAD: Bool
-    let connections: Int
-    let rate: Double?
-    let quota: Int?
-    let timeoutNanos: UInt64
-    let expectedStatuses: Set<Int>?
+    /// Indexed by status code (0-999): whether it counts as success.
+    let statusOK: [Bool]
     let expectedBody: [UInt8]?
     let done: EventLoopPromise<Void>
     let connectState: LoadConnectState
     var everConnected = false
+    var pacer: LoadPacer
 
     var channel: Channel?
     var handler: LoadChannelHandler?
     var pendingHandler: LoadChannelHandler?
     var connecting = false
-    var seq = 0
-    var measuredSent = 0
-    var inFlight = false
-    var intended: UInt64 = 0
-    var sentAt: UInt64 = 0
+    /// Bytes read since the request in flight was sent.
     var pendingBytes = 0
     var timeoutChecker: RepeatedTask?
-    var finished = false
 
-    init(index: Int, loop: EventLoop, t0: UInt64, measureStart: UInt64, end: UInt64, stats: LoopStats, address: SocketAddress,
-         requestBytes: ByteBuffer, options: LoadOptions, quota: Int?, connectState: LoadConnectState) {
+    init(loop: EventLoop, pacer: LoadPacer, stats: LoopStats, address: SocketAddress,
+         requestBytes: ByteBuffer, options: LoadOptions, connectState: LoadConnectState) {
         self.connectState = connectState
-        self.index = index
         self.loop = loop
-        self.t0 = t0
-        self.measureStart = measureStart
-        self.end = end
+        self.pacer = pacer
         self.stats = stats
         self.address = address
         self.requestBytes = requestBytes
         self.isHEAD = options.request.method.uppercased() == "HEAD"
-        self.connections = options.connections
-        self.rate = options.rate
-        self.quota = quota
-        self.timeoutNanos = UInt64(options.timeout.nanoseconds)
-        self.expectedStatuses = options.expectedStatuses.map(Set.init)
+        var ok = [Bool](repeating: false, count: 1000)
+        if let expected = options.expectedStatuses {
+            for c in expected where c >= 0 && c < 1000 { ok[c] = true }
+        } else {
+            for c in 200..<400 { ok[c] = true }
+        }
+        self.statusOK = ok
         self.expectedBody = options.expectedBody.map { Array($0.utf8) }
         self.done = loop.makePromise()
     }
 
     func start() {
         loop.execute {
-            let period = TimeAmount.nanoseconds(Int64(min(self.timeoutNanos / 4, 50_000_000)))
+            let period = TimeAmount.nanoseconds(Int64(min(self.pacer.timeoutNanos / 4, 50_000_000)))
             self.timeoutChecker = self.loop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in self.checkTimeout() }
             self.connect()
         }
     }
 
     func stop(at now: UInt64) {
-        loop.execute {
-            if now < self.end { self.end = now }
-        }
+        loop.execute { self.pacer.stop(at: now) }
     }
-
-    @inline(__always) private func isMeasured(_ reference: UInt64) -> Bool { reference >= measureStart }
 
     func bodyMatches(_ body: ByteBuffer) -> Bool {
         guard let want = expectedBody else { return true }
@@ -375,14 +359,13 @@ final class LoadSlot: @unchecked Sendable {
     }
 
     func connect() {
-        if finished { return }
-        if monotonicNanos() >= end { finish(); return }
-        if let q = quota, measuredSent >= q { finish(); return }
+        if pacer.finished { return }
+        guard pacer.shouldConnect(now: monotonicNanos()) else { finish(); return }
         connecting = true
         let isHEAD = self.isHEAD
         let keepBody = expectedBody != nil
         let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(.nanoseconds(Int64(timeoutNanos)))
+            .connectTimeout(.nanoseconds(Int64(pacer.timeoutNanos)))
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { [unowned self] channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -395,7 +378,7 @@ final class LoadSlot: @unchecked Sendable {
             self.connecting = false
             switch result {
             case .success(let ch):
-                if self.finished { ch.close(promise: nil); return }
+                if self.pacer.finished { ch.close(promise: nil); return }
                 self.channel = ch
                 self.handler = self.pendingHandler
                 self.pendingHandler = nil
@@ -406,7 +389,7 @@ final class LoadSlot: @unchecked Sendable {
                 ch.closeFuture.whenComplete { _ in self.channelClosed(ch) }
                 self.sendNext()
             case .failure(let error):
-                if self.isMeasured(monotonicNanos()) { self.stats.count(.connect) }
+                self.pacer.connectFailed(at: monotonicNanos(), into: self.stats)
                 self.connectState.noteError(HTTPClientError.connectFailure(error, target: self.connectState.targetName).description)
                 // Back off briefly so a dead server does not turn the generator into a SYN flood.
                 self.loop.scheduleTask(in: .milliseconds(10)) { self.connect() }
@@ -414,71 +397,31 @@ final class LoadSlot: @unchecked Sendable {
         }
     }
 
-    /// Intended send time of this slot's request number `k` on the global fixed schedule.
-    @inline(__always) func scheduled(_ k: Int) -> UInt64 {
-        guard let rate else { return 0 }
-        return t0 + UInt64((Double(k * connections + index) * 1e9 / rate).rounded())
-    }
-
+    /// Sends the next request when the pacer says it is due (now, or by a timer at its slot).
     func sendNext() {
-        if finished || inFlight { return }
-        if let q = quota, measuredSent >= q { finish(); return }
         let now = monotonicNanos()
-        // Closed loop: nothing goes out during the lead-in (t0), so every request is either
-        // warm-up (`--warmup`) or measured.
-        let due = rate == nil ? max(now, t0) : scheduled(seq)
-        // Stop at the end in real time (a lagging open loop does not keep sending its backlog:
-        // `finish` records it as unsent), and do not schedule requests whose slot lies after the end.
-        if now >= end || due >= end { finish(); return }
-        if due > now {
-            loop.scheduleTask(deadline: .uptimeNanoseconds(due)) { self.fire(intended: due) }
+        switch pacer.next(now: now) {
+        case .nothing:
             return
+        case .finish:
+            finish()
+        case .wait(let due):
+            loop.scheduleTask(deadline: .uptimeNanoseconds(due)) { self.sendNext() }
+        case .send(let intended):
+            guard channel != nil, let handler else {
+                if !connecting && channel == nil { connect() }
+                return
+            }
+            pacer.sent(intended: intended, at: now)
+            pendingBytes = 0
+            if !handler.send(requestBytes) { channel?.close(promise: nil) }
         }
-        fire(intended: due, now: now)
-    }
-
-    func fire(intended due: UInt64, now known: UInt64 = 0) {
-        if finished || inFlight { return }
-        guard channel != nil, let handler else {
-            if !connecting && channel == nil { connect() }
-            return
-        }
-        let now = known != 0 ? known : monotonicNanos()
-        if now >= end { finish(); return }
-        if rate == nil && now < t0 {
-            loop.scheduleTask(deadline: .uptimeNanoseconds(t0)) { self.fire(intended: self.t0) }
-            return
-        }
-        intended = rate == nil ? now : due
-        sentAt = now
-        inFlight = true
-        seq += 1
-        if isMeasured(intended) { measuredSent += 1 }
-        pendingBytes = 0
-        if !handler.send(requestBytes) { channel?.close(promise: nil) }
     }
 
     func responseComplete(status: Int, bodyOK: Bool, keepAlive: Bool) {
-        guard inFlight else { return }
         let now = monotonicNanos()
-        inFlight = false
-        if isMeasured(intended) {
-            if rate != nil { _ = stats.corrected.record(now &- intended) }
-            _ = stats.uncorrected.record(now &- sentAt)
-            stats.responses += 1
-            stats.statusCounts[min(max(status, 0), 999)] += 1
-            stats.bytesRead += pendingBytes
-            let ok = expectedStatuses.map { $0.contains(status) } ?? (status >= 200 && status < 400)
-            if !ok { stats.count(.status) } else if !bodyOK { stats.count(.body) }
-            let second = Int((now &- measureStart) / 1_000_000_000)
-            if second < 1_000_000 {
-                while stats.perSecond.count <= second { stats.perSecond.append(0) }
-                stats.perSecond[second] += 1
-            }
-            if now > stats.lastCompletion { stats.lastCompletion = now }
-        } else {
-            stats.warmupRequests += 1
-        }
+        let failure: LoadErrorKind? = !statusOK[min(max(status, 0), 999)] ? .status : (bodyOK ? nil : .body)
+        guard pacer.completed(at: now, status: status, failure: failure, bytes: pendingBytes, into: stats) else { return }
         if keepAlive {
             sendNext()
         } else {
@@ -487,65 +430,24 @@ final class LoadSlot: @unchecked Sendable {
     }
 
     func checkTimeout() {
-        guard inFlight, monotonicNanos() &- sentAt > timeoutNanos else { return }
-        inFlight = false
-        recordTimeout()
-        channel?.close(promise: nil)
-    }
-
-    /// A measured request without a complete response within the timeout: counted as a `timeout`
-    /// error and recorded at the timeout value (uncorrected), at the timeout plus its lag behind
-    /// its slot (corrected), as wrk2 does, so the percentiles do not leave out the worst requests.
-    private func recordTimeout() {
-        guard isMeasured(intended) else { return }
-        stats.count(.timeout)
-        if rate != nil { _ = stats.corrected.record((sentAt &- intended) &+ timeoutNanos) }
-        _ = stats.uncorrected.record(timeoutNanos)
-    }
-
-    /// Open loop, at the end: the requests whose slot lies before the end but that were not sent
-    /// (the connection was busy with a slow response or reconnecting). Each is counted as unsent and
-    /// recorded in the corrected histogram at end − intended, the least it would have waited, so
-    /// a stall just before the end shows as it does mid-window. A slot that never connected records
-    /// nothing here (its connect errors say why).
-    private func recordUnsent() {
-        guard rate != nil, everConnected else { return }
-        var k = seq
-        var counted = 0
-        while true {
-            if let q = quota, measuredSent + counted >= q { break }
-            let due = scheduled(k)
-            if due >= end { break }
-            if isMeasured(due) {
-                _ = stats.corrected.record(end &- due)
-                stats.unsent += 1
-                counted += 1
-            }
-            k += 1
-        }
+        if pacer.timedOut(at: monotonicNanos(), into: stats) { channel?.close(promise: nil) }
     }
 
     func protocolError() {
-        guard inFlight else { return }
-        inFlight = false
-        if isMeasured(intended) { stats.count(.body) }
+        pacer.protocolError(into: stats)
     }
 
     func channelClosed(_ ch: Channel) {
         guard channel === ch else { return }
         channel = nil
         handler = nil
-        if inFlight {
-            inFlight = false
-            if isMeasured(intended) { stats.count(.reset) }
-        }
-        if !finished { connect() }
+        pacer.connectionLost(into: stats)
+        if !pacer.finished { connect() }
     }
 
     func finish() {
-        if finished { return }
-        finished = true
-        recordUnsent()
+        if pacer.finished { return }
+        pacer.finish(everConnected: everConnected, into: stats)
         timeoutChecker?.cancel()
         timeoutChecker = nil
         channel?.close(promise: nil)
@@ -555,9 +457,12 @@ final class LoadSlot: @unchecked Sendable {
     /// Ends the slot at once (after the grace period for in-flight requests).
     func abort() {
         loop.execute {
-            if self.inFlight { self.recordTimeout() }
-            self.inFlight = false
-            self.finish()
+            if self.pacer.finished { return }
+            self.pacer.abort(everConnected: self.everConnected, into: self.stats)
+            self.timeoutChecker?.cancel()
+            self.timeoutChecker = nil
+            self.channel?.close(promise: nil)
+            self.done.succeed(())
         }
     }
 }
@@ -598,10 +503,11 @@ public enum LoadGenerator {
 
         // Connections open in a 20 ms lead-in; no request is sent in it (closed loop: the first
         // request waits for t0; open loop: the schedule starts at t0). It is not part of the warm-up.
-        let t0 = monotonicNanos() + 20_000_000
-        let measureStart = t0 + UInt64(options.warmup.nanoseconds)
-        let end: UInt64 = options.duration.map { measureStart + UInt64($0.nanoseconds) }
-            ?? measureStart + UInt64(options.maxDuration.nanoseconds)
+        var window = LoadWindow(t0: monotonicNanos() + 20_000_000, warmupNanos: UInt64(options.warmup.nanoseconds),
+                                durationNanos: options.duration.map { UInt64($0.nanoseconds) },
+                                maxDurationNanos: UInt64(options.maxDuration.nanoseconds),
+                                timeoutNanos: UInt64(options.timeout.nanoseconds))
+        let t0 = window.t0
 
         let connectState = LoadConnectState(targetName: "\(target.host):\(target.port)", notice: progress)
         var slots: [LoadSlot] = []
@@ -612,9 +518,11 @@ public enum LoadGenerator {
                 if quota == 0 { continue }
             }
             let loopIndex = i % loops.count
-            slots.append(LoadSlot(index: i, loop: loops[loopIndex], t0: t0, measureStart: measureStart, end: end,
-                                  stats: statsByLoop[loopIndex], address: address, requestBytes: bytes, options: options, quota: quota,
-                                  connectState: connectState))
+            let pacer = LoadPacer(t0: t0, measureStart: window.measureStart, end: window.end, rate: options.rate,
+                                  connections: options.connections, index: i, quota: quota,
+                                  timeoutNanos: UInt64(options.timeout.nanoseconds))
+            slots.append(LoadSlot(loop: loops[loopIndex], pacer: pacer, stats: statsByLoop[loopIndex], address: address,
+                                  requestBytes: bytes, options: options, connectState: connectState))
         }
         for s in slots { s.start() }
 
@@ -622,10 +530,8 @@ public enum LoadGenerator {
         let finished = StopFlag()
         allDone.whenComplete { _ in finished.stop(reason: "all connections finished") }
         var stopReason: String?
-        var stoppedAt: UInt64?
         var lastReport = t0
         var lastCompleted = 0
-        let grace = UInt64(options.timeout.nanoseconds) + 500_000_000
         let giveUp = max(UInt64(5_000_000_000), 2 * UInt64(options.timeout.nanoseconds))
         var aborted = false
         while !finished.isStopped {
@@ -633,7 +539,7 @@ public enum LoadGenerator {
             let now = monotonicNanos()
             if stop.isStopped && stopReason == nil {
                 stopReason = stop.reason ?? "stop requested"
-                stoppedAt = now
+                window.stop(at: now)
                 for s in slots { s.stop(at: now) }
             }
             // A target that never accepts a connection ends the run after the give-up time.
@@ -642,12 +548,11 @@ public enum LoadGenerator {
                 if !c.connected {
                     stopReason = "no connection to \(target.host):\(target.port) could be opened in \(giveUp / 1_000_000_000) s"
                         + (c.lastError.map { " (last error: \($0))" } ?? "")
-                    stoppedAt = now
+                    window.stop(at: now)
                     for s in slots { s.stop(at: now) }
                 }
             }
-            let effectiveEnd = min(end, stoppedAt ?? end)
-            if !aborted && now > effectiveEnd + grace {
+            if !aborted && window.graceOver(at: now) {
                 aborted = true
                 for s in slots { s.abort() }
             }
@@ -666,7 +571,7 @@ public enum LoadGenerator {
                 for (k, kind) in LoadErrorKind.allCases.enumerated() where errors[k] > 0 { byKind[kind] = errors[k] }
                 live(LoadLiveFigures(elapsedSeconds: Double(now &- t0) / 1e9,
                                      responsesPerSecond: Double(completed - lastCompleted) / seconds,
-                                     errors: errors.reduce(0, +), errorsByKind: byKind, inWarmup: now < measureStart))
+                                     errors: errors.reduce(0, +), errorsByKind: byKind, inWarmup: now < window.measureStart))
                 lastCompleted = completed
                 lastReport = now
             }
@@ -675,47 +580,46 @@ public enum LoadGenerator {
         // Let the loops finish their last callbacks before reading their statistics.
         for l in loops { try? await l.submit {}.get() }
 
+        return LoadResult(merging: statsByLoop, window: window, target: target.description, options: options, stopReason: stopReason)
+    }
+}
+
+extension LoadResult {
+    /// Merges the event loops' statistics into the result of a run bounded by `window` (pure: no
+    /// clock read). Closed loop: the intended send time is the actual one, so `corrected` is
+    /// `uncorrected`. A partial last second (count mode, stop) would read as a throughput dip, so
+    /// `perSecond` holds only the whole seconds of the measured window.
+    init(merging statsByLoop: [LoopStats], window: LoadWindow, target: String, options: LoadOptions, stopReason: String?) {
         var corrected = statsByLoop[0].corrected
         var uncorrected = statsByLoop[0].uncorrected
-        var result = LoadResult(target: target.description, openLoop: options.rate != nil, requestedRate: options.rate,
-                                connections: options.connections, threads: options.threads, corrected: corrected,
-                                uncorrected: uncorrected, responses: 0, statusCounts: [:], errors: [:], bytesRead: 0,
-                                measuredSeconds: 0, warmupRequests: 0, perSecond: [], stopReason: stopReason)
-        result.timeoutNanoseconds = UInt64(options.timeout.nanoseconds)
-        result.warmupSeconds = Double(options.warmup.nanoseconds) / 1e9
+        self.init(target: target, openLoop: options.rate != nil, requestedRate: options.rate,
+                  connections: options.connections, threads: options.threads, corrected: corrected,
+                  uncorrected: uncorrected, responses: 0, statusCounts: [:], errors: [:], bytesRead: 0,
+                  measuredSeconds: 0, warmupRequests: 0, perSecond: [], stopReason: stopReason)
+        timeoutNanoseconds = UInt64(options.timeout.nanoseconds)
+        warmupSeconds = Double(options.warmup.nanoseconds) / 1e9
         var lastCompletion: UInt64 = 0
         for (i, s) in statsByLoop.enumerated() {
             if i > 0 {
                 corrected.add(s.corrected)
                 uncorrected.add(s.uncorrected)
             }
-            result.responses += s.responses
-            for (code, n) in s.statusCounts.enumerated() where n > 0 { result.statusCounts[code, default: 0] += n }
-            for (k, kind) in LoadErrorKind.allCases.enumerated() where s.errors[k] > 0 { result.errors[kind, default: 0] += s.errors[k] }
-            result.bytesRead += s.bytesRead
-            result.warmupRequests += s.warmupRequests
-            result.unsent += s.unsent
+            responses += s.responses
+            for (code, n) in s.statusCounts.enumerated() where n > 0 { statusCounts[code, default: 0] += n }
+            for (k, kind) in LoadErrorKind.allCases.enumerated() where s.errors[k] > 0 { errors[kind, default: 0] += s.errors[k] }
+            bytesRead += s.bytesRead
+            warmupRequests += s.warmupRequests
+            unsent += s.unsent
             for (j, c) in s.perSecond.enumerated() {
-                while result.perSecond.count <= j { result.perSecond.append(0) }
-                result.perSecond[j] += c
+                while perSecond.count <= j { perSecond.append(0) }
+                perSecond[j] += c
             }
             lastCompletion = max(lastCompletion, s.lastCompletion)
         }
-        // Closed loop: the intended send time is the actual one, so both figures are the same.
-        result.corrected = options.rate == nil ? uncorrected : corrected
-        result.uncorrected = uncorrected
-        let windowEnd: UInt64
-        if let stoppedAt {
-            windowEnd = max(min(stoppedAt, end), measureStart)
-        } else if options.duration != nil {
-            windowEnd = end
-        } else {
-            windowEnd = max(lastCompletion, measureStart)
-        }
-        result.measuredSeconds = Double(windowEnd &- measureStart) / 1e9
-        // A partial last second (count mode, stop) would read as a throughput dip: drop it.
-        let whole = Int(result.measuredSeconds)
-        if result.perSecond.count > whole { result.perSecond.removeLast(result.perSecond.count - whole) }
-        return result
+        self.corrected = options.rate == nil ? uncorrected : corrected
+        self.uncorrected = uncorrected
+        measuredSeconds = Double(window.measuredNanoseconds(lastCompletion: lastCompletion)) / 1e9
+        let whole = Int(measuredSeconds)
+        if perSecond.count > whole { perSecond.removeLast(perSecond.count - whole) }
     }
 }
