@@ -156,20 +156,21 @@ final class LoadConnectState: @unchecked Sendable {
     var snapshot: (connected: Bool, lastError: String?) { lock.lock(); defer { lock.unlock() }; return (connected, lastError) }
 }
 
-/// Per event loop statistics; touched only on that loop's thread, merged after the run.
+/// Per event loop statistics; touched only on that loop's thread (so without run-time
+/// exclusivity checks), merged after the run.
 final class LoopStats: @unchecked Sendable {
-    var corrected: Histogram<UInt64>
-    var uncorrected: Histogram<UInt64>
-    var responses = 0
+    @exclusivity(unchecked) var corrected: Histogram<UInt64>
+    @exclusivity(unchecked) var uncorrected: Histogram<UInt64>
+    @exclusivity(unchecked) var responses = 0
     /// Indexed by status code (0-999).
-    var statusCounts = [Int](repeating: 0, count: 1000)
+    @exclusivity(unchecked) var statusCounts = [Int](repeating: 0, count: 1000)
     /// Indexed like `LoadErrorKind.allCases`.
-    var errors = [Int](repeating: 0, count: LoadErrorKind.allCases.count)
-    var bytesRead = 0
-    var warmupRequests = 0
-    var unsent = 0
-    var perSecond: [Int] = []
-    var lastCompletion: UInt64 = 0
+    @exclusivity(unchecked) var errors = [Int](repeating: 0, count: LoadErrorKind.allCases.count)
+    @exclusivity(unchecked) var bytesRead = 0
+    @exclusivity(unchecked) var warmupRequests = 0
+    @exclusivity(unchecked) var unsent = 0
+    @exclusivity(unchecked) var perSecond: [Int] = []
+    @exclusivity(unchecked) var lastCompletion: UInt64 = 0
 
     init() {
         var h = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
@@ -192,23 +193,29 @@ final class LoopStats: @unchecked Sendable {
 /// The load generator's channel handler: writes the request's prebuilt bytes and frames the
 /// responses with `HTTP1Parser` (status line, `Content-Length`, `Transfer-Encoding: chunked`,
 /// `Connection`, bodiless statuses and HEAD, 1xx skipped). The parser runs with
-/// `keepHeaders: false`, so the per-response cost is a scan and a copy of the head into the
-/// parser's reused buffer: no header strings, no per-response allocation.
+/// `keepHeaders: false` over the received buffer in place: no header strings, no copy of a head
+/// that arrives whole, no per-response allocation.
+///
+/// Hot path (one per request): `channelRead` → parser events → `complete` → the slot records and
+/// sends the next request through `send`. The fields it touches are only ever used on this
+/// channel's event loop and never overlap (see `channelInactive`), so their run-time exclusivity
+/// checks are off.
 final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    unowned let slot: LoadSlot
+    /// Strong: the slot drops its reference to this handler when the channel closes.
+    let slot: LoadSlot
     let keepBody: Bool
-    private var parser: HTTP1Parser
+    @exclusivity(unchecked) private var parser: HTTP1Parser
     /// Status and keep-alive of the response being read (the last head seen).
-    private var status = 0
-    private var keepAlive = true
-    private var body = ByteBuffer()
-    private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var status = 0
+    @exclusivity(unchecked) private var keepAlive = true
+    @exclusivity(unchecked) private var body = ByteBuffer()
+    /// True while `channelRead` feeds the parser.
+    @exclusivity(unchecked) private var feeding = false
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
     static let maxHeadBytes = 64 * 1024
-    /// Stands in for `parser` while a feed runs on a local copy (see `channelRead`).
-    private static let idleParser = HTTP1Parser(kind: .response, maxHeadBytes: maxHeadBytes, keepHeaders: false)
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -231,14 +238,13 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let incoming = unwrapInboundIn(data)
         slot.pendingBytes &+= incoming.readableBytes
-        // Completing a response can close the channel, and a close re-enters this handler
-        // (`channelInactive`): the feed runs on a local parser so that no access to `parser`
-        // overlaps. Moving it out leaves its buffers uniquely referenced (no copy on write).
-        var p = parser
-        parser = Self.idleParser
+        // Completing a response can close the channel (or fail the next write), and a close
+        // re-enters this handler (`channelInactive`) while the parser is being fed: `feeding`
+        // tells it to leave the parser alone.
+        feeding = true
         let ok: Bool = incoming.withUnsafeReadableBytes { raw in
             do {
-                try p.feed(raw) { event in
+                try parser.feed(raw) { event in
                     switch event {
                     case .start:
                         break
@@ -257,7 +263,7 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
                 return false
             }
         }
-        parser = p
+        feeding = false
         if !ok {
             slot.protocolError()
             context.close(promise: nil)
@@ -265,8 +271,9 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // A response delimited by the close ends here; its connection cannot be reused.
-        if parser.bodyEndsAtClose {
+        // A response delimited by the close ends here; its connection cannot be reused. A close
+        // during a feed (re-entrant) cannot end such a response: the feed was delivering bytes.
+        if !feeding && parser.bodyEndsAtClose {
             try? parser.finishStream { _ in }
             keepAlive = false
             complete()
@@ -300,14 +307,15 @@ final class LoadSlot: @unchecked Sendable {
     let done: EventLoopPromise<Void>
     let connectState: LoadConnectState
     var everConnected = false
-    var pacer: LoadPacer
+    /// Touched only on `loop` (as every field here), so without run-time exclusivity checks.
+    @exclusivity(unchecked) var pacer: LoadPacer
 
-    var channel: Channel?
-    var handler: LoadChannelHandler?
+    @exclusivity(unchecked) var channel: Channel?
+    @exclusivity(unchecked) var handler: LoadChannelHandler?
     var pendingHandler: LoadChannelHandler?
     var connecting = false
     /// Bytes read since the request in flight was sent.
-    var pendingBytes = 0
+    @exclusivity(unchecked) var pendingBytes = 0
     var timeoutChecker: RepeatedTask?
 
     init(loop: EventLoop, pacer: LoadPacer, stats: LoopStats, address: SocketAddress,
@@ -378,7 +386,11 @@ final class LoadSlot: @unchecked Sendable {
             self.connecting = false
             switch result {
             case .success(let ch):
-                if self.pacer.finished { ch.close(promise: nil); return }
+                if self.pacer.finished {
+                    self.pendingHandler = nil
+                    ch.close(promise: nil)
+                    return
+                }
                 self.channel = ch
                 self.handler = self.pendingHandler
                 self.pendingHandler = nil
@@ -389,6 +401,7 @@ final class LoadSlot: @unchecked Sendable {
                 ch.closeFuture.whenComplete { _ in self.channelClosed(ch) }
                 self.sendNext()
             case .failure(let error):
+                self.pendingHandler = nil
                 self.pacer.connectFailed(at: monotonicNanos(), into: self.stats)
                 self.connectState.noteError(HTTPClientError.connectFailure(error, target: self.connectState.targetName).description)
                 // Back off briefly so a dead server does not turn the generator into a SYN flood.
