@@ -294,8 +294,9 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
 
 /// One connection slot: keeps one keep-alive connection open (reopening it after errors) and
 /// sends its share of the requests, closed or open loop, as its `LoadPacer` says; the pacer holds
-/// every timing rule, the slot the I/O. Lives on one event loop; no locks.
-final class LoadSlot: @unchecked Sendable {
+/// every timing rule, the slot the I/O. Lives on one event loop; no locks. The slot is its own
+/// timer callback (open loop: one per request), so waiting for a slot allocates nothing.
+final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
     let loop: EventLoop
     let stats: LoopStats
     let address: SocketAddress
@@ -419,7 +420,8 @@ final class LoadSlot: @unchecked Sendable {
         case .finish:
             finish()
         case .wait(let due):
-            loop.scheduleTask(deadline: .uptimeNanoseconds(due)) { self.sendNext() }
+            // Fails only while the event loop shuts down, which happens after the run.
+            if (try? loop.scheduleCallback(at: .uptimeNanoseconds(due), handler: self)) == nil { finish() }
         case .send(let intended):
             guard channel != nil, let handler else {
                 if !connecting && channel == nil { connect() }
@@ -430,6 +432,9 @@ final class LoadSlot: @unchecked Sendable {
             if !handler.send(requestBytes) { channel?.close(promise: nil) }
         }
     }
+
+    /// A `.wait` ended: the slot's time has come.
+    func handleScheduledCallback(eventLoop: some EventLoop) { sendNext() }
 
     func responseComplete(status: Int, bodyOK: Bool, keepAlive: Bool) {
         let now = monotonicNanos()
