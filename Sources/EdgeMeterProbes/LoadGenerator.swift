@@ -173,7 +173,10 @@ final class LoopStats: @unchecked Sendable {
     @exclusivity(unchecked) var lastCompletion: UInt64 = 0
 
     init() {
-        var h = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        // Sized for latencies up to an hour (≈ 270 KiB each) so that recording never grows the
+        // histogram mid-run (a resize copies it element by element); larger values still fit.
+        var h = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000,
+                                  numberOfSignificantValueDigits: .three)
         h.autoResize = true
         corrected = h
         uncorrected = h
@@ -317,7 +320,6 @@ final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
     var connecting = false
     /// Bytes read since the request in flight was sent.
     @exclusivity(unchecked) var pendingBytes = 0
-    var timeoutChecker: RepeatedTask?
 
     init(loop: EventLoop, pacer: LoadPacer, stats: LoopStats, address: SocketAddress,
          requestBytes: ByteBuffer, options: LoadOptions, connectState: LoadConnectState) {
@@ -340,11 +342,7 @@ final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
     }
 
     func start() {
-        loop.execute {
-            let period = TimeAmount.nanoseconds(Int64(min(self.pacer.timeoutNanos / 4, 50_000_000)))
-            self.timeoutChecker = self.loop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in self.checkTimeout() }
-            self.connect()
-        }
+        loop.execute { self.connect() }
     }
 
     func stop(at now: UInt64) {
@@ -466,8 +464,6 @@ final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
     func finish() {
         if pacer.finished { return }
         pacer.finish(everConnected: everConnected, into: stats)
-        timeoutChecker?.cancel()
-        timeoutChecker = nil
         channel?.close(promise: nil)
         done.succeed(())
     }
@@ -477,11 +473,41 @@ final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
         loop.execute {
             if self.pacer.finished { return }
             self.pacer.abort(everConnected: self.everConnected, into: self.stats)
-            self.timeoutChecker?.cancel()
-            self.timeoutChecker = nil
             self.channel?.close(promise: nil)
             self.done.succeed(())
         }
+    }
+}
+
+/// Looks for timed-out requests on every slot of one event loop every `period` (a quarter of the
+/// timeout, at most 50 ms), until all of them have finished: one timer per loop, rescheduled as a
+/// callback on itself (no allocation), instead of a repeated task per connection.
+final class LoadTimeoutChecker: NIOScheduledCallbackHandler, @unchecked Sendable {
+    let loop: EventLoop
+    let slots: [LoadSlot]
+    let period: TimeAmount
+
+    init(loop: EventLoop, slots: [LoadSlot], timeoutNanos: UInt64) {
+        self.loop = loop
+        self.slots = slots
+        period = .nanoseconds(Int64(min(timeoutNanos / 4, 50_000_000)))
+    }
+
+    func start() {
+        loop.execute { self.schedule() }
+    }
+
+    private func schedule() {
+        _ = try? loop.scheduleCallback(in: period, handler: self)
+    }
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        var running = false
+        for s in slots where !s.pacer.finished {
+            s.checkTimeout()
+            running = true
+        }
+        if running { schedule() }
     }
 }
 
@@ -543,6 +569,10 @@ public enum LoadGenerator {
                                   requestBytes: bytes, options: options, connectState: connectState))
         }
         for s in slots { s.start() }
+        for l in loops {
+            let mine = slots.filter { $0.loop === l }
+            if !mine.isEmpty { LoadTimeoutChecker(loop: l, slots: mine, timeoutNanos: UInt64(options.timeout.nanoseconds)).start() }
+        }
 
         let allDone = EventLoopFuture.andAllComplete(slots.map { $0.done.futureResult }, on: loops[0])
         let finished = StopFlag()
