@@ -13,16 +13,18 @@
 # side's mean over all rounds and the ratio of those means edgemeter/wrk (goal >= 1.0) - every
 # round counted, not the best. The verdict FAILS (exit 1) on any error on either side.
 #   benchmarks/peers/load-vs-wrk.sh [DURATION_SECONDS] [CONNECTIONS] [THREADS] [ROUNDS]
+# EDGEMETER_BIN=path runs another build of edgemeter (e.g. an older one, for a before/after in one session).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dur=${1:-10}
 conns=${2:-32}
 threads=${3:-2}
 rounds=${4:-2}
-bin=.build/release/edgemeter
+bin=${EDGEMETER_BIN:-.build/release/edgemeter}
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 2; }
 command -v nginx >/dev/null || { echo "nginx missing: apt-get install nginx-light" >&2; exit 2; }
-if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; fi
+if [ ! -x "$bin" ] && [ -z "${EDGEMETER_BIN:-}" ]; then swift build -c release --product edgemeter >/dev/null; fi
+[ -x "$bin" ] || { echo "no edgemeter binary at $bin" >&2; exit 2; }
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -147,7 +149,7 @@ compare() { # name url method body
   summary+=("$line")
 }
 
-echo "edgemeter load vs wrk: ${threads} threads, ${conns} connections, ${dur} s, ${rounds} rounds alternating who goes first, after a 2 s warm-up of each; $(nproc) cores shared by server and client, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "edgemeter load ($bin) vs wrk: ${threads} threads, ${conns} connections, ${dur} s, ${rounds} rounds alternating who goes first, after a 2 s warm-up of each; $(nproc) cores shared by server and client, load $(cut -d' ' -f1-3 /proc/loadavg)"
 compare calculator "$calc_url" POST "5+6"
 compare nginx "http://127.0.0.1:$nport/index.html" GET ""
 compare sum "$sum_url/sum?a=5&b=6" GET ""
