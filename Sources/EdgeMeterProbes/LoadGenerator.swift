@@ -173,7 +173,7 @@ final class LoopStats: @unchecked Sendable {
     @exclusivity(unchecked) var lastCompletion: UInt64 = 0
 
     init() {
-        // Sized for latencies up to an hour (≈ 270 KiB each) so that recording never grows the
+        // Sized for latencies up to an hour (33 792 counts, 264 KiB each) so that recording never grows the
         // histogram mid-run (a resize copies it element by element); larger values still fit.
         var h = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000,
                                   numberOfSignificantValueDigits: .three)
@@ -527,7 +527,7 @@ public struct LoadLiveFigures: Sendable {
 
 /// `edgemeter load`: HTTP load with HDR latency histograms, closed loop (wrk) or open loop at a
 /// fixed rate with coordinated-omission correction (wrk2). Memory is bounded by the histograms
-/// (a few hundred KiB per thread) and one counter per measured second, whatever the request count.
+/// (two of 264 KiB per event-loop thread) and one counter per measured second, whatever the request count.
 public enum LoadGenerator {
     /// Runs the load. `progress` gets notices that matter at once (the first connect failure, with
     /// its reason); `live` gets the figures once a second while the run goes on.
