@@ -275,7 +275,8 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         // A response delimited by the close ends here; its connection cannot be reused. A close
-        // during a feed (re-entrant) cannot end such a response: the feed was delivering bytes.
+        // that re-enters during a feed comes from this handler's own completion of a response
+        // (or a failed write of the next request), never from the peer ending a body: skip it.
         if !feeding && parser.bodyEndsAtClose {
             try? parser.finishStream { _ in }
             keepAlive = false
