@@ -157,23 +157,27 @@ final class LoadConnectState: @unchecked Sendable {
     var snapshot: (connected: Bool, lastError: String?) { lock.lock(); defer { lock.unlock() }; return (connected, lastError) }
 }
 
-/// Per event loop statistics; touched only on that loop's thread, merged after the run.
+/// Per event loop statistics; touched only on that loop's thread (so without run-time
+/// exclusivity checks), merged after the run.
 final class LoopStats: @unchecked Sendable {
-    var corrected: Histogram<UInt64>
-    var uncorrected: Histogram<UInt64>
-    var responses = 0
+    @exclusivity(unchecked) var corrected: Histogram<UInt64>
+    @exclusivity(unchecked) var uncorrected: Histogram<UInt64>
+    @exclusivity(unchecked) var responses = 0
     /// Indexed by status code (0-999).
-    var statusCounts = [Int](repeating: 0, count: 1000)
+    @exclusivity(unchecked) var statusCounts = [Int](repeating: 0, count: 1000)
     /// Indexed like `LoadErrorKind.allCases`.
-    var errors = [Int](repeating: 0, count: LoadErrorKind.allCases.count)
-    var bytesRead = 0
-    var warmupRequests = 0
-    var unsent = 0
-    var perSecond: [Int] = []
-    var lastCompletion: UInt64 = 0
+    @exclusivity(unchecked) var errors = [Int](repeating: 0, count: LoadErrorKind.allCases.count)
+    @exclusivity(unchecked) var bytesRead = 0
+    @exclusivity(unchecked) var warmupRequests = 0
+    @exclusivity(unchecked) var unsent = 0
+    @exclusivity(unchecked) var perSecond: [Int] = []
+    @exclusivity(unchecked) var lastCompletion: UInt64 = 0
 
     init() {
-        var h = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        // Sized for latencies up to an hour (33 792 counts, 264 KiB each) so that recording never grows the
+        // histogram mid-run (a resize copies it element by element); larger values still fit.
+        var h = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000,
+                                  numberOfSignificantValueDigits: .three)
         h.autoResize = true
         corrected = h
         uncorrected = h
@@ -193,23 +197,29 @@ final class LoopStats: @unchecked Sendable {
 /// The load generator's channel handler: writes the request's prebuilt bytes and frames the
 /// responses with `HTTP1Parser` (status line, `Content-Length`, `Transfer-Encoding: chunked`,
 /// `Connection`, bodiless statuses and HEAD, 1xx skipped). The parser runs with
-/// `keepHeaders: false`, so the per-response cost is a scan and a copy of the head into the
-/// parser's reused buffer: no header strings, no per-response allocation.
+/// `keepHeaders: false` over the received buffer in place: no header strings, no copy of a head
+/// that arrives whole, no per-response allocation.
+///
+/// Hot path (one per request): `channelRead` → parser events → `complete` → the slot records and
+/// sends the next request through `send`. The fields it touches are only ever used on this
+/// channel's event loop and never overlap (see `channelInactive`), so their run-time exclusivity
+/// checks are off.
 final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    unowned let slot: LoadSlot
+    /// Strong: the slot drops its reference to this handler when the channel closes.
+    let slot: LoadSlot
     let keepBody: Bool
-    private var parser: HTTP1Parser
+    @exclusivity(unchecked) private var parser: HTTP1Parser
     /// Status and keep-alive of the response being read (the last head seen).
-    private var status = 0
-    private var keepAlive = true
-    private var body = ByteBuffer()
-    private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var status = 0
+    @exclusivity(unchecked) private var keepAlive = true
+    @exclusivity(unchecked) private var body = ByteBuffer()
+    /// True while `channelRead` feeds the parser.
+    @exclusivity(unchecked) private var feeding = false
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
     static let maxHeadBytes = 64 * 1024
-    /// Stands in for `parser` while a feed runs on a local copy (see `channelRead`).
-    private static let idleParser = HTTP1Parser(kind: .response, maxHeadBytes: maxHeadBytes, keepHeaders: false)
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -232,14 +242,13 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let incoming = unwrapInboundIn(data)
         slot.pendingBytes &+= incoming.readableBytes
-        // Completing a response can close the channel, and a close re-enters this handler
-        // (`channelInactive`): the feed runs on a local parser so that no access to `parser`
-        // overlaps. Moving it out leaves its buffers uniquely referenced (no copy on write).
-        var p = parser
-        parser = Self.idleParser
+        // Completing a response can close the channel (or fail the next write), and a close
+        // re-enters this handler (`channelInactive`) while the parser is being fed: `feeding`
+        // tells it to leave the parser alone.
+        feeding = true
         let ok: Bool = incoming.withUnsafeReadableBytes { raw in
             do {
-                try p.feed(raw) { event in
+                try parser.feed(raw) { event in
                     switch event {
                     case .start:
                         break
@@ -258,7 +267,7 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
                 return false
             }
         }
-        parser = p
+        feeding = false
         if !ok {
             slot.protocolError()
             context.close(promise: nil)
@@ -266,8 +275,10 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // A response delimited by the close ends here; its connection cannot be reused.
-        if parser.bodyEndsAtClose {
+        // A response delimited by the close ends here; its connection cannot be reused. A close
+        // that re-enters during a feed comes from this handler's own completion of a response
+        // (or a failed write of the next request), never from the peer ending a body: skip it.
+        if !feeding && parser.bodyEndsAtClose {
             try? parser.finishStream { _ in }
             keepAlive = false
             complete()
@@ -287,77 +298,58 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
 }
 
 /// One connection slot: keeps one keep-alive connection open (reopening it after errors) and
-/// sends its share of the requests, closed or open loop. Lives on one event loop; no locks.
-final class LoadSlot: @unchecked Sendable {
-    let index: Int
+/// sends its share of the requests, closed or open loop, as its `LoadPacer` says; the pacer holds
+/// every timing rule, the slot the I/O. Lives on one event loop; no locks. The slot is its own
+/// timer callback (open loop: one per request), so waiting for a slot allocates nothing.
+final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
     let loop: EventLoop
-    let t0: UInt64
-    let measureStart: UInt64
-    /// The end of the run; lowered (on this loop) by a stop request.
-    var end: UInt64
     let stats: LoopStats
     let address: SocketAddress
     let requestBytes: ByteBuffer
     let isHEAD: Bool
-    let connections: Int
-    let rate: Double?
-    let quota: Int?
-    let timeoutNanos: UInt64
-    let expectedStatuses: Set<Int>?
+    /// Indexed by status code (0-999): whether it counts as success.
+    let statusOK: [Bool]
     let expectedBody: [UInt8]?
     let done: EventLoopPromise<Void>
     let connectState: LoadConnectState
     var everConnected = false
+    /// Touched only on `loop` (as every field here), so without run-time exclusivity checks.
+    @exclusivity(unchecked) var pacer: LoadPacer
 
-    var channel: Channel?
-    var handler: LoadChannelHandler?
+    @exclusivity(unchecked) var channel: Channel?
+    @exclusivity(unchecked) var handler: LoadChannelHandler?
     var pendingHandler: LoadChannelHandler?
     var connecting = false
-    var seq = 0
-    var measuredSent = 0
-    var inFlight = false
-    var intended: UInt64 = 0
-    var sentAt: UInt64 = 0
-    var pendingBytes = 0
-    var timeoutChecker: RepeatedTask?
-    var finished = false
+    /// Bytes read since the request in flight was sent.
+    @exclusivity(unchecked) var pendingBytes = 0
 
-    init(index: Int, loop: EventLoop, t0: UInt64, measureStart: UInt64, end: UInt64, stats: LoopStats, address: SocketAddress,
-         requestBytes: ByteBuffer, options: LoadOptions, quota: Int?, connectState: LoadConnectState) {
+    init(loop: EventLoop, pacer: LoadPacer, stats: LoopStats, address: SocketAddress,
+         requestBytes: ByteBuffer, options: LoadOptions, connectState: LoadConnectState) {
         self.connectState = connectState
-        self.index = index
         self.loop = loop
-        self.t0 = t0
-        self.measureStart = measureStart
-        self.end = end
+        self.pacer = pacer
         self.stats = stats
         self.address = address
         self.requestBytes = requestBytes
         self.isHEAD = options.request.method.uppercased() == "HEAD"
-        self.connections = options.connections
-        self.rate = options.rate
-        self.quota = quota
-        self.timeoutNanos = UInt64(options.timeout.nanoseconds)
-        self.expectedStatuses = options.expectedStatuses.map(Set.init)
+        var ok = [Bool](repeating: false, count: 1000)
+        if let expected = options.expectedStatuses {
+            for c in expected where c >= 0 && c < 1000 { ok[c] = true }
+        } else {
+            for c in 200..<400 { ok[c] = true }
+        }
+        self.statusOK = ok
         self.expectedBody = options.expectedBody.map { Array($0.utf8) }
         self.done = loop.makePromise()
     }
 
     func start() {
-        loop.execute {
-            let period = TimeAmount.nanoseconds(Int64(min(self.timeoutNanos / 4, 50_000_000)))
-            self.timeoutChecker = self.loop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in self.checkTimeout() }
-            self.connect()
-        }
+        loop.execute { self.connect() }
     }
 
     func stop(at now: UInt64) {
-        loop.execute {
-            if now < self.end { self.end = now }
-        }
+        loop.execute { self.pacer.stop(at: now) }
     }
-
-    @inline(__always) private func isMeasured(_ reference: UInt64) -> Bool { reference >= measureStart }
 
     func bodyMatches(_ body: ByteBuffer) -> Bool {
         guard let want = expectedBody else { return true }
@@ -376,14 +368,13 @@ final class LoadSlot: @unchecked Sendable {
     }
 
     func connect() {
-        if finished { return }
-        if monotonicNanos() >= end { finish(); return }
-        if let q = quota, measuredSent >= q { finish(); return }
+        if pacer.finished { return }
+        guard pacer.shouldConnect(now: monotonicNanos()) else { finish(); return }
         connecting = true
         let isHEAD = self.isHEAD
         let keepBody = expectedBody != nil
         let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(.nanoseconds(Int64(timeoutNanos)))
+            .connectTimeout(.nanoseconds(Int64(pacer.timeoutNanos)))
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { [unowned self] channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -396,7 +387,11 @@ final class LoadSlot: @unchecked Sendable {
             self.connecting = false
             switch result {
             case .success(let ch):
-                if self.finished { ch.close(promise: nil); return }
+                if self.pacer.finished {
+                    self.pendingHandler = nil
+                    ch.close(promise: nil)
+                    return
+                }
                 self.channel = ch
                 self.handler = self.pendingHandler
                 self.pendingHandler = nil
@@ -407,7 +402,8 @@ final class LoadSlot: @unchecked Sendable {
                 ch.closeFuture.whenComplete { _ in self.channelClosed(ch) }
                 self.sendNext()
             case .failure(let error):
-                if self.isMeasured(monotonicNanos()) { self.stats.count(.connect) }
+                self.pendingHandler = nil
+                self.pacer.connectFailed(at: monotonicNanos(), into: self.stats)
                 self.connectState.noteError(HTTPClientError.connectFailure(error, target: self.connectState.targetName).description)
                 // Back off briefly so a dead server does not turn the generator into a SYN flood.
                 self.loop.scheduleTask(in: .milliseconds(10)) { self.connect() }
@@ -415,71 +411,35 @@ final class LoadSlot: @unchecked Sendable {
         }
     }
 
-    /// Intended send time of this slot's request number `k` on the global fixed schedule.
-    @inline(__always) func scheduled(_ k: Int) -> UInt64 {
-        guard let rate else { return 0 }
-        return t0 + UInt64((Double(k * connections + index) * 1e9 / rate).rounded())
-    }
-
+    /// Sends the next request when the pacer says it is due (now, or by a timer at its slot).
     func sendNext() {
-        if finished || inFlight { return }
-        if let q = quota, measuredSent >= q { finish(); return }
         let now = monotonicNanos()
-        // Closed loop: nothing goes out during the lead-in (t0), so every request is either
-        // warm-up (`--warmup`) or measured.
-        let due = rate == nil ? max(now, t0) : scheduled(seq)
-        // Stop at the end in real time (a lagging open loop does not keep sending its backlog:
-        // `finish` records it as unsent), and do not schedule requests whose slot lies after the end.
-        if now >= end || due >= end { finish(); return }
-        if due > now {
-            loop.scheduleTask(deadline: .uptimeNanoseconds(due)) { self.fire(intended: due) }
+        switch pacer.next(now: now) {
+        case .nothing:
             return
+        case .finish:
+            finish()
+        case .wait(let due):
+            // Fails only while the event loop shuts down, which happens after the run.
+            if (try? loop.scheduleCallback(at: .uptimeNanoseconds(due), handler: self)) == nil { finish() }
+        case .send(let intended):
+            guard channel != nil, let handler else {
+                if !connecting && channel == nil { connect() }
+                return
+            }
+            pacer.sent(intended: intended, at: now)
+            pendingBytes = 0
+            if !handler.send(requestBytes) { channel?.close(promise: nil) }
         }
-        fire(intended: due, now: now)
     }
 
-    func fire(intended due: UInt64, now known: UInt64 = 0) {
-        if finished || inFlight { return }
-        guard channel != nil, let handler else {
-            if !connecting && channel == nil { connect() }
-            return
-        }
-        let now = known != 0 ? known : monotonicNanos()
-        if now >= end { finish(); return }
-        if rate == nil && now < t0 {
-            loop.scheduleTask(deadline: .uptimeNanoseconds(t0)) { self.fire(intended: self.t0) }
-            return
-        }
-        intended = rate == nil ? now : due
-        sentAt = now
-        inFlight = true
-        seq += 1
-        if isMeasured(intended) { measuredSent += 1 }
-        pendingBytes = 0
-        if !handler.send(requestBytes) { channel?.close(promise: nil) }
-    }
+    /// A `.wait` ended: the slot's time has come.
+    func handleScheduledCallback(eventLoop: some EventLoop) { sendNext() }
 
     func responseComplete(status: Int, bodyOK: Bool, keepAlive: Bool) {
-        guard inFlight else { return }
         let now = monotonicNanos()
-        inFlight = false
-        if isMeasured(intended) {
-            if rate != nil { _ = stats.corrected.record(now &- intended) }
-            _ = stats.uncorrected.record(now &- sentAt)
-            stats.responses += 1
-            stats.statusCounts[min(max(status, 0), 999)] += 1
-            stats.bytesRead += pendingBytes
-            let ok = expectedStatuses.map { $0.contains(status) } ?? (status >= 200 && status < 400)
-            if !ok { stats.count(.status) } else if !bodyOK { stats.count(.body) }
-            let second = Int((now &- measureStart) / 1_000_000_000)
-            if second < 1_000_000 {
-                while stats.perSecond.count <= second { stats.perSecond.append(0) }
-                stats.perSecond[second] += 1
-            }
-            if now > stats.lastCompletion { stats.lastCompletion = now }
-        } else {
-            stats.warmupRequests += 1
-        }
+        let failure: LoadErrorKind? = !statusOK[min(max(status, 0), 999)] ? .status : (bodyOK ? nil : .body)
+        guard pacer.completed(at: now, status: status, failure: failure, bytes: pendingBytes, into: stats) else { return }
         if keepAlive {
             sendNext()
         } else {
@@ -488,67 +448,24 @@ final class LoadSlot: @unchecked Sendable {
     }
 
     func checkTimeout() {
-        guard inFlight, monotonicNanos() &- sentAt > timeoutNanos else { return }
-        inFlight = false
-        recordTimeout()
-        channel?.close(promise: nil)
-    }
-
-    /// A measured request without a complete response within the timeout: counted as a `timeout`
-    /// error and recorded at the timeout value (uncorrected), at the timeout plus its lag behind
-    /// its slot (corrected), as wrk2 does, so the percentiles do not leave out the worst requests.
-    private func recordTimeout() {
-        guard isMeasured(intended) else { return }
-        stats.count(.timeout)
-        if rate != nil { _ = stats.corrected.record((sentAt &- intended) &+ timeoutNanos) }
-        _ = stats.uncorrected.record(timeoutNanos)
-    }
-
-    /// Open loop, at the end: the requests whose slot lies before the end but that were not sent
-    /// (the connection was busy with a slow response or reconnecting). Each is counted as unsent and
-    /// recorded in the corrected histogram at end − intended, the least it would have waited, so
-    /// a stall just before the end shows as it does mid-window. A slot that never connected records
-    /// nothing here (its connect errors say why).
-    private func recordUnsent() {
-        guard rate != nil, everConnected else { return }
-        var k = seq
-        var counted = 0
-        while true {
-            if let q = quota, measuredSent + counted >= q { break }
-            let due = scheduled(k)
-            if due >= end { break }
-            if isMeasured(due) {
-                _ = stats.corrected.record(end &- due)
-                stats.unsent += 1
-                counted += 1
-            }
-            k += 1
-        }
+        if pacer.timedOut(at: monotonicNanos(), into: stats) { channel?.close(promise: nil) }
     }
 
     func protocolError() {
-        guard inFlight else { return }
-        inFlight = false
-        if isMeasured(intended) { stats.count(.body) }
+        pacer.protocolError(into: stats)
     }
 
     func channelClosed(_ ch: Channel) {
         guard channel === ch else { return }
         channel = nil
         handler = nil
-        if inFlight {
-            inFlight = false
-            if isMeasured(intended) { stats.count(.reset) }
-        }
-        if !finished { connect() }
+        pacer.connectionLost(into: stats)
+        if !pacer.finished { connect() }
     }
 
     func finish() {
-        if finished { return }
-        finished = true
-        recordUnsent()
-        timeoutChecker?.cancel()
-        timeoutChecker = nil
+        if pacer.finished { return }
+        pacer.finish(everConnected: everConnected, into: stats)
         channel?.close(promise: nil)
         done.succeed(())
     }
@@ -556,10 +473,43 @@ final class LoadSlot: @unchecked Sendable {
     /// Ends the slot at once (after the grace period for in-flight requests).
     func abort() {
         loop.execute {
-            if self.inFlight { self.recordTimeout() }
-            self.inFlight = false
-            self.finish()
+            if self.pacer.finished { return }
+            self.pacer.abort(everConnected: self.everConnected, into: self.stats)
+            self.channel?.close(promise: nil)
+            self.done.succeed(())
         }
+    }
+}
+
+/// Looks for timed-out requests on every slot of one event loop every `period` (a quarter of the
+/// timeout, at most 50 ms), until all of them have finished: one timer per loop, rescheduled as a
+/// callback on itself (no allocation), instead of a repeated task per connection.
+final class LoadTimeoutChecker: NIOScheduledCallbackHandler, @unchecked Sendable {
+    let loop: EventLoop
+    let slots: [LoadSlot]
+    let period: TimeAmount
+
+    init(loop: EventLoop, slots: [LoadSlot], timeoutNanos: UInt64) {
+        self.loop = loop
+        self.slots = slots
+        period = .nanoseconds(Int64(min(timeoutNanos / 4, 50_000_000)))
+    }
+
+    func start() {
+        loop.execute { self.schedule() }
+    }
+
+    private func schedule() {
+        _ = try? loop.scheduleCallback(in: period, handler: self)
+    }
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        var running = false
+        for s in slots where !s.pacer.finished {
+            s.checkTimeout()
+            running = true
+        }
+        if running { schedule() }
     }
 }
 
@@ -579,7 +529,7 @@ public struct LoadLiveFigures: Sendable {
 
 /// `edgemeter load`: HTTP load with HDR latency histograms, closed loop (wrk) or open loop at a
 /// fixed rate with coordinated-omission correction (wrk2). Memory is bounded by the histograms
-/// (a few hundred KiB per thread) and one counter per measured second, whatever the request count.
+/// (two of 264 KiB per event-loop thread) and one counter per measured second, whatever the request count.
 public enum LoadGenerator {
     /// Runs the load. `progress` gets notices that matter at once (the first connect failure, with
     /// its reason); `live` gets the figures once a second while the run goes on.
@@ -599,10 +549,11 @@ public enum LoadGenerator {
 
         // Connections open in a 20 ms lead-in; no request is sent in it (closed loop: the first
         // request waits for t0; open loop: the schedule starts at t0). It is not part of the warm-up.
-        let t0 = monotonicNanos() + 20_000_000
-        let measureStart = t0 + UInt64(options.warmup.nanoseconds)
-        let end: UInt64 = options.duration.map { measureStart + UInt64($0.nanoseconds) }
-            ?? measureStart + UInt64(options.maxDuration.nanoseconds)
+        var window = LoadWindow(t0: monotonicNanos() + 20_000_000, warmupNanos: UInt64(options.warmup.nanoseconds),
+                                durationNanos: options.duration.map { UInt64($0.nanoseconds) },
+                                maxDurationNanos: UInt64(options.maxDuration.nanoseconds),
+                                timeoutNanos: UInt64(options.timeout.nanoseconds))
+        let t0 = window.t0
 
         let connectState = LoadConnectState(targetName: "\(target.host):\(target.port)", notice: progress)
         var slots: [LoadSlot] = []
@@ -613,20 +564,24 @@ public enum LoadGenerator {
                 if quota == 0 { continue }
             }
             let loopIndex = i % loops.count
-            slots.append(LoadSlot(index: i, loop: loops[loopIndex], t0: t0, measureStart: measureStart, end: end,
-                                  stats: statsByLoop[loopIndex], address: address, requestBytes: bytes, options: options, quota: quota,
-                                  connectState: connectState))
+            let pacer = LoadPacer(t0: t0, measureStart: window.measureStart, end: window.end, rate: options.rate,
+                                  connections: options.connections, index: i, quota: quota,
+                                  timeoutNanos: UInt64(options.timeout.nanoseconds))
+            slots.append(LoadSlot(loop: loops[loopIndex], pacer: pacer, stats: statsByLoop[loopIndex], address: address,
+                                  requestBytes: bytes, options: options, connectState: connectState))
         }
         for s in slots { s.start() }
+        for l in loops {
+            let mine = slots.filter { $0.loop === l }
+            if !mine.isEmpty { LoadTimeoutChecker(loop: l, slots: mine, timeoutNanos: UInt64(options.timeout.nanoseconds)).start() }
+        }
 
         let allDone = EventLoopFuture.andAllComplete(slots.map { $0.done.futureResult }, on: loops[0])
         let finished = StopFlag()
         allDone.whenComplete { _ in finished.stop(reason: "all connections finished") }
         var stopReason: String?
-        var stoppedAt: UInt64?
         var lastReport = t0
         var lastCompleted = 0
-        let grace = UInt64(options.timeout.nanoseconds) + 500_000_000
         let giveUp = max(UInt64(5_000_000_000), 2 * UInt64(options.timeout.nanoseconds))
         var aborted = false
         while !finished.isStopped {
@@ -634,7 +589,7 @@ public enum LoadGenerator {
             let now = monotonicNanos()
             if stop.isStopped && stopReason == nil {
                 stopReason = stop.reason ?? "stop requested"
-                stoppedAt = now
+                window.stop(at: now)
                 for s in slots { s.stop(at: now) }
             }
             // A target that never accepts a connection ends the run after the give-up time.
@@ -643,12 +598,11 @@ public enum LoadGenerator {
                 if !c.connected {
                     stopReason = "no connection to \(target.host):\(target.port) could be opened in \(giveUp / 1_000_000_000) s"
                         + (c.lastError.map { " (last error: \($0))" } ?? "")
-                    stoppedAt = now
+                    window.stop(at: now)
                     for s in slots { s.stop(at: now) }
                 }
             }
-            let effectiveEnd = min(end, stoppedAt ?? end)
-            if !aborted && now > effectiveEnd + grace {
+            if !aborted && window.graceOver(at: now) {
                 aborted = true
                 for s in slots { s.abort() }
             }
@@ -667,7 +621,7 @@ public enum LoadGenerator {
                 for (k, kind) in LoadErrorKind.allCases.enumerated() where errors[k] > 0 { byKind[kind] = errors[k] }
                 live(LoadLiveFigures(elapsedSeconds: Double(now &- t0) / 1e9,
                                      responsesPerSecond: Double(completed - lastCompleted) / seconds,
-                                     errors: errors.reduce(0, +), errorsByKind: byKind, inWarmup: now < measureStart))
+                                     errors: errors.reduce(0, +), errorsByKind: byKind, inWarmup: now < window.measureStart))
                 lastCompleted = completed
                 lastReport = now
             }
@@ -676,47 +630,46 @@ public enum LoadGenerator {
         // Let the loops finish their last callbacks before reading their statistics.
         for l in loops { try? await l.submit {}.get() }
 
+        return LoadResult(merging: statsByLoop, window: window, target: target.description, options: options, stopReason: stopReason)
+    }
+}
+
+extension LoadResult {
+    /// Merges the event loops' statistics into the result of a run bounded by `window` (pure: no
+    /// clock read). Closed loop: the intended send time is the actual one, so `corrected` is
+    /// `uncorrected`. A partial last second (count mode, stop) would read as a throughput dip, so
+    /// `perSecond` holds only the whole seconds of the measured window.
+    init(merging statsByLoop: [LoopStats], window: LoadWindow, target: String, options: LoadOptions, stopReason: String?) {
         var corrected = statsByLoop[0].corrected
         var uncorrected = statsByLoop[0].uncorrected
-        var result = LoadResult(target: target.description, openLoop: options.rate != nil, requestedRate: options.rate,
-                                connections: options.connections, threads: options.threads, corrected: corrected,
-                                uncorrected: uncorrected, responses: 0, statusCounts: [:], errors: [:], bytesRead: 0,
-                                measuredSeconds: 0, warmupRequests: 0, perSecond: [], stopReason: stopReason)
-        result.timeoutNanoseconds = UInt64(options.timeout.nanoseconds)
-        result.warmupSeconds = Double(options.warmup.nanoseconds) / 1e9
+        self.init(target: target, openLoop: options.rate != nil, requestedRate: options.rate,
+                  connections: options.connections, threads: options.threads, corrected: corrected,
+                  uncorrected: uncorrected, responses: 0, statusCounts: [:], errors: [:], bytesRead: 0,
+                  measuredSeconds: 0, warmupRequests: 0, perSecond: [], stopReason: stopReason)
+        timeoutNanoseconds = UInt64(options.timeout.nanoseconds)
+        warmupSeconds = Double(options.warmup.nanoseconds) / 1e9
         var lastCompletion: UInt64 = 0
         for (i, s) in statsByLoop.enumerated() {
             if i > 0 {
                 corrected.add(s.corrected)
                 uncorrected.add(s.uncorrected)
             }
-            result.responses += s.responses
-            for (code, n) in s.statusCounts.enumerated() where n > 0 { result.statusCounts[code, default: 0] += n }
-            for (k, kind) in LoadErrorKind.allCases.enumerated() where s.errors[k] > 0 { result.errors[kind, default: 0] += s.errors[k] }
-            result.bytesRead += s.bytesRead
-            result.warmupRequests += s.warmupRequests
-            result.unsent += s.unsent
+            responses += s.responses
+            for (code, n) in s.statusCounts.enumerated() where n > 0 { statusCounts[code, default: 0] += n }
+            for (k, kind) in LoadErrorKind.allCases.enumerated() where s.errors[k] > 0 { errors[kind, default: 0] += s.errors[k] }
+            bytesRead += s.bytesRead
+            warmupRequests += s.warmupRequests
+            unsent += s.unsent
             for (j, c) in s.perSecond.enumerated() {
-                while result.perSecond.count <= j { result.perSecond.append(0) }
-                result.perSecond[j] += c
+                while perSecond.count <= j { perSecond.append(0) }
+                perSecond[j] += c
             }
             lastCompletion = max(lastCompletion, s.lastCompletion)
         }
-        // Closed loop: the intended send time is the actual one, so both figures are the same.
-        result.corrected = options.rate == nil ? uncorrected : corrected
-        result.uncorrected = uncorrected
-        let windowEnd: UInt64
-        if let stoppedAt {
-            windowEnd = max(min(stoppedAt, end), measureStart)
-        } else if options.duration != nil {
-            windowEnd = end
-        } else {
-            windowEnd = max(lastCompletion, measureStart)
-        }
-        result.measuredSeconds = Double(windowEnd &- measureStart) / 1e9
-        // A partial last second (count mode, stop) would read as a throughput dip: drop it.
-        let whole = Int(result.measuredSeconds)
-        if result.perSecond.count > whole { result.perSecond.removeLast(result.perSecond.count - whole) }
-        return result
+        self.corrected = options.rate == nil ? uncorrected : corrected
+        self.uncorrected = uncorrected
+        measuredSeconds = Double(window.measuredNanoseconds(lastCompletion: lastCompletion)) / 1e9
+        let whole = Int(measuredSeconds)
+        if perSecond.count > whole { perSecond.removeLast(perSecond.count - whole) }
     }
 }

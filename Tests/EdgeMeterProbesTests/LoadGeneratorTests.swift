@@ -5,25 +5,28 @@ import EdgeMeterCore
 import EdgeMeterHTTP
 
 final class LoadGeneratorTests: XCTestCase {
-    func testFixedRateIsAchievedWithinFivePercent() async throws {
+    /// Real loopback sanity check of the open loop (the schedule's exact timing is tested on
+    /// virtual time in `LoadPacerTests`): 400 requests/s over 4 connections for 2 s after a 0.5 s
+    /// warm-up reach the server at about that rate, without errors, with live figures once a second.
+    func testOpenLoopOnLoopbackMeetsItsRate() async throws {
         let server = try await HTTPTestServer.start()
         let target = try HTTPTarget(url: "http://127.0.0.1:\(server.port)/")
-        var o = LoadOptions(request: HTTPRequestSpec(path: "/"), connections: 4, rate: 400, duration: .seconds(3),
+        var o = LoadOptions(request: HTTPRequestSpec(path: "/"), connections: 4, rate: 400, duration: .seconds(2),
                             warmup: .milliseconds(500))
         o.threads = 2
         let lines = Lines()
         let r = try await LoadGenerator.run(target: target, options: o, stop: StopFlag(), live: { lines.add(String($0.responsesPerSecond)) })
         await server.stop()
         XCTAssertEqual(r.totalErrors, 0, "\(r.errors)")
-        XCTAssertEqual(try XCTUnwrap(r.measuredRate), 400, accuracy: 20, "achieved \(String(describing: r.measuredRate)) req/s of 400")
+        XCTAssertEqual(try XCTUnwrap(r.measuredRate), 400, accuracy: 40, "achieved \(String(describing: r.measuredRate)) req/s of 400")
         XCTAssertEqual(r.unsent, 0)
-        // Live figures once a second over the 3.5 s run, each near the rate.
+        XCTAssertEqual(Int(server.state.requests), r.responses + r.warmupRequests, "every request the server answered is counted once")
         let live = lines.all.compactMap(Double.init)
-        XCTAssertTrue((3...4).contains(live.count), "\(live)")
-        XCTAssertTrue(live.allSatisfy { abs($0 - 400) < 80 }, "\(live)")
+        XCTAssertTrue((2...3).contains(live.count), "\(live)")
+        XCTAssertTrue(live.allSatisfy { abs($0 - 400) < 100 }, "\(live)")
         XCTAssertEqual(r.statusCounts[200], r.responses)
-        XCTAssertGreaterThan(r.warmupRequests, 150)
-        XCTAssertEqual(r.perSecond.count, 3)
+        XCTAssertEqual(r.warmupRequests, 200, accuracy: 20)
+        XCTAssertEqual(r.perSecond.count, 2)
         let text = LoadReport.text(r)
         XCTAssertTrue(text.contains("Requests/sec:"), text)
         XCTAssertTrue(text.contains("Detailed Percentile spectrum"), text)

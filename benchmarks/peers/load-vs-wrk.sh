@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # edgemeter load vs wrk (Debian's wrk 4.1) in the same run, same connections, threads and duration,
-# closed loop, against two servers on loopback that this script starts itself:
+# closed loop, against three servers on loopback that this script starts itself, all in one run:
 #   1. the calculator front end (`edgemeter serve calculator --role all`, free ports), POST 5+6;
-#   2. a static page served by nginx (temporary config, 127.0.0.1, a free port), GET /index.html.
+#   2. a static page served by nginx (temporary config, 127.0.0.1, a free port), GET /index.html;
+#   3. one operation service alone (`edgemeter serve calculator --role sum`, a free port),
+#      GET /sum?a=5&b=6.
 # After one unrecorded warm-up run of each side (2 s, so neither measures a cold server), ROUNDS rounds
 # per server alternate which side goes first (odd rounds wrk, even rounds edgemeter). Same span on
 # both sides: requests completed during the -d duration, from each tool's own report. Per round and
@@ -11,16 +13,18 @@
 # side's mean over all rounds and the ratio of those means edgemeter/wrk (goal >= 1.0) - every
 # round counted, not the best. The verdict FAILS (exit 1) on any error on either side.
 #   benchmarks/peers/load-vs-wrk.sh [DURATION_SECONDS] [CONNECTIONS] [THREADS] [ROUNDS]
+# EDGEMETER_BIN=path runs another build of edgemeter (e.g. an older one, for a before/after in one session).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dur=${1:-10}
 conns=${2:-32}
 threads=${3:-2}
 rounds=${4:-2}
-bin=.build/release/edgemeter
+bin=${EDGEMETER_BIN:-.build/release/edgemeter}
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 2; }
 command -v nginx >/dev/null || { echo "nginx missing: apt-get install nginx-light" >&2; exit 2; }
-if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; fi
+if [ ! -x "$bin" ] && [ -z "${EDGEMETER_BIN:-}" ]; then swift build -c release --product edgemeter >/dev/null; fi
+[ -x "$bin" ] || { echo "no edgemeter binary at $bin" >&2; exit 2; }
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -34,6 +38,14 @@ pids+=($!)
 for _ in $(seq 1 100); do grep -q "front listening" "$tmp/calc.log" 2>/dev/null && break; sleep 0.1; done
 calc_url=$(sed -n 's/^calculator front listening on \(http:[^ ]*\).*/\1/p' "$tmp/calc.log")
 [ -n "$calc_url" ] || { echo "the calculator did not start:" >&2; cat "$tmp/calc.log" >&2; exit 2; }
+
+# One operation service alone (sum), on a free port.
+"$bin" serve calculator --role sum --port 0 >"$tmp/sum.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q "sum listening" "$tmp/sum.log" 2>/dev/null && break; sleep 0.1; done
+sum_url=$(sed -n 's/^calculator sum listening on \(http:[^ ]*\).*/\1/p' "$tmp/sum.log")
+[ -n "$sum_url" ] || { echo "the sum service did not start:" >&2; cat "$tmp/sum.log" >&2; exit 2; }
+curl -sf "$sum_url/sum?a=5&b=6" >/dev/null || { echo "the sum service does not answer GET $sum_url/sum?a=5&b=6" >&2; exit 2; }
 
 # nginx with a temporary config serving one static page.
 nport=$(free_port)
@@ -105,8 +117,9 @@ run_em() { # dir url method body
 }
 
 total_errors=0
+summary=()
 compare() { # name url method body
-  local name=$1 url=$2 method=$3 body=$4 w_total=0 e_total=0 r w wreq werr e ereq eerr erc
+  local name=$1 url=$2 method=$3 body=$4 w_total=0 e_total=0 w_errs=0 e_errs=0 r w wreq werr e ereq eerr erc line
   # Warm-up, not recorded: both sides once, 2 s each, so the first measured side meets a warm server.
   local saved=$dur; dur=2
   run_wrk "$tmp/warm-wrk-$name.txt" "$url" "$method"; run_em "$tmp/warm-em-$name" "$url" "$method" "$body"
@@ -122,22 +135,28 @@ compare() { # name url method body
     read -r e ereq eerr < <(em_counts "$tmp/em-$name-$r")
     erc=$(cat "$tmp/em-$name-$r.rc"); [ "$erc" = 0 ] || eerr=$((eerr + 1))
     total_errors=$((total_errors + werr + eerr))
+    w_errs=$((w_errs + werr)); e_errs=$((e_errs + eerr))
     printf '%s round %d (%s first): wrk %.0f req/s, %s requests, %s errors | edgemeter %.0f req/s, %s requests, %s errors (exit %s) | ratio %.3f\n' \
       "$name" "$r" "$first" "$w" "$wreq" "$werr" "$e" "$ereq" "$eerr" "$erc" "$(awk -v a="$e" -v b="$w" 'BEGIN {print (b > 0 ? a / b : 0)}')"
     w_total=$(awk -v a="$w_total" -v b="$w" 'BEGIN{print a+b}')
     e_total=$(awk -v a="$e_total" -v b="$e" 'BEGIN{print a+b}')
   done
-  awk -v n="$name" -v w="$w_total" -v e="$e_total" -v r="$rounds" 'BEGIN {
+  line=$(awk -v n="$name" -v w="$w_total" -v e="$e_total" -v r="$rounds" -v we="$w_errs" -v ee="$e_errs" 'BEGIN {
     ratio = (w > 0 ? e / w : 0)
-    printf "%s: wrk %.0f req/s, edgemeter load %.0f req/s (means of all %d rounds); ratio edgemeter/wrk = %.3f (goal >= 1.0: %s)\n",
-      n, w / r, e / r, r, ratio, (ratio >= 1.0 ? "met" : "NOT met") }'
+    printf "%s: wrk %.0f req/s (%d errors), edgemeter load %.0f req/s (%d errors) (means of all %d rounds); ratio edgemeter/wrk = %.3f (goal >= 1.0: %s)",
+      n, w / r, we, e / r, ee, r, ratio, (ratio >= 1.0 ? "met" : "NOT met") }')
+  echo "$line"
+  summary+=("$line")
 }
 
-echo "edgemeter load vs wrk: ${threads} threads, ${conns} connections, ${dur} s, ${rounds} rounds alternating who goes first, after a 2 s warm-up of each; $(nproc) cores shared by server and client, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "edgemeter load ($bin) vs wrk: ${threads} threads, ${conns} connections, ${dur} s, ${rounds} rounds alternating who goes first, after a 2 s warm-up of each; $(nproc) cores shared by server and client, load $(cut -d' ' -f1-3 /proc/loadavg)"
 compare calculator "$calc_url" POST "5+6"
 compare nginx "http://127.0.0.1:$nport/index.html" GET ""
+compare sum "$sum_url/sum?a=5&b=6" GET ""
+echo "== the three cases of this run (load at the end $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%s\n' "${summary[@]}"
 if [ "$total_errors" -gt 0 ]; then
-  echo "verdict: FAIL: $total_errors errors across both sides (per round above)"
+  echo "verdict: FAIL: $total_errors errors across both sides and all three cases (per round above)"
   exit 1
 fi
 echo "verdict: no errors on either side in any round; the ratios above are as measured"
