@@ -3,6 +3,7 @@ import XCTest
 import Histogram
 import EdgeMeterCore
 @testable import EdgeMeterProbes
+import EdgeMeterHTTP
 
 /// Drives `LoadPacer`s and a `LoadWindow` on virtual time, the way `LoadSlot` and
 /// `LoadGenerator.run` drive them on the event loops: a `ManualClock` jumps from event to event
