@@ -319,14 +319,12 @@ struct CalcCommand: AsyncParsableCommand, KindCommand {
 
 /// The attempt options `http` and `calc` share: how many, how often, how long to wait, how much to print.
 struct AttemptOptions: ParsableArguments {
-    @Option(http, "count", parsing: .unconditional) var count: String?
-    @Option(http, "interval", parsing: .unconditional) var interval: String?
-    @Option(http, "timeout", parsing: .unconditional) var timeout: String?
+    @OptionGroup var timing: TimingOptions<HTTPCommand>
 
     @Flag(name: .shortAndLong, help: "Print the whole response body of a failed attempt.")
     var verbose = false
 
-    func add(to r: RawParameters) -> RawParameters { r.setting(["count": count, "interval": interval, "timeout": timeout]) }
+    func add(to r: RawParameters) -> RawParameters { timing.add(to: r) }
 }
 
 /// Runs `http` or `calc`: a line per attempt on stdout (not with --json), then `--- TITLE ---` and

@@ -20,11 +20,7 @@ private let tcping = TCPingScenario.declaration
 
 /// The schedule and address options ping and tcping share (one declaration: `ProbeSchedule`).
 struct ScheduleOptions: ParsableArguments {
-    // `.unconditional`: `-c -3` reaches validation ("must be a positive integer, got "-3"") instead
-    // of being read as a flag named -3.
-    @Option(ping, "count", parsing: .unconditional) var count: String?
-    @Option(ping, "interval", parsing: .unconditional) var interval: String?
-    @Option(ping, "timeout", parsing: .unconditional) var timeout: String?
+    @OptionGroup var timing: TimingOptions<PingCommand>
     @Option(ping, "deadline", parsing: .unconditional) var deadline: String?
 
     @Flag(name: .customShort("4"), help: "Resolve names to IPv4 only.")
@@ -41,10 +37,8 @@ struct ScheduleOptions: ParsableArguments {
     }
 
     func parameters(targets: [String]) -> RawParameters {
-        var r = RawParameters()
+        var r = timing.add(to: RawParameters()).setting(["deadline": deadline, "family": ipv4 ? "ipv4" : ipv6 ? "ipv6" : nil])
         r.list("targets", targets)
-        r.set(["count": count, "interval": interval, "timeout": timeout, "deadline": deadline,
-               "family": ipv4 ? "ipv4" : ipv6 ? "ipv6" : nil])
         return r
     }
 }

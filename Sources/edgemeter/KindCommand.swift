@@ -92,6 +92,19 @@ extension KindDeclaration {
     }
 }
 
+/// `-c/--count`, `-i/--interval` and `-W/--timeout`, declared once for ping, tcping (`Kind` is
+/// `PingCommand`), http and calc (`HTTPCommand`): names and help come from `Kind`'s declaration,
+/// since the defaults differ (ping runs until Ctrl-C, http makes 5 attempts).
+struct TimingOptions<Kind: KindCommand>: ParsableArguments {
+    // `.unconditional`: `-c -3` reaches validation ("must be a positive integer, got "-3"") instead
+    // of being read as a flag named -3.
+    @Option(Kind.declaration, "count", parsing: .unconditional) var count: String?
+    @Option(Kind.declaration, "interval", parsing: .unconditional) var interval: String?
+    @Option(Kind.declaration, "timeout", parsing: .unconditional) var timeout: String?
+
+    func add(to r: RawParameters) -> RawParameters { r.setting(["count": count, "interval": interval, "timeout": timeout]) }
+}
+
 /// `--print-config` (hidden): prints the configuration the flags resolve to, one line per scenario,
 /// and measures nothing. The kind-declaration tests compare it with the suite's configuration.
 func printConfigs(_ configs: [Any]) {
