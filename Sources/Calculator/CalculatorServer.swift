@@ -96,12 +96,7 @@ public final class RunningCalculatorService: @unchecked Sendable {
 
     init(role: CalculatorRole, host: String, port: Int, task: Task<Void, Error>, shutdown: @escaping @Sendable () async -> Void,
          onStop: @escaping @Sendable () -> Void) {
-        self.shutdown = shutdown
-        self.role = role
-        self.host = host
-        self.port = port
-        self.task = task
-        self.onStop = onStop
+        (self.shutdown, self.role, self.host, self.port, self.task, self.onStop) = (shutdown, role, host, port, task, onStop)
     }
 
     public var endpoint: ServiceEndpoint { ServiceEndpoint(host: host, port: port) }

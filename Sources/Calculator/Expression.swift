@@ -91,10 +91,7 @@ public enum CalcEvaluationError: Error, Equatable, CustomStringConvertible {
 public struct CalcParseError: Error, Equatable, CustomStringConvertible {
     public var position: Int
     public var message: String
-    public init(position: Int, message: String) {
-        self.position = position
-        self.message = message
-    }
+    public init(position: Int, message: String) { (self.position, self.message) = (position, message) }
     public var description: String { "malformed expression at position \(position): \(message)" }
 }
 

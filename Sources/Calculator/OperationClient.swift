@@ -8,10 +8,7 @@ import NIOPosix
 public struct ServiceEndpoint: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
+    public init(host: String, port: Int) { (self.host, self.port) = (host, port) }
 
     /// Parses `host:port`, `http://host:port` or `[v6]:port`; nil when it is not one of those.
     public init?(parsing text: String) {
@@ -47,11 +44,7 @@ final class OperationPool: @unchecked Sendable {
     private let lock = NSLock()
     private var idle: [HTTPConnection] = []
 
-    init(endpoint: ServiceEndpoint, group: EventLoopGroup, maxIdle: Int = 64) {
-        self.endpoint = endpoint
-        self.group = group
-        self.maxIdle = maxIdle
-    }
+    init(endpoint: ServiceEndpoint, group: EventLoopGroup, maxIdle: Int = 64) { (self.endpoint, self.group, self.maxIdle) = (endpoint, group, maxIdle) }
 
     /// Sends `GET path` and returns the status and body text. Throws `DownstreamError`.
     func get(path: String, timeout: TimeAmount) async throws -> (status: Int, body: String) {

@@ -34,10 +34,7 @@ public struct CaptureOptions: Sendable {
     public static let defaultBufferSize: Int32 = 32 << 20
 
     public init(interface: String, filter: String? = nil, snapLength: Int32 = 65_535, bufferSize: Int32? = nil) {
-        self.interface = interface
-        self.filter = filter
-        self.snapLength = snapLength
-        self.bufferSize = bufferSize
+        (self.interface, self.filter, self.snapLength, self.bufferSize) = (interface, filter, snapLength, bufferSize)
     }
 }
 

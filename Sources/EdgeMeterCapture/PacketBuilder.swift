@@ -134,10 +134,7 @@ public struct SyntheticHTTPTraffic {
     public var server = IPAddress("172.17.0.2")!
     public var serverPort: UInt16 = 8080
 
-    public init(connections: Int, requestsPerConnection: Int = 1) {
-        self.connections = connections
-        self.requestsPerConnection = requestsPerConnection
-    }
+    public init(connections: Int, requestsPerConnection: Int = 1) { (self.connections, self.requestsPerConnection) = (connections, requestsPerConnection) }
 
     /// Packets per connection: 3 (handshake) + 4 per request (request, ACK, response, ACK) + 3 (FIN, FIN/ACK, ACK).
     public var packetsPerConnection: Int { 6 + 4 * requestsPerConnection }

@@ -53,9 +53,7 @@ public struct PcapRecord {
     public var data: UnsafeRawBufferPointer
 
     public init(timestampNs: Int64, originalLength: Int, data: UnsafeRawBufferPointer) {
-        self.timestampNs = timestampNs
-        self.originalLength = originalLength
-        self.data = data
+        (self.timestampNs, self.originalLength, self.data) = (timestampNs, originalLength, data)
     }
 }
 

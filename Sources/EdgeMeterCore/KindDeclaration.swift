@@ -8,10 +8,7 @@ public struct CLISpelling: Sendable, Equatable {
     /// A list given as one JSON array (`--command '["busybox","httpd","-f"]'`), not repeated flags.
     public var jsonArray: Bool
 
-    public init(_ label: String, jsonArray: Bool = false) {
-        self.label = label
-        self.jsonArray = jsonArray
-    }
+    public init(_ label: String, jsonArray: Bool = false) { (self.label, self.jsonArray) = (label, jsonArray) }
 
     public var isPositional: Bool { !label.hasPrefix("-") }
     /// `c` of `-c/--count`.
@@ -92,10 +89,7 @@ public struct KindDeclaration: Sendable {
     public var checks: [Check]
 
     public init(kind: String, parameters: [ParameterSpec], required: [String] = [], checks: [Check] = []) {
-        self.kind = kind
-        self.parameters = parameters
-        self.required = required
-        self.checks = checks
+        (self.kind, self.parameters, self.required, self.checks) = (kind, parameters, required, checks)
     }
 
     public func spec(_ key: String) -> ParameterSpec? { parameters.first { $0.key == key } }

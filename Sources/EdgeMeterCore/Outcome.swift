@@ -16,11 +16,7 @@ public enum RunOutcome {
         public var scenario: String
         public var target: String
         public var reason: String
-        public init(scenario: String, target: String, reason: String) {
-            self.scenario = scenario
-            self.target = target
-            self.reason = reason
-        }
+        public init(scenario: String, target: String, reason: String) { (self.scenario, self.target, self.reason) = (scenario, target, reason) }
         public var description: String {
             target.isEmpty ? "scenario \(scenario): \(reason)" : "scenario \(scenario): \(target): \(reason)"
         }

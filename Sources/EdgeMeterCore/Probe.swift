@@ -4,10 +4,7 @@ import Foundation
 public struct SampleScope: Sendable, Equatable {
     public var runID: String
     public var scenario: String
-    public init(runID: String, scenario: String) {
-        self.runID = runID
-        self.scenario = scenario
-    }
+    public init(runID: String, scenario: String) { (self.runID, self.scenario) = (runID, scenario) }
 }
 
 /// Per-target counts of one probe run, for the closing lines a command prints (ping's
@@ -26,10 +23,7 @@ public struct ProbeTotals: Sendable, Equatable {
     public var firstAttemptAt: Date?
     public var lastAttemptAt: Date?
 
-    public init(name: String, address: String) {
-        self.name = name
-        self.address = address
-    }
+    public init(name: String, address: String) { (self.name, self.address) = (name, address) }
 
     /// Attempts whose decisive phase ended with `status`.
     public func count(_ status: SampleStatus) -> Int { statuses[status] ?? 0 }

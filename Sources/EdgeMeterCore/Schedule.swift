@@ -14,9 +14,7 @@ public struct Schedule: Sendable, Equatable {
     public var deadline: Duration?
 
     public init(count: Int? = nil, interval: Duration = .seconds(1), deadline: Duration? = nil) {
-        self.count = count
-        self.interval = interval
-        self.deadline = deadline
+        (self.count, self.interval, self.deadline) = (count, interval, deadline)
     }
 
     public var intervalNanoseconds: Int64 { max(1, interval.nanoseconds) }
@@ -41,11 +39,7 @@ public struct ScheduleRound: Sendable, Equatable {
     /// How late the round started, in nanoseconds (0 when on time).
     public var lateNanoseconds: Int64 { started - due }
 
-    public init(index: Int, due: Int64, started: Int64) {
-        self.index = index
-        self.due = due
-        self.started = started
-    }
+    public init(index: Int, due: Int64, started: Int64) { (self.index, self.due, self.started) = (index, due, started) }
 }
 
 /// Why a scheduled run ended.
@@ -76,10 +70,7 @@ public struct ScheduleCursor: Sendable {
     /// Rounds handed over so far.
     public private(set) var rounds = 0
 
-    public init(_ schedule: Schedule, start: Int64) {
-        self.schedule = schedule
-        self.start = start
-    }
+    public init(_ schedule: Schedule, start: Int64) { (self.schedule, self.start) = (schedule, start) }
 
     /// The next step at monotonic time `now`. A stop request ends the run first, then the count,
     /// then the deadline; otherwise the next round runs once it is due.

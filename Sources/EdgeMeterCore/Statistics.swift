@@ -11,12 +11,7 @@ public struct SummaryKey: Hashable, Sendable, Comparable {
     public var unit: String
 
     public init(scenario: String, probe: String, target: String, metric: String, phase: String, unit: String) {
-        self.scenario = scenario
-        self.probe = probe
-        self.target = target
-        self.metric = metric
-        self.phase = phase
-        self.unit = unit
+        (self.scenario, self.probe, self.target, self.metric, self.phase, self.unit) = (scenario, probe, target, metric, phase, unit)
     }
 
     public init(_ s: Sample) {

@@ -69,12 +69,8 @@ public struct ScenarioSchema: Sendable {
                 defaults: [String: ParameterValue] = [:],
                 valueCheck: @escaping @Sendable (String, ParameterValue) -> String? = { _, _ in nil },
                 check: @escaping @Sendable (ValidatedScenario) -> (key: String, message: String)? = { _ in nil }) {
-        self.kind = kind
-        self.parameters = parameters
-        self.required = required
-        self.defaults = defaults
-        self.valueCheck = valueCheck
-        self.check = check
+        (self.kind, self.parameters, self.required) = (kind, parameters, required)
+        (self.defaults, self.valueCheck, self.check) = (defaults, valueCheck, check)
     }
 }
 
@@ -89,12 +85,7 @@ public struct ValidatedScenario: Sendable {
 
     public init(name: String, kind: String, line: Int, parameters: [String: ParameterValue], lines: [String: Int] = [:],
                 origin: ScenarioOrigin = .suite) {
-        self.name = name
-        self.kind = kind
-        self.line = line
-        self.parameters = parameters
-        self.lines = lines
-        self.origin = origin
+        (self.name, self.kind, self.line, self.parameters, self.lines, self.origin) = (name, kind, line, parameters, lines, origin)
     }
 
     public func int(_ key: String) -> Int? {
@@ -143,11 +134,7 @@ public struct SuiteError: Error, CustomStringConvertible, Equatable {
     public var line: Int
     public var message: String
     public var description: String { "\(file):\(line): \(message)" }
-    public init(file: String, line: Int, message: String) {
-        self.file = file
-        self.line = line
-        self.message = message
-    }
+    public init(file: String, line: Int, message: String) { (self.file, self.line, self.message) = (file, line, message) }
 }
 
 /// Every problem found in a suite file, in file order: validation does not stop at the first one, so

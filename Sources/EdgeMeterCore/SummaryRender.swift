@@ -29,11 +29,7 @@ public struct ScenarioNote: Sendable, Equatable, Codable {
     public var scenario: String
     public var status: String
     public var reason: String
-    public init(scenario: String, status: String, reason: String) {
-        self.scenario = scenario
-        self.status = status
-        self.reason = reason
-    }
+    public init(scenario: String, status: String, reason: String) { (self.scenario, self.status, self.reason) = (scenario, status, reason) }
 }
 
 /// Which table of summary.md shows a summary row, decided by the row's probe, metric and unit.

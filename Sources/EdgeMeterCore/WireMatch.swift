@@ -17,10 +17,7 @@ public struct WireKey: Sendable, Hashable {
     /// The phase of the probe's samples (`echo`, `connect`, `first_byte`).
     public var phase: String
     public var match: WireMatch
-    public init(phase: String, match: WireMatch) {
-        self.phase = phase
-        self.match = match
-    }
+    public init(phase: String, match: WireMatch) { (self.phase, self.match) = (phase, match) }
 }
 
 /// A probe that says how its samples are found on the wire.

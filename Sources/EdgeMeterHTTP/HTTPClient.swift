@@ -15,11 +15,7 @@ public struct HTTPTarget: Sendable, Equatable, CustomStringConvertible {
     /// Path and query, starting with `/`.
     public var path: String
 
-    public init(host: String, port: Int, path: String) {
-        self.host = host
-        self.port = port
-        self.path = path
-    }
+    public init(host: String, port: Int, path: String) { (self.host, self.port, self.path) = (host, port, path) }
 
     public init(url text: String) throws {
         let t = text.trimmingCharacters(in: .whitespaces)
@@ -84,10 +80,7 @@ public struct HTTPRequestSpec: Sendable {
     public var body: [UInt8]
 
     public init(method: String = "GET", path: String, headers: [(String, String)] = [], body: [UInt8] = []) {
-        self.method = method
-        self.path = path
-        self.headers = headers
-        self.body = body
+        (self.method, self.path, self.headers, self.body) = (method, path, headers, body)
     }
 
     /// The header lines sent: `Host` first, then `headers` in order, then `Content-Length` (whenever
@@ -243,11 +236,7 @@ public final class HTTPConnection: @unchecked Sendable {
     public let collector: HTTPResponseReader
     let target: String
 
-    init(channel: Channel, collector: HTTPResponseReader, target: String) {
-        self.channel = channel
-        self.collector = collector
-        self.target = target
-    }
+    init(channel: Channel, collector: HTTPResponseReader, target: String) { (self.channel, self.collector, self.target) = (channel, collector, target) }
 
     /// Resolves `host` with getaddrinfo on NIO's thread pool (never on an event loop).
     public static func resolve(host: String, port: Int) async throws -> SocketAddress {
@@ -315,13 +304,11 @@ public final class HTTPConnection: @unchecked Sendable {
     public private(set) var localPort: Int?
 
     /// Sends one request and waits for its whole response, at most `timeout` (a timeout closes the
-    /// connection). Returns the response and three CLOCK_MONOTONIC instants (`monotonicNanos`):
-    /// `sentAt` just before the request was written to the socket, `firstByteAt` when the read that
-    /// held the response's first byte reached the client, `endAt` when the read that completed it did.
+    /// connection). Returns the response and its three CLOCK_MONOTONIC instants.
     public func send(_ request: HTTPRequestSpec, host: String, keepAlive: Bool = true,
-                     timeout: TimeAmount) async throws -> (response: HTTPResponseInfo, sentAt: UInt64, firstByteAt: UInt64, endAt: UInt64) {
+                     timeout: TimeAmount) async throws -> HTTPTimedResponse {
         let loop = channel.eventLoop
-        let promise = loop.makePromise(of: HTTPResponseReader.Outcome.self)
+        let promise = loop.makePromise(of: HTTPTimedResponse.self)
         let bytes = request.wireBytes(host: host, keepAlive: keepAlive)
         let toHEAD = request.method == "HEAD"
         let channel = self.channel
@@ -330,8 +317,7 @@ public final class HTTPConnection: @unchecked Sendable {
         loop.execute {
             reader.send(bytes, toHEAD: toHEAD, promise: promise, on: channel, timeout: timeout, target: target)
         }
-        let o = try await promise.futureResult.get()
-        return (o.response, o.sentAt, o.firstByteAt, o.endAt)
+        return try await promise.futureResult.get()
     }
 
     public func close() {
@@ -339,22 +325,26 @@ public final class HTTPConnection: @unchecked Sendable {
     }
 }
 
+/// One response of `HTTPConnection.send` and three CLOCK_MONOTONIC instants (`monotonicNanos`) of its exchange.
+public struct HTTPTimedResponse: Sendable {
+    public var response: HTTPResponseInfo
+    /// Just before the request was written to the socket.
+    public var sentAt: UInt64
+    /// When the read that held the response's first byte reached the client.
+    public var firstByteAt: UInt64
+    /// When the read that completed the response reached the client.
+    public var endAt: UInt64
+}
+
 /// Reads the responses of one connection with `HTTP1Parser` and completes the requests waiting for
 /// them, first come first served. All state lives on the channel's event loop.
 public final class HTTPResponseReader: ChannelInboundHandler, @unchecked Sendable {
     public typealias InboundIn = ByteBuffer
 
-    struct Outcome: Sendable {
-        var response: HTTPResponseInfo
-        var sentAt: UInt64
-        var firstByteAt: UInt64
-        var endAt: UInt64
-    }
-
     /// A request written and not answered yet.
     struct Pending {
         var id: Int
-        var promise: EventLoopPromise<Outcome>
+        var promise: EventLoopPromise<HTTPTimedResponse>
         var sentAt: UInt64
         var firstByteAt: UInt64 = 0
         /// Stream offset of the response's first byte (interim 1xx responses included).
@@ -380,7 +370,7 @@ public final class HTTPResponseReader: ChannelInboundHandler, @unchecked Sendabl
     /// Bytes that belong to no request (a response nobody asked for).
     struct Unsolicited: Error {}
 
-    func send(_ bytes: ByteBuffer, toHEAD: Bool, promise: EventLoopPromise<Outcome>, on channel: Channel, timeout: TimeAmount, target: String) {
+    func send(_ bytes: ByteBuffer, toHEAD: Bool, promise: EventLoopPromise<HTTPTimedResponse>, on channel: Channel, timeout: TimeAmount, target: String) {
         guard channel.isActive else {
             promise.fail(HTTPClientError.reset("\(target) closed the connection before the request was sent"))
             return
@@ -469,7 +459,7 @@ public final class HTTPResponseReader: ChannelInboundHandler, @unchecked Sendabl
             let response = HTTPResponseInfo(status: h.status, headers: h.headers.map { ($0.name, $0.value) }, body: p.body,
                                             wireBytes: endOffset - p.firstOffset, keepAlive: h.keepAlive && h.status != 101,
                                             reasonPhrase: h.reason)
-            p.promise.succeed(Outcome(response: response, sentAt: p.sentAt, firstByteAt: p.firstByteAt, endAt: now))
+            p.promise.succeed(HTTPTimedResponse(response: response, sentAt: p.sentAt, firstByteAt: p.firstByteAt, endAt: now))
         }
     }
 

@@ -41,10 +41,7 @@ public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible {
         length = n
     }
 
-    public init(network: IPv4Address, length: Int) {
-        self.network = network
-        self.length = length
-    }
+    public init(network: IPv4Address, length: Int) { (self.network, self.length) = (network, length) }
 
     public var mask: UInt32 { length == 0 ? 0 : UInt32.max << (32 - UInt32(length)) }
     public var broadcast: IPv4Address { IPv4Address(network.value | ~mask) }

@@ -23,10 +23,7 @@ public struct LabError: Error, CustomStringConvertible, Equatable, Sendable {
     public var output: String
 
     public init(_ kind: Kind, _ message: String, command: [String] = [], output: String = "") {
-        self.kind = kind
-        self.message = message
-        self.command = command
-        self.output = output
+        (self.kind, self.message, self.command, self.output) = (kind, message, command, output)
     }
 
     public var description: String { message }

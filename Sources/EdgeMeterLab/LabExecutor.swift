@@ -22,9 +22,7 @@ public struct LabExecutor: Sendable {
     public static let defaultStateDirectory = "/run/edgemeter/lab"
 
     public init(ip: IPRoute = IPRoute(), stateDirectory: String = LabExecutor.defaultStateDirectory, portTimeout: Duration = .seconds(10)) {
-        self.ip = ip
-        self.stateDirectory = stateDirectory
-        self.portTimeout = portTimeout
+        (self.ip, self.stateDirectory, self.portTimeout) = (ip, stateDirectory, portTimeout)
     }
 
     public func statePath(_ topology: String) -> String { "\(stateDirectory)/\(topology).json" }

@@ -17,11 +17,7 @@ public struct ReachProbe: Hashable, Sendable {
     public var port: Int?
 
     public init(from: String, to: String, kind: Kind, address: String, port: Int? = nil) {
-        self.from = from
-        self.to = to
-        self.kind = kind
-        self.address = address
-        self.port = port
+        (self.from, self.to, self.kind, self.address, self.port) = (from, to, kind, address, port)
     }
 
     /// `icmp ADDR` or `tcp ADDR:PORT`: the probe column of the matrix.
@@ -67,11 +63,7 @@ public struct ReachResult: Sendable, Equatable {
     public var rttP50Milliseconds: Double?
 
     public init(probe: ReachProbe, reachable: Bool, reason: Reason?, detail: String = "", rttP50Milliseconds: Double? = nil) {
-        self.probe = probe
-        self.reachable = reachable
-        self.reason = reason
-        self.detail = detail
-        self.rttP50Milliseconds = rttP50Milliseconds
+        (self.probe, self.reachable, self.reason, self.detail, self.rttP50Milliseconds) = (probe, reachable, reason, detail, rttP50Milliseconds)
     }
 
     /// `yes` or the reason: what `--expect` differences and the Markdown show.

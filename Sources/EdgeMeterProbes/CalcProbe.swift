@@ -69,7 +69,7 @@ public struct CalcProbeOptions: Sendable {
 /// plus one phase per downstream call, `hopN_<service>`, taken from the `Server-Timing` header:
 /// the front end's own measurement of that call (pooled connection to the operation service,
 /// request, reply).
-public struct CalcProbe: Probe {
+public struct CalcProbe: HTTPAttemptProbe {
     public static func hopPhases(_ hops: [String]) -> [String] {
         hops.enumerated().map { "hop\($0.offset + 1)_\($0.element)" }
     }
@@ -144,15 +144,7 @@ public struct CalcProbe: Probe {
         }
     }
 
-    /// Runs the attempts on the real clock: builds the probe and runs it. Returns the attempts
-    /// made and how many answered correctly.
-    @discardableResult
-    public static func run(target: HTTPTarget, options: CalcProbeOptions, runID: String, scenario: String,
-                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
-                           fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
-        let attempts = HTTPAttempts(target: target, scope: SampleScope(runID: runID, scenario: scenario), onLine: progress, fullBody: fullBody)
-        return await HTTPAttempts.onRealClock(CalcProbe(options: options, attempts: attempts), schedule: options.schedule, stop: stop, sink: sink)
-    }
+    public static func schedule(of options: CalcProbeOptions) -> Schedule { options.schedule }
 }
 
 extension CalcProbe: WireMatchable {

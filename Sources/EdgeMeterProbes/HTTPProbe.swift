@@ -32,15 +32,8 @@ public struct HTTPExchange: Sendable {
     public init(startedAt: Date, resolveNanoseconds: Int64? = nil, connectNanoseconds: Int64? = nil, firstByteNanoseconds: Int64? = nil,
                 totalNanoseconds: Int64? = nil, response: HTTPResponseInfo? = nil, error: HTTPClientError? = nil,
                 failedPhase: String? = nil, localPort: Int? = nil) {
-        self.startedAt = startedAt
-        self.resolveNanoseconds = resolveNanoseconds
-        self.connectNanoseconds = connectNanoseconds
-        self.firstByteNanoseconds = firstByteNanoseconds
-        self.totalNanoseconds = totalNanoseconds
-        self.response = response
-        self.error = error
-        self.failedPhase = failedPhase
-        self.localPort = localPort
+        (self.startedAt, self.resolveNanoseconds, self.connectNanoseconds, self.firstByteNanoseconds, self.totalNanoseconds) = (startedAt, resolveNanoseconds, connectNanoseconds, firstByteNanoseconds, totalNanoseconds)
+        (self.response, self.error, self.failedPhase, self.localPort) = (response, error, failedPhase, localPort)
     }
 }
 
@@ -58,11 +51,8 @@ public struct HTTPProbeOptions: Sendable {
 
     public init(request: HTTPRequestSpec, schedule: Schedule, timeout: Duration = .seconds(5),
                 expectedStatuses: [Int]? = nil, expectedBody: String? = nil) {
-        self.request = request
-        self.schedule = schedule
-        self.timeout = timeout
-        self.expectedStatuses = expectedStatuses
-        self.expectedBody = expectedBody
+        (self.request, self.schedule, self.timeout) = (request, schedule, timeout)
+        (self.expectedStatuses, self.expectedBody) = (expectedStatuses, expectedBody)
     }
 
     /// `count` attempts (at least 1), `interval` apart.
@@ -91,11 +81,7 @@ public struct HTTPAttempts: Sendable {
 
     public init(target: HTTPTarget, scope: SampleScope, onLine: (@Sendable (String) -> Void)? = nil, fullBody: Bool = false,
                 exchange: @escaping HTTPExchangeFunction = { await HTTPProbe.exchange($0, request: $1, timeout: $2, clock: $3) }) {
-        self.target = target
-        self.scope = scope
-        self.onLine = onLine
-        self.fullBody = fullBody
-        self.exchange = exchange
+        (self.target, self.scope, self.onLine, self.fullBody, self.exchange) = (target, scope, onLine, fullBody, exchange)
     }
 
     /// One exchange of `request` per round of `schedule`, each on a new connection; `judge`
@@ -115,11 +101,23 @@ public struct HTTPAttempts: Sendable {
     }
 }
 
-extension HTTPAttempts {
-    /// The static `run` of the http and calc probes (for their older callers): runs `probe` on the
-    /// real clock and returns its attempts and successes.
-    static func onRealClock(_ probe: some Probe, schedule: Schedule, stop: StopFlag, sink: SampleSink) async -> (attempts: Int, succeeded: Int) {
-        let t = await probe.run(schedule: schedule, clock: SystemClock(), stop: stop, sink: sink)
+/// A probe made of its options and the `HTTPAttempts` it shares with the other (http and calc).
+public protocol HTTPAttemptProbe: Probe {
+    associatedtype Options: Sendable
+    init(options: Options, attempts: HTTPAttempts)
+    /// The rounds `options` ask for: attempt k is due at start + k·interval.
+    static func schedule(of options: Options) -> Schedule
+}
+
+extension HTTPAttemptProbe {
+    /// Runs the attempts `options` ask for (or until `stop`) on the real clock: builds the probe and
+    /// runs it. Returns the attempts made and how many succeeded (answered as expected).
+    @discardableResult
+    public static func run(target: HTTPTarget, options: Options, runID: String, scenario: String,
+                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
+                           fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
+        let attempts = HTTPAttempts(target: target, scope: SampleScope(runID: runID, scenario: scenario), onLine: progress, fullBody: fullBody)
+        let t = await Self(options: options, attempts: attempts).run(schedule: schedule(of: options), clock: SystemClock(), stop: stop, sink: sink)
         return (t[0].attempts, t[0].succeeded)
     }
 }
@@ -130,7 +128,7 @@ extension HTTPAttempts {
 /// (`HTTPProbe.samples`), labels `seq` (from 1, as ping's), `method`, `clock=monotonic`,
 /// `connection=new`, `http_status`, `local_port`. A failed attempt's line gives the reason (status
 /// and first body line); with `fullBody` the whole response body follows it.
-public struct HTTPProbe: Probe {
+public struct HTTPProbe: HTTPAttemptProbe {
     public static let phases = ["resolve", "connect", "first_byte", "total"]
 
     public var options: HTTPProbeOptions
@@ -154,15 +152,7 @@ public struct HTTPProbe: Probe {
         }
     }
 
-    /// Runs `options.count` attempts (or until `stop`) on the real clock: builds the probe and runs
-    /// it. Returns the attempts made and how many succeeded.
-    @discardableResult
-    public static func run(target: HTTPTarget, options: HTTPProbeOptions, runID: String, scenario: String,
-                           sink: SampleSink, stop: StopFlag, progress: (@Sendable (String) -> Void)? = nil,
-                           fullBody: Bool = false) async -> (attempts: Int, succeeded: Int) {
-        let attempts = HTTPAttempts(target: target, scope: SampleScope(runID: runID, scenario: scenario), onLine: progress, fullBody: fullBody)
-        return await HTTPAttempts.onRealClock(HTTPProbe(options: options, attempts: attempts), schedule: options.schedule, stop: stop, sink: sink)
-    }
+    public static func schedule(of options: HTTPProbeOptions) -> Schedule { options.schedule }
 
     /// Performs one exchange (new connection, request, whole response, close). `startedAt` is
     /// `clock`'s wall time; the phase durations are the monotonic stamps of `HTTPConnection`

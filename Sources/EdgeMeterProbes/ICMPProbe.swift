@@ -41,11 +41,7 @@ public struct ICMPOptions: Sendable {
 
     public init(schedule: Schedule, timeout: Duration = .seconds(1), payloadBytes: Int = 56,
                 socketMode: ICMPSocketMode = .auto, spin: ICMPSpinMode = .off) {
-        self.schedule = schedule
-        self.timeout = timeout
-        self.payloadBytes = payloadBytes
-        self.socketMode = socketMode
-        self.spin = spin
+        (self.schedule, self.timeout, self.payloadBytes, self.socketMode, self.spin) = (schedule, timeout, payloadBytes, socketMode, spin)
     }
 
     /// `count` nil: until stopped or the deadline.

@@ -13,10 +13,7 @@ public struct SocketAddr: @unchecked Sendable, Equatable {
     public var storage: sockaddr_storage
     public var length: socklen_t
 
-    public init(storage: sockaddr_storage, length: socklen_t) {
-        self.storage = storage
-        self.length = length
-    }
+    public init(storage: sockaddr_storage, length: socklen_t) { (self.storage, self.length) = (storage, length) }
 
     public var family: Int32 { Int32(storage.ss_family) }
 
@@ -92,10 +89,7 @@ public struct ResolveError: Error, CustomStringConvertible {
     public var target: String
     public var message: String
     public var description: String { message }
-    public init(target: String, message: String) {
-        self.target = target
-        self.message = message
-    }
+    public init(target: String, message: String) { (self.target, self.message) = (target, message) }
 }
 
 public enum Resolver {

@@ -15,10 +15,7 @@ public struct TCPConnectOptions: Sendable {
     public var expect: [UInt8]?
 
     public init(schedule: Schedule, timeout: Duration = .seconds(1), payload: [UInt8]? = nil, expect: [UInt8]? = nil) {
-        self.schedule = schedule
-        self.timeout = timeout
-        self.payload = payload
-        self.expect = expect
+        (self.schedule, self.timeout, self.payload, self.expect) = (schedule, timeout, payload, expect)
     }
 
     public init(count: Int? = nil, interval: Duration = .seconds(1), timeout: Duration = .seconds(1), deadline: Duration? = nil,
@@ -66,10 +63,7 @@ public final class TCPConnectProbe: Probe {
 
     public init(targets: [ResolvedTarget], options: TCPConnectOptions, scope: SampleScope = SampleScope(runID: "", scenario: ""),
                 onLine: ((String) -> Void)? = nil) {
-        self.targets = targets
-        self.options = options
-        self.scope = scope
-        self.onLine = onLine
+        (self.targets, self.options, self.scope, self.onLine) = (targets, options, scope, onLine)
     }
 
     /// The stop flag of the older form (`init(targets:options:stop:)` then `attempt(target:sequence:)`).

@@ -13,10 +13,7 @@ final class ContainerGroup: @unchecked Sendable {
     let backend: DockerBackend
     let namePrefix: String
 
-    init(backend: DockerBackend, namePrefix: String) {
-        self.backend = backend
-        self.namePrefix = namePrefix
-    }
+    init(backend: DockerBackend, namePrefix: String) { (self.backend, self.namePrefix) = (backend, namePrefix) }
 
     /// The `edgemeter.run` label value of a scenario's containers.
     static func runTag(runID: String, scenario: String) -> String { instanceTag("\(runID)/\(scenario)") }

@@ -490,11 +490,7 @@ public struct RunInfo: Codable, Sendable {
     }
 
     init(name: String, runID: String, commandLine: [String], suiteFile: String?, startedAt: Date) {
-        self.name = name
-        self.runID = runID
-        self.commandLine = commandLine
-        self.suiteFile = suiteFile
-        self.startedAt = startedAt
+        (self.name, self.runID, self.commandLine, self.suiteFile, self.startedAt) = (name, runID, commandLine, suiteFile, startedAt)
     }
 
     static func currentHost() -> Host {

@@ -17,13 +17,8 @@ public struct ScenarioContext: Sendable {
 
     public init(runID: String, sink: SampleSink, stop: StopFlag, directory: URL, suiteDirectory: URL?,
                 progress: @escaping @Sendable (String) -> Void, addSection: @escaping @Sendable (String) -> Void) {
-        self.runID = runID
-        self.sink = sink
-        self.stop = stop
-        self.directory = directory
-        self.suiteDirectory = suiteDirectory
-        self.progress = progress
-        self.addSection = addSection
+        (self.runID, self.sink, self.stop, self.directory) = (runID, sink, stop, directory)
+        (self.suiteDirectory, self.progress, self.addSection) = (suiteDirectory, progress, addSection)
     }
 }
 
@@ -46,9 +41,7 @@ public struct ScenarioKind: Sendable {
 
     public init(declaration: KindDeclaration, configuration: @escaping @Sendable (ValidatedScenario) throws -> any Sendable,
                 run: @escaping @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void) {
-        self.declaration = declaration
-        self.configuration = configuration
-        self.run = run
+        (self.declaration, self.configuration, self.run) = (declaration, configuration, run)
     }
 
     public var schema: ScenarioSchema { declaration.schema }

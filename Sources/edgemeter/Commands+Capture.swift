@@ -7,8 +7,7 @@ import EdgeMeterRun
 private let capture = CaptureScenario.declaration
 
 struct CaptureCommand: AsyncParsableCommand, KindCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "capture",
+    static let configuration = CommandConfiguration.kind(capture,
         abstract: "Capture packets with libpcap into a pcap file and analyse them (flows, handshakes, echoes, HTTP).",
         discussion: """
         Immediate mode, nanosecond timestamps when the interface supports them (the precision used is \
@@ -25,39 +24,27 @@ struct CaptureCommand: AsyncParsableCommand, KindCommand {
         """
     )
 
-    @Option(name: capture.names("interface"), help: capture.help("interface"))
-    var interface: String?
-
-    @Option(name: capture.names("filter"), help: capture.help("filter"))
-    var filter: String?
+    @Option(capture, "interface") var interface: String?
+    @Option(capture, "filter") var filter: String?
 
     @Argument(help: ArgumentHelp("A filter expression after the options, as tcpdump takes it: edgemeter capture -i lo icmp or tcp port 80", valueName: "EXPRESSION"))
     var expression: [String] = []
 
-    @Option(name: capture.names("write"), help: capture.help("write"))
-    var write: String?
-
-    @Option(name: capture.names("duration"), help: capture.help("duration"))
-    var duration: String?
+    @Option(capture, "write") var write: String?
+    @Option(capture, "duration") var duration: String?
 
     // `-c` as well, as tcpdump; the declaration's label (in messages) is `--count`.
     @Option(name: [.customShort("c"), .customLong("count")], parsing: .unconditional, help: capture.help("packets"))
     var count: String?
 
-    @Option(name: capture.names("snaplen"), parsing: .unconditional, help: capture.help("snaplen"))
-    var snaplen: String?
-
-    @Option(name: capture.names("buffer_kib"), parsing: .unconditional, help: capture.help("buffer_kib"))
-    var bufferSize: String?
-
-    @Flag(name: capture.names("promiscuous"), help: capture.help("promiscuous"))
-    var promiscuous = false
+    @Option(capture, "snaplen", parsing: .unconditional) var snaplen: String?
+    @Option(capture, "buffer_kib", parsing: .unconditional) var bufferSize: String?
+    @Flag(capture, "promiscuous") var promiscuous = false
 
     @Flag(name: .long, help: "List the interfaces libpcap can capture on and exit.")
     var list = false
 
-    @Option(name: capture.names("user"), help: capture.help("user"))
-    var user: String?
+    @Option(capture, "user") var user: String?
 
     @OptionGroup var output: OutputOptions
 
@@ -66,15 +53,9 @@ struct CaptureCommand: AsyncParsableCommand, KindCommand {
     /// The BPF filter: -f, or the words after the options joined by spaces (tcpdump's way).
     var parameters: RawParameters {
         var r = RawParameters()
-        r["interface"] = interface
-        r["filter"] = filter ?? (expression.isEmpty ? nil : expression.joined(separator: " "))
-        r["write"] = write
-        r["duration"] = duration
-        r["packets"] = count
-        r["snaplen"] = snaplen
-        r["buffer_kib"] = bufferSize
+        r.set(["interface": interface, "filter": filter ?? (expression.isEmpty ? nil : expression.joined(separator: " ")),
+               "write": write, "duration": duration, "packets": count, "snaplen": snaplen, "buffer_kib": bufferSize, "user": user])
         r.flag("promiscuous", promiscuous)
-        r["user"] = user
         return r
     }
 
@@ -95,7 +76,7 @@ struct CaptureCommand: AsyncParsableCommand, KindCommand {
     func run() async throws {
         if list {
             let ifs: [CaptureInterface]
-            do { ifs = try LiveCapture.interfaces() } catch { note("edgemeter: \(error)"); throw ExitCode(2) }
+            do { ifs = try LiveCapture.interfaces() } catch { throw usageError("\(error)") }
             for i in ifs {
                 var line = i.name.padding(toLength: max(12, i.name.count + 1), withPad: " ", startingAt: 0)
                 line += i.isUp ? "up  " : "down"
@@ -106,8 +87,7 @@ struct CaptureCommand: AsyncParsableCommand, KindCommand {
             }
             return
         }
-        let c = try config()
-        if output.printConfig { return printConfigs([c]) }
+        guard let c = try configToRun(printOnly: output.printConfig) else { return }
         let iface = c.interface
         var opts = CaptureOptions(interface: iface, filter: c.filter, snapLength: Int32(c.snapLength), bufferSize: c.bufferKiB.map { Int32($0 * 1024) })
         opts.promiscuous = c.promiscuous ?? false
@@ -123,8 +103,7 @@ struct CaptureCommand: AsyncParsableCommand, KindCommand {
                     session = try CaptureSession(options: opts, writePath: path, user: user, giveToUser: [dir.url.path],
                                                  parentStop: ctx.stop)
                 } catch let e as CaptureError {
-                    note("edgemeter: \(e)")
-                    throw ExitCode(2)
+                    throw usageError("\(e)")
                 }
                 note("capturing on \(iface) (\(LinkType.name(session.capture.linkType)), \(session.capture.precision)second timestamps) into \(path)"
                      + (user.map { ", running as \($0)" } ?? ""))
@@ -179,8 +158,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         do {
             analysis = try WireAnalyzer.analyze(path: file)
         } catch let e as CaptureError {
-            note("edgemeter: \(e)")
-            throw ExitCode(2)
+            throw usageError("\(e)")
         }
         let elapsed = ContinuousClock.now - t0
         let file = self.file

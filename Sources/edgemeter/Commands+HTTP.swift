@@ -7,15 +7,6 @@ import EdgeMeterHTTP
 import EdgeMeterRun
 import Calculator
 
-/// `edgemeter serve ...`: the reference workloads edgemeter ships.
-struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "serve",
-        abstract: "Run a reference workload (the calculator microservices).",
-        subcommands: [ServeCalculatorCommand.self]
-    )
-}
-
 struct ServeCalculatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "calculator",
@@ -77,8 +68,7 @@ struct ServeCalculatorCommand: AsyncParsableCommand {
         do {
             config.endpoints = try CalculatorConfig.endpoints(flags: [.sum: sum, .sub: sub, .mul: mul, .div: div].compactMapValues { $0 })
         } catch {
-            note("edgemeter: \(error)")
-            throw ExitCode(2)
+            throw usageError("\(error)")
         }
         config.downstreamTimeout = try durationArgument(downstreamTimeout, flag: "--downstream-timeout")
         config.operationDelay = try durationArgument(operationDelay, flag: "--operation-delay")
@@ -93,8 +83,7 @@ struct ServeCalculatorCommand: AsyncParsableCommand {
                 services = [try await CalculatorServer.start(role: r, host: host, port: port ?? r.defaultPort, config: config)]
             }
         } catch {
-            note("edgemeter: \(error)")
-            throw ExitCode(2)
+            throw usageError("\(error)")
         }
         for s in services {
             var line = "calculator \(s.role.rawValue) listening on http://\(s.endpoint)"
@@ -122,29 +111,17 @@ private let calc = CalcScenario.declaration
 
 /// Request options shared by `http` and `load` (one declaration: `HTTPRequestConfig.parameters`).
 struct HTTPRequestOptions: ParsableArguments {
-    @Option(name: http.names("method"), help: http.help("method"))
-    var method: String?
-
-    @Option(name: http.names("headers"), help: http.help("headers"))
-    var header: [String] = []
-
-    @Option(name: http.names("body"), help: http.help("body"))
-    var body: String?
-
-    @Option(name: http.names("expect_status"), help: http.help("expect_status"))
-    var expectStatus: [String] = []
-
-    @Option(name: http.names("expect_body"), help: http.help("expect_body"))
-    var expectBody: String?
+    @Option(http, "method") var method: String?
+    @Option(http, "headers") var header: [String] = []
+    @Option(http, "body") var body: String?
+    @Option(http, "expect_status") var expectStatus: [String] = []
+    @Option(http, "expect_body") var expectBody: String?
 
     func parameters(url: String?) -> RawParameters {
         var r = RawParameters()
-        r["url"] = url
-        r["method"] = method
+        r.set(["url": url, "method": method, "body": body, "expect_body": expectBody])
         r.list("headers", header)
-        r["body"] = body
         r.list("expect_status", expectStatus)
-        r["expect_body"] = expectBody
         return r
     }
 }
@@ -154,8 +131,7 @@ func parseTarget(_ url: String?) throws -> HTTPTarget {
 }
 
 struct HTTPCommand: AsyncParsableCommand, KindCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "http",
+    static let configuration = CommandConfiguration.kind(http,
         abstract: "HTTP request latency split into resolve, connect, first_byte and total (one request at a time).",
         discussion: """
         Each attempt opens a new connection (as blackbox_exporter does), so connect is measured every \
@@ -181,17 +157,12 @@ struct HTTPCommand: AsyncParsableCommand, KindCommand {
 
     static var declaration: KindDeclaration { http }
 
-    var parameters: RawParameters {
-        var r = request.parameters(url: url)
-        attempts.add(to: &r)
-        return r
-    }
+    var parameters: RawParameters { attempts.add(to: request.parameters(url: url)) }
 
     static func resolve(_ s: ValidatedScenario) -> HTTPConfig { HTTPConfig(s) }
 
     func run() async throws {
-        let c = try config()
-        if run.printConfig { return printConfigs([c]) }
+        guard let c = try configToRun(printOnly: run.printConfig) else { return }
         let target = try parseTarget(c.request.url)
         let options = c.options(target: target)
         try await measureAttempts("http", target: target, verbose: attempts.verbose, run: run, title: "\(target)", width: 10,
@@ -203,8 +174,7 @@ struct HTTPCommand: AsyncParsableCommand, KindCommand {
 }
 
 struct LoadCommand: AsyncParsableCommand, KindCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "load",
+    static let configuration = CommandConfiguration.kind(load,
         abstract: "HTTP load with HDR latency histograms: closed loop (wrk) or fixed rate with coordinated-omission correction (wrk2).",
         discussion: """
         Closed loop (default): each of --connections keep-alive connections sends its next request when \
@@ -228,26 +198,13 @@ struct LoadCommand: AsyncParsableCommand, KindCommand {
     @Argument(help: load.help("url"))
     var url: String
 
-    @Option(name: load.names("connections"), parsing: .unconditional, help: load.help("connections"))
-    var connections: String?
-
-    @Option(name: load.names("duration"), parsing: .unconditional, help: load.help("duration"))
-    var duration: String?
-
-    @Option(name: load.names("requests"), parsing: .unconditional, help: load.help("requests"))
-    var requests: String?
-
-    @Option(name: load.names("rate"), parsing: .unconditional, help: load.help("rate"))
-    var rate: String?
-
-    @Option(name: load.names("warmup"), parsing: .unconditional, help: load.help("warmup"))
-    var warmup: String?
-
-    @Option(name: load.names("threads"), parsing: .unconditional, help: load.help("threads"))
-    var threads: String?
-
-    @Option(name: load.names("timeout"), parsing: .unconditional, help: load.help("timeout"))
-    var timeout: String?
+    @Option(load, "connections", parsing: .unconditional) var connections: String?
+    @Option(load, "duration", parsing: .unconditional) var duration: String?
+    @Option(load, "requests", parsing: .unconditional) var requests: String?
+    @Option(load, "rate", parsing: .unconditional) var rate: String?
+    @Option(load, "warmup", parsing: .unconditional) var warmup: String?
+    @Option(load, "threads", parsing: .unconditional) var threads: String?
+    @Option(load, "timeout", parsing: .unconditional) var timeout: String?
 
     @Flag(name: .long, help: "Leave out the detailed percentile spectrum from the printed report.")
     var noSpectrum = false
@@ -258,22 +215,14 @@ struct LoadCommand: AsyncParsableCommand, KindCommand {
     static var declaration: KindDeclaration { load }
 
     var parameters: RawParameters {
-        var r = request.parameters(url: url)
-        r["connections"] = connections
-        r["duration"] = duration
-        r["requests"] = requests
-        r["rate"] = rate
-        r["warmup"] = warmup
-        r["threads"] = threads
-        r["timeout"] = timeout
-        return r
+        request.parameters(url: url).setting(["connections": connections, "duration": duration, "requests": requests, "rate": rate,
+                                              "warmup": warmup, "threads": threads, "timeout": timeout])
     }
 
     static func resolve(_ s: ValidatedScenario) -> LoadConfig { LoadConfig(s) }
 
     func run() async throws {
-        let c = try config()
-        if run.printConfig { return printConfigs([c]) }
+        guard let c = try configToRun(printOnly: run.printConfig) else { return }
         let target = try parseTarget(c.request.url)
         let o = c.options(target: target)
         let json = run.json
@@ -292,8 +241,7 @@ struct LoadCommand: AsyncParsableCommand, KindCommand {
             do {
                 r = try await LoadScenario.record(target: target, options: o, scenario: "load", ctx: ctx, live: showLive)
             } catch let e as HTTPClientError {
-                note("edgemeter: \(e)")
-                throw ExitCode(2)
+                throw usageError("\(e)")
             }
             if !json { print(LoadReport.text(r, spectrum: spectrum)); fflush(nil) }
             if r.succeeded == 0 { note(Self.nothingSucceeded(r, o)) }
@@ -313,8 +261,7 @@ struct LoadCommand: AsyncParsableCommand, KindCommand {
 }
 
 struct CalcCommand: AsyncParsableCommand, KindCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "calc",
+    static let configuration = CommandConfiguration.kind(calc,
         abstract: "Calculator preset: POST an expression, check the numeric answer, record per-hop timings from Server-Timing.",
         discussion: """
         Phases: resolve, connect, first_byte, total (as `edgemeter http`), and one phase per downstream \
@@ -331,11 +278,8 @@ struct CalcCommand: AsyncParsableCommand, KindCommand {
     @Argument(help: calc.help("url"))
     var url: String?
 
-    @Option(name: calc.names("expression"), help: calc.help("expression"))
-    var expr: String?
-
-    @Option(name: calc.names("expect"), parsing: .unconditional, help: calc.help("expect"))
-    var expect: String?
+    @Option(calc, "expression") var expr: String?
+    @Option(calc, "expect", parsing: .unconditional) var expect: String?
 
     @OptionGroup var attempts: AttemptOptions
 
@@ -343,27 +287,18 @@ struct CalcCommand: AsyncParsableCommand, KindCommand {
 
     static var declaration: KindDeclaration { calc }
 
-    var parameters: RawParameters {
-        var r = RawParameters()
-        r["url"] = url
-        r["expression"] = expr
-        r["expect"] = expect
-        attempts.add(to: &r)
-        return r
-    }
+    var parameters: RawParameters { attempts.add(to: RawParameters().setting(["url": url, "expression": expr, "expect": expect])) }
 
     static func resolve(_ s: ValidatedScenario) -> CalcConfig { CalcConfig(s) }
 
     func run() async throws {
-        let c = try config()
-        if run.printConfig { return printConfigs([c]) }
+        guard let c = try configToRun(printOnly: run.printConfig) else { return }
         let target = try parseTarget(c.url)
         let options: CalcProbeOptions
         do {
             options = try c.options()
         } catch {
-            note("edgemeter: \(error)")
-            throw ExitCode(2)
+            throw usageError("\(error)")
         }
         let title = "\(c.expression) at \(target) (expected \(options.expected.map { "\($0)" } ?? "?"))"
         try await measureAttempts("calc", target: target, verbose: attempts.verbose, run: run, title: title, width: 12,
@@ -377,23 +312,12 @@ struct CalcCommand: AsyncParsableCommand, KindCommand {
 
 /// The attempt options `http` and `calc` share: how many, how often, how long to wait, how much to print.
 struct AttemptOptions: ParsableArguments {
-    @Option(name: http.names("count"), parsing: .unconditional, help: http.help("count"))
-    var count: String?
-
-    @Option(name: http.names("interval"), parsing: .unconditional, help: http.help("interval"))
-    var interval: String?
-
-    @Option(name: http.names("timeout"), parsing: .unconditional, help: http.help("timeout"))
-    var timeout: String?
+    @OptionGroup var timing: TimingOptions<HTTPCommand>
 
     @Flag(name: .shortAndLong, help: "Print the whole response body of a failed attempt.")
     var verbose = false
 
-    func add(to r: inout RawParameters) {
-        r["count"] = count
-        r["interval"] = interval
-        r["timeout"] = timeout
-    }
+    func add(to r: RawParameters) -> RawParameters { timing.add(to: r) }
 }
 
 /// Runs `http` or `calc`: a line per attempt on stdout (not with --json), then `--- TITLE ---` and

@@ -91,8 +91,7 @@ struct LabUpCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("A topology file, or a built-in name (nat, bridged, two-subnet, edge-cloud).", valueName: "FILE|NAME"))
-    var topology: String
+    @Argument(help: ArgumentHelp("A topology file, or a built-in name (nat, bridged, two-subnet, edge-cloud).", valueName: "FILE|NAME")) var topology: String
 
     func run() async throws {
         let start = ContinuousClock.now
@@ -101,8 +100,7 @@ struct LabUpCommand: AsyncParsableCommand {
         do {
             topo = try TopologyLoader.load(yaml: String(contentsOfFile: path, encoding: .utf8), file: path)
         } catch let e as SuiteErrors {
-            note("edgemeter: \(e)")
-            throw ExitCode(2)
+            throw usageError("\(e)")
         }
         let executor = LabExecutor()
         let stop = StopFlag()
@@ -156,8 +154,7 @@ struct LabDownCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("The topology's name (as `lab status` shows it).", valueName: "NAME"))
-    var name: String
+    @Argument(help: ArgumentHelp("The topology's name (as `lab status` shows it).", valueName: "NAME")) var name: String
 
     func run() async throws {
         let start = ContinuousClock.now
@@ -197,12 +194,8 @@ struct LabExecCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("The topology's name.", valueName: "NAME"))
-    var name: String
-
-    @Argument(help: ArgumentHelp("The node to run in.", valueName: "NODE"))
-    var node: String
-
+    @Argument(help: ArgumentHelp("The topology's name.", valueName: "NAME")) var name: String
+    @Argument(help: ArgumentHelp("The node to run in.", valueName: "NODE")) var node: String
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after `--`.", valueName: "CMD"))
     var command: [String] = []
 
@@ -212,18 +205,16 @@ struct LabExecCommand: AsyncParsableCommand {
 
     func run() async throws {
         let s: LabState
-        do { s = try LabExecutor().state(name) } catch let e as LabError { note("edgemeter: \(e)"); throw ExitCode(2) }
+        do { s = try LabExecutor().state(name) } catch let e as LabError { throw usageError("\(e)") }
         guard let n = s.node(node) else {
-            note("edgemeter: topology \(name) has no node \(node); its nodes: \(s.nodes.map(\.name).joined(separator: ", "))")
-            throw ExitCode(2)
+            throw usageError("topology \(name) has no node \(node); its nodes: \(s.nodes.map(\.name).joined(separator: ", "))")
         }
-        guard let ip = which("ip") else { note("edgemeter: iproute2's `ip` not found on PATH: apt-get install -y iproute2"); throw ExitCode(2) }
+        guard let ip = which("ip") else { throw usageError("iproute2's `ip` not found on PATH: apt-get install -y iproute2") }
         let child: ChildProcess
         do {
             child = try ChildProcess([ip, "netns", "exec", n.namespace] + command, stdinFD: 0, stdoutFD: 1, stderrFD: 2)
         } catch {
-            note("edgemeter: \(error)")
-            throw ExitCode(2)
+            throw usageError("\(error)")
         }
         let status = child.waitBlocking()
         if status != 0 { throw ExitCode(status) }
@@ -247,23 +238,12 @@ struct LabRouteCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("add or del.", valueName: "add|del"))
-    var action: String
-
-    @Argument(help: ArgumentHelp("The topology's name.", valueName: "NAME"))
-    var name: String
-
-    @Argument(help: ArgumentHelp("The node whose routing table changes.", valueName: "NODE"))
-    var node: String
-
-    @Argument(help: ArgumentHelp("The destination, an IPv4 prefix such as 192.168.2.0/24.", valueName: "PREFIX"))
-    var prefix: String
-
-    @Argument(help: ArgumentHelp("The word `via`.", valueName: "via"))
-    var via: String
-
-    @Argument(help: ArgumentHelp("A router node's name, or a gateway address.", valueName: "ROUTER"))
-    var router: String
+    @Argument(help: ArgumentHelp("add or del.", valueName: "add|del")) var action: String
+    @Argument(help: ArgumentHelp("The topology's name.", valueName: "NAME")) var name: String
+    @Argument(help: ArgumentHelp("The node whose routing table changes.", valueName: "NODE")) var node: String
+    @Argument(help: ArgumentHelp("The destination, an IPv4 prefix such as 192.168.2.0/24.", valueName: "PREFIX")) var prefix: String
+    @Argument(help: ArgumentHelp("The word `via`.", valueName: "via")) var via: String
+    @Argument(help: ArgumentHelp("A router node's name, or a gateway address.", valueName: "ROUTER")) var router: String
 
     func validate() throws {
         guard action == "add" || action == "del" else { throw ValidationError("the first argument must be add or del, got \"\(action)\"") }
@@ -271,14 +251,11 @@ struct LabRouteCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        do {
-            let (gw, closed) = try await LabExecutor().route(action == "add", topology: name, node: node, prefix: prefix, via: router)
-            print("\(name) \(node): route \(action == "add" ? "added" : "deleted"): \(prefix) via \(gw)"
-                + (action == "del" ? "; \(closed) TCP connection(s) into \(prefix) closed" : ""))
-        } catch let e as LabError {
-            note("edgemeter: \(e)")
-            throw ExitCode(2)
+        let (gw, closed) = try await failingWithUsageError(on: LabError.self) {
+            try await LabExecutor().route(action == "add", topology: name, node: node, prefix: prefix, via: router)
         }
+        print("\(name) \(node): route \(action == "add" ? "added" : "deleted"): \(prefix) via \(gw)"
+            + (action == "del" ? "; \(closed) TCP connection(s) into \(prefix) closed" : ""))
     }
 }
 
@@ -311,8 +288,7 @@ struct ReachCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("The running topology's name (as `lab status` shows it).", valueName: "NAME"))
-    var name: String
+    @Argument(help: ArgumentHelp("The running topology's name (as `lab status` shows it).", valueName: "NAME")) var name: String
 
     @Option(help: ArgumentHelp("A matrix to compare with (CSV or YAML: from, to, probe, reachable).", valueName: "FILE"))
     var expect: String?
@@ -322,39 +298,34 @@ struct ReachCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard geteuid() == 0 else {
-            note("edgemeter: reach enters the lab's network namespaces and runs ping there: run it as root (sudo edgemeter reach \(name))")
-            throw ExitCode(2)
+            throw usageError("reach enters the lab's network namespaces and runs ping there: run it as root (sudo edgemeter reach \(name))")
         }
         let executor = LabExecutor()
         let state: LabState
-        do { state = try executor.state(name) } catch let e as LabError { note("edgemeter: \(e)"); throw ExitCode(2) }
+        do { state = try executor.state(name) } catch let e as LabError { throw usageError("\(e)") }
         guard state.status == "up" else {
-            note("edgemeter: topology \(name) is \(state.status), not up: run `edgemeter lab down \(name)` then `edgemeter lab up \(name)`")
-            throw ExitCode(2)
+            throw usageError("topology \(name) is \(state.status), not up: run `edgemeter lab down \(name)` then `edgemeter lab up \(name)`")
         }
         if let bad = state.nodes.first(where: { $0.kind != "netns" && $0.kind != "router" }) {
-            note("edgemeter: reach probes netns and router nodes only; node \(bad.name) is a \(bad.kind)")
-            throw ExitCode(2)
+            throw usageError("reach probes netns and router nodes only; node \(bad.name) is a \(bad.kind)")
         }
         let expectation: ReachExpectation?
         do {
             if let expect {
                 guard let text = try? String(contentsOfFile: expect, encoding: .utf8) else {
-                    note("edgemeter: cannot read the expected matrix \(expect): check the path (built-ins are in benchmarks/topologies/expected/)")
-                    throw ExitCode(2)
+                    throw usageError("cannot read the expected matrix \(expect): check the path (built-ins are in benchmarks/topologies/expected/)")
                 }
                 expectation = try ReachExpectation.parse(text, file: expect)
             } else { expectation = nil }
-        } catch let e as LabError { note("edgemeter: \(e)"); throw ExitCode(2) }
+        } catch let e as LabError { throw usageError("\(e)") }
         let topo: Topology
         do {
             topo = try TopologyLoader.load(yaml: String(contentsOfFile: state.file, encoding: .utf8), file: state.file)
         } catch {
-            note("edgemeter: cannot reread the topology file \(state.file) that \(name) was built from (\(error)); restore it or `lab down` and `lab up` again")
-            throw ExitCode(2)
+            throw usageError("cannot reread the topology file \(state.file) that \(name) was built from (\(error)); restore it or `lab down` and `lab up` again")
         }
         let matrix: ReachMatrix
-        do { matrix = try ReachRunner().run(state: state, topology: topo) } catch let e as LabError { note("edgemeter: \(e)"); throw ExitCode(2) }
+        do { matrix = try ReachRunner().run(state: state, topology: topo) } catch let e as LabError { throw usageError("\(e)") }
 
         let dir: String
         if let out { dir = out } else {
@@ -369,8 +340,7 @@ struct ReachCommand: AsyncParsableCommand {
             try matrix.markdown.write(toFile: "\(dir)/reach.md", atomically: true, encoding: .utf8)
         } catch {
             print(matrix.markdown)
-            note("edgemeter: cannot write reach.csv/reach.md into \(dir) (\(error)); give a writable --out DIR")
-            throw ExitCode(2)
+            throw usageError("cannot write reach.csv/reach.md into \(dir) (\(error)); give a writable --out DIR")
         }
         print(matrix.markdown)
         print("written: \(dir)/reach.csv, \(dir)/reach.md")

@@ -20,19 +20,8 @@ private let tcping = TCPingScenario.declaration
 
 /// The schedule and address options ping and tcping share (one declaration: `ProbeSchedule`).
 struct ScheduleOptions: ParsableArguments {
-    // `.unconditional`: `-c -3` reaches validation ("must be a positive integer, got "-3"") instead
-    // of being read as a flag named -3.
-    @Option(name: ping.names("count"), parsing: .unconditional, help: ping.help("count"))
-    var count: String?
-
-    @Option(name: ping.names("interval"), parsing: .unconditional, help: ping.help("interval"))
-    var interval: String?
-
-    @Option(name: ping.names("timeout"), parsing: .unconditional, help: ping.help("timeout"))
-    var timeout: String?
-
-    @Option(name: ping.names("deadline"), parsing: .unconditional, help: ping.help("deadline"))
-    var deadline: String?
+    @OptionGroup var timing: TimingOptions<PingCommand>
+    @Option(ping, "deadline", parsing: .unconditional) var deadline: String?
 
     @Flag(name: .customShort("4"), help: "Resolve names to IPv4 only.")
     var ipv4 = false
@@ -48,13 +37,8 @@ struct ScheduleOptions: ParsableArguments {
     }
 
     func parameters(targets: [String]) -> RawParameters {
-        var r = RawParameters()
+        var r = timing.add(to: RawParameters()).setting(["deadline": deadline, "family": ipv4 ? "ipv4" : ipv6 ? "ipv6" : nil])
         r.list("targets", targets)
-        r["count"] = count
-        r["interval"] = interval
-        r["timeout"] = timeout
-        r["deadline"] = deadline
-        r["family"] = ipv4 ? "ipv4" : ipv6 ? "ipv6" : nil
         return r
     }
 }
@@ -73,14 +57,12 @@ func measureTargets<NoTarget: Error>(_ name: String, run: RunOptions, quiet: Boo
         return (result, unresolved, printLines)
     } catch let e as NoTarget {
         if !printLines { for (_, reason) in unresolved.failures { note("edgemeter: \(reason)") } }
-        note("edgemeter: \(e)")
-        throw ExitCode(2)
+        throw usageError("\(e)")
     }
 }
 
 struct PingCommand: AsyncParsableCommand, KindCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ping",
+    static let configuration = CommandConfiguration.kind(ping,
         abstract: "ICMP echo round trips to one or more targets (IPv4 and IPv6), fping-style.",
         discussion: """
         Prints one line per reply and ping's closing statistics plus percentiles, and writes a run \
@@ -103,32 +85,20 @@ struct PingCommand: AsyncParsableCommand, KindCommand {
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(name: ping.names("payload"), parsing: .unconditional, help: ping.help("payload"))
-    var size: String?
-
-    @Option(name: ping.names("socket"), help: ping.help("socket"))
-    var socket: String?
-
-    @Option(name: ping.names("spin"), help: ping.help("spin"))
-    var spin: String?
+    @Option(ping, "payload", parsing: .unconditional) var size: String?
+    @Option(ping, "socket") var socket: String?
+    @Option(ping, "spin") var spin: String?
 
     @OptionGroup var run: RunOptions
 
     static var declaration: KindDeclaration { ping }
 
-    var parameters: RawParameters {
-        var r = schedule.parameters(targets: targets)
-        r["payload"] = size
-        r["socket"] = socket
-        r["spin"] = spin
-        return r
-    }
+    var parameters: RawParameters { schedule.parameters(targets: targets).setting(["payload": size, "socket": socket, "spin": spin]) }
 
     static func resolve(_ s: ValidatedScenario) -> PingConfig { PingConfig(s) }
 
     func run() async throws {
-        let c = try config()
-        if run.printConfig { return printConfigs([c]) }
+        guard let c = try configToRun(printOnly: run.printConfig) else { return }
         var totals: [PingTargetTotals] = []
         let (result, unresolved, _) = try await measureTargets("ping", run: run, quiet: schedule.quiet, noTarget: ICMPProbeError.self) { ctx, onLine in
             totals = try PingScenario.run(scenario: "ping", targets: c.schedule.targets, family: c.schedule.family, options: c.options,
@@ -155,8 +125,7 @@ struct PingCommand: AsyncParsableCommand, KindCommand {
 func f3(_ v: Double?) -> String { Format.fixed(v, 3) }
 
 struct TCPingCommand: AsyncParsableCommand, KindCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "tcping",
+    static let configuration = CommandConfiguration.kind(tcping,
         abstract: "TCP connect time (SYN sent until connect completes), optionally time to first byte.",
         discussion: """
         Refused (RST), timed out (no SYN-ACK) and unreachable are told apart in each sample's status. \
@@ -179,14 +148,9 @@ struct TCPingCommand: AsyncParsableCommand, KindCommand {
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(name: tcping.names("payload"), help: tcping.help("payload"))
-    var payload: String?
-
-    @Option(name: tcping.names("expect"), help: tcping.help("expect"))
-    var expect: String?
-
-    @Flag(name: tcping.names("listener"), help: tcping.help("listener"))
-    var listener = false
+    @Option(tcping, "payload") var payload: String?
+    @Option(tcping, "expect") var expect: String?
+    @Flag(tcping, "listener") var listener = false
 
     @OptionGroup var run: RunOptions
 
@@ -194,8 +158,7 @@ struct TCPingCommand: AsyncParsableCommand, KindCommand {
 
     var parameters: RawParameters {
         var r = schedule.parameters(targets: targets)
-        r["payload"] = payload
-        r["expect"] = expect
+        r.set(["payload": payload, "expect": expect])
         r.flag("listener", listener)
         return r
     }
@@ -203,8 +166,7 @@ struct TCPingCommand: AsyncParsableCommand, KindCommand {
     static func resolve(_ s: ValidatedScenario) -> TCPingConfig { TCPingConfig(s) }
 
     func run() async throws {
-        let c = try config()
-        if run.printConfig { return printConfigs([c]) }
+        guard let c = try configToRun(printOnly: run.printConfig) else { return }
         var totals: [TCPingTargetTotals] = []
         let (result, unresolved, _) = try await measureTargets("tcping", run: run, quiet: schedule.quiet, noTarget: ResolveError.self) { ctx, onLine in
             totals = try TCPingScenario.run(c, scenario: "tcping", ctx: ctx, onLine: onLine)

@@ -9,8 +9,7 @@ import EdgeMeterSystem
 private let startup = StartupScenario.declaration
 
 struct StartupCommand: AsyncParsableCommand, KindCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "startup",
+    static let configuration = CommandConfiguration.kind(startup,
         abstract: "Container and VM startup phases: create, start, running, ready, stop, remove, total.",
         discussion: """
         Runs the same workload RUNS times per backend and records every phase of every run (failed \
@@ -47,30 +46,20 @@ struct StartupCommand: AsyncParsableCommand, KindCommand {
     @Argument(help: startup.help("backend"))
     var backends: [String]
 
-    @Option(name: startup.names("runs"), parsing: .unconditional, help: startup.help("runs")) var runs: String?
-    @Option(name: startup.names("ready"), help: startup.help("ready")) var ready: String?
-    @Option(name: startup.names("marker"), help: startup.help("marker")) var marker: String?
-    @Option(name: startup.names("port"), parsing: .unconditional, help: startup.help("port")) var port: String?
-    @Option(name: startup.names("path"), help: startup.help("path")) var path: String?
-    @Option(name: startup.names("timeout"), help: startup.help("timeout")) var timeout: String?
-    @Option(name: startup.names("image"), help: startup.help("image")) var image: String?
-    @Option(name: startup.names("command"), help: startup.help("command")) var command: String?
-    @Flag(name: startup.names("snapshot"), help: startup.help("snapshot")) var snapshot = false
-    @Option(name: startup.names("accel"), help: startup.help("accel")) var accel: String?
-    @Option(name: startup.names("host_port"), parsing: .unconditional, help: startup.help("host_port")) var hostPort: String?
-    @Option(name: startup.names("kvm_probe_timeout"), help: startup.help("kvm_probe_timeout")) var kvmProbeTimeout: String?
-    @Option(name: startup.names("bridge"), help: startup.help("bridge")) var bridge: String?
-    @Option(name: startup.names("preset"), help: startup.help("preset")) var preset: String?
-    @Option(name: startup.names("create"), help: startup.help("create")) var create: String?
-    @Option(name: startup.names("start"), help: startup.help("start")) var start: String?
-    @Option(name: startup.names("running"), help: startup.help("running")) var running: String?
-    @Option(name: startup.names("ready_command"), help: startup.help("ready_command")) var readyCommand: String?
-    @Option(name: startup.names("ready_output"), help: startup.help("ready_output")) var readyOutput: String?
-    @Option(name: startup.names("stop"), help: startup.help("stop")) var stop: String?
-    @Option(name: startup.names("remove"), help: startup.help("remove")) var remove: String?
-    @Flag(name: startup.names("detached"), help: startup.help("detached")) var detached = false
-    @Option(name: startup.names("host"), help: startup.help("host")) var host: String?
-    @Option(name: startup.names("vars"), help: startup.help("vars")) var `var`: [String] = []
+    @Option(startup, "runs", parsing: .unconditional) var runs: String?
+    @Option(startup, "ready") var ready: String?
+    @Option(startup, "marker") var marker: String?
+    @Option(startup, "port", parsing: .unconditional) var port: String?
+    @Option(startup, "path") var path: String?
+    @Option(startup, "timeout") var timeout: String?
+    @Option(startup, "image") var image: String?
+    @Option(startup, "command") var command: String?
+    @Flag(startup, "snapshot") var snapshot = false
+    @Option(startup, "accel") var accel: String?
+    @Option(startup, "host_port", parsing: .unconditional) var hostPort: String?
+    @Option(startup, "kvm_probe_timeout") var kvmProbeTimeout: String?
+    @Option(startup, "bridge") var bridge: String?
+    @OptionGroup var commandBackend: CommandBackendOptions
 
     @OptionGroup var run: RunOptions
 
@@ -78,17 +67,12 @@ struct StartupCommand: AsyncParsableCommand, KindCommand {
 
     /// Every flag but the backends: each backend is one scenario with these values.
     var parameters: RawParameters {
-        var r = RawParameters()
-        let texts: [(String, String?)] = [
-            ("runs", runs), ("ready", ready), ("marker", marker), ("port", port), ("path", path), ("timeout", timeout),
-            ("image", image), ("command", command), ("accel", accel), ("host_port", hostPort), ("kvm_probe_timeout", kvmProbeTimeout),
-            ("bridge", bridge), ("preset", preset), ("create", create), ("start", start), ("running", running),
-            ("ready_command", readyCommand), ("ready_output", readyOutput), ("stop", stop), ("remove", remove), ("host", host),
-        ]
-        for (key, text) in texts { r[key] = text }
+        var r = commandBackend.parameters.setting([
+            "runs": runs, "ready": ready, "marker": marker, "port": port, "path": path, "timeout": timeout,
+            "image": image, "command": command, "accel": accel, "host_port": hostPort, "kvm_probe_timeout": kvmProbeTimeout,
+            "bridge": bridge,
+        ])
         r.flag("snapshot", snapshot)
-        r.flag("detached", detached)
-        r.list("vars", `var`)
         return r
     }
 
@@ -145,12 +129,29 @@ struct StartupCommand: AsyncParsableCommand, KindCommand {
     }
 }
 
-struct ImageCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "image",
-        abstract: "Local container images (no registry is reachable).",
-        subcommands: [ImageBuildCommand.self]
-    )
+/// The options of the `cmd` backend only: a preset, or the template of each step, and their variables.
+struct CommandBackendOptions: ParsableArguments {
+    @Option(startup, "preset") var preset: String?
+    @Option(startup, "create") var create: String?
+    @Option(startup, "start") var start: String?
+    @Option(startup, "running") var running: String?
+    @Option(startup, "ready_command") var readyCommand: String?
+    @Option(startup, "ready_output") var readyOutput: String?
+    @Option(startup, "stop") var stop: String?
+    @Option(startup, "remove") var remove: String?
+    @Flag(startup, "detached") var detached = false
+    @Option(startup, "host") var host: String?
+    @Option(startup, "vars") var `var`: [String] = []
+
+    var parameters: RawParameters {
+        var r = RawParameters().setting([
+            "preset": preset, "create": create, "start": start, "running": running, "ready_command": readyCommand,
+            "ready_output": readyOutput, "stop": stop, "remove": remove, "host": host,
+        ])
+        r.flag("detached", detached)
+        r.list("vars", `var`)
+        return r
+    }
 }
 
 struct ImageBuildCommand: AsyncParsableCommand {
@@ -177,16 +178,13 @@ struct ImageBuildCommand: AsyncParsableCommand {
     func run() async throws {
         let exe = binary ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
         let builder = ImageBuilder(reference: tag, busybox: busybox, binaries: [(source: exe, destination: "/usr/local/bin/edgemeter")])
-        do {
+        let built = try await failingWithUsageError(on: StartupError.self) {
             let client = try DockerAPIClient()
             try await client.ping()
-            let built = try await builder.build(client: client)
-            print("built \(built.reference) \(built.imageID) from \(built.files.count) files (\(built.tarBytes / 1_048_576) MiB tar) in \(String(format: "%.0f", built.milliseconds)) ms")
-            for f in built.files { print("  \(f)") }
-        } catch let e as StartupError {
-            note("edgemeter: \(e.message)")
-            throw ExitCode(2)
+            return try await builder.build(client: client)
         }
+        print("built \(built.reference) \(built.imageID) from \(built.files.count) files (\(built.tarBytes / 1_048_576) MiB tar) in \(String(format: "%.0f", built.milliseconds)) ms")
+        for f in built.files { print("  \(f)") }
     }
 }
 

@@ -35,8 +35,7 @@ struct RunSuiteCommand: AsyncParsableCommand {
         do {
             text = try String(contentsOfFile: suite, encoding: .utf8)
         } catch {
-            note("edgemeter: cannot read the suite file \(suite): \(fileProblem(suite)); check the path (the lab's suite is benchmarks/suites/lab.yaml)")
-            throw ExitCode(2)
+            throw usageError("cannot read the suite file \(suite): \(fileProblem(suite)); check the path (the lab's suite is benchmarks/suites/lab.yaml)")
         }
         let parsed: Suite
         do {
@@ -59,8 +58,7 @@ struct RunSuiteCommand: AsyncParsableCommand {
             do {
                 return printConfigs(try parsed.scenarios.compactMap { s in try kinds[s.kind]?.configuration(s) })
             } catch {
-                note("edgemeter: \(error)")
-                throw ExitCode(2)
+                throw usageError("\(error)")
             }
         }
         // The capture is per scenario (SuiteRunner), not around the whole suite.
@@ -105,14 +103,12 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let path = directory ?? "reports/latest"
         if directory == nil && !FileManager.default.fileExists(atPath: path) {
-            note("edgemeter: no run to report: \(FileManager.default.currentDirectoryPath)/reports/latest does not exist; run a measurement first (e.g. `edgemeter ping -c 5 127.0.0.1`) or give a run directory")
-            throw ExitCode(2)
+            throw usageError("no run to report: \(FileManager.default.currentDirectoryPath)/reports/latest does not exist; run a measurement first (e.g. `edgemeter ping -c 5 127.0.0.1`) or give a run directory")
         }
         let dir = URL(fileURLWithPath: path)
         let r: RunReport.Rendered
         do { r = try RunReport.rerender(directory: dir) } catch {
-            note("edgemeter: \(error)")
-            throw ExitCode(2)
+            throw usageError("\(error)")
         }
         for w in r.warnings { note("warning: \(w)") }
         let keepMarkdown = r.warnings.contains { $0.hasPrefix("summary.md:") }
@@ -122,8 +118,7 @@ struct ReportCommand: ParsableCommand {
                 try r.summaryMarkdown.write(to: dir.appendingPathComponent("summary.md"), atomically: true, encoding: .utf8)
             }
         } catch {
-            note("edgemeter: cannot write the summary into \(dir.path): \(error.localizedDescription); check the directory's permissions and free space")
-            throw ExitCode(2)
+            throw usageError("cannot write the summary into \(dir.path): \(error.localizedDescription); check the directory's permissions and free space")
         }
         if json {
             print(SummaryJSON.render(r.summaries, runDirectory: dir.path, complete: r.complete))

@@ -37,3 +37,15 @@ struct EdgeMeterCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// `edgemeter serve ...`: the reference workloads edgemeter ships (Commands+HTTP.swift).
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run a reference workload (the calculator microservices).",
+                                                     subcommands: [ServeCalculatorCommand.self])
+}
+
+/// `edgemeter image ...`: local container images (Commands+Startup.swift).
+struct ImageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "image", abstract: "Local container images (no registry is reachable).",
+                                                     subcommands: [ImageBuildCommand.self])
+}

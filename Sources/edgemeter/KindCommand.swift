@@ -25,6 +25,13 @@ extension KindCommand {
     /// The configuration the flags resolve to.
     func config() throws -> Config { try Self.resolve(try scenario(name: Self.declaration.kind)) }
 
+    /// The configuration to measure with, or nil once it is printed for `--print-config` (`printOnly`).
+    func configToRun(printOnly: Bool) throws -> Config? {
+        let c = try config()
+        if printOnly { printConfigs([c]); return nil }
+        return c
+    }
+
     /// Validates the flags (or `raw`, for a command that measures several scenarios); a problem
     /// becomes a usage error (exit 2) worded as the suite words it, with the flag's name.
     func scenario(name: String, _ raw: RawParameters? = nil) throws -> ValidatedScenario {
@@ -36,6 +43,13 @@ extension KindCommand {
     }
 }
 
+extension CommandConfiguration {
+    /// The configuration of `edgemeter KIND`: the command is named after the kind it declares.
+    static func kind(_ declaration: KindDeclaration, abstract: String, discussion: String) -> CommandConfiguration {
+        CommandConfiguration(commandName: declaration.kind, abstract: abstract, discussion: discussion)
+    }
+}
+
 /// The raw flag texts of one command, by the suite's keys.
 struct RawParameters {
     var values: [String: [String]] = [:]
@@ -43,6 +57,16 @@ struct RawParameters {
     subscript(key: String) -> String? {
         get { values[key]?.last }
         set { values[key] = newValue.map { [$0] } }
+    }
+    /// Sets each key to its text (a nil text leaves the key out).
+    mutating func set(_ texts: KeyValuePairs<String, String?>) {
+        for (key, text) in texts { self[key] = text }
+    }
+    /// A copy with each key set to its text (a nil text leaves the key out).
+    func setting(_ texts: KeyValuePairs<String, String?>) -> RawParameters {
+        var r = self
+        r.set(texts)
+        return r
     }
     mutating func list(_ key: String, _ items: [String]) {
         values[key] = items.isEmpty ? nil : items
@@ -68,8 +92,39 @@ extension KindDeclaration {
     }
 }
 
+/// `-c/--count`, `-i/--interval` and `-W/--timeout`, declared once for ping, tcping (`Kind` is
+/// `PingCommand`), http and calc (`HTTPCommand`): names and help come from `Kind`'s declaration,
+/// since the defaults differ (ping runs until Ctrl-C, http makes 5 attempts).
+struct TimingOptions<Kind: KindCommand>: ParsableArguments {
+    // `.unconditional`: `-c -3` reaches validation ("must be a positive integer, got "-3"") instead
+    // of being read as a flag named -3.
+    @Option(Kind.declaration, "count", parsing: .unconditional) var count: String?
+    @Option(Kind.declaration, "interval", parsing: .unconditional) var interval: String?
+    @Option(Kind.declaration, "timeout", parsing: .unconditional) var timeout: String?
+
+    func add(to r: RawParameters) -> RawParameters { r.setting(["count": count, "interval": interval, "timeout": timeout]) }
+}
+
 /// `--print-config` (hidden): prints the configuration the flags resolve to, one line per scenario,
 /// and measures nothing. The kind-declaration tests compare it with the suite's configuration.
 func printConfigs(_ configs: [Any]) {
     for c in configs { print(canonicalDescription(c)) }
+}
+
+// The option of one declared parameter, written `@Option(load, "rate", parsing: .unconditional) var rate: String?`:
+// the names and the help come from the kind's declaration, the value is the text as typed.
+extension Option {
+    init(_ kind: KindDeclaration, _ key: String, parsing: SingleValueParsingStrategy = .next) where Value == String? {
+        self.init(name: kind.names(key), parsing: parsing, help: kind.help(key))
+    }
+
+    init(wrappedValue: [String], _ kind: KindDeclaration, _ key: String) where Value == [String] {
+        self.init(wrappedValue: wrappedValue, name: kind.names(key), help: kind.help(key))
+    }
+}
+
+extension Flag where Value == Bool {
+    init(wrappedValue: Bool, _ kind: KindDeclaration, _ key: String) {
+        self.init(wrappedValue: wrappedValue, name: kind.names(key), help: kind.help(key))
+    }
 }

@@ -53,6 +53,18 @@ func note(_ text: String) {
     fputs(text + "\n", stderr)
 }
 
+/// A usage or set-up error: `edgemeter: MESSAGE` on stderr, then exit status 2 (`throw usageError(...)`).
+func usageError(_ message: String) -> ExitCode {
+    note("edgemeter: " + message)
+    return ExitCode(2)
+}
+
+/// Runs `body`; an `E` it throws (a module's error, which names the next step) becomes a usage or
+/// set-up error, exit status 2. Other errors pass through.
+func failingWithUsageError<E: Error, T>(on _: E.Type, _ body: () async throws -> T) async throws -> T {
+    do { return try await body() } catch let e as E { throw usageError("\(e)") }
+}
+
 /// Plans the run directory, traps SIGINT/SIGTERM, runs `body`, writes the summary files and says
 /// where they are. A stop request makes `body`'s probes return early; the run is then marked
 /// incomplete but every sample measured is kept.
@@ -70,8 +82,7 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
         dir = try RunDirectory(out: options.out, name: name, suiteFile: suiteFile)
         if options.capture != nil || suiteFile != nil { try dir.begin() }
     } catch {
-        note("edgemeter: \(error)")
-        throw ExitCode(2)
+        throw usageError("\(error)")
     }
     let stop = StopFlag()
     SignalTrap.install(stop)
