@@ -8,7 +8,7 @@
 public struct Schedule: Sendable, Equatable {
     /// Rounds to run; nil = until the deadline or a stop request.
     public var count: Int?
-    /// Between the due times of successive rounds (at least 1 ns).
+    /// Between the due times of successive rounds; `.zero`: a closed loop (`isClosedLoop`).
     public var interval: Duration
     /// From the start of the run; no round starts at or after it.
     public var deadline: Duration?
@@ -19,8 +19,20 @@ public struct Schedule: Sendable, Equatable {
 
     public var intervalNanoseconds: Int64 { max(1, interval.nanoseconds) }
 
-    /// The monotonic time round `index` (0-based) is due, for a run that started at `start`.
-    public func due(round index: Int, start: Int64) -> Int64 { start + Int64(index) * intervalNanoseconds }
+    /// An interval of zero (or less): no pacing. Every round is due at the start, so each starts
+    /// as soon as the previous one ended (back to back). The load probe calls this a closed loop
+    /// (wrk: a connection sends its next request when the response arrived); startup runs its
+    /// iterations back to back. Build one with `Schedule.closedLoop(count:deadline:)`.
+    public var isClosedLoop: Bool { interval <= .zero }
+
+    /// A schedule without pacing (`interval == .zero`, see `isClosedLoop`).
+    public static func closedLoop(count: Int? = nil, deadline: Duration? = nil) -> Schedule {
+        Schedule(count: count, interval: .zero, deadline: deadline)
+    }
+
+    /// The monotonic time round `index` (0-based) is due, for a run that started at `start`
+    /// (`start` for every round of a closed loop).
+    public func due(round index: Int, start: Int64) -> Int64 { isClosedLoop ? start : start + Int64(index) * intervalNanoseconds }
 
     /// The monotonic time the run ends, when it has a deadline.
     public func end(start: Int64) -> Int64? { deadline.map { start + $0.nanoseconds } }

@@ -285,14 +285,17 @@ public enum LoadScenario {
         }
     }
 
-    /// Runs the load and records its samples, report section and spectrum files (shared with the CLI).
-    /// Notices (the first connect failure) go to `ctx.progress`; `live` gets the figures once a second.
+    /// Runs the load as a `LoadProbe` (its samples go to `ctx.sink`; `options`' rate, duration and
+    /// request count are the schedule, `LoadProbe.schedule(for:)`) and records the report section and
+    /// spectrum files (shared with the CLI and the capture scenario). Notices (the first connect
+    /// failure) go to `ctx.progress`; `live` gets the figures once a second.
     public static func record(target: HTTPTarget, options: LoadOptions, scenario: String, ctx: ScenarioContext,
                               live: (@Sendable (LoadLiveFigures) -> Void)? = nil) async throws -> LoadResult {
-        let started = Date()
         let progress = ctx.progress
-        let r = try await LoadGenerator.run(target: target, options: options, stop: ctx.stop, progress: { progress($0) }, live: live)
-        LoadReport.samples(r, runID: ctx.runID, scenario: scenario, timestamp: started).forEach(ctx.sink.record)
+        let probe = LoadProbe(target: target, options: options, scope: SampleScope(runID: ctx.runID, scenario: scenario),
+                              progress: { progress($0) }, live: live)
+        let r = try await probe.runReturningResult(schedule: LoadProbe.schedule(for: options), clock: SystemClock(), stop: ctx.stop,
+                                                   sink: ctx.sink).result
         let safe = FileName.safe(scenario)
         var files: [String] = []
         for (name, h) in (r.openLoop ? [("corrected", r.corrected)] : []) + [("uncorrected", r.uncorrected)] {

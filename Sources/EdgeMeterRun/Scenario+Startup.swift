@@ -251,8 +251,8 @@ public enum StartupScenario {
             ctx.progress("\(backend.name): \(c.runs) run(s), ready = \(c.ready)")
             let attempts: [StartupAttempt]
             do {
-                attempts = try await StartupRunner.run(backend: backend, plan: plan, runID: ctx.runID, sink: ctx.sink, stop: ctx.stop,
-                                                       progress: ctx.progress)
+                attempts = try await StartupProbe(backends: [backend], plan: plan, runID: ctx.runID, progress: ctx.progress)
+                    .attempts(on: backend, schedule: .closedLoop(count: c.runs), clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
             } catch let e as StartupError {
                 throw ScenarioNotRun("\(backend.name): \(e.message)")
             }

@@ -222,43 +222,29 @@ public struct StartupAttempt: Sendable {
     /// Milliseconds per phase; nil when the phase failed or was not reached.
     public var phases: [StartupPhase: Double]
     public var failure: String?
-    public init(index: Int, phases: [StartupPhase: Double], failure: String? = nil) {
+    /// The status of the attempt's `total` sample (`.ok` when it got ready).
+    public var status: SampleStatus
+    /// Wall-clock time the attempt began (the `timestamp` of its samples); nil when not known.
+    public var startedAt: Date?
+    public init(index: Int, phases: [StartupPhase: Double], failure: String? = nil, status: SampleStatus? = nil, startedAt: Date? = nil) {
         self.index = index
         self.phases = phases
         self.failure = failure
+        self.status = status ?? (failure == nil ? .ok : .error)
+        self.startedAt = startedAt
     }
 }
 
 public enum StartupRunner {
-    /// Runs `plan.runs` attempts on `backend`, recording every phase of every attempt to `sink`.
-    /// Each phase is timed on `clock` (`SystemClock`: CLOCK_MONOTONIC, client side) from the call
-    /// that starts it until it returns; `ready` is the plan's check (`ReadyProbes.wait`) from the end
-    /// of `running`. Always calls `backend.cleanup()` before returning, also when stopped or when an
-    /// attempt fails. A stop request ends the phase in progress at its next check and starts no
-    /// further attempt; the attempt in progress still stops and removes its instance.
+    /// Runs `plan.runs` attempts on `backend`, back to back, recording every phase of every attempt
+    /// to `sink`: `StartupProbe.attempts(on:schedule:...)` with `Schedule.closedLoop(count: plan.runs)`
+    /// (see there for the timing and the cleanup guarantees).
     @discardableResult
     public static func run(backend: StartupBackend, plan: StartupPlan, runID: String, sink: SampleSink, stop: StopFlag,
                            clock: any MeasurementClock = SystemClock(),
-                           progress: @Sendable (String) -> Void = { _ in }) async throws -> [StartupAttempt] {
-        do {
-            try await backend.prepare(for: plan.ready, stop: stop)
-        } catch {
-            await backend.cleanup()
-            throw error
-        }
-        var attempts: [StartupAttempt] = []
-        for index in 0..<plan.runs {
-            if stop.isStopped { break }
-            let attempt = await runOne(backend: backend, plan: plan, index: index, runID: runID, sink: sink, stop: stop, clock: clock)
-            attempts.append(attempt)
-            if let f = attempt.failure {
-                progress("\(backend.name) run \(index + 1)/\(plan.runs) failed: \(f)")
-            } else {
-                progress("\(backend.name) run \(index + 1)/\(plan.runs): ready after \(String(format: "%.1f", attempt.phases[.total] ?? 0)) ms")
-            }
-        }
-        await backend.cleanup()
-        return attempts
+                           progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> [StartupAttempt] {
+        try await StartupProbe(backends: [backend], plan: plan, runID: runID, progress: progress)
+            .attempts(on: backend, schedule: .closedLoop(count: plan.runs), clock: clock, stop: stop, sink: sink)
     }
 
     static func runOne(backend: StartupBackend, plan: StartupPlan, index: Int, runID: String, sink: SampleSink,
@@ -311,13 +297,15 @@ public enum StartupRunner {
         }
         labels.merge(readyLabels) { _, new in new }
         var values: [StartupPhase: Double] = [:]
+        var totalStatus = SampleStatus.error
         for (phase, sample) in samples(results, failure: failure) {
             if let v = sample.value { values[phase] = v }
+            if phase == .total { totalStatus = sample.status }
             sink.record(Sample(runID: runID, scenario: plan.scenario, probe: "startup", target: backend.name, metric: "startup",
                                phase: phase.rawValue, value: sample.value, unit: "ms", timestamp: wall, status: sample.status,
                                reason: sample.reason, labels: labels))
         }
-        return StartupAttempt(index: index, phases: values, failure: failure)
+        return StartupAttempt(index: index, phases: values, failure: failure, status: totalStatus, startedAt: wall)
     }
 
     /// One row per phase, in `StartupPhase.allCases` order, whatever happened: a phase that was not
