@@ -181,11 +181,13 @@ final class InventoryIntegrationTests: XCTestCase {
 
     func testSIGKILLAtRandomMomentsThenCleanupLeavesNothing() async throws {
         let before = await snapshot()
-        // two-subnet records 9 objects, then starts five workloads and waits for their ports.
-        for cycle in 1...3 {
-            let threshold = Int.random(in: 1...9), extra = UInt32.random(in: 0...40_000)
+        // two-subnet records 9 objects, then starts five workloads and waits for their ports: one
+        // random moment among the first objects, one among the last, one after the workloads started.
+        let moments: [(ClosedRange<Int>, ClosedRange<UInt32>)] = [(1...4, 0...20_000), (5...8, 0...20_000), (9...9, 20_000...150_000)]
+        for (cycle, (objects, micros)) in moments.enumerated() {
+            let threshold = Int.random(in: objects), extra = UInt32.random(in: micros)
             let (p, seen) = try interruptUp(atObjects: threshold, extraMicroseconds: extra, signal: SIGKILL)
-            let moment = "cycle \(cycle): SIGKILL at \(seen) objects + \(extra) µs"
+            let moment = "cycle \(cycle + 1): SIGKILL at \(seen) objects + \(extra) µs"
             print(moment)
             XCTAssertEqual(p.terminationReason, .uncaughtSignal, "lab up finished before it could be killed (\(moment))")
             let left = await leftoversNow(before, "after \(moment)")
