@@ -4,7 +4,7 @@
 #   sudo benchmarks/lab-cycles.sh [CYCLES=100]
 #
 # 1. Takes `edgemeter lab inventory` before anything.
-# 2. CYCLES times: starts `lab up two-subnet`, sends SIGKILL after a random delay of 0-600 ms from
+# 2. CYCLES times: starts `lab up two-subnet`, sends SIGKILL after a random delay of 0-900 ms from
 #    the start (past the end of a debug build's `lab up` now and then, so some cycles complete and
 #    are taken down with `lab down`), then runs `edgemeter cleanup` when it was killed. After each
 #    cycle the inventory is taken again and compared with the first one.
@@ -12,7 +12,8 @@
 #    `lab down two-subnet`, wall time of each command (process start to exit, `date +%s%N`), median.
 #
 # The diff compared is the whole inventory; the machine may be shared with other runs, so the lines
-# that name this topology (its namespaces `edgemeter-two-subnet*`, links `em-<tag>-*`, state files,
+# that name this topology (its namespaces `edgemeter-two-subnet*`, links `em-<tag>-*`, state files
+# and any dot-file temporaries under /run/edgemeter/lab,
 # rules with its subnets) or this binary's processes are counted separately: those must be zero
 # (exit 1 otherwise); the others are printed as "other users of the host".
 # Traffic: only `reach`, whose probes stay inside the lab's namespaces and host link.
@@ -34,7 +35,7 @@ for ((i = 0; i < ${#NAME}; i++)); do
     h=$(( ((h ^ c) * 16777619) & 0xffffffff ))
 done
 TAG=$(printf '%04x' $(( (h >> 16) ^ (h & 0xffff) )))
-OURS="edgemeter-$NAME|em-$TAG|^[<>] process edgemeter|/run/edgemeter/lab/$NAME\.|10\.203\.|192\.168\.[12]\."
+OURS="edgemeter-$NAME|em-$TAG|^[<>] process edgemeter|/run/edgemeter/lab/($NAME\.|\.)|10\.203\.|192\.168\.[12]\."
 WORK=$(mktemp -d /tmp/lab-cycles.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 echo "binary: $BIN; topology $NAME (tag $TAG); $CYCLES cycles; work dir $WORK"
@@ -46,12 +47,12 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 killed=0 completed=0 dirty=0 other=0 cleanup_ms=()
 t0=$(now_ms)
 for ((n = 1; n <= CYCLES; n++)); do
-    delay_ms=$(( RANDOM % 600 ))
+    delay_ms=$(( RANDOM % 900 ))
     "$BIN" lab up "$NAME" > "$WORK/up.out" 2>&1 &
     pid=$!
     sleep "$(printf '0.%03d' "$delay_ms")"
     if kill -KILL "$pid" 2>/dev/null; then :; fi
-    set +e; wait "$pid"; rc=$?; set -e
+    set +e; wait "$pid" 2>/dev/null; rc=$?; set -e
     s=$(now_ms)
     if [[ $rc == 137 ]]; then
         killed=$((killed + 1))

@@ -62,6 +62,20 @@ final class HostInventoryTests: XCTestCase {
                                                   "not checked: docker: dockerd not answering"])
     }
 
+    /// A `lab up` killed while writing its state file leaves the temporary: cleanup removes it
+    /// unless its topology is up.
+    func testStaleStateTemporariesAreRemovedAndLiveOnesKept() throws {
+        let dir = NSTemporaryDirectory() + "inv-state-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for f in [".dat.nosync1A2B.xyz", "killed.json.tmp", "up.json", "up.json.tmp"] {
+            try "{}".write(toFile: "\(dir)/\(f)", atomically: false, encoding: .utf8)
+        }
+        let removed = LabExecutor(stateDirectory: dir).removeStaleTemporaries().sorted()
+        XCTAssertEqual(removed, ["stale file \(dir)/.dat.nosync1A2B.xyz", "stale file \(dir)/killed.json.tmp"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["up.json", "up.json.tmp"])
+    }
+
     func testProcessEntriesAreTheBinarysAndEdgemeterQemusOnly() {
         let bin = "/work/x/.build/debug/edgemeter"
         XCTAssertEqual(HostInventory.processEntry(argv: [bin, "serve", "calculator", "--role", "front"], exe: bin, binary: bin),
@@ -82,7 +96,7 @@ final class HostInventoryTests: XCTestCase {
 ///
 /// The machine is shared with other test runs, so the comparison keeps the entries this run could
 /// have made (names of the topology `two-subnet` and its tag, this binary's processes, rules naming
-/// its links or subnets, its state files); the whole diff is printed.
+/// its links or subnets, its state files and their temporaries); the whole diff is printed.
 final class InventoryIntegrationTests: XCTestCase {
     let topo = "two-subnet"
     let stateDir = "/run/edgemeter/lab"
@@ -112,7 +126,7 @@ final class InventoryIntegrationTests: XCTestCase {
         let (kind, rest) = (words[0], words[1])
         switch kind {
         case "netns", "link", "bridge": return rest.hasPrefix("edgemeter-\(topo)") || rest.hasPrefix("em-\(tag)")
-        case "file": return rest.hasPrefix("\(stateDir)/\(topo).")
+        case "file": return rest.hasPrefix("\(stateDir)/\(topo).") || rest.hasPrefix("\(stateDir)/.")   // its state file's temporaries too
         case "process": return true
         case "iptables", "nft": return ["em-\(tag)", "edgemeter", "10.203.", "192.168.1.", "192.168.2."].contains { rest.contains($0) }
         default: return false
