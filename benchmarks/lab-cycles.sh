@@ -4,7 +4,7 @@
 #   sudo benchmarks/lab-cycles.sh [CYCLES=100]
 #
 # 1. Takes `edgemeter lab inventory` before anything.
-# 2. CYCLES times: starts `lab up two-subnet`, sends SIGKILL after a random delay of 0-900 ms from
+# 2. CYCLES times: starts `lab up two-subnet`, sends SIGKILL after a random delay of 0-450 ms from
 #    the start (past the end of a debug build's `lab up` now and then, so some cycles complete and
 #    are taken down with `lab down`), then runs `edgemeter cleanup` when it was killed. After each
 #    cycle the inventory is taken again and compared with the first one.
@@ -47,7 +47,7 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 killed=0 completed=0 dirty=0 other=0 cleanup_ms=()
 t0=$(now_ms)
 for ((n = 1; n <= CYCLES; n++)); do
-    delay_ms=$(( RANDOM % 900 ))
+    delay_ms=$(( RANDOM % 450 ))
     "$BIN" lab up "$NAME" > "$WORK/up.out" 2>&1 &
     pid=$!
     sleep "$(printf '0.%03d' "$delay_ms")"
