@@ -179,6 +179,12 @@ final class InventoryIntegrationTests: XCTestCase {
         XCTAssertTrue(made.contains("left behind: link em-\(tag)-h0"), "\(made)")
         XCTAssertTrue(made.contains("left behind: file \(stateDir)/\(topo).json"), "\(made)")
         XCTAssertEqual(made.filter { $0.hasPrefix("left behind: process edgemeter serve calculator") }.count, 5, "\(made)")
+        // `edgemeter lab inventory --json` prints the same inventory (its own process left out).
+        let cli = try runCommand(bin, ["lab", "inventory", "--json"], timeout: 30)
+        XCTAssertEqual(cli.status, 0, cli.stderr)
+        let printed = try JSONDecoder().decode(HostInventory.self, from: Data(cli.stdout.utf8))
+        XCTAssertEqual(leftovers(during, printed, "lab inventory --json vs in-process"), [])
+        XCTAssertTrue(printed.entries.contains("netns edgemeter-\(topo)-front"), "\(printed.entries)")
         let down = try runCommand(bin, ["lab", "down", topo], timeout: 30)
         XCTAssertEqual(down.status, 0, down.stderr)
         let left = await leftoversNow(before, "after lab down")
