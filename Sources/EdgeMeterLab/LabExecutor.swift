@@ -110,15 +110,41 @@ public struct LabExecutor: Sendable {
         }
     }
 
-    /// Writes the state file atomically (a temporary file renamed over it), so a kill never leaves half a file.
+    /// The temporary file a state file is written to before it is renamed over the state file.
+    public func temporaryStatePath(_ topology: String) -> String { "\(statePath(topology)).tmp" }
+
+    /// Writes the state file atomically (`<topo>.json.tmp`, then renamed over it), so a kill never
+    /// leaves half a file. The temporary has a name of its own (not Foundation's random
+    /// `.dat.nosync*`), so a kill between the write and the rename leaves a file that `down` and
+    /// `removeStaleTemporaries` know to remove.
     func save(_ state: LabState) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let tmp = temporaryStatePath(state.topology)
         do {
-            try enc.encode(state).write(to: URL(fileURLWithPath: statePath(state.topology)), options: .atomic)
+            try enc.encode(state).write(to: URL(fileURLWithPath: tmp))
+            guard rename(tmp, statePath(state.topology)) == 0 else {
+                throw LabError(.stepFailed, "cannot rename \(tmp) to \(statePath(state.topology)): \(String(cString: strerror(errno)))")
+            }
         } catch {
             throw LabError(.stepFailed, "cannot write the state file \(statePath(state.topology)): \(error); is /run writable (run as root)?")
         }
+    }
+
+    /// Removes state-file temporaries left by a `lab up` killed while writing: `<topo>.json.tmp`
+    /// whose topology has no state file (the kill came during its first write, before anything was
+    /// built), and Foundation's `.dat.nosync*` files that earlier versions wrote. Returns what was
+    /// removed. A topology that is up keeps its files.
+    public func removeStaleTemporaries() -> [String] {
+        let fm = FileManager.default
+        var removed: [String] = []
+        for f in (try? fm.contentsOfDirectory(atPath: stateDirectory)) ?? [] {
+            let path = "\(stateDirectory)/\(f)"
+            let stale = f.hasPrefix(".dat.nosync")
+                || (f.hasSuffix(".json.tmp") && !fm.fileExists(atPath: "\(stateDirectory)/\(f.dropLast(4))"))
+            if stale, (try? fm.removeItem(atPath: path)) != nil { removed.append("stale file \(path)") }
+        }
+        return removed
     }
 
     private func checked(_ body: () throws -> Void) throws {
@@ -278,6 +304,7 @@ public struct LabExecutor: Sendable {
         if left.isEmpty {
             try? FileManager.default.removeItem(atPath: logDirectory(s.topology))
             try? FileManager.default.removeItem(atPath: statePath(s.topology))
+            try? FileManager.default.removeItem(atPath: temporaryStatePath(s.topology))
         }
         return left
     }

@@ -25,7 +25,7 @@ struct LabCommand: AsyncParsableCommand {
           edgemeter lab status
           edgemeter lab down two-subnet
         """,
-        subcommands: [LabUpCommand.self, LabDownCommand.self, LabStatusCommand.self, LabExecCommand.self, LabRouteCommand.self]
+        subcommands: [LabUpCommand.self, LabDownCommand.self, LabStatusCommand.self, LabExecCommand.self, LabRouteCommand.self, LabInventoryCommand.self]
     )
 }
 
@@ -85,17 +85,34 @@ struct LabUpCommand: AsyncParsableCommand {
         from inside the node within 10 s. The time printed runs from the start of the command to \
         the last port answering.
 
+        With --expect FILE, `reach` runs as the last step (as `edgemeter reach NAME --expect FILE \
+        --out DIR` would) and the exit status is 1 when the matrix differs; the topology stays up \
+        either way, to be looked at or taken down with `lab down`. The file is read and checked \
+        before anything is built.
+
         Examples:
           edgemeter lab up nat
           edgemeter lab up ./my-topology.yaml
+          edgemeter lab up two-subnet --expect benchmarks/topologies/expected/two-subnet-before.csv
         """
     )
 
     @Argument(help: ArgumentHelp("A topology file, or a built-in name (nat, bridged, two-subnet, edge-cloud).", valueName: "FILE|NAME")) var topology: String
 
+    @Option(help: ArgumentHelp("After building, run reach and compare with this matrix (CSV or YAML: from, to, probe, reachable); exit 1 on a difference, the topology stays up.", valueName: "FILE"))
+    var expect: String?
+
+    @Option(help: ArgumentHelp("With --expect: directory for reach.csv and reach.md (default reports/reach-NAME-<UTC time>).", valueName: "DIR"))
+    var out: String?
+
+    func validate() throws {
+        if out != nil && expect == nil { throw ValidationError("--out is where reach writes its matrix and needs --expect FILE; without it, run `edgemeter reach NAME --out DIR` after `lab up`") }
+    }
+
     func run() async throws {
         let start = ContinuousClock.now
         let path = try topologyFile(topology)
+        let expectation = try expect.map(ReachCheck.loadExpectation)
         let topo: Topology
         do {
             topo = try TopologyLoader.load(yaml: String(contentsOfFile: path, encoding: .utf8), file: path)
@@ -118,6 +135,10 @@ struct LabUpCommand: AsyncParsableCommand {
         let elapsed = ContinuousClock.now - start
         print("\(topo.name) up in \(formatMilliseconds(elapsed)) (\(state.objects.count) namespaces and host links); state: \(executor.statePath(topo.name))")
         printState(state)
+        if let expectation, let expect {
+            print("")
+            try await ReachCheck.run(topo.name, expectation: (expectation, expect), out: out)
+        }
     }
 }
 
@@ -180,6 +201,40 @@ struct LabStatusCommand: AsyncParsableCommand {
         for s in states {
             print("\(s.topology): \(s.status) since \(s.started), from \(s.file)")
             printState(s)
+        }
+    }
+}
+
+struct LabInventoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inventory",
+        abstract: "Print what edgemeter could leave on this host, one object per line, to diff before and after a run.",
+        discussion: """
+        Lists network namespaces, links and bridges of the host's namespace, the host's iptables \
+        and nft rules (counters removed), docker containers labelled edgemeter or named \
+        edgemeter-*, LXC containers edgemeter-*, QEMU processes naming an edgemeter- object, \
+        processes running this edgemeter binary (workloads; PIDs left out), and the files under \
+        /run/edgemeter/lab. Only reads the host. What could not be looked at (a tool missing, \
+        dockerd not answering) is listed as `# not checked:` lines. Needs root for iptables.
+
+        Examples:
+          edgemeter lab inventory > before.txt
+          edgemeter lab up two-subnet && edgemeter lab down two-subnet
+          edgemeter lab inventory | diff before.txt -
+          edgemeter lab inventory --json
+        """
+    )
+
+    @Flag(help: "Print JSON ({\"entries\": [...], \"notes\": [...]}) instead of lines.") var json = false
+
+    func run() async throws {
+        let inv = await HostInventory.collect(binary: runningBinaryPath())
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try enc.encode(inv), as: UTF8.self))
+        } else {
+            print(inv.text, terminator: "")
         }
     }
 }
@@ -300,6 +355,28 @@ struct ReachCommand: AsyncParsableCommand {
         guard geteuid() == 0 else {
             throw usageError("reach enters the lab's network namespaces and runs ping there: run it as root (sudo edgemeter reach \(name))")
         }
+        let expectation = try expect.map(ReachCheck.loadExpectation)
+        try await ReachCheck.run(name, expectation: expectation.map { ($0, expect ?? "") }, out: out)
+    }
+}
+
+/// The one path of `reach`: used by `edgemeter reach` and by `lab up --expect` as its last step.
+enum ReachCheck {
+    /// Reads and parses an expected matrix; a missing, unreadable or malformed file is a usage
+    /// error (exit 2) naming the file and line.
+    static func loadExpectation(_ path: String) throws -> ReachExpectation {
+        do {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw usageError("cannot read the expected matrix \(path): check the path (built-ins are in benchmarks/topologies/expected/)")
+            }
+            return try ReachExpectation.parse(text, file: path)
+        } catch let e as LabError { throw usageError("\(e)") }
+    }
+
+    /// Probes the running topology `name`, writes reach.csv and reach.md into `out` (default
+    /// reports/reach-NAME-<UTC time>), prints the Markdown, and compares with `expectation` (and the
+    /// file it came from): every difference is printed and the exit status is 1.
+    static func run(_ name: String, expectation: (ReachExpectation, String)?, out: String?) async throws {
         let executor = LabExecutor()
         let state: LabState
         do { state = try executor.state(name) } catch let e as LabError { throw usageError("\(e)") }
@@ -309,15 +386,6 @@ struct ReachCommand: AsyncParsableCommand {
         if let bad = state.nodes.first(where: { $0.kind != "netns" && $0.kind != "router" }) {
             throw usageError("reach probes netns and router nodes only; node \(bad.name) is a \(bad.kind)")
         }
-        let expectation: ReachExpectation?
-        do {
-            if let expect {
-                guard let text = try? String(contentsOfFile: expect, encoding: .utf8) else {
-                    throw usageError("cannot read the expected matrix \(expect): check the path (built-ins are in benchmarks/topologies/expected/)")
-                }
-                expectation = try ReachExpectation.parse(text, file: expect)
-            } else { expectation = nil }
-        } catch let e as LabError { throw usageError("\(e)") }
         let topo: Topology
         do {
             topo = try TopologyLoader.load(yaml: String(contentsOfFile: state.file, encoding: .utf8), file: state.file)
@@ -344,12 +412,12 @@ struct ReachCommand: AsyncParsableCommand {
         }
         print(matrix.markdown)
         print("written: \(dir)/reach.csv, \(dir)/reach.md")
-        if let expectation {
+        if case let (expectation, file)? = expectation {
             let diffs = expectation.differences(matrix)
             if diffs.isEmpty {
-                print("matches \(expect ?? ""): \(expectation.rows.count) probes as expected")
+                print("matches \(file): \(expectation.rows.count) probes as expected")
             } else {
-                print("\(diffs.count) difference(s) from \(expect ?? ""):")
+                print("\(diffs.count) difference(s) from \(file):")
                 diffs.forEach { print("  \($0)") }
                 throw ExitCode(1)
             }

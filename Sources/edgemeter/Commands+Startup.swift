@@ -206,6 +206,7 @@ struct CleanupCommand: AsyncParsableCommand {
                 note("edgemeter: \(error)")
             }
         }
+        removed += lab.removeStaleTemporaries().map { "lab: \($0)" }
         if let client = try? DockerAPIClient(), (try? await client.ping()) != nil {
             removed += await DockerBackend.removeLabelled(client: client, label: "edgemeter", images: true)
         } else {
