@@ -159,8 +159,8 @@ final class EpollLoadWorker: @unchecked Sendable {
     let tickNanos: UInt64
     static let readBufferBytes = 64 * 1024
     static let maxEvents: Int32 = 64
-    private var remaining: Int
-    private var earliestWake = UInt64.max
+    @exclusivity(unchecked) private var remaining: Int
+    @exclusivity(unchecked) private var earliestWake = UInt64.max
     private var stopApplied = false
     private var abortApplied = false
     private let readBuffer: UnsafeMutableRawPointer

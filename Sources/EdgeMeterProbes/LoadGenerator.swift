@@ -27,7 +27,7 @@ public struct LoadOptions: Sendable {
     /// within 50 ms after the limit; recorded in the histograms at the timeout value, as wrk2
     /// does); its connection is closed and reopened.
     public var timeout: Duration = .seconds(2)
-    /// Event-loop threads the generator uses.
+    /// Threads the generator uses: epoll threads (closed loop) or swift-nio event loops (open loop).
     public var threads: Int = System.coreCount
     /// Statuses that count as success; nil means 2xx and 3xx.
     public var expectedStatuses: [Int]?
