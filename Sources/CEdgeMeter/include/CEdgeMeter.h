@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <netinet/tcp.h>
 
 /// What `em_recvmsg` found in the control data of one received datagram.
 typedef struct em_rxinfo {
