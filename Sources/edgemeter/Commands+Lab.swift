@@ -93,7 +93,7 @@ struct LabUpCommand: AsyncParsableCommand {
         Examples:
           edgemeter lab up nat
           edgemeter lab up ./my-topology.yaml
-          edgemeter lab up two-subnet --expect benchmarks/topologies/expected/two-subnet-before.csv
+          edgemeter lab up nat --expect benchmarks/topologies/expected/nat.csv
         """
     )
 
