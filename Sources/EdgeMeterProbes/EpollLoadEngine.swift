@@ -367,19 +367,20 @@ final class EpollLoadWorker: @unchecked Sendable {
         if !c.pacer.finished { connect(c) }
     }
 
-    private func finish(_ c: EpollLoadConnection) {
-        if c.pacer.finished { return }
-        c.pacer.finish(everConnected: c.everConnected, into: stats)
-        closeSocket(c)
-        c.retryAt = 0
-        c.wakeAt = 0
-        remaining -= 1
-    }
+    private func finish(_ c: EpollLoadConnection) { end(c, abort: false) }
 
     /// Ends the connection at once (after the grace period): a request in flight is a timeout.
-    private func abort(_ c: EpollLoadConnection) {
+    private func abort(_ c: EpollLoadConnection) { end(c, abort: true) }
+
+    /// Settles the connection's pacer (finished, or aborted: in-flight requests become timeouts),
+    /// closes its socket and counts it out of the thread's live connections.
+    private func end(_ c: EpollLoadConnection, abort: Bool) {
         if c.pacer.finished { return }
-        c.pacer.abort(everConnected: c.everConnected, into: stats)
+        if abort {
+            c.pacer.abort(everConnected: c.everConnected, into: stats)
+        } else {
+            c.pacer.finish(everConnected: c.everConnected, into: stats)
+        }
         closeSocket(c)
         c.retryAt = 0
         c.wakeAt = 0
