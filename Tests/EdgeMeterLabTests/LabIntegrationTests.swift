@@ -218,25 +218,7 @@ final class LabIntegrationTests: XCTestCase {
 
     /// Starts `lab up NAME` and sends `sig` once its state file records `threshold` objects.
     func interruptUp(_ name: String, atObjects threshold: Int, signal sig: Int32) throws -> (Process, Int) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = ["lab", "up", name]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let deadline = Date().addingTimeInterval(30)
-        var seen = 0
-        while Date() < deadline && p.isRunning {
-            if let data = FileManager.default.contents(atPath: "\(stateDir)/\(name).json"),
-               let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let objects = s["objects"] as? [Any] {
-                seen = objects.count
-            }
-            if seen >= threshold { break }
-            usleep(2000)
-        }
-        kill(p.processIdentifier, sig)
-        p.waitUntilExit()
-        return (p, seen)
+        try interruptLabUp(bin: bin, name: name, stateDir: stateDir, atObjects: threshold, signal: sig)
     }
 
     func testSIGTERMDuringUpUndoesEverything() throws {

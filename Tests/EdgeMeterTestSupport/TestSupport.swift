@@ -144,3 +144,30 @@ public final class IsolatedNetns {
     }
     deinit { remove() }
 }
+
+/// Starts `BIN lab up NAME` and sends `sig` once the state file `STATEDIR/NAME.json` records
+/// `threshold` objects (plus `extraMicroseconds`), or after 30 s; returns the process (exited) and
+/// the object count seen. For the tests of interrupted `lab up` runs.
+public func interruptLabUp(bin: String, name: String, stateDir: String, atObjects threshold: Int,
+                           extraMicroseconds: UInt32 = 0, signal sig: Int32) throws -> (Process, Int) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: bin)
+    p.arguments = ["lab", "up", name]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let deadline = Date().addingTimeInterval(30)
+    var seen = 0
+    while Date() < deadline && p.isRunning {
+        if let data = FileManager.default.contents(atPath: "\(stateDir)/\(name).json"),
+           let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let objects = s["objects"] as? [Any] {
+            seen = objects.count
+        }
+        if seen >= threshold { break }
+        usleep(1000)
+    }
+    if extraMicroseconds > 0 { usleep(extraMicroseconds) }
+    kill(p.processIdentifier, sig)
+    p.waitUntilExit()
+    return (p, seen)
+}
