@@ -197,23 +197,6 @@ public final class ICMPProbe: Probe {
         }
     }
 
-    /// The stop flag of the older form (`init(targets:options:stop:)` then `run(onResult:)`).
-    private var legacyStop = StopFlag()
-
-    /// The older form, kept for the startup ICMP ready check: the stop flag given here ends
-    /// `run(onResult:)`.
-    public convenience init(targets: [ResolvedTarget], options: ICMPOptions, stop: StopFlag) throws {
-        try self.init(targets: targets, options: options)
-        legacyStop = stop
-    }
-
-    /// The echo stream under `run`, on the real clock, for a caller that acts on each echo (the
-    /// startup ICMP ready check stops at the first reply): `options.schedule`, the stop flag given
-    /// to `init(targets:options:stop:)`; no samples.
-    public func run(onResult: (ICMPEchoResult) -> Void) {
-        echoes(schedule: options.schedule, clock: SystemClock(), stop: legacyStop, onResult: onResult)
-    }
-
     deinit { for s in sockets { close(s.fd) } }
 
     static func open(target: ResolvedTarget, index: Int, mode: ICMPSocketMode) throws -> TargetSocket {
@@ -313,8 +296,8 @@ public final class ICMPProbe: Probe {
     }
 
     /// The echo loop on this probe's sockets: calls `onResult` on this thread for every request,
-    /// in completion order.
-    func echoes(schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, onResult: (ICMPEchoResult) -> Void) {
+    /// in completion order; no samples (the startup ICMP ready check stops at the first reply).
+    public func echoes(schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, onResult: (ICMPEchoResult) -> Void) {
         let transport = SocketEchoTransport(sockets: sockets, payloadBytes: options.payloadBytes, clock: clock)
         Self.echoes(transport: transport, identifiers: sockets.map(\.identifier), timeout: options.timeout, spin: options.spin,
                     schedule: schedule, clock: clock, stop: stop, onResult: onResult)

@@ -66,16 +66,6 @@ public final class TCPConnectProbe: Probe {
         (self.targets, self.options, self.scope, self.onLine) = (targets, options, scope, onLine)
     }
 
-    /// The stop flag of the older form (`init(targets:options:stop:)` then `attempt(target:sequence:)`).
-    private var legacyStop: StopFlag?
-
-    /// The older form, kept for the startup TCP ready check: the stop flag given here ends an
-    /// attempt in progress when `attempt` is called without one.
-    public convenience init(targets: [ResolvedTarget], options: TCPConnectOptions, stop: StopFlag) {
-        self.init(targets: targets, options: options)
-        legacyStop = stop
-    }
-
     /// One attempt per target per round of `schedule`, each recorded into `sink` as it completes.
     public func run(schedule: Schedule, clock: any MeasurementClock, stop: StopFlag, sink: SampleSink) -> [ProbeTotals] {
         var totals = targets.map { ProbeTotals(name: $0.name, address: $0.address.hostPort) }
@@ -123,7 +113,7 @@ public final class TCPConnectProbe: Probe {
 
     /// Performs one attempt to `targets[target]`; durations and the start time from `clock`.
     public func attempt(target i: Int, sequence: Int, clock: any MeasurementClock = SystemClock(), stop: StopFlag? = nil) -> TCPAttempt {
-        let stop = stop ?? legacyStop ?? StopFlag()
+        let stop = stop ?? StopFlag()
         let t = targets[i]
         let timeoutNs = max(Int64(1), options.timeout.nanoseconds)
         var result = TCPAttempt(targetIndex: i, sequence: sequence, startedAt: clock.wallNow(), localPort: nil, connectStatus: .error,

@@ -1,6 +1,7 @@
 import EdgeMeterCore
 import EdgeMeterProbes
 import EdgeMeterHTTP
+import EdgeMeterSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -139,7 +140,7 @@ public enum ReadyProbes {
                 // An empty payload sends nothing and waits for the first byte: the guest's banner.
                 let options = TCPConnectOptions(count: 1, timeout: remaining(deadline, cap: banner ? .milliseconds(300) : .seconds(1)),
                                                 payload: banner ? [] : nil)
-                let a = TCPConnectProbe(targets: [target], options: options, stop: stop).attempt(target: 0, sequence: 1)
+                let a = TCPConnectProbe(targets: [target], options: options).attempt(target: 0, sequence: 1, stop: stop)
                 if a.connectStatus != .ok {
                     lastError = a.reason
                 } else if !banner || a.firstByteStatus == .ok {
@@ -180,13 +181,12 @@ public enum ReadyProbes {
                 // An echo every 20 ms, each waited for 50 ms, until a reply, the deadline or a stop.
                 probe = try ICMPProbe(targets: [target], options: ICMPOptions(count: nil, interval: .milliseconds(20),
                                                                               timeout: .milliseconds(50),
-                                                                              deadline: remaining(deadline, cap: .seconds(3600))),
-                                      stop: done)
+                                                                              deadline: remaining(deadline, cap: .seconds(3600))))
             } catch {
                 throw StartupError("\(error)")
             }
             var replied = false
-            probe.run { r in
+            probe.echoes(schedule: probe.options.schedule, clock: SystemClock(), stop: done) { r in
                 if case .reply = r.outcome { replied = true; done.stop(reason: "ready") }
                 if stop.isStopped { done.stop(reason: stop.reason ?? "stop requested") }
             }

@@ -71,7 +71,7 @@ extension ReadyProbes {
     /// True when nothing accepts a TCP connection on 127.0.0.1:port any more.
     static func blockingConnectRefused(port: Int) async -> Bool {
         guard let target = try? Resolver.resolve("127.0.0.1", port: UInt16(port)) else { return false }
-        let a = TCPConnectProbe(targets: [target], options: TCPConnectOptions(count: 1, timeout: .seconds(1)), stop: StopFlag())
+        let a = TCPConnectProbe(targets: [target], options: TCPConnectOptions(count: 1, timeout: .seconds(1)))
             .attempt(target: 0, sequence: 1)
         return a.connectStatus != .ok
     }
