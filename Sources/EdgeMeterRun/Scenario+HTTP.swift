@@ -231,10 +231,9 @@ public enum HTTPScenario {
     public static let kind = ScenarioKind(declaration: declaration, configuration: { HTTPConfig($0) }) { s, ctx in
         let c = HTTPConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let options = c.options(target: target)
-            let probe = HTTPProbe(options: options, attempts: HTTPAttempts(target: target, scope: SampleScope(runID: ctx.runID, scenario: s.name)))
-            let totals = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
-            ctx.progress("\(totals[0].succeeded)/\(totals[0].attempts) requests succeeded")
+            let r = await HTTPProbe.run(target: target, options: c.options(target: target), runID: ctx.runID, scenario: s.name,
+                                        sink: ctx.sink, stop: ctx.stop)
+            ctx.progress("\(r.succeeded)/\(r.attempts) requests succeeded")
         }
     }
 }
@@ -333,10 +332,9 @@ public enum CalcScenario {
     public static let kind = ScenarioKind(declaration: declaration, configuration: { CalcConfig($0) }) { s, ctx in
         let c = CalcConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let options = try c.options()
-            let probe = CalcProbe(options: options, attempts: HTTPAttempts(target: target, scope: SampleScope(runID: ctx.runID, scenario: s.name)))
-            let totals = await probe.run(schedule: options.schedule, clock: SystemClock(), stop: ctx.stop, sink: ctx.sink)
-            ctx.progress("\(totals[0].succeeded)/\(totals[0].attempts) answers correct")
+            let r = await CalcProbe.run(target: target, options: try c.options(), runID: ctx.runID, scenario: s.name,
+                                        sink: ctx.sink, stop: ctx.stop)
+            ctx.progress("\(r.succeeded)/\(r.attempts) answers correct")
         }
     }
 
