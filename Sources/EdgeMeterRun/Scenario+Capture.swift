@@ -217,7 +217,7 @@ public enum CaptureScenario {
         return nil
     }
 
-    public static let kind = ScenarioKind(declaration: declaration, configuration: { CaptureConfig($0) }) { s, ctx in
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { CaptureConfig($0) }, capturesItself: true) { s, ctx in
         try await run(s, ctx: ctx)
     }
 

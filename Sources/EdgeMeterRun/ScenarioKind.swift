@@ -38,10 +38,13 @@ public struct ScenarioKind: Sendable {
     /// path (suite or flags) it came from.
     public let configuration: @Sendable (ValidatedScenario) throws -> any Sendable
     public let run: @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void
+    /// The kind opens its own capture (`capture`): the suite runner never wraps it in a second one
+    /// (`edgemeter run --capture` or the scenario's `capture` key).
+    public let capturesItself: Bool
 
     public init(declaration: KindDeclaration, configuration: @escaping @Sendable (ValidatedScenario) throws -> any Sendable,
-                run: @escaping @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void) {
-        (self.declaration, self.configuration, self.run) = (declaration, configuration, run)
+                capturesItself: Bool = false, run: @escaping @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void) {
+        (self.declaration, self.configuration, self.capturesItself, self.run) = (declaration, configuration, capturesItself, run)
     }
 
     public var schema: ScenarioSchema { declaration.schema }

@@ -8,9 +8,6 @@ public struct SuiteRunner {
     public var kinds: [ScenarioKind]
     public init(kinds: [ScenarioKind] = ScenarioKinds.all) { self.kinds = kinds }
 
-    /// Kinds whose runner opens its own capture (a scenario of kind `capture` names its interface).
-    static let capturingKinds: Set<String> = [CaptureScenario.schema.kind]
-
     /// The file name prefix of a scenario's capture files: `capture-<scenario>` (then `-<iface>.pcap`).
     static func capturePrefix(_ scenario: String) -> String { "capture-" + FileName.safe(scenario) }
 
@@ -48,7 +45,7 @@ public struct SuiteRunner {
             do {
                 // A kind that captures by itself (`capture`) is never wrapped in a second capture:
                 // its own interface, filter and pcap are the scenario's.
-                let ownsCapture = Self.capturingKinds.contains(scenario.kind)
+                let ownsCapture = kind.capturesItself
                 let iface = ownsCapture ? nil : scenario.string("capture") ?? captureInterface
                 let filter = scenario.string("capture") != nil ? scenario.string("capture_filter") : captureFilter
                 if ownsCapture, let outer = scenario.string("capture") ?? captureInterface {
