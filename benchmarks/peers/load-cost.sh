@@ -20,10 +20,16 @@ for b in "${bins[@]}"; do [ -x "$b" ] || { echo "no edgemeter binary at $b (swif
 command -v perf >/dev/null || { echo "perf missing: apt-get install linux-perf" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 2; }
 libc=$(ldconfig -p | sed -n 's/.*libc.so.6 (libc6,x86-64) => \(.*\)/\1/p' | head -1)
-perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc' || perf probe -q -x "$libc" malloc
+# The uprobe on malloc is a change to the host: the script removes it again if it added it.
+added_probe=
+if ! perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc'; then perf probe -q -x "$libc" malloc && added_probe=1; fi
 tmp=$(mktemp -d)
 spid=
-cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() {
+  [ -n "$spid" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"
+  [ -n "$added_probe" ] && perf probe -q -d probe_libc:malloc
+  true
+}
 trap cleanup EXIT
 
 "${bins[0]}" serve calculator --role sum --port 0 >"$tmp/sum.log" 2>&1 &
