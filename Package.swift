@@ -78,16 +78,16 @@ let package = Package(
         ),
         // Lab topologies: the pure model and its validation (networks, nodes, routes, NAT, filters,
         // impairments), the plan (steps and their reverse) and the executor that builds it through
-        // the system module.
+        // the system module (and the Engine API client, for container nodes and compose files).
         .target(
             name: "EdgeMeterLab",
-            dependencies: ["EdgeMeterCore", "EdgeMeterSystem", .product(name: "Yams", package: "Yams")]
+            dependencies: ["EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterStartup", .product(name: "Yams", package: "Yams")]
         ),
         // Run directories (streamed samples, summaries, run.json) and the suite runner's table of
         // scenario kinds. File I/O lives here, not in Core.
         .target(
             name: "EdgeMeterRun",
-            dependencies: ["EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterSystem"]
+            dependencies: ["EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterSystem", "EdgeMeterLab"]
         ),
         .executableTarget(
             name: "edgemeter",
