@@ -3,7 +3,7 @@ import EdgeMeterSystem
 
 /// A snapshot of what edgemeter could leave behind on this host, taken to prove that nothing was:
 /// network namespaces, links and bridges of the host's namespace, the host's iptables and nft rules
-/// (counters removed), docker containers labelled `edgemeter` or named `edgemeter-*`, LXC containers
+/// (counters removed), docker containers and networks labelled `edgemeter` or named `edgemeter-*`, LXC containers
 /// named `edgemeter-*`, QEMU processes whose command line names an `edgemeter-` object, processes
 /// running the edgemeter binary (workloads such as `serve calculator`), and the files under
 /// /run/edgemeter/lab.
@@ -131,6 +131,7 @@ public struct HostInventory: Codable, Equatable, Sendable {
         async let iptables = optionalTool("iptables-save", [])
         async let nft = optionalTool("nft", ["list", "ruleset"])
         async let docker = optionalTool("docker", ["ps", "-a", "--no-trunc", "--format", "{{.Names}}\t{{.Label \"edgemeter\"}}"], timeout: .seconds(5))
+        async let dockerNetworks = optionalTool("docker", ["network", "ls", "--no-trunc", "--format", "{{.Name}}\t{{.Label \"edgemeter\"}}"], timeout: .seconds(5))
         async let lxc = optionalTool("lxc-ls", ["-1"])
 
         func add(_ kind: String, _ items: [String]) { entries += items.map { "\(kind) \($0)" } }
@@ -157,6 +158,16 @@ public struct HostInventory: Codable, Equatable, Sendable {
             }
         case .ran(let r): notes.append("docker: dockerd not answering (`docker ps` exited \(r.status)\(r.timedOut ? ", timed out after 5 s" : ""))")
         case .missing: notes.append("docker: docker CLI not installed")
+        }
+        switch await dockerNetworks {
+        case .ran(let r) where r.ok:
+            for line in r.stdout.split(separator: "\n") {
+                let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+                guard let name = f.first, !name.isEmpty else { continue }
+                if (f.count > 1 && !f[1].isEmpty) || name.hasPrefix(Names.prefix) { entries.append("docker-network \(name)") }
+            }
+        case .ran(let r): notes.append("docker networks: `docker network ls` exited \(r.status)\(r.timedOut ? ", timed out after 5 s" : "")")
+        case .missing: notes.append("docker networks: docker CLI not installed")
         }
         switch await lxc {
         case .ran(let r) where r.ok:

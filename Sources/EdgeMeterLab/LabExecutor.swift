@@ -267,6 +267,16 @@ public struct LabExecutor: Sendable {
     /// first; only edgemeter names; missing ones are skipped), then the state file and logs when
     /// nothing was left. Returns what could not be removed.
     func teardown(_ s: LabState, removed: inout [String]) async -> [String] {
+        if s.compose != nil {
+            // A compose deployment: its containers, namespace names and network (ComposeDeployer).
+            let left: [String]
+            do { left = try await ComposeDeployer.fromEnvironment(executor: self).teardown(s, removed: &removed) } catch { left = ["\(error)"] }
+            if left.isEmpty {
+                try? FileManager.default.removeItem(atPath: statePath(s.topology))
+                try? FileManager.default.removeItem(atPath: temporaryStatePath(s.topology))
+            }
+            return left
+        }
         var left: [String] = []
         let namespaces = s.objects.compactMap { o -> String? in if case .namespace(let n) = o { return n } else { return nil } }
         let existing = Set((try? await self.namespaces()) ?? [])

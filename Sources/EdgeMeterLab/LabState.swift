@@ -37,6 +37,9 @@ public struct LabState: Codable, Sendable, Equatable {
     public var objects: [TopologyPlan.Object]
     public var networks: [NetworkState]
     public var nodes: [NodeState]
+    /// For a compose deployment (`lab up FILE.yml`): its Engine API objects. nil for a topology of
+    /// namespaces (whose objects are in `objects`).
+    public var compose: ComposeState?
 
     public init(plan: TopologyPlan, started: Date = Date()) {
         let t = plan.topology

@@ -76,7 +76,8 @@ public enum ReachPlan {
 
     /// Every probe for a running topology: from each node and from the host, ICMP to each address of
     /// every other node and TCP to each declared port on each of those addresses; plus TCP to each
-    /// router port forward (`listen:port`) from every source but that router. Sorted by key.
+    /// router port forward (`listen:port`) from every source but that router, and TCP from the host to
+    /// each port a compose deployment publishes on loopback. Sorted by key.
     public static func probes(state: LabState, topology: Topology) -> [ReachProbe] {
         var out: [ReachProbe] = []
         let sources = state.nodes.map(\.name) + [hostSource]
@@ -95,6 +96,12 @@ public enum ReachPlan {
                     out.append(ReachProbe(from: from, to: router.name, kind: .tcp, address: listen.description, port: port))
                 }
             }
+        }
+        // A compose deployment's published TCP ports, from the host only (on 127.0.0.1 when published
+        // on a wildcard or loopback address).
+        for p in state.compose?.published ?? [] where p.proto == "tcp" {
+            guard p.hostIP == "0.0.0.0" || p.hostIP.hasPrefix("127.") else { continue }
+            out.append(ReachProbe(from: hostSource, to: p.service, kind: .tcp, address: p.hostIP == "0.0.0.0" ? "127.0.0.1" : p.hostIP, port: p.hostPort))
         }
         var seen = Set<ReachKey>()
         return out.filter { seen.insert($0.key).inserted }.sorted { $0.key < $1.key }

@@ -18,6 +18,11 @@ public struct ReachRunner: Sendable {
 
     public init() {}
 
+    /// A compose deployment (no topology file: its probes come from the state alone).
+    public func run(composeState state: LabState) throws -> ReachMatrix {
+        try run(state: state, topology: Topology(name: state.topology, description: "", networks: [], nodes: [], path: state.file))
+    }
+
     public func run(state: LabState, topology: Topology) throws -> ReachMatrix {
         guard let ip = which("ip") else { throw LabError(.refused, "iproute2's `ip` is not on PATH: apt-get install -y iproute2") }
         guard let ping = which("ping") else { throw LabError(.refused, "`ping` (iputils) is not on PATH: apt-get install -y iputils-ping") }
@@ -34,7 +39,8 @@ public struct ReachRunner: Sendable {
             let labDevices: Set<String>
             if pair.from == ReachPlan.hostSource {
                 namespace = nil
-                labDevices = Set(state.hostLinks)
+                // A compose deployment publishes ports on loopback: those probes go through `lo`.
+                labDevices = Set(state.hostLinks).union(state.compose == nil ? [] : ["lo"])
             } else {
                 guard let n = state.node(pair.from) else { continue }
                 namespace = n.namespace

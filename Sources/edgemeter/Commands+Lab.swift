@@ -16,10 +16,15 @@ struct LabCommand: AsyncParsableCommand {
         edgemeter prefix and is recorded in /run/edgemeter/lab/<name>.json, which `lab down` and \
         `edgemeter cleanup` use. Needs root.
 
-        Built-ins: nat, bridged, two-subnet, edge-cloud.
+        A docker-compose file (top-level `services:`) is deployed through dockerd's Engine API \
+        instead: one container per service on the file's bridge network (see docs/lab.md, \
+        "Compose deployments").
+
+        Built-ins: nat, bridged, two-subnet, edge-cloud, calculator-compose (a compose file).
 
         Examples:
           edgemeter lab up two-subnet
+          edgemeter lab up calculator-compose
           edgemeter lab exec two-subnet front -- ip route
           edgemeter lab route add two-subnet front 192.168.2.0/24 via rt2
           edgemeter lab status
@@ -43,7 +48,7 @@ func runningBinaryPath() -> String {
 func topologyFile(_ arg: String) throws -> String {
     let fm = FileManager.default
     if arg.contains("/") || arg.hasSuffix(".yaml") || arg.hasSuffix(".yml") {
-        guard fm.fileExists(atPath: arg) else { throw ValidationError("topology file \(arg) does not exist; give a file or a built-in name (nat, bridged, two-subnet, edge-cloud)") }
+        guard fm.fileExists(atPath: arg) else { throw ValidationError("topology file \(arg) does not exist; give a file or a built-in name (nat, bridged, two-subnet, edge-cloud, calculator-compose)") }
         return arg
     }
     var dirs = [fm.currentDirectoryPath]
@@ -53,12 +58,14 @@ func topologyFile(_ arg: String) throws -> String {
         d.deleteLastPathComponent()
     }
     for dir in dirs {
-        let p = "\(dir)/benchmarks/topologies/\(arg).yaml"
-        if fm.fileExists(atPath: p) { return p }
+        for ext in ["yaml", "yml"] {
+            let p = "\(dir)/benchmarks/topologies/\(arg).\(ext)"
+            if fm.fileExists(atPath: p) { return p }
+        }
     }
     if fm.fileExists(atPath: arg) { return arg }
     let builtIns = dirs.lazy.compactMap { try? fm.contentsOfDirectory(atPath: "\($0)/benchmarks/topologies") }.first?
-        .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted() ?? []
+        .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.map { ComposeFile.projectName(path: $0) }.sorted() ?? []
     throw ValidationError("no topology file or built-in named \(arg)"
         + (builtIns.isEmpty ? "; run from the repository, or give the path of a topology file" : "; built-ins: \(builtIns.joined(separator: ", "))"))
 }
@@ -85,6 +92,12 @@ struct LabUpCommand: AsyncParsableCommand {
         from inside the node within 10 s. The time printed runs from the start of the command to \
         the last port answering.
 
+        A compose file (a top-level `services:` key, e.g. the built-in calculator-compose) is \
+        deployed through dockerd's Engine API: its network, then one container per service in \
+        depends_on order, each waited for until its exposed and published ports accept a TCP \
+        connect (15 s per service); ports without a host address are published on 127.0.0.1. The \
+        name to use with `lab down`, `lab status` and `reach` is the file's name without .yml.
+
         With --expect FILE, `reach` runs as the last step (as `edgemeter reach NAME --expect FILE \
         --out DIR` would) and the exit status is 1 when the matrix differs; the topology stays up \
         either way, to be looked at or taken down with `lab down`. The file is read and checked \
@@ -94,10 +107,12 @@ struct LabUpCommand: AsyncParsableCommand {
           edgemeter lab up nat
           edgemeter lab up ./my-topology.yaml
           edgemeter lab up nat --expect benchmarks/topologies/expected/nat.csv
+          edgemeter lab up calculator-compose --expect benchmarks/topologies/expected/calculator-compose.csv
+          edgemeter lab up ./my-compose.yml
         """
     )
 
-    @Argument(help: ArgumentHelp("A topology file, or a built-in name (nat, bridged, two-subnet, edge-cloud).", valueName: "FILE|NAME")) var topology: String
+    @Argument(help: ArgumentHelp("A topology or compose file, or a built-in name (nat, bridged, two-subnet, edge-cloud, calculator-compose).", valueName: "FILE|NAME")) var topology: String
 
     @Option(help: ArgumentHelp("After building, run reach and compare with this matrix (CSV or YAML: from, to, probe, reachable); exit 1 on a difference, the topology stays up.", valueName: "FILE"))
     var expect: String?
@@ -113,9 +128,14 @@ struct LabUpCommand: AsyncParsableCommand {
         let start = ContinuousClock.now
         let path = try topologyFile(topology)
         let expectation = try expect.map(ReachCheck.loadExpectation)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw usageError("cannot read \(path): check its permissions") }
+        if ComposeFile.isCompose(yaml: text) {
+            try await upCompose(text: text, path: path, start: start, expectation: expectation)
+            return
+        }
         let topo: Topology
         do {
-            topo = try TopologyLoader.load(yaml: String(contentsOfFile: path, encoding: .utf8), file: path)
+            topo = try TopologyLoader.load(yaml: text, file: path)
         } catch let e as SuiteErrors {
             throw usageError("\(e)")
         }
@@ -138,6 +158,32 @@ struct LabUpCommand: AsyncParsableCommand {
         if let expectation, let expect {
             print("")
             try await ReachCheck.run(topo.name, expectation: (expectation, expect), out: out)
+        }
+    }
+
+    /// `lab up` of a compose file: parsed (every problem located, exit 2), deployed through the
+    /// Engine API, then `reach --expect` when asked.
+    func upCompose(text: String, path: String, start: ContinuousClock.Instant, expectation: ReachExpectation?) async throws {
+        let file: ComposeFile
+        do { file = try ComposeFile.load(yaml: text, file: path) } catch let e as SuiteErrors { throw usageError("\(e)") }
+        let stop = StopFlag()
+        let traps = SignalTrap.install(stop, onFirst: "removing what was created",
+                                       onSecond: "`edgemeter lab down \(file.project)` removes what was created")
+        defer { traps.forEach { $0.cancel() } }
+        let state: LabState
+        do {
+            state = try await ComposeDeployer.fromEnvironment().up(file, stop: stop) { print("  \($0)") }
+        } catch let e as LabError {
+            note("edgemeter: \(e)")
+            throw ExitCode(e.kind == .interrupted ? 130 : 2)
+        }
+        let c = state.compose
+        print("\(file.project) up in \(formatMilliseconds(ContinuousClock.now - start)) (network \(c?.network ?? "-"), \(c?.containers.count ?? 0) containers); state: \(LabExecutor().statePath(file.project))")
+        printState(state)
+        for p in c?.published ?? [] { print("  published \(p.hostIP):\(p.hostPort) → \(p.service):\(p.containerPort)/\(p.proto)") }
+        if let expectation, let expect {
+            print("")
+            try await ReachCheck.run(file.project, expectation: (expectation, expect), out: out)
         }
     }
 }
@@ -319,11 +365,13 @@ struct ReachCommand: AsyncParsableCommand {
         commandName: "reach",
         abstract: "Probe a running topology from every node to every other (ICMP and TCP) and print the reachability matrix.",
         discussion: """
-        Sources are every node of the topology (the probes run inside its namespace) and the host, \
+        Sources are every node of the topology (the probes run inside its namespace; for a compose \
+        deployment, each service's container, through the namespace name `lab up` attached) and the host, \
         shown as `(host)`. Targets: ICMP (3 echoes, 200 ms apart, 1 s deadline) to each address of \
         every other node, a TCP connect (up to 3, 1 s timeout each) to each of its declared `ports` \
         on each address, and a TCP connect to each router port forward or floating address \
-        (`listen:port`). Before anything is sent, `ip route get ADDR` runs in the source: a route \
+        (`listen:port`), and from the host to each port a compose deployment publishes on \
+        127.0.0.1. Before anything is sent, `ip route get ADDR` runs in the source: a route \
         that does not lead into one of the lab's interfaces (a node's eth<k>, the host's lab links) \
         is "not probed: the route leaves the lab", and nothing is sent. Sources and addresses are \
         probed in parallel.
@@ -383,17 +431,22 @@ enum ReachCheck {
         guard state.status == "up" else {
             throw usageError("topology \(name) is \(state.status), not up: run `edgemeter lab down \(name)` then `edgemeter lab up \(name)`")
         }
-        if let bad = state.nodes.first(where: { $0.kind != "netns" && $0.kind != "router" }) {
-            throw usageError("reach probes netns and router nodes only; node \(bad.name) is a \(bad.kind)")
-        }
-        let topo: Topology
-        do {
-            topo = try TopologyLoader.load(yaml: String(contentsOfFile: state.file, encoding: .utf8), file: state.file)
-        } catch {
-            throw usageError("cannot reread the topology file \(state.file) that \(name) was built from (\(error)); restore it or `lab down` and `lab up` again")
-        }
         let matrix: ReachMatrix
-        do { matrix = try ReachRunner().run(state: state, topology: topo) } catch let e as LabError { throw usageError("\(e)") }
+        if state.compose != nil {
+            // A compose deployment: nodes are its containers (namespaces attached at `lab up`).
+            do { matrix = try ReachRunner().run(composeState: state) } catch let e as LabError { throw usageError("\(e)") }
+        } else {
+            if let bad = state.nodes.first(where: { $0.kind != "netns" && $0.kind != "router" }) {
+                throw usageError("reach probes netns and router nodes only; node \(bad.name) is a \(bad.kind)")
+            }
+            let topo: Topology
+            do {
+                topo = try TopologyLoader.load(yaml: String(contentsOfFile: state.file, encoding: .utf8), file: state.file)
+            } catch {
+                throw usageError("cannot reread the topology file \(state.file) that \(name) was built from (\(error)); restore it or `lab down` and `lab up` again")
+            }
+            do { matrix = try ReachRunner().run(state: state, topology: topo) } catch let e as LabError { throw usageError("\(e)") }
+        }
 
         let dir: String
         if let out { dir = out } else {
