@@ -196,8 +196,9 @@ func printState(_ s: LabState) {
         print(line)
     }
     let width = max(6, s.nodes.map(\.name.count).max() ?? 0)
+    let kindWidth = max(6, s.nodes.map(\.kind.count).max() ?? 0) + 1
     for n in s.nodes {
-        var line = "  " + n.name.padding(toLength: width + 1, withPad: " ", startingAt: 0) + n.kind.padding(toLength: 7, withPad: " ", startingAt: 0)
+        var line = "  " + n.name.padding(toLength: width + 1, withPad: " ", startingAt: 0) + n.kind.padding(toLength: kindWidth, withPad: " ", startingAt: 0)
         line += n.interfaces.map { "\($0.address) (\($0.network), \($0.device))" }.joined(separator: ", ")
         if let pid = n.pid {
             line += "; pid \(pid) " + (LabExecutor.isAlive(pid) ? "alive" : "NOT running")
