@@ -130,6 +130,13 @@ final class ComposeIntegrationTests: XCTestCase {
         XCTAssertTrue(csv.contains("sum,front,tcp 192.168.1.6:50000,yes,,"), csv)
         XCTAssertTrue(csv.contains("(host),front,tcp 127.0.0.1:50000,yes,,"), csv)
 
+        // With a service stopped, the same expectation fails, naming it (the check can fail).
+        let stopped = try runCommand("/usr/bin/env", ["docker", "stop", "-t", "1", "edgemeter-calculator-compose-div"], timeout: 30)
+        XCTAssertEqual(stopped.status, 0, stopped.stderr)
+        let differs = try edgemeter(["reach", project, "--expect", expected, "--out", out], timeout: 120)
+        XCTAssertEqual(differs.status, 1, differs.stdout + differs.stderr)
+        XCTAssertTrue(differs.stdout.contains("from (host) to div icmp 192.168.1.4: expected reachable"), differs.stdout)
+
         let down = try edgemeter(["lab", "down", project])
         XCTAssertEqual(down.status, 0, down.stderr)
         XCTAssertEqual(try inventorySync(), before, "left behind after lab down")
