@@ -338,7 +338,12 @@ public struct ComposeDeployer: Sendable {
                 left.append("namespace name \(ns) (`ip netns del \(ns)` failed)")
             }
         }
-        for name in c.containers.reversed() {
+        // The recorded containers, last first, then the other services' containers too (their names are
+        // in the state from the start; one that does not exist is skipped), in case one was created by
+        // other means than the recorded request, e.g. a retry by hand.
+        var names = c.containers.reversed() as [String]
+        for n in s.nodes.reversed() where n.kind == "container" && !names.contains(n.namespace) { names.append(n.namespace) }
+        for name in names {
             guard Names.isEdgemeterName(name) else { left.append("container \(name) (not an edgemeter name, not touched)"); continue }
             do {
                 let r = try await docker.request(.GET, "/containers/\(name)/json")

@@ -226,6 +226,23 @@ final class ComposeFileTests: XCTestCase {
         XCTAssertTrue(expected.rows.values.allSatisfy { $0 })
     }
 
+    /// `edgemeter cleanup` and `lab down` find a compose deployment through `LabExecutor.states()`:
+    /// its state file must read back with the compose objects (a file that fails to decode would be
+    /// skipped silently).
+    func testStateFileReadsBackForDownAndCleanup() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("compose-state-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let executor = LabExecutor(stateDirectory: dir)
+        var state = ComposeDeployer.initialState(try builtIn())
+        state.compose?.network = "edgemeter-calculator-compose-calcnet"
+        state.compose?.containers = ["edgemeter-calculator-compose-sum"]
+        state.compose?.published = [ComposeState.Published(service: "front", hostIP: "127.0.0.1", hostPort: 50000, containerPort: 50000, proto: "tcp")]
+        try executor.save(state)
+        XCTAssertEqual(executor.states(), [state])
+        XCTAssertEqual(try executor.state("calculator-compose").compose?.containers, ["edgemeter-calculator-compose-sum"])
+    }
+
     func testLogStreamDemultiplexing() {
         let frame: [UInt8] = [1, 0, 0, 0, 0, 0, 0, 3] + Array("abc".utf8) + [2, 0, 0, 0, 0, 0, 0, 2] + Array("de".utf8)
         XCTAssertEqual(ComposeDeployer.demultiplex(frame), "abcde")
