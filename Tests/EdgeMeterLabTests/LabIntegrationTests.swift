@@ -196,20 +196,20 @@ final class LabIntegrationTests: XCTestCase {
         XCTAssertEqual(try inventory(name, tag: t), before)
     }
 
-    func testContainerNodesAreRefusedWithExit2AndNothingBuilt() throws {
+    func testVMNodesAreRefusedWithExit2AndNothingBuilt() throws {
         let file = NSTemporaryDirectory() + "lab-kind-\(getpid()).yaml"
         try """
         name: kinds
         networks: [{name: a, subnet: 10.232.0.0/24}]
         nodes:
           - {name: n1, interfaces: [{network: a, address: 10.232.0.2}]}
-          - {name: web, kind: container, image: busybox, interfaces: [{network: a, address: 10.232.0.3}]}
+          - {name: web, kind: vm, interfaces: [{network: a, address: 10.232.0.3}]}
         """.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
         let before = try inventory("kinds", tag: try tag("kinds"))
         let r = try edgemeter(["lab", "up", file])
         XCTAssertEqual(r.status, 2)
-        XCTAssertTrue(r.stderr.contains("node web: kind container is not supported by `lab up` yet; use netns or router"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("node web: kind vm is not supported by `lab up` yet; use netns, router, container or lxc"), r.stderr)
         XCTAssertEqual(try inventory("kinds", tag: try tag("kinds")), before)
         let unknown = try edgemeter(["lab", "down", "kinds"])
         XCTAssertEqual(unknown.status, 2)
