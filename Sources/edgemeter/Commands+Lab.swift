@@ -134,7 +134,7 @@ struct LabUpCommand: AsyncParsableCommand {
             throw ExitCode(e.kind == .interrupted ? 130 : 2)
         }
         let elapsed = ContinuousClock.now - start
-        print("\(topo.name) up in \(formatMilliseconds(elapsed)) (\(state.objects.count) namespaces and host links); state: \(executor.statePath(topo.name))")
+        print("\(topo.name) up in \(formatMilliseconds(elapsed)) (\(state.objects.count) namespaces, host links and containers); state: \(executor.statePath(topo.name))")
         printState(state)
         if let expectation, let expect {
             print("")
@@ -152,7 +152,7 @@ func printState(_ s: LabState) {
     }
     let width = max(6, s.nodes.map(\.name.count).max() ?? 0)
     for n in s.nodes {
-        var line = "  " + n.name.padding(toLength: width + 1, withPad: " ", startingAt: 0) + n.kind.padding(toLength: 7, withPad: " ", startingAt: 0)
+        var line = "  " + n.name.padding(toLength: width + 1, withPad: " ", startingAt: 0) + n.kind.padding(toLength: 10, withPad: " ", startingAt: 0)
         line += n.interfaces.map { "\($0.address) (\($0.network), \($0.device))" }.joined(separator: ", ")
         if let pid = n.pid {
             line += "; pid \(pid) " + (LabExecutor.isAlive(pid) ? "alive" : "NOT running")
