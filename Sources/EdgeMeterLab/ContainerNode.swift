@@ -223,10 +223,11 @@ extension LabExecutor {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Writes the node's container log into `<topo>.logs/<node>.log` (where `logTail` reads).
-    func saveNodeLog(_ node: LabState.NodeState, topology: String) async {
-        guard let c = node.container, let e = node.engine.flatMap(TopologyPlan.NodeLaunch.Engine.init(rawValue:)) else { return }
-        let text = await nodeLog(e, c)
+    /// For a container or lxc node (whose container is named as its namespace), writes the
+    /// container's output into `<topo>.logs/<node>.log`, where `logTail` reads; nothing otherwise.
+    func saveNodeLog(_ node: Node, namespace: String, topology: String) async {
+        guard node.kind.isContainer else { return }
+        let text = await nodeLog(node.kind == .container ? .docker : .lxc, namespace)
         try? text.write(toFile: "\(logDirectory(topology))/\(node.name).log", atomically: true, encoding: .utf8)
     }
 

@@ -107,13 +107,7 @@ public struct LabExecutor: Sendable {
             for (i, node) in topology.nodes.enumerated() {
                 for port in node.ports where !node.workload.isEmpty {
                     try checkStop()
-                    do {
-                        try await waitForPort(node: node, namespace: plan.namespace(of: node.name), port: port, pid: state.nodes[i].pid, topology: topology.name, stop: stop)
-                    } catch var e as LabError where node.kind.isContainer && e.kind == .stepFailed {
-                        await saveNodeLog(state.nodes[i], topology: topology.name)
-                        e.message += "; the container's output: \(logTail(topology.name, node.name))"
-                        throw e
-                    }
+                    try await waitForPort(node: node, namespace: plan.namespace(of: node.name), port: port, pid: state.nodes[i].pid, topology: topology.name, stop: stop)
                 }
             }
             state.status = "up"
@@ -231,11 +225,13 @@ public struct LabExecutor: Sendable {
             if outcome == .connected { return }
             if case .failed(let why) = outcome { last = why }
             if let pid, !Self.isAlive(pid) {
+                await saveNodeLog(node, namespace: namespace, topology: topology)
                 throw LabError(.stepFailed, "node \(node.name): its workload exited before port \(port) answered; its output: \(logTail(topology, node.name))")
             }
             try await Task.sleep(for: .milliseconds(50))
         }
         let secs = Double(portTimeout.components.seconds) + Double(portTimeout.components.attoseconds) / 1e18
+        await saveNodeLog(node, namespace: namespace, topology: topology)
         throw LabError(.stepFailed, "node \(node.name): port \(port) did not accept a TCP connect from inside \(namespace) within \(secs) s (last: \(last)); "
             + "check the workload's output in \(logDirectory(topology))/\(node.name).log: \(logTail(topology, node.name))")
     }

@@ -122,6 +122,36 @@ final class NodeKindsIntegrationTests: XCTestCase {
         XCTAssertEqual(left, [])
     }
 
+    /// A container whose workload cannot start: `lab up` fails quoting the container's own output
+    /// (its log through the Engine API), undoes everything; a missing image is refused before building.
+    func testAFailingContainerWorkloadIsQuotedAndAMissingImageRefusedNothingLeft() async throws {
+        try requireDocker()
+        let topo = "badc"
+        try downIfUp(topo)
+        let before = await snapshot()
+        let file = try write("""
+            name: badc
+            networks: [{name: lan, subnet: 10.236.0.0/24}]
+            nodes:
+              - {name: c1, kind: container, interfaces: [{network: lan, address: 10.236.0.12}], workload: [nosuchprogram, --x], ports: [8080]}
+            """, "badc")
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let r = try edgemeter(["lab", "up", file])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("node c1: its workload exited before port 8080 answered; its output: sh: exec: line 0: nosuchprogram: not found"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("(everything built so far was removed again)"), r.stderr)
+        var left = await leftovers(before, topo, "after a failed workload")
+        XCTAssertEqual(left, [])
+
+        try "name: badc\nnetworks: [{name: lan, subnet: 10.236.0.0/24}]\nnodes:\n  - {name: c2, kind: container, image: \"nosuch:latest\", interfaces: [{network: lan, address: 10.236.0.13}]}\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let img = try edgemeter(["lab", "up", file])
+        XCTAssertEqual(img.status, 2)
+        XCTAssertTrue(img.stderr.contains("image nosuch:latest is not in dockerd"), img.stderr)
+        left = await leftovers(before, topo, "after a missing image")
+        XCTAssertEqual(left, [])
+    }
+
     func testDocker0ContainersReachableFromTheHostAndEachOther() async throws {
         try requireDocker()
         guard FileManager.default.fileExists(atPath: "/sys/class/net/docker0") else {
