@@ -30,13 +30,12 @@ public struct LabExecutor: Sendable {
 
     // MARK: checks before anything is built
 
-    /// Throws `.refused` for what `lab up` cannot build: vm nodes, a missing `ip`/`iptables`, not
+    /// Throws `.refused` for what `lab up` cannot build: vm nodes without QEMU, the cached kernel,
+    /// cpio or busybox, a missing `ip`/`iptables`, not
     /// being root, or a topology that is already up. (Container and lxc nodes are checked further
     /// by `preflightNodes`, which asks dockerd and LXC.)
     public func preflight(_ topology: Topology) throws {
-        for n in topology.nodes where n.kind == .vm {
-            throw LabError(.refused, "node \(n.name): kind vm is not supported by `lab up` yet; use netns, router, container or lxc")
-        }
+        for n in topology.nodes where n.kind == .vm { try preflightVM(n) }
         guard getuid() == 0 else {
             throw LabError(.refused, "`lab up` creates network namespaces and links, which needs root: run it as root (sudo edgemeter lab up \(topology.name))")
         }
@@ -100,12 +99,19 @@ public struct LabExecutor: Sendable {
                 state.nodes[i].pid = try await releaseNode(state.nodes[i])
                 try save(state)
             }
-            for (i, node) in topology.nodes.enumerated() where !node.workload.isEmpty && !node.kind.isContainer {
+            for (i, node) in topology.nodes.enumerated() where node.kind == .vm {
+                guard let port = state.nodes[i].interfaces.first else { continue }
+                progress("booting vm \(node.name) (QEMU TCG)")
+                state.nodes[i].pid = try await startVM(node, port: port, namespace: plan.namespace(of: node.name), topology: topology.name, stop: stop)
+                try save(state)
+            }
+            for (i, node) in topology.nodes.enumerated() where !node.workload.isEmpty && !node.kind.isContainer && node.kind != .vm {
                 state.nodes[i].pid = try startWorkload(node, namespace: plan.namespace(of: node.name), binary: binary, topology: topology.name)
                 try save(state)
             }
             for (i, node) in topology.nodes.enumerated() {
-                for port in node.ports where !node.workload.isEmpty {
+                // A vm's ports are its guest's: waited for through the guest's ready line, probed by reach.
+                for port in node.ports where !node.workload.isEmpty && node.kind != .vm {
                     try checkStop()
                     try await waitForPort(node: node, namespace: plan.namespace(of: node.name), port: port, pid: state.nodes[i].pid, topology: topology.name, stop: stop)
                 }

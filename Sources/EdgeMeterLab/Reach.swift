@@ -54,6 +54,8 @@ public struct ReachResult: Sendable, Equatable {
         case timeout
         /// `ip route get` in the source chose an interface that is not the lab's: nothing was sent.
         case leavesLab = "not probed: the route leaves the lab"
+        /// The source is a vm node: its guest runs busybox only, and probes cannot be started in it.
+        case insideVM = "not probed: cannot run probes inside a vm node"
     }
 
     public var probe: ReachProbe

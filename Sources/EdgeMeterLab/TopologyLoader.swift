@@ -205,6 +205,17 @@ public enum TopologyLoader {
         if image != nil && (kind == .netns || kind == .router) {
             p.add(m.line("image"), "\(what): `image` is for container, lxc and vm nodes; a \(kind.rawValue) node runs on the host's files")
         }
+        if kind == .vm {
+            if interfaces.count > 1 {
+                p.add(m.line("interfaces"), "\(what): a vm node has one interface (its guest's eth0); give it one network, or use a router to join more")
+            }
+            if workload.contains("edgemeter") {
+                p.add(m.line("workload"), "\(what): a vm's guest runs busybox only; its workload must be a busybox command such as [httpd, -f, -p, \"8080\"], not edgemeter")
+            }
+            if image != nil {
+                p.add(m.line("image"), "\(what): a vm node boots the cached kernel with a busybox initramfs and takes no `image`; remove it")
+            }
+        }
         if image != nil && kind == .lxc {
             p.add(m.line("image"), "\(what): lxc nodes are made from LXC's busybox template, which takes no image; remove `image`")
         }

@@ -18,6 +18,8 @@
 ///   (a step of its own, `.startNode`), whose network namespace is then attached under the node's
 ///   namespace name (`ip netns attach`), after which the same steps wire it as a netns node. Its
 ///   workload is the container's command, held back until every step ran (see `NodeLaunch`);
+/// - a vm node's namespace holds a bridge `br0` joining its `eth0` (no address) and a TAP device
+///   `tap0` for QEMU, whose guest holds the node's address and routes;
 /// - a docker network (`docker: bridge`) is dockerd's default bridge: no lab bridge, and the
 ///   container nodes on it are created on it (dockerd makes their eth0 and its address).
 ///
@@ -278,8 +280,19 @@ public struct TopologyPlan: Sendable, Equatable {
                 add("veth \(port.bridgePort) <-> \(node.name):\(port.device) on \(port.network)",
                     ["link", "add", port.bridgePort, "type", "veth", "peer", "name", port.device, "netns", ns], in: f)
                 add("\(port.bridgePort) joins bridge \(br)", ["link", "set", port.bridgePort, "master", br, "up"], in: f)
-                add("\(node.name): address \(port.address) on \(port.device)", ["addr", "add", "\(port.address)/\(port.prefixLength)", "dev", port.device], in: ns)
+                if node.kind != .vm {
+                    add("\(node.name): address \(port.address) on \(port.device)", ["addr", "add", "\(port.address)/\(port.prefixLength)", "dev", port.device], in: ns)
+                }
                 add("\(node.name): \(port.device) up", ["link", "set", port.device, "up"], in: ns)
+            }
+            if node.kind == .vm {
+                // The guest owns the address: eth0 and the TAP device QEMU uses join one bridge.
+                add("\(node.name): bridge br0 for the guest", ["link", "add", "br0", "type", "bridge"], in: ns)
+                for port in ports(of: node) { add("\(node.name): \(port.device) joins br0", ["link", "set", port.device, "master", "br0"], in: ns) }
+                add("\(node.name): TAP device tap0 for QEMU", ["tuntap", "add", "dev", "tap0", "mode", "tap"], in: ns)
+                add("\(node.name): tap0 joins br0", ["link", "set", "tap0", "master", "br0", "up"], in: ns)
+                add("\(node.name): br0 up", ["link", "set", "br0", "up"], in: ns)
+                continue   // routes are the guest's (its /init adds them)
             }
             if node.kind == .router {
                 exec("\(node.name): forward IPv4", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], in: ns)

@@ -197,18 +197,56 @@ final class NodeKindsTests: XCTestCase {
         XCTAssertEqual(LabExecutor.demultiplex(Array("plain".utf8)), "plain", "a TTY log has no frames")
     }
 
-    func testVMNodesAreRefusedBeforeAnythingRuns() throws {
+    static let vm = """
+        name: vmx
+        networks:
+          - {name: lan, subnet: 10.237.0.0/24, host: 10.237.0.1}
+        nodes:
+          - name: n1
+            interfaces: [{network: lan, address: 10.237.0.11}]
+          - name: v1
+            kind: vm
+            interfaces: [{network: lan, address: 10.237.0.12}]
+            routes: [{to: default, via: 10.237.0.1}]
+            workload: [httpd, -f, -p, "8080", -h, /]
+            ports: [8080]
+        """
+
+    func testVMGuestOwnsTheAddressBehindBr0AndTap0AndGetsTheRoutesInItsInit() throws {
+        let plan = TopologyPlan(try TopologyLoader.load(yaml: Self.vm, file: "vmx.yaml"))
+        let cmds = plan.steps.map { $0.commandLine.joined(separator: " ") }
+        let ns = "edgemeter-vmx-v1"
+        XCTAssertTrue(cmds.contains("ip netns add \(ns)"))
+        XCTAssertFalse(cmds.contains { $0.hasPrefix("ip -n \(ns) addr add") }, "the namespace holds no address: the guest does")
+        XCTAssertFalse(cmds.contains { $0.hasPrefix("ip -n \(ns) route") }, "routes are the guest's")
+        for c in ["ip -n \(ns) link add br0 type bridge", "ip -n \(ns) link set eth0 master br0", "ip -n \(ns) tuntap add dev tap0 mode tap",
+                  "ip -n \(ns) link set tap0 master br0 up", "ip -n \(ns) link set br0 up"] {
+            XCTAssertTrue(cmds.contains(c), "missing \(c) in \(cmds)")
+        }
+        let initScript = LabExecutor.vmInitScript(address: "10.237.0.12", prefixLength: 24, routes: [(to: "default", via: "10.237.0.1")],
+                                                  workload: ["httpd", "-f", "-p", "8080", "-h", "/"], ports: [8080])
+        XCTAssertTrue(initScript.contains("ip addr add 10.237.0.12/24 dev eth0\nip route add default via 10.237.0.1\n'httpd' '-f' '-p' '8080' '-h' '/' &\n"), initScript)
+        XCTAssertTrue(initScript.contains("grep -q ':8080 '"), "the marker waits for the port: \(initScript)")
+        XCTAssertTrue(initScript.hasSuffix("echo edgemeter-vm-ready\nwhile :; do sleep 3600; done\n"), initScript)
+    }
+
+    func testVMNodesTakeOneInterfaceBusyboxWorkloadsAndNoImage() {
         let yaml = """
             name: k
-            networks: [{name: a, subnet: 10.9.0.0/24}]
+            networks: [{name: a, subnet: 10.9.0.0/24}, {name: b, subnet: 10.10.0.0/24}]
             nodes:
-              - {name: v1, kind: vm, interfaces: [{network: a, address: 10.9.0.2}]}
+              - name: v1
+                kind: vm
+                image: debian
+                interfaces: [{network: a, address: 10.9.0.2}, {network: b, address: 10.10.0.2}]
+                workload: [edgemeter, serve, calculator]
             """
-        let topo = try TopologyLoader.load(yaml: yaml, file: "k.yaml")
-        let ex = LabExecutor(stateDirectory: NSTemporaryDirectory() + "lab-\(getpid())")
-        XCTAssertThrowsError(try ex.preflight(topo)) { e in
-            XCTAssertEqual("\(e)", "node v1: kind vm is not supported by `lab up` yet; use netns, router, container or lxc")
-            XCTAssertEqual((e as? LabError)?.kind, .refused)
+        XCTAssertThrowsError(try TopologyLoader.load(yaml: yaml, file: "k.yaml")) { e in
+            XCTAssertEqual("\(e)", """
+                k.yaml:6: node "v1": a vm node boots the cached kernel with a busybox initramfs and takes no `image`; remove it
+                k.yaml:7: node "v1": a vm node has one interface (its guest's eth0); give it one network, or use a router to join more
+                k.yaml:8: node "v1": a vm's guest runs busybox only; its workload must be a busybox command such as [httpd, -f, -p, "8080"], not edgemeter
+                """)
         }
     }
 }

@@ -156,19 +156,4 @@ final class TopologyPlanTests: XCTestCase {
         XCTAssertTrue(String(decoding: data, as: UTF8.self).contains(#"{"kind":"link","name":"em-abcd-h0"}"#) ||
                       String(decoding: data, as: UTF8.self).contains(#"{"name":"em-abcd-h0","kind":"link"}"#))
     }
-
-    func testUnsupportedKindsAreRefusedBeforeAnythingRuns() throws {
-        let yaml = """
-        name: k
-        networks: [{name: a, subnet: 10.9.0.0/24}]
-        nodes:
-          - {name: c1, kind: vm, interfaces: [{network: a, address: 10.9.0.2}]}
-        """
-        let topo = try TopologyLoader.load(yaml: yaml, file: "k.yaml")
-        let ex = LabExecutor(stateDirectory: NSTemporaryDirectory() + "lab-\(getpid())")
-        XCTAssertThrowsError(try ex.preflight(topo)) { e in
-            XCTAssertEqual("\(e)", "node c1: kind vm is not supported by `lab up` yet; use netns, router, container or lxc")
-            XCTAssertEqual((e as? LabError)?.kind, .refused)
-        }
-    }
 }
