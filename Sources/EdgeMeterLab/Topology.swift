@@ -65,7 +65,7 @@ public enum NodeKind: String, Sendable, CaseIterable, Equatable {
     case container
     /// An LXC container (busybox template, network type `empty`), attached the same way.
     case lxc
-    /// A QEMU VM: not built by `lab up` yet.
+    /// A QEMU guest (TCG, busybox initramfs) behind a bridge and TAP device in the node's namespace.
     case vm
 
     /// Kinds whose processes run in a container of their own (image files, not the host's).

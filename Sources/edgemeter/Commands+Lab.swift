@@ -12,7 +12,7 @@ struct LabCommand: AsyncParsableCommand {
         discussion: """
         A topology is a YAML file of networks and nodes (see benchmarks/topologies/). `lab up` builds \
         it from network namespaces (kinds netns and router), docker containers (container) and LXC \
-        containers (lxc) whose namespaces it wires the same way (vm nodes are refused), \
+        containers (lxc) whose namespaces it wires the same way, and QEMU guests (vm), \
         starts each node's workload and waits for its ports. Everything it creates carries an \
         edgemeter prefix and is recorded in /run/edgemeter/lab/<name>.json, which `lab down` and \
         `edgemeter cleanup` use. Needs root.

@@ -55,6 +55,7 @@ final class NodeKindsIntegrationTests: XCTestCase {
             guard words.count == 2 else { return true }
             switch words[0] {
             case "netns", "link", "bridge", "docker", "lxc": return words[1].hasPrefix("edgemeter-\(topo)") || words[1].hasPrefix("em-\(tag)")
+            case "qemu": return words[1].contains("edgemeter-\(topo)")
             case "file": return words[1].hasPrefix("\(stateDir)/\(topo).")
             case "process": return true
             default: return false
@@ -149,6 +150,43 @@ final class NodeKindsIntegrationTests: XCTestCase {
         XCTAssertEqual(img.status, 2)
         XCTAssertTrue(img.stderr.contains("image nosuch:latest is not in dockerd"), img.stderr)
         left = await leftovers(before, topo, "after a missing image")
+        XCTAssertEqual(left, [])
+    }
+
+    /// A vm node (QEMU TCG, busybox initramfs) next to a netns node: the guest owns its address,
+    /// answers ICMP and TCP on its workload's port from the netns node and from the host; probes
+    /// from the vm are reported as not probed; the QEMU process goes at `lab down`.
+    func testVMNodeIsReachableAsATargetAndItsProbesAreReportedNotProbed() async throws {
+        guard which("qemu-system-x86_64") != nil, FileManager.default.fileExists(atPath: "/var/cache/edgemeter/kernel/modules/e1000.ko"),
+              which("cpio") != nil else {
+            throw XCTSkip("vm nodes need qemu-system-x86_64, cpio and the guest kernel cache: scripts/setup-engines.sh")
+        }
+        let topo = "vmx"
+        try downIfUp(topo)
+        let file = try write(NodeKindsTests.vm, "vmx")
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let expect = try write("""
+            from,to,probe,reachable
+            (host),n1,icmp 10.237.0.11,yes
+            (host),v1,icmp 10.237.0.12,yes
+            (host),v1,tcp 10.237.0.12:8080,yes
+            n1,v1,icmp 10.237.0.12,yes
+            n1,v1,tcp 10.237.0.12:8080,yes
+            v1,n1,icmp 10.237.0.11,no
+            """, "vmx-expected", ext: "csv")
+        defer { try? FileManager.default.removeItem(atPath: expect) }
+        let before = await snapshot()
+        let up = try edgemeter(["lab", "up", file], timeout: 180)
+        XCTAssertEqual(up.status, 0, up.stderr)
+        guard up.status == 0 else { try downIfUp(topo); return }
+        let during = await leftovers(before, topo, "while up")
+        XCTAssertTrue(during.contains { $0.hasPrefix("left behind: qemu ") || $0.contains("qemu-system") }, "the guest's QEMU is seen: \(during)")
+        let reach = try edgemeter(["reach", topo, "--expect", expect, "--out", NSTemporaryDirectory() + "reach-vmx-\(getpid())"])
+        XCTAssertEqual(reach.status, 0, reach.stdout + reach.stderr)
+        XCTAssertTrue(reach.stdout.contains("v1 → n1 icmp 10.237.0.11: not probed: cannot run probes inside a vm node"), reach.stdout)
+        let down = try edgemeter(["lab", "down", topo])
+        XCTAssertEqual(down.status, 0, down.stderr)
+        let left = await leftovers(before, topo, "after lab down")
         XCTAssertEqual(left, [])
     }
 
