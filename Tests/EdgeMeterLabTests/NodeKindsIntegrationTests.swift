@@ -224,18 +224,20 @@ final class NodeKindsIntegrationTests: XCTestCase {
         XCTAssertEqual(left, [])
     }
 
-    /// Waits (at most 3 minutes) until no other lab topology is up and no other edgemeter container
-    /// exists: `edgemeter cleanup` removes every one of them, which would break another run on this host.
-    func waitForAQuietHost(except topo: String) throws {
+    /// Waits (at most 3 minutes) until the host holds no other run's edgemeter objects (lab state
+    /// files, namespaces, containers, lxc containers, QEMU guests): `edgemeter cleanup` removes every
+    /// one of them, which would break another run on this host.
+    func waitForAQuietHost(except topo: String) async throws {
         let deadline = Date().addingTimeInterval(180)
         var others: [String] = []
         repeat {
             let states = ((try? FileManager.default.contentsOfDirectory(atPath: stateDir)) ?? []).filter { !$0.hasPrefix("\(topo).") }
-            let containers = try runCommand("/usr/bin/env", ["docker", "ps", "-a", "--format", "{{.Names}}", "--filter", "label=edgemeter"], timeout: 30)
-                .stdout.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("edgemeter-\(topo)-") }
-            others = states.map { "state file \($0)" } + containers.map { "container \($0)" }
+            let inv = await snapshot()
+            others = states.map { "state file \($0)" } + inv.entries.filter { e in
+                ["netns edgemeter-", "docker edgemeter-", "lxc edgemeter-", "qemu "].contains { e.hasPrefix($0) } && !e.contains("edgemeter-\(topo)")
+            }
             if others.isEmpty { return }
-            Thread.sleep(forTimeInterval: 2)
+            try await Task.sleep(for: .seconds(2))
         } while Date() < deadline
         throw XCTSkip("`edgemeter cleanup` would remove another run's objects on this host (\(others.joined(separator: ", "))); run this test when no other edgemeter run is active")
     }
@@ -244,7 +246,7 @@ final class NodeKindsIntegrationTests: XCTestCase {
     /// then removes the container, its namespace name and the rest.
     func testSIGKILLWhileAContainerNodeIsCreatedThenCleanupLeavesNothing() async throws {
         try requireDocker()
-        try waitForAQuietHost(except: "killc")
+        try await waitForAQuietHost(except: "killc")
         let topo = "killc"
         try downIfUp(topo)
         let file = try write("""
