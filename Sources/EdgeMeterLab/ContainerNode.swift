@@ -88,7 +88,6 @@ extension LabExecutor {
             } catch {
                 throw LabError(.stepFailed, "node \(l.node): container \(l.name) did not start: \(error)")
             }
-            _ = id
         case .lxc:
             try await startLXC(l, binary: binary)
         }
