@@ -30,12 +30,12 @@ public struct LabExecutor: Sendable {
 
     // MARK: checks before anything is built
 
-    /// Throws `.refused` for what `lab up` cannot build: node kinds other than netns and router, a
-    /// missing `ip`/`iptables`, not being root, or a topology that is already up.
+    /// Throws `.refused` for what `lab up` cannot build: vm nodes without QEMU, the cached kernel,
+    /// cpio or busybox, a missing `ip`/`iptables`, not
+    /// being root, or a topology that is already up. (Container and lxc nodes are checked further
+    /// by `preflightNodes`, which asks dockerd and LXC.)
     public func preflight(_ topology: Topology) throws {
-        for n in topology.nodes where n.kind != .netns && n.kind != .router {
-            throw LabError(.refused, "node \(n.name): kind \(n.kind.rawValue) is not supported by `lab up` yet; use netns or router")
-        }
+        for n in topology.nodes where n.kind == .vm { try preflightVM(n) }
         guard getuid() == 0 else {
             throw LabError(.refused, "`lab up` creates network namespaces and links, which needs root: run it as root (sudo edgemeter lab up \(topology.name))")
         }
@@ -70,6 +70,7 @@ public struct LabExecutor: Sendable {
             default: break
             }
         }
+        try await preflightNodes(topology)
         var state = LabState(plan: plan)
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         try save(state)
@@ -85,16 +86,32 @@ public struct LabExecutor: Sendable {
                     state.objects.append(o)
                     try save(state)
                 }
-                try await run(step)
+                try await run(step, binary: binary)
+                if case .startNode(let launch) = step.action, launch.networkMode == "bridge" {
+                    try await recordDockerAddresses(launch, into: &state)
+                    try save(state)
+                }
             }
-            progress("built \(plan.steps.count) steps: \(state.objects.count) namespaces and links")
+            progress("built \(plan.steps.count) steps: \(state.objects.count) namespaces, links and containers")
             try FileManager.default.createDirectory(atPath: logDirectory(topology.name), withIntermediateDirectories: true)
-            for (i, node) in topology.nodes.enumerated() where !node.workload.isEmpty {
+            for (i, node) in topology.nodes.enumerated() where node.kind.isContainer {
+                // The container's command waited for the wiring; now it runs the workload.
+                state.nodes[i].pid = try await releaseNode(state.nodes[i])
+                try save(state)
+            }
+            for (i, node) in topology.nodes.enumerated() where node.kind == .vm {
+                guard let port = state.nodes[i].interfaces.first else { continue }
+                progress("booting vm \(node.name) (QEMU TCG)")
+                state.nodes[i].pid = try await startVM(node, port: port, namespace: plan.namespace(of: node.name), topology: topology.name, stop: stop)
+                try save(state)
+            }
+            for (i, node) in topology.nodes.enumerated() where !node.workload.isEmpty && !node.kind.isContainer && node.kind != .vm {
                 state.nodes[i].pid = try startWorkload(node, namespace: plan.namespace(of: node.name), binary: binary, topology: topology.name)
                 try save(state)
             }
             for (i, node) in topology.nodes.enumerated() {
-                for port in node.ports where !node.workload.isEmpty {
+                // A vm's ports are its guest's: waited for through the guest's ready line, probed by reach.
+                for port in node.ports where !node.workload.isEmpty && node.kind != .vm {
                     try checkStop()
                     try await waitForPort(node: node, namespace: plan.namespace(of: node.name), port: port, pid: state.nodes[i].pid, topology: topology.name, stop: stop)
                 }
@@ -152,7 +169,8 @@ public struct LabExecutor: Sendable {
     }
 
     /// Runs one step; a failure throws `.stepFailed` naming the step, the command and its stderr.
-    func run(_ step: TopologyPlan.Step) async throws {
+    /// `binary` is what lxc nodes mount as edgemeter.
+    func run(_ step: TopologyPlan.Step, binary: String? = nil) async throws {
         let r: CommandResult
         do {
             switch step.action {
@@ -160,7 +178,18 @@ public struct LabExecutor: Sendable {
             case .exec(let ns, let argv):
                 let program = which(argv[0]) ?? argv[0]
                 r = try await ip.exec(in: ns, [program] + argv.dropFirst(), timeout: .seconds(30))
+            case .startNode(let launch):
+                try await startNode(launch, binary: binary)
+                return
+            case .attachNamespace(let ns, let engine, let container):
+                try await attachNamespace(ns, engine: engine, container: container)
+                return
+            case .removeNode(let engine, let container):
+                try await removeNode(engine: engine, container: container)
+                return
             }
+        } catch let e as LabError {
+            throw e
         } catch {
             throw LabError(.stepFailed, "step \"\(step.summary)\" could not run `\(step.commandLine.joined(separator: " "))`: \(error)", command: step.commandLine)
         }
@@ -202,11 +231,13 @@ public struct LabExecutor: Sendable {
             if outcome == .connected { return }
             if case .failed(let why) = outcome { last = why }
             if let pid, !Self.isAlive(pid) {
+                await saveNodeLog(node, namespace: namespace, topology: topology)
                 throw LabError(.stepFailed, "node \(node.name): its workload exited before port \(port) answered; its output: \(logTail(topology, node.name))")
             }
             try await Task.sleep(for: .milliseconds(50))
         }
         let secs = Double(portTimeout.components.seconds) + Double(portTimeout.components.attoseconds) / 1e18
+        await saveNodeLog(node, namespace: namespace, topology: topology)
         throw LabError(.stepFailed, "node \(node.name): port \(port) did not accept a TCP connect from inside \(namespace) within \(secs) s (last: \(last)); "
             + "check the workload's output in \(logDirectory(topology))/\(node.name).log: \(logTail(topology, node.name))")
     }
@@ -278,6 +309,15 @@ public struct LabExecutor: Sendable {
             return left
         }
         var left: [String] = []
+        // 0. containers first (their processes go with them, without waiting for SIGTERM).
+        for o in s.objects.reversed() where o.isContainer {
+            guard Names.isEdgemeterName(o.name) else { left.append("\(o) (not an edgemeter name, not touched)"); continue }
+            do {
+                if try await removeNode(engine: o.isDocker ? .docker : .lxc, container: o.name) { removed.append(o.description) }
+            } catch {
+                left.append("\(o): \(error)")
+            }
+        }
         let namespaces = s.objects.compactMap { o -> String? in if case .namespace(let n) = o { return n } else { return nil } }
         let existing = Set((try? await self.namespaces()) ?? [])
         // 1. processes: every pid in each lab namespace (the workloads and anything they started).
@@ -295,13 +335,14 @@ public struct LabExecutor: Sendable {
         for p in pids { if Self.isAlive(p) { try? await Task.sleep(for: .milliseconds(50)) } }
         if !pids.isEmpty { removed.append("\(pids.count) process(es)") }
         // 2. objects, reverse order.
-        for o in s.objects.reversed() {
+        for o in s.objects.reversed() where !o.isContainer {
             let step = TopologyPlan.teardown([o])[0]
             guard Names.isEdgemeterName(o.name) else { left.append("\(o) (not an edgemeter name, not touched)"); continue }
             let present: Bool
             switch o {
             case .namespace(let n): present = existing.contains(n)
             case .hostLink(let l): present = FileManager.default.fileExists(atPath: "/sys/class/net/\(l)")
+            case .container, .lxc: present = false
             }
             guard present else { continue }
             do {

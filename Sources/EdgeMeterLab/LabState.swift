@@ -12,6 +12,9 @@ public struct LabState: Codable, Sendable, Equatable {
         /// The host's link into this network and its address, when the network declares `host:`.
         public var hostLink: String?
         public var hostAddress: String?
+        /// `bridge` for dockerd's default network: `bridge`, `hostLink` are docker0 (not the lab's,
+        /// never deleted), `subnet` and `hostAddress` as dockerd reported them at `lab up`.
+        public var docker: String? = nil
     }
 
     public struct NodeState: Codable, Sendable, Equatable {
@@ -21,8 +24,12 @@ public struct LabState: Codable, Sendable, Equatable {
         public var interfaces: [TopologyPlan.Port]
         public var workload: [String]
         public var ports: [Int]
-        /// The workload's process (it runs as `ip netns exec`, which execs the program in place).
+        /// The workload's process (it runs as `ip netns exec`, which execs the program in place;
+        /// for a container or lxc node, the container's init, which execs the workload).
         public var pid: Int32?
+        /// The node's container (container and lxc nodes): `docker` or `lxc`, and its name.
+        public var engine: String? = nil
+        public var container: String? = nil
     }
 
     public var topology: String
@@ -52,12 +59,16 @@ public struct LabState: Codable, Sendable, Equatable {
         self.started = f.string(from: started)
         objects = []
         networks = t.networks.enumerated().map { i, n in
-            NetworkState(name: n.name, subnet: n.subnet.description, bridge: plan.bridge(network: i),
-                         hostLink: n.hostAddress == nil ? nil : plan.hostLink(network: i), hostAddress: n.hostAddress?.description)
+            if let d = n.docker {
+                return NetworkState(name: n.name, subnet: "", bridge: "docker0", hostLink: "docker0", hostAddress: nil, docker: d.rawValue)
+            }
+            return NetworkState(name: n.name, subnet: n.subnet.description, bridge: plan.bridge(network: i),
+                                hostLink: n.hostAddress == nil ? nil : plan.hostLink(network: i), hostAddress: n.hostAddress?.description)
         }
         nodes = t.nodes.map { n in
-            NodeState(name: n.name, kind: n.kind.rawValue, namespace: plan.namespace(of: n.name), interfaces: plan.ports(of: n),
-                      workload: n.workload, ports: n.ports, pid: nil)
+            let engine: String? = n.kind == .container ? "docker" : n.kind == .lxc ? "lxc" : nil
+            return NodeState(name: n.name, kind: n.kind.rawValue, namespace: plan.namespace(of: n.name), interfaces: plan.ports(of: n),
+                             workload: n.workload, ports: n.ports, pid: nil, engine: engine, container: engine == nil ? nil : plan.namespace(of: n.name))
         }
     }
 
@@ -76,6 +87,8 @@ extension TopologyPlan.Object: Codable {
         switch try c.decode(String.self, forKey: .kind) {
         case "namespace": self = .namespace(name)
         case "link": self = .hostLink(name)
+        case "container": self = .container(name)
+        case "lxc": self = .lxc(name)
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown object kind \(other)")
         }
@@ -86,6 +99,8 @@ extension TopologyPlan.Object: Codable {
         switch self {
         case .namespace(let n): try c.encode("namespace", forKey: .kind); try c.encode(n, forKey: .name)
         case .hostLink(let n): try c.encode("link", forKey: .kind); try c.encode(n, forKey: .name)
+        case .container(let n): try c.encode("container", forKey: .kind); try c.encode(n, forKey: .name)
+        case .lxc(let n): try c.encode("lxc", forKey: .kind); try c.encode(n, forKey: .name)
         }
     }
 }

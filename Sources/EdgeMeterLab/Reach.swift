@@ -7,7 +7,9 @@ import EdgeMeterCore
 ///
 /// A probe is named by its source, its target node and a probe text that carries the address:
 /// `icmp 192.168.2.254`, `tcp 192.168.2.1:50001`. A router's port forward (or floating address) is a
-/// probe to the router: `tcp 10.201.0.1:1234`. The host is the source `(host)`.
+/// probe to the router: `tcp 10.201.0.1:1234`. The host is the source `(host)`. An address dockerd
+/// assigned (a container node on docker0) is named by its node instead, `icmp c2`, `tcp c2:8080`,
+/// so expected matrices do not depend on what dockerd handed out.
 public struct ReachProbe: Hashable, Sendable {
     public enum Kind: String, Sendable { case icmp, tcp }
     public var from: String
@@ -15,13 +17,15 @@ public struct ReachProbe: Hashable, Sendable {
     public var kind: Kind
     public var address: String
     public var port: Int?
+    /// What the probe column shows instead of the address (the node's name for a docker-assigned one).
+    public var label: String?
 
-    public init(from: String, to: String, kind: Kind, address: String, port: Int? = nil) {
-        (self.from, self.to, self.kind, self.address, self.port) = (from, to, kind, address, port)
+    public init(from: String, to: String, kind: Kind, address: String, port: Int? = nil, label: String? = nil) {
+        (self.from, self.to, self.kind, self.address, self.port, self.label) = (from, to, kind, address, port, label)
     }
 
-    /// `icmp ADDR` or `tcp ADDR:PORT`: the probe column of the matrix.
-    public var probe: String { kind == .icmp ? "icmp \(address)" : "tcp \(address):\(port ?? 0)" }
+    /// `icmp ADDR` or `tcp ADDR:PORT` (ADDR the label when there is one): the probe column of the matrix.
+    public var probe: String { kind == .icmp ? "icmp \(label ?? address)" : "tcp \(label ?? address):\(port ?? 0)" }
 
     public var key: ReachKey { ReachKey(from: from, to: to, probe: probe) }
 }
@@ -50,6 +54,8 @@ public struct ReachResult: Sendable, Equatable {
         case timeout
         /// `ip route get` in the source chose an interface that is not the lab's: nothing was sent.
         case leavesLab = "not probed: the route leaves the lab"
+        /// The source is a vm node: its guest runs busybox only, and probes cannot be started in it.
+        case insideVM = "not probed: cannot run probes inside a vm node"
     }
 
     public var probe: ReachProbe
@@ -84,9 +90,10 @@ public enum ReachPlan {
         for from in sources {
             for target in state.nodes where target.name != from {
                 for iface in target.interfaces {
-                    out.append(ReachProbe(from: from, to: target.name, kind: .icmp, address: iface.address))
+                    let label = iface.isDocker ? target.name : nil
+                    out.append(ReachProbe(from: from, to: target.name, kind: .icmp, address: iface.address, label: label))
                     for port in target.ports {
-                        out.append(ReachProbe(from: from, to: target.name, kind: .tcp, address: iface.address, port: port))
+                        out.append(ReachProbe(from: from, to: target.name, kind: .tcp, address: iface.address, port: port, label: label))
                     }
                 }
             }

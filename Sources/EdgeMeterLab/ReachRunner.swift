@@ -43,6 +43,10 @@ public struct ReachRunner: Sendable {
                 labDevices = Set(state.hostLinks).union(state.compose == nil ? [] : ["lo"])
             } else {
                 guard let n = state.node(pair.from) else { continue }
+                if n.kind == NodeKind.vm.rawValue {
+                    results.append(list.map { ReachResult(probe: $0, reachable: false, reason: .insideVM, detail: "the guest runs busybox only") })
+                    continue
+                }
                 namespace = n.namespace
                 labDevices = Set(n.interfaces.map(\.device))
             }

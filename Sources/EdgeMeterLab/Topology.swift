@@ -30,14 +30,29 @@ public struct Topology: Sendable, Equatable {
     public func node(_ name: String) -> Node? { nodes.first { $0.name == name } }
 }
 
-/// One L2 segment: a Linux bridge the lab creates, with its IPv4 subnet.
+/// One L2 segment: a Linux bridge the lab creates, with its IPv4 subnet; or (`docker: bridge`)
+/// dockerd's default bridge network (docker0), which the lab joins but does not create.
 public struct Network: Sendable, Equatable {
     public var name: String
+    /// The lab bridge's subnet. For a docker network it is not known before `lab up` (dockerd
+    /// assigns it): `0.0.0.0/0` here, the real one recorded in the state file.
     public var subnet: IPv4Prefix
     /// When set, the host itself joins the network with this address (the bridge gets it), so the
     /// host can reach the nodes on it directly, as a bridged VM's host can.
     public var hostAddress: IPv4Address?
+    /// Set for dockerd's default bridge (`docker: bridge`): only container nodes join it, dockerd
+    /// gives them their address, and the host reaches them through docker0.
+    public var docker: DockerNetwork? = nil
     public var line: Int
+
+    /// Whether dockerd, not the lab, makes this network and its addresses.
+    public var isDocker: Bool { docker != nil }
+}
+
+/// A network dockerd provides; only its default bridge (docker0) is supported.
+public enum DockerNetwork: String, Sendable, Equatable, CaseIterable {
+    /// dockerd's default `bridge` network, on the host's docker0.
+    case bridge
 }
 
 public enum NodeKind: String, Sendable, CaseIterable, Equatable {
@@ -45,12 +60,16 @@ public enum NodeKind: String, Sendable, CaseIterable, Equatable {
     case netns
     /// A namespace with IP forwarding, routes, NAT and filter rules.
     case router
-    /// A Docker container (Engine API), attached to the lab's bridges.
+    /// A Docker container (Engine API, `NetworkMode: none` or dockerd's default bridge), its network
+    /// namespace attached as the node's named namespace, so the plan wires it like a netns node.
     case container
-    /// An LXC container (busybox template).
+    /// An LXC container (busybox template, network type `empty`), attached the same way.
     case lxc
-    /// A QEMU VM (through the startup backends).
+    /// A QEMU guest (TCG, busybox initramfs) behind a bridge and TAP device in the node's namespace.
     case vm
+
+    /// Kinds whose processes run in a container of their own (image files, not the host's).
+    public var isContainer: Bool { self == .container || self == .lxc }
 }
 
 /// How one direction (or both) of a node's link is impaired. Durations in nanoseconds, loss in percent.
@@ -68,7 +87,8 @@ public struct Impairment: Sendable, Equatable {
 
 public struct Interface: Sendable, Equatable {
     public var network: String
-    public var address: IPv4Address
+    /// nil only on a docker network, where dockerd assigns the address at `lab up`.
+    public var address: IPv4Address?
     public var impair: Impairment?
     public var line: Int
 }
@@ -119,5 +139,5 @@ public struct Node: Sendable, Equatable {
     public var image: String?
     public var line: Int
 
-    public func address(on network: String) -> IPv4Address? { interfaces.first { $0.network == network }?.address }
+    public func address(on network: String) -> IPv4Address? { interfaces.first { $0.network == network }?.address ?? nil }
 }

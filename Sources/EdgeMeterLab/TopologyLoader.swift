@@ -27,7 +27,9 @@ public enum TopologyLoader {
             guard let n = network(item, &p) else { continue }
             if let first = networks.first(where: { $0.name == n.name }) {
                 p.add(n.line, "network \"\(n.name)\" is defined twice (first on line \(first.line))")
-            } else if let other = networks.first(where: { $0.subnet.overlaps(n.subnet) }) {
+            } else if n.isDocker, let other = networks.first(where: { $0.docker == n.docker }) {
+                p.add(n.line, "network \"\(n.name)\": dockerd's default bridge is already network \"\(other.name)\" (line \(other.line)); declare it once")
+            } else if !n.isDocker, let other = networks.first(where: { !$0.isDocker && $0.subnet.overlaps(n.subnet) }) {
                 p.add(n.line, "network \"\(n.name)\": subnet \(n.subnet) overlaps network \"\(other.name)\" (\(other.subnet)); give each network its own subnet")
             } else {
                 networks.append(n)
@@ -50,10 +52,11 @@ public enum TopologyLoader {
             if let h = net.hostAddress { seen[h] = "the host" }
             for n in nodes {
                 for i in n.interfaces where i.network == net.name {
-                    if let owner = seen[i.address] {
-                        p.add(i.line, "node \"\(n.name)\": address \(i.address) on network \"\(net.name)\" is already taken by \(owner)")
+                    guard let a = i.address else { continue }
+                    if let owner = seen[a] {
+                        p.add(i.line, "node \"\(n.name)\": address \(a) on network \"\(net.name)\" is already taken by \(owner)")
                     } else {
-                        seen[i.address] = "node \"\(n.name)\""
+                        seen[a] = "node \"\(n.name)\""
                     }
                 }
             }
@@ -70,9 +73,19 @@ public enum TopologyLoader {
     static func network(_ item: Yams.Node, _ p: inout Problems) -> Network? {
         let line = item.mark?.line ?? 1
         guard case .mapping(let map) = item else { p.add(line, "a network must be a mapping with `name` and `subnet`"); return nil }
-        let m = Map(map, context: "in a network", problems: &p, known: ["name", "subnet", "host"])
+        let m = Map(map, context: "in a network", problems: &p, known: ["name", "subnet", "host", "docker"])
         guard let name = m.string("name", &p) else { p.add(line, "a network needs a `name`"); return nil }
         if !validName(name, max: 12) { p.add(m.line("name"), "network name must be 1-12 letters, digits, '-' or '_', got \"\(name)\"") }
+        if let d = m.string("docker", &p) {
+            guard let docker = DockerNetwork(rawValue: d) else {
+                p.add(m.line("docker"), "network \"\(name)\": `docker` must be `bridge` (dockerd's default network, docker0), got \"\(d)\"")
+                return nil
+            }
+            for key in ["subnet", "host"] where m.node(key) != nil {
+                p.add(m.line(key), "network \"\(name)\": `\(key)` cannot be set on a docker network: dockerd chooses the subnet and the host is on it through docker0; remove `\(key)`")
+            }
+            return Network(name: name, subnet: IPv4Prefix(network: IPv4Address(0), length: 0), hostAddress: nil, docker: docker, line: line)
+        }
         guard let text = m.string("subnet", &p) else { p.add(line, "network \"\(name)\": missing `subnet` (an IPv4 prefix such as 192.168.1.0/24)"); return nil }
         guard let subnet = IPv4Prefix(text) else {
             p.add(m.line("subnet"), "network \"\(name)\": `subnet` must be an IPv4 prefix with no host bits set, such as 192.168.1.0/24, got \"\(text)\"")
@@ -122,6 +135,21 @@ public enum TopologyLoader {
                 p.add(im.line("network"), "\(what): a second interface on network \"\(netName)\"; a node has one interface per network")
                 continue
             }
+            if net.isDocker {
+                if kind != .container {
+                    p.add(im.line("network"), "\(what): only container nodes can join the docker network \"\(netName)\"; make it `kind: container` or attach it to a lab network")
+                } else if !interfaces.isEmpty {
+                    p.add(im.line("network"), "\(what): the interface on the docker network \"\(netName)\" must be the node's first (dockerd makes it eth0); move it to the top of `interfaces`")
+                }
+                if im.node("address") != nil {
+                    p.add(im.line("address"), "\(what): dockerd assigns addresses on \"\(netName)\"; remove `address` (reach names the node instead of its address)")
+                }
+                if im.node("impair") != nil {
+                    p.add(im.line("impair"), "\(what): links on the docker network \"\(netName)\" cannot be impaired; remove `impair`")
+                }
+                interfaces.append(Interface(network: netName, address: nil, impair: nil, line: il))
+                continue
+            }
             guard let text = im.string("address", &p) else { p.add(il, "\(what): the interface on \(netName) needs an `address`"); continue }
             guard let a = IPv4Address(text), net.subnet.isUsableHost(a) else {
                 p.add(im.line("address"), "\(what): address \"\(text)\" is not a usable address of network \"\(netName)\" (\(net.subnet))")
@@ -150,7 +178,7 @@ public enum TopologyLoader {
                 to = pfx
             }
             guard let via = IPv4Address(viaText) else { p.add(rm.line("via"), "\(what): route `via` must be an IPv4 address, got \"\(viaText)\""); continue }
-            let onLink = interfaces.contains { i in networks.first { $0.name == i.network }?.subnet.contains(via) == true }
+            let onLink = interfaces.contains { i in networks.first { $0.name == i.network && !$0.isDocker }?.subnet.contains(via) == true }
             if !onLink {
                 p.add(rm.line("via"), "\(what): gateway \(via) is not on any of the node's networks; a gateway must be directly reachable")
             }
@@ -176,6 +204,20 @@ public enum TopologyLoader {
         let image = m.string("image", &p)
         if image != nil && (kind == .netns || kind == .router) {
             p.add(m.line("image"), "\(what): `image` is for container, lxc and vm nodes; a \(kind.rawValue) node runs on the host's files")
+        }
+        if kind == .vm {
+            if interfaces.count > 1 {
+                p.add(m.line("interfaces"), "\(what): a vm node has one interface (its guest's eth0); give it one network, or use a router to join more")
+            }
+            if workload.contains("edgemeter") {
+                p.add(m.line("workload"), "\(what): a vm's guest runs busybox only; its workload must be a busybox command such as [httpd, -f, -p, \"8080\"], not edgemeter")
+            }
+            if image != nil {
+                p.add(m.line("image"), "\(what): a vm node boots the cached kernel with a busybox initramfs and takes no `image`; remove it")
+            }
+        }
+        if image != nil && kind == .lxc {
+            p.add(m.line("image"), "\(what): lxc nodes are made from LXC's busybox template, which takes no image; remove `image`")
         }
         return Node(name: name, kind: kind, interfaces: interfaces, routes: routes, nat: nat, filter: filter,
                     workload: workload, ports: ports, image: image, line: line)
@@ -262,7 +304,7 @@ public enum TopologyLoader {
         if proto == .all && (listenPort != nil || toPort != nil) {
             p.add(line, "\(what): ports need `forward: tcp` or `udp`")
         }
-        if !networks.contains(where: { $0.subnet.contains(listen) }) {
+        if !networks.contains(where: { !$0.isDocker && $0.subnet.contains(listen) }) {
             p.add(m.line("listen"), "\(what): listen address \(listen) is on none of the topology's networks")
         }
         return .forward(proto: proto, listen: listen, port: listenPort, to: to, toPort: toPort)

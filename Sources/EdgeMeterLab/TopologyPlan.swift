@@ -13,7 +13,15 @@
 ///   kernel). The fabric's firewall is empty, and the host's iptables is never touched;
 /// - a network with `host:` gets a veth pair `em-<hash>-h<i>` (in the host, carrying the host's
 ///   address) ↔ `em-<hash>-x<i>` (a port of that network's bridge), so the host reaches the nodes
-///   through a link the lab made.
+///   through a link the lab made;
+/// - a container or lxc node is a container `edgemeter-<topo>-<node>` started with no network
+///   (a step of its own, `.startNode`), whose network namespace is then attached under the node's
+///   namespace name (`ip netns attach`), after which the same steps wire it as a netns node. Its
+///   workload is the container's command, held back until every step ran (see `NodeLaunch`);
+/// - a vm node's namespace holds a bridge `br0` joining its `eth0` (no address) and a TAP device
+///   `tap0` for QEMU, whose guest holds the node's address and routes;
+/// - a docker network (`docker: bridge`) is dockerd's default bridge: no lab bridge, and the
+///   container nodes on it are created on it (dockerd makes their eth0 and its address).
 ///
 /// Interface names: `em-` + 4 hex digits (FNV-1a of the topology name) + indexes, at most 15 bytes.
 public struct TopologyPlan: Sendable, Equatable {
@@ -23,10 +31,14 @@ public struct TopologyPlan: Sendable, Equatable {
         case namespace(String)
         /// A link in the host's namespace.
         case hostLink(String)
+        /// A Docker container (removed with its processes; its namespace goes with the attach name).
+        case container(String)
+        /// An LXC container (stopped and destroyed).
+        case lxc(String)
 
         public var name: String {
             switch self {
-            case .namespace(let n), .hostLink(let n): return n
+            case .namespace(let n), .hostLink(let n), .container(let n), .lxc(let n): return n
             }
         }
 
@@ -34,8 +46,52 @@ public struct TopologyPlan: Sendable, Equatable {
             switch self {
             case .namespace(let n): return "namespace \(n)"
             case .hostLink(let n): return "link \(n)"
+            case .container(let n): return "container \(n)"
+            case .lxc(let n): return "lxc container \(n)"
             }
         }
+
+        var isDocker: Bool { if case .container = self { return true } else { return false } }
+
+        /// A container (docker or lxc): removed before anything else at teardown.
+        public var isContainer: Bool {
+            switch self {
+            case .container, .lxc: return true
+            default: return false
+            }
+        }
+    }
+
+    /// How a container or lxc node is started. Its command waits for `goFile` to appear in its
+    /// root (the executor writes it through `/proc/<pid>/root` once every step ran), then runs the
+    /// workload, so the workload finds its interfaces, addresses and routes in place; a node
+    /// without a workload then sleeps. Output goes to the container's log (docker) or
+    /// `/edgemeter.log` in the container (lxc).
+    public struct NodeLaunch: Sendable, Equatable {
+        public enum Engine: String, Sendable, Equatable { case docker, lxc }
+        public var engine: Engine
+        /// The container's name, `edgemeter-<topo>-<node>` (equal to the node's namespace name).
+        public var name: String
+        public var node: String
+        public var topology: String
+        /// Docker image (default `edgemeter-base:latest`); nil for lxc (busybox template).
+        public var image: String?
+        /// Docker `NetworkMode`: `none`, or `bridge` for a node on dockerd's default network.
+        public var networkMode: String
+        /// The workload's argument list as given (empty: none).
+        public var workload: [String]
+
+        public static let defaultImage = "edgemeter-base:latest"
+        public static let goFile = "/edgemeter-go"
+
+        /// The shell program (busybox sh) the container runs: wait for the go file, then the workload.
+        public static let waitScript = "while [ ! -e \(goFile) ]; do sleep 0.1; done; [ $# -gt 0 ] || set -- sleep 1000000000; exec \"$@\""
+
+        /// Docker's `Cmd`: `/bin/sh -c WAIT sh WORKLOAD...` (the image needs /bin/sh, as busybox images have).
+        public var dockerCommand: [String] { ["/bin/sh", "-c", Self.waitScript, "sh"] + workload }
+
+        /// Labels every lab container carries (`edgemeter cleanup` removes containers labelled `edgemeter`).
+        public var labels: [String: String] { ["edgemeter": "lab", "edgemeter.topology": topology, "edgemeter.node": node] }
     }
 
     public struct Step: Sendable, Equatable, CustomStringConvertible {
@@ -44,6 +100,13 @@ public struct TopologyPlan: Sendable, Equatable {
             case ip([String], netns: String?)
             /// `ip netns exec NETNS ARGV` (sysctl, iptables inside a router's namespace).
             case exec(netns: String, [String])
+            /// Create and start a node's container with no network (or docker's default bridge).
+            case startNode(NodeLaunch)
+            /// `ip netns attach NETNS PID`: the container's namespace under the node's namespace
+            /// name, PID being its init's (`State.Pid`, `lxc-info -p`), read when the step runs.
+            case attachNamespace(netns: String, engine: NodeLaunch.Engine, container: String)
+            /// Remove a node's container and everything running in it.
+            case removeNode(engine: NodeLaunch.Engine, container: String)
         }
         /// What the step is for, in words ("bridge em-1a2b-n0 for network net1").
         public var summary: String
@@ -56,6 +119,14 @@ public struct TopologyPlan: Sendable, Equatable {
             switch action {
             case .ip(let args, let ns): return ["ip"] + (ns.map { ["-n", $0] } ?? []) + args
             case .exec(let ns, let argv): return ["ip", "netns", "exec", ns] + argv
+            case .startNode(let l) where l.engine == .docker:
+                return ["docker", "run", "-d", "--network", l.networkMode, "--name", l.name] + l.labels.sorted { $0.key < $1.key }.flatMap { ["--label", "\($0.key)=\($0.value)"] }
+                    + [l.image ?? NodeLaunch.defaultImage] + l.dockerCommand
+            case .startNode(let l): return ["lxc-create", "-n", l.name, "-t", "busybox", "&&", "lxc-start", "-n", l.name, "-d"]
+            case .attachNamespace(let ns, let engine, let c):
+                return ["ip", "netns", "attach", ns, engine == .docker ? "$(docker inspect -f {{.State.Pid}} \(c))" : "$(lxc-info -p -H -n \(c))"]
+            case .removeNode(engine: .docker, container: let c): return ["docker", "rm", "-f", c]
+            case .removeNode(engine: .lxc, container: let c): return ["lxc-stop", "-k", "-n", c, "&&", "lxc-destroy", "-n", c]
             }
         }
 
@@ -69,8 +140,13 @@ public struct TopologyPlan: Sendable, Equatable {
         public var device: String
         /// The bridge side, in the fabric namespace.
         public var bridgePort: String
+        /// Empty until `lab up` read it when dockerd assigns it (`assignedBy` set).
         public var address: String
         public var prefixLength: Int
+        /// `docker` when dockerd assigned the address (a node on docker0); nil when the topology fixed it.
+        public var assignedBy: String? = nil
+        /// Whether this interface is dockerd's (eth0 on docker0, no lab veth).
+        public var isDocker: Bool { assignedBy == "docker" }
     }
 
     public let topology: Topology
@@ -112,12 +188,14 @@ public struct TopologyPlan: Sendable, Equatable {
     /// Every interface name the plan uses, with where it lives (for the ≤ 15 bytes and uniqueness checks).
     public var interfaceNames: [String] {
         var out: [String] = []
-        for (i, net) in topology.networks.enumerated() {
+        for (i, net) in topology.networks.enumerated() where !net.isDocker {
             out.append(bridge(network: i))
             if net.hostAddress != nil { out += [hostLink(network: i), hostLinkPeer(network: i)] }
         }
         for (n, node) in topology.nodes.enumerated() {
-            for k in node.interfaces.indices { out.append(bridgePort(node: n, interface: k)) }
+            for (k, iface) in node.interfaces.enumerated() where topology.network(iface.network)?.isDocker != true {
+                out.append(bridgePort(node: n, interface: k))
+            }
         }
         return out
     }
@@ -126,9 +204,12 @@ public struct TopologyPlan: Sendable, Equatable {
     public func ports(of node: Node) -> [Port] {
         guard let n = topology.nodes.firstIndex(where: { $0.name == node.name }) else { return [] }
         return node.interfaces.enumerated().map { k, iface in
-            let len = topology.network(iface.network)?.subnet.length ?? 24
+            let net = topology.network(iface.network)
+            if net?.isDocker == true {
+                return Port(network: iface.network, device: "eth\(k)", bridgePort: "", address: "", prefixLength: 0, assignedBy: "docker")
+            }
             return Port(network: iface.network, device: "eth\(k)", bridgePort: bridgePort(node: n, interface: k),
-                        address: iface.address.description, prefixLength: len)
+                        address: iface.address?.description ?? "", prefixLength: net?.subnet.length ?? 24)
         }
     }
 
@@ -142,6 +223,8 @@ public struct TopologyPlan: Sendable, Equatable {
             switch o {
             case .namespace(let n): return Step(summary: "delete namespace \(n)", action: .ip(["netns", "del", n], netns: nil))
             case .hostLink(let l): return Step(summary: "delete link \(l)", action: .ip(["link", "del", l], netns: nil))
+            case .container(let c): return Step(summary: "remove container \(c)", action: .removeNode(engine: .docker, container: c))
+            case .lxc(let c): return Step(summary: "destroy lxc container \(c)", action: .removeNode(engine: .lxc, container: c))
             }
         }
     }
@@ -162,7 +245,7 @@ public struct TopologyPlan: Sendable, Equatable {
         let f = fabric
         add("fabric namespace for the bridges", ["netns", "add", f], creates: .namespace(f))
         add("loopback up in the fabric", ["link", "set", "lo", "up"], in: f)
-        for (i, net) in topology.networks.enumerated() {
+        for (i, net) in topology.networks.enumerated() where !net.isDocker {
             let br = bridge(network: i)
             add("bridge \(br) for network \(net.name)", ["link", "add", br, "type", "bridge"], in: f)
             add("bridge \(br): no iptables on bridged frames", ["link", "set", br, "type", "bridge", "nf_call_iptables", "0"], in: f)
@@ -178,15 +261,38 @@ public struct TopologyPlan: Sendable, Equatable {
         }
         for node in topology.nodes {
             let ns = namespace(of: node.name)
-            add("namespace of node \(node.name)", ["netns", "add", ns], creates: .namespace(ns))
+            if node.kind.isContainer {
+                let engine: NodeLaunch.Engine = node.kind == .container ? .docker : .lxc
+                let onDocker = node.interfaces.contains { topology.network($0.network)?.isDocker == true }
+                let launch = NodeLaunch(engine: engine, name: ns, node: node.name, topology: topology.name,
+                                        image: engine == .docker ? (node.image ?? NodeLaunch.defaultImage) : nil,
+                                        networkMode: onDocker ? "bridge" : "none", workload: node.workload)
+                steps.append(Step(summary: "\(engine == .docker ? "container" : "lxc container") \(ns) for node \(node.name)", action: .startNode(launch),
+                                  creates: engine == .docker ? .container(ns) : .lxc(ns)))
+                steps.append(Step(summary: "namespace of node \(node.name) is its container's", action: .attachNamespace(netns: ns, engine: engine, container: ns),
+                                  creates: .namespace(ns)))
+            } else {
+                add("namespace of node \(node.name)", ["netns", "add", ns], creates: .namespace(ns))
+            }
             add("loopback up in \(node.name)", ["link", "set", "lo", "up"], in: ns)
-            for port in ports(of: node) {
+            for port in ports(of: node) where !port.isDocker {
                 let br = bridge(network: topology.networks.firstIndex { $0.name == port.network } ?? 0)
                 add("veth \(port.bridgePort) <-> \(node.name):\(port.device) on \(port.network)",
                     ["link", "add", port.bridgePort, "type", "veth", "peer", "name", port.device, "netns", ns], in: f)
                 add("\(port.bridgePort) joins bridge \(br)", ["link", "set", port.bridgePort, "master", br, "up"], in: f)
-                add("\(node.name): address \(port.address) on \(port.device)", ["addr", "add", "\(port.address)/\(port.prefixLength)", "dev", port.device], in: ns)
+                if node.kind != .vm {
+                    add("\(node.name): address \(port.address) on \(port.device)", ["addr", "add", "\(port.address)/\(port.prefixLength)", "dev", port.device], in: ns)
+                }
                 add("\(node.name): \(port.device) up", ["link", "set", port.device, "up"], in: ns)
+            }
+            if node.kind == .vm {
+                // The guest owns the address: eth0 and the TAP device QEMU uses join one bridge.
+                add("\(node.name): bridge br0 for the guest", ["link", "add", "br0", "type", "bridge"], in: ns)
+                for port in ports(of: node) { add("\(node.name): \(port.device) joins br0", ["link", "set", port.device, "master", "br0"], in: ns) }
+                add("\(node.name): TAP device tap0 for QEMU", ["tuntap", "add", "dev", "tap0", "mode", "tap"], in: ns)
+                add("\(node.name): tap0 joins br0", ["link", "set", "tap0", "master", "br0", "up"], in: ns)
+                add("\(node.name): br0 up", ["link", "set", "br0", "up"], in: ns)
+                continue   // routes are the guest's (its /init adds them)
             }
             if node.kind == .router {
                 exec("\(node.name): forward IPv4", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], in: ns)
@@ -199,7 +305,7 @@ public struct TopologyPlan: Sendable, Equatable {
                 func device(on network: String) -> String? { ports.first { $0.network == network }?.device }
                 func device(for address: IPv4Address) -> (String, Int)? {
                     for p in ports {
-                        if let net = topology.network(p.network), net.subnet.contains(address) { return (p.device, net.subnet.length) }
+                        if let net = topology.network(p.network), !net.isDocker, net.subnet.contains(address) { return (p.device, net.subnet.length) }
                     }
                     return nil
                 }

@@ -11,7 +11,8 @@ struct LabCommand: AsyncParsableCommand {
         abstract: "Build lab topologies on this host (namespaces, bridges, routers with NAT and filters), use them, tear them down.",
         discussion: """
         A topology is a YAML file of networks and nodes (see benchmarks/topologies/). `lab up` builds \
-        it from network namespaces (kinds netns and router; container, lxc and vm nodes are refused), \
+        it from network namespaces (kinds netns and router), docker containers (container) and LXC \
+        containers (lxc) whose namespaces it wires the same way, and QEMU guests (vm), \
         starts each node's workload and waits for its ports. Everything it creates carries an \
         edgemeter prefix and is recorded in /run/edgemeter/lab/<name>.json, which `lab down` and \
         `edgemeter cleanup` use. Needs root.
@@ -20,7 +21,7 @@ struct LabCommand: AsyncParsableCommand {
         instead: one container per service on the file's bridge network (see docs/lab.md, \
         "Compose deployments").
 
-        Built-ins: nat, bridged, two-subnet, edge-cloud, calculator-compose (a compose file).
+        Built-ins: nat, bridged, two-subnet, edge-cloud, docker0, calculator-compose (a compose file).
 
         Examples:
           edgemeter lab up two-subnet
@@ -48,7 +49,7 @@ func runningBinaryPath() -> String {
 func topologyFile(_ arg: String) throws -> String {
     let fm = FileManager.default
     if arg.contains("/") || arg.hasSuffix(".yaml") || arg.hasSuffix(".yml") {
-        guard fm.fileExists(atPath: arg) else { throw ValidationError("topology file \(arg) does not exist; give a file or a built-in name (nat, bridged, two-subnet, edge-cloud, calculator-compose)") }
+        guard fm.fileExists(atPath: arg) else { throw ValidationError("topology file \(arg) does not exist; give a file or a built-in name (nat, bridged, two-subnet, edge-cloud, docker0, calculator-compose)") }
         return arg
     }
     var dirs = [fm.currentDirectoryPath]
@@ -112,7 +113,7 @@ struct LabUpCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("A topology or compose file, or a built-in name (nat, bridged, two-subnet, edge-cloud, calculator-compose).", valueName: "FILE|NAME")) var topology: String
+    @Argument(help: ArgumentHelp("A topology or compose file, or a built-in name (nat, bridged, two-subnet, edge-cloud, docker0, calculator-compose).", valueName: "FILE|NAME")) var topology: String
 
     @Option(help: ArgumentHelp("After building, run reach and compare with this matrix (CSV or YAML: from, to, probe, reachable); exit 1 on a difference, the topology stays up.", valueName: "FILE"))
     var expect: String?
@@ -153,7 +154,7 @@ struct LabUpCommand: AsyncParsableCommand {
             throw ExitCode(e.kind == .interrupted ? 130 : 2)
         }
         let elapsed = ContinuousClock.now - start
-        print("\(topo.name) up in \(formatMilliseconds(elapsed)) (\(state.objects.count) namespaces and host links); state: \(executor.statePath(topo.name))")
+        print("\(topo.name) up in \(formatMilliseconds(elapsed)) (\(state.objects.count) namespaces, host links and containers); state: \(executor.statePath(topo.name))")
         printState(state)
         if let expectation, let expect {
             print("")
@@ -437,9 +438,6 @@ enum ReachCheck {
             // A compose deployment: nodes are its containers (namespaces attached at `lab up`).
             do { matrix = try ReachRunner().run(composeState: state) } catch let e as LabError { throw usageError("\(e)") }
         } else {
-            if let bad = state.nodes.first(where: { $0.kind != "netns" && $0.kind != "router" }) {
-                throw usageError("reach probes netns and router nodes only; node \(bad.name) is a \(bad.kind)")
-            }
             let topo: Topology
             do {
                 topo = try TopologyLoader.load(yaml: String(contentsOfFile: state.file, encoding: .utf8), file: state.file)

@@ -33,6 +33,7 @@ final class LabExecutorTests: XCTestCase {
             switch o {
             case .namespace(let n): return ns.contains(n) ? o.description : nil
             case .hostLink(let l): return FileManager.default.fileExists(atPath: "/sys/class/net/\(l)") ? o.description : nil
+            case .container, .lxc: return o.description
             }
         }
     }

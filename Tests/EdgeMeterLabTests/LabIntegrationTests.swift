@@ -196,26 +196,6 @@ final class LabIntegrationTests: XCTestCase {
         XCTAssertEqual(try inventory(name, tag: t), before)
     }
 
-    func testContainerNodesAreRefusedWithExit2AndNothingBuilt() throws {
-        let file = NSTemporaryDirectory() + "lab-kind-\(getpid()).yaml"
-        try """
-        name: kinds
-        networks: [{name: a, subnet: 10.232.0.0/24}]
-        nodes:
-          - {name: n1, interfaces: [{network: a, address: 10.232.0.2}]}
-          - {name: web, kind: container, image: busybox, interfaces: [{network: a, address: 10.232.0.3}]}
-        """.write(toFile: file, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let before = try inventory("kinds", tag: try tag("kinds"))
-        let r = try edgemeter(["lab", "up", file])
-        XCTAssertEqual(r.status, 2)
-        XCTAssertTrue(r.stderr.contains("node web: kind container is not supported by `lab up` yet; use netns or router"), r.stderr)
-        XCTAssertEqual(try inventory("kinds", tag: try tag("kinds")), before)
-        let unknown = try edgemeter(["lab", "down", "kinds"])
-        XCTAssertEqual(unknown.status, 2)
-        XCTAssertTrue(unknown.stderr.contains("no topology kinds is up"), unknown.stderr)
-    }
-
     /// Starts `lab up NAME` and sends `sig` once its state file records `threshold` objects.
     func interruptUp(_ name: String, atObjects threshold: Int, signal sig: Int32) throws -> (Process, Int) {
         try interruptLabUp(bin: bin, name: name, stateDir: stateDir, atObjects: threshold, signal: sig)

@@ -1,0 +1,137 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import EdgeMeterSystem
+import EdgeMeterStartup
+import EdgeMeterCore
+
+// vm nodes: a QEMU guest (TCG: KVM guests hang on this kind of host, see MACHINE-NOTES) booted from
+// the cached Debian kernel and a busybox initramfs built for the node. The node's namespace holds
+// a bridge `br0` joining its `eth0` (the lab's veth, no address in the namespace) and a TAP device
+// `tap0` that QEMU's e1000 NIC uses, so the guest itself owns the node's address on the lab
+// network; its routes and workload are baked into the initramfs's /init. The QEMU process runs in
+// the node's namespace (removed with it at teardown). Probes cannot run inside the guest: `reach`
+// reports probes from a vm node as "not probed: cannot run probes inside a vm node".
+
+extension LabExecutor {
+    /// The console line the guest's /init prints once its address, routes and workload are set up.
+    public static let vmReadyMarker = "edgemeter-vm-ready"
+
+    /// The guest's /init (busybox sh): mounts, e1000, the address and routes, the workload in the
+    /// background (its output on the console); once eth0 has carrier (e1000 negotiates its link
+    /// about a second after `up`) and each of `ports` listens (`netstat -ltn`, 20 s at most), the
+    /// ready marker. It never returns.
+    public static func vmInitScript(address: String, prefixLength: Int, routes: [(to: String, via: String)], workload: [String], ports: [Int] = []) -> String {
+        var s = """
+            #!/bin/busybox sh
+            /bin/busybox mount -t devtmpfs devtmpfs /dev
+            /bin/busybox mount -t proc proc /proc
+            /bin/busybox mount -t sysfs sysfs /sys
+            /bin/busybox --install -s /bin
+            exec </dev/console >/dev/console 2>&1
+            insmod /lib/e1000.ko
+            ip link set lo up
+            ip link set eth0 up
+            ip addr add \(address)/\(prefixLength) dev eth0
+
+            """
+        for r in routes { s += "ip route add \(r.to) via \(r.via)\n" }
+        if !workload.isEmpty { s += workload.map(shellQuote).joined(separator: " ") + " &\n" }
+        s += "n=0; while [ \"$(cat /sys/class/net/eth0/carrier 2>/dev/null)\" != 1 ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done\n"
+        for p in ports { s += "n=0; while ! netstat -ltn | grep -q ':\(p) ' && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done\n" }
+        s += "echo \(vmReadyMarker)\nwhile :; do sleep 3600; done\n"
+        return s
+    }
+
+    /// What a vm node needs on the host: QEMU, the cached kernel and e1000 module, cpio, busybox-static.
+    func preflightVM(_ node: Node) throws {
+        guard which(QEMUBackend.binary) != nil else {
+            throw LabError(.refused, "vm node \(node.name) needs \(QEMUBackend.binary): apt-get install -y qemu-system-x86 (scripts/setup.sh)")
+        }
+        do {
+            _ = try KernelCache().kernel()
+            _ = try KernelCache().e1000Module()
+        } catch { throw LabError(.refused, "vm node \(node.name): \(error)") }
+        guard which("cpio") != nil, FileManager.default.isExecutableFile(atPath: "/bin/busybox") else {
+            throw LabError(.refused, "vm node \(node.name) boots a busybox initramfs: apt-get install -y cpio busybox-static")
+        }
+    }
+
+    /// Builds the node's initramfs in the lab's log directory and starts QEMU inside the node's
+    /// namespace (`ip netns exec`), console in `<topo>.logs/<node>.console`; returns QEMU's pid
+    /// once the guest printed its ready marker (at most `vmBootTimeout`).
+    func startVM(_ node: Node, port: TopologyPlan.Port, namespace: String, topology: String, stop: StopFlag?) async throws -> Int32 {
+        let dir = logDirectory(topology)
+        let initrd = "\(dir)/\(node.name).initrd"
+        let console = "\(dir)/\(node.name).console"
+        let routes = node.routes.map { (to: $0.to?.description ?? "default", via: $0.via.description) }
+        let script = Self.vmInitScript(address: port.address, prefixLength: port.prefixLength, routes: routes, workload: node.workload,
+                                       ports: node.workload.isEmpty ? [] : node.ports)
+        do {
+            try await Self.buildInitramfs(to: initrd, initScript: script, e1000: try KernelCache().e1000Module())
+        } catch let e as LabError { throw e } catch {
+            throw LabError(.stepFailed, "vm node \(node.name): building its initramfs failed: \(error)")
+        }
+        let kernel: String
+        do { kernel = try KernelCache().kernel() } catch { throw LabError(.refused, "vm node \(node.name): \(error)") }
+        guard let ipPath = which(ip.program), let qemu = which(QEMUBackend.binary) else {
+            throw LabError(.refused, "vm node \(node.name) needs `ip` and \(QEMUBackend.binary) on PATH")
+        }
+        let log = "\(dir)/\(node.name).log"
+        let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LabError(.stepFailed, "vm node \(node.name): cannot write \(log): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let args = ["-name", namespace, "-accel", "tcg", "-m", "256", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                    "-serial", "file:\(console)", "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet panic=-1",
+                    "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "e1000,netdev=n0,romfile="]
+        let child: ChildProcess
+        do {
+            child = try ChildProcess([ipPath, "netns", "exec", namespace, qemu] + args, outputFD: fd, newProcessGroup: true)
+        } catch {
+            throw LabError(.stepFailed, "vm node \(node.name): QEMU did not start: \(error)")
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + vmBootTimeout
+        while clock.now < deadline {
+            if let stop, stop.isStopped { throw LabError(.interrupted, "lab up \(topology) interrupted by \(stop.reason ?? "a stop request")") }
+            let text = (try? String(contentsOfFile: console, encoding: .utf8)) ?? ""
+            if text.contains(Self.vmReadyMarker) { return child.pid }
+            if !Self.isAlive(child.pid) {
+                throw LabError(.stepFailed, "vm node \(node.name): QEMU exited before the guest was ready; its output: \(logTail(topology, node.name)); console: \(String(text.suffix(300)))")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let text = (try? String(contentsOfFile: console, encoding: .utf8)) ?? ""
+        throw LabError(.stepFailed, "vm node \(node.name): the guest printed no `\(Self.vmReadyMarker)` within \(vmBootTimeout) (TCG boots take ≈ 6 s on an idle host); last console lines: \(String(text.suffix(300)))")
+    }
+
+    /// How long a vm node's guest may take to boot (TCG, on a host shared with other work).
+    var vmBootTimeout: Duration { .seconds(90) }
+
+    /// An uncompressed newc cpio archive: /bin/busybox, /lib/e1000.ko and `initScript` as /init.
+    static func buildInitramfs(to path: String, initScript: String, e1000: String) async throws {
+        guard let cpio = which("cpio") else { throw LabError(.refused, "cpio not found: apt-get install -y cpio") }
+        let fm = FileManager.default
+        let root = path + ".d"
+        try? fm.removeItem(atPath: root)
+        defer { try? fm.removeItem(atPath: root) }
+        for dir in ["bin", "dev", "proc", "sys", "lib", "tmp"] {
+            try fm.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: true)
+        }
+        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(root)/bin/busybox")
+        try fm.copyItem(atPath: e1000, toPath: "\(root)/lib/e1000.ko")
+        guard fm.createFile(atPath: "\(root)/init", contents: Data(initScript.utf8), attributes: [.posixPermissions: 0o755]) else {
+            throw LabError(.stepFailed, "cannot write \(root)/init")
+        }
+        let list = ["."] + (fm.enumerator(atPath: root)?.compactMap { $0 as? String }.sorted() ?? [])
+        let listFile = path + ".list"
+        try (list.joined(separator: "\n") + "\n").write(toFile: listFile, atomically: true, encoding: .utf8)
+        defer { try? fm.removeItem(atPath: listFile) }
+        let input = open(listFile, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw LabError(.stepFailed, "cannot read \(listFile)") }
+        defer { close(input) }
+        let r = try await Command.run([cpio, "-o", "-H", "newc", "-R", "0:0", "-D", root, "-F", path], stdinFD: input, timeout: .seconds(60))
+        guard r.ok else { throw LabError(.stepFailed, "cpio failed building \(path): \(r.combined)") }
+    }
+}
