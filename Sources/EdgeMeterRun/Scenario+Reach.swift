@@ -111,7 +111,14 @@ public enum ReachScenario {
         if md.hasPrefix("# ") { md = String(md.drop { $0 != "\n" }).trimmingCharacters(in: .newlines) + "\n" }
         var s = "## Reachability: \(scenario) (topology \(matrix.topology))\n\n"
         s += routes.isEmpty ? "No route added before probing.\n\n" : "Routes added before probing: " + routes.joined(separator: "; ") + ".\n\n"
-        s += md + "\n"
+        // The grid stays in view; the list of failures (dozens for two-subnet) folds away.
+        if let r = md.range(of: "\nNot reachable:\n\n") {
+            let failures = md[r.upperBound...].trimmingCharacters(in: .newlines)
+            let n = failures.split(separator: "\n").count
+            s += md[..<r.lowerBound] + "\n\n<details><summary>\(n) probe(s) not reachable, and why</summary>\n\n" + failures + "\n\n</details>\n\n"
+        } else {
+            s += md + "\n"
+        }
         if let (e, name) = expectation {
             s += differences.isEmpty
                 ? "Matches \(name): \(e.rows.count) probes as expected.\n"

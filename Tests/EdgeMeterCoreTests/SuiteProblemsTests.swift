@@ -45,7 +45,7 @@ final class SuiteProblemsTests: XCTestCase {
                 "s.yaml:13: scenario \"c\": missing `targets` (a list of strings)",
                 "s.yaml:15: scenario \"c\": `count` must be a positive integer, got \"0\"",
                 "s.yaml:16: duplicate scenario name \"a\" (first used on line 4); names must be unique",
-                "s.yaml:20: scenario \"a\": unknown key `tiemout` for kind tcping; expected one of: capture, capture_filter, count, targets",
+                "s.yaml:20: scenario \"a\": unknown key `tiemout` for kind tcping; expected one of: capture, capture_filter, count, description, from, targets, topology",
             ])
             XCTAssertEqual("\(e)".split(separator: "\n").count, all.problems.count, "one located line per problem")
         }
