@@ -17,6 +17,9 @@ public enum ParameterType: Sendable, Equatable {
     case number
     /// One positive integer or a list of them (`expect_status: 200` or `[200, 204]`; repeatable on the CLI).
     case positiveIntegerList
+    /// Lab routes: a list of `{node: NODE, to: PREFIX, via: ROUTER}` maps or `"NODE PREFIX via ROUTER"`
+    /// texts (as `edgemeter lab route add NAME NODE PREFIX via ROUTER`); the value is the texts.
+    case routeList
 
     public var expectation: String {
         switch self {
@@ -30,6 +33,7 @@ public enum ParameterType: Sendable, Equatable {
         case .positiveNumber: return "a positive number"
         case .number: return "a number"
         case .positiveIntegerList: return "a positive integer or a list of them"
+        case .routeList: return "a list of routes such as {node: front, to: 192.168.2.0/24, via: rt2}"
         }
     }
 }
@@ -547,6 +551,25 @@ public enum SuiteLoader {
                 items.append(s.string)
             }
             return convert(list: items, type)
+        case (.routeList, .sequence(let seq)):
+            var items: [String] = []
+            for item in seq {
+                switch item {
+                case .scalar(let s):
+                    items.append(s.string)
+                case .mapping(let m):
+                    var f: [String: String] = [:]
+                    for (k, v) in m {
+                        guard let key = k.string, case .scalar(let value) = v else { return nil }
+                        f[key] = value.string
+                    }
+                    guard f.count == 3, let node = f["node"], let to = f["to"], let via = f["via"] else { return nil }
+                    items.append("\(node) \(to) via \(via)")
+                default:
+                    return nil
+                }
+            }
+            return items.isEmpty || items.contains(where: \.isEmpty) ? nil : .strings(items)
         case (.positiveIntegerList, .scalar(let s)):
             return convert(list: [s.string], type)
         case (_, .scalar(let s)):
@@ -602,7 +625,7 @@ public enum SuiteLoader {
             return text.isEmpty ? nil : .string(text)
         case .oneOf(let allowed):
             return allowed.contains(text) ? .string(text) : nil
-        case .stringList, .positiveIntegerList:
+        case .stringList, .positiveIntegerList, .routeList:
             return nil
         }
     }

@@ -51,8 +51,8 @@ public enum ReachScenario {
                               guard case .string(let f) = v, ![".csv", ".yaml", ".yml"].contains(where: { f.hasSuffix($0) }) else { return nil }
                               return "{} must be a .csv or .yaml file (columns from, to, probe, reachable), got \"\(f)\""
                           }),
-            ParameterSpec("routes", cli: nil, .stringList,
-                          help: "Routes to add before probing, each `NODE PREFIX via ROUTER` (as `edgemeter lab route add NAME NODE PREFIX via ROUTER`); they stay for the next scenarios in the same bring-up."),
+            ParameterSpec("routes", cli: nil, .routeList,
+                          help: "Routes to add before probing, each `{node: NODE, to: PREFIX, via: ROUTER}` or `NODE PREFIX via ROUTER` (as `edgemeter lab route add NAME NODE PREFIX via ROUTER`); they stay for the next scenarios in the same bring-up."),
         ],
         required: ["topology"])
 

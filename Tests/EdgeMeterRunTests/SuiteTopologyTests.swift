@@ -65,6 +65,9 @@ final class SuiteTopologyTests: BinaryTestCase {
         // The suite-level topology is reported once, on its own line, not again for each scenario.
         XCTAssertEqual(p.filter { $0.contains("two-subnt") }.count, 1, "\(p)")
         XCTAssertEqual(p.count, 7, "\(p)")
+        // The map form of a route needs node, to and via.
+        let badMap = problems("name: t\nscenarios:\n  - name: r\n    kind: reach\n    topology: two-subnet\n    routes: [{node: front, to: 192.168.2.0/24}]\n")
+        XCTAssertEqual(badMap, ["6: scenario \"r\": `routes` must be a list of routes such as {node: front, to: 192.168.2.0/24, via: rt2}, got a list"])
         // `from` outside any topology.
         let noTopology = problems("name: t\nscenarios:\n  - name: d\n    kind: ping\n    from: vehicle\n    targets: [127.0.0.1]\n    count: 1\n")
         XCTAssertEqual(noTopology, ["5: scenario \"d\": `from` names a node of a lab topology: give the scenario (or the suite) a `topology: NAME`"])
@@ -145,7 +148,7 @@ final class SuiteTopologyTests: BinaryTestCase {
               - name: reach-after
                 kind: reach
                 topology: two-subnet
-                routes: ["front 192.168.2.0/24 via rt2"]
+                routes: [{node: front, to: 192.168.2.0/24, via: rt2}]
                 expect: \(expected)/two-subnet-after.csv
               - name: reach-mismatch
                 kind: reach
