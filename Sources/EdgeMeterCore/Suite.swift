@@ -17,6 +17,9 @@ public enum ParameterType: Sendable, Equatable {
     case number
     /// One positive integer or a list of them (`expect_status: 200` or `[200, 204]`; repeatable on the CLI).
     case positiveIntegerList
+    /// Lab routes: a list of `{node: NODE, to: PREFIX, via: ROUTER}` maps or `"NODE PREFIX via ROUTER"`
+    /// texts (as `edgemeter lab route add NAME NODE PREFIX via ROUTER`); the value is the texts.
+    case routeList
 
     public var expectation: String {
         switch self {
@@ -30,6 +33,7 @@ public enum ParameterType: Sendable, Equatable {
         case .positiveNumber: return "a positive number"
         case .number: return "a number"
         case .positiveIntegerList: return "a positive integer or a list of them"
+        case .routeList: return "a list of routes such as {node: front, to: 192.168.2.0/24, via: rt2}"
         }
     }
 }
@@ -126,6 +130,98 @@ public struct Suite: Sendable {
     public var description: String
     public var scenarios: [ValidatedScenario]
     public var path: String
+    /// The suite-level `topology: NAME|FILE`: every scenario without its own `topology` runs in it.
+    public var topology: String?
+
+    public init(name: String, description: String, scenarios: [ValidatedScenario], path: String, topology: String? = nil) {
+        (self.name, self.description, self.scenarios, self.path, self.topology) = (name, description, scenarios, path, topology)
+    }
+
+    /// The topology a scenario runs in: its own `topology`, else the suite's; nil = none (the host only).
+    public func topology(of scenario: ValidatedScenario) -> String? { scenario.string("topology") ?? topology }
+}
+
+/// The lab topologies a suite may name, as the suite loader needs them to validate `topology:`,
+/// `from:` and node names in targets and URLs. Core reads no files: the lab module provides the
+/// lookup (`SuiteTopologies.catalog` in EdgeMeterRun).
+public struct TopologyCatalog: Sendable {
+    /// What the loader needs to know of one topology.
+    public struct Entry: Sendable, Equatable {
+        public var name: String
+        public var file: String
+        public var nodes: [String]
+        public init(name: String, file: String, nodes: [String]) { (self.name, self.file, self.nodes) = (name, file, nodes) }
+    }
+    /// `reference` (a built-in name or a file; relative files against `suiteDirectory`) → the
+    /// topology, or a message saying what is wrong and what to do (without the file:line prefix).
+    public var lookup: @Sendable (_ reference: String, _ suiteDirectory: String) -> Result<Entry, TopologyLookupError>
+    /// Kinds whose scenarios may run inside a node (`from: NODE`).
+    public var kindsWithFrom: Set<String>
+
+    public init(kindsWithFrom: Set<String>, lookup: @escaping @Sendable (String, String) -> Result<Entry, TopologyLookupError>) {
+        (self.kindsWithFrom, self.lookup) = (kindsWithFrom, lookup)
+    }
+}
+
+public struct TopologyLookupError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Where scenarios name hosts: the host of each `targets` item (`HOST`, `HOST:PORT`, `[v6]:PORT`)
+/// and of an http/load/calc `url`. In a scenario with a topology such a host is a node name or an
+/// IP literal.
+public enum NodeReference {
+    /// The host part of a target (`front:50000` → `front`); nil for an IPv6 literal.
+    public static func host(ofTarget t: String) -> String? {
+        if t.hasPrefix("[") { return nil }
+        let parts = t.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.count == 1 { return t }
+        if parts.count == 2 { return String(parts[0]) }
+        return nil // an IPv6 literal without brackets
+    }
+
+    /// The port of a target, when it has one.
+    public static func port(ofTarget t: String) -> Int? {
+        if t.hasPrefix("["), let close = t.firstIndex(of: "]") {
+            let rest = t[t.index(after: close)...]
+            return rest.hasPrefix(":") ? Int(rest.dropFirst()) : nil
+        }
+        let parts = t.split(separator: ":", omittingEmptySubsequences: false)
+        return parts.count == 2 ? Int(parts[1]) : nil
+    }
+
+    /// The host of an `http://HOST[:PORT]/...` URL (nil for an IPv6 literal or a path-only URL).
+    public static func host(ofURL u: String) -> String? { authority(u).map { host(ofTarget: String($0)) } ?? nil }
+
+    /// The port of an `http://HOST[:PORT]/...` URL (80 when none is written).
+    public static func port(ofURL u: String) -> Int? {
+        guard let a = authority(u) else { return nil }
+        return port(ofTarget: String(a)) ?? 80
+    }
+
+    /// The URL with its host (and port, when given) replaced: `http://front:50000/x` → `http://10.203.0.10:50000/x`.
+    public static func replacingHost(ofURL u: String, with host: String, port: Int? = nil) -> String {
+        guard let a = authority(u), let r = u.range(of: a) else { return u }
+        let p = port ?? NodeReference.port(ofTarget: String(a))
+        return u.replacingCharacters(in: r, with: host + (p.map { ":\($0)" } ?? ""))
+    }
+
+    static func authority(_ u: String) -> Substring? {
+        guard let scheme = u.range(of: "://") else { return nil }
+        let rest = u[scheme.upperBound...]
+        let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+        let a = rest[..<end]
+        return a.isEmpty ? nil : a
+    }
+
+    /// An IPv4 or IPv6 literal (not a name).
+    public static func isLiteral(_ host: String) -> Bool {
+        if host.contains(":") { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { p in !p.isEmpty && p.count <= 3 && p.allSatisfy(\.isNumber) && Int(p)! <= 255 }
+    }
 }
 
 /// A suite file problem, always located: `lab.yaml:14: ...`.
@@ -211,11 +307,18 @@ extension Duration {
 public enum SuiteLoader {
     /// Keys every scenario accepts whatever its kind: `capture: IFACE` records wire-level timings
     /// beside the scenario's own (libpcap), `capture_filter` narrows that capture (BPF).
-    public static let commonParameters: [String: ParameterType] = ["capture": .string, "capture_filter": .string]
+    /// `topology: NAME|FILE` runs the scenario in that lab topology (brought up before it, shared with
+    /// the next scenarios naming the same one); `from: NODE` runs it inside that node (default: the host).
+    /// `description` is free text shown with the scenario's progress (what it measures, what it cannot yet).
+    public static let commonParameters: [String: ParameterType] = ["capture": .string, "capture_filter": .string,
+                                                                  "topology": .string, "from": .string, "description": .string]
 
     /// Validates the whole file and throws `SuiteErrors` listing every problem found (in line order),
     /// not only the first.
-    public static func load(yaml: String, file: String, schemas: [ScenarioSchema]) throws -> Suite {
+    ///
+    /// `topologies` checks `topology:` (the suite's and each scenario's), `from:` and the node names in
+    /// `targets`, `url` and `routes` against the topology files; without it only their types are checked.
+    public static func load(yaml: String, file: String, schemas: [ScenarioSchema], topologies: TopologyCatalog? = nil) throws -> Suite {
         let byKind = Dictionary(schemas.map { ($0.kind, $0) }, uniquingKeysWith: { a, _ in a })
         let root: Node?
         do {
@@ -228,8 +331,10 @@ public enum SuiteLoader {
         }
         var problems: [SuiteError] = []
         func problem(_ line: Int, _ message: String) { problems.append(SuiteError(file: file, line: line, message: message)) }
-        let topKeys = ["name", "description", "scenarios"]
+        let topKeys = ["name", "description", "topology", "scenarios"]
         var name: String?
+        var topology: String?
+        var topologyLine = 1
         var description = ""
         var scenarioNodes: [Node]?
         var scenariosLine = 1
@@ -246,6 +351,12 @@ public enum SuiteLoader {
                 name = s.string
             case "description":
                 description = v.string ?? ""
+            case "topology":
+                guard case .scalar(let s) = v, !s.string.isEmpty else {
+                    problem(line, "`topology` must be a topology name (nat, bridged, two-subnet, edge-cloud) or a topology file"); continue
+                }
+                topology = s.string
+                topologyLine = line
             case "scenarios":
                 scenariosPresent = true
                 scenariosLine = line
@@ -276,12 +387,78 @@ public enum SuiteLoader {
             seen[s.name] = s.line
             scenarios.append(s)
         }
+        problems += checkTopologies(suiteTopology: topology.map { ($0, topologyLine) }, scenarios: scenarios, file: file, catalog: topologies)
         if !problems.isEmpty {
             // Stable order: by line, then as found.
             let ordered = problems.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }.map(\.element)
             throw SuiteErrors(ordered)
         }
-        return Suite(name: name ?? "", description: description, scenarios: scenarios, path: file)
+        return Suite(name: name ?? "", description: description, scenarios: scenarios, path: file, topology: topology)
+    }
+
+    /// `topology:` names a topology the catalog finds; `from:` and every host in `targets`, `url`
+    /// and `routes` of a scenario with a topology is one of its nodes (or an IP literal).
+    static func checkTopologies(suiteTopology: (String, Int)?, scenarios: [ValidatedScenario], file: String,
+                                catalog: TopologyCatalog?) -> [SuiteError] {
+        var problems: [SuiteError] = []
+        let suiteDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
+        var cache: [String: Result<TopologyCatalog.Entry, TopologyLookupError>] = [:]
+        func lookup(_ ref: String) -> Result<TopologyCatalog.Entry, TopologyLookupError>? {
+            guard let catalog else { return nil }
+            if let r = cache[ref] { return r }
+            let r = catalog.lookup(ref, suiteDirectory)
+            cache[ref] = r
+            return r
+        }
+        if let st = suiteTopology, case .failure(let e)? = lookup(st.0) {
+            problems.append(SuiteError(file: file, line: st.1, message: "`topology`: \(e.message)"))
+        }
+        for s in scenarios {
+            func problem(_ key: String, _ message: String) {
+                problems.append(SuiteError(file: file, line: s.lines[key] ?? s.line, message: "scenario \"\(s.name)\": \(message)"))
+            }
+            let ref = s.string("topology") ?? suiteTopology?.0
+            guard let ref else {
+                if s.string("from") != nil {
+                    problem("from", "`from` names a node of a lab topology: give the scenario (or the suite) a `topology: NAME`")
+                }
+                continue
+            }
+            if let catalog, s.string("from") != nil, !catalog.kindsWithFrom.contains(s.kind) {
+                problem("from", "kind \(s.kind) runs from the host only (`from` works for \(catalog.kindsWithFrom.sorted().joined(separator: ", "))); "
+                        + "remove `from`: node names in its URL are still resolved from the host")
+            }
+            guard let result = lookup(ref) else { continue }
+            let entry: TopologyCatalog.Entry
+            switch result {
+            case .failure(let e):
+                // The suite's own topology is reported once, at its line.
+                if s.string("topology") != nil { problem("topology", "`topology`: \(e.message)") }
+                continue
+            case .success(let e): entry = e
+            }
+            func checkNode(_ key: String, _ node: String, what: String) {
+                guard !entry.nodes.contains(node) else { return }
+                problem(key, "\(what) `\(node)` is not a node of topology \(entry.name)\(suggestion(node, entry.nodes)); its nodes: \(entry.nodes.joined(separator: ", "))")
+            }
+            if let from = s.string("from") { checkNode("from", from, what: "`from`") }
+            for t in s.strings("targets") ?? [] {
+                if let h = NodeReference.host(ofTarget: t), !NodeReference.isLiteral(h) { checkNode("targets", h, what: "target") }
+            }
+            if let u = s.string("url"), let h = NodeReference.host(ofURL: u), !NodeReference.isLiteral(h) {
+                checkNode("url", h, what: "the URL's host")
+            }
+            for r in s.strings("routes") ?? [] {
+                let words = r.split(separator: " ").map(String.init)
+                guard words.count == 4, words[2] == "via" else {
+                    problem("routes", "route \"\(r)\" must read `NODE PREFIX via ROUTER`, e.g. \"front 192.168.2.0/24 via rt2\" (as `edgemeter lab route add`)")
+                    continue
+                }
+                checkNode("routes", words[0], what: "the route's node")
+                if !NodeReference.isLiteral(words[3]) { checkNode("routes", words[3], what: "the route's router") }
+            }
+        }
+        return problems
     }
 
     /// Validates one scenario; returns it (nil when it cannot be built at all) with every problem found in it.
@@ -374,6 +551,25 @@ public enum SuiteLoader {
                 items.append(s.string)
             }
             return convert(list: items, type)
+        case (.routeList, .sequence(let seq)):
+            var items: [String] = []
+            for item in seq {
+                switch item {
+                case .scalar(let s):
+                    items.append(s.string)
+                case .mapping(let m):
+                    var f: [String: String] = [:]
+                    for (k, v) in m {
+                        guard let key = k.string, case .scalar(let value) = v else { return nil }
+                        f[key] = value.string
+                    }
+                    guard f.count == 3, let node = f["node"], let to = f["to"], let via = f["via"] else { return nil }
+                    items.append("\(node) \(to) via \(via)")
+                default:
+                    return nil
+                }
+            }
+            return items.isEmpty || items.contains(where: \.isEmpty) ? nil : .strings(items)
         case (.positiveIntegerList, .scalar(let s)):
             return convert(list: [s.string], type)
         case (_, .scalar(let s)):
@@ -429,7 +625,7 @@ public enum SuiteLoader {
             return text.isEmpty ? nil : .string(text)
         case .oneOf(let allowed):
             return allowed.contains(text) ? .string(text) : nil
-        case .stringList, .positiveIntegerList:
+        case .stringList, .positiveIntegerList, .routeList:
             return nil
         }
     }

@@ -111,9 +111,12 @@ public enum PingScenario {
 
     public static var schema: ScenarioSchema { declaration.schema }
 
-    public static let kind = ScenarioKind(declaration: declaration, configuration: { PingConfig($0) }) { s, ctx in
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { PingConfig($0) }, runsInNode: true) { s, ctx in
         let c = PingConfig(s)
-        _ = try run(scenario: s.name, targets: c.schedule.targets, family: c.schedule.family, options: c.options, ctx: ctx, onLine: nil)
+        // In a topology with `from: NODE`, the ICMP sockets are opened inside the node.
+        _ = try ScenarioLab.inSource(ctx.lab) {
+            try run(scenario: s.name, targets: c.schedule.targets, family: c.schedule.family, options: c.options, ctx: ctx, onLine: nil)
+        }
     }
 
     /// Resolves every target, runs the probe, records samples. `onLine` receives ping-style lines.

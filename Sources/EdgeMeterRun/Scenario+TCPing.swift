@@ -61,12 +61,16 @@ public enum TCPingScenario {
 
     public static var schema: ScenarioSchema { declaration.schema }
 
-    public static let kind = ScenarioKind(declaration: declaration, configuration: { TCPingConfig($0) }) { s, ctx in
-        _ = try run(TCPingConfig(s), scenario: s.name, ctx: ctx, onLine: nil)
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { TCPingConfig($0) }, runsInNode: true) { s, ctx in
+        // In a topology with `from: NODE`, the connects are made inside the node.
+        let lab = ctx.lab
+        _ = try ScenarioLab.inSource(lab) { try run(TCPingConfig(s), scenario: s.name, ctx: ctx, lab: lab, onLine: nil) }
     }
 
-    /// Runs a configuration: with `listener`, first starts a loopback listener per target host.
-    public static func run(_ c: TCPingConfig, scenario: String, ctx: ScenarioContext, onLine: ((String) -> Void)?) throws -> [TCPingTargetTotals] {
+    /// Runs a configuration: with `listener`, first starts a loopback listener per target host (in a
+    /// topology, inside the node that has the target address).
+    public static func run(_ c: TCPingConfig, scenario: String, ctx: ScenarioContext, lab: ScenarioLab? = nil,
+                           onLine: ((String) -> Void)?) throws -> [TCPingTargetTotals] {
         var targets = c.schedule.targets
         var names: [String]?
         var listeners: [LoopbackListener] = []
@@ -76,7 +80,7 @@ public enum TCPingScenario {
             // `address` label.
             names = targets
             targets = try targets.map { host in
-                let l = try LoopbackListener(host: host, echo: c.payload != nil)
+                let l = try lab?.listener(host: host, echo: c.payload != nil) ?? LoopbackListener(host: host, echo: c.payload != nil)
                 listeners.append(l)
                 ctx.progress("listener on \(l.address.hostPort)")
                 return l.address.hostPort

@@ -20,6 +20,11 @@ public struct ScenarioContext: Sendable {
         (self.runID, self.sink, self.stop, self.directory) = (runID, sink, stop, directory)
         (self.suiteDirectory, self.progress, self.addSection) = (suiteDirectory, progress, addSection)
     }
+
+    /// The lab topology the scenario runs in (`topology:` in the suite), nil outside a topology.
+    /// The suite runner sets it for the scenario's task (a task-local, so contexts that wrap this
+    /// one, such as a capture's, see it too).
+    public var lab: ScenarioLab? { ScenarioLab.current }
 }
 
 /// Thrown by a scenario runner when it cannot run here (engine missing, capability absent): the
@@ -41,10 +46,15 @@ public struct ScenarioKind: Sendable {
     /// The kind opens its own capture (`capture`): the suite runner never wraps it in a second one
     /// (`edgemeter run --capture` or the scenario's `capture` key).
     public let capturesItself: Bool
+    /// The kind can run inside a lab node (`from: NODE`): its sockets are all made on the calling
+    /// thread, which `ScenarioLab.inSource` moves into the node's network namespace.
+    public let runsInNode: Bool
 
     public init(declaration: KindDeclaration, configuration: @escaping @Sendable (ValidatedScenario) throws -> any Sendable,
-                capturesItself: Bool = false, run: @escaping @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void) {
+                capturesItself: Bool = false, runsInNode: Bool = false,
+                run: @escaping @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void) {
         (self.declaration, self.configuration, self.capturesItself, self.run) = (declaration, configuration, capturesItself, run)
+        self.runsInNode = runsInNode
     }
 
     public var schema: ScenarioSchema { declaration.schema }
@@ -55,7 +65,8 @@ public struct ScenarioKind: Sendable {
 /// entry here; `edgemeter KIND` can then be built from the same declaration (`KindCommand`).
 public enum ScenarioKinds {
     public static var all: [ScenarioKind] {
-        [PingScenario.kind, TCPingScenario.kind, HTTPScenario.kind, LoadScenario.kind, CalcScenario.kind, StartupScenario.kind, CaptureScenario.kind]
+        [PingScenario.kind, TCPingScenario.kind, HTTPScenario.kind, LoadScenario.kind, CalcScenario.kind, StartupScenario.kind, CaptureScenario.kind,
+         ReachScenario.kind]
     }
     public static var schemas: [ScenarioSchema] { all.map(\.schema) }
     public static var declarations: [KindDeclaration] { all.map(\.declaration) }

@@ -4,9 +4,26 @@ import EdgeMeterCore
 /// Runs a validated suite's scenarios in order into one run directory. A scenario that cannot run
 /// is noted with its reason and the others still run; a stop request (Ctrl-C, SIGTERM) ends the
 /// current scenario at its next check and marks the rest "not run".
+///
+/// Scenarios with a `topology` (their own or the suite's) run in that lab topology: `SuiteLab`
+/// brings it up before the first of them, shares it with the next ones naming the same topology,
+/// and takes it down before a scenario naming another one (or none) and at the end of the suite,
+/// after failures and stop requests too. Node names in targets and URLs are resolved to addresses
+/// and each target's route is checked first (`LabScenario`); `from: NODE` runs the probe inside it.
 public struct SuiteRunner {
     public var kinds: [ScenarioKind]
-    public init(kinds: [ScenarioKind] = ScenarioKinds.all) { self.kinds = kinds }
+    /// The binary a topology's workloads run as (`edgemeter` in a workload): this program by default.
+    public var labBinary: String
+    public init(kinds: [ScenarioKind] = ScenarioKinds.all, labBinary: String? = nil) {
+        self.kinds = kinds
+        self.labBinary = labBinary ?? SuiteRunner.currentExecutable()
+    }
+
+    static func currentExecutable() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    }
 
     /// The file name prefix of a scenario's capture files: `capture-<scenario>` (then `-<iface>.pcap`).
     static func capturePrefix(_ scenario: String) -> String { "capture-" + FileName.safe(scenario) }
@@ -19,7 +36,9 @@ public struct SuiteRunner {
                     captureFilter: String? = nil, progress: @escaping @Sendable (String) -> Void) async {
         let byKind = Dictionary(kinds.map { ($0.schema.kind, $0) }, uniquingKeysWith: { a, _ in a })
         let suiteDir = URL(fileURLWithPath: suite.path).deletingLastPathComponent()
-        for (i, scenario) in suite.scenarios.enumerated() {
+        let lab = SuiteLab(binary: labBinary, dir: dir, progress: progress)
+        for (i, original) in suite.scenarios.enumerated() {
+            var scenario = original
             if stop.isStopped {
                 dir.addNote(ScenarioNote(scenario: scenario.name, status: "not run", reason: "run stopped (\(stop.reason ?? "stop requested")) before this scenario"))
                 continue
@@ -29,7 +48,41 @@ public struct SuiteRunner {
                 continue
             }
             let label = "[\(i + 1)/\(suite.scenarios.count) \(scenario.name)]"
-            progress("\(label) \(scenario.kind) starting")
+            // The scenario's topology: up (shared with the previous scenario when it is the same), or
+            // the previous one down.
+            var labScenario: LabScenario?
+            if let reference = suite.topology(of: scenario) {
+                do {
+                    let (topology, state, provenance) = try await lab.ensure(reference, suiteDirectory: suiteDir.path, scenario: scenario.name, stop: stop)
+                    dir.addNote(ScenarioNote(scenario: scenario.name, status: "lab",
+                                             reason: provenance + "; runs from \(scenario.string("from").map { "node \($0)" } ?? "the host")"))
+                    let prepared = try LabScenario(scenario, topology: topology, state: state)
+                    for n in prepared.notProbed {
+                        dir.record(Sample(runID: dir.runID, scenario: scenario.name, probe: scenario.kind, target: n.name, metric: "latency",
+                                          phase: "route", value: nil, unit: "ms", timestamp: Date(), status: .error, reason: n.reason,
+                                          labels: prepared.commonLabels))
+                        progress("\(label) \(n.name): \(n.reason)")
+                    }
+                    let hasTargets = scenario.strings("targets") != nil || scenario.string("url") != nil
+                    if hasTargets && prepared.remaining == 0 {
+                        throw ScenarioNotRun(prepared.notProbed.map { "\($0.name): \($0.reason)" }.joined(separator: "; "))
+                    }
+                    scenario = prepared.scenario
+                    labScenario = prepared
+                } catch let e as ScenarioNotRun {
+                    dir.addNote(ScenarioNote(scenario: scenario.name, status: "not run", reason: e.reason))
+                    progress("\(label) not run: \(e.reason)")
+                    continue
+                } catch {
+                    dir.addNote(ScenarioNote(scenario: scenario.name, status: "not run", reason: "\(error)"))
+                    progress("\(label) not run: \(error)")
+                    continue
+                }
+            } else {
+                await lab.down()
+            }
+            progress("\(label) \(scenario.kind) starting" + (labScenario.map { " in \($0.lab.state.topology) from \($0.lab.from ?? "the host")" } ?? "")
+                     + (scenario.string("description").map { ": \($0)" } ?? ""))
             let started = ContinuousClock.now
             let before = dir.sampleCount
             let ticker = Task {
@@ -40,7 +93,8 @@ public struct SuiteRunner {
                     progress("\(label) \(dir.sampleCount - before) samples, \(String(format: "%.0f", secs)) s")
                 }
             }
-            let ctx = ScenarioContext(runID: dir.runID, sink: dir, stop: stop, directory: dir.url, suiteDirectory: suiteDir,
+            let sink: SampleSink = labScenario.map { LabSink(dir, $0) } ?? dir
+            let ctx = ScenarioContext(runID: dir.runID, sink: sink, stop: stop, directory: dir.url, suiteDirectory: suiteDir,
                                       progress: { progress("\(label) \($0)") }, addSection: { dir.addSection($0) })
             do {
                 // A kind that captures by itself (`capture`) is never wrapped in a second capture:
@@ -51,9 +105,12 @@ public struct SuiteRunner {
                 if ownsCapture, let outer = scenario.string("capture") ?? captureInterface {
                     ctx.progress("captures on its own interface \(scenario.string("interface") ?? "?"); capture on \(outer) not added")
                 }
-                try await withCapture(interface: iface, filter: filter, scenario: scenario.name, filePrefix: Self.capturePrefix(scenario.name),
-                                      ctx: ctx) { inner in
-                    try await kind.run(scenario, inner)
+                let run = scenario
+                try await ScenarioLab.$current.withValue(labScenario?.lab) {
+                    try await withCapture(interface: iface, filter: filter, scenario: run.name, filePrefix: Self.capturePrefix(run.name),
+                                          ctx: ctx) { inner in
+                        try await kind.run(run, inner)
+                    }
                 }
                 if stop.isStopped {
                     dir.addNote(ScenarioNote(scenario: scenario.name, status: "interrupted", reason: "stopped by \(stop.reason ?? "request") after \(dir.sampleCount - before) samples"))
@@ -69,5 +126,7 @@ public struct SuiteRunner {
             let secs = (ContinuousClock.now - started).seconds
             progress("\(label) done: \(dir.sampleCount - before) samples in \(String(format: "%.1f", secs)) s")
         }
+        // Also after a failure or a stop request: nothing of the lab stays up.
+        await lab.down()
     }
 }

@@ -401,7 +401,26 @@ struct ReachCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Directory for reach.csv and reach.md (created if missing).", valueName: "DIR"))
     var out: String?
 
+    @Flag(name: .customLong("print-config"), help: .hidden)
+    var printConfig = false
+
+    /// The same declaration as a suite's `kind: reach` (`ReachScenario`): the same checks and messages.
+    func validate() throws {
+        do {
+            var raw: [String: [String]] = ["topology": [name]]
+            if let expect { raw["expect"] = [expect] }
+            _ = try ReachScenario.declaration.validate(commandLine: raw, name: "reach")
+        } catch let e as ParameterError {
+            throw ValidationError(e.message)
+        }
+    }
+
     func run() async throws {
+        if printConfig {
+            var raw: [String: [String]] = ["topology": [name]]
+            if let expect { raw["expect"] = [expect] }
+            return printConfigs([ReachConfig(try ReachScenario.declaration.validate(commandLine: raw, name: "reach"))])
+        }
         guard geteuid() == 0 else {
             throw usageError("reach enters the lab's network namespaces and runs ping there: run it as root (sudo edgemeter reach \(name))")
         }

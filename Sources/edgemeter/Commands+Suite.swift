@@ -39,7 +39,7 @@ struct RunSuiteCommand: AsyncParsableCommand {
         }
         let parsed: Suite
         do {
-            parsed = try SuiteLoader.load(yaml: text, file: suite, schemas: ScenarioKinds.schemas)
+            parsed = try SuiteTopologies.load(yaml: text, file: suite)
         } catch let e as SuiteErrors {
             note("\(e)")
             note("\(suite): \(e.problems.count == 1 ? "1 problem" : "\(e.problems.count) problems"); nothing was run. Fix \(e.problems.count == 1 ? "it" : "them") and run again (--check validates only).")
@@ -66,7 +66,7 @@ struct RunSuiteCommand: AsyncParsableCommand {
         options.capture = nil
         options.captureFilter = nil
         let result = try await runMeasured(name: parsed.name, options: options, suiteFile: suite) { ctx, dir in
-            await SuiteRunner().run(parsed, in: dir, stop: ctx.stop, captureInterface: run.capture,
+            await SuiteRunner(labBinary: runningBinaryPath()).run(parsed, in: dir, stop: ctx.stop, captureInterface: run.capture,
                                     captureFilter: run.captureFilter, progress: { note($0) })
         }
         if !run.json {

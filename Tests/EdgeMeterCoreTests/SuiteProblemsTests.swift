@@ -37,15 +37,15 @@ final class SuiteProblemsTests: XCTestCase {
         XCTAssertThrowsError(try SuiteLoader.load(yaml: yaml, file: "s.yaml", schemas: schemas)) { e in
             guard let all = e as? SuiteErrors else { return XCTFail("expected SuiteErrors, got \(e)") }
             XCTAssertEqual(all.problems.map(\.description), [
-                "s.yaml:2: unknown key `scenarioz` at the top level (did you mean `scenarios`?); expected one of: name, description, scenarios",
+                "s.yaml:2: unknown key `scenarioz` at the top level (did you mean `scenarios`?); expected one of: name, description, topology, scenarios",
                 "s.yaml:7: scenario \"a\": `count` must be a positive integer, got \"ten\"",
-                "s.yaml:8: scenario \"a\": unknown key `intervall` for kind ping (did you mean `interval`?); expected one of: capture, capture_filter, count, interval, socket, targets, timeout",
+                "s.yaml:8: scenario \"a\": unknown key `intervall` for kind ping (did you mean `interval`?); expected one of: capture, capture_filter, count, description, from, interval, socket, targets, timeout, topology",
                 "s.yaml:9: scenario \"a\": `socket` must be one of auto, raw, got \"cooked\"",
                 "s.yaml:11: scenario \"b\": unknown kind `pign` (did you mean `ping`?); expected one of: ping, tcping",
                 "s.yaml:13: scenario \"c\": missing `targets` (a list of strings)",
                 "s.yaml:15: scenario \"c\": `count` must be a positive integer, got \"0\"",
                 "s.yaml:16: duplicate scenario name \"a\" (first used on line 4); names must be unique",
-                "s.yaml:20: scenario \"a\": unknown key `tiemout` for kind tcping; expected one of: capture, capture_filter, count, targets",
+                "s.yaml:20: scenario \"a\": unknown key `tiemout` for kind tcping; expected one of: capture, capture_filter, count, description, from, targets, topology",
             ])
             XCTAssertEqual("\(e)".split(separator: "\n").count, all.problems.count, "one located line per problem")
         }

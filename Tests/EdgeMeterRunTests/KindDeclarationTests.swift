@@ -131,6 +131,15 @@ final class KindDeclarationTests: BinaryTestCase {
             Bad(argv: ["startup", "docker", "-n", "0"], yaml: "backend: docker\nruns: 0",
                 message: "`runs` must be a positive integer, got \"0\"", labels: ["`runs`": "-n"]),
         ]),
+        "reach": KindCases(same: [
+            Same(argv: ["reach", "two-subnet", "--expect", "e.csv"], yaml: ["topology: two-subnet\nexpect: e.csv"]),
+            Same(argv: ["reach", "nat"], yaml: ["topology: nat"]),
+        ], bad: [
+            Bad(argv: ["reach", "nat", "--expect", "e.txt"], yaml: "topology: nat\nexpect: e.txt",
+                message: "`expect` must be a .csv or .yaml file (columns from, to, probe, reachable), got \"e.txt\"", labels: ["`expect`": "--expect"]),
+            Bad(argv: ["reach", "my topo"], yaml: "topology: my topo",
+                message: "`topology` must be a topology name or file without spaces, got \"my topo\"", labels: ["`topology`": "NAME"]),
+        ]),
         "capture": KindCases(same: [
             Same(argv: ["capture", "-i", "lo", "-f", "icmp", "--duration", "2s", "--snaplen", "128", "--buffer-size", "64", "--promiscuous"],
                  yaml: ["interface: lo\nfilter: icmp\nduration: 2s\nsnaplen: 128\nbuffer_kib: 64\npromiscuous: true"]),
