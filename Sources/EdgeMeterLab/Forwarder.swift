@@ -258,6 +258,7 @@ struct PacketSocket {
 extension Forwarder {
     /// Serves the HTTP API (`ForwarderAPI.swift`) on a unix socket, on a thread of its own.
     public func startAPI(socketPath: String) throws {
+        signal(SIGPIPE, SIG_IGN)
         try ForwarderHTTP.serve(socketPath: socketPath, control: control)
     }
 }

@@ -292,7 +292,8 @@ enum ForwarderHTTP {
         out.withUnsafeBytes { p in
             var off = 0
             while off < p.count {
-                let n = write(c, p.baseAddress! + off, p.count - off)
+                // MSG_NOSIGNAL: a client that hung up must not kill the forwarder with SIGPIPE.
+                let n = Glibc.send(c, p.baseAddress! + off, p.count - off, Int32(MSG_NOSIGNAL))
                 if n <= 0 { return }
                 off += n
             }
