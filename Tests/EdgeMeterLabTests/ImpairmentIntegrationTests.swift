@@ -139,6 +139,25 @@ final class ImpairmentIntegrationTests: XCTestCase {
         XCTAssertEqual(ours(before), [])
     }
 
+    /// Where the kernel has no netem (this one), `--impair netem` is refused before anything is built,
+    /// with the reason and the way out; where it has netem, the links get their qdiscs.
+    func testImpairNetemSaysWhyItCannot() throws {
+        if FileManager.default.fileExists(atPath: "\(stateDir)/edge-cloud.json") { try edgemeter(["lab", "down", "edge-cloud"]) }
+        let r = try edgemeter(["lab", "up", "edge-cloud", "--impair", "netem"])
+        if r.status == 0 {
+            defer { _ = try? edgemeter(["lab", "down", "edge-cloud"]) }
+            let q = try runCommand("/usr/bin/env", ["ip", "netns", "exec", "edgemeter-edge-cloud-node_1", "tc", "qdisc", "show", "dev", "eth0"])
+            XCTAssert(q.stdout.contains("netem") && q.stdout.contains("delay 5ms"), q.stdout)
+            return
+        }
+        XCTAssertEqual(r.status, 2)
+        XCTAssert(r.stderr.contains("tc netem is not available in this kernel: `tc qdisc add dev lo root netem delay 1ms` said"), r.stderr)
+        XCTAssert(r.stderr.contains("use the default userspace forwarder (lab up without --impair netem)"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(stateDir)/edge-cloud.json"), "nothing may be built")
+        let ns = try runCommand("/usr/bin/env", ["ip", "netns", "list"]).stdout
+        XCTAssertFalse(ns.contains("edgemeter-edge-cloud") || ns.contains("edgemeter-netem-check"), ns)
+    }
+
     func testLinkSetNamesWhatIsWrong() throws {
         let r = try edgemeter(["lab", "link", "set", "edge-cloud", "node_1", "--delay", "far"])
         XCTAssertEqual(r.status, 2)
