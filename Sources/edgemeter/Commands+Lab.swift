@@ -497,7 +497,7 @@ struct LabLinkSetCommand: AsyncParsableCommand {
         let parts = link.split(separator: ":", maxSplits: 1).map(String.init)
         do {
             let r = try LabExecutor().setLink(name, node: parts[0], network: parts.count > 1 ? parts[1] : nil, impairment: impairment)
-            print("\(name) \(r.id): \(r.impairment.summary) (each direction; \(r.toNetwork.queued + r.toNode.queued) frames queued keep their times)")
+            print("\(name) \(r.id): \(r.impairment.summary) (each direction; frames already queued: \(r.toNetwork.queued + r.toNode.queued), they keep their release times)")
         } catch let e as LabError {
             throw usageError("\(e)")
         }
