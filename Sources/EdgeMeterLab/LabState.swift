@@ -47,6 +47,8 @@ public struct LabState: Codable, Sendable, Equatable {
     /// For a compose deployment (`lab up FILE.yml`): its Engine API objects. nil for a topology of
     /// namespaces (whose objects are in `objects`).
     public var compose: ComposeState?
+    /// Impaired links and the forwarder that impairs them; nil when no link declares `impair`.
+    public var impairment: ImpairmentState?
 
     public init(plan: TopologyPlan, started: Date = Date()) {
         let t = plan.topology

@@ -191,7 +191,7 @@ struct ImageBuildCommand: AsyncParsableCommand {
 struct CleanupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cleanup",
-        abstract: "Remove leftovers of killed runs: lab topologies, edgemeter-* containers (docker, podman, runc, crun), snapshot images, LXC containers, QEMU VMs, OCI bundles, the edgemeter-br0 bridge.",
+        abstract: "Remove leftovers of killed runs: lab topologies, edgemeter-* containers (docker, podman, runc, crun), lab docker networks, snapshot images, LXC containers, QEMU VMs, OCI bundles, the edgemeter-br0 bridge.",
         discussion: "The image built by `edgemeter image build` is kept. Engines that are not installed or not running are skipped."
     )
 

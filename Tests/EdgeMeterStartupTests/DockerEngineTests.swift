@@ -78,4 +78,26 @@ private final class ExitCode: @unchecked Sendable {
     private var stored: Int??
     func set(_ v: Int?) { lock.withLock { stored = .some(v) } }
     var value: Int?? { lock.withLock { stored } }
+
+    /// `removeLabNetworks` (used by `edgemeter cleanup`) deletes a network labelled `edgemeter=lab`
+    /// that a killed compose deployment left, and leaves an unlabelled network of the same prefix alone.
+    func testRemoveLabNetworksDeletesOnlyLabelledOnes() async throws {
+        let c = try await requireDocker()
+        let tag = instanceTag(testRunID("nw"))
+        let labelled = "edgemeter-\(tag)-orphan", plain = "edgemeter-\(tag)-user"
+        func create(_ name: String, labels: [String: String]) async throws {
+            let r = try await c.request(.POST, "/networks/create", json: ["Name": name, "Driver": "bridge", "Labels": labels] as [String: Any])
+            XCTAssertEqual(r.status, 201, "create network \(name): \(r.errorMessage)")
+        }
+        try await create(labelled, labels: ["edgemeter": "lab", "edgemeter.topology": tag])
+        try await create(plain, labels: [:])
+        let removed = await c.removeLabNetworks()
+        XCTAssertTrue(removed.contains("network \(labelled)"), "removed: \(removed)")
+        XCTAssertFalse(removed.contains("network \(plain)"))
+        let gone = try await c.request(.GET, "/networks/\(labelled)").status
+        let kept = try await c.request(.GET, "/networks/\(plain)").status
+        XCTAssertEqual(gone, 404, "the labelled network is gone")
+        XCTAssertEqual(kept, 200, "the unlabelled network is untouched")
+        _ = try await c.request(.DELETE, "/networks/\(plain)")
+    }
 }

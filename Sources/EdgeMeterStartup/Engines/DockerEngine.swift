@@ -388,12 +388,32 @@ extension DockerAPIClient {
                 if (try? await removeContainer(id)) != nil { removed.append("container \(name)") }
             }
         }
+        removed += await removeLabNetworks(label)
         if images, let r = try? await request(.GET, "/images/json"), let list = r.json as? [[String: Any]] {
             for img in list {
                 for tag in img["RepoTags"] as? [String] ?? [] where tag.hasPrefix("edgemeter-snap-") {
                     if let d = try? await request(.DELETE, "/images/\(queryEscape(tag))?force=1"), d.status == 200 {
                         removed.append("image \(tag)")
                     }
+                }
+            }
+        }
+        return removed
+    }
+
+    /// Removes the networks a lab compose deployment created (labelled `<label>=lab`) and returns
+    /// "network NAME" for each: a killed `lab up` whose state file was lost leaves them otherwise.
+    /// Only labelled networks are listed, so docker's own (bridge, host, none) and users' networks are
+    /// never touched; a network that still has containers is left (dockerd refuses, 403).
+    public func removeLabNetworks(_ label: String = "edgemeter") async -> [String] {
+        var removed: [String] = []
+        let labNetworks = queryEscape("{\"label\":[\"\(label)=lab\"]}")
+        if let r = try? await request(.GET, "/networks?filters=\(labNetworks)"), let list = r.json as? [[String: Any]] {
+            for n in list {
+                guard let id = n["Id"] as? String else { continue }
+                let name = n["Name"] as? String ?? id
+                if let d = try? await request(.DELETE, "/networks/\(id)"), d.status == 204 || d.status == 404 {
+                    removed.append("network \(name)")
                 }
             }
         }
