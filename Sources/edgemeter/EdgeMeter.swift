@@ -15,7 +15,8 @@ struct EdgeMeterCommand: AsyncParsableCommand {
         subcommands: [PingCommand.self, TCPingCommand.self, RunSuiteCommand.self, ReportCommand.self,
                       CaptureCommand.self, AnalyzeCommand.self, PcapGenerateCommand.self,
                       ServeCommand.self, HTTPCommand.self, LoadCommand.self, CalcCommand.self,
-                      StartupCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self]
+                      StartupCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self,
+                      PolicyCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64.
@@ -40,8 +41,8 @@ struct EdgeMeterCommand: AsyncParsableCommand {
 
 /// `edgemeter serve ...`: the reference workloads edgemeter ships (Commands+HTTP.swift).
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run a reference workload (the calculator microservices).",
-                                                     subcommands: [ServeCalculatorCommand.self])
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run a reference workload (the calculator microservices, the edge app and its cloud database).",
+                                                     subcommands: [ServeCalculatorCommand.self, ServeEdgeAppCommand.self, ServeCloudDBCommand.self])
 }
 
 /// `edgemeter image ...`: local container images (Commands+Startup.swift).
