@@ -126,3 +126,65 @@ private func waitForSignal(stopping what: String) async {
     }
     trap.cancel()
 }
+
+/// `edgemeter vehicle URL`: the vehicle's open-loop client of the edge app.
+struct VehicleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vehicle",
+        abstract: "Drive the edge app at a fixed rate and record each answer's delay, node and failure.",
+        discussion: """
+        Sends POST {"front_distance": ..., "rear_distance": ...} to URL at --rate requests per second \
+        for --duration, open loop: request k is due at k / rate whatever the earlier answers do, and \
+        its delay runs from that due time (not from when it was sent) to the answer's last byte, so a \
+        stalled server is not hidden (coordinated-omission corrected, as `load -R`). Each answer's \
+        X-Edgemeter-Node header names the node that answered. Prints the count, failures, delay \
+        percentiles and requests per node; --csv writes one row per request. Exit status 1 when a \
+        request failed.
+
+        Examples:
+          edgemeter vehicle http://127.0.0.1:8000/drive --rate 50 --duration 10s
+          edgemeter vehicle http://127.0.0.1:8000/drive --rate 200 --csv v.csv
+        """
+    )
+
+    @Argument(help: "The edge app's URL (…/drive).")
+    var url: String
+
+    @Option(help: ArgumentHelp("Requests per second.", valueName: "R"))
+    var rate: Double = 10
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long requests are due.", valueName: "DURATION"))
+    var duration: String = "10s"
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Longest wait for one request.", valueName: "DURATION"))
+    var timeout: String = "1s"
+
+    @Option(help: ArgumentHelp("Write one row per request to this CSV file.", valueName: "FILE"))
+    var csv: String?
+
+    func options() throws -> VehicleOptions {
+        let target: HTTPTarget
+        do { target = try HTTPTarget(url: url) } catch { throw ValidationError("URL: \(error)") }
+        var o = VehicleOptions(target: target, rate: rate, duration: try durationArgument(duration, flag: "--duration"))
+        o.timeout = try durationArgument(timeout, flag: "--timeout")
+        if let p = o.problem { throw ValidationError(p) }
+        return o
+    }
+
+    func validate() throws { _ = try options() }
+
+    func run() async throws {
+        let o = try options()
+        let records = await VehicleProbe.run(o)
+        print(VehicleProbe.summary(records, options: o), terminator: "")
+        if let csv {
+            do {
+                try VehicleProbe.csv(records).write(toFile: csv, atomically: true, encoding: .utf8)
+            } catch {
+                throw usageError("cannot write --csv \(csv) (\(error.localizedDescription)); give a path in a writable directory")
+            }
+            print("per request: \(csv)")
+        }
+        if records.contains(where: { !$0.ok }) { throw ExitCode(1) }
+    }
+}

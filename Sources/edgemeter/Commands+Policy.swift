@@ -40,22 +40,22 @@ struct PolicyReplayCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The delay requirement: DELAY@PERCENTILE (p50, p90, p99).", valueName: "REQ"))
     var requirement: String = "20ms@p90"
 
-    @Option(help: ArgumentHelp("A target must offer the requirement less this margin; the active node is at risk above it.", valueName: "PERCENT"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("A target must offer the requirement less this margin; the active node is at risk above it.", valueName: "PERCENT"))
     var margin: String = "10%"
 
-    @Option(help: ArgumentHelp("How long the active node must stay above the margin level before a move.", valueName: "DURATION"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long the active node must stay above the margin level before a move.", valueName: "DURATION"))
     var dwell: String = "3s"
 
-    @Option(help: ArgumentHelp("No move within this time after the previous one.", valueName: "DURATION"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("No move within this time after the previous one.", valueName: "DURATION"))
     var cooldown: String = "30s"
 
-    @Option(name: .long, help: ArgumentHelp("Received samples a node's window needs to be judged.", valueName: "N"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Received samples a node's window needs to be judged.", valueName: "N"))
     var minSamples: String = "20"
 
-    @Option(name: .long, help: ArgumentHelp("Oldest a node's newest sample may be to be judged.", valueName: "DURATION"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Oldest a node's newest sample may be to be judged.", valueName: "DURATION"))
     var maxAge: String = "2s"
 
-    @Option(help: ArgumentHelp("Length of each node's delay window.", valueName: "DURATION"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Length of each node's delay window.", valueName: "DURATION"))
     var window: String = "30s"
 
     @Option(help: ArgumentHelp("Seed of the traces' noise.", valueName: "N"))
