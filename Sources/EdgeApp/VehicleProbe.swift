@@ -25,8 +25,14 @@ public struct VehicleOptions: Sendable {
         if !(rate.isFinite && rate > 0 && rate <= 10_000) { return "--rate must be from above 0 to 10000 requests/s, such as 50; got \(rate)" }
         if duration <= .zero || duration > .seconds(3600) { return "--duration must be above 0 s and at most 1 h, such as 10s" }
         if timeout <= .zero { return "--timeout must be longer than 0 s, such as 1s" }
+        if requestCount > Self.maxRequests {
+            return "--rate × --duration is \(requestCount) requests; at most \(Self.maxRequests) are recorded in one run: lower --rate or --duration"
+        }
         return nil
     }
+
+    /// Every request is kept in memory (about 100 bytes each).
+    public static let maxRequests = 1_000_000
 
     /// Requests in the run: one per slot before the end.
     public var requestCount: Int {

@@ -52,6 +52,9 @@ final class VehicleProbeTests: XCTestCase {
         let t = HTTPTarget(host: "127.0.0.1", port: 1, path: "/drive")
         XCTAssertEqual(VehicleOptions(target: t, rate: 0, duration: .seconds(1)).problem, "--rate must be from above 0 to 10000 requests/s, such as 50; got 0.0")
         XCTAssertEqual(VehicleOptions(target: t, rate: 10, duration: .seconds(7200)).problem, "--duration must be above 0 s and at most 1 h, such as 10s")
+        XCTAssertEqual(VehicleOptions(target: t, rate: 10_000, duration: .seconds(101)).problem,
+                       "--rate × --duration is 1010000 requests; at most 1000000 are recorded in one run: lower --rate or --duration")
+        XCTAssertNil(VehicleOptions(target: t, rate: 10_000, duration: .seconds(100)).problem)
         XCTAssertEqual(VehicleOptions(target: t, rate: 3, duration: .seconds(1)).requestCount, 3)
         XCTAssertEqual(VehicleOptions(target: t, rate: 2.5, duration: .seconds(1)).requestCount, 3, "slots at 0, 0.4, 0.8 s")
     }
