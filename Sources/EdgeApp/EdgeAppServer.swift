@@ -121,8 +121,11 @@ public enum EdgeAppServer {
     /// (rule: `DrivingAdvice.advise`) and the header `X-Edgemeter-Node: NODE`, from the road status
     /// fetched from `cloud` every `refresh` (the first fetch before listening). 400 names the bad
     /// field; 503 when no road status could be fetched yet. `GET /healthz` answers `ok edge-app NODE`.
+    /// `processingDelay` (0 by default) is extra time spent on every `/drive` request before it is
+    /// answered: it emulates a loaded node in experiments and lets tests provoke queueing.
     public static func startEdgeApp(host: String = "127.0.0.1", port: Int, node: String, cloud: HTTPTarget,
-                                    refresh: Duration = .seconds(1), logger: Logger = quietLogger) async throws -> RunningEdgeServer {
+                                    refresh: Duration = .seconds(1), processingDelay: Duration = .zero,
+                                    logger: Logger = quietLogger) async throws -> RunningEdgeServer {
         let cache = RoadStatusCache()
         await fetch(cloud, into: cache)
         let refresher = Task {
@@ -146,6 +149,7 @@ public enum EdgeAppServer {
                 return failure(.serviceUnavailable, EdgeAppError(field: "cloud", "no road status from the cloud database at \(cloud): \(problem); "
                                                                  + "start it with `edgemeter serve cloud-db` or point --cloud at it"), node: node)
             }
+            if processingDelay > .zero { try await Task.sleep(for: processingDelay) }
             let a = DrivingAdvice.advise(report, road: road)
             return json(.ok, ["edge_response": ["acceleration": a.acceleration, "steering": a.steering], "cloud_response": "", "node": node], node: node)
         }

@@ -15,6 +15,9 @@ public struct VehicleOptions: Sendable {
     public var timeout: Duration = .seconds(1)
     /// The distances every request reports.
     public var report = VehicleReport(frontDistance: 30, rearDistance: 50)
+    /// At most this many connections (requests in flight); a request due while all are busy waits
+    /// for one and keeps its due time. nil: a new connection whenever none is idle.
+    public var connections: Int?
 
     public init(target: HTTPTarget, rate: Double, duration: Duration) {
         (self.target, self.rate, self.duration) = (target, rate, duration)
@@ -25,6 +28,7 @@ public struct VehicleOptions: Sendable {
         if !(rate.isFinite && rate > 0 && rate <= 10_000) { return "--rate must be from above 0 to 10000 requests/s, such as 50; got \(rate)" }
         if duration <= .zero || duration > .seconds(3600) { return "--duration must be above 0 s and at most 1 h, such as 10s" }
         if timeout <= .zero { return "--timeout must be longer than 0 s, such as 1s" }
+        if let c = connections, !(1...10_000).contains(c) { return "--connections must be from 1 to 10000, such as 10; got \(c)" }
         if requestCount > Self.maxRequests {
             return "--rate × --duration is \(requestCount) requests; at most \(Self.maxRequests) are recorded in one run: lower --rate or --duration"
         }
@@ -60,6 +64,8 @@ public struct VehicleRecord: Sendable, Equatable {
     /// The end-to-end delay corrected for coordinated omission: from the time the request was due
     /// (not when it was sent) until the response's last byte, in milliseconds.
     public var delayMilliseconds: Double { Double(endNanoseconds - dueNanoseconds) / 1e6 }
+    /// The delay as a closed-loop client would see it: from sending to the last byte (nil when never sent).
+    public var uncorrectedMilliseconds: Double? { sentNanoseconds.map { Double(endNanoseconds - $0) / 1e6 } }
     public var ok: Bool { failure == nil }
 }
 
@@ -69,7 +75,7 @@ public struct VehicleRecord: Sendable, Equatable {
 /// delay, answering node and failure.
 public enum VehicleProbe {
     public static func run(_ o: VehicleOptions) async -> [VehicleRecord] {
-        let pool = ConnectionPool(target: o.target)
+        let pool = ConnectionPool(target: o.target, limit: o.connections)
         defer { pool.closeAll() }
         let body = Array("{\"front_distance\": \(o.report.frontDistance), \"rear_distance\": \(o.report.rearDistance)}".utf8)
         let request = HTTPRequestSpec(method: "POST", path: o.target.path, headers: [("Content-Type", "application/json")], body: body)
@@ -98,6 +104,7 @@ public enum VehicleProbe {
         do {
             let conn = try await pool.take(timeout: timeout)
             do {
+                if NIODeadline.now() >= deadline { throw HTTPClientError.timeout("no connection to \(pool.target) became free within the timeout") }
                 let remaining = deadline - NIODeadline.now()
                 let x = try await conn.send(request, host: pool.target.hostHeader, timeout: remaining > .zero ? remaining : .milliseconds(1))
                 r.sentNanoseconds = Int64(x.sentAt) - start
@@ -107,9 +114,9 @@ public enum VehicleProbe {
                 if x.response.status != 200 {
                     r.failure = "HTTP \(x.response.status): \(x.response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines).prefix(120))"
                 }
-                if x.response.keepAlive { pool.giveBack(conn) } else { conn.close() }
+                if x.response.keepAlive { pool.giveBack(conn) } else { pool.discard(conn) }
             } catch {
-                conn.close()
+                pool.discard(conn)
                 throw error
             }
         } catch {
@@ -153,32 +160,92 @@ public enum VehicleProbe {
     }
 }
 
-/// Idle keep-alive connections to one target, most recently used first.
+/// Keep-alive connections to one target: idle ones are reused (most recently used first); with a
+/// limit, at most `limit` are open and a caller waits (first come, first served) for one to be
+/// given back or discarded.
 final class ConnectionPool: @unchecked Sendable {
     let target: HTTPTarget
+    let limit: Int?
     private let lock = NSLock()
     private var idle: [HTTPConnection] = []
+    private var open = 0
+    private var waiters: [CheckedContinuation<HTTPConnection?, Never>] = []
     private var address: SocketAddress?
 
-    init(target: HTTPTarget) { self.target = target }
+    init(target: HTTPTarget, limit: Int?) { (self.target, self.limit) = (target, limit) }
 
+    /// An idle connection, a new one, or (at the limit) the next one given back.
     func take(timeout: TimeAmount) async throws -> HTTPConnection {
+        let handed: HTTPConnection? = await withCheckedContinuation { k in enqueue(k) }
+        if let handed { return handed }
+        // nil: a free slot: open a new connection in it.
+        do {
+            return try await connect(timeout: timeout)
+        } catch {
+            release()
+            throw error
+        }
+    }
+
+    /// Resumes `k` at once with an idle connection, or with nil after reserving a slot for a new
+    /// one; at the limit, queues it for the next connection given back or slot freed.
+    private func enqueue(_ k: CheckedContinuation<HTTPConnection?, Never>) {
         lock.lock()
         while let c = idle.popLast() {
-            if c.channel.isActive { lock.unlock(); return c }
+            if c.channel.isActive { lock.unlock(); k.resume(returning: c); return }
+            open -= 1
         }
-        let known = address
+        if let limit, open >= limit {
+            waiters.append(k)
+            lock.unlock()
+            return
+        }
+        open += 1
         lock.unlock()
+        k.resume(returning: nil)
+    }
+
+    private func cachedAddress() -> SocketAddress? { lock.lock(); defer { lock.unlock() }; return address }
+    private func cache(_ a: SocketAddress) { lock.lock(); address = a; lock.unlock() }
+
+    private func connect(timeout: TimeAmount) async throws -> HTTPConnection {
         let a: SocketAddress
-        if let known { a = known } else {
+        if let known = cachedAddress() { a = known } else {
             a = try await HTTPConnection.resolve(host: target.host, port: target.port)
-            lock.lock(); address = a; lock.unlock()
+            cache(a)
         }
         return try await HTTPConnection.connect(to: a, targetName: target.description, timeout: timeout, group: MultiThreadedEventLoopGroup.singleton)
     }
 
+    /// A connection that can take the next request.
     func giveBack(_ c: HTTPConnection) {
-        lock.lock(); idle.append(c); lock.unlock()
+        lock.lock()
+        if !waiters.isEmpty {
+            let k = waiters.removeFirst()
+            lock.unlock()
+            k.resume(returning: c)
+            return
+        }
+        idle.append(c)
+        lock.unlock()
+    }
+
+    /// A connection that failed or was closed by the server: its slot goes to a waiter, if any.
+    func discard(_ c: HTTPConnection) {
+        c.close()
+        release()
+    }
+
+    private func release() {
+        lock.lock()
+        if !waiters.isEmpty {
+            let k = waiters.removeFirst()
+            lock.unlock()
+            k.resume(returning: nil)
+            return
+        }
+        open -= 1
+        lock.unlock()
     }
 
     func closeAll() {

@@ -43,6 +43,9 @@ struct ServeEdgeAppCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("How often the road status is fetched again.", valueName: "DURATION"))
     var refresh: String = "1s"
 
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Extra time spent on every request (emulates a loaded node).", valueName: "DURATION"))
+    var processingDelay: String = "0"
+
     func cloudTarget() throws -> HTTPTarget {
         var t: HTTPTarget
         do { t = try HTTPTarget(url: cloud) } catch { throw ValidationError("--cloud: \(error)") }
@@ -58,13 +61,15 @@ struct ServeEdgeAppCommand: AsyncParsableCommand {
         _ = try cloudTarget()
         let r = try durationArgument(refresh, flag: "--refresh")
         guard r > .zero else { throw ValidationError("--refresh must be longer than 0 s, such as 1s") }
+        _ = try durationArgument(processingDelay, flag: "--processing-delay")
     }
 
     func run() async throws {
         let server: RunningEdgeServer
         do {
             server = try await EdgeAppServer.startEdgeApp(host: host, port: port, node: node, cloud: try cloudTarget(),
-                                                         refresh: try durationArgument(refresh, flag: "--refresh"))
+                                                         refresh: try durationArgument(refresh, flag: "--refresh"),
+                                                         processingDelay: try durationArgument(processingDelay, flag: "--processing-delay"))
         } catch {
             throw usageError("\(error)")
         }
@@ -159,6 +164,9 @@ struct VehicleCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Longest wait for one request.", valueName: "DURATION"))
     var timeout: String = "1s"
 
+    @Option(help: ArgumentHelp("At most this many connections; a request due while all are busy waits and keeps its due time (default: a new connection whenever none is idle).", valueName: "N"))
+    var connections: Int?
+
     @Option(help: ArgumentHelp("Write one row per request to this CSV file.", valueName: "FILE"))
     var csv: String?
 
@@ -167,6 +175,7 @@ struct VehicleCommand: AsyncParsableCommand {
         do { target = try HTTPTarget(url: url) } catch { throw ValidationError("URL: \(error)") }
         var o = VehicleOptions(target: target, rate: rate, duration: try durationArgument(duration, flag: "--duration"))
         o.timeout = try durationArgument(timeout, flag: "--timeout")
+        o.connections = connections
         if let p = o.problem { throw ValidationError(p) }
         return o
     }

@@ -38,6 +38,12 @@ final class VehicleProbeTests: XCTestCase {
         XCTAssertEqual(records.count, 5)
         XCTAssertTrue(records.allSatisfy { !$0.ok && $0.status == nil && $0.sentNanoseconds == nil }, "\(records)")
         XCTAssertTrue(VehicleProbe.summary(records, options: o).contains("0 ok, 5 failed"))
+        // With one connection, each failed connect frees the slot for the next request: none hangs.
+        var one = o
+        one.connections = 1
+        let serial = await VehicleProbe.run(one)
+        XCTAssertEqual(serial.count, 5)
+        XCTAssertTrue(serial.allSatisfy { !$0.ok }, "\(serial)")
 
         // An answer other than 200 is a failure with its status, and still names the node.
         let edge = try await EdgeAppServer.startEdgeApp(port: 0, node: "node_2", cloud: HTTPTarget(host: "127.0.0.1", port: port, path: "/status"))
@@ -57,5 +63,32 @@ final class VehicleProbeTests: XCTestCase {
         XCTAssertNil(VehicleOptions(target: t, rate: 10_000, duration: .seconds(100)).problem)
         XCTAssertEqual(VehicleOptions(target: t, rate: 3, duration: .seconds(1)).requestCount, 3)
         XCTAssertEqual(VehicleOptions(target: t, rate: 2.5, duration: .seconds(1)).requestCount, 3, "slots at 0, 0.4, 0.8 s")
+    }
+}
+
+/// Coordinated omission: with one connection and a server slower than the schedule, requests
+/// queue; their delay counts from the due time, not from when they could be sent.
+final class VehicleCoordinatedOmissionTests: XCTestCase {
+    func testQueuedRequestsCountTheirWaitFromTheDueTime() async throws {
+        let db = try await EdgeAppServer.startCloudDB(port: 0)
+        let edge = try await EdgeAppServer.startEdgeApp(port: 0, node: "slow", cloud: HTTPTarget(host: "127.0.0.1", port: db.port, path: "/status"),
+                                                        processingDelay: .milliseconds(100))
+        var o = VehicleOptions(target: HTTPTarget(host: "127.0.0.1", port: edge.port, path: "/drive"), rate: 20, duration: .milliseconds(300))
+        o.connections = 1
+        o.timeout = .seconds(5)
+        let records = await VehicleProbe.run(o)
+        XCTAssertEqual(records.count, 6)
+        XCTAssertTrue(records.allSatisfy(\.ok), "\(records)")
+        // One at a time at ≥ 100 ms each while one is due every 50 ms: request k waits ≥ k · 50 ms
+        // before it is sent, and its corrected delay holds that wait.
+        for r in records {
+            let wait = Double(r.sentNanoseconds! - r.dueNanoseconds) / 1e6
+            XCTAssertGreaterThanOrEqual(wait, Double(r.sequence) * 50 - 5, "request \(r.sequence)")
+            XCTAssertGreaterThanOrEqual(r.uncorrectedMilliseconds!, 99, "request \(r.sequence)")
+            XCTAssertEqual(r.delayMilliseconds, wait + r.uncorrectedMilliseconds!, accuracy: 0.001)
+        }
+        XCTAssertGreaterThanOrEqual(records[5].delayMilliseconds, 350, "the last one waited about 250 ms and took 100 ms")
+        await edge.stop()
+        await db.stop()
     }
 }
