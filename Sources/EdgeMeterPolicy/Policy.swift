@@ -172,7 +172,9 @@ func formatSeconds(_ ns: Int64) -> String { formatMilliseconds(Double(ns) / 1e9)
 /// edgemeter's policy: percentiles over a window, a margin, a dwell time, a cooldown, and the
 /// minimum-samples and sample-age rules.
 ///
-/// The rules, in order, with T = requirement × (1 − margin) (the margin level):
+/// A node's figure is its delay at the requirement's percentile, except that a node losing more
+/// samples than the percentile leaves room for (over 10 % at p90) misses the requirement whatever
+/// its received samples say. The rules, in order, with T = requirement × (1 − margin) (the margin level):
 /// 1. The active node has too few received samples or its newest is too old: stay (insufficient data).
 /// 2. The active node's delay at the percentile is ≤ T: stay (requirement met); the dwell clock resets.
 /// 3. Above T the active node is at risk; the dwell clock starts at the first decision that sees it.
@@ -228,13 +230,21 @@ public struct EdgeMeterPolicy: MigrationPolicy {
             state.atRiskSinceNanoseconds = nil
             return decision(.stayInsufficientData, "stay: active node \(why)")
         }
-        let active = activeObs!.milliseconds(at: p)!
-        let label = "active \(activeName) \(p.rawValue) \(formatMilliseconds(active)) ms"
+        // More loss than the percentile leaves room for (over 10 % at p90) misses the requirement
+        // whatever the received samples say: from the client's side a lost request is later than any bound.
+        let lossLimit = 100 - p.value
+        func figure(_ o: NodeObservation) -> Double { o.lossPercent > lossLimit ? .infinity : o.milliseconds(at: p)! }
+        let active = figure(activeObs!)
+        let activeRecorded = activeObs!.milliseconds(at: p)
+        let activeText = active.isFinite ? "\(p.rawValue) \(formatMilliseconds(active)) ms"
+            : "\(formatMilliseconds(activeObs!.lossPercent)) % of samples lost (more than the \(formatMilliseconds(lossLimit)) % a \(p.rawValue) requirement allows)"
+        let label = "active \(activeName) \(activeText)"
         let reqText = "\(formatMilliseconds(req.maxMilliseconds)) ms required"
+        let misses = active.isFinite ? "\(label) > \(reqText)" : label
         let marginText = "\(formatMilliseconds(marginLevel)) ms (\(reqText) less the \(formatMilliseconds(h.marginPercent)) % margin)"
         if active <= marginLevel {
             state.atRiskSinceNanoseconds = nil
-            return decision(.stayRequirementMet, "stay: \(label) ≤ \(marginText)", active: active)
+            return decision(.stayRequirementMet, "stay: \(label) ≤ \(marginText)", active: activeRecorded)
         }
         if state.atRiskSinceNanoseconds == nil { state.atRiskSinceNanoseconds = now }
         let atRiskFor = now - state.atRiskSinceNanoseconds!
@@ -242,7 +252,7 @@ public struct EdgeMeterPolicy: MigrationPolicy {
         var judged: [(node: String, ms: Double)] = []
         var unjudged: [String] = []
         for o in input.nodes where o.node != activeName {
-            if let why = insufficiency(o, o.node) { unjudged.append(why) } else { judged.append((o.node, o.milliseconds(at: p)!)) }
+            if let why = insufficiency(o, o.node) { unjudged.append(why) } else { judged.append((o.node, figure(o))) }
         }
         let cost = { (n: String) in input.moveCostMilliseconds[n] ?? .infinity }
         let targets = judged.filter { $0.ms <= marginLevel }.sorted {
@@ -251,38 +261,38 @@ public struct EdgeMeterPolicy: MigrationPolicy {
         guard let best = targets.first else {
             if active <= req.maxMilliseconds {
                 return decision(.stayRequirementMet, "stay: \(label) ≤ \(reqText), above the margin level \(formatMilliseconds(marginLevel)) ms, "
-                                 + "but no other node offers ≤ \(formatMilliseconds(marginLevel)) ms", active: active)
+                                 + "but no other node offers ≤ \(formatMilliseconds(marginLevel)) ms", active: activeRecorded)
             }
             if judged.isEmpty, let why = unjudged.first {
-                return decision(.stayInsufficientData, "stay: \(label) > \(reqText), but \(why)", active: active)
+                return decision(.stayInsufficientData, "stay: \(misses), but \(why)", active: activeRecorded)
             }
             if let other = judged.min(by: { ($0.ms, $0.node) < ($1.ms, $1.node) }), other.ms < active {
                 return decision(.alert, "alert: no node meets \(req) with the \(formatMilliseconds(h.marginPercent)) % margin "
                                 + "(≤ \(formatMilliseconds(marginLevel)) ms): \(label), best other node \(other.node) "
-                                + "\(formatMilliseconds(other.ms)) ms", active: active)
+                                + "\(formatMilliseconds(other.ms)) ms", active: activeRecorded)
             }
             return decision(.stayBestIsActive, "can't migrate service! Best node is the one active \(activeName) "
-                            + "(\(p.rawValue) \(formatMilliseconds(active)) ms > \(reqText); no other node offers less)", active: active)
+                            + "(\(active.isFinite ? "\(activeText) > \(reqText)" : activeText); no other node offers less)", active: activeRecorded)
         }
         let offer = "\(best.node) offers \(formatMilliseconds(best.ms)) ms"
         if atRiskFor < h.dwellNanoseconds {
-            return decision(.stayHysteresis, "stay: \(label) > \(formatMilliseconds(marginLevel)) ms for \(formatSeconds(atRiskFor)) "
-                            + "of the \(formatSeconds(h.dwellNanoseconds)) dwell; \(offer)", active: active, target: nil, targetMs: best.ms)
+            return decision(.stayHysteresis, "stay: \(label)\(active.isFinite ? " > \(formatMilliseconds(marginLevel)) ms" : "") for \(formatSeconds(atRiskFor)) "
+                            + "of the \(formatSeconds(h.dwellNanoseconds)) dwell; \(offer)", active: activeRecorded, target: nil, targetMs: best.ms)
         }
         if let last = state.lastMoveNanoseconds, now - last < h.cooldownNanoseconds {
             return decision(.stayHysteresis, "stay: the last move (\(state.lastMoveFrom ?? "?") → \(state.lastMoveTo ?? "?")) was "
                             + "\(formatSeconds(now - last)) ago, within the \(formatSeconds(h.cooldownNanoseconds)) cooldown; "
-                            + "\(label), \(offer)", active: active, targetMs: best.ms)
+                            + "\(label), \(offer)", active: activeRecorded, targetMs: best.ms)
         }
         let c = input.moveCostMilliseconds[best.node]
-        let over = active > req.maxMilliseconds ? "> \(reqText)" : "> \(marginText)"
-        let reason = "migrate to \(best.node): active \(p.rawValue) \(formatMilliseconds(active)) ms \(over), "
+        let over = !active.isFinite ? "" : active > req.maxMilliseconds ? " > \(reqText)" : " > \(marginText)"
+        let reason = "migrate to \(best.node): \(active.isFinite ? "active \(activeText)" : label)\(over), "
             + "\(offer), expected interruption \(c.map { formatMilliseconds($0) + " ms" } ?? "unknown (no startup time measured there)")"
         state.lastMoveNanoseconds = now
         state.lastMoveFrom = activeName
         state.lastMoveTo = best.node
         state.atRiskSinceNanoseconds = nil
-        return decision(.migrate, reason, active: active, target: best.node, targetMs: best.ms, cost: c)
+        return decision(.migrate, reason, active: activeRecorded, target: best.node, targetMs: best.ms, cost: c)
     }
 }
 

@@ -145,6 +145,28 @@ final class EdgeMeterPolicyTests: XCTestCase {
         XCTAssertEqual(d.reason, "migrate to node_2: active p90 19 ms > 18 ms (20 ms required less the 10 % margin), node_2 offers 10 ms, expected interruption 300 ms")
     }
 
+    func testLossBeyondThePercentilesRoomMissesTheRequirement() throws {
+        func lossy(_ node: String, p90: Double, lossPercent: Double) -> NodeObservation {
+            var o = obs(node, p90: p90)
+            o.lossPercent = lossPercent
+            return o
+        }
+        let h = Hysteresis(dwell: .zero)
+        // 10 % lost still leaves p90 to the received samples; 10.5 % does not.
+        var p = EdgeMeterPolicy()
+        XCTAssertEqual(p.decide(input(0, [lossy("node_1", p90: 5, lossPercent: 10), obs("node_2", p90: 3)], hysteresis: h)).kind, .stayRequirementMet)
+        let d = p.decide(input(0, [lossy("node_1", p90: 5, lossPercent: 10.5), obs("node_2", p90: 9)], hysteresis: h))
+        XCTAssertEqual(d.kind, .migrate)
+        XCTAssertEqual(d.reason, "migrate to node_2: active node_1 10.5 % of samples lost (more than the 10 % a p90 requirement allows), "
+                       + "node_2 offers 9 ms, expected interruption 300 ms")
+        XCTAssertEqual(d.activeMilliseconds, 5, "the record keeps the received samples' p90")
+        XCTAssertNoThrow(try JSONEncoder().encode(d), "no infinity in a decision")
+        // A lossy node is never a target, however fast its answers.
+        var q = EdgeMeterPolicy()
+        let t = q.decide(input(0, [obs("node_1", p90: 30), lossy("node_2", p90: 2, lossPercent: 40), obs("node_3", p90: 12)], hysteresis: h))
+        XCTAssertEqual(t.target, "node_3")
+    }
+
     func testDecisionsAreCodableWithTheirInputs() throws {
         var p = EdgeMeterPolicy()
         let d = p.decide(input(7 * s, [obs("node_1", p90: 30), obs("node_2", p90: 10)], hysteresis: Hysteresis(dwell: .zero)))
