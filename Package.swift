@@ -89,11 +89,26 @@ let package = Package(
             name: "EdgeMeterRun",
             dependencies: ["EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterSystem", "EdgeMeterLab"]
         ),
+        // Service migration policy: delay windows, edgemeter's flap-proof policy and the lab's
+        // first-response one behind one interface, trace replays on a manual clock. Pure, no I/O.
+        .target(name: "EdgeMeterPolicy", dependencies: ["EdgeMeterCore"]),
+        // The edge workload of the migration experiments: the edge app (driving advice) and the
+        // cloud database (road status) on Hummingbird 2.
+        .target(
+            name: "EdgeApp",
+            dependencies: [
+                "EdgeMeterHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "edgemeter",
             dependencies: [
                 "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterRun",
-                "EdgeMeterSystem", "EdgeMeterLab",
+                "EdgeMeterSystem", "EdgeMeterLab", "EdgeMeterPolicy", "EdgeApp",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -107,6 +122,8 @@ let package = Package(
             "EdgeMeterHTTP", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
+        .testTarget(name: "EdgeMeterPolicyTests", dependencies: ["EdgeMeterPolicy", "EdgeMeterCore"]),
+        .testTarget(name: "EdgeAppTests", dependencies: ["EdgeApp", "EdgeMeterHTTP", "EdgeMeterProbes"]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
         .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),

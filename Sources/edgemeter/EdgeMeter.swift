@@ -16,7 +16,7 @@ struct EdgeMeterCommand: AsyncParsableCommand {
                       CaptureCommand.self, AnalyzeCommand.self, PcapGenerateCommand.self,
                       ServeCommand.self, HTTPCommand.self, LoadCommand.self, CalcCommand.self,
                       StartupCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self,
-                      ImpairForwarderCommand.self]
+                      ImpairForwarderCommand.self, PolicyCommand.self, VehicleCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64.
@@ -41,8 +41,8 @@ struct EdgeMeterCommand: AsyncParsableCommand {
 
 /// `edgemeter serve ...`: the reference workloads edgemeter ships (Commands+HTTP.swift).
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run a reference workload (the calculator microservices).",
-                                                     subcommands: [ServeCalculatorCommand.self])
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run a reference workload (the calculator microservices, the edge app and its cloud database).",
+                                                     subcommands: [ServeCalculatorCommand.self, ServeEdgeAppCommand.self, ServeCloudDBCommand.self])
 }
 
 /// `edgemeter image ...`: local container images (Commands+Startup.swift).
