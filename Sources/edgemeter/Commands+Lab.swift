@@ -108,7 +108,7 @@ struct LabUpCommand: AsyncParsableCommand {
           edgemeter lab up nat
           edgemeter lab up ./my-topology.yaml
           edgemeter lab up nat --expect benchmarks/topologies/expected/nat.csv
-          edgemeter lab up calculator-compose --expect benchmarks/topologies/expected/calculator-compose.csv
+          edgemeter lab up calculator-compose
           edgemeter lab up ./my-compose.yml
         """
     )

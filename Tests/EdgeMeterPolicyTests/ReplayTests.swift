@@ -57,7 +57,7 @@ final class ReplayTests: XCTestCase {
     func testRampNoMoreViolationThanFirstResponse() throws {
         let (e, f) = try replay("ramp")
         XCTAssertLessThanOrEqual(e.violationNanoseconds, f.violationNanoseconds)
-        XCTAssertEqual(e.moves, [ReplayMove(atNanoseconds: 157 * s, from: "node_1", to: "node_2")])
+        XCTAssertEqual(e.moves, [ReplayMove(atNanoseconds: 156 * s, from: "node_1", to: "node_2")])
         XCTAssertEqual(e.violationNanoseconds, 0, "it leaves node_1 while node_1's p90 is still between 18 and 20 ms")
         XCTAssertEqual(f.moves.count, 1)
         XCTAssertGreaterThan(f.violationNanoseconds, 0)
