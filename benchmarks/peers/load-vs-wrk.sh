@@ -121,7 +121,7 @@ run_em() { # dir url method body
   echo "$rc" >"$dir.rc"
 }
 # "user sys" CPU µs per completed request: cpu_per_request CPUFILE REQUESTS
-cpu_per_request() { awk -v n="$2" '{ if (n > 0) printf "%.2f %.2f", $1 * 1e6 / n, $2 * 1e6 / n; else printf "0 0" }' "$1" 2>/dev/null || echo "0 0"; }
+cpu_per_request() { awk -v n="$2" '{ if (n > 0) printf "%.2f %.2f\n", $1 * 1e6 / n, $2 * 1e6 / n; else print "0 0" }' "$1" 2>/dev/null || echo "0 0"; }
 
 total_errors=0
 summary=()
