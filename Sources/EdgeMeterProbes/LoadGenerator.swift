@@ -160,8 +160,12 @@ final class LoadConnectState: @unchecked Sendable {
 /// Per event loop statistics; touched only on that loop's thread (so without run-time
 /// exclusivity checks), merged after the run.
 final class LoopStats: @unchecked Sendable {
-    @exclusivity(unchecked) var corrected: Histogram<UInt64>
-    @exclusivity(unchecked) var uncorrected: Histogram<UInt64>
+    /// Where the latencies are recorded (HdrHistogram's buckets in a plain array, sized for an
+    /// hour); `corrected` and `uncorrected` are their histograms.
+    let correctedLatencies = LatencyRecorder()
+    let uncorrectedLatencies = LatencyRecorder()
+    var corrected: Histogram<UInt64> { correctedLatencies.histogram }
+    var uncorrected: Histogram<UInt64> { uncorrectedLatencies.histogram }
     @exclusivity(unchecked) var responses = 0
     /// Indexed by status code (0-999).
     @exclusivity(unchecked) var statusCounts = [Int](repeating: 0, count: 1000)
@@ -172,16 +176,6 @@ final class LoopStats: @unchecked Sendable {
     @exclusivity(unchecked) var unsent = 0
     @exclusivity(unchecked) var perSecond: [Int] = []
     @exclusivity(unchecked) var lastCompletion: UInt64 = 0
-
-    init() {
-        // Sized for latencies up to an hour (33 792 counts, 264 KiB each) so that recording never grows the
-        // histogram mid-run (a resize copies it element by element); larger values still fit.
-        var h = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000,
-                                  numberOfSignificantValueDigits: .three)
-        h.autoResize = true
-        corrected = h
-        uncorrected = h
-    }
 
     @inline(__always) func count(_ kind: LoadErrorKind) {
         switch kind {

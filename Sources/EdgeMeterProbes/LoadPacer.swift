@@ -115,8 +115,8 @@ struct LoadPacer: Sendable {
         guard inFlight else { return false }
         inFlight = false
         if isMeasured(intended) {
-            if rate != nil { _ = stats.corrected.record(now &- intended) }
-            _ = stats.uncorrected.record(now &- sentAt)
+            if rate != nil { stats.correctedLatencies.record(now &- intended) }
+            stats.uncorrectedLatencies.record(now &- sentAt)
             stats.responses += 1
             stats.statusCounts[min(max(status, 0), 999)] += 1
             stats.bytesRead += bytes
@@ -149,8 +149,8 @@ struct LoadPacer: Sendable {
     private func recordTimeout(into stats: LoopStats) {
         guard isMeasured(intended) else { return }
         stats.count(.timeout)
-        if rate != nil { _ = stats.corrected.record((sentAt &- intended) &+ timeoutNanos) }
-        _ = stats.uncorrected.record(timeoutNanos)
+        if rate != nil { stats.correctedLatencies.record((sentAt &- intended) &+ timeoutNanos) }
+        stats.uncorrectedLatencies.record(timeoutNanos)
     }
 
     /// The response in flight was not HTTP: a `body` error (if measured); the caller closes.
@@ -196,7 +196,7 @@ struct LoadPacer: Sendable {
             let due = scheduled(k)
             if due >= end { break }
             if isMeasured(due) {
-                _ = stats.corrected.record(end &- due)
+                stats.correctedLatencies.record(end &- due)
                 stats.unsent += 1
                 counted += 1
             }

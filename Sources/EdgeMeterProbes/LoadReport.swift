@@ -32,8 +32,10 @@ public enum LoadReport {
             out += "  No responses were received: no latency to report.\n"
         } else {
         out += "  Thread Stats   Avg      Stdev     Max   +/- Stdev\n"
-        let within = h.totalCount > 0 ? stdevShare(h) : 0
-        out += "    Latency " + pad(ms(h.mean), 9) + pad(ms(h.stdDeviation), 9) + pad(ms(Double(h.max)), 9)
+        // Each of `mean` and `stdDeviation` walks the whole histogram (`stdDeviation` twice): once each.
+        let mean = h.mean, deviation = h.stdDeviation
+        let within = h.totalCount > 0 ? stdevShare(h, mean: mean, deviation: deviation) : 0
+        out += "    Latency " + pad(ms(mean), 9) + pad(ms(deviation), 9) + pad(ms(Double(h.max)), 9)
             + pad(String(format: "%.2f%%", within), 9) + "\n"
         func dist(_ title: String, _ hist: Histogram<UInt64>) {
             out += "  Latency Distribution (HdrHistogram - \(title))\n"
@@ -93,10 +95,11 @@ public enum LoadReport {
         s.count >= n ? " " + s : String(repeating: " ", count: n - s.count) + s
     }
 
-    /// Share of recorded values within one standard deviation of the mean (wrk's "+/- Stdev").
-    static func stdevShare(_ h: Histogram<UInt64>) -> Double {
-        let lo = max(0, h.mean - h.stdDeviation)
-        let hi = h.mean + h.stdDeviation
+    /// Share of recorded values within one standard deviation of the mean (wrk's "+/- Stdev");
+    /// `mean` and `deviation` are `h.mean` and `h.stdDeviation`, passed in so they are computed once.
+    static func stdevShare(_ h: Histogram<UInt64>, mean: Double, deviation: Double) -> Double {
+        let lo = max(0, mean - deviation)
+        let hi = mean + deviation
         let n = h.count(within: UInt64(lo)...UInt64(max(lo, hi)))
         return Double(n) / Double(h.totalCount) * 100
     }

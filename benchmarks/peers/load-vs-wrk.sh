@@ -6,12 +6,15 @@
 #   3. one operation service alone (`edgemeter serve calculator --role sum`, a free port),
 #      GET /sum?a=5&b=6.
 # After one unrecorded warm-up run of each side (2 s, so neither measures a cold server), ROUNDS rounds
-# per server alternate which side goes first (odd rounds wrk, even rounds edgemeter). Same span on
-# both sides: requests completed during the -d duration, from each tool's own report. Per round and
-# side it prints requests/s, completed requests and errors (wrk: socket connect/read/write/timeout
-# errors + non-2xx/3xx responses; edgemeter: errors connect/timeout/reset/status/body), then each
-# side's mean over all rounds and the ratio of those means edgemeter/wrk (goal >= 1.0) - every
-# round counted, not the best. The verdict FAILS (exit 1) on any error on either side.
+# per server (default 4, so each side goes first equally often) alternate which side goes first (odd
+# rounds wrk, even rounds edgemeter). Same span on both sides: requests completed during the -d
+# duration, from each tool's own report. Per round and side it prints requests/s, completed requests
+# and errors (wrk: socket connect/read/write/timeout errors + non-2xx/3xx responses; edgemeter: errors
+# connect/timeout/reset/status/body) and the client's own CPU per completed request (user and sys µs,
+# /usr/bin/time of the whole client process, start-up and report included, divided by its completed
+# requests), then each side's mean over all rounds and the ratio of those means edgemeter/wrk (goal
+# >= 1.0) - every round counted, never the best - with the lowest and highest round ratio beside it.
+# The verdict FAILS (exit 1) on any error on either side.
 #   benchmarks/peers/load-vs-wrk.sh [DURATION_SECONDS] [CONNECTIONS] [THREADS] [ROUNDS]
 # EDGEMETER_BIN=path runs another build of edgemeter (e.g. an older one, for a before/after in one session).
 set -euo pipefail
@@ -19,10 +22,11 @@ cd "$(dirname "$0")/../.."
 dur=${1:-10}
 conns=${2:-32}
 threads=${3:-2}
-rounds=${4:-2}
+rounds=${4:-4}
 bin=${EDGEMETER_BIN:-.build/release/edgemeter}
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 2; }
 command -v nginx >/dev/null || { echo "nginx missing: apt-get install nginx-light" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "/usr/bin/time missing: apt-get install time" >&2; exit 2; }
 if [ ! -x "$bin" ] && [ -z "${EDGEMETER_BIN:-}" ]; then swift build -c release --product edgemeter >/dev/null; fi
 [ -x "$bin" ] || { echo "no edgemeter binary at $bin" >&2; exit 2; }
 tmp=$(mktemp -d)
@@ -99,27 +103,31 @@ print(f"{rps:.2f} {req:.0f} {err:.0f}")
 PY
 }
 
+# Client CPU (user and sys seconds of the whole process) goes to OUT.cpu.
 run_wrk() { # out url method
   local out=$1 url=$2 method=$3 rc=0
-  if [ "$method" = POST ]; then wrk -t"$threads" -c"$conns" -d"${dur}s" -s "$tmp/post.lua" "$url" >"$out" 2>&1 || rc=$?
-  else wrk -t"$threads" -c"$conns" -d"${dur}s" "$url" >"$out" 2>&1 || rc=$?; fi
+  if [ "$method" = POST ]; then /usr/bin/time -f "%U %S" -o "$out.cpu" wrk -t"$threads" -c"$conns" -d"${dur}s" -s "$tmp/post.lua" "$url" >"$out" 2>&1 || rc=$?
+  else /usr/bin/time -f "%U %S" -o "$out.cpu" wrk -t"$threads" -c"$conns" -d"${dur}s" "$url" >"$out" 2>&1 || rc=$?; fi
   [ "$rc" = 0 ] || echo "wrk exited $rc" >>"$out"
   return 0
 }
 run_em() { # dir url method body
   local dir=$1 url=$2 method=$3 body=$4 rc=0
   if [ "$method" = POST ]; then
-    "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --body "$body" -H 'Content-Type: text/plain' --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
+    /usr/bin/time -f "%U %S" -o "$dir.cpu" "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --body "$body" -H 'Content-Type: text/plain' --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
   else
-    "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
+    /usr/bin/time -f "%U %S" -o "$dir.cpu" "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
   fi
   echo "$rc" >"$dir.rc"
 }
+# "user sys" CPU µs per completed request: cpu_per_request CPUFILE REQUESTS
+cpu_per_request() { awk -v n="$2" '{ if (n > 0) printf "%.2f %.2f\n", $1 * 1e6 / n, $2 * 1e6 / n; else print "0 0" }' "$1" 2>/dev/null || echo "0 0"; }
 
 total_errors=0
 summary=()
 compare() { # name url method body
   local name=$1 url=$2 method=$3 body=$4 w_total=0 e_total=0 w_errs=0 e_errs=0 r w wreq werr e ereq eerr erc line
+  local wu ws eu es ratio ratios=() wcpu=() ecpu=()
   # Warm-up, not recorded: both sides once, 2 s each, so the first measured side meets a warm server.
   local saved=$dur; dur=2
   run_wrk "$tmp/warm-wrk-$name.txt" "$url" "$method"; run_em "$tmp/warm-em-$name" "$url" "$method" "$body"
@@ -136,15 +144,23 @@ compare() { # name url method body
     erc=$(cat "$tmp/em-$name-$r.rc"); [ "$erc" = 0 ] || eerr=$((eerr + 1))
     total_errors=$((total_errors + werr + eerr))
     w_errs=$((w_errs + werr)); e_errs=$((e_errs + eerr))
-    printf '%s round %d (%s first): wrk %.0f req/s, %s requests, %s errors | edgemeter %.0f req/s, %s requests, %s errors (exit %s) | ratio %.3f\n' \
-      "$name" "$r" "$first" "$w" "$wreq" "$werr" "$e" "$ereq" "$eerr" "$erc" "$(awk -v a="$e" -v b="$w" 'BEGIN {print (b > 0 ? a / b : 0)}')"
+    read -r wu ws < <(cpu_per_request "$tmp/wrk-$name-$r.txt.cpu" "$wreq")
+    read -r eu es < <(cpu_per_request "$tmp/em-$name-$r.cpu" "$ereq")
+    ratio=$(awk -v a="$e" -v b="$w" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')
+    ratios+=("$ratio"); wcpu+=("$wu $ws"); ecpu+=("$eu $es")
+    printf '%s round %d (%s first): wrk %.0f req/s, %s requests, %s errors, CPU/req user %s sys %s us | edgemeter %.0f req/s, %s requests, %s errors (exit %s), CPU/req user %s sys %s us | ratio %s\n' \
+      "$name" "$r" "$first" "$w" "$wreq" "$werr" "$wu" "$ws" "$e" "$ereq" "$eerr" "$erc" "$eu" "$es" "$ratio"
     w_total=$(awk -v a="$w_total" -v b="$w" 'BEGIN{print a+b}')
     e_total=$(awk -v a="$e_total" -v b="$e" 'BEGIN{print a+b}')
   done
-  line=$(awk -v n="$name" -v w="$w_total" -v e="$e_total" -v r="$rounds" -v we="$w_errs" -v ee="$e_errs" 'BEGIN {
+  line=$(awk -v n="$name" -v w="$w_total" -v e="$e_total" -v r="$rounds" -v we="$w_errs" -v ee="$e_errs" \
+      -v rs="${ratios[*]}" -v wc="${wcpu[*]}" -v ec="${ecpu[*]}" 'BEGIN {
     ratio = (w > 0 ? e / w : 0)
-    printf "%s: wrk %.0f req/s (%d errors), edgemeter load %.0f req/s (%d errors) (means of all %d rounds); ratio edgemeter/wrk = %.3f (goal >= 1.0: %s)",
-      n, w / r, we, e / r, ee, r, ratio, (ratio >= 1.0 ? "met" : "NOT met") }')
+    k = split(rs, x, " "); lo = x[1]; hi = x[1]; for (i = 2; i <= k; i++) { if (x[i] < lo) lo = x[i]; if (x[i] > hi) hi = x[i] }
+    k = split(wc, a, " "); wu = 0; wsy = 0; for (i = 1; i <= k; i += 2) { wu += a[i]; wsy += a[i + 1] }
+    k = split(ec, b, " "); eu = 0; esy = 0; for (i = 1; i <= k; i += 2) { eu += b[i]; esy += b[i + 1] }
+    printf "%s: wrk %.0f req/s (%d errors), edgemeter load %.0f req/s (%d errors) (means of all %d rounds); ratio edgemeter/wrk = %.3f (rounds %s to %s) (goal >= 1.0: %s); client CPU/req (mean of rounds) user/sys us: wrk %.2f/%.2f, edgemeter %.2f/%.2f",
+      n, w / r, we, e / r, ee, r, ratio, lo, hi, (ratio >= 1.0 ? "met" : "NOT met"), wu / r, wsy / r, eu / r, esy / r }')
   echo "$line"
   summary+=("$line")
 }
