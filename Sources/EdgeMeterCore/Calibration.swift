@@ -11,10 +11,28 @@ public enum DeclaredDistribution: Sendable, Equatable {
     /// inside is the normal density renormalised; no mass piles up at the bounds). Pass
     /// `-infinity`/`infinity` for no truncation.
     case normal(mean: Double, sd: Double, low: Double, high: Double)
+    /// X₁ + X₂, two independent draws of the distribution: what a round trip adds when both of its
+    /// crossings are jittered (a ping's request and reply). Its CDF is the convolution
+    /// ∫ f(y) F(x − y) dy, integrated with Simpson's rule on 2 000 intervals over the component's
+    /// support (±8σ for an untruncated normal); accurate to about 1e-6.
+    indirect case sumOfTwo(DeclaredDistribution)
 
     /// The cumulative distribution function P(X ≤ x).
     public func cdf(_ x: Double) -> Double {
         switch self {
+        case .sumOfTwo(let c):
+            let (a, b) = c.support
+            guard x > 2 * a else { return 0 }
+            guard x < 2 * b else { return 1 }
+            let n = 2000
+            let h = (b - a) / Double(n)
+            var sum = 0.0
+            for i in 0...n {
+                let y = a + Double(i) * h
+                let w: Double = (i == 0 || i == n) ? 1 : (i % 2 == 1 ? 4 : 2)
+                sum += w * c.density(y) * c.cdf(x - y)
+            }
+            return min(1, max(0, sum * h / 3))
         case .uniform(let a, let b):
             if x < a { return 0 }
             if x >= b { return 1 }
@@ -28,9 +46,40 @@ public enum DeclaredDistribution: Sendable, Equatable {
         }
     }
 
+    /// Where the distribution's mass lies (finite; ±8σ around the mean for an untruncated normal).
+    public var support: (Double, Double) {
+        switch self {
+        case .uniform(let a, let b): return (a, b)
+        case .normal(let mu, let sd, let a, let b): return (a.isFinite ? a : mu - 8 * sd, b.isFinite ? b : mu + 8 * sd)
+        case .sumOfTwo(let c): let (a, b) = c.support; return (2 * a, 2 * b)
+        }
+    }
+
+    /// The density of a component (uniform or normal; the sum is only integrated, never differentiated).
+    public func density(_ x: Double) -> Double {
+        let (a, b) = support
+        guard x >= a, x <= b else { return 0 }
+        switch self {
+        case .uniform(let a, let b): return 1 / (b - a)
+        case .normal(let mu, let sd, let lo, let hi):
+            let z = (lo.isFinite ? Self.phi((lo - mu) / sd) : 0)
+            let mass = (hi.isFinite ? Self.phi((hi - mu) / sd) : 1) - z
+            let u = (x - mu) / sd
+            return exp(-u * u / 2) / (sd * (2 * Double.pi).squareRoot()) / mass
+        case .sumOfTwo: return .nan
+        }
+    }
+
     /// The median (the offset the p50 prediction adds to the fixed delay).
     public var median: Double {
         switch self {
+        case .sumOfTwo:
+            var (lo, hi) = support
+            for _ in 0..<60 {
+                let mid = (lo + hi) / 2
+                if cdf(mid) < 0.5 { lo = mid } else { hi = mid }
+            }
+            return (lo + hi) / 2
         case .uniform(let a, let b): return (a + b) / 2
         case .normal(let mu, let sd, let a, let b):
             // Bisection on the CDF: exact to 1e-9 ms, symmetric truncation gives mu.
@@ -122,24 +171,33 @@ public struct CalibrationCase: Sendable, Equatable {
     public var name: String
     /// Fixed one-way delay per direction, ms.
     public var delayMs: Double
-    /// Jitter of the client → server direction only (nil = none). Applying it in one direction
-    /// keeps the measured round trip's jitter equal to the declared distribution, so the KS test
-    /// compares like with like (with jitter both ways it would be a convolution of the two).
+    /// Jitter of each direction (nil = none), drawn independently per packet, as the lab applies a
+    /// link's `impair:` to both directions. A round trip's jitter is then the sum of two draws
+    /// (`DeclaredDistribution.sumOfTwo`), which is what the KS test compares with.
     public var jitter: DeclaredDistribution?
+    /// Pause between attempts (ms): long enough that consecutive packets of one direction are never
+    /// held back by the model's no-reordering rule (at least twice the jitter's range).
+    public var intervalMs: Double
+    /// Attempts per probe.
+    public var samples: [CalibrationProbe: Int]
     /// Loss per direction, 0...1 (applied to both directions).
     public var lossPerDirection: Double
 
-    public init(name: String, delayMs: Double, jitter: DeclaredDistribution? = nil, lossPerDirection: Double = 0) {
+    public init(name: String, delayMs: Double, jitter: DeclaredDistribution? = nil, lossPerDirection: Double = 0,
+                intervalMs: Double = 10, samples: [CalibrationProbe: Int] = [:]) {
         (self.name, self.delayMs, self.jitter, self.lossPerDirection) = (name, delayMs, jitter, lossPerDirection)
+        (self.intervalMs, self.samples) = (intervalMs, samples)
     }
 
-    /// The predicted p50 (ms) of `probe`: its one-way delays times d, plus the jitter's median
-    /// once per packet that crosses the jittered direction (the handshake and the request each
-    /// cross it once), plus `baselineMs` (the same probe's p50 at delay 0 in the same run: the
-    /// path's and the forwarder's own cost; 0 when not measured).
+    /// The round trip's jitter: the sum of one draw per direction.
+    public var roundTripJitter: DeclaredDistribution? { jitter.map { .sumOfTwo($0) } }
+
+    /// The predicted p50 (ms) of `probe`: its one-way delays times d, plus the round-trip jitter's
+    /// median once per round trip it contains, plus `baselineMs` (the same probe's p50 at delay 0
+    /// in the same run: the path's, the server's and the forwarder's own cost; 0 when not measured).
     public func predictedMs(_ probe: CalibrationProbe, baselineMs: Double = 0) -> Double {
-        let crossings = probe.oneWayDelays / 2
-        return probe.oneWayDelays * delayMs + crossings * (jitter?.median ?? 0) + baselineMs
+        let roundTrips = probe.oneWayDelays / 2
+        return probe.oneWayDelays * delayMs + roundTrips * (roundTripJitter?.median ?? 0) + baselineMs
     }
 
     /// The predicted proportion of failed round trips for `probe`: ICMP loses an echo when either
@@ -148,6 +206,46 @@ public struct CalibrationCase: Sendable, Equatable {
         guard lossPerDirection > 0, probe == .icmp else { return nil }
         return CalibrationStatistics.roundTripLoss(perDirection: lossPerDirection)
     }
+}
+
+/// The cases a calibration runs, in order. Delay 0 comes first: its p50 per probe is the baseline
+/// the other cases' predictions add (and is itself predicted as 0: the forwarder's own added
+/// latency must stay within the 0.5 ms tolerance).
+public enum CalibrationPlan {
+    static func counts(_ n: Int, newConnection: Int? = nil) -> [CalibrationProbe: Int] {
+        [.icmp: n, .tcpConnect: n, .httpKeepAlive: n, .httpNewConnection: newConnection ?? n]
+    }
+
+    /// Delay 0, 1, 5, 20, 100 ms per direction (100 samples per probe; 50 at 100 ms); jitter ±5 ms
+    /// uniform and σ = 5 ms normal (truncated at ±3σ, as the model draws it) around 20 ms with 1 000
+    /// samples for ICMP, TCP connect and keep-alive requests; loss 1 % and 5 % per direction around
+    /// 5 ms with 1 000 echoes. About 8 minutes.
+    public static let full: [CalibrationCase] = [
+        CalibrationCase(name: "delay-0", delayMs: 0, intervalMs: 10, samples: counts(100)),
+        CalibrationCase(name: "delay-1", delayMs: 1, intervalMs: 10, samples: counts(100)),
+        CalibrationCase(name: "delay-5", delayMs: 5, intervalMs: 10, samples: counts(100)),
+        CalibrationCase(name: "delay-20", delayMs: 20, intervalMs: 10, samples: counts(100)),
+        CalibrationCase(name: "delay-100", delayMs: 100, intervalMs: 10, samples: counts(50)),
+        CalibrationCase(name: "jitter-5-uniform", delayMs: 20, jitter: .uniform(low: -5, high: 5),
+                        intervalMs: 25, samples: counts(1000, newConnection: 100)),
+        CalibrationCase(name: "jitter-5-normal", delayMs: 20, jitter: .normal(mean: 0, sd: 5, low: -15, high: 15),
+                        intervalMs: 45, samples: counts(1000, newConnection: 100)),
+        CalibrationCase(name: "loss-1", delayMs: 5, lossPerDirection: 0.01, intervalMs: 5,
+                        samples: [.icmp: 1000, .tcpConnect: 50, .httpKeepAlive: 50, .httpNewConnection: 50]),
+        CalibrationCase(name: "loss-5", delayMs: 5, lossPerDirection: 0.05, intervalMs: 5,
+                        samples: [.icmp: 1000, .tcpConnect: 50, .httpKeepAlive: 50, .httpNewConnection: 50]),
+    ]
+
+    /// `--quick` (CI): delay 0 and 20 ms (30 samples per probe), the uniform jitter on ICMP only
+    /// (still 1 000 echoes: below about 740 samples a correct link fails D ≤ 0.05 by chance more
+    /// than 5 % of the time) and 5 % loss on 500 echoes. About 1 minute.
+    public static let quick: [CalibrationCase] = [
+        CalibrationCase(name: "delay-0", delayMs: 0, intervalMs: 10, samples: counts(30)),
+        CalibrationCase(name: "delay-20", delayMs: 20, intervalMs: 10, samples: counts(30)),
+        CalibrationCase(name: "jitter-5-uniform", delayMs: 20, jitter: .uniform(low: -5, high: 5), intervalMs: 25,
+                        samples: [.icmp: 1000]),
+        CalibrationCase(name: "loss-5", delayMs: 5, lossPerDirection: 0.05, intervalMs: 5, samples: [.icmp: 500]),
+    ]
 }
 
 /// The certificate's pass rule, in one place.
@@ -165,8 +263,8 @@ public struct CalibrationRow: Sendable, Equatable {
     public var predictedMs: Double
     /// nil when no attempt succeeded.
     public var measuredP50Ms: Double?
-    /// Only for jitter cases: the KS distance of (sample − fixed part of the prediction) against
-    /// the declared jitter distribution.
+    /// Only for jitter cases and one-round-trip probes: the KS distance of (sample − 2d − baseline)
+    /// against the round trip's jitter (two independent draws of the declared distribution).
     public var ks: Double?
     public var samples: Int
     /// Only where a loss is predicted: failed attempts out of `samples`.
@@ -205,16 +303,15 @@ public struct CalibrationRow: Sendable, Equatable {
     public var passed: Bool { failures.isEmpty }
 
     /// Builds a row from raw samples: `valuesMs` are the successful attempts' figures, `failed` the
-    /// attempts that got no answer. `fixedMs` is the prediction without the jitter median (the part
-    /// subtracted before the KS test).
+    /// attempts that got no answer; `baselineMs` as in `CalibrationCase.predictedMs`.
     public static func judge(case c: CalibrationCase, probe: CalibrationProbe, valuesMs: [Double], failed: Int,
                              baselineMs: Double = 0) -> CalibrationRow {
         let predicted = c.predictedMs(probe, baselineMs: baselineMs)
         var row = CalibrationRow(caseName: c.name, probe: probe, predictedMs: predicted,
                                  measuredP50Ms: CalibrationStatistics.median(valuesMs), ks: nil,
                                  samples: valuesMs.count + failed)
-        if let j = c.jitter, probe.oneWayDelays == 2 {
-            // One jittered crossing per sample: sample − (2d + baseline) should follow j.
+        if let j = c.roundTripJitter, probe.oneWayDelays == 2 {
+            // One round trip per sample: sample − (2d + baseline) should follow the sum of two draws.
             let fixed = probe.oneWayDelays * c.delayMs + baselineMs
             row.ks = CalibrationStatistics.ksDistance(valuesMs.map { $0 - fixed }, cdf: j.cdf)
         }

@@ -102,9 +102,10 @@ final class CalibrationTests: XCTestCase {
         XCTAssertEqual(c.predictedMs(.httpKeepAlive), 40)
         XCTAssertEqual(c.predictedMs(.httpNewConnection), 80)
         XCTAssertEqual(c.predictedMs(.httpNewConnection, baselineMs: 0.3), 80.3, accuracy: 1e-12)
+        // U(0, 4) each way: a round trip adds the sum of two draws, median 4.
         let skew = CalibrationCase(name: "j", delayMs: 10, jitter: .uniform(low: 0, high: 4))
-        XCTAssertEqual(skew.predictedMs(.icmp), 22)
-        XCTAssertEqual(skew.predictedMs(.httpNewConnection), 44)
+        XCTAssertEqual(skew.predictedMs(.icmp), 24, accuracy: 1e-6)
+        XCTAssertEqual(skew.predictedMs(.httpNewConnection), 48, accuracy: 1e-6)
         XCTAssertNil(c.predictedLoss(.icmp))
         let lossy = CalibrationCase(name: "loss-5", delayMs: 1, lossPerDirection: 0.05)
         XCTAssertEqual(lossy.predictedLoss(.icmp)!, 0.0975, accuracy: 1e-12)
@@ -122,20 +123,67 @@ final class CalibrationTests: XCTestCase {
         XCTAssertFalse(CalibrationRow.judge(case: c, probe: .icmp, valuesMs: [], failed: 3).passed)
     }
 
+    /// Quantile of the triangular distribution on [−c, c] (the sum of two U(−c/2, c/2)).
+    func triangularQuantile(_ p: Double, c: Double) -> Double {
+        p < 0.5 ? -c + c * (2 * p).squareRoot() : c - c * (2 * (1 - p)).squareRoot()
+    }
+
+    func testSumOfTwoUniformsIsTheTriangle() {
+        // U(−5, 5) + U(−5, 5): F(x) = (x + 10)²/200 for x ≤ 0, 1 − (10 − x)²/200 above.
+        let s = DeclaredDistribution.sumOfTwo(.uniform(low: -5, high: 5))
+        for x in [-10.0, -7.5, -2, 0, 1, 6, 9.9, 10] {
+            let expected = x <= 0 ? (x + 10) * (x + 10) / 200 : 1 - (10 - x) * (10 - x) / 200
+            XCTAssertEqual(s.cdf(x), expected, accuracy: 2e-5, "x = \(x)")
+        }
+        XCTAssertEqual(s.cdf(-11), 0)
+        XCTAssertEqual(s.median, 0, accuracy: 1e-6)
+    }
+
+    func testSumOfTwoNormalsIsNormalWithRootTwoSigma() {
+        // Untruncated N(0, 5) + N(0, 5) = N(0, 5√2): F(5√2) = Φ(1).
+        let s = DeclaredDistribution.sumOfTwo(.normal(mean: 0, sd: 5, low: -.infinity, high: .infinity))
+        XCTAssertEqual(s.cdf(5 * 2.0.squareRoot()), DeclaredDistribution.phi(1), accuracy: 1e-5)
+        XCTAssertEqual(s.cdf(-3), DeclaredDistribution.phi(-3 / (5 * 2.0.squareRoot())), accuracy: 1e-5)
+        // Truncated at ±3σ the sum is a little narrower: F(−7.07) below Φ(−1).
+        let t = DeclaredDistribution.sumOfTwo(.normal(mean: 0, sd: 5, low: -15, high: 15))
+        XCTAssertLessThan(t.cdf(-5 * 2.0.squareRoot()), DeclaredDistribution.phi(-1))
+        XCTAssertEqual(t.cdf(0), 0.5, accuracy: 1e-6)
+    }
+
     func testJitterRowUsesKSAndFailsOnTheWrongDistribution() {
         let c = CalibrationCase(name: "jitter-uniform", delayMs: 20, jitter: .uniform(low: -5, high: 5))
         let n = 1000
-        let good = (1...n).map { 40 + (Double($0) - 0.5) / Double(n) * 10 - 5 }
+        // A round trip = 40 ms + the sum of two U(−5, 5) draws: the triangle on [−10, 10].
+        let good = (1...n).map { 40 + triangularQuantile((Double($0) - 0.5) / Double(n), c: 10) }
         let row = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: good, failed: 0)
-        XCTAssertEqual(row.ks!, 0.0005, accuracy: 1e-9)
+        XCTAssertEqual(row.ks!, 0.0005, accuracy: 1e-4)
         XCTAssertTrue(row.passed, row.failures.joined())
-        // The same p50 but squeezed into ±2.5 ms: D = 0.25.
-        let narrow = (1...n).map { 40 + ((Double($0) - 0.5) / Double(n) * 10 - 5) / 2 }
-        let bad = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: narrow, failed: 0)
-        XCTAssertEqual(bad.ks!, 0.25, accuracy: 1e-3)
+        // Samples following ONE draw's distribution (U(−5, 5)) instead: too narrow, D = F_U(−5)... ≈ 0.125.
+        let oneWay = (1...n).map { 40 + (Double($0) - 0.5) / Double(n) * 10 - 5 }
+        let bad = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: oneWay, failed: 0)
+        XCTAssertEqual(bad.ks!, 0.125, accuracy: 2e-3)
         XCTAssertFalse(bad.passed)
-        // No KS on the new-connection request (two jittered crossings).
+        XCTAssertEqual(bad.failures.count, 1)
+        XCTAssertTrue(bad.failures[0].hasPrefix("KS D 0.12"), bad.failures[0])
+        // No KS on the new-connection request (two round trips).
         XCTAssertNil(CalibrationRow.judge(case: c, probe: .httpNewConnection, valuesMs: good, failed: 0).ks)
+    }
+
+    func testPlans() {
+        XCTAssertEqual(CalibrationPlan.full.map(\.name), ["delay-0", "delay-1", "delay-5", "delay-20", "delay-100",
+                                                         "jitter-5-uniform", "jitter-5-normal", "loss-1", "loss-5"])
+        for c in CalibrationPlan.full + CalibrationPlan.quick where c.jitter != nil {
+            for p in [CalibrationProbe.icmp, .tcpConnect, .httpKeepAlive] { if let n = c.samples[p] { XCTAssertGreaterThanOrEqual(n, 1000, c.name) } }
+            // The no-reorder rule holds reply i+1 back when (jitter of round trip i) − (of i+1) exceeds
+            // the spacing: impossible for uniform at ≥ 2 × range, P < 1e-5 for normal at ≥ 4.5 σ of
+            // that difference (2σ per direction's σ).
+            switch c.jitter! {
+            case .uniform(let a, let b): XCTAssertGreaterThanOrEqual(c.intervalMs, 2 * (b - a), c.name)
+            case .normal(_, let sd, _, _): XCTAssertGreaterThanOrEqual(c.intervalMs, 4.5 * 2 * sd, c.name)
+            default: XCTFail(c.name)
+            }
+        }
+        XCTAssertEqual(CalibrationPlan.quick.first?.name, "delay-0")
     }
 
     func testLossRowPassesInsideAndFailsOutsideTheInterval() {
