@@ -53,17 +53,40 @@ public enum NodeKind: String, Sendable, CaseIterable, Equatable {
     case vm
 }
 
-/// How one direction (or both) of a node's link is impaired. Durations in nanoseconds, loss in percent.
+/// How a node's link is impaired, as the topology file declares it (`impair: {delay: 30ms, ...}`):
+/// the same impairment in EACH direction (a round trip pays the delay twice). Durations in
+/// nanoseconds. `spec` is the per-direction model the forwarder runs (EdgeMeterCore's
+/// `ImpairmentSpec`, which documents the order of loss, rate, delay and the no-reorder rule).
 public struct Impairment: Sendable, Equatable {
     public var delayNanoseconds: Int64 = 0
     public var jitterNanoseconds: Int64 = 0
     public var jitterDistribution: JitterDistribution = .uniform
-    public var lossPercent: Double = 0
+    /// `loss: 1%` (Bernoulli) or `loss: gemodel 1% 25% 100% 0%` (Gilbert–Elliott, netem's order).
+    public var loss: LossModel = .none
     /// Bits per second; nil = unlimited.
     public var rateBitsPerSecond: UInt64?
 
-    public enum JitterDistribution: String, Sendable, CaseIterable { case uniform, normal }
-    public var isNone: Bool { delayNanoseconds == 0 && jitterNanoseconds == 0 && lossPercent == 0 && rateBitsPerSecond == nil }
+    public typealias JitterDistribution = EdgeMeterCore.JitterDistribution
+    public init(delayNanoseconds: Int64 = 0, jitterNanoseconds: Int64 = 0, jitterDistribution: JitterDistribution = .uniform,
+                loss: LossModel = .none, rateBitsPerSecond: UInt64? = nil) {
+        self.delayNanoseconds = delayNanoseconds
+        self.jitterNanoseconds = jitterNanoseconds
+        self.jitterDistribution = jitterDistribution
+        self.loss = loss
+        self.rateBitsPerSecond = rateBitsPerSecond
+    }
+    public init(_ spec: ImpairmentSpec) {
+        self.init(delayNanoseconds: spec.delayNanoseconds, jitterNanoseconds: spec.jitterNanoseconds,
+                  jitterDistribution: spec.distribution, loss: spec.loss, rateBitsPerSecond: spec.rateBitsPerSecond)
+    }
+    /// Bernoulli loss in percent (0 for none; the long-run mean for Gilbert–Elliott).
+    public var lossPercent: Double { loss.meanLossFraction * 100 }
+    public var isNone: Bool { spec.isNone }
+    /// The per-direction model (both directions get the same spec, with different seeds).
+    public var spec: ImpairmentSpec {
+        ImpairmentSpec(delayNanoseconds: delayNanoseconds, jitterNanoseconds: jitterNanoseconds,
+                       distribution: jitterDistribution, loss: loss, rateBitsPerSecond: rateBitsPerSecond)
+    }
 }
 
 public struct Interface: Sendable, Equatable {

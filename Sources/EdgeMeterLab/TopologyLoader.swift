@@ -205,9 +205,8 @@ public enum TopologyLoader {
             p.add(m.line("jitter"), "\(what): uniform jitter (\(imp.jitterNanoseconds / 1_000_000) ms) larger than the delay would need negative delays; lower it or raise `delay`")
         }
         if let l = m.string("loss", &p) {
-            let t = l.hasSuffix("%") ? String(l.dropLast()) : l
-            if let v = Double(t), v >= 0, v <= 100 { imp.lossPercent = v } else {
-                p.add(m.line("loss"), "\(what): `loss` must be a percentage 0-100 such as 1% , got \"\(l)\"")
+            if let v = ImpairmentSpec.parseLoss(l) { imp.loss = v } else {
+                p.add(m.line("loss"), "\(what): `loss` must be a percentage 0-100 such as 1% (Bernoulli) or `gemodel P R 1-H 1-K` in percent (Gilbert-Elliott), got \"\(l)\"")
             }
         }
         if let r = m.string("rate", &p) {
@@ -219,14 +218,7 @@ public enum TopologyLoader {
     }
 
     /// `10mbit`, `500kbit`, `1gbit`, `64000bit` (tc's units) to bits per second.
-    public static func parseRate(_ text: String) -> UInt64? {
-        let t = text.lowercased()
-        for (suffix, scale) in [("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)] where t.hasSuffix(suffix) {
-            guard let v = Double(t.dropLast(suffix.count)), v > 0, v * scale >= 8_000, v * scale <= 100e9 else { return nil }
-            return UInt64(v * scale)
-        }
-        return nil
-    }
+    public static func parseRate(_ text: String) -> UInt64? { ImpairmentSpec.parseRate(text) }
 
     static func natRule(_ node: Yams.Node, what: String, node interfaces: [Interface], networks: [Network], _ p: inout Problems) -> NATRule? {
         let line = node.mark?.line ?? 1
