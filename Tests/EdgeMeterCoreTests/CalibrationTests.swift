@@ -154,12 +154,15 @@ final class CalibrationTests: XCTestCase {
         let c = CalibrationCase(name: "jitter-uniform", delayMs: 20, jitter: .uniform(low: -5, high: 5))
         let n = 1000
         // A round trip = 40 ms + the sum of two U(−5, 5) draws: the triangle on [−10, 10].
-        let good = (1...n).map { 40 + triangularQuantile((Double($0) - 0.5) / Double(n), c: 10) }
+        let good: [Double] = (1...n).map { i -> Double in 40 + triangularQuantile((Double(i) - 0.5) / Double(n), c: 10) }
         let row = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: good, failed: 0)
         XCTAssertEqual(row.ks!, 0.0005, accuracy: 1e-4)
         XCTAssertTrue(row.passed, row.failures.joined())
         // Samples following ONE draw's distribution (U(−5, 5)) instead: too narrow, D = F_U(−5)... ≈ 0.125.
-        let oneWay = (1...n).map { 40 + (Double($0) - 0.5) / Double(n) * 10 - 5 }
+        let oneWay: [Double] = (1...n).map { i -> Double in
+            let u: Double = (Double(i) - 0.5) / Double(n)
+            return 30 + u * 10 + 5
+        }
         let bad = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: oneWay, failed: 0)
         XCTAssertEqual(bad.ks!, 0.125, accuracy: 2e-3)
         XCTAssertFalse(bad.passed)
