@@ -79,7 +79,7 @@ public final class ImpairProxy: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var addr = la
         let rc = withUnsafePointer(to: &addr.storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, addr.length) } }
-        guard rc == 0, udp || listen(fd, 1024) == 0 else {
+        guard rc == 0, udp || Glibc.listen(fd, 1024) == 0 else {
             let e = errno
             close(fd)
             throw ProxyError("cannot listen on \(la.hostPort): \(errnoText(e)); choose another address or port")
@@ -186,7 +186,7 @@ public final class ImpairProxy: @unchecked Sendable {
         while !stopFlag.isStopped {
             var p = pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)
             if poll(&p, 1, 50) <= 0 { continue }
-            let client = accept4(listenFD, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            let client = accept(listenFD, nil, nil)
             if client < 0 { continue }
             lock.lock(); connectionsAccepted += 1; lock.unlock()
             let upstreamFD = socket(upstream.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -226,7 +226,7 @@ public final class ImpairProxy: @unchecked Sendable {
             if n <= 0 {
                 // End of stream (or reset): pass the FIN on behind the data.
                 let release = admitStream(direction, bytes: 0) ?? em_clock_monotonic_ns()
-                line.enqueue(release: release, bytes: 0, last: true) { shutdown(to, Int32(SHUT_WR)) }
+                line.enqueue(release: release, bytes: 0, last: true) { _ = shutdown(to, Int32(SHUT_WR)); return true }
                 return
             }
             let chunk = Array(buf[0..<n])
@@ -244,7 +244,7 @@ public final class ImpairProxy: @unchecked Sendable {
                 }
             }
         }
-        line.enqueue(release: em_clock_monotonic_ns(), bytes: 0, last: true) { shutdown(to, Int32(SHUT_WR)) }
+        line.enqueue(release: em_clock_monotonic_ns(), bytes: 0, last: true) { _ = shutdown(to, Int32(SHUT_WR)); return true }
     }
 
     private func udpServe(up: DelayLine, down: DelayLine) {
@@ -303,8 +303,9 @@ public final class ImpairProxy: @unchecked Sendable {
                     continue
                 }
                 let datagram = Array(buf[0..<n])
-                var dest = client
+                let destination = client
                 down.enqueue(release: release, bytes: n, last: false) {
+                    var dest = destination
                     _ = datagram.withUnsafeBytes { d in
                         withUnsafePointer(to: &dest.storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                             sendto(listenFD, d.baseAddress, d.count, Int32(MSG_NOSIGNAL), $0, dest.length)

@@ -80,14 +80,15 @@ final class ImpairProxyTests: XCTestCase {
         let stop = StopFlag()
         init() throws {
             let t = try Resolver.resolve("127.0.0.1", port: 0, socketType: Int32(SOCK_DGRAM.rawValue))
-            fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            let sock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             var a = t.address
-            _ = withUnsafePointer(to: &a.storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, a.length) } }
+            _ = withUnsafePointer(to: &a.storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, a.length) } }
             var bound = sockaddr_storage()
             var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+            _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &len) } }
             address = SocketAddr(storage: bound, length: len)
-            let fd = self.fd, stop = self.stop
+            fd = sock
+            let fd = sock, stop = self.stop
             Thread {
                 var buf = [UInt8](repeating: 0, count: 2048)
                 while !stop.isStopped {
@@ -182,15 +183,16 @@ final class ImpairProxyTests: XCTestCase {
         var connections: Int { lock.lock(); defer { lock.unlock() }; return accepted }
         init() throws {
             let t = try Resolver.resolve("127.0.0.1", port: 0)
-            listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var a = t.address
-            _ = withUnsafePointer(to: &a.storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, a.length) } }
-            Glibc.listen(listener, 16)
+            _ = withUnsafePointer(to: &a.storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, a.length) } }
+            Glibc.listen(l, 16)
             var bound = sockaddr_storage()
             var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+            _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(l, $0, &len) } }
             address = SocketAddr(storage: bound, length: len)
-            let l = listener, stop = self.stop
+            listener = l
+            let stop = self.stop
             Thread { [self] in
                 while !stop.isStopped {
                     var p = pollfd(fd: l, events: Int16(POLLIN), revents: 0)
