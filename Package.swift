@@ -81,7 +81,7 @@ let package = Package(
         // the system module (and the Engine API client, for container nodes and compose files).
         .target(
             name: "EdgeMeterLab",
-            dependencies: ["EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterStartup", .product(name: "Yams", package: "Yams")]
+            dependencies: ["EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterStartup", "CEdgeMeter", .product(name: "Yams", package: "Yams")]
         ),
         // Run directories (streamed samples, summaries, run.json) and the suite runner's table of
         // scenario kinds. File I/O lives here, not in Core.

@@ -18,6 +18,8 @@ public struct LabExecutor: Sendable {
     public var stateDirectory: String
     /// How long each declared port may take to accept a TCP connect after its workload started.
     public var portTimeout: Duration
+    /// How declared impairments are applied (LabExecutor+Impairment.swift).
+    public var impairMode: ImpairMode = .forwarder
 
     public static let defaultStateDirectory = "/run/edgemeter/lab"
 
@@ -57,7 +59,8 @@ public struct LabExecutor: Sendable {
     /// for ports: everything built is undone and `.interrupted` thrown.
     public func up(_ topology: Topology, binary: String, stop: StopFlag? = nil, progress: (String) -> Void = { _ in }) async throws -> LabState {
         try preflight(topology)
-        let plan = TopologyPlan(topology)
+        try await preflightImpairment(topology)
+        let plan = impairmentPlan(topology)
         for name in plan.interfaceNames { try checked { try Names.checkInterface(name) } }
         // Names already taken (another topology with the same tag, a leftover): refuse before building.
         let existing = Set(try await namespaces())
@@ -89,6 +92,7 @@ public struct LabExecutor: Sendable {
             }
             progress("built \(plan.steps.count) steps: \(state.objects.count) namespaces and links")
             try FileManager.default.createDirectory(atPath: logDirectory(topology.name), withIntermediateDirectories: true)
+            try await startImpairment(topology, state: &state, binary: binary, progress: progress)
             for (i, node) in topology.nodes.enumerated() where !node.workload.isEmpty {
                 state.nodes[i].pid = try startWorkload(node, namespace: plan.namespace(of: node.name), binary: binary, topology: topology.name)
                 try save(state)
@@ -305,6 +309,7 @@ public struct LabExecutor: Sendable {
             try? FileManager.default.removeItem(atPath: logDirectory(s.topology))
             try? FileManager.default.removeItem(atPath: statePath(s.topology))
             try? FileManager.default.removeItem(atPath: temporaryStatePath(s.topology))
+            try? FileManager.default.removeItem(atPath: forwarderSocketPath(s.topology))
         }
         return left
     }

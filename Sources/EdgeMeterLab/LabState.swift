@@ -37,6 +37,8 @@ public struct LabState: Codable, Sendable, Equatable {
     public var objects: [TopologyPlan.Object]
     public var networks: [NetworkState]
     public var nodes: [NodeState]
+    /// Impaired links and the forwarder that impairs them; nil when no link declares `impair`.
+    public var impairment: ImpairmentState?
 
     public init(plan: TopologyPlan, started: Date = Date()) {
         let t = plan.topology

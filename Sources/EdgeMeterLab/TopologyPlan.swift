@@ -119,6 +119,7 @@ public struct TopologyPlan: Sendable, Equatable {
         for (n, node) in topology.nodes.enumerated() {
             for k in node.interfaces.indices { out.append(bridgePort(node: n, interface: k)) }
         }
+        for link in impairedLinks { out += [link.forwarderB, link.bridgeSide] }
         return out
     }
 
@@ -150,11 +151,11 @@ public struct TopologyPlan: Sendable, Equatable {
 
     // MARK: building the steps
 
-    private mutating func add(_ summary: String, _ args: [String], in netns: String? = nil, creates: Object? = nil) {
+    mutating func add(_ summary: String, _ args: [String], in netns: String? = nil, creates: Object? = nil) {
         steps.append(Step(summary: summary, action: .ip(args, netns: netns), creates: creates))
     }
 
-    private mutating func exec(_ summary: String, _ argv: [String], in netns: String) {
+    mutating func exec(_ summary: String, _ argv: [String], in netns: String) {
         steps.append(Step(summary: summary, action: .exec(netns: netns, argv)))
     }
 
@@ -184,7 +185,11 @@ public struct TopologyPlan: Sendable, Equatable {
                 let br = bridge(network: topology.networks.firstIndex { $0.name == port.network } ?? 0)
                 add("veth \(port.bridgePort) <-> \(node.name):\(port.device) on \(port.network)",
                     ["link", "add", port.bridgePort, "type", "veth", "peer", "name", port.device, "netns", ns], in: f)
-                add("\(port.bridgePort) joins bridge \(br)", ["link", "set", port.bridgePort, "master", br, "up"], in: f)
+                if let link = impairedLink(node: node.name, network: port.network) {
+                    addForwarderPorts(link, bridge: br)
+                } else {
+                    add("\(port.bridgePort) joins bridge \(br)", ["link", "set", port.bridgePort, "master", br, "up"], in: f)
+                }
                 add("\(node.name): address \(port.address) on \(port.device)", ["addr", "add", "\(port.address)/\(port.prefixLength)", "dev", port.device], in: ns)
                 add("\(node.name): \(port.device) up", ["link", "set", port.device, "up"], in: ns)
             }
@@ -235,5 +240,6 @@ public struct TopologyPlan: Sendable, Equatable {
                 add("\(node.name): route \(dest) via \(route.via)", ["route", "add", dest, "via", route.via.description], in: ns)
             }
         }
+        addOffloadSteps()
     }
 }

@@ -25,7 +25,7 @@ struct LabCommand: AsyncParsableCommand {
           edgemeter lab status
           edgemeter lab down two-subnet
         """,
-        subcommands: [LabUpCommand.self, LabDownCommand.self, LabStatusCommand.self, LabExecCommand.self, LabRouteCommand.self, LabInventoryCommand.self]
+        subcommands: [LabUpCommand.self, LabDownCommand.self, LabStatusCommand.self, LabExecCommand.self, LabRouteCommand.self, LabLinkCommand.self, LabInventoryCommand.self]
     )
 }
 
@@ -105,6 +105,9 @@ struct LabUpCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("With --expect: directory for reach.csv and reach.md (default reports/reach-NAME-<UTC time>).", valueName: "DIR"))
     var out: String?
 
+    @Option(help: ArgumentHelp("How links with `impair` are impaired: forwarder (userspace, the default) or netem (tc, where the kernel has it).", valueName: "forwarder|netem"))
+    var impair: ImpairMode = .forwarder
+
     func validate() throws {
         if out != nil && expect == nil { throw ValidationError("--out is where reach writes its matrix and needs --expect FILE; without it, run `edgemeter reach NAME --out DIR` after `lab up`") }
     }
@@ -119,7 +122,8 @@ struct LabUpCommand: AsyncParsableCommand {
         } catch let e as SuiteErrors {
             throw usageError("\(e)")
         }
-        let executor = LabExecutor()
+        var executor = LabExecutor()
+        executor.impairMode = impair
         let stop = StopFlag()
         // SIGINT/SIGTERM stop the build at the next step, which undoes what it made.
         let traps = SignalTrap.install(stop, onFirst: "undoing what was built",
@@ -135,6 +139,7 @@ struct LabUpCommand: AsyncParsableCommand {
         let elapsed = ContinuousClock.now - start
         print("\(topo.name) up in \(formatMilliseconds(elapsed)) (\(state.objects.count) namespaces and host links); state: \(executor.statePath(topo.name))")
         printState(state)
+        printImpairment(state, executor: executor)
         if let expectation, let expect {
             print("")
             try await ReachCheck.run(topo.name, expectation: (expectation, expect), out: out)
@@ -201,6 +206,7 @@ struct LabStatusCommand: AsyncParsableCommand {
         for s in states {
             print("\(s.topology): \(s.status) since \(s.started), from \(s.file)")
             printState(s)
+            printImpairment(s, executor: LabExecutor())
         }
     }
 }
@@ -422,5 +428,107 @@ enum ReachCheck {
                 throw ExitCode(1)
             }
         }
+    }
+}
+
+extension ImpairMode: ExpressibleByArgument {}
+
+/// The impaired links of a topology: live values and counters from the forwarder's API, or what
+/// the state file declared when the forwarder does not answer.
+func printImpairment(_ s: LabState, executor: LabExecutor) {
+    guard let imp = s.impairment, !imp.links.isEmpty else { return }
+    let pid = imp.pid.map { "pid \($0) " + (LabExecutor.isAlive($0) ? "alive" : "NOT running") } ?? "no process"
+    print("  impairment (\(imp.mode.rawValue)\(imp.mode == .forwarder ? ", \(pid), API \(imp.socket ?? "-")" : "")), each direction:")
+    let live = imp.mode == .forwarder ? (try? executor.links(s.topology)) : nil
+    for link in imp.links {
+        if let r = live?.first(where: { $0.id == link.id }) {
+            func d(_ x: ForwarderDirectionStats) -> String {
+                "\(x.forwarded) fwd, \(x.droppedLoss) lost, \(x.droppedQueueFull + x.droppedOversize + x.sendErrors) other drops, late p50 \(x.lateP50Microseconds.map { "\($0) us" } ?? "-")"
+            }
+            print("    \(link.id): \(r.impairment.summary); to network \(d(r.toNetwork)); to node \(d(r.toNode))")
+        } else {
+            print("    \(link.id): \(LinkImpairment(link.spec).summary) (declared; the forwarder did not answer)")
+        }
+    }
+}
+
+struct LabLinkCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "link",
+        abstract: "Change a link's impairment while the topology runs.",
+        subcommands: [LabLinkSetCommand.self]
+    )
+}
+
+struct LabLinkSetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set",
+        abstract: "Set the delay, jitter, loss and rate of an impaired link, in both directions.",
+        discussion: """
+        The link's impairment becomes exactly what the options say (an option left out means none \
+        of it). Frames already queued keep their release time and nothing overtakes them, so no \
+        frame and no connection is dropped by the change. Only links declared with `impair` in the \
+        topology go through the forwarder; the change goes through its HTTP API on \
+        /run/edgemeter/lab/NAME.sock (PUT /links/NODE/NETWORK, see docs/lab.md).
+
+        Examples:
+          edgemeter lab link set edge-cloud node_1 --delay 60ms
+          edgemeter lab link set edge-cloud node_2:edge --delay 30ms --jitter 5ms
+          edgemeter lab link set edge-cloud cloud --delay 40ms --loss 1% --rate 10mbit
+        """
+    )
+
+    @Argument(help: ArgumentHelp("The topology's name.", valueName: "NAME")) var name: String
+    @Argument(help: ArgumentHelp("The node, or NODE:NETWORK when it has impaired links on several networks.", valueName: "NODE[:NETWORK]")) var link: String
+    @Option(help: ArgumentHelp("Delay added in each direction, such as 60ms.", valueName: "DURATION")) var delay: String?
+    @Option(help: ArgumentHelp("Jitter around the delay, such as 5ms.", valueName: "DURATION")) var jitter: String?
+    @Option(help: ArgumentHelp("Jitter distribution: uniform (on delay ± jitter) or normal (σ = jitter, cut at 3σ).", valueName: "uniform|normal")) var distribution: String?
+    @Option(help: ArgumentHelp("Loss: 1% (Bernoulli) or \"gemodel P R 1-H 1-K\" (Gilbert-Elliott, percent).", valueName: "LOSS")) var loss: String?
+    @Option(help: ArgumentHelp("Rate limit such as 10mbit, 500kbit, 1gbit.", valueName: "RATE")) var rate: String?
+
+    func validate() throws {
+        do { _ = try impairment.spec() } catch let e as LabError { throw ValidationError(e.message) }
+    }
+
+    var impairment: LinkImpairment { LinkImpairment(delay: delay, jitter: jitter, distribution: distribution, loss: loss, rate: rate) }
+
+    func run() async throws {
+        let parts = link.split(separator: ":", maxSplits: 1).map(String.init)
+        do {
+            let r = try LabExecutor().setLink(name, node: parts[0], network: parts.count > 1 ? parts[1] : nil, impairment: impairment)
+            print("\(name) \(r.id): \(r.impairment.summary) (each direction; \(r.toNetwork.queued + r.toNode.queued) frames queued keep their times)")
+        } catch let e as LabError {
+            throw usageError("\(e)")
+        }
+    }
+}
+
+/// `edgemeter impair-forwarder`: the forwarder process `lab up` starts in a topology's fabric
+/// namespace (not for direct use; hidden from help).
+struct ImpairForwarderCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "impair-forwarder",
+        abstract: "The link-impairment forwarder lab up starts (internal).",
+        shouldDisplay: false
+    )
+
+    @Option(help: "The forwarder.json lab up wrote.") var config: String
+    @Option(help: "The unix socket to serve the HTTP API on.") var socket: String
+    @Option(help: "Spin this many microseconds before each release instead of sleeping.") var spinMicroseconds: Int = 50
+
+    func run() throws {
+        guard let data = FileManager.default.contents(atPath: config) else { throw usageError("impair-forwarder: cannot read \(config)") }
+        let cfg = try JSONDecoder().decode(ForwarderConfig.self, from: data)
+        let fwd: Forwarder
+        do {
+            fwd = try Forwarder(links: cfg.links, seed: cfg.seed, spinNanoseconds: Int64(spinMicroseconds) * 1000)
+            try fwd.startAPI(socketPath: socket)
+        } catch let e as LabError {
+            fputs("impair-forwarder: \(e)\n", stderr)
+            throw ExitCode(2)
+        }
+        print("impair-forwarder: \(cfg.links.count) link(s) of \(cfg.topology), API on \(socket)")
+        fflush(nil)
+        fwd.run()
     }
 }
