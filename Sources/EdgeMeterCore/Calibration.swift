@@ -330,8 +330,10 @@ public struct CalibrationProvenance: Sendable, Equatable {
     public var forwarder: String
     public var clock: String
     public var date: Date
-    public init(kernel: String, forwarder: String, clock: String, date: Date) {
-        (self.kernel, self.forwarder, self.clock, self.date) = (kernel, forwarder, clock, date)
+    /// Further header lines (`name: value`), e.g. the direct path's p50 per probe.
+    public var notes: [String]
+    public init(kernel: String, forwarder: String, clock: String, date: Date, notes: [String] = []) {
+        (self.kernel, self.forwarder, self.clock, self.date, self.notes) = (kernel, forwarder, clock, date, notes)
     }
 }
 
@@ -362,6 +364,7 @@ public enum CalibrationTable {
         var s = "# Impairment calibration certificate\n\n"
         s += "- kernel: \(provenance.kernel)\n- forwarder: \(provenance.forwarder)\n"
         s += "- clock: \(provenance.clock)\n- date: \(Format.timestamp(provenance.date))\n"
+        for n in provenance.notes { s += "- \(n)\n" }
         s += "- rule: |p50 − predicted| ≤ max(0.5 ms, 5 %); KS D ≤ 0.05 (jitter cases); "
         s += "predicted loss inside the Wilson 95 % interval of the measured loss\n\n"
         s += "| case | probe | n | predicted ms | p50 ms | error ms | KS D | loss % [95 % CI] (predicted) | verdict |\n"

@@ -2,11 +2,12 @@ import Foundation
 import EdgeMeterCore
 import EdgeMeterSystem
 
-/// `edgemeter calibrate`: measures what the lab's link impairment really does. For each case of a
-/// `CalibrationPlan` it brings up a two-node topology (`client` and `server` on one network, the
-/// case's `impair:` on the client's link: the same impairment in each direction), checks with
-/// `ip route get` inside the client that the server's address is reached through the lab's link,
-/// runs the probes from inside the client's namespace, and takes the topology down again.
+/// `edgemeter calibrate`: measures what the lab's link impairment really does. A two-node topology
+/// (`client` and `server` on one network) is built twice: once without `impair` (the direct path,
+/// no forwarder) and once with the client's link going through the impairment forwarder, on which
+/// each case of a `CalibrationPlan` is set at runtime (`LabExecutor.setLink`, the same impairment
+/// in each direction). Before anything is sent, `ip route get` inside the client must pick the
+/// lab's link.
 ///
 /// The probes are the harness's own (ICMP echo, TCP connect, HTTP on a new connection, HTTP on a
 /// keep-alive connection), run by `edgemeter calibrate-probe` under `ip netns exec`, so every socket,
@@ -28,22 +29,19 @@ public struct CalibrationRunner: Sendable {
         (self.executor, self.binary) = (executor, binary)
     }
 
-    /// The topology file of one case.
-    public func topologyYAML(for c: CalibrationCase) -> String {
-        var impair: [String] = []
-        if c.delayMs > 0 { impair.append("delay: \(Self.durationText(c.delayMs))") }
-        if let j = c.jitter {
-            switch j {
-            case .uniform(let a, let b): impair.append("jitter: \(Self.durationText((b - a) / 2)), distribution: uniform")
-            case .normal(_, let sd, _, _): impair.append("jitter: \(Self.durationText(sd)), distribution: normal")
-            case .sumOfTwo: break
-            }
+    /// The topology file: `impair` nil = no impairment (no forwarder on the path).
+    public func topologyYAML(impair: LinkImpairment?) -> String {
+        var fields: [String] = []
+        if let i = impair {
+            if let d = i.delay { fields.append("delay: \(d)") }
+            if let j = i.jitter { fields.append("jitter: \(j)") }
+            if let d = i.distribution { fields.append("distribution: \(d)") }
+            if let l = i.loss { fields.append("loss: \"\(l)\"") }
         }
-        if c.lossPerDirection > 0 { impair.append("loss: \"\(Format.fixed(c.lossPerDirection * 100, 3))%\"") }
-        let impairText = impair.isEmpty ? "" : ", impair: {\(impair.joined(separator: ", "))}"
+        let impairText = fields.isEmpty ? "" : ", impair: {\(fields.joined(separator: ", "))}"
         return """
         name: \(topologyName)
-        description: edgemeter calibrate case \(c.name) - a client and a server on one impaired link
+        description: edgemeter calibrate - a client and a server on one impaired link
         networks:
           - {name: link, subnet: \(Self.subnet)}
         nodes:
@@ -59,48 +57,97 @@ public struct CalibrationRunner: Sendable {
         """
     }
 
-    /// `20ms`, `0.5ms` → `500us`: the topology loader's duration syntax.
-    static func durationText(_ ms: Double) -> String {
-        ms == ms.rounded() ? "\(Int(ms))ms" : "\(Int((ms * 1000).rounded()))us"
+    /// The impairment a case sets on the client's link (each direction).
+    public static func impairment(for c: CalibrationCase) -> LinkImpairment {
+        var spec = ImpairmentSpec(delayNanoseconds: Int64((c.delayMs * 1e6).rounded()))
+        if let j = c.jitter {
+            switch j {
+            case .uniform(let a, let b): spec.jitterNanoseconds = Int64(((b - a) / 2 * 1e6).rounded()); spec.distribution = .uniform
+            case .normal(_, let sd, _, _): spec.jitterNanoseconds = Int64((sd * 1e6).rounded()); spec.distribution = .normal
+            case .sumOfTwo: break
+            }
+        }
+        if c.lossPerDirection > 0 { spec.loss = .bernoulli(percent: c.lossPerDirection * 100) }
+        return LinkImpairment(spec)
     }
 
-    /// Runs every case in order; delay-0 cases provide the baseline later cases' predictions add.
-    /// `progress` gets one line per case and probe. Stops between probes when `stop` is set (the
-    /// topology is taken down first).
-    public func run(_ cases: [CalibrationCase], stop: StopFlag, progress: @escaping @Sendable (String) -> Void) async throws -> [CalibrationRow] {
+    /// What `run` measured: the certificate's rows and the direct path's p50 per probe.
+    public struct Result: Sendable {
+        public var rows: [CalibrationRow]
+        /// p50 (ms) per probe with no forwarder on the path (the topology built without `impair`).
+        public var direct: [CalibrationProbe: Double]
+    }
+
+    /// First measures the direct path (the topology without `impair`: no forwarder) with the first
+    /// case's sample counts, then builds the topology once with the client's link impaired (1 ms,
+    /// so the forwarder is on the path) and, per case, sets the link through the forwarder's runtime
+    /// API (`lab link set`), waits for frames queued under the previous setting to leave, and
+    /// measures. Predictions: the delay-0 case is predicted as the direct path's p50 (its error is
+    /// the forwarder's own added latency); every other case adds the delay-0 p50 of the same probe
+    /// (path, server and forwarder cost). `progress` gets one line per case and probe. Stops
+    /// between probes when `stop` is set; the topology is always taken down.
+    public func run(_ cases: [CalibrationCase], stop: StopFlag, progress: @escaping @Sendable (String) -> Void) async throws -> Result {
+        guard let first = cases.first else { return Result(rows: [], direct: [:]) }
+        var direct: [CalibrationProbe: Double] = [:]
+        try await withTopology(impair: nil, stop: stop, progress: progress) { client in
+            for probe in CalibrationProbe.allCases {
+                guard let n = first.samples[probe], n > 0 else { continue }
+                try checkStop(stop, "the direct baseline")
+                let m = try await measure(probe, count: n, intervalMs: first.intervalMs, namespace: client.namespace)
+                direct[probe] = CalibrationStatistics.median(m.values)
+                progress("direct (no forwarder) \(probe.rawValue): \(m.values.count) ok, \(m.failed) failed, p50 \(Format.fixed(direct[probe], 3)) ms")
+            }
+        }
         var rows: [CalibrationRow] = []
-        var baseline: [CalibrationProbe: Double] = [:]
-        for c in cases {
-            if stop.isStopped { throw LabError(.interrupted, "calibrate interrupted by \(stop.reason ?? "a stop request") before case \(c.name)") }
-            let topology = try TopologyLoader.load(yaml: topologyYAML(for: c), file: "calibrate:\(c.name)")
-            progress("case \(c.name): lab up \(topology.name)")
-            let state = try await executor.up(topology, binary: binary, stop: stop)
-            var caseRows: [CalibrationRow] = []
-            var failure: Error?
-            do {
-                guard let client = state.node("client") else { throw LabError(.stepFailed, "calibrate: the topology has no client node") }
-                try checkRoute(namespace: client.namespace, devices: Set(client.interfaces.map(\.device)))
+        try await withTopology(impair: LinkImpairment(delay: "1ms"), stop: stop, progress: progress) { client in
+            var baseline: [CalibrationProbe: Double] = [:]
+            var previousDelayMs = 1.0
+            for c in cases {
+                try checkStop(stop, "case \(c.name)")
+                let impairment = Self.impairment(for: c)
+                let report = try executor.setLink(topologyName, node: "client", network: nil, impairment: impairment)
+                progress("case \(c.name): link set to \(report.impairment.summary)")
+                // Frames queued under the previous setting keep their release times: let them leave.
+                try await Task.sleep(for: .milliseconds(Int64(4 * previousDelayMs + 50)))
+                previousDelayMs = c.delayMs + 3 * (c.jitter.map { $0.support.1 } ?? 0)
+                let isZero = c.delayMs == 0 && c.jitter == nil && c.lossPerDirection == 0
                 for probe in CalibrationProbe.allCases {
                     guard let n = c.samples[probe], n > 0 else { continue }
-                    if stop.isStopped { throw LabError(.interrupted, "calibrate interrupted by \(stop.reason ?? "a stop request") in case \(c.name)") }
+                    try checkStop(stop, "case \(c.name)")
                     let m = try await measure(probe, count: n, intervalMs: c.intervalMs, namespace: client.namespace)
-                    let base = c.delayMs == 0 && c.jitter == nil && c.lossPerDirection == 0 ? 0 : (baseline[probe] ?? 0)
+                    let base = isZero ? (direct[probe] ?? 0) : (baseline[probe] ?? direct[probe] ?? 0)
                     var row = CalibrationRow.judge(case: c, probe: probe, valuesMs: m.values, failed: m.failed, baselineMs: base)
                     if m.values.isEmpty { row.problem = "no attempt succeeded: \(m.firstFailure ?? "no output")" }
-                    caseRows.append(row)
+                    if isZero, let p = row.measuredP50Ms { baseline[probe] = p }
+                    rows.append(row)
                     progress("case \(c.name) \(probe.rawValue): \(m.values.count) ok, \(m.failed) failed, p50 \(Format.fixed(row.measuredP50Ms, 3)) ms (predicted \(Format.fixed(row.predictedMs, 3)))")
                 }
-            } catch {
-                failure = error
             }
-            _ = try await executor.down(topology.name)
-            if let failure { throw failure }
-            if c.delayMs == 0 && c.jitter == nil && c.lossPerDirection == 0 {
-                for r in caseRows { if let p = r.measuredP50Ms { baseline[r.probe] = p } }
-            }
-            rows += caseRows
         }
-        return rows
+        return Result(rows: rows, direct: direct)
+    }
+
+    func checkStop(_ stop: StopFlag, _ before: String) throws {
+        if stop.isStopped { throw LabError(.interrupted, "calibrate interrupted by \(stop.reason ?? "a stop request") before \(before)") }
+    }
+
+    /// Brings the topology up, checks the route from the client, runs `body` with the client's
+    /// state, and takes the topology down whatever happened.
+    func withTopology(impair: LinkImpairment?, stop: StopFlag, progress: (String) -> Void,
+                      _ body: (LabState.NodeState) async throws -> Void) async throws {
+        let topology = try TopologyLoader.load(yaml: topologyYAML(impair: impair), file: "calibrate")
+        progress("lab up \(topology.name)" + (impair.map { " (client link: \($0.summary))" } ?? " (no impairment)"))
+        let state = try await executor.up(topology, binary: binary, stop: stop)
+        var failure: Error?
+        do {
+            guard let client = state.node("client") else { throw LabError(.stepFailed, "calibrate: the topology has no client node") }
+            try checkRoute(namespace: client.namespace, devices: Set(client.interfaces.map(\.device)))
+            try await body(client)
+        } catch {
+            failure = error
+        }
+        _ = try await executor.down(topology.name)
+        if let failure { throw failure }
     }
 
     /// Refuses to send anything unless `ip route get SERVER` inside the client picks one of the

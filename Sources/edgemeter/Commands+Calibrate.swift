@@ -12,13 +12,15 @@ struct CalibrateCommand: AsyncParsableCommand {
         commandName: "calibrate",
         abstract: "Certify the lab's link impairment: predicted vs measured delay, jitter, loss.",
         discussion: """
-        Brings up a two-node topology (client, server; 10.213.0.0/24) once per \
-        case with the case's `impair:` on the client's link (each direction), and \
-        measures from inside the client: ICMP RTT, TCP connect, HTTP on a new \
-        connection and on a keep-alive connection. Cases: delay 0, 1, 5, 20, \
-        100 ms; jitter 5 ms uniform and normal (1000 samples); loss 1 % and 5 %. \
-        Predictions: 2d for ICMP, connect and keep-alive, 4d for a new \
-        connection, plus the delay-0 p50 of the same probe. A figure fails when \
+        Builds a two-node topology (client, server; 10.213.0.0/24), measures \
+        the direct path, then rebuilds it with the client's link going through \
+        the impairment forwarder and sets each case on it at runtime (each \
+        direction). From inside the client it measures ICMP RTT, TCP connect, \
+        HTTP on a new connection and on a keep-alive connection. Cases: delay 0, \
+        1, 5, 20, 100 ms; jitter 5 ms uniform and normal (1000 samples); loss \
+        1 % and 5 %. Predictions: 2d for ICMP, connect and keep-alive, 4d for a \
+        new connection, plus the delay-0 p50 of the same probe (delay 0 itself: \
+        the direct path's p50, so its error is the forwarder's cost). A figure fails when \
         its p50 error exceeds max(0.5 ms, 5 %), its KS D exceeds 0.05, or the \
         predicted loss is outside the Wilson 95 % interval of the measured loss. \
         See docs/calibrate.md. Needs root. Exit 1 when any figure fails.
@@ -55,17 +57,21 @@ struct CalibrateCommand: AsyncParsableCommand {
                                        onSecond: "`edgemeter lab down calib` removes what was built")
         defer { traps.forEach { $0.cancel() } }
         let runner = CalibrationRunner(binary: runningBinaryPath())
-        let rows: [CalibrationRow]
+        let result: CalibrationRunner.Result
         do {
-            rows = try await runner.run(quick ? CalibrationPlan.quick : CalibrationPlan.full, stop: stop) { note($0) }
+            result = try await runner.run(quick ? CalibrationPlan.quick : CalibrationPlan.full, stop: stop) { note($0) }
         } catch let e as LabError {
             note("edgemeter: \(e)")
             throw ExitCode(e.kind == .interrupted ? 130 : 2)
         } catch let e as SuiteErrors {
             throw usageError("the calibration topology does not validate: \(e)")
         }
+        let rows = result.rows
+        let direct = CalibrationProbe.allCases.compactMap { p in result.direct[p].map { "\(p.rawValue) \(Format.fixed($0, 3))" } }
         let provenance = CalibrationProvenance(kernel: CalibrationRunner.kernelRelease(), forwarder: Self.forwarderDescription,
-                                               clock: "CLOCK_MONOTONIC (ICMP: kernel receive stamps, CLOCK_REALTIME)", date: started)
+                                               clock: "CLOCK_MONOTONIC (ICMP: kernel receive stamps, CLOCK_REALTIME)", date: started,
+                                               notes: ["direct path, no forwarder (p50 ms): " + direct.joined(separator: ", "),
+                                                       "mode: " + (quick ? "--quick" : "full")])
         let md = CalibrationTable.markdown(rows, provenance: provenance)
         do {
             try md.write(toFile: "\(dir)/calibration.md", atomically: true, encoding: .utf8)
@@ -80,7 +86,7 @@ struct CalibrateCommand: AsyncParsableCommand {
     }
 
     /// What applied the impairment (the table's header says it).
-    static let forwarderDescription = "edgemeter lab link impairment (`impair:` on the client's link, edgemeter \(EdgeMeterVersion.current))"
+    static let forwarderDescription = "edgemeter lab AF_PACKET forwarder (userspace, one per topology), set per case through its runtime API; edgemeter \(EdgeMeterVersion.current)"
 }
 
 /// `edgemeter calibrate-probe` (hidden): the probes `calibrate` runs inside the client's namespace
