@@ -76,6 +76,22 @@ public struct CalibrationRunner: Sendable {
         public var rows: [CalibrationRow]
         /// p50 (ms) per probe with no forwarder on the path (the topology built without `impair`).
         public var direct: [CalibrationProbe: Double]
+        /// Every attempt, in completion order: (case, probe, value ms or nil when it failed).
+        /// The direct path's attempts are under the case name `direct`.
+        public var samples: [(caseName: String, probe: CalibrationProbe, valueMs: Double?)] = []
+
+        /// `case,probe,seq,status,value_ms`: one row per attempt (failures included, empty value).
+        public var samplesCSV: String {
+            var s = CSV.line(["case", "probe", "seq", "status", "value_ms"])
+            var seq: [String: Int] = [:]
+            for x in samples {
+                let key = x.caseName + "/" + x.probe.rawValue
+                seq[key, default: 0] += 1
+                s += CSV.line([x.caseName, x.probe.rawValue, String(seq[key]!), x.valueMs == nil ? "failed" : "ok",
+                               x.valueMs.map { String(format: "%.6f", $0) } ?? ""])
+            }
+            return s
+        }
     }
 
     /// First measures the direct path (the topology without `impair`: no forwarder) with the first
@@ -89,12 +105,14 @@ public struct CalibrationRunner: Sendable {
     public func run(_ cases: [CalibrationCase], stop: StopFlag, progress: @escaping @Sendable (String) -> Void) async throws -> Result {
         guard let first = cases.first else { return Result(rows: [], direct: [:]) }
         var direct: [CalibrationProbe: Double] = [:]
+        var samples: [(caseName: String, probe: CalibrationProbe, valueMs: Double?)] = []
         try await withTopology(impair: nil, stop: stop, progress: progress) { client in
             for probe in CalibrationProbe.allCases {
                 guard let n = first.samples[probe], n > 0 else { continue }
                 try checkStop(stop, "the direct baseline")
                 let m = try await measure(probe, count: n, intervalMs: first.intervalMs, namespace: client.namespace)
                 direct[probe] = CalibrationStatistics.median(m.values)
+                samples += m.attempts.map { ("direct", probe, $0) }
                 progress("direct (no forwarder) \(probe.rawValue): \(m.values.count) ok, \(m.failed) failed, p50 \(Format.fixed(direct[probe], 3)) ms")
             }
         }
@@ -115,6 +133,7 @@ public struct CalibrationRunner: Sendable {
                     guard let n = c.samples[probe], n > 0 else { continue }
                     try checkStop(stop, "case \(c.name)")
                     let m = try await measure(probe, count: n, intervalMs: c.intervalMs, namespace: client.namespace)
+                    samples += m.attempts.map { (c.name, probe, $0) }
                     let base = isZero ? (direct[probe] ?? 0) : (baseline[probe] ?? direct[probe] ?? 0)
                     var row = CalibrationRow.judge(case: c, probe: probe, valuesMs: m.values, failed: m.failed, baselineMs: base)
                     if m.values.isEmpty { row.problem = "no attempt succeeded: \(m.firstFailure ?? "no output")" }
@@ -124,7 +143,7 @@ public struct CalibrationRunner: Sendable {
                 }
             }
         }
-        return Result(rows: rows, direct: direct)
+        return Result(rows: rows, direct: direct, samples: samples)
     }
 
     func checkStop(_ stop: StopFlag, _ before: String) throws {
@@ -169,6 +188,8 @@ public struct CalibrationRunner: Sendable {
         public var values: [Double] = []
         public var failed = 0
         public var firstFailure: String?
+        /// Every attempt in order: its value, nil when it failed.
+        public var attempts: [Double?] = []
     }
 
     func measure(_ probe: CalibrationProbe, count: Int, intervalMs: Double, namespace: String) async throws -> Measurement {
@@ -198,8 +219,10 @@ public struct CalibrationRunner: Sendable {
         for line in text.split(separator: "\n") {
             if line.hasPrefix("ok "), let v = Double(line.dropFirst(3).trimmingCharacters(in: .whitespaces)), v.isFinite {
                 m.values.append(v)
+                m.attempts.append(v)
             } else if line.hasPrefix("fail") {
                 m.failed += 1
+                m.attempts.append(nil)
                 if m.firstFailure == nil { m.firstFailure = String(line.dropFirst(4)).trimmingCharacters(in: .whitespaces) }
             }
         }

@@ -76,12 +76,13 @@ struct CalibrateCommand: AsyncParsableCommand {
         do {
             try md.write(toFile: "\(dir)/calibration.md", atomically: true, encoding: .utf8)
             try CalibrationTable.csv(rows).write(toFile: "\(dir)/calibration.csv", atomically: true, encoding: .utf8)
+            try result.samplesCSV.write(toFile: "\(dir)/samples.csv", atomically: true, encoding: .utf8)
         } catch {
             print(md)
             throw usageError("cannot write calibration.md/csv into \(dir) (\(error)); give a writable --out DIR")
         }
         print(md)
-        print("written: \(dir)/calibration.md, \(dir)/calibration.csv")
+        print("written: \(dir)/calibration.md, \(dir)/calibration.csv, \(dir)/samples.csv")
         if rows.contains(where: { !$0.passed }) { throw ExitCode(1) }
     }
 

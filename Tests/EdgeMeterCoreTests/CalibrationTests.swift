@@ -225,3 +225,36 @@ final class CalibrationTests: XCTestCase {
         XCTAssertTrue(md.hasSuffix("2 figures, 0 failed.\n"))
     }
 }
+
+/// The certificate's statistics applied to the impairment model itself, on injected time: what the
+/// forwarder and the proxy would deliver with perfect timers.
+final class CalibrationOfTheModelTests: XCTestCase {
+    func oneWayDelaysMs(_ spec: ImpairmentSpec, n: Int, spacingMs: Double, seed: UInt64) -> [Double] {
+        var imp = Impairer(spec: spec, seed: seed)
+        return (0..<n).compactMap { i -> Double? in
+            let t = Int64(Double(i) * spacingMs * 1e6)
+            return imp.admit(bytes: 100, arrivalNanoseconds: t).releaseNanoseconds.map { Double($0 - t) / 1e6 }
+        }
+    }
+
+    func testUniformJitterPassesKS() {
+        let d = oneWayDelaysMs(ImpairmentSpec(delayNanoseconds: 20_000_000, jitterNanoseconds: 5_000_000, distribution: .uniform),
+                               n: 2000, spacingMs: 25, seed: 11)
+        let ks = CalibrationStatistics.ksDistance(d.map { $0 - 20 }, cdf: DeclaredDistribution.uniform(low: -5, high: 5).cdf)!
+        XCTAssertLessThanOrEqual(ks, 0.05, "median \(CalibrationStatistics.median(d)!)")
+        XCTAssertEqual(CalibrationStatistics.median(d)!, 20, accuracy: 0.5)
+    }
+
+    func testNormalJitterPassesKS() {
+        let d = oneWayDelaysMs(ImpairmentSpec(delayNanoseconds: 20_000_000, jitterNanoseconds: 5_000_000, distribution: .normal),
+                               n: 2000, spacingMs: 45, seed: 12)
+        let ks = CalibrationStatistics.ksDistance(d.map { $0 - 20 }, cdf: DeclaredDistribution.normal(mean: 0, sd: 5, low: -15, high: 15).cdf)!
+        XCTAssertLessThanOrEqual(ks, 0.05, "median \(CalibrationStatistics.median(d)!)")
+    }
+
+    func testBernoulliLossInsideWilson() {
+        var imp = Impairer(spec: ImpairmentSpec(loss: .bernoulli(percent: 5)), seed: 13)
+        let lost = (0..<2000).filter { imp.admit(bytes: 100, arrivalNanoseconds: Int64($0) * 1_000_000).releaseNanoseconds == nil }.count
+        XCTAssertTrue(CalibrationStatistics.wilson95(successes: lost, trials: 2000)!.contains(0.05), "\(lost)/2000")
+    }
+}

@@ -172,6 +172,41 @@ final class ImpairProxyTests: XCTestCase {
         XCTAssertTrue(CalibrationStatistics.wilson95(successes: proxy.counters(.toUpstream).dropped, trials: n)!.contains(0.05))
     }
 
+    /// The calibration's KS check on the proxy: 1000 UDP echoes through ±5 ms uniform jitter each
+    /// way around 10 ms follow the triangle on ±10 ms around 20 ms (D ≤ 0.05); measured against
+    /// one direction's distribution (too narrow) the same sample fails.
+    func testUDPJitterFollowsTheDeclaredDistribution() throws {
+        let echo = try UDPEcho()
+        defer { echo.stop.stop(reason: "done") }
+        let j = ImpairmentSpec(delayNanoseconds: Self.ms(10), jitterNanoseconds: Self.ms(5), distribution: .uniform)
+        let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: echo.address.hostPort, udp: true, toUpstream: j, toClient: j, seed: 3)
+        proxy.start()
+        defer { proxy.stop() }
+        let fd = udpClient(proxy.listenAddress, timeoutMs: 1000)
+        defer { close(fd) }
+        var rtts: [Double] = []
+        var buf = [UInt8](repeating: 0, count: 64)
+        for i in 0..<(ProcessInfo.processInfo.environment["JN"].flatMap { Int($0) } ?? 1000) {
+            let t0 = Self.now()
+            let msg = Array(String(format: "j-%06d", i).utf8)
+            _ = msg.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            XCTAssertEqual(n, msg.count)
+            rtts.append(Double(Self.now() - t0) / 1e6)
+            // Spacing of 2 × the jitter's range after the reply: the no-reorder rule never applies.
+            usleep(useconds_t(max(0, 20_000 - Int((Self.now() - t0) / 1000) + 20_000)))
+        }
+        let c = CalibrationCase(name: "proxy-jitter", delayMs: 10, jitter: .uniform(low: -5, high: 5))
+        let row = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: rtts, failed: 0)
+        let sorted = rtts.sorted()
+        let q = [0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1].map { sorted[min(sorted.count - 1, Int($0 * Double(sorted.count)))] }
+        let dn = proxy.counters(.toClient), up = proxy.counters(.toUpstream)
+        XCTAssertLessThanOrEqual(row.ks!, CalibrationRule.maxKS, "KS D \(row.ks!), quantiles 0 1 10 25 50 75 90 99 100 %: \(q); up \(up), down \(dn)")
+        XCTAssertEqual(row.measuredP50Ms!, 20, accuracy: 0.5)
+        let oneWay = CalibrationStatistics.ksDistance(rtts.map { $0 - 20 }, cdf: DeclaredDistribution.uniform(low: -5, high: 5).cdf)!
+        XCTAssertGreaterThan(oneWay, 0.1, "the wrong reference must fail")
+    }
+
     /// An HTTP/1.1 server on loopback that answers every request of a keep-alive connection with
     /// `200 ok`, and counts the connections it accepted.
     final class KeepAliveServer: @unchecked Sendable {
