@@ -172,38 +172,48 @@ final class ImpairProxyTests: XCTestCase {
         XCTAssertTrue(CalibrationStatistics.wilson95(successes: proxy.counters(.toUpstream).dropped, trials: n)!.contains(0.05))
     }
 
-    /// The calibration's KS check on the proxy: 1000 UDP echoes through ±5 ms uniform jitter each
-    /// way around 10 ms follow the triangle on ±10 ms around 20 ms (D ≤ 0.05); measured against
-    /// one direction's distribution (too narrow) the same sample fails.
-    func testUDPJitterFollowsTheDeclaredDistribution() throws {
-        let echo = try UDPEcho()
-        defer { echo.stop.stop(reason: "done") }
-        let j = ImpairmentSpec(delayNanoseconds: Self.ms(10), jitterNanoseconds: Self.ms(5), distribution: .uniform)
-        let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: echo.address.hostPort, udp: true, toUpstream: j, toClient: j, seed: 3)
-        proxy.start()
-        defer { proxy.stop() }
+    /// UDP echo round trips (ms) through `proxy`, one at a time, `spacingMs` from send to send.
+    func udpRoundTrips(_ proxy: ImpairProxy, n: Int, spacingMs: Int) -> [Double] {
         let fd = udpClient(proxy.listenAddress, timeoutMs: 1000)
         defer { close(fd) }
         var rtts: [Double] = []
         var buf = [UInt8](repeating: 0, count: 64)
-        for i in 0..<(ProcessInfo.processInfo.environment["JN"].flatMap { Int($0) } ?? 1000) {
+        for i in 0..<n {
             let t0 = Self.now()
             let msg = Array(String(format: "j-%06d", i).utf8)
             _ = msg.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            XCTAssertEqual(n, msg.count)
+            let got = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            XCTAssertEqual(got, msg.count)
             rtts.append(Double(Self.now() - t0) / 1e6)
-            // Spacing of 2 × the jitter's range after the reply: the no-reorder rule never applies.
-            usleep(useconds_t(max(0, 20_000 - Int((Self.now() - t0) / 1000) + 20_000)))
+            usleep(useconds_t(max(0, spacingMs * 1000 - Int((Self.now() - t0) / 1000))))
         }
+        return rtts
+    }
+
+    /// The calibration's KS check on the proxy, the way `calibrate` judges the forwarder: 1000 UDP
+    /// echoes through ±5 ms uniform jitter each way around 10 ms, minus the p50 of the same echoes
+    /// through the proxy at delay 0 (its own wake-up cost), follow the triangle on ±10 ms (D ≤ 0.05);
+    /// against one direction's distribution (too narrow) the same sample fails.
+    func testUDPJitterFollowsTheDeclaredDistribution() throws {
+        if let why = busyMachineReason() { throw XCTSkip(why) }
+        let echo = try UDPEcho()
+        defer { echo.stop.stop(reason: "done") }
+        let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: echo.address.hostPort, udp: true, toUpstream: .none, toClient: .none, seed: 3)
+        proxy.start()
+        defer { proxy.stop() }
+        let base = CalibrationStatistics.median(udpRoundTrips(proxy, n: 200, spacingMs: 5))!
+        let j = ImpairmentSpec(delayNanoseconds: Self.ms(10), jitterNanoseconds: Self.ms(5), distribution: .uniform)
+        try proxy.update(.toUpstream, j)
+        try proxy.update(.toClient, j)
+        // Spacing of 2 × the jitter's range: the no-reorder rule never holds a reply back.
+        let rtts = udpRoundTrips(proxy, n: ProcessInfo.processInfo.environment["EDGEMETER_PROXY_JITTER_N"].flatMap { Int($0) } ?? 1000, spacingMs: 40)
         let c = CalibrationCase(name: "proxy-jitter", delayMs: 10, jitter: .uniform(low: -5, high: 5))
-        let row = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: rtts, failed: 0)
+        let row = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: rtts, failed: 0, baselineMs: base)
         let sorted = rtts.sorted()
-        let q = [0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1].map { sorted[min(sorted.count - 1, Int($0 * Double(sorted.count)))] }
-        let dn = proxy.counters(.toClient), up = proxy.counters(.toUpstream)
-        XCTAssertLessThanOrEqual(row.ks!, CalibrationRule.maxKS, "KS D \(row.ks!), quantiles 0 1 10 25 50 75 90 99 100 %: \(q); up \(up), down \(dn)")
-        XCTAssertEqual(row.measuredP50Ms!, 20, accuracy: 0.5)
-        let oneWay = CalibrationStatistics.ksDistance(rtts.map { $0 - 20 }, cdf: DeclaredDistribution.uniform(low: -5, high: 5).cdf)!
+        let q = [0, 0.01, 0.1, 0.5, 0.9, 0.99, 1].map { sorted[min(sorted.count - 1, Int($0 * Double(sorted.count)))] }
+        XCTAssertLessThanOrEqual(row.ks!, CalibrationRule.maxKS, "KS D \(row.ks!), base \(base) ms, quantiles 0 1 10 50 90 99 100 %: \(q)")
+        XCTAssertTrue(row.passed, row.failures.joined(separator: "; "))
+        let oneWay = CalibrationStatistics.ksDistance(rtts.map { $0 - 20 - base }, cdf: DeclaredDistribution.uniform(low: -5, high: 5).cdf)!
         XCTAssertGreaterThan(oneWay, 0.1, "the wrong reference must fail")
     }
 
@@ -320,4 +330,15 @@ final class LinesBox: @unchecked Sendable {
     private var lines: [String] = []
     func append(_ s: String) { lock.lock(); lines.append(s); lock.unlock() }
     var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+}
+
+/// Why a timing-distribution test cannot judge here, or nil: the KS check needs wake-ups on time,
+/// which a machine whose 1-minute load average exceeds its core count does not give (threads wait
+/// for a CPU for milliseconds). Run it on a quiet machine (EDGEMETER_TIMING_TESTS=force runs it anyway).
+func busyMachineReason() -> String? {
+    if ProcessInfo.processInfo.environment["EDGEMETER_TIMING_TESTS"] == "force" { return nil }
+    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
+          let load = Double(text.split(separator: " ").first ?? "") else { return nil }
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    return load > Double(cores) ? "load average \(load) on \(cores) cores: jitter calibration needs a quiet machine (EDGEMETER_TIMING_TESTS=force to run anyway)" : nil
 }
