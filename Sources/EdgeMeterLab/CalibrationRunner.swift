@@ -165,7 +165,13 @@ public struct CalibrationRunner: Sendable {
         } catch {
             failure = error
         }
-        _ = try await executor.down(topology.name)
+        do {
+            _ = try await executor.down(topology.name)
+        } catch {
+            // Say both: what stopped the measurement, and what taking the topology down left.
+            guard let failure else { throw error }
+            throw LabError(.stepFailed, "\(failure); then, taking \(topology.name) down: \(error)")
+        }
         if let failure { throw failure }
     }
 
