@@ -79,6 +79,9 @@ public struct CalibrationRunner: Sendable {
         /// Every attempt, in completion order: (case, probe, value ms or nil when it failed).
         /// The direct path's attempts are under the case name `direct`.
         public var samples: [(caseName: String, probe: CalibrationProbe, valueMs: Double?)] = []
+        /// The forwarder's own counters after each case (`GET /links`): how late it released
+        /// frames against the model's release times, and its drops.
+        public var forwarderNotes: [String] = []
 
         /// `case,probe,seq,status,value_ms`: one row per attempt (failures included, empty value).
         public var samplesCSV: String {
@@ -117,6 +120,7 @@ public struct CalibrationRunner: Sendable {
             }
         }
         var rows: [CalibrationRow] = []
+        var forwarderNotes: [String] = []
         try await withTopology(impair: LinkImpairment(delay: "1ms"), stop: stop, progress: progress) { client in
             var baseline: [CalibrationProbe: Double] = [:]
             var previousDelayMs = 1.0
@@ -141,9 +145,18 @@ public struct CalibrationRunner: Sendable {
                     rows.append(row)
                     progress("case \(c.name) \(probe.rawValue): \(m.values.count) ok, \(m.failed) failed, p50 \(Format.fixed(row.measuredP50Ms, 3)) ms (predicted \(Format.fixed(row.predictedMs, 3)))")
                 }
+                if let link = try? executor.links(topologyName).first {
+                    func text(_ d: ForwarderDirectionStats) -> String {
+                        let late = [d.lateP50Microseconds, d.lateP99Microseconds, d.lateMaxMicroseconds].map { $0.map(String.init) ?? "-" }
+                        return "\(d.forwarded) forwarded, \(d.droppedLoss) lost, late p50/p99/max \(late.joined(separator: "/")) µs"
+                    }
+                    let line = "forwarder after \(c.name): to network \(text(link.toNetwork)); to node \(text(link.toNode))"
+                    forwarderNotes.append(line)
+                    progress(line)
+                }
             }
         }
-        return Result(rows: rows, direct: direct, samples: samples)
+        return Result(rows: rows, direct: direct, samples: samples, forwarderNotes: forwarderNotes)
     }
 
     func checkStop(_ stop: StopFlag, _ before: String) throws {

@@ -71,7 +71,7 @@ struct CalibrateCommand: AsyncParsableCommand {
         let provenance = CalibrationProvenance(kernel: CalibrationRunner.kernelRelease(), forwarder: Self.forwarderDescription,
                                                clock: "CLOCK_MONOTONIC (ICMP: kernel receive stamps, CLOCK_REALTIME)", date: started,
                                                notes: ["direct path, no forwarder (p50 ms): " + direct.joined(separator: ", "),
-                                                       "mode: " + (quick ? "--quick" : "full")])
+                                                       "mode: " + (quick ? "--quick" : "full")] + result.forwarderNotes)
         let md = CalibrationTable.markdown(rows, provenance: provenance)
         do {
             try md.write(toFile: "\(dir)/calibration.md", atomically: true, encoding: .utf8)
