@@ -206,6 +206,10 @@ public final class ImpairProxy: @unchecked Sendable {
                 track(fd)
             }
             let connection = TCPConnection(client: client, upstream: upstreamFD) { [self] in
+                // Wake a reader still blocked in recv() (a writer that failed ends its direction
+                // early) before the descriptors are closed and could be reused.
+                shutdown(client, Int32(SHUT_RDWR)); shutdown(upstreamFD, Int32(SHUT_RDWR))
+                usleep(1_000)
                 untrackAndClose(client); untrackAndClose(upstreamFD)
             }
             for (direction, from, to) in [(ProxyDirection.toUpstream, client, upstreamFD), (.toClient, upstreamFD, client)] {
