@@ -226,6 +226,13 @@ public struct Impairer: Sendable {
         spec = newSpec
     }
 
+    /// Restarts the random draws (loss, jitter) from `seed`, as a new `Impairer` with that seed
+    /// would: from here on the same frames meet the same draws, run after run.
+    public mutating func reseed(_ seed: UInt64) {
+        rng = SeededRandom(seed: seed)
+        geBad = false
+    }
+
     /// Decides the fate of a frame of `bytes` bytes arriving at `arrivalNanoseconds` (which must not
     /// be earlier than the previous call's).
     public mutating func admit(bytes: Int, arrivalNanoseconds t: Int64) -> Admission {

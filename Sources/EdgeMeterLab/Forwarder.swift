@@ -27,11 +27,16 @@ public final class Forwarder: @unchecked Sendable {
     public let links: [ImpairedLink]
     public let ringFrames: Int
     public let spinNanoseconds: Int64
+    /// SCHED_FIFO priority of the forwarding thread (0 = normal scheduling). With the default 10 the
+    /// thread preempts ordinary processes (compilers, the measured workloads) when a release is due;
+    /// the kernel's real-time throttling (95 % of each second) bounds what it can take.
+    public let realtimePriority: Int32
     let control: ForwarderControl
     private var directions: [Direction] = []
 
-    public init(links: [ImpairedLink], seed: UInt64 = 0x5eed, ringFrames: Int = 8192, spinNanoseconds: Int64 = 50_000) throws {
+    public init(links: [ImpairedLink], seed: UInt64 = 0x5eed, ringFrames: Int = 8192, spinNanoseconds: Int64 = 50_000, realtimePriority: Int32 = 10) throws {
         self.links = links
+        self.realtimePriority = realtimePriority
         self.ringFrames = ringFrames
         self.spinNanoseconds = spinNanoseconds
         control = try ForwarderControl(links: links)
@@ -46,6 +51,12 @@ public final class Forwarder: @unchecked Sendable {
     /// Runs until the process is killed (`lab down` sends SIGTERM to everything in the fabric).
     public func run() -> Never {
         Self.setTimerSlackToOneNanosecond()
+        if realtimePriority > 0 {
+            var param = sched_param(sched_priority: realtimePriority)
+            if sched_setscheduler(0, SCHED_FIFO, &param) != 0 {
+                print("impair-forwarder: SCHED_FIFO \(realtimePriority) refused (\(String(cString: strerror(errno)))); running at normal priority, releases may be late under load")
+            }
+        }
         var pfds = [pollfd(fd: control.wakeRead, events: Int16(POLLIN), revents: 0)]
         for d in directions { pfds.append(pollfd(fd: d.input.fd, events: Int16(POLLIN), revents: 0)) }
         var lastPublish: Int64 = 0
@@ -79,8 +90,11 @@ public final class Forwarder: @unchecked Sendable {
     }
 
     private func applyUpdates() {
-        for (link, spec) in control.takeUpdates() {
-            for d in directions where d.link == link { d.impairer.update(spec) }
+        for (link, spec, seed) in control.takeUpdates() {
+            for (k, d) in directions.enumerated() where d.link == link {
+                d.impairer.update(spec)
+                if let seed { d.impairer.reseed(seed &+ UInt64(k % 2)) }
+            }
         }
     }
 
@@ -167,8 +181,11 @@ final class Direction {
     }
 
     private func send(_ p: UnsafeMutableRawPointer, _ n: Int, release r: Int64) {
-        let sent = Glibc.send(output.fd, p, n, 0)
+        // Lateness is taken when the frame is handed to send(): what the send itself costs (the
+        // veth delivering the frame through the peer's stack, inside the call) is the forwarder's
+        // per-frame cost, measured separately (benchmarks/README.md).
         let late = em_clock_monotonic_ns() - r
+        let sent = Glibc.send(output.fd, p, n, 0)
         if sent < 0 { sendErrors += 1; lastSendError = errno; return }
         forwarded += 1
         lateness[Int(min(1000, max(0, late / 1000)))] += 1
@@ -241,6 +258,7 @@ struct PacketSocket {
 extension Forwarder {
     /// Serves the HTTP API (`ForwarderAPI.swift`) on a unix socket, on a thread of its own.
     public func startAPI(socketPath: String) throws {
+        signal(SIGPIPE, SIG_IGN)
         try ForwarderHTTP.serve(socketPath: socketPath, control: control)
     }
 }

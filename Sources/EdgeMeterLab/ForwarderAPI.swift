@@ -22,9 +22,12 @@ public struct LinkImpairment: Codable, Sendable, Equatable {
     public var distribution: String?
     public var loss: String?
     public var rate: String?
+    /// Only in a PUT: restart the link's random draws from this seed (the node → network direction
+    /// uses `seed`, the other `seed + 1`), so a measurement meets the same losses and jitter each run.
+    public var seed: UInt64?
 
-    public init(delay: String? = nil, jitter: String? = nil, distribution: String? = nil, loss: String? = nil, rate: String? = nil) {
-        (self.delay, self.jitter, self.distribution, self.loss, self.rate) = (delay, jitter, distribution, loss, rate)
+    public init(delay: String? = nil, jitter: String? = nil, distribution: String? = nil, loss: String? = nil, rate: String? = nil, seed: UInt64? = nil) {
+        (self.delay, self.jitter, self.distribution, self.loss, self.rate, self.seed) = (delay, jitter, distribution, loss, rate, seed)
     }
 
     /// The words for a spec (delay and jitter in ms with up to 3 decimals).
@@ -134,7 +137,7 @@ final class ForwarderControl: @unchecked Sendable {
     let wakeWrite: Int32
     let linkIDs: [String]
     private let lock = NSCondition()
-    private var updates: [(Int, ImpairmentSpec)] = []
+    private var updates: [(Int, ImpairmentSpec, UInt64?)] = []
     private var reports: [ForwarderLinkReport] = []
     private var generation = 0
 
@@ -147,7 +150,7 @@ final class ForwarderControl: @unchecked Sendable {
     }
 
     /// Called by the forwarding thread after a wake: the updates to apply.
-    func takeUpdates() -> [(Int, ImpairmentSpec)] {
+    func takeUpdates() -> [(Int, ImpairmentSpec, UInt64?)] {
         var b = [UInt8](repeating: 0, count: 64)
         while read(wakeRead, &b, 64) > 0 {}
         lock.lock(); defer { lock.unlock() }
@@ -168,9 +171,9 @@ final class ForwarderControl: @unchecked Sendable {
 
     /// Queues a spec for a link and waits (≤ 2 s) until the forwarding thread applied it and
     /// published reports showing it.
-    func set(link: Int, spec: ImpairmentSpec) -> ForwarderLinkReport? {
+    func set(link: Int, spec: ImpairmentSpec, seed: UInt64? = nil) -> ForwarderLinkReport? {
         lock.lock()
-        updates.append((link, spec))
+        updates.append((link, spec, seed))
         let g = generation
         lock.unlock()
         var one: UInt8 = 1
@@ -235,14 +238,16 @@ enum ForwarderHTTP {
                 return err(404, "no impaired link \(id); links: \(control.linkIDs.joined(separator: ", "))")
             }
             let spec: ImpairmentSpec
+            let words: LinkImpairment
             do {
-                spec = try JSONDecoder().decode(LinkImpairment.self, from: body).spec()
+                words = try JSONDecoder().decode(LinkImpairment.self, from: body)
+                spec = try words.spec()
             } catch let e as LabError {
                 return err(400, e.message)
             } catch {
                 return err(400, "the body must be JSON such as {\"delay\": \"60ms\", \"jitter\": \"5ms\", \"loss\": \"1%\", \"rate\": \"10mbit\"}: \(error)")
             }
-            guard let report = control.set(link: index, spec: spec) else { return err(503, "the forwarding thread did not apply the change within 2 s") }
+            guard let report = control.set(link: index, spec: spec, seed: words.seed) else { return err(503, "the forwarding thread did not apply the change within 2 s") }
             return (200, (try? enc.encode(report)) ?? Data())
         }
         return err(404, "unknown path \(path); use GET /links or PUT /links/<node>/<network>")
@@ -287,7 +292,8 @@ enum ForwarderHTTP {
         out.withUnsafeBytes { p in
             var off = 0
             while off < p.count {
-                let n = write(c, p.baseAddress! + off, p.count - off)
+                // MSG_NOSIGNAL: a client that hung up must not kill the forwarder with SIGPIPE.
+                let n = Glibc.send(c, p.baseAddress! + off, p.count - off, Int32(MSG_NOSIGNAL))
                 if n <= 0 { return }
                 off += n
             }

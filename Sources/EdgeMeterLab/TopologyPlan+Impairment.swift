@@ -45,12 +45,13 @@ extension Topology {
 }
 
 extension TopologyPlan {
-    /// Every interface that declares an impairment that does something, in node order.
+    /// Every interface that declares `impair` (even all zero: it is forwarded, and can be changed at
+    /// runtime), in node order.
     public var impairedLinks: [ImpairedLink] {
         var out: [ImpairedLink] = []
         for (n, node) in topology.nodes.enumerated() {
             for (k, iface) in node.interfaces.enumerated() {
-                guard let imp = iface.impair, !imp.isNone else { continue }
+                guard let imp = iface.impair else { continue }
                 let a = bridgePort(node: n, interface: k)
                 out.append(ImpairedLink(node: node.name, network: iface.network, nodeNamespace: namespace(of: node.name),
                                         nodeDevice: "eth\(k)", forwarderA: a, forwarderB: a + "f", bridgeSide: a + "b", spec: imp.spec))

@@ -485,18 +485,19 @@ struct LabLinkSetCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Jitter distribution: uniform (on delay ± jitter) or normal (σ = jitter, cut at 3σ).", valueName: "uniform|normal")) var distribution: String?
     @Option(help: ArgumentHelp("Loss: 1% (Bernoulli) or \"gemodel P R 1-H 1-K\" (Gilbert-Elliott, percent).", valueName: "LOSS")) var loss: String?
     @Option(help: ArgumentHelp("Rate limit such as 10mbit, 500kbit, 1gbit.", valueName: "RATE")) var rate: String?
+    @Option(help: ArgumentHelp("Restart the link's loss and jitter draws from this seed (reproducible runs).", valueName: "N")) var seed: UInt64?
 
     func validate() throws {
         do { _ = try impairment.spec() } catch let e as LabError { throw ValidationError(e.message) }
     }
 
-    var impairment: LinkImpairment { LinkImpairment(delay: delay, jitter: jitter, distribution: distribution, loss: loss, rate: rate) }
+    var impairment: LinkImpairment { LinkImpairment(delay: delay, jitter: jitter, distribution: distribution, loss: loss, rate: rate, seed: seed) }
 
     func run() async throws {
         let parts = link.split(separator: ":", maxSplits: 1).map(String.init)
         do {
             let r = try LabExecutor().setLink(name, node: parts[0], network: parts.count > 1 ? parts[1] : nil, impairment: impairment)
-            print("\(name) \(r.id): \(r.impairment.summary) (each direction; \(r.toNetwork.queued + r.toNode.queued) frames queued keep their times)")
+            print("\(name) \(r.id): \(r.impairment.summary) (each direction; frames already queued: \(r.toNetwork.queued + r.toNode.queued), they keep their release times)")
         } catch let e as LabError {
             throw usageError("\(e)")
         }
@@ -515,13 +516,14 @@ struct ImpairForwarderCommand: ParsableCommand {
     @Option(help: "The forwarder.json lab up wrote.") var config: String
     @Option(help: "The unix socket to serve the HTTP API on.") var socket: String
     @Option(help: "Spin this many microseconds before each release instead of sleeping.") var spinMicroseconds: Int = 50
+    @Option(help: "SCHED_FIFO priority of the forwarding thread; 0 = normal scheduling.") var realtimePriority: Int32 = 10
 
     func run() throws {
         guard let data = FileManager.default.contents(atPath: config) else { throw usageError("impair-forwarder: cannot read \(config)") }
         let cfg = try JSONDecoder().decode(ForwarderConfig.self, from: data)
         let fwd: Forwarder
         do {
-            fwd = try Forwarder(links: cfg.links, seed: cfg.seed, spinNanoseconds: Int64(spinMicroseconds) * 1000)
+            fwd = try Forwarder(links: cfg.links, seed: cfg.seed, spinNanoseconds: Int64(spinMicroseconds) * 1000, realtimePriority: realtimePriority)
             try fwd.startAPI(socketPath: socket)
         } catch let e as LabError {
             fputs("impair-forwarder: \(e)\n", stderr)

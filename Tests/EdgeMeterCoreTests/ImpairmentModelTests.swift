@@ -194,6 +194,17 @@ final class ImpairmentModelTests: XCTestCase {
         XCTAssertEqual(q.admit(bytes: 1000, arrivalNanoseconds: 200 * ms), .release(atNanoseconds: 201 * ms))
     }
 
+    func testReseedRepeatsTheDraws() {
+        let spec = ImpairmentSpec(delayNanoseconds: 10 * ms, jitterNanoseconds: 5 * ms, loss: .bernoulli(percent: 30), reorder: true)
+        var a = Impairer(spec: spec, seed: 1)
+        let first = (0..<200).map { a.admit(bytes: 100, arrivalNanoseconds: Int64($0) * 100 * ms) }
+        _ = (0..<37).map { a.admit(bytes: 100, arrivalNanoseconds: 20_000 * ms + Int64($0)) }
+        a.reseed(1)
+        let again = (0..<200).map { a.admit(bytes: 100, arrivalNanoseconds: 30_000 * ms + Int64($0) * 100 * ms) }
+        func shape(_ x: [Admission], from t0: Int64) -> [Int64?] { x.enumerated().map { k, r in r.releaseNanoseconds.map { $0 - t0 - Int64(k) * 100 * ms } } }
+        XCTAssertEqual(shape(again, from: 30_000 * ms), shape(first, from: 0))
+    }
+
     func testSpecProblems() {
         XCTAssertEqual(ImpairmentSpec(delayNanoseconds: 5 * ms).problems, [])
         XCTAssertEqual(ImpairmentSpec(loss: .bernoulli(percent: 120)).problems, ["loss must be a percentage 0-100, got 120.0"])

@@ -113,7 +113,7 @@ final class ImpairmentIntegrationTests: XCTestCase {
         XCTAssert(status.stdout.contains("node_1:edge: delay 60ms"), status.stdout)
 
         // 3. 5 % loss in each direction: an echo comes back with probability 0.95² = 0.9025.
-        let set = try edgemeter(["lab", "link", "set", "edge-cloud", "node_2", "--delay", "0ms", "--loss", "5%"])
+        let set = try edgemeter(["lab", "link", "set", "edge-cloud", "node_2", "--delay", "0ms", "--loss", "5%", "--seed", "1"])
         XCTAssertEqual(set.status, 0, set.stderr)
         let n = 2000
         let lossy = try pingTimes("10.204.0.2", count: n, interval: "0.003")
@@ -129,7 +129,64 @@ final class ImpairmentIntegrationTests: XCTestCase {
         let down = try edgemeter(["lab", "down", "edge-cloud"])
         XCTAssertEqual(down.status, 0, down.stderr)
         let after = try edgemeter(["lab", "inventory"]).stdout
-        XCTAssertEqual(after, before, "lab down must leave the host's inventory as lab up found it")
+        // Other work on the host may change unrelated lines meanwhile: compare what this topology
+        // could have left (its namespaces, its em-<tag> links, its files, this binary's processes).
+        let tag = TopologyPlan.tag(for: "edge-cloud")
+        func ours(_ text: String) -> [String] {
+            text.split(separator: "\n").map(String.init).filter { $0.contains("edge-cloud") || $0.contains("em-\(tag)") || $0.contains(bin) }
+        }
+        XCTAssertEqual(ours(after), ours(before), "lab down must leave the host's inventory as lab up found it")
+        XCTAssertEqual(ours(before), [])
+    }
+
+    /// A rate limit paces a bulk TCP transfer at the declared rate (token bucket on frame bytes), and
+    /// UDP crosses the forwarder like every other protocol.
+    func testRateLimitsTCPAndUDPCrosses() throws {
+        if FileManager.default.fileExists(atPath: "\(stateDir)/edge-cloud.json") { try edgemeter(["lab", "down", "edge-cloud"]) }
+        let up = try edgemeter(["lab", "up", "edge-cloud"])
+        XCTAssertEqual(up.status, 0, up.stderr)
+        guard up.status == 0 else { return }
+        defer { _ = try? edgemeter(["lab", "down", "edge-cloud"]) }
+        let server = try EchoServer(namespace: "edgemeter-edge-cloud-node_1", port: 8000)
+        defer { server.stop() }
+        let set = try edgemeter(["lab", "link", "set", "edge-cloud", "node_1", "--delay", "1ms", "--rate", "2mbit"])
+        XCTAssertEqual(set.status, 0, set.stderr)
+        // 400 kB each way through 2 Mbit/s in each direction: TCP payload 1448 of 1514 frame bytes
+        // (timestamps on), so the goodput is 2 Mbit/s × 1448/1514 = 1.913 Mbit/s → 1.67 s.
+        let client = try EchoClient(namespace: "edgemeter-edge-cloud-vehicle", address: "10.204.0.1", port: 8000)
+        let bytes = 400_000
+        let seconds = try client.bulk(bytes: bytes)
+        client.close()
+        let goodput = Double(bytes) * 8 / seconds / 1e6
+        print("bulk TCP through 2mbit: \(bytes) bytes echoed in \(seconds) s = \(goodput) Mbit/s goodput (expected ≈ 1.913)")
+        XCTAssertEqual(goodput, 2 * 1448 / 1514, accuracy: 0.15, "goodput must follow the rate limit")
+
+        // UDP: 200 datagrams from the vehicle reach node_1's socket.
+        let got = try udpDatagrams(from: "edgemeter-edge-cloud-vehicle", to: "edgemeter-edge-cloud-node_1", address: "10.204.0.1", port: 9000, count: 200)
+        XCTAssertEqual(got, 200, "UDP must cross the forwarder (no loss is configured)")
+        let links = try LabExecutor().links("edge-cloud")
+        let n1 = try XCTUnwrap(links.first { $0.id == "node_1:edge" })
+        XCTAssertEqual(n1.impairment.rate, "2mbit")
+        XCTAssertEqual(n1.toNetwork.droppedQueueFull + n1.toNode.droppedQueueFull, 0)
+    }
+
+    /// Where the kernel has no netem (this one), `--impair netem` is refused before anything is built,
+    /// with the reason and the way out; where it has netem, the links get their qdiscs.
+    func testImpairNetemSaysWhyItCannot() throws {
+        if FileManager.default.fileExists(atPath: "\(stateDir)/edge-cloud.json") { try edgemeter(["lab", "down", "edge-cloud"]) }
+        let r = try edgemeter(["lab", "up", "edge-cloud", "--impair", "netem"])
+        if r.status == 0 {
+            defer { _ = try? edgemeter(["lab", "down", "edge-cloud"]) }
+            let q = try runCommand("/usr/bin/env", ["ip", "netns", "exec", "edgemeter-edge-cloud-node_1", "tc", "qdisc", "show", "dev", "eth0"])
+            XCTAssert(q.stdout.contains("netem") && q.stdout.contains("delay 5ms"), q.stdout)
+            return
+        }
+        XCTAssertEqual(r.status, 2)
+        XCTAssert(r.stderr.contains("tc netem is not available in this kernel: `tc qdisc add dev lo root netem delay 1ms` said"), r.stderr)
+        XCTAssert(r.stderr.contains("use the default userspace forwarder (lab up without --impair netem)"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(stateDir)/edge-cloud.json"), "nothing may be built")
+        let ns = try runCommand("/usr/bin/env", ["ip", "netns", "list"]).stdout
+        XCTAssertFalse(ns.contains("edgemeter-edge-cloud") || ns.contains("edgemeter-netem-check"), ns)
     }
 
     func testLinkSetNamesWhatIsWrong() throws {
@@ -239,5 +296,57 @@ final class EchoClient {
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
     }
 
+    /// Writes `bytes` (from another thread) and reads them all back; seconds from the first write to the last byte read.
+    func bulk(bytes: Int) throws -> Double {
+        let fd = self.fd
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let writer = Thread {
+            var chunk = [UInt8](repeating: 0x62, count: 16384)
+            var sent = 0
+            while sent < bytes {
+                let n = write(fd, &chunk, min(chunk.count, bytes - sent))
+                if n <= 0 { return }
+                sent += n
+            }
+        }
+        writer.start()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var got = 0
+        var tv = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        while got < bytes {
+            let n = read(fd, &buf, buf.count)
+            guard n > 0 else { throw LabError(.stepFailed, "bulk read failed after \(got) bytes") }
+            got += n
+        }
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    }
+
     func close() { Glibc.close(fd) }
+}
+
+/// Sends `count` UDP datagrams from one namespace to a socket bound in another; returns how many arrived.
+func udpDatagrams(from: String, to: String, address: String, port: Int, count: Int) throws -> Int {
+    let rx = try inNamespace(to) { () throws -> Int32 in
+        let s = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var a = sockaddrIn("0.0.0.0", port)
+        let b = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard b == 0 else { throw LabError(.refused, "udp bind failed in \(to)") }
+        return s
+    }
+    defer { close(rx) }
+    let tx = try inNamespace(from) { () -> Int32 in socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0) }
+    defer { close(tx) }
+    var dst = sockaddrIn(address, port)
+    var payload = [UInt8](repeating: 0x75, count: 100)
+    for _ in 0..<count {
+        _ = withUnsafePointer(to: &dst) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(tx, &payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        usleep(1000)
+    }
+    var tv = timeval(tv_sec: 1, tv_usec: 0)
+    setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var got = 0
+    var buf = [UInt8](repeating: 0, count: 2048)
+    while read(rx, &buf, buf.count) > 0 { got += 1 }
+    return got
 }

@@ -118,5 +118,6 @@ final class ImpairmentPlanTests: XCTestCase {
         XCTAssertEqual(pending.count, 1)
         XCTAssertEqual(pending.first?.0, 0)
         XCTAssertEqual(pending.first?.1.delayNanoseconds, 60 * ms)
+        XCTAssertNil(pending.first?.2)
     }
 }
