@@ -138,6 +138,14 @@ public final class ImpairProxy: @unchecked Sendable {
         lock.lock(); impairers[direction]!.update(spec); lock.unlock()
     }
 
+    /// UDP: how late datagrams left against the model's release times (median, µs), per direction;
+    /// nil before any left (TCP connections keep their own lines).
+    public func udpLatenessP50Microseconds(_ direction: ProxyDirection) -> Double? {
+        lock.lock(); let line = direction == .toUpstream ? udpToUpstreamLine : udpToClientLine; lock.unlock()
+        guard let xs = line?.latenessSample, !xs.isEmpty else { return nil }
+        return Double(xs.sorted()[(xs.count - 1) / 2]) / 1000
+    }
+
     public func counters(_ direction: ProxyDirection) -> ProxyCounters {
         lock.lock(); defer { lock.unlock() }; return counters[direction]!
     }
@@ -343,6 +351,9 @@ final class DelayLine: @unchecked Sendable {
     private var head = 0
     private var queuedBytes = 0
     private let stop: StopFlag
+    /// How late each action ran against its release time (ns), the last 4096.
+    private var lateness: [Int64] = []
+    private var latenessNext = 0
 
     init(stop: StopFlag) { self.stop = stop }
 
@@ -362,8 +373,17 @@ final class DelayLine: @unchecked Sendable {
 
     func wake() { condition.lock(); condition.broadcast(); condition.unlock() }
 
-    /// Runs until an item marked `last` has run, an action fails, or the proxy stops.
+    /// Lateness of the last (up to 4096) actions against their release times, ns.
+    var latenessSample: [Int64] { condition.lock(); defer { condition.unlock() }; return lateness }
+
+    /// Runs until an item marked `last` has run, an action fails, or the proxy stops. As root the
+    /// thread asks for SCHED_FIFO priority 10 (it only sleeps and sends, never spins): under CPU
+    /// contention a normal thread woken at its release time can wait a scheduler slice (a
+    /// millisecond or more) for a CPU, which would show as extra delay. Without the privilege it
+    /// runs as a normal thread.
     func run() {
+        var param = sched_param(sched_priority: 10)
+        _ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param)
         while true {
             condition.lock()
             while head == items.count && !stop.isStopped { _ = condition.wait(until: Date().addingTimeInterval(0.05)) }
@@ -373,8 +393,13 @@ final class DelayLine: @unchecked Sendable {
             if head > 256 && head * 2 > items.count { items.removeFirst(head); head = 0 }
             condition.unlock()
             Self.sleep(until: item.release, stop: stop)
+            let late = em_clock_monotonic_ns() - item.release
             let ok = item.action()
-            condition.lock(); queuedBytes -= item.bytes; condition.broadcast(); condition.unlock()
+            condition.lock()
+            queuedBytes -= item.bytes
+            if lateness.count < 4096 { lateness.append(late) } else { lateness[latenessNext] = late; latenessNext = (latenessNext + 1) % 4096 }
+            condition.broadcast()
+            condition.unlock()
             if item.last || !ok || stop.isStopped { return }
         }
     }

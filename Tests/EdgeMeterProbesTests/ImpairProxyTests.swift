@@ -211,7 +211,7 @@ final class ImpairProxyTests: XCTestCase {
         let row = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: rtts, failed: 0, baselineMs: base)
         let sorted = rtts.sorted()
         let q = [0, 0.01, 0.1, 0.5, 0.9, 0.99, 1].map { sorted[min(sorted.count - 1, Int($0 * Double(sorted.count)))] }
-        XCTAssertLessThanOrEqual(row.ks!, CalibrationRule.maxKS, "KS D \(row.ks!), base \(base) ms, quantiles 0 1 10 50 90 99 100 %: \(q)")
+        XCTAssertLessThanOrEqual(row.ks!, CalibrationRule.maxKS, "KS D \(row.ks!), base \(base) ms, quantiles 0 1 10 50 90 99 100 %: \(q); proxy late p50 µs up \(proxy.udpLatenessP50Microseconds(.toUpstream) ?? -1) down \(proxy.udpLatenessP50Microseconds(.toClient) ?? -1)")
         XCTAssertTrue(row.passed, row.failures.joined(separator: "; "))
         let oneWay = CalibrationStatistics.ksDistance(rtts.map { $0 - 20 - base }, cdf: DeclaredDistribution.uniform(low: -5, high: 5).cdf)!
         XCTAssertGreaterThan(oneWay, 0.1, "the wrong reference must fail")
