@@ -376,14 +376,8 @@ final class DelayLine: @unchecked Sendable {
     /// Lateness of the last (up to 4096) actions against their release times, ns.
     var latenessSample: [Int64] { condition.lock(); defer { condition.unlock() }; return lateness }
 
-    /// Runs until an item marked `last` has run, an action fails, or the proxy stops. As root the
-    /// thread asks for SCHED_FIFO priority 10 (it only sleeps and sends, never spins): under CPU
-    /// contention a normal thread woken at its release time can wait a scheduler slice (a
-    /// millisecond or more) for a CPU, which would show as extra delay. Without the privilege it
-    /// runs as a normal thread.
+    /// Runs until an item marked `last` has run, an action fails, or the proxy stops.
     func run() {
-        var param = sched_param(sched_priority: 10)
-        _ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param)
         while true {
             condition.lock()
             while head == items.count && !stop.isStopped { _ = condition.wait(until: Date().addingTimeInterval(0.05)) }
