@@ -55,7 +55,7 @@ public struct ScenarioKind: Sendable {
 /// entry here; `edgemeter KIND` can then be built from the same declaration (`KindCommand`).
 public enum ScenarioKinds {
     public static var all: [ScenarioKind] {
-        [PingScenario.kind, TCPingScenario.kind, HTTPScenario.kind, LoadScenario.kind, CalcScenario.kind, StartupScenario.kind, CaptureScenario.kind]
+        [PingScenario.kind, TCPingScenario.kind, HTTPScenario.kind, LoadScenario.kind, CalcScenario.kind, StartupScenario.kind, CaptureScenario.kind, FootprintScenario.kind]
     }
     public static var schemas: [ScenarioSchema] { all.map(\.schema) }
     public static var declarations: [KindDeclaration] { all.map(\.declaration) }

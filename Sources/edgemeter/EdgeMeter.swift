@@ -15,7 +15,7 @@ struct EdgeMeterCommand: AsyncParsableCommand {
         subcommands: [PingCommand.self, TCPingCommand.self, RunSuiteCommand.self, ReportCommand.self,
                       CaptureCommand.self, AnalyzeCommand.self, PcapGenerateCommand.self,
                       ServeCommand.self, HTTPCommand.self, LoadCommand.self, CalcCommand.self,
-                      StartupCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self]
+                      StartupCommand.self, FootprintCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64.

@@ -22,7 +22,9 @@ final class ProcFSTests: XCTestCase {
 
     func testSmapsRollupArithmetic() throws {
         let r = try ProcFS.smapsRollup("00400000-7fff [rollup]\nRss:   1764 kB\nPss:    200 kB\nPss_Anon:  116 kB\nSwap: 8 kB\n")
-        XCTAssertEqual(r, .init(rssBytes: 1764 * 1024, pssBytes: 200 * 1024, pssAnonBytes: 116 * 1024, swapBytes: 8 * 1024))
+        let kb: UInt64 = 1024
+        let expected = ProcFS.SmapsRollup(rssBytes: 1764 * kb, pssBytes: 200 * kb, pssAnonBytes: 116 * kb, swapBytes: 8 * kb)
+        XCTAssertEqual(r, expected)
         XCTAssertThrowsError(try ProcFS.smapsRollup("nothing here", file: "/proc/1/smaps_rollup")) { e in
             XCTAssertTrue("\(e)".contains("/proc/1/smaps_rollup has no Rss:/Pss:"), "\(e)")
         }
@@ -53,7 +55,7 @@ final class ProcFSTests: XCTestCase {
         XCTAssertEqual(s.cpuSeconds(ticksPerSecond: 100), 0.1, accuracy: 1e-12)
         XCTAssertEqual(s.rssPages, 77)
         XCTAssertThrowsError(try ProcFS.processStat("42 (x) R 1 2\n", file: "/proc/42/stat")) { e in
-            XCTAssertTrue("\(e)".contains("/proc/42/stat: 7 fields, expected at least 24"), "\(e)")
+            XCTAssertTrue("\(e)".contains("/proc/42/stat: 5 fields, expected at least 24"), "\(e)")
         }
     }
 

@@ -1,0 +1,450 @@
+import Foundation
+import EdgeMeterCore
+import EdgeMeterHTTP
+import EdgeMeterProbes
+import EdgeMeterStartup
+import EdgeMeterSystem
+
+/// What one footprint measurement needs, from a suite scenario or from `edgemeter footprint` flags.
+public struct FootprintConfig: Sendable, Equatable {
+    public var deployments: [FootprintDeploymentKind] = FootprintDeploymentKind.measurable
+    /// Open-loop request rate of the loaded phase, requests/s.
+    public var rate: Double = 200
+    /// Length of the loaded phase.
+    public var duration: Duration = .seconds(10)
+    /// Length of the idle phase before the load.
+    public var idle: Duration = .seconds(3)
+    public var connections = 4
+    public var workload: FootprintWorkload
+    /// Also measure a restart in place while a fixed-rate client runs.
+    public var restart = false
+    /// The restart client's interval between requests (its resolution).
+    public var restartInterval: Duration = .milliseconds(5)
+
+    public init(workload: FootprintWorkload) { self.workload = workload }
+}
+
+/// The figures of one deployment, as summary.md prints them.
+public struct FootprintFigures: Sendable, Equatable {
+    public var deployment: String
+    /// Mean over the phase's one-second readings, bytes.
+    public var idleWorkloadBytes: Double
+    public var idleLayerBytes: Double
+    public var loadedWorkloadBytes: Double
+    public var loadedLayerBytes: Double
+    public var engineBytes: Double
+    /// CPU seconds from the first to the last reading of the loaded phase, per 1000 answers.
+    public var workloadCPUPer1000: Double?
+    public var layerCPUPer1000: Double?
+    public var engineCPUPer1000: Double?
+    public var imageBytes: UInt64?
+    public var writableBytes: UInt64?
+    public var bytesPerRequest: Double?
+    public var packetsPerRequest: Double?
+    public var p50Milliseconds: Double?
+    public var p99Milliseconds: Double?
+    public var answers: Int
+    public var errors: Int
+}
+
+/// The `footprint` kind: one workload as a host process, a Docker container and a podman
+/// container, idle then under a fixed-rate open-loop load, with memory, CPU, disk, network and
+/// latency per deployment (docs/footprint.md says what each figure covers).
+///
+/// Samples: probe `footprint`, target = deployment, one row per metric per one-second reading
+/// (phase `idle` or `load`): `workload_memory` (cgroup or PSS, bytes), `workload_pss`,
+/// `workload_rss`, `layer_pss`, `engine_pss`, `workload_cpu`, `layer_cpu`, `engine_cpu` (seconds,
+/// cumulative), `exchange_bytes`, `exchange_packets` (cumulative); then per deployment the
+/// summary figures (phase `summary`) and, with `restart`, probe `restart` rows.
+public enum FootprintScenario {
+    public static let declaration = KindDeclaration(
+        kind: "footprint",
+        parameters: [
+            ParameterSpec("deployments", cli: "DEPLOYMENT", .stringList, default: .strings(FootprintDeploymentKind.measurable.map(\.rawValue)),
+                          help: "Where the workload runs: process, docker, podman (lxc, qemu: not measured yet).",
+                          validate: { v in
+                guard case .strings(let list) = v else { return nil }
+                if list.isEmpty { return "{} must name at least one deployment" }
+                if let bad = list.first(where: { FootprintDeploymentKind(rawValue: $0) == nil }) {
+                    return "{} must be process, docker, podman, lxc or qemu, got \"\(bad)\""
+                }
+                if Set(list).count != list.count { return "{} names a deployment twice" }
+                return nil
+            }),
+            ParameterSpec("rate", cli: "-r/--rate", .positiveNumber, default: .number(200), unit: "requests/s",
+                          help: "Open-loop request rate of the loaded phase, requests per second.",
+                          validate: { v in if case .number(let r) = v, r > 5000 { return "{} must be at most 5000 requests/s, got \(r)" }; return nil }),
+            ParameterSpec("duration", cli: "-d/--duration", .duration, default: .duration(.seconds(10)),
+                          help: "Length of the loaded phase.", valueName: "DURATION",
+                          validate: { v in
+                if case .duration(let d) = v, d < .seconds(1) || d > .seconds(300) { return "{} must be 1s-300s" }
+                return nil
+            }),
+            ParameterSpec("idle", cli: "--idle", .duration, default: .duration(.seconds(3)),
+                          help: "Length of the idle phase before the load.", valueName: "DURATION",
+                          validate: { v in
+                if case .duration(let d) = v, d < .seconds(1) || d > .seconds(60) { return "{} must be 1s-60s" }
+                return nil
+            }),
+            ParameterSpec("connections", cli: "-c/--connections", .positiveInteger, default: .integer(4),
+                          help: "Keep-alive connections of the load.", validate: ValueCheck.atMost(256, "")),
+            ParameterSpec("image", cli: "--image", .string, default: .string(ImageBuilder.defaultReference),
+                          help: "docker/podman image holding /usr/local/bin/edgemeter (`edgemeter image build`)."),
+            ParameterSpec("command", cli: "--command", .stringList,
+                          help: "The service as a JSON array; {port} is the port, `edgemeter` the binary (default: the calculator's sum service).",
+                          valueName: "JSON", jsonArray: true),
+            ParameterSpec("binary", cli: "--binary", .string,
+                          help: "The host binary `edgemeter` stands for in the process deployment (default: this executable)."),
+            ParameterSpec("port", cli: "--port", .positiveInteger, default: .integer(50001),
+                          help: "The service's port inside a container (the process gets a free loopback port).",
+                          validate: ValueCheck.within(1...65535, "")),
+            ParameterSpec("path", cli: "--path", .string, default: .string(FootprintWorkload.defaultPath), help: "The request path (GET)."),
+            ParameterSpec("restart", cli: "--restart", .bool, default: .bool(false),
+                          help: "Also restart the service in place under a fixed-rate client and measure the interruption."),
+            ParameterSpec("restart_interval", cli: "--restart-interval", .duration, default: .duration(.milliseconds(5)),
+                          help: "Interval of the restart client's requests (its resolution).", valueName: "DURATION",
+                          validate: { v in
+                if case .duration(let d) = v, d <= .zero || d > .milliseconds(10) { return "{} must be more than 0 and at most 10ms" }
+                return nil
+            }),
+        ],
+        checks: [{ s in
+            let list = s.strings("deployments") ?? []
+            if let bad = list.first(where: { k in FootprintDeploymentKind(rawValue: k).map { !FootprintDeploymentKind.measurable.contains($0) } ?? false }) {
+                return ("deployments", "the \(bad) deployment is not measured yet (its guest has no Swift runtime for the service): "
+                        + "use \(FootprintDeploymentKind.measurable.map(\.rawValue).joined(separator: ", "))")
+            }
+            if let path = s.string("path"), !path.hasPrefix("/") { return ("path", "{path} must start with /, got \"\(path)\"") }
+            if let rate = s.number("rate"), let d = s.duration("duration"), rate * Double(d.nanoseconds) / 1e9 > 1_000_000 {
+                return ("rate", "{rate} × {duration} is more than 1 000 000 requests: lower one of them")
+            }
+            return nil
+        }])
+
+    public static var schema: ScenarioSchema { declaration.schema }
+
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { try config($0) }) { s, ctx in
+        _ = try await run(try config(s), scenario: s.name, ctx: ctx)
+    }
+
+    /// This executable when it is the edgemeter CLI.
+    static func currentEdgemeter() -> String {
+        Bundle.main.executablePath.flatMap { URL(fileURLWithPath: $0).lastPathComponent == "edgemeter" ? $0 : nil } ?? "edgemeter"
+    }
+
+    public static func config(_ s: ValidatedScenario) throws -> FootprintConfig {
+        let w = FootprintWorkload(image: s.string("image") ?? ImageBuilder.defaultReference,
+                                  command: s.strings("command") ?? FootprintWorkload.defaultCommand,
+                                  binary: s.string("binary") ?? currentEdgemeter(), port: s.int("port") ?? 50001,
+                                  path: s.string("path") ?? FootprintWorkload.defaultPath)
+        var c = FootprintConfig(workload: w)
+        c.deployments = (s.strings("deployments") ?? FootprintDeploymentKind.measurable.map(\.rawValue)).compactMap(FootprintDeploymentKind.init)
+        c.rate = s.number("rate") ?? 200
+        c.duration = s.duration("duration") ?? .seconds(10)
+        c.idle = s.duration("idle") ?? .seconds(3)
+        c.connections = s.int("connections") ?? 4
+        c.restart = s.bool("restart") ?? false
+        c.restartInterval = s.duration("restart_interval") ?? .milliseconds(5)
+        return c
+    }
+
+    /// What `run` measured.
+    public struct Outcome: Sendable {
+        public var figures: [FootprintFigures] = []
+        public var restarts: [(deployment: String, method: String, downtime: RestartDowntime)] = []
+        /// Deployments that could not run, with the reason.
+        public var notRun: [(deployment: String, reason: String)] = []
+    }
+
+    /// Measures every deployment in turn, adds the footprint table (and the restart table) to
+    /// summary.md. A deployment that cannot run here is reported and skipped; when none could
+    /// run the scenario is "not run".
+    public static func run(_ c: FootprintConfig, scenario: String, ctx: ScenarioContext) async throws -> Outcome {
+        var out = Outcome()
+        for kind in c.deployments {
+            if ctx.stop.isStopped { break }
+            let d = FootprintDeployment(kind: kind, workload: c.workload, runID: "\(ctx.runID)/\(scenario)")
+            do {
+                let (fig, restart) = try await measure(d, c, scenario: scenario, ctx: ctx)
+                out.figures.append(fig)
+                if let restart { out.restarts.append((kind.rawValue, d.restartMethod, restart)) }
+            } catch let e as StartupError {
+                ctx.progress("footprint \(kind.rawValue): not run: \(e.message)")
+                out.notRun.append((kind.rawValue, e.message))
+            } catch let e as HTTPClientError {
+                ctx.progress("footprint \(kind.rawValue): not run: \(e)")
+                out.notRun.append((kind.rawValue, "\(e)"))
+            }
+            await d.remove()
+        }
+        if out.figures.isEmpty {
+            if ctx.stop.isStopped { return out }
+            throw ScenarioNotRun("no footprint deployment could run: " + out.notRun.map { "\($0.deployment): \($0.reason)" }.joined(separator: "; "))
+        }
+        ctx.addSection(table(out.figures, config: c, notRun: out.notRun))
+        if c.restart { ctx.addSection(restartTable(out.restarts, interval: c.restartInterval)) }
+        return out
+    }
+
+    static func measure(_ d: FootprintDeployment, _ c: FootprintConfig, scenario: String,
+                        ctx: ScenarioContext) async throws -> (FootprintFigures, RestartDowntime?) {
+        let name = d.kind.rawValue
+        ctx.progress("footprint \(name): starting")
+        try await d.start()
+        var target = HTTPTarget(host: d.host, port: d.port, path: c.workload.path)
+        if d.host.contains(":") { target.host = "[\(d.host)]" }
+        try await waitForAnswer(target, deadline: .seconds(30), stop: ctx.stop, what: "the \(name) deployment")
+        ctx.progress("footprint \(name): answering at \(target); idle \(KindDeclaration.describe(.duration(c.idle)))")
+
+        let recorder = ReadingRecorder(deployment: d, scenario: scenario, ctx: ctx)
+        // Idle phase: one reading a second.
+        recorder.phase = "idle"
+        let idleStart = try recorder.take()
+        let idleEnd = try await recorder.every(second: c.idle, stop: ctx.stop) ?? idleStart
+        // Loaded phase: the open-loop generator at `rate`, readings every second beside it.
+        recorder.phase = "load"
+        let loadStart = try recorder.take()
+        var options = LoadOptions(request: HTTPRequestSpec(path: c.workload.path), connections: c.connections, rate: c.rate, duration: c.duration)
+        options.timeout = .seconds(2)
+        let sampler = Task { try await recorder.every(second: c.duration + .seconds(60), stop: ctx.stop) }
+        let result = try await LoadGenerator.run(target: target, options: options, stop: ctx.stop)
+        sampler.cancel()
+        _ = try? await sampler.value
+        let loadEnd = try recorder.take()
+        let disk = await d.disk()
+        let fig = figures(name, idle: recorder.readings(in: "idle"), loaded: recorder.readings(in: "load"),
+                          loadStart: loadStart, loadEnd: loadEnd, result: result, disk: disk)
+        _ = idleEnd
+        for (metric, value, unit) in summaryMetrics(fig) {
+            ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "footprint", target: name, metric: metric, phase: "summary",
+                                   value: value, unit: unit, timestamp: Date(), status: value == nil ? .error : .ok,
+                                   reason: value == nil ? "not measured" : ""))
+        }
+        ctx.progress(String(format: "footprint %@: %d answers, workload %.1f MiB loaded, %@ CPU s/1000 req",
+                            name, fig.answers, fig.loadedWorkloadBytes / 1_048_576, fig.workloadCPUPer1000.map { String(format: "%.3f", $0) } ?? "—"))
+        var restart: RestartDowntime?
+        if c.restart && !ctx.stop.isStopped {
+            restart = try await measureRestart(d, target: target, interval: c.restartInterval, scenario: scenario, ctx: ctx)
+        }
+        return (fig, restart)
+    }
+
+    /// Sends GET until the answer is 200 (every 100 ms).
+    static func waitForAnswer(_ target: HTTPTarget, deadline: Duration, stop: StopFlag, what: String) async throws {
+        let end = ContinuousClock.now + deadline
+        var last = "no answer"
+        while ContinuousClock.now < end && !stop.isStopped {
+            let x = await HTTPProbe.exchange(target, request: HTTPRequestSpec(path: target.path), timeout: .seconds(1))
+            if let r = x.response {
+                if r.status == 200 { return }
+                last = "HTTP \(r.status)"
+            } else if let e = x.error {
+                last = "\(e)"
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        throw StartupError("\(what) at \(target) did not answer 200 within \(deadline) (last: \(last)); check its command and image")
+    }
+
+    /// Figures from the readings (pure; see `FootprintFigures`).
+    public static func figures(_ name: String, idle: [FootprintReading], loaded: [FootprintReading], loadStart: FootprintReading,
+                               loadEnd: FootprintReading, result: LoadResult, disk: FootprintDisk) -> FootprintFigures {
+        func mean(_ r: [FootprintReading], _ f: (FootprintReading) -> UInt64) -> Double {
+            r.isEmpty ? 0 : r.map { Double(f($0)) }.reduce(0, +) / Double(r.count)
+        }
+        let answers = result.responses
+        let per1000: (Double) -> Double? = { answers > 0 ? $0 / Double(answers) * 1000 : nil }
+        let net = loadEnd.exchangeBytes >= loadStart.exchangeBytes ? loadEnd.exchangeBytes - loadStart.exchangeBytes : 0
+        let pkts = loadEnd.exchangePackets >= loadStart.exchangePackets ? loadEnd.exchangePackets - loadStart.exchangePackets : 0
+        let h = result.uncorrected
+        return FootprintFigures(
+            deployment: name,
+            idleWorkloadBytes: mean(idle, \.workloadMemoryBytes), idleLayerBytes: mean(idle, \.layerPSSBytes),
+            loadedWorkloadBytes: mean(loaded, \.workloadMemoryBytes), loadedLayerBytes: mean(loaded, \.layerPSSBytes),
+            engineBytes: mean(idle + loaded, \.enginePSSBytes),
+            workloadCPUPer1000: per1000(loadEnd.workloadCPUSeconds - loadStart.workloadCPUSeconds),
+            layerCPUPer1000: per1000(loadEnd.layerCPUSeconds - loadStart.layerCPUSeconds),
+            engineCPUPer1000: per1000(loadEnd.engineCPUSeconds - loadStart.engineCPUSeconds),
+            imageBytes: disk.imageBytes, writableBytes: disk.writableBytes,
+            bytesPerRequest: answers > 0 ? Double(net) / Double(answers) : nil,
+            packetsPerRequest: answers > 0 ? Double(pkts) / Double(answers) : nil,
+            p50Milliseconds: h.totalCount > 0 ? Double(h.valueAtPercentile(50)) / 1e6 : nil,
+            p99Milliseconds: h.totalCount > 0 ? Double(h.valueAtPercentile(99)) / 1e6 : nil,
+            answers: answers, errors: result.totalErrors + result.unsent)
+    }
+
+    static func summaryMetrics(_ f: FootprintFigures) -> [(String, Double?, String)] {
+        [("idle_workload_memory", f.idleWorkloadBytes, "bytes"), ("idle_layer_memory", f.idleLayerBytes, "bytes"),
+         ("loaded_workload_memory", f.loadedWorkloadBytes, "bytes"), ("loaded_layer_memory", f.loadedLayerBytes, "bytes"),
+         ("engine_memory", f.engineBytes, "bytes"),
+         ("workload_cpu_per_1000", f.workloadCPUPer1000, "s"), ("layer_cpu_per_1000", f.layerCPUPer1000, "s"),
+         ("engine_cpu_per_1000", f.engineCPUPer1000, "s"),
+         ("image_size", f.imageBytes.map(Double.init), "bytes"), ("writable_layer", f.writableBytes.map(Double.init), "bytes"),
+         ("bytes_per_request", f.bytesPerRequest, "bytes"), ("packets_per_request", f.packetsPerRequest, "packets"),
+         ("latency_p50", f.p50Milliseconds, "ms"), ("latency_p99", f.p99Milliseconds, "ms"),
+         ("answers", Double(f.answers), "requests"), ("errors", Double(f.errors), "requests")]
+    }
+
+    static func mib(_ b: Double) -> String { String(format: "%.1f", b / 1_048_576) }
+    static func opt(_ v: Double?, _ f: String) -> String { v.map { String(format: f, $0) } ?? "—" }
+    static func ratio(_ a: Double?, _ base: Double?) -> String {
+        guard let a, let base, base > 0 else { return "—" }
+        return String(format: "%.1f×", a / base)
+    }
+
+    /// The lab's VM-vs-container table with measured figures, ratios against the process.
+    public static func table(_ figs: [FootprintFigures], config c: FootprintConfig, notRun: [(deployment: String, reason: String)] = []) -> String {
+        var s = "### Footprint: \(figs.map(\.deployment).joined(separator: ", "))\n\n"
+        s += "One workload (`\(c.workload.command.joined(separator: " "))`, GET \(c.workload.path)), idle "
+        s += "\(KindDeclaration.describe(.duration(c.idle))), then \(KindDeclaration.describe(.number(c.rate))) requests/s open loop for "
+        s += "\(KindDeclaration.describe(.duration(c.duration))) over \(c.connections) connections. Memory in MiB (mean of one-second readings; "
+        s += "workload = cgroup memory for a container, PSS of the process tree for the process; layer = containerd-shim/conmon PSS; "
+        s += "engine = dockerd+containerd or podman service PSS, shared by every container). CPU = utime+stime (cgroup usage for a container) "
+        s += "over the loaded phase per 1000 answers. Net = bytes/packets on the deployment's interface per answer (host lo: tx only; "
+        s += "container eth0: rx+tx). Latency: send → last byte, client monotonic clock. See docs/footprint.md.\n\n"
+        s += "| deployment | mem idle workload | mem idle layer | mem loaded workload | mem loaded layer | engine mem | CPU s/1000 workload | CPU s/1000 layer | CPU s/1000 engine | image MB | writable kB | bytes/req | pkts/req | p50 ms | p99 ms | answers/errors | × mem vs process | × CPU vs process |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        let base = figs.first { $0.deployment == "process" }
+        for f in figs {
+            let totalMem = f.loadedWorkloadBytes + f.loadedLayerBytes
+            let baseMem = base.map { $0.loadedWorkloadBytes + $0.loadedLayerBytes }
+            let cpu = f.workloadCPUPer1000.map { $0 + (f.layerCPUPer1000 ?? 0) }
+            let baseCPU = base?.workloadCPUPer1000.map { $0 + (base?.layerCPUPer1000 ?? 0) }
+            s += "| \(f.deployment) | \(mib(f.idleWorkloadBytes)) | \(mib(f.idleLayerBytes)) | \(mib(f.loadedWorkloadBytes)) | \(mib(f.loadedLayerBytes)) | "
+            s += "\(mib(f.engineBytes)) | \(opt(f.workloadCPUPer1000, "%.3f")) | \(opt(f.layerCPUPer1000, "%.3f")) | \(opt(f.engineCPUPer1000, "%.3f")) | "
+            s += "\(opt(f.imageBytes.map { Double($0) / 1e6 }, "%.1f")) | \(opt(f.writableBytes.map { Double($0) / 1e3 }, "%.1f")) | "
+            s += "\(opt(f.bytesPerRequest, "%.0f")) | \(opt(f.packetsPerRequest, "%.1f")) | \(opt(f.p50Milliseconds, "%.3f")) | \(opt(f.p99Milliseconds, "%.3f")) | "
+            s += "\(f.answers)/\(f.errors) | \(ratio(totalMem, baseMem)) | \(ratio(cpu, baseCPU)) |\n"
+        }
+        if !notRun.isEmpty { s += "\nNot run: " + notRun.map { "\($0.deployment) (\($0.reason))" }.joined(separator: "; ") + "\n" }
+        return s
+    }
+
+    /// The restart-downtime table.
+    public static func restartTable(_ rows: [(deployment: String, method: String, downtime: RestartDowntime)], interval: Duration) -> String {
+        var s = "### Restart downtime\n\nA client sends GET every \(KindDeclaration.describe(.duration(interval))) (new connection each, 1 s timeout) "
+        s += "while the service is restarted in place. gap = last good answer before the restart was issued → first good answer to a request "
+        s += "sent after it; first good = restart issued → that answer (client monotonic clock, resolution = the interval).\n\n"
+        s += "| deployment | restart | gap ms | first good answer ms | failed requests | sent/good | note |\n|---|---|---|---|---|---|---|\n"
+        for r in rows {
+            let d = r.downtime
+            s += "| \(r.deployment) | \(r.method) | \(opt(d.gapMilliseconds, "%.1f")) | \(opt(d.firstGoodMilliseconds, "%.1f")) | \(d.failed) | \(d.sent)/\(d.good) | \(d.problem ?? "") |\n"
+        }
+        return s
+    }
+
+    /// Restarts the service while a client sends a request every `interval`; the records go
+    /// through `RestartDowntime.analyse`.
+    static func measureRestart(_ d: FootprintDeployment, target: HTTPTarget, interval: Duration, scenario: String,
+                               ctx: ScenarioContext) async throws -> RestartDowntime {
+        let name = d.kind.rawValue
+        ctx.progress("footprint \(name): restart (\(d.restartMethod)) under a request every \(KindDeclaration.describe(.duration(interval)))")
+        let records = RecordList()
+        let clientStop = StopFlag()
+        let request = HTTPRequestSpec(path: target.path)
+        let client = Task {
+            await withTaskGroup(of: Void.self) { group in
+                var next = monotonicNanos()
+                let step = UInt64(interval.nanoseconds)
+                var inFlight = 0
+                while !clientStop.isStopped && !ctx.stop.isStopped {
+                    let now = monotonicNanos()
+                    if now < next { try? await Task.sleep(nanoseconds: next - now) }
+                    next += step
+                    if inFlight >= 400 { await group.next(); inFlight -= 1 }
+                    inFlight += 1
+                    group.addTask {
+                        let sent = monotonicNanos()
+                        let x = await HTTPProbe.exchange(target, request: request, timeout: .seconds(1))
+                        records.add(RestartProbeRecord(sentNanoseconds: sent, doneNanoseconds: monotonicNanos(), ok: x.response?.status == 200))
+                    }
+                }
+            }
+        }
+        try? await Task.sleep(for: .seconds(1))
+        let issued = monotonicNanos()
+        var failure: Error?
+        do { try await d.restart() } catch { failure = error }
+        // Until a good answer to a request sent after the restart, then one more second; at most 60 s.
+        let end = issued + 60_000_000_000
+        while monotonicNanos() < end && !ctx.stop.isStopped && failure == nil {
+            if records.all.contains(where: { $0.ok && $0.sentNanoseconds >= issued }) { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        try? await Task.sleep(for: .seconds(1))
+        clientStop.stop(reason: "window over")
+        await client.value
+        if let failure { throw failure }
+        let downtime = RestartDowntime.analyse(records.all, restartIssuedNanoseconds: issued)
+        for (metric, value, unit) in [("gap", downtime.gapMilliseconds, "ms"), ("first_good", downtime.firstGoodMilliseconds, "ms"),
+                                      ("failed", Double(downtime.failed), "requests")] {
+            ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "restart", target: name, metric: metric, phase: "restart",
+                                   value: value, unit: unit, timestamp: Date(), status: value == nil ? .error : .ok,
+                                   reason: value == nil ? (downtime.problem ?? "") : "", labels: ["method": d.restartMethod]))
+        }
+        ctx.progress(String(format: "footprint %@: restart gap %@ ms, %d failed", name, opt(downtime.gapMilliseconds, "%.1f"), downtime.failed))
+        return downtime
+    }
+}
+
+/// The restart client's records, appended from many tasks.
+final class RecordList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [RestartProbeRecord] = []
+    func add(_ r: RestartProbeRecord) { lock.withLock { items.append(r) } }
+    var all: [RestartProbeRecord] { lock.withLock { items } }
+}
+
+/// Takes the one-second readings of one deployment and writes each as samples.
+final class ReadingRecorder: @unchecked Sendable {
+    let deployment: FootprintDeployment
+    let scenario: String
+    let ctx: ScenarioContext
+    private let lock = NSLock()
+    private var stored: [(phase: String, reading: FootprintReading)] = []
+    private var currentPhase = "idle"
+    var phase: String {
+        get { lock.withLock { currentPhase } }
+        set { lock.withLock { currentPhase = newValue } }
+    }
+
+    init(deployment: FootprintDeployment, scenario: String, ctx: ScenarioContext) {
+        (self.deployment, self.scenario, self.ctx) = (deployment, scenario, ctx)
+    }
+
+    func readings(in phase: String) -> [FootprintReading] { lock.withLock { stored.filter { $0.phase == phase }.map(\.reading) } }
+
+    /// One reading now, recorded as samples.
+    @discardableResult
+    func take() throws -> FootprintReading {
+        let r = try deployment.read()
+        let p = phase
+        lock.withLock { stored.append((p, r)) }
+        let name = deployment.kind.rawValue
+        let now = Date()
+        let labels = ["monotonic_s": String(format: "%.3f", r.monotonicSeconds)]
+        for (metric, value, unit) in [("workload_memory", Double(r.workloadMemoryBytes), "bytes"), ("workload_pss", Double(r.workloadPSSBytes), "bytes"),
+                                      ("workload_rss", Double(r.workloadRSSBytes), "bytes"), ("layer_pss", Double(r.layerPSSBytes), "bytes"),
+                                      ("engine_pss", Double(r.enginePSSBytes), "bytes"), ("workload_cpu", r.workloadCPUSeconds, "s"),
+                                      ("layer_cpu", r.layerCPUSeconds, "s"), ("engine_cpu", r.engineCPUSeconds, "s"),
+                                      ("exchange_bytes", Double(r.exchangeBytes), "bytes"), ("exchange_packets", Double(r.exchangePackets), "packets")] {
+            ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "footprint", target: name, metric: metric, phase: p,
+                                   value: value, unit: unit, timestamp: now, status: .ok, labels: labels))
+        }
+        return r
+    }
+
+    /// A reading every second for `length` (or until stopped/cancelled); returns the last one.
+    func every(second length: Duration, stop: StopFlag) async throws -> FootprintReading? {
+        let end = ContinuousClock.now + length
+        var last: FootprintReading?
+        var next = ContinuousClock.now + .seconds(1)
+        while next <= end && !stop.isStopped && !Task.isCancelled {
+            try? await Task.sleep(until: next, clock: .continuous)
+            if Task.isCancelled { break }
+            last = try take()
+            next += .seconds(1)
+        }
+        return last
+    }
+}
