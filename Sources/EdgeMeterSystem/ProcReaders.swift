@@ -1,15 +1,34 @@
 import Foundation
 import EdgeMeterCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Thin readers of the kernel files behind the footprint figures: they read the text and hand it
 /// to the pure parsers in `EdgeMeterCore.ProcFS`. A file that cannot be read throws a
 /// `SystemError` naming it (the process exited, the cgroup was removed, the interface is gone).
 public enum ProcReader {
+    /// The whole file, read with read(2) until end of file: /proc files report size 0 and are
+    /// generated as they are read, and reading them by their stated size (as
+    /// `FileManager.contents(atPath:)` may) loses the end of a long one such as smaps.
     static func read(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw SystemError("cannot read \(path): the process, cgroup or interface is gone, or this needs root")
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw SystemError("cannot read \(path) (\(String(cString: strerror(errno)))): the process, cgroup or interface is gone, or this needs root")
         }
-        return String(decoding: data, as: UTF8.self)
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("reading \(path) failed (\(String(cString: strerror(errno)))): the process may have exited")
+            }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func wrap<T>(_ path: String, _ body: (String) throws -> T) throws -> T {

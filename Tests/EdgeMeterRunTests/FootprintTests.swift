@@ -114,6 +114,17 @@ final class FootprintTests: XCTestCase {
             let r = try d.read()
             XCTAssertTrue(stats.ok, stats.combined)
             let dockerBytes = try XCTUnwrap(Self.dockerSize(stats.stdout), stats.stdout)
+            XCTAssertGreaterThan(r.layerPSSBytes, 0, "containerd-shim is the container's parent")
+            let disk = await d.disk()
+            XCTAssertGreaterThan(disk.imageBytes ?? 0, 1_000_000)
+            XCTAssertNotNil(disk.writableBytes)
+            if dockerBytes == 0 {
+                // dockerd answers GET /containers/ID/stats with empty memory_stats on some hosts
+                // (this one: cgroup v1 nested in the sandbox's memory cgroup); nothing to compare.
+                await d.remove()
+                throw XCTSkip("docker stats shows 0B here (dockerd's GET /containers/ID/stats has empty memory_stats): "
+                              + "the podman cross-check compares the same cgroup reader; on a host where docker stats works this test compares")
+            }
             // docker 20.10 on cgroup v1 shows usage − total_inactive_file (v2: − inactive_file).
             let files = try ProcReader.cgroupFiles(pid: d.pid)
             let stat = ProcFS.keyValues(try String(contentsOfFile: files.memoryStat, encoding: .utf8))
@@ -122,10 +133,39 @@ final class FootprintTests: XCTestCase {
             print("footprint cross-check: container memory ours \(ours) B (cgroup \(r.workloadMemoryBytes) − inactive file \(inactive)), docker stats \(dockerBytes) B")
             XCTAssertGreaterThan(r.workloadMemoryBytes, 1 << 20)
             XCTAssertEqual(ours, dockerBytes, accuracy: dockerBytes * 0.05 + 524_288, "cgroup memory vs docker stats --no-stream")
-            XCTAssertGreaterThan(r.layerPSSBytes, 0, "containerd-shim is the container's parent")
-            let disk = await d.disk()
-            XCTAssertGreaterThan(disk.imageBytes ?? 0, 1_000_000)
-            XCTAssertNotNil(disk.writableBytes)
+        } catch {
+            await d.remove()
+            throw error
+        }
+        await d.remove()
+    }
+
+    func testPodmanMemoryAgreesWithPodmanStats() async throws {
+        let bin = try binary()
+        guard let podman = which("podman") else { throw XCTSkip("podman is not installed: run scripts/setup-engines.sh") }
+        guard (try? await DockerAPIClient.podman().ping()) != nil else {
+            return XCTFail("podman is installed but its API does not answer: run scripts/setup-engines.sh")
+        }
+        try await requireDockerImage(bin)
+        _ = try? await DockerAPIClient.podman().request(.DELETE, "/images/\(Self.image)?force=1")
+        let d = FootprintDeployment(kind: .podman, workload: workload(bin), runID: "t-podman-\(UInt32.random(in: 0..<UInt32.max))")
+        do {
+            try await d.start()
+            let target = HTTPTarget(host: d.host, port: d.port, path: FootprintWorkload.defaultPath)
+            try await FootprintScenario.waitForAnswer(target, deadline: .seconds(20), stop: StopFlag(), what: "the container")
+            try await Task.sleep(for: .milliseconds(500))
+            let a = try d.read()
+            let stats = try await Command.run([podman, "stats", "--no-stream", "--format", "{{.MemUsage}}", d.containerName], timeout: .seconds(20))
+            let b = try d.read()
+            XCTAssertTrue(stats.ok, stats.combined)
+            let podmanBytes = try XCTUnwrap(Self.dockerSize(stats.stdout), stats.stdout)
+            let ours = Double(a.workloadMemoryBytes + b.workloadMemoryBytes) / 2
+            print("footprint cross-check: podman container memory ours \(ours) B (before \(a.workloadMemoryBytes), after \(b.workloadMemoryBytes)), podman stats \(podmanBytes) B")
+            XCTAssertGreaterThan(podmanBytes, 1_000_000, "podman stats reads the container's cgroup")
+            // podman stats prints 4 significant digits in decimal units (2.232MB).
+            XCTAssertEqual(ours, podmanBytes, accuracy: podmanBytes * 0.05 + 262_144, "cgroup memory vs podman stats --no-stream")
+            XCTAssertGreaterThan(b.layerPSSBytes, 0, "conmon is the container's parent")
+            XCTAssertGreaterThan(b.enginePSSBytes, 0, "podman's API service")
         } catch {
             await d.remove()
             throw error
