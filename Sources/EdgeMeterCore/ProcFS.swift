@@ -151,6 +151,18 @@ public enum ProcFS {
         return out
     }
 
+    /// Packet and byte counters of the rules whose comment is `comment`, summed, from
+    /// `iptables -L CHAIN -v -x -n` (columns pkts, bytes; bytes are IP bytes, no link header).
+    public static func ruleCounters(_ text: String, comment: String) -> (packets: UInt64, bytes: UInt64)? {
+        var p: UInt64 = 0, b: UInt64 = 0, found = false
+        for line in text.split(separator: "\n") where line.contains("/* \(comment) */") {
+            let f = line.split(separator: " ")
+            guard f.count >= 2, let pk = UInt64(f[0]), let by = UInt64(f[1]) else { continue }
+            p += pk; b += by; found = true
+        }
+        return found ? (p, b) : nil
+    }
+
     /// A file holding one integer (`memory.current`, `memory.usage_in_bytes`, `cpuacct.usage`,
     /// `/sys/class/net/IF/statistics/rx_bytes`).
     public static func integer(_ text: String, file: String) throws -> UInt64 {

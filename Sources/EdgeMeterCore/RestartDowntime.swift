@@ -15,12 +15,13 @@ public struct RestartProbeRecord: Sendable, Equatable {
 /// The client-visible interruption of a restart, from the records of a fixed-rate client that ran
 /// across it (pure: tested on made-up records).
 ///
-/// - `gapMilliseconds`: from the last good answer that arrived before the restart was issued to
-///   the first good answer to a request sent after it was issued: how long the client saw no
-///   answer. Its resolution is the client's interval (plus the answer time).
-/// - `firstGoodMilliseconds`: from issuing the restart to that first good answer.
-/// - `failed`: requests sent from the restart on (and the ones in flight then) that did not get a
-///   good answer.
+/// The engine may answer the restart call before the old instance stops (it then still answers
+/// for a while), so the outage is found in the answers, not assumed to start at the call:
+/// - `gapMilliseconds`: the longest time between two consecutive good answers (by arrival) whose
+///   later one arrived after the restart was issued: how long the client saw no answer. Its
+///   resolution is the client's interval (plus the answer time).
+/// - `firstGoodMilliseconds`: from issuing the restart to the good answer that ended that gap.
+/// - `failed`: requests that ended without a good answer from the restart on.
 public struct RestartDowntime: Sendable, Equatable {
     public var gapMilliseconds: Double?
     public var firstGoodMilliseconds: Double?
@@ -32,15 +33,24 @@ public struct RestartDowntime: Sendable, Equatable {
     public var problem: String?
 
     public static func analyse(_ records: [RestartProbeRecord], restartIssuedNanoseconds t: UInt64) -> RestartDowntime {
-        let before = records.filter { $0.ok && $0.doneNanoseconds <= t }.map(\.doneNanoseconds).max()
-        let after = records.filter { $0.ok && $0.sentNanoseconds >= t }.map(\.doneNanoseconds).min()
+        let goods = records.filter(\.ok).map(\.doneNanoseconds).sorted()
         let failed = records.filter { !$0.ok && $0.doneNanoseconds >= t }.count
         var d = RestartDowntime(gapMilliseconds: nil, firstGoodMilliseconds: nil, failed: failed, sent: records.count,
-                                good: records.filter(\.ok).count, problem: nil)
-        if let after { d.firstGoodMilliseconds = Double(after - t) / 1e6 }
-        if let before, let after { d.gapMilliseconds = Double(after - before) / 1e6 }
-        if before == nil { d.problem = "no good answer before the restart: the service was not up" }
-        else if after == nil { d.problem = "no good answer after the restart within the window: the service did not come back" }
+                                good: goods.count, problem: nil)
+        guard let firstBefore = goods.lastIndex(where: { $0 <= t }) else {
+            d.problem = "no good answer before the restart: the service was not up"
+            return d
+        }
+        guard firstBefore + 1 < goods.count else {
+            d.problem = "no good answer after the restart within the window: the service did not come back"
+            return d
+        }
+        var best: (gap: UInt64, end: UInt64) = (0, 0)
+        for i in firstBefore..<(goods.count - 1) where goods[i + 1] - goods[i] > best.gap {
+            best = (goods[i + 1] - goods[i], goods[i + 1])
+        }
+        d.gapMilliseconds = Double(best.gap) / 1e6
+        d.firstGoodMilliseconds = Double(best.end - t) / 1e6
         return d
     }
 }

@@ -27,11 +27,16 @@ public struct FootprintConfig: Sendable, Equatable {
 /// The figures of one deployment, as summary.md prints them.
 public struct FootprintFigures: Sendable, Equatable {
     public var deployment: String
-    /// Mean over the phase's one-second readings, bytes.
+    /// Mean over the phase's one-second readings, bytes. Workload memory: the cgroup's charge for
+    /// a container (pages first touched by another cgroup, e.g. shared libraries already in the
+    /// page cache, are not in it), PSS of the tree for the process.
     public var idleWorkloadBytes: Double
     public var idleLayerBytes: Double
     public var loadedWorkloadBytes: Double
     public var loadedLayerBytes: Double
+    /// PSS of the workload's processes (every deployment alike), mean over the phase.
+    public var idleWorkloadPSSBytes: Double
+    public var loadedWorkloadPSSBytes: Double
     public var engineBytes: Double
     /// CPU seconds from the first to the last reading of the loaded phase, per 1000 answers.
     public var workloadCPUPer1000: Double?
@@ -212,9 +217,14 @@ public enum FootprintScenario {
         _ = try? await sampler.value
         let loadEnd = try recorder.take()
         let disk = await d.disk()
-        let fig = figures(name, idle: recorder.readings(in: "idle"), loaded: recorder.readings(in: "load"),
+        var fig = figures(name, idle: recorder.readings(in: "idle"), loaded: recorder.readings(in: "load"),
                           loadStart: loadStart, loadEnd: loadEnd, result: result, disk: disk)
         _ = idleEnd
+        if !d.measuresNetwork {
+            fig.bytesPerRequest = nil
+            fig.packetsPerRequest = nil
+            ctx.progress("footprint \(name): no network figures: counting the service's packets on lo needs iptables and root")
+        }
         for (metric, value, unit) in summaryMetrics(fig) {
             ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "footprint", target: name, metric: metric, phase: "summary",
                                    value: value, unit: unit, timestamp: Date(), status: value == nil ? .error : .ok,
@@ -261,6 +271,7 @@ public enum FootprintScenario {
             deployment: name,
             idleWorkloadBytes: mean(idle, \.workloadMemoryBytes), idleLayerBytes: mean(idle, \.layerPSSBytes),
             loadedWorkloadBytes: mean(loaded, \.workloadMemoryBytes), loadedLayerBytes: mean(loaded, \.layerPSSBytes),
+            idleWorkloadPSSBytes: mean(idle, \.workloadPSSBytes), loadedWorkloadPSSBytes: mean(loaded, \.workloadPSSBytes),
             engineBytes: mean(idle + loaded, \.enginePSSBytes),
             workloadCPUPer1000: per1000(loadEnd.workloadCPUSeconds - loadStart.workloadCPUSeconds),
             layerCPUPer1000: per1000(loadEnd.layerCPUSeconds - loadStart.layerCPUSeconds),
@@ -276,6 +287,7 @@ public enum FootprintScenario {
     static func summaryMetrics(_ f: FootprintFigures) -> [(String, Double?, String)] {
         [("idle_workload_memory", f.idleWorkloadBytes, "bytes"), ("idle_layer_memory", f.idleLayerBytes, "bytes"),
          ("loaded_workload_memory", f.loadedWorkloadBytes, "bytes"), ("loaded_layer_memory", f.loadedLayerBytes, "bytes"),
+         ("idle_workload_pss", f.idleWorkloadPSSBytes, "bytes"), ("loaded_workload_pss", f.loadedWorkloadPSSBytes, "bytes"),
          ("engine_memory", f.engineBytes, "bytes"),
          ("workload_cpu_per_1000", f.workloadCPUPer1000, "s"), ("layer_cpu_per_1000", f.layerCPUPer1000, "s"),
          ("engine_cpu_per_1000", f.engineCPUPer1000, "s"),
@@ -297,24 +309,27 @@ public enum FootprintScenario {
         var s = "### Footprint: \(figs.map(\.deployment).joined(separator: ", "))\n\n"
         s += "One workload (`\(c.workload.command.joined(separator: " "))`, GET \(c.workload.path)), idle "
         s += "\(KindDeclaration.describe(.duration(c.idle))), then \(KindDeclaration.describe(.number(c.rate))) requests/s open loop for "
-        s += "\(KindDeclaration.describe(.duration(c.duration))) over \(c.connections) connections. Memory in MiB (mean of one-second readings; "
-        s += "workload = cgroup memory for a container, PSS of the process tree for the process; layer = containerd-shim/conmon PSS; "
-        s += "engine = dockerd+containerd or podman service PSS, shared by every container). CPU = utime+stime (cgroup usage for a container) "
-        s += "over the loaded phase per 1000 answers. Net = bytes/packets on the deployment's interface per answer (host lo: tx only; "
-        s += "container eth0: rx+tx). Latency: send → last byte, client monotonic clock. See docs/footprint.md.\n\n"
-        s += "| deployment | mem idle workload | mem idle layer | mem loaded workload | mem loaded layer | engine mem | CPU s/1000 workload | CPU s/1000 layer | CPU s/1000 engine | image MB | writable kB | bytes/req | pkts/req | p50 ms | p99 ms | answers/errors | × mem vs process | × CPU vs process |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        s += "\(KindDeclaration.describe(.duration(c.duration))) over \(c.connections) connections. Memory in MiB, mean of the one-second "
+        s += "readings: workload PSS (smaps_rollup of its processes), the container's cgroup charge, layer = containerd-shim/conmon PSS, "
+        s += "engine = dockerd+containerd or the podman service (PSS, shared by every container). CPU = utime+stime (the cgroup's usage for a "
+        s += "container) over the loaded phase per 1000 answers. Net = bytes/packets per answer, both directions, link-layer bytes: the "
+        s += "container's eth0, the process's port on lo (iptables counters). Latency: request written → last byte, client monotonic "
+        s += "clock. × = (workload + layer) ÷ the process's. See docs/footprint.md.\n\n"
+        s += "| deployment | PSS idle | PSS loaded | cgroup loaded | layer idle | layer loaded | engine | CPU s/1000 workload | CPU s/1000 layer | CPU s/1000 engine | image MB | writable kB | bytes/req | pkts/req | p50 ms | p99 ms | answers/errors | × mem (PSS) | × CPU |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         let base = figs.first { $0.deployment == "process" }
         for f in figs {
-            let totalMem = f.loadedWorkloadBytes + f.loadedLayerBytes
-            let baseMem = base.map { $0.loadedWorkloadBytes + $0.loadedLayerBytes }
+            let isProcess = f.deployment == "process"
+            let mem = f.loadedWorkloadPSSBytes + f.loadedLayerBytes
+            let baseMem = base.map { $0.loadedWorkloadPSSBytes + $0.loadedLayerBytes }
             let cpu = f.workloadCPUPer1000.map { $0 + (f.layerCPUPer1000 ?? 0) }
             let baseCPU = base?.workloadCPUPer1000.map { $0 + (base?.layerCPUPer1000 ?? 0) }
-            s += "| \(f.deployment) | \(mib(f.idleWorkloadBytes)) | \(mib(f.idleLayerBytes)) | \(mib(f.loadedWorkloadBytes)) | \(mib(f.loadedLayerBytes)) | "
-            s += "\(mib(f.engineBytes)) | \(opt(f.workloadCPUPer1000, "%.3f")) | \(opt(f.layerCPUPer1000, "%.3f")) | \(opt(f.engineCPUPer1000, "%.3f")) | "
+            s += "| \(f.deployment) | \(mib(f.idleWorkloadPSSBytes)) | \(mib(f.loadedWorkloadPSSBytes)) | \(isProcess ? "—" : mib(f.loadedWorkloadBytes)) | "
+            s += "\(isProcess ? "—" : mib(f.idleLayerBytes)) | \(isProcess ? "—" : mib(f.loadedLayerBytes)) | \(isProcess ? "—" : mib(f.engineBytes)) | "
+            s += "\(opt(f.workloadCPUPer1000, "%.3f")) | \(isProcess ? "—" : opt(f.layerCPUPer1000, "%.3f")) | \(isProcess ? "—" : opt(f.engineCPUPer1000, "%.3f")) | "
             s += "\(opt(f.imageBytes.map { Double($0) / 1e6 }, "%.1f")) | \(opt(f.writableBytes.map { Double($0) / 1e3 }, "%.1f")) | "
-            s += "\(opt(f.bytesPerRequest, "%.0f")) | \(opt(f.packetsPerRequest, "%.1f")) | \(opt(f.p50Milliseconds, "%.3f")) | \(opt(f.p99Milliseconds, "%.3f")) | "
-            s += "\(f.answers)/\(f.errors) | \(ratio(totalMem, baseMem)) | \(ratio(cpu, baseCPU)) |\n"
+            s += "\(opt(f.bytesPerRequest, "%.0f")) | \(opt(f.packetsPerRequest, "%.2f")) | \(opt(f.p50Milliseconds, "%.3f")) | \(opt(f.p99Milliseconds, "%.3f")) | "
+            s += "\(f.answers)/\(f.errors) | \(ratio(mem, baseMem)) | \(ratio(cpu, baseCPU)) |\n"
         }
         if !notRun.isEmpty { s += "\nNot run: " + notRun.map { "\($0.deployment) (\($0.reason))" }.joined(separator: "; ") + "\n" }
         return s
@@ -323,8 +338,9 @@ public enum FootprintScenario {
     /// The restart-downtime table.
     public static func restartTable(_ rows: [(deployment: String, method: String, downtime: RestartDowntime)], interval: Duration) -> String {
         var s = "### Restart downtime\n\nA client sends GET every \(KindDeclaration.describe(.duration(interval))) (new connection each, 1 s timeout) "
-        s += "while the service is restarted in place. gap = last good answer before the restart was issued → first good answer to a request "
-        s += "sent after it; first good = restart issued → that answer (client monotonic clock, resolution = the interval).\n\n"
+        s += "while the service is restarted in place. gap = the longest time between two consecutive good answers across the restart "
+        s += "(client monotonic clock, resolution = the interval); first good = restart issued → the answer that ended the gap; "
+        s += "failed = requests without a good answer from the restart on.\n\n"
         s += "| deployment | restart | gap ms | first good answer ms | failed requests | sent/good | note |\n|---|---|---|---|---|---|---|\n"
         for r in rows {
             let d = r.downtime
@@ -365,10 +381,13 @@ public enum FootprintScenario {
         let issued = monotonicNanos()
         var failure: Error?
         do { try await d.restart() } catch { failure = error }
-        // Until a good answer to a request sent after the restart, then one more second; at most 60 s.
+        // The engine may return before the old instance stopped, or before the new one listens:
+        // wait for a good answer to a request sent after the call returned, then one more second
+        // (at most 60 s after the call was issued).
+        let returned = monotonicNanos()
         let end = issued + 60_000_000_000
         while monotonicNanos() < end && !ctx.stop.isStopped && failure == nil {
-            if records.all.contains(where: { $0.ok && $0.sentNanoseconds >= issued }) { break }
+            if records.all.contains(where: { $0.ok && $0.sentNanoseconds >= returned }) { break }
             try? await Task.sleep(for: .milliseconds(20))
         }
         try? await Task.sleep(for: .seconds(1))

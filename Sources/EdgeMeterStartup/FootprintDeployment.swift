@@ -121,6 +121,31 @@ public final class FootprintDeployment: @unchecked Sendable {
     private var layerPID: Int32?
     private var enginePIDs: [Int32] = []
     private var cgroup: ProcReader.CgroupFiles?
+    /// The process deployment's two iptables rules (OUTPUT -o lo, to and from its port) are in place.
+    private var countingRules = false
+    var ruleComment: String { "edgemeter-footprint-\(instanceTag(runTag))" }
+    func ruleSpecs() -> [[String]] {
+        ["--dport", "--sport"].map { ["OUTPUT", "-o", "lo", "-p", "tcp", $0, String(port), "-m", "comment", "--comment", ruleComment] }
+    }
+
+    /// Counts the packets of the process deployment on lo with two rule counters: lo is shared
+    /// with everything else on the host, its interface counters are not this service's.
+    func addCountingRules() -> Bool {
+        guard let ipt = which("iptables") else { return false }
+        for spec in ruleSpecs() {
+            guard let r = try? Command.runBlocking([ipt, "-w", "-I"] + spec, timeout: .seconds(10)), r.ok else { removeCountingRules(); return false }
+        }
+        return true
+    }
+
+    func removeCountingRules() {
+        guard let ipt = which("iptables") else { return }
+        for spec in ruleSpecs() { _ = try? Command.runBlocking([ipt, "-w", "-D"] + spec, timeout: .seconds(10)) }
+    }
+
+    /// Whether the network figures can be measured (the process deployment needs its iptables rules).
+    public var measuresNetwork: Bool { kind != .process || countingRules }
+
     /// Where the load goes: 127.0.0.1:free port, or the container's address and `workload.port`.
     public private(set) var host = "127.0.0.1"
     public private(set) var port = 0
@@ -135,6 +160,7 @@ public final class FootprintDeployment: @unchecked Sendable {
         switch kind {
         case .process:
             port = try Self.freeLoopbackPort()
+            countingRules = addCountingRules()
             let argv = workload.processCommand(port: port)
             child = try ChildProcess(argv, newProcessGroup: true)
             workloadPID = child!.pid
@@ -212,7 +238,21 @@ public final class FootprintDeployment: @unchecked Sendable {
             }
             let (lm, lc) = sum(layer.map { [$0] } ?? [])
             let (em, ec) = sum(enginePIDs)
-            let net = kind == .process ? try ProcReader.interface("lo", inNamespaceOf: getpid()) : try ProcReader.interface("eth0", inNamespaceOf: pid)
+            let net: InterfaceCounters
+            if kind == .process {
+                // Each loopback packet passes OUTPUT once; + 14 bytes of Ethernet header per packet,
+                // as lo's and eth0's own counters include it.
+                var c = InterfaceCounters(rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0)
+                if countingRules, let ipt = which("iptables") {
+                    let r = try Command.runBlocking([ipt, "-w", "-L", "OUTPUT", "-v", "-x", "-n"], timeout: .seconds(10))
+                    if let rc = ProcFS.ruleCounters(r.stdout, comment: ruleComment) {
+                        c = InterfaceCounters(rxBytes: 0, txBytes: rc.bytes + 14 * rc.packets, rxPackets: 0, txPackets: rc.packets)
+                    }
+                }
+                net = c
+            } else {
+                net = try ProcReader.interface("eth0", inNamespaceOf: pid)
+            }
             return FootprintReading(monotonicSeconds: Double(monotonicNanos()) / 1e9, workloadMemoryBytes: memory, workloadPSSBytes: pss,
                                     workloadRSSBytes: rss, workloadCPUSeconds: cpu, layerPSSBytes: lm, layerCPUSeconds: lc,
                                     enginePSSBytes: em, engineCPUSeconds: ec, net: net, loopback: kind == .process)
@@ -283,6 +323,7 @@ public final class FootprintDeployment: @unchecked Sendable {
             if !waited { c.signalGroup(SIGKILL); _ = await Task.detached { c.waitBlocking() }.value }
         }
         if let b = backend { await b.cleanup() }
+        if countingRules { removeCountingRules(); countingRules = false }
     }
 
     /// A loopback port nobody listens on now (bound to port 0, then released).

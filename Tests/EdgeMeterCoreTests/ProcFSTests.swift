@@ -121,3 +121,19 @@ final class ProcFSNetDevTests: XCTestCase {
         XCTAssertGreaterThan(t["lo"]?.rxPackets ?? 0, 0)
     }
 }
+
+final class RuleCounterTests: XCTestCase {
+    func testCountersOfTheCommentedRulesAreSummed() {
+        let text = """
+        Chain OUTPUT (policy ACCEPT 0 packets, 0 bytes)
+            pkts      bytes target     prot opt in     out     source               destination
+             300    21000            6    --  *      lo      0.0.0.0/0            0.0.0.0/0            tcp dpt:41255 /* edgemeter-footprint-ab */
+             200    52000            6    --  *      lo      0.0.0.0/0            0.0.0.0/0            tcp spt:41255 /* edgemeter-footprint-ab */
+               7      700            6    --  *      lo      0.0.0.0/0            0.0.0.0/0            tcp dpt:1 /* edgemeter-footprint-cd */
+        """
+        let c = ProcFS.ruleCounters(text, comment: "edgemeter-footprint-ab")
+        XCTAssertEqual(c?.packets, 500)
+        XCTAssertEqual(c?.bytes, 73000)
+        XCTAssertNil(ProcFS.ruleCounters(text, comment: "edgemeter-footprint-zz"))
+    }
+}

@@ -202,6 +202,7 @@ final class FootprintTests: XCTestCase {
             XCTAssertLessThanOrEqual(f.answers, 601)
             XCTAssertGreaterThan(f.loadedWorkloadBytes, 1_048_576, f.deployment)
             XCTAssertGreaterThan(f.idleWorkloadBytes, 1_048_576, f.deployment)
+            XCTAssertGreaterThan(f.loadedWorkloadPSSBytes, 2_097_152, "a Swift service: \(f.deployment)")
             XCTAssertGreaterThan(f.workloadCPUPer1000 ?? 0, 0, f.deployment)
             // A GET and its answer: at least a request and a response segment plus ACKs; a new
             // connection per request is not used (keep-alive), so well under 10 packets.
