@@ -52,8 +52,8 @@ public struct FootprintFigures: Sendable, Equatable {
     public var errors: Int
 }
 
-/// The `footprint` kind: one workload as a host process, a Docker container and a podman
-/// container, idle then under a fixed-rate open-loop load, with memory, CPU, disk, network and
+/// The `footprint` kind: one workload as a host process, a Docker container, a podman container
+/// and an LXC container, idle then under a fixed-rate open-loop load, with memory, CPU, disk, network and
 /// latency per deployment (docs/footprint.md says what each figure covers).
 ///
 /// Samples: probe `footprint`, target = deployment, one row per metric per one-second reading
@@ -66,7 +66,7 @@ public enum FootprintScenario {
         kind: "footprint",
         parameters: [
             ParameterSpec("deployments", cli: "DEPLOYMENT", .stringList, default: .strings(FootprintDeploymentKind.measurable.map(\.rawValue)),
-                          help: "Where the workload runs: process, docker, podman (lxc, qemu: not measured yet).",
+                          help: "Where the workload runs: process, docker, podman, lxc (qemu: not measured yet).",
                           validate: { v in
                 guard case .strings(let list) = v else { return nil }
                 if list.isEmpty { return "{} must name at least one deployment" }
@@ -310,8 +310,8 @@ public enum FootprintScenario {
         s += "One workload (`\(c.workload.command.joined(separator: " "))`, GET \(c.workload.path)), idle "
         s += "\(KindDeclaration.describe(.duration(c.idle))), then \(KindDeclaration.describe(.number(c.rate))) requests/s open loop for "
         s += "\(KindDeclaration.describe(.duration(c.duration))) over \(c.connections) connections. Memory in MiB, mean of the one-second "
-        s += "readings: workload PSS (smaps_rollup of its processes), the container's cgroup charge, layer = containerd-shim/conmon PSS, "
-        s += "engine = dockerd+containerd or the podman service (PSS, shared by every container). CPU = utime+stime (the cgroup's usage for a "
+        s += "readings: workload PSS (smaps_rollup of its processes), the container's cgroup charge, layer = containerd-shim, conmon or lxc monitor "
+        s += "PSS, engine = dockerd+containerd or the podman service (PSS, shared by every container; lxc has none). CPU = utime+stime (the cgroup's usage for a "
         s += "container) over the loaded phase per 1000 answers. Net = bytes/packets per answer, both directions, link-layer bytes: the "
         s += "container's eth0, the process's port on lo (iptables counters). Latency: request written → last byte, client monotonic "
         s += "clock. × = (workload + layer) ÷ the process's. See docs/footprint.md.\n\n"

@@ -11,13 +11,14 @@ public enum FootprintDeploymentKind: String, CaseIterable, Sendable {
     case docker
     /// A podman container on podman's default network, through its Docker-compatible API.
     case podman
-    /// An LXC container (not measured yet: the busybox template has no Swift runtime).
+    /// An LXC container from the busybox template, with the edgemeter binary and its `ldd`
+    /// libraries copied into its rootfs, on the bridge `edgemeter-br0`.
     case lxc
     /// A QEMU VM (not measured yet: the guest's initramfs has no Swift runtime).
     case qemu
 
     /// The deployments this build can measure.
-    public static let measurable: [FootprintDeploymentKind] = [.process, .docker, .podman]
+    public static let measurable: [FootprintDeploymentKind] = [.process, .docker, .podman, .lxc]
 }
 
 /// What the footprint kind deploys: the same service for every deployment.
@@ -183,11 +184,72 @@ public final class FootprintDeployment: @unchecked Sendable {
             try await client.startContainer(id)
             port = workload.port
             try await refreshContainer()
-        case .lxc, .qemu:
+        case .lxc:
+            try await startLXC()
+        case .qemu:
             throw StartupError("the \(kind.rawValue) deployment is not measured yet (its guest has no Swift runtime for the service): "
                 + "use deployments \(FootprintDeploymentKind.measurable.map(\.rawValue).joined(separator: ", "))")
         }
         enginePIDs = ProcReader.pids(named: kind == .docker ? ["dockerd", "containerd"] : kind == .podman ? ["podman"] : [])
+    }
+
+    private var lxcBackend: LXCBackend?
+    private var lxcInstance: LXCInstance?
+
+    /// The command inside the LXC container: `edgemeter` is the copy at /usr/local/bin/edgemeter.
+    var lxcScript: String {
+        workload.containerCommand().map { a -> String in
+            let v = a == "edgemeter" ? "/usr/local/bin/edgemeter" : a
+            return "'" + v.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        }.joined(separator: " ") + "\n"
+    }
+
+    func startLXC() async throws {
+        let b = LXCBackend(runID: runTag, script: lxcScript)
+        lxcBackend = b
+        try await b.prepare(stop: StopFlag())
+        guard let inst = try await b.create(index: 0, ready: .tcp(port: workload.port)) as? LXCInstance else {
+            throw StartupError("the LXC backend returned an unexpected instance")
+        }
+        lxcInstance = inst
+        try await Self.install(binary: workload.binary, into: inst.root + "/rootfs")
+        try await inst.start()
+        try await inst.waitRunning(until: .after(.seconds(30)), stop: StopFlag())
+        (host, port) = (inst.address, workload.port)
+        try await refreshLXC()
+    }
+
+    /// Copies `binary` to ROOT/usr/local/bin/edgemeter and every library `ldd` lists for it to the
+    /// same path under ROOT (as `edgemeter image build` does for the image).
+    static func install(binary: String, into root: String) async throws {
+        let fm = FileManager.default
+        var copies = [(binary, root + "/usr/local/bin/edgemeter")]
+        for lib in try await ImageBuilder.sharedLibraries(of: binary) { copies.append((lib, root + lib)) }
+        for (from, to) in copies {
+            do {
+                try fm.createDirectory(atPath: (to as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                if fm.fileExists(atPath: to) { try fm.removeItem(atPath: to) }
+                try fm.copyItem(atPath: from, toPath: to)
+            } catch {
+                throw StartupError("copying \(from) into the LXC rootfs (\(to)) failed: \(error.localizedDescription); run as root")
+            }
+        }
+    }
+
+    /// The LXC container's init pid (`lxc-info -p -H`), its parent (the lxc monitor) and cgroup.
+    func refreshLXC() async throws {
+        guard let inst = lxcInstance else { return }
+        let r = try await runCommand(["lxc-info", "-n", inst.name, "-p", "-H"])
+        guard r.ok, let pid = Int32(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else {
+            throw StartupError("lxc-info \(inst.name) gives no init pid (\(r.combined)); see \(inst.root)/rootfs/edgemeter.log")
+        }
+        do {
+            let parent = Int32(try ProcReader.stat(pid: pid).ppid)
+            let files = try ProcReader.cgroupFiles(pid: pid)
+            lock.withLock { (workloadPID, layerPID, cgroup) = (pid, parent, files) }
+        } catch let e as SystemError {
+            throw StartupError("reading LXC container \(inst.name)'s init \(pid): \(e.message)")
+        }
     }
 
     /// Reads the container's first process, its parent (shim/conmon), cgroup and address again
@@ -272,6 +334,9 @@ public final class FootprintDeployment: @unchecked Sendable {
         case .process:
             let size = (try? FileManager.default.attributesOfItem(atPath: workload.binary)[.size] as? NSNumber)?.uint64Value
             return FootprintDisk(imageBytes: size, writableBytes: nil)
+        case .lxc:
+            guard let inst = lxcInstance else { return FootprintDisk() }
+            return FootprintDisk(imageBytes: Self.treeSize(inst.root + "/rootfs"), writableBytes: nil)
         default:
             guard let b = backend, let id = containerID else { return FootprintDisk() }
             let img = try? await b.client.request(.GET, "/images/\(queryEscape(workload.image))/json")
@@ -287,7 +352,7 @@ public final class FootprintDeployment: @unchecked Sendable {
         switch kind {
         case .process: return "SIGTERM, wait for exit, spawn again (same port)"
         case .docker, .podman: return "POST /containers/ID/restart?t=1 (\(kind.rawValue) restart)"
-        case .lxc: return "lxc-stop, lxc-start"
+        case .lxc: return "lxc-stop -t 2, lxc-start -d"
         case .qemu: return "VM reboot"
         }
     }
@@ -307,7 +372,13 @@ public final class FootprintDeployment: @unchecked Sendable {
             let r = try await b.client.request(.POST, "/containers/\(id)/restart?t=1", timeout: .seconds(60))
             guard r.status == 204 else { throw StartupError("\(kind.rawValue) restart of \(id.prefix(12)): HTTP \(r.status): \(r.errorMessage)") }
             try await refreshContainer()
-        case .lxc, .qemu:
+        case .lxc:
+            guard let inst = lxcInstance else { return }
+            try await inst.stop()
+            try await inst.start()
+            try await inst.waitRunning(until: .after(.seconds(30)), stop: StopFlag())
+            try await refreshLXC()
+        case .qemu:
             throw StartupError("the \(kind.rawValue) deployment is not measured yet")
         }
     }
@@ -323,7 +394,19 @@ public final class FootprintDeployment: @unchecked Sendable {
             if !waited { c.signalGroup(SIGKILL); _ = await Task.detached { c.waitBlocking() }.value }
         }
         if let b = backend { await b.cleanup() }
+        if let b = lxcBackend { await b.cleanup() }
         if countingRules { removeCountingRules(); countingRules = false }
+    }
+
+    /// Bytes of the regular files under `path` (symlinks not followed).
+    static func treeSize(_ path: String) -> UInt64? {
+        guard let e = FileManager.default.enumerator(atPath: path) else { return nil }
+        var total: UInt64 = 0
+        while let rel = e.nextObject() as? String {
+            if let a = e.fileAttributes, a[.type] as? FileAttributeType == .typeRegular, let n = a[.size] as? NSNumber { total += n.uint64Value }
+            _ = rel
+        }
+        return total
     }
 
     /// A loopback port nobody listens on now (bound to port 0, then released).

@@ -12,14 +12,14 @@ struct FootprintCommand: AsyncParsableCommand, KindCommand {
         Deploys one service (default: the calculator's sum service, `edgemeter serve calculator \
         --role sum`) as each DEPLOYMENT in turn, reads its counters every second while idle for \
         --idle, then while an open-loop load sends --rate requests/s for --duration, and reports \
-        per deployment: memory idle and loaded (workload vs the engine's shim), CPU seconds per \
+        per deployment: memory idle and loaded (workload vs the engine's shim or monitor), CPU seconds per \
         1000 requests, image size and writable layer, bytes and packets per request on the \
         deployment's interface, and p50/p99 latency, with ratios to the process. Traffic goes \
         only to 127.0.0.1 and to the containers this run starts. --restart also restarts the \
         service in place under a client sending a request every --restart-interval and reports \
         the interruption. What each figure covers: docs/footprint.md.
 
-        Deployments measured: process, docker, podman (lxc and qemu: not yet). Engines: \
+        Deployments measured: process, docker, podman, lxc (qemu: not yet). Engines: \
         scripts/setup-engines.sh; image with edgemeter inside: `edgemeter image build`.
 
         Exit status: 0 when every deployment was measured, 1 when one was not, 2 for usage \

@@ -144,7 +144,7 @@ final class KindDeclarationTests: BinaryTestCase {
             Bad(argv: ["footprint", "--restart-interval", "20ms"], yaml: "restart_interval: 20ms",
                 message: "`restart_interval` must be more than 0 and at most 10ms", labels: ["`restart_interval`": "--restart-interval"]),
             Bad(argv: ["footprint", "qemu"], yaml: "deployments: [qemu]",
-                message: "the qemu deployment is not measured yet (its guest has no Swift runtime for the service): use process, docker, podman",
+                message: "the qemu deployment is not measured yet (its guest has no Swift runtime for the service): use process, docker, podman, lxc",
                 labels: [:]),
             Bad(argv: ["footprint", "--path", "sum"], yaml: "path: sum",
                 message: "`path` must start with /, got \"sum\"", labels: ["`path`": "--path"]),
