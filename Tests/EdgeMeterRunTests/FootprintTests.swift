@@ -173,6 +173,32 @@ final class FootprintTests: XCTestCase {
         await d.remove()
     }
 
+    func testLXCDeploymentRunsTheServiceAndIsMeasured() async throws {
+        let bin = try binary()
+        guard which("lxc-create") != nil, FileManager.default.fileExists(atPath: "/usr/share/lxc/templates/lxc-busybox") else {
+            throw XCTSkip("LXC is not installed: apt-get install -y lxc busybox-static (scripts/setup.sh)")
+        }
+        let d = FootprintDeployment(kind: .lxc, workload: workload(bin), runID: "t-lxc-\(UInt32.random(in: 0..<UInt32.max))")
+        do {
+            try await d.start()
+            let target = HTTPTarget(host: d.host, port: d.port, path: FootprintWorkload.defaultPath)
+            try await FootprintScenario.waitForAnswer(target, deadline: .seconds(20), stop: StopFlag(), what: "the LXC container")
+            let r = try d.read()
+            XCTAssertGreaterThan(r.workloadPSSBytes, 2 << 20, "init shell + the Swift service")
+            XCTAssertGreaterThan(r.workloadMemoryBytes, 1 << 20, "the container's cgroup")
+            XCTAssertGreaterThan(r.layerPSSBytes, 0, "the lxc monitor")
+            let monitor = try ProcReader.stat(pid: try ProcReader.stat(pid: d.pid).ppid == 0 ? d.pid : Int32(ProcReader.stat(pid: d.pid).ppid))
+            XCTAssertTrue(monitor.comm.hasPrefix("lxc"), "the init's parent is the lxc monitor, got \(monitor.comm)")
+            XCTAssertGreaterThan(r.exchangePackets, 0, "eth0 inside the container saw the warm-up requests")
+            let disk = await d.disk()
+            XCTAssertGreaterThan(disk.imageBytes ?? 0, 10_000_000, "rootfs with the edgemeter binary")
+        } catch {
+            await d.remove()
+            throw error
+        }
+        await d.remove()
+    }
+
     /// `12.5MiB / 23.4GiB` → bytes of the first part.
     static func dockerSize(_ text: String) -> Double? {
         let first = text.split(separator: "/").first?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
