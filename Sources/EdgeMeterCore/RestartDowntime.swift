@@ -22,6 +22,11 @@ public struct RestartProbeRecord: Sendable, Equatable {
 ///   resolution is the client's interval (plus the answer time).
 /// - `firstGoodMilliseconds`: from issuing the restart to the good answer that ended that gap.
 /// - `failed`: requests that ended without a good answer from the restart on.
+///
+/// A good answer is a 200 that came within `goodWithinNanoseconds` of its send: a request whose
+/// connect was retried by the kernel (SYN retransmits after 1, 3, 7 s) and answered seconds later
+/// would otherwise fill the gap it sat through. The service must also answer a request sent after
+/// the restart call returned (`returnedNanoseconds`), or it "did not come back".
 public struct RestartDowntime: Sendable, Equatable {
     public var gapMilliseconds: Double?
     public var firstGoodMilliseconds: Double?
@@ -32,16 +37,19 @@ public struct RestartDowntime: Sendable, Equatable {
     /// Why there is no gap (no good answer before, or none after): nil when there is one.
     public var problem: String?
 
-    public static func analyse(_ records: [RestartProbeRecord], restartIssuedNanoseconds t: UInt64) -> RestartDowntime {
-        let goods = records.filter(\.ok).map(\.doneNanoseconds).sorted()
-        let failed = records.filter { !$0.ok && $0.doneNanoseconds >= t }.count
+    public static func analyse(_ records: [RestartProbeRecord], restartIssuedNanoseconds t: UInt64, returnedNanoseconds: UInt64? = nil,
+                               goodWithinNanoseconds: UInt64 = 1_000_000_000) -> RestartDowntime {
+        func good(_ r: RestartProbeRecord) -> Bool { r.ok && r.doneNanoseconds - r.sentNanoseconds <= goodWithinNanoseconds }
+        let goods = records.filter(good).map(\.doneNanoseconds).sorted()
+        let failed = records.filter { !good($0) && $0.doneNanoseconds >= t }.count
         var d = RestartDowntime(gapMilliseconds: nil, firstGoodMilliseconds: nil, failed: failed, sent: records.count,
                                 good: goods.count, problem: nil)
         guard let firstBefore = goods.lastIndex(where: { $0 <= t }) else {
             d.problem = "no good answer before the restart: the service was not up"
             return d
         }
-        guard firstBefore + 1 < goods.count else {
+        let back = records.contains { good($0) && $0.sentNanoseconds >= (returnedNanoseconds ?? t) }
+        guard firstBefore + 1 < goods.count, back else {
             d.problem = "no good answer after the restart within the window: the service did not come back"
             return d
         }

@@ -38,6 +38,8 @@ public struct FootprintFigures: Sendable, Equatable {
     public var idleWorkloadPSSBytes: Double
     public var loadedWorkloadPSSBytes: Double
     public var engineBytes: Double
+    /// The VM's memory reservation (`-m`), bytes; nil for the others.
+    public var reservedBytes: UInt64?
     /// CPU seconds from the first to the last reading of the loaded phase, per 1000 answers.
     public var workloadCPUPer1000: Double?
     public var layerCPUPer1000: Double?
@@ -66,7 +68,7 @@ public enum FootprintScenario {
         kind: "footprint",
         parameters: [
             ParameterSpec("deployments", cli: "DEPLOYMENT", .stringList, default: .strings(FootprintDeploymentKind.measurable.map(\.rawValue)),
-                          help: "Where the workload runs: process, docker, podman, lxc (qemu: not measured yet).",
+                          help: "Where the workload runs: process, docker, podman, lxc, qemu (qemu with --workload httpd only).",
                           validate: { v in
                 guard case .strings(let list) = v else { return nil }
                 if list.isEmpty { return "{} must name at least one deployment" }
@@ -76,6 +78,8 @@ public enum FootprintScenario {
                 if Set(list).count != list.count { return "{} names a deployment twice" }
                 return nil
             }),
+            ParameterSpec("workload", cli: "--workload", .oneOf(["calculator", "httpd"]), default: .string("calculator"),
+                          help: "calculator: the calculator's sum service (edgemeter serve calculator --role sum); httpd: busybox httpd serving /www/index.html, which the VM can run too."),
             ParameterSpec("rate", cli: "-r/--rate", .positiveNumber, default: .number(200), unit: "requests/s",
                           help: "Open-loop request rate of the loaded phase, requests per second.",
                           validate: { v in if case .number(let r) = v, r > 5000 { return "{} must be at most 5000 requests/s, got \(r)" }; return nil }),
@@ -103,7 +107,7 @@ public enum FootprintScenario {
             ParameterSpec("port", cli: "--port", .positiveInteger, default: .integer(50001),
                           help: "The service's port inside a container (the process gets a free loopback port).",
                           validate: ValueCheck.within(1...65535, "")),
-            ParameterSpec("path", cli: "--path", .string, default: .string(FootprintWorkload.defaultPath), help: "The request path (GET)."),
+            ParameterSpec("path", cli: "--path", .string, help: "The request path (GET; default /sum?a=1&b=2, /index.html for httpd)."),
             ParameterSpec("restart", cli: "--restart", .bool, default: .bool(false),
                           help: "Also restart the service in place under a fixed-rate client and measure the interruption."),
             ParameterSpec("restart_interval", cli: "--restart-interval", .duration, default: .duration(.milliseconds(5)),
@@ -115,9 +119,10 @@ public enum FootprintScenario {
         ],
         checks: [{ s in
             let list = s.strings("deployments") ?? []
-            if let bad = list.first(where: { k in FootprintDeploymentKind(rawValue: k).map { !FootprintDeploymentKind.measurable.contains($0) } ?? false }) {
-                return ("deployments", "the \(bad) deployment is not measured yet (its guest has no Swift runtime for the service): "
-                        + "use \(FootprintDeploymentKind.measurable.map(\.rawValue).joined(separator: ", "))")
+            let edgemeter = (s.strings("command") ?? (s.string("workload") == "httpd" ? FootprintWorkload.httpdCommand : FootprintWorkload.defaultCommand)).first == "edgemeter"
+            if edgemeter && list.contains("qemu") {
+                return ("deployments", "the qemu guest's initramfs has no Swift runtime for the calculator: add {workload: httpd} "
+                        + "(busybox httpd in every deployment) or leave qemu out")
             }
             if let path = s.string("path"), !path.hasPrefix("/") { return ("path", "{path} must start with /, got \"\(path)\"") }
             if let rate = s.number("rate"), let d = s.duration("duration"), rate * Double(d.nanoseconds) / 1e9 > 1_000_000 {
@@ -138,10 +143,11 @@ public enum FootprintScenario {
     }
 
     public static func config(_ s: ValidatedScenario) throws -> FootprintConfig {
+        let httpd = s.string("workload") == "httpd"
         let w = FootprintWorkload(image: s.string("image") ?? ImageBuilder.defaultReference,
-                                  command: s.strings("command") ?? FootprintWorkload.defaultCommand,
+                                  command: s.strings("command") ?? (httpd ? FootprintWorkload.httpdCommand : FootprintWorkload.defaultCommand),
                                   binary: s.string("binary") ?? currentEdgemeter(), port: s.int("port") ?? 50001,
-                                  path: s.string("path") ?? FootprintWorkload.defaultPath)
+                                  path: s.string("path") ?? (httpd ? FootprintWorkload.httpdPath : FootprintWorkload.defaultPath))
         var c = FootprintConfig(workload: w)
         c.deployments = (s.strings("deployments") ?? FootprintDeploymentKind.measurable.map(\.rawValue)).compactMap(FootprintDeploymentKind.init)
         c.rate = s.number("rate") ?? 200
@@ -198,7 +204,7 @@ public enum FootprintScenario {
         try await d.start()
         var target = HTTPTarget(host: d.host, port: d.port, path: c.workload.path)
         if d.host.contains(":") { target.host = "[\(d.host)]" }
-        try await waitForAnswer(target, deadline: .seconds(30), stop: ctx.stop, what: "the \(name) deployment")
+        try await waitForAnswer(target, deadline: d.kind == .qemu ? .seconds(120) : .seconds(30), stop: ctx.stop, what: "the \(name) deployment")
         ctx.progress("footprint \(name): answering at \(target); idle \(KindDeclaration.describe(.duration(c.idle)))")
 
         let recorder = ReadingRecorder(deployment: d, scenario: scenario, ctx: ctx)
@@ -217,7 +223,7 @@ public enum FootprintScenario {
         _ = try? await sampler.value
         let loadEnd = try recorder.take()
         let disk = await d.disk()
-        var fig = figures(name, idle: recorder.readings(in: "idle"), loaded: recorder.readings(in: "load"),
+        var fig = figures(name, reserved: d.reservedBytes, idle: recorder.readings(in: "idle"), loaded: recorder.readings(in: "load"),
                           loadStart: loadStart, loadEnd: loadEnd, result: result, disk: disk)
         _ = idleEnd
         if !d.measuresNetwork {
@@ -257,7 +263,7 @@ public enum FootprintScenario {
     }
 
     /// Figures from the readings (pure; see `FootprintFigures`).
-    public static func figures(_ name: String, idle: [FootprintReading], loaded: [FootprintReading], loadStart: FootprintReading,
+    public static func figures(_ name: String, reserved: UInt64? = nil, idle: [FootprintReading], loaded: [FootprintReading], loadStart: FootprintReading,
                                loadEnd: FootprintReading, result: LoadResult, disk: FootprintDisk) -> FootprintFigures {
         func mean(_ r: [FootprintReading], _ f: (FootprintReading) -> UInt64) -> Double {
             r.isEmpty ? 0 : r.map { Double(f($0)) }.reduce(0, +) / Double(r.count)
@@ -272,7 +278,7 @@ public enum FootprintScenario {
             idleWorkloadBytes: mean(idle, \.workloadMemoryBytes), idleLayerBytes: mean(idle, \.layerPSSBytes),
             loadedWorkloadBytes: mean(loaded, \.workloadMemoryBytes), loadedLayerBytes: mean(loaded, \.layerPSSBytes),
             idleWorkloadPSSBytes: mean(idle, \.workloadPSSBytes), loadedWorkloadPSSBytes: mean(loaded, \.workloadPSSBytes),
-            engineBytes: mean(idle + loaded, \.enginePSSBytes),
+            engineBytes: mean(idle + loaded, \.enginePSSBytes), reservedBytes: reserved,
             workloadCPUPer1000: per1000(loadEnd.workloadCPUSeconds - loadStart.workloadCPUSeconds),
             layerCPUPer1000: per1000(loadEnd.layerCPUSeconds - loadStart.layerCPUSeconds),
             engineCPUPer1000: per1000(loadEnd.engineCPUSeconds - loadStart.engineCPUSeconds),
@@ -288,7 +294,7 @@ public enum FootprintScenario {
         [("idle_workload_memory", f.idleWorkloadBytes, "bytes"), ("idle_layer_memory", f.idleLayerBytes, "bytes"),
          ("loaded_workload_memory", f.loadedWorkloadBytes, "bytes"), ("loaded_layer_memory", f.loadedLayerBytes, "bytes"),
          ("idle_workload_pss", f.idleWorkloadPSSBytes, "bytes"), ("loaded_workload_pss", f.loadedWorkloadPSSBytes, "bytes"),
-         ("engine_memory", f.engineBytes, "bytes"),
+         ("engine_memory", f.engineBytes, "bytes"), ("reserved_memory", f.reservedBytes.map(Double.init), "bytes"),
          ("workload_cpu_per_1000", f.workloadCPUPer1000, "s"), ("layer_cpu_per_1000", f.layerCPUPer1000, "s"),
          ("engine_cpu_per_1000", f.engineCPUPer1000, "s"),
          ("image_size", f.imageBytes.map(Double.init), "bytes"), ("writable_layer", f.writableBytes.map(Double.init), "bytes"),
@@ -314,9 +320,10 @@ public enum FootprintScenario {
         s += "PSS, engine = dockerd+containerd or the podman service (PSS, shared by every container; lxc has none). CPU = utime+stime (the cgroup's usage for a "
         s += "container) over the loaded phase per 1000 answers. Net = bytes/packets per answer, both directions, link-layer bytes: the "
         s += "container's eth0, the process's port on lo (iptables counters). Latency: request written → last byte, client monotonic "
-        s += "clock. × = (workload + layer) ÷ the process's. See docs/footprint.md.\n\n"
-        s += "| deployment | PSS idle | PSS loaded | cgroup loaded | layer idle | layer loaded | engine | CPU s/1000 workload | CPU s/1000 layer | CPU s/1000 engine | image MB | writable kB | bytes/req | pkts/req | p50 ms | p99 ms | answers/errors | × mem (PSS) | × CPU |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        s += "clock. reserved = the VM's -m (the QEMU process's PSS is the whole VM: guest pages touched + QEMU). "
+        s += "× = (workload + layer) ÷ the process's. See docs/footprint.md.\n\n"
+        s += "| deployment | PSS idle | PSS loaded | cgroup loaded | layer idle | layer loaded | engine | reserved | CPU s/1000 workload | CPU s/1000 layer | CPU s/1000 engine | image MB | writable kB | bytes/req | pkts/req | p50 ms | p99 ms | answers/errors | × mem (PSS) | × CPU |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         let base = figs.first { $0.deployment == "process" }
         for f in figs {
             let isProcess = f.deployment == "process"
@@ -324,9 +331,11 @@ public enum FootprintScenario {
             let baseMem = base.map { $0.loadedWorkloadPSSBytes + $0.loadedLayerBytes }
             let cpu = f.workloadCPUPer1000.map { $0 + (f.layerCPUPer1000 ?? 0) }
             let baseCPU = base?.workloadCPUPer1000.map { $0 + (base?.layerCPUPer1000 ?? 0) }
-            s += "| \(f.deployment) | \(mib(f.idleWorkloadPSSBytes)) | \(mib(f.loadedWorkloadPSSBytes)) | \(isProcess ? "—" : mib(f.loadedWorkloadBytes)) | "
-            s += "\(isProcess ? "—" : mib(f.idleLayerBytes)) | \(isProcess ? "—" : mib(f.loadedLayerBytes)) | \(isProcess ? "—" : mib(f.engineBytes)) | "
-            s += "\(opt(f.workloadCPUPer1000, "%.3f")) | \(isProcess ? "—" : opt(f.layerCPUPer1000, "%.3f")) | \(isProcess ? "—" : opt(f.engineCPUPer1000, "%.3f")) | "
+            s += "| \(f.deployment) | \(mib(f.idleWorkloadPSSBytes)) | \(mib(f.loadedWorkloadPSSBytes)) | \(isProcess || f.deployment == "qemu" ? "—" : mib(f.loadedWorkloadBytes)) | "
+            let bare = isProcess || f.deployment == "qemu"
+            s += "\(bare ? "—" : mib(f.idleLayerBytes)) | \(bare ? "—" : mib(f.loadedLayerBytes)) | \(bare ? "—" : mib(f.engineBytes)) | "
+            s += "\(f.reservedBytes.map { mib(Double($0)) } ?? "—") | "
+            s += "\(opt(f.workloadCPUPer1000, "%.3f")) | \(bare ? "—" : opt(f.layerCPUPer1000, "%.3f")) | \(bare ? "—" : opt(f.engineCPUPer1000, "%.3f")) | "
             s += "\(opt(f.imageBytes.map { Double($0) / 1e6 }, "%.1f")) | \(opt(f.writableBytes.map { Double($0) / 1e3 }, "%.1f")) | "
             s += "\(opt(f.bytesPerRequest, "%.0f")) | \(opt(f.packetsPerRequest, "%.2f")) | \(opt(f.p50Milliseconds, "%.3f")) | \(opt(f.p99Milliseconds, "%.3f")) | "
             s += "\(f.answers)/\(f.errors) | \(ratio(mem, baseMem)) | \(ratio(cpu, baseCPU)) |\n"
@@ -338,7 +347,7 @@ public enum FootprintScenario {
     /// The restart-downtime table.
     public static func restartTable(_ rows: [(deployment: String, method: String, downtime: RestartDowntime)], interval: Duration) -> String {
         var s = "### Restart downtime\n\nA client sends GET every \(KindDeclaration.describe(.duration(interval))) (new connection each, 1 s timeout) "
-        s += "while the service is restarted in place. gap = the longest time between two consecutive good answers across the restart "
+        s += "while the service is restarted in place. gap = the longest time between two consecutive good answers (200 within 1 s of the send) across the restart "
         s += "(client monotonic clock, resolution = the interval); first good = restart issued → the answer that ended the gap; "
         s += "failed = requests without a good answer from the restart on.\n\n"
         s += "| deployment | restart | gap ms | first good answer ms | failed requests | sent/good | note |\n|---|---|---|---|---|---|---|\n"
@@ -394,7 +403,7 @@ public enum FootprintScenario {
         clientStop.stop(reason: "window over")
         await client.value
         if let failure { throw failure }
-        let downtime = RestartDowntime.analyse(records.all, restartIssuedNanoseconds: issued)
+        let downtime = RestartDowntime.analyse(records.all, restartIssuedNanoseconds: issued, returnedNanoseconds: returned)
         for (metric, value, unit) in [("gap", downtime.gapMilliseconds, "ms"), ("first_good", downtime.firstGoodMilliseconds, "ms"),
                                       ("failed", Double(downtime.failed), "requests")] {
             ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "restart", target: name, metric: metric, phase: "restart",

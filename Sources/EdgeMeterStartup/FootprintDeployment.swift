@@ -14,11 +14,15 @@ public enum FootprintDeploymentKind: String, CaseIterable, Sendable {
     /// An LXC container from the busybox template, with the edgemeter binary and its `ldd`
     /// libraries copied into its rootfs, on the bridge `edgemeter-br0`.
     case lxc
-    /// A QEMU VM (not measured yet: the guest's initramfs has no Swift runtime).
+    /// A QEMU VM (TCG) booted from the cached kernel and edgemeter's busybox initramfs, reached
+    /// through a user-mode network forward 127.0.0.1:P → guest port. The initramfs has no Swift
+    /// runtime, so it runs the busybox httpd workload only.
     case qemu
 
-    /// The deployments this build can measure.
+    /// The deployments the calculator workload can run in.
     public static let measurable: [FootprintDeploymentKind] = [.process, .docker, .podman, .lxc]
+    /// Every deployment, for the busybox httpd workload.
+    public static let httpdMeasurable: [FootprintDeploymentKind] = [.process, .docker, .podman, .lxc, .qemu]
 }
 
 /// What the footprint kind deploys: the same service for every deployment.
@@ -43,12 +47,20 @@ public struct FootprintWorkload: Sendable, Equatable {
     /// The calculator's `sum` operation service.
     public static let defaultCommand = ["edgemeter", "serve", "calculator", "--role", "sum", "--host", "0.0.0.0", "--port", "{port}"]
     public static let defaultPath = "/sum?a=1&b=2"
+    /// The busybox httpd workload (every deployment, the VM included), serving /www/index.html.
+    public static let httpdCommand = ["busybox", "httpd", "-f", "-p", "{port}", "-h", "/www"]
+    public static let httpdPath = "/index.html"
+    /// Whether the command needs the edgemeter binary (a Swift runtime) where it runs.
+    public var needsEdgemeter: Bool { command.first == "edgemeter" }
+    /// Shell lines that create the document root a busybox httpd command serves (/www).
+    var wwwSetup: String { command.contains("/www") ? "mkdir -p /www; echo edgemeter > /www/index.html\n" : "" }
 
     func containerCommand() -> [String] { command.map { $0.replacingOccurrences(of: "{port}", with: String(port)) } }
 
-    func processCommand(port: Int) -> [String] {
+    func processCommand(port: Int, www: String? = nil) -> [String] {
         command.map { a -> String in
             if a == "edgemeter" { return binary }
+            if a == "/www", let www { return www }
             if a == "0.0.0.0" { return "127.0.0.1" }
             return a.replacingOccurrences(of: "{port}", with: String(port))
         }
@@ -145,7 +157,10 @@ public final class FootprintDeployment: @unchecked Sendable {
     }
 
     /// Whether the network figures can be measured (the process deployment needs its iptables rules).
-    public var measuresNetwork: Bool { kind != .process || countingRules }
+    public var measuresNetwork: Bool { !countsOnLoopback || countingRules }
+    /// The process and the VM (user-mode forward) are reached over lo: their packets are counted
+    /// by the iptables rules on their port.
+    var countsOnLoopback: Bool { kind == .process || kind == .qemu }
 
     /// Where the load goes: 127.0.0.1:free port, or the container's address and `workload.port`.
     public private(set) var host = "127.0.0.1"
@@ -162,7 +177,13 @@ public final class FootprintDeployment: @unchecked Sendable {
         case .process:
             port = try Self.freeLoopbackPort()
             countingRules = addCountingRules()
-            let argv = workload.processCommand(port: port)
+            if workload.command.contains("/www") {
+                let dir = NSTemporaryDirectory() + "edgemeter-footprint-www-\(instanceTag(runTag))"
+                try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                FileManager.default.createFile(atPath: dir + "/index.html", contents: Data("edgemeter\n".utf8))
+                wwwDirectory = dir
+            }
+            let argv = workload.processCommand(port: port, www: wwwDirectory)
             child = try ChildProcess(argv, newProcessGroup: true)
             workloadPID = child!.pid
         case .docker, .podman:
@@ -187,10 +208,44 @@ public final class FootprintDeployment: @unchecked Sendable {
         case .lxc:
             try await startLXC()
         case .qemu:
-            throw StartupError("the \(kind.rawValue) deployment is not measured yet (its guest has no Swift runtime for the service): "
-                + "use deployments \(FootprintDeploymentKind.measurable.map(\.rawValue).joined(separator: ", "))")
+            try await startQEMU()
         }
         enginePIDs = ProcReader.pids(named: kind == .docker ? ["dockerd", "containerd"] : kind == .podman ? ["podman"] : [])
+    }
+
+    private var wwwDirectory: String?
+    private var qemuBackend: QEMUBackend?
+    private var qemuInstance: QEMUInstance?
+    private var vmBoots = 0
+    /// The guest's memory reservation (`-m`), bytes; nil for every other deployment.
+    public var reservedBytes: UInt64? { kind == .qemu ? UInt64(Self.vmMemoryMiB) << 20 : nil }
+    public static let vmMemoryMiB = 256
+
+    func startQEMU() async throws {
+        guard !workload.needsEdgemeter else {
+            throw StartupError("the QEMU guest's initramfs has no Swift runtime for `edgemeter`: use the busybox httpd workload (`workload: httpd`)")
+        }
+        port = try Self.freeLoopbackPort()
+        countingRules = addCountingRules()
+        let script = workload.wwwSetup + workload.containerCommand().joined(separator: " ") + "\n"
+        let b = QEMUBackend(runID: runTag, accel: .tcg, hostPort: port, memoryMiB: Self.vmMemoryMiB, script: script)
+        qemuBackend = b
+        try await b.prepare(stop: StopFlag())
+        try await b.prepare(for: .tcp(port: workload.port), stop: StopFlag())
+        try await bootVM()
+    }
+
+    func bootVM() async throws {
+        guard let b = qemuBackend else { return }
+        guard let vm = try await b.create(index: vmBoots, ready: .tcp(port: workload.port)) as? QEMUInstance else {
+            throw StartupError("the QEMU backend returned an unexpected instance")
+        }
+        vmBoots += 1
+        qemuInstance = vm
+        try await vm.start()
+        try await vm.waitRunning(until: .after(.seconds(30)), stop: StopFlag())
+        guard let pid = vm.process?.pid else { throw StartupError("qemu \(vm.name) has no process; see \(vm.directory)/qemu.log") }
+        lock.withLock { (workloadPID, layerPID, cgroup) = (pid, nil, nil) }
     }
 
     private var lxcBackend: LXCBackend?
@@ -198,10 +253,11 @@ public final class FootprintDeployment: @unchecked Sendable {
 
     /// The command inside the LXC container: `edgemeter` is the copy at /usr/local/bin/edgemeter.
     var lxcScript: String {
-        workload.containerCommand().map { a -> String in
+        let line = workload.containerCommand().map { a -> String in
             let v = a == "edgemeter" ? "/usr/local/bin/edgemeter" : a
             return "'" + v.replacingOccurrences(of: "'", with: "'\\''") + "'"
         }.joined(separator: " ") + "\n"
+        return workload.wwwSetup + line
     }
 
     func startLXC() async throws {
@@ -212,7 +268,7 @@ public final class FootprintDeployment: @unchecked Sendable {
             throw StartupError("the LXC backend returned an unexpected instance")
         }
         lxcInstance = inst
-        try await Self.install(binary: workload.binary, into: inst.root + "/rootfs")
+        if workload.needsEdgemeter { try await Self.install(binary: workload.binary, into: inst.root + "/rootfs") }
         try await inst.start()
         try await inst.waitRunning(until: .after(.seconds(30)), stop: StopFlag())
         (host, port) = (inst.address, workload.port)
@@ -301,7 +357,7 @@ public final class FootprintDeployment: @unchecked Sendable {
             let (lm, lc) = sum(layer.map { [$0] } ?? [])
             let (em, ec) = sum(enginePIDs)
             let net: InterfaceCounters
-            if kind == .process {
+            if countsOnLoopback {
                 // Each loopback packet passes OUTPUT once; + 14 bytes of Ethernet header per packet,
                 // as lo's and eth0's own counters include it.
                 var c = InterfaceCounters(rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0)
@@ -317,7 +373,7 @@ public final class FootprintDeployment: @unchecked Sendable {
             }
             return FootprintReading(monotonicSeconds: Double(monotonicNanos()) / 1e9, workloadMemoryBytes: memory, workloadPSSBytes: pss,
                                     workloadRSSBytes: rss, workloadCPUSeconds: cpu, layerPSSBytes: lm, layerCPUSeconds: lc,
-                                    enginePSSBytes: em, engineCPUSeconds: ec, net: net, loopback: kind == .process)
+                                    enginePSSBytes: em, engineCPUSeconds: ec, net: net, loopback: countsOnLoopback)
         } catch let e as SystemError {
             throw StartupError("reading the \(kind.rawValue) deployment's counters: \(e.message)")
         }
@@ -337,6 +393,11 @@ public final class FootprintDeployment: @unchecked Sendable {
         case .lxc:
             guard let inst = lxcInstance else { return FootprintDisk() }
             return FootprintDisk(imageBytes: Self.treeSize(inst.root + "/rootfs"), writableBytes: nil)
+        case .qemu:
+            guard let b = qemuBackend, let kernel = try? b.kernelCache.kernel(),
+                  let initrd = b.preparedInitramfs(for: .tcp(port: workload.port)) else { return FootprintDisk() }
+            func size(_ p: String) -> UInt64 { (try? FileManager.default.attributesOfItem(atPath: p)[.size] as? NSNumber)?.uint64Value ?? 0 }
+            return FootprintDisk(imageBytes: size(kernel) + size(initrd), writableBytes: nil)
         default:
             guard let b = backend, let id = containerID else { return FootprintDisk() }
             let img = try? await b.client.request(.GET, "/images/\(queryEscape(workload.image))/json")
@@ -353,7 +414,7 @@ public final class FootprintDeployment: @unchecked Sendable {
         case .process: return "SIGTERM, wait for exit, spawn again (same port)"
         case .docker, .podman: return "POST /containers/ID/restart?t=1 (\(kind.rawValue) restart)"
         case .lxc: return "lxc-stop -t 2, lxc-start -d"
-        case .qemu: return "VM reboot"
+        case .qemu: return "VM quit (QMP) and a new boot of the same kernel and initramfs"
         }
     }
 
@@ -365,7 +426,7 @@ public final class FootprintDeployment: @unchecked Sendable {
             c.signalGroup(SIGTERM)
             let status = await Task.detached { c.waitBlocking() }.value
             _ = status
-            let next = try ChildProcess(workload.processCommand(port: port), newProcessGroup: true)
+            let next = try ChildProcess(workload.processCommand(port: port, www: wwwDirectory), newProcessGroup: true)
             lock.withLock { child = next; workloadPID = next.pid }
         case .docker, .podman:
             guard let b = backend, let id = containerID else { return }
@@ -379,7 +440,11 @@ public final class FootprintDeployment: @unchecked Sendable {
             try await inst.waitRunning(until: .after(.seconds(30)), stop: StopFlag())
             try await refreshLXC()
         case .qemu:
-            throw StartupError("the \(kind.rawValue) deployment is not measured yet")
+            if let vm = qemuInstance {
+                try await vm.stop()
+                try? await vm.remove()
+            }
+            try await bootVM()
         }
     }
 
@@ -395,6 +460,8 @@ public final class FootprintDeployment: @unchecked Sendable {
         }
         if let b = backend { await b.cleanup() }
         if let b = lxcBackend { await b.cleanup() }
+        if let b = qemuBackend { await b.cleanup() }
+        if let w = wwwDirectory { try? FileManager.default.removeItem(atPath: w) }
         if countingRules { removeCountingRules(); countingRules = false }
     }
 

@@ -19,7 +19,7 @@ struct FootprintCommand: AsyncParsableCommand, KindCommand {
         service in place under a client sending a request every --restart-interval and reports \
         the interruption. What each figure covers: docs/footprint.md.
 
-        Deployments measured: process, docker, podman, lxc (qemu: not yet). Engines: \
+        Deployments: process, docker, podman, lxc, and qemu (TCG) with --workload httpd: the guest's busybox initramfs cannot run the Swift calculator, so --workload httpd runs busybox httpd in every deployment. Engines: \
         scripts/setup-engines.sh; image with edgemeter inside: `edgemeter image build`.
 
         Exit status: 0 when every deployment was measured, 1 when one was not, 2 for usage \
@@ -30,12 +30,14 @@ struct FootprintCommand: AsyncParsableCommand, KindCommand {
           edgemeter footprint process docker -r 500 -d 20s
           edgemeter footprint docker --restart --restart-interval 5ms
           edgemeter footprint process docker --path /healthz
+          edgemeter footprint process docker lxc qemu --workload httpd
         """
     )
 
     @Argument(help: footprint.help("deployments"))
     var deployments: [String] = []
 
+    @Option(footprint, "workload") var workload: String?
     @Option(footprint, "rate", parsing: .unconditional) var rate: String?
     @Option(footprint, "duration") var duration: String?
     @Option(footprint, "idle") var idle: String?
@@ -54,7 +56,7 @@ struct FootprintCommand: AsyncParsableCommand, KindCommand {
 
     var parameters: RawParameters {
         var r = RawParameters().setting([
-            "rate": rate, "duration": duration, "idle": idle, "connections": connections, "image": image,
+            "workload": workload, "rate": rate, "duration": duration, "idle": idle, "connections": connections, "image": image,
             "command": command, "binary": binary, "port": port, "path": path, "restart_interval": restartInterval,
         ])
         r.list("deployments", deployments)

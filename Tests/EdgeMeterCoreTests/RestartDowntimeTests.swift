@@ -45,6 +45,24 @@ final class RestartDowntimeTests: XCTestCase {
         XCTAssertEqual(d.problem, "no good answer before the restart: the service was not up")
     }
 
+    func testLateAnswersCountAsFailedAndTheCallMustBeFollowedByAnAnswer() {
+        // Good until 100 ms; a request sent at 120 ms is answered 3 s later (SYN retransmitted):
+        // it does not end the gap; the first prompt answer comes at 500 ms.
+        var recs = [RestartProbeRecord(sentNanoseconds: 90 * ms, doneNanoseconds: 91 * ms, ok: true),
+                    RestartProbeRecord(sentNanoseconds: 120 * ms, doneNanoseconds: 3120 * ms, ok: true),
+                    RestartProbeRecord(sentNanoseconds: 500 * ms, doneNanoseconds: 501 * ms, ok: true)]
+        var d = RestartDowntime.analyse(recs, restartIssuedNanoseconds: 100 * ms, returnedNanoseconds: 400 * ms)
+        XCTAssertEqual(d.gapMilliseconds ?? -1, 410, accuracy: 1e-9)
+        XCTAssertEqual(d.failed, 1)
+        // Answers only from the old instance, to requests sent before the call returned: not back.
+        recs = [RestartProbeRecord(sentNanoseconds: 90 * ms, doneNanoseconds: 91 * ms, ok: true),
+                RestartProbeRecord(sentNanoseconds: 101 * ms, doneNanoseconds: 102 * ms, ok: true),
+                RestartProbeRecord(sentNanoseconds: 500 * ms, doneNanoseconds: 501 * ms, ok: false)]
+        d = RestartDowntime.analyse(recs, restartIssuedNanoseconds: 100 * ms, returnedNanoseconds: 400 * ms)
+        XCTAssertNil(d.gapMilliseconds)
+        XCTAssertEqual(d.problem, "no good answer after the restart within the window: the service did not come back")
+    }
+
     func testNeverBack() {
         let recs = [RestartProbeRecord(sentNanoseconds: 0, doneNanoseconds: ms, ok: true),
                     RestartProbeRecord(sentNanoseconds: 200 * ms, doneNanoseconds: 201 * ms, ok: false)]
