@@ -367,6 +367,7 @@ public enum FootprintScenario {
         let records = RecordList()
         let clientStop = StopFlag()
         let request = HTTPRequestSpec(path: target.path)
+        let current = TargetBox(target)
         let client = Task {
             await withTaskGroup(of: Void.self) { group in
                 var next = monotonicNanos()
@@ -380,7 +381,7 @@ public enum FootprintScenario {
                     inFlight += 1
                     group.addTask {
                         let sent = monotonicNanos()
-                        let x = await HTTPProbe.exchange(target, request: request, timeout: .seconds(1))
+                        let x = await HTTPProbe.exchange(current.value, request: request, timeout: .seconds(1))
                         records.add(RestartProbeRecord(sentNanoseconds: sent, doneNanoseconds: monotonicNanos(), ok: x.response?.status == 200))
                     }
                 }
@@ -390,6 +391,15 @@ public enum FootprintScenario {
         let issued = monotonicNanos()
         var failure: Error?
         do { try await d.restart() } catch { failure = error }
+        // An engine may give the restarted container a new address (podman does here): the client
+        // follows it from the moment the call returned, and the table says so.
+        var moved: String?
+        if failure == nil && d.host != target.host && !target.host.contains(d.host) {
+            var t = target
+            t.host = d.host.contains(":") ? "[\(d.host)]" : d.host
+            current.set(t)
+            moved = "came back at a new address: \(target.host) → \(d.host) (clients of the old one never see it again)"
+        }
         // The engine may return before the old instance stopped, or before the new one listens:
         // wait for a good answer to a request sent after the call returned, then one more second
         // (at most 60 s after the call was issued).
@@ -403,7 +413,8 @@ public enum FootprintScenario {
         clientStop.stop(reason: "window over")
         await client.value
         if let failure { throw failure }
-        let downtime = RestartDowntime.analyse(records.all, restartIssuedNanoseconds: issued, returnedNanoseconds: returned)
+        var downtime = RestartDowntime.analyse(records.all, restartIssuedNanoseconds: issued, returnedNanoseconds: returned)
+        if let moved { downtime.problem = [downtime.problem, moved].compactMap { $0 }.joined(separator: "; ") }
         for (metric, value, unit) in [("gap", downtime.gapMilliseconds, "ms"), ("first_good", downtime.firstGoodMilliseconds, "ms"),
                                       ("failed", Double(downtime.failed), "requests")] {
             ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "restart", target: name, metric: metric, phase: "restart",
@@ -413,6 +424,15 @@ public enum FootprintScenario {
         ctx.progress(String(format: "footprint %@: restart gap %@ ms, %d failed", name, opt(downtime.gapMilliseconds, "%.1f"), downtime.failed))
         return downtime
     }
+}
+
+/// The address the restart client sends to, changed when the service moved.
+final class TargetBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var target: HTTPTarget
+    init(_ t: HTTPTarget) { target = t }
+    var value: HTTPTarget { lock.withLock { target } }
+    func set(_ t: HTTPTarget) { lock.withLock { target = t } }
 }
 
 /// The restart client's records, appended from many tasks.
