@@ -346,7 +346,7 @@ public enum FootprintScenario {
 
     /// The restart-downtime table.
     public static func restartTable(_ rows: [(deployment: String, method: String, downtime: RestartDowntime)], interval: Duration) -> String {
-        var s = "### Restart downtime\n\nA client sends GET every \(KindDeclaration.describe(.duration(interval))) (new connection each, 1 s timeout) "
+        var s = "### Restart downtime\n\nA client sends GET every \(KindDeclaration.describe(.duration(interval))) (a thread and a new connection each, 1 s for connect → status line) "
         s += "while the service is restarted in place. gap = the longest time between two consecutive good answers (200 within 1 s of the send) across the restart "
         s += "(client monotonic clock, resolution = the interval); first good = restart issued → the answer that ended the gap; "
         s += "failed = requests without a good answer from the restart on.\n\n"
@@ -358,35 +358,19 @@ public enum FootprintScenario {
         return s
     }
 
-    /// Restarts the service while a client sends a request every `interval`; the records go
-    /// through `RestartDowntime.analyse`.
+    /// Restarts the service while `FootprintRestartClient` sends a request every `interval`; the
+    /// records go through `RestartDowntime.analyse` and to restart-<scenario>-<deployment>.csv.
     static func measureRestart(_ d: FootprintDeployment, target: HTTPTarget, interval: Duration, scenario: String,
                                ctx: ScenarioContext) async throws -> RestartDowntime {
         let name = d.kind.rawValue
         ctx.progress("footprint \(name): restart (\(d.restartMethod)) under a request every \(KindDeclaration.describe(.duration(interval)))")
-        let records = RecordList()
-        let clientStop = StopFlag()
-        let request = HTTPRequestSpec(path: target.path)
-        let current = TargetBox(target)
-        let client = Task {
-            await withTaskGroup(of: Void.self) { group in
-                var next = monotonicNanos()
-                let step = UInt64(interval.nanoseconds)
-                var inFlight = 0
-                while !clientStop.isStopped && !ctx.stop.isStopped {
-                    let now = monotonicNanos()
-                    if now < next { try? await Task.sleep(nanoseconds: next - now) }
-                    next += step
-                    if inFlight >= 400 { await group.next(); inFlight -= 1 }
-                    inFlight += 1
-                    group.addTask {
-                        let sent = monotonicNanos()
-                        let x = await HTTPProbe.exchange(current.value, request: request, timeout: .seconds(1))
-                        records.add(RestartProbeRecord(sentNanoseconds: sent, doneNanoseconds: monotonicNanos(), ok: x.response?.status == 200))
-                    }
-                }
-            }
+        let client: FootprintRestartClient
+        do {
+            client = try FootprintRestartClient(host: d.host, port: d.port, path: target.path)
+        } catch let e as StartupError {
+            throw StartupError("restart of the \(name) deployment: \(e.message)")
         }
+        client.start(interval: interval)
         try? await Task.sleep(for: .seconds(1))
         let issued = monotonicNanos()
         var failure: Error?
@@ -395,9 +379,7 @@ public enum FootprintScenario {
         // follows it from the moment the call returned, and the table says so.
         var moved: String?
         if failure == nil && d.host != target.host && !target.host.contains(d.host) {
-            var t = target
-            t.host = d.host.contains(":") ? "[\(d.host)]" : d.host
-            current.set(t)
+            client.retarget(host: d.host, port: d.port)
             moved = "came back at a new address: \(target.host) → \(d.host) (clients of the old one never see it again)"
         }
         // The engine may return before the old instance stopped, or before the new one listens:
@@ -406,14 +388,21 @@ public enum FootprintScenario {
         let returned = monotonicNanos()
         let end = issued + 60_000_000_000
         while monotonicNanos() < end && !ctx.stop.isStopped && failure == nil {
-            if records.all.contains(where: { $0.ok && $0.sentNanoseconds >= returned }) { break }
+            if client.all.contains(where: { $0.ok && $0.sentNanoseconds >= returned && $0.doneNanoseconds - $0.sentNanoseconds <= 1_000_000_000 }) { break }
             try? await Task.sleep(for: .milliseconds(20))
         }
         try? await Task.sleep(for: .seconds(1))
-        clientStop.stop(reason: "window over")
-        await client.value
+        await client.stop()
+        let records = client.all
         if let failure { throw failure }
-        var downtime = RestartDowntime.analyse(records.all, restartIssuedNanoseconds: issued, returnedNanoseconds: returned)
+        // Every request of the window, for a look at the outage: restart-<scenario>-<deployment>.csv.
+        var csv = "sent_ms,done_ms,ok\n"
+        for r in records.sorted(by: { $0.sentNanoseconds < $1.sentNanoseconds }) {
+            csv += String(format: "%.3f,%.3f,%d\n", (Double(r.sentNanoseconds) - Double(issued)) / 1e6,
+                          (Double(r.doneNanoseconds) - Double(issued)) / 1e6, r.ok ? 1 : 0)
+        }
+        try? csv.write(to: ctx.directory.appendingPathComponent("restart-\(FileName.safe(scenario))-\(name).csv"), atomically: true, encoding: .utf8)
+        var downtime = RestartDowntime.analyse(records, restartIssuedNanoseconds: issued, returnedNanoseconds: returned)
         if let moved { downtime.problem = [downtime.problem, moved].compactMap { $0 }.joined(separator: "; ") }
         for (metric, value, unit) in [("gap", downtime.gapMilliseconds, "ms"), ("first_good", downtime.firstGoodMilliseconds, "ms"),
                                       ("failed", Double(downtime.failed), "requests")] {
@@ -424,23 +413,6 @@ public enum FootprintScenario {
         ctx.progress(String(format: "footprint %@: restart gap %@ ms, %d failed", name, opt(downtime.gapMilliseconds, "%.1f"), downtime.failed))
         return downtime
     }
-}
-
-/// The address the restart client sends to, changed when the service moved.
-final class TargetBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var target: HTTPTarget
-    init(_ t: HTTPTarget) { target = t }
-    var value: HTTPTarget { lock.withLock { target } }
-    func set(_ t: HTTPTarget) { lock.withLock { target = t } }
-}
-
-/// The restart client's records, appended from many tasks.
-final class RecordList: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [RestartProbeRecord] = []
-    func add(_ r: RestartProbeRecord) { lock.withLock { items.append(r) } }
-    var all: [RestartProbeRecord] { lock.withLock { items } }
 }
 
 /// Takes the one-second readings of one deployment and writes each as samples.
