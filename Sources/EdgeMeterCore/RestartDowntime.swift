@@ -20,7 +20,8 @@ public struct RestartProbeRecord: Sendable, Equatable {
 /// - `gapMilliseconds`: the longest time between two consecutive good answers (by arrival) whose
 ///   later one arrived after the restart was issued: how long the client saw no answer. Its
 ///   resolution is the client's interval (plus the answer time).
-/// - `firstGoodMilliseconds`: from issuing the restart to the good answer that ended that gap.
+/// - `firstGoodMilliseconds`: from issuing the restart to the first good answer to a request sent
+///   after the restart call returned (the restarted instance's first answer).
 /// - `failed`: requests that ended without a good answer from the restart on.
 ///
 /// A good answer is a 200 that came within `goodWithinNanoseconds` of its send: a request whose
@@ -48,8 +49,8 @@ public struct RestartDowntime: Sendable, Equatable {
             d.problem = "no good answer before the restart: the service was not up"
             return d
         }
-        let back = records.contains { good($0) && $0.sentNanoseconds >= (returnedNanoseconds ?? t) }
-        guard firstBefore + 1 < goods.count, back else {
+        let cameBack = records.contains { good($0) && $0.sentNanoseconds >= (returnedNanoseconds ?? t) }
+        guard firstBefore + 1 < goods.count, cameBack else {
             d.problem = "no good answer after the restart within the window: the service did not come back"
             return d
         }
@@ -58,7 +59,8 @@ public struct RestartDowntime: Sendable, Equatable {
             best = (goods[i + 1] - goods[i], goods[i + 1])
         }
         d.gapMilliseconds = Double(best.gap) / 1e6
-        d.firstGoodMilliseconds = Double(best.end - t) / 1e6
+        let back = records.filter { good($0) && $0.sentNanoseconds >= (returnedNanoseconds ?? t) }.map(\.doneNanoseconds).min()
+        d.firstGoodMilliseconds = back.map { Double($0 - t) / 1e6 }
         return d
     }
 }

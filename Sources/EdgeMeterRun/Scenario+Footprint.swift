@@ -348,7 +348,7 @@ public enum FootprintScenario {
     public static func restartTable(_ rows: [(deployment: String, method: String, downtime: RestartDowntime)], interval: Duration) -> String {
         var s = "### Restart downtime\n\nA client sends GET every \(KindDeclaration.describe(.duration(interval))) (a thread and a new connection each, 1 s for connect → status line) "
         s += "while the service is restarted in place. gap = the longest time between two consecutive good answers (200 within 1 s of the send) across the restart "
-        s += "(client monotonic clock, resolution = the interval); first good = restart issued → the answer that ended the gap; "
+        s += "(client monotonic clock, resolution = the interval); first good = restart issued → the first good answer to a request sent after the restart call returned; "
         s += "failed = requests without a good answer from the restart on.\n\n"
         s += "| deployment | restart | gap ms | first good answer ms | failed requests | sent/good | note |\n|---|---|---|---|---|---|---|\n"
         for r in rows {

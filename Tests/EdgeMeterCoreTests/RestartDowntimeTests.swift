@@ -31,7 +31,7 @@ final class RestartDowntimeTests: XCTestCase {
             let ok = sent < 150 * ms || sent >= 400 * ms
             recs.append(.init(sentNanoseconds: sent, doneNanoseconds: sent + (ok ? ms : ms / 10), ok: ok))
         }
-        let d = RestartDowntime.analyse(recs, restartIssuedNanoseconds: 100 * ms)
+        let d = RestartDowntime.analyse(recs, restartIssuedNanoseconds: 100 * ms, returnedNanoseconds: 350 * ms)
         XCTAssertEqual(d.gapMilliseconds ?? -1, 401 - 141, accuracy: 1e-9)
         XCTAssertEqual(d.firstGoodMilliseconds ?? -1, 301, accuracy: 1e-9)
         XCTAssertEqual(d.failed, 25)
