@@ -231,10 +231,11 @@ public enum FootprintScenario {
             fig.packetsPerRequest = nil
             ctx.progress("footprint \(name): no network figures: counting the service's packets on lo needs iptables and root")
         }
+        // A figure that does not apply (no writable layer for a process, no reservation but the VM's) has no row.
         for (metric, value, unit) in summaryMetrics(fig) {
+            guard let value else { continue }
             ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "footprint", target: name, metric: metric, phase: "summary",
-                                   value: value, unit: unit, timestamp: Date(), status: value == nil ? .error : .ok,
-                                   reason: value == nil ? "not measured" : ""))
+                                   value: value, unit: unit, timestamp: Date(), status: .ok))
         }
         ctx.progress(String(format: "footprint %@: %d answers, workload %.1f MiB loaded, %@ CPU s/1000 req",
                             name, fig.answers, fig.loadedWorkloadBytes / 1_048_576, fig.workloadCPUPer1000.map { String(format: "%.3f", $0) } ?? "—"))
@@ -300,7 +301,7 @@ public enum FootprintScenario {
          ("image_size", f.imageBytes.map(Double.init), "bytes"), ("writable_layer", f.writableBytes.map(Double.init), "bytes"),
          ("bytes_per_request", f.bytesPerRequest, "bytes"), ("packets_per_request", f.packetsPerRequest, "packets"),
          ("latency_p50", f.p50Milliseconds, "ms"), ("latency_p99", f.p99Milliseconds, "ms"),
-         ("answers", Double(f.answers), "requests"), ("errors", Double(f.errors), "requests")]
+         ("answered_requests", Double(f.answers), "requests"), ("failed_requests", Double(f.errors), "requests")]
     }
 
     static func mib(_ b: Double) -> String { String(format: "%.1f", b / 1_048_576) }

@@ -227,6 +227,36 @@ final class FootprintTests: XCTestCase {
         await d.remove()
     }
 
+    /// The suite path: `kind: footprint` runs, writes both tables to summary.md and the restart
+    /// records, and the run exits 0 (the summary rows are not mistaken for a load aggregate).
+    func testSuiteScenarioWritesTheTablesAndExitsZero() throws {
+        let bin = try binary()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fp-suite-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let suite = dir.appendingPathComponent("s.yaml").path
+        try """
+        name: fp
+        scenarios:
+          - name: fp
+            kind: footprint
+            deployments: [process]
+            rate: 100
+            idle: 1s
+            duration: 2s
+            restart: true
+        """.write(toFile: suite, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("run").path
+        let r = try runCommand(bin, ["run", suite, "--out", out])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let md = try String(contentsOfFile: out + "/summary.md", encoding: .utf8)
+        XCTAssertTrue(md.contains("### Footprint: process"), md)
+        XCTAssertTrue(md.contains("### Restart downtime"), md)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/restart-fp-process.csv"))
+        let csv = try String(contentsOfFile: out + "/samples.csv", encoding: .utf8)
+        XCTAssertTrue(csv.contains(",footprint,process,answered_requests,summary,"), "summary rows in samples.csv")
+    }
+
     /// `12.5MiB / 23.4GiB` → bytes of the first part.
     static func dockerSize(_ text: String) -> Double? {
         let first = text.split(separator: "/").first?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
