@@ -12,7 +12,7 @@ PACKAGES=(
   iproute2 iputils-ping fping tcpdump tshark wrk hyperfine
   libpcap-dev libsqlite3-dev pkg-config
   docker.io lxc busybox-static cpio qemu-system-x86 qemu-utils
-  nginx-light iptables procps curl linux-perf time
+  nginx-light iptables procps curl linux-perf time sysstat
   podman crun docker-compose ethtool
 )
 

@@ -15,7 +15,7 @@ struct EdgeMeterCommand: AsyncParsableCommand {
         subcommands: [PingCommand.self, TCPingCommand.self, RunSuiteCommand.self, ReportCommand.self,
                       CaptureCommand.self, AnalyzeCommand.self, PcapGenerateCommand.self,
                       ServeCommand.self, HTTPCommand.self, LoadCommand.self, CalcCommand.self,
-                      StartupCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self,
+                      StartupCommand.self, FootprintCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self,
                       ImpairForwarderCommand.self, CalibrateCommand.self, CalibrateProbeCommand.self, ProxyCommand.self,
                       PolicyCommand.self, VehicleCommand.self]
     )
