@@ -141,8 +141,8 @@ let package = Package(
         .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeMeterPolicyTests", dependencies: ["EdgeMeterPolicy", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterControllerTests", dependencies: [
-            "EdgeMeterController", "EdgeMeterPolicy", "EdgeMeterCore", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterTestSupport",
-            .product(name: "Hummingbird", package: "hummingbird"),
+            "EdgeMeterController", "EdgeMeterPolicy", "EdgeMeterCore", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterRun", "EdgeMeterTestSupport",
+            .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Yams", package: "Yams"),
         ], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeAppTests", dependencies: ["EdgeApp", "EdgeMeterHTTP", "EdgeMeterProbes"]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
