@@ -112,7 +112,7 @@ public enum ControllerServer {
         var out: [String: Any] = ["service": d.service, "decision_id": d.id, "decision": d.decision.kind.rawValue,
                                   "reason": d.decision.reason, "message": message, "nodes": nodes,
                                   "active_node": orNull(d.activeAfter), "previous_node": d.activeBefore,
-                                  "decide_ms": d.decideMilliseconds, "total_ms": d.totalMilliseconds]
+                                  "decide_milliseconds": d.decideMilliseconds, "total_milliseconds": d.totalMilliseconds]
         if let t = d.decision.target { out["target"] = t }
         if let m = d.migration { out["migration"] = try encoded(m) }
         if let e = d.migrationError { out["migration_error"] = e }

@@ -46,7 +46,10 @@ public actor MigrationController {
     private func encode<T: Encodable>(_ v: T) throws -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        e.dateEncodingStrategy = .iso8601
+        e.dateEncodingStrategy = .custom { d, enc in
+            var c = enc.singleValueContainer()
+            try c.encode(Format.timestamp(d))
+        }
         e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return String(decoding: try e.encode(v), as: UTF8.self)
     }
@@ -242,7 +245,14 @@ public actor MigrationController {
     public func decisions(service: String?, limit: Int) throws -> [DecisionRecord] {
         if let service { _ = try resolve(service: service) }
         let dec = JSONDecoder()
-        dec.dateDecodingStrategy = .iso8601
+        dec.dateDecodingStrategy = .custom { d in
+            let c = try d.singleValueContainer()
+            let text = try c.decode(String.self)
+            guard let date = Format.parseTimestamp(text) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "\(text) is not an ISO 8601 UTC timestamp")
+            }
+            return date
+        }
         dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return try store.decisions(service: service, limit: limit).map { row in
             do {

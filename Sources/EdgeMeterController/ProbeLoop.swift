@@ -86,8 +86,7 @@ public final class ProbeLoop: @unchecked Sendable {
                 if k % decideEvery == 0 {
                     for name in await controller.serviceNames {
                         do {
-                            let d = try await controller.decide(service: name, trigger: "probe loop")
-                            if d.decision.kind == .migrate { log("\(name): \(d.decision.reason)") }
+                            _ = try await controller.decide(service: name, trigger: "probe loop")
                         } catch let e as ControllerError where e.status == 409 {
                             continue
                         } catch {
