@@ -97,7 +97,9 @@ public enum DelayFeed {
 
     /// Posts the rows to the controller at `base`. Rows go to the nodes of `service` (or of every
     /// service) that judge their metric; the others are skipped with the reason (no node of that
-    /// name, another metric, every attempt lost). The node a row feeds is its `to`.
+    /// name, another metric, every attempt lost). The node a row feeds is its `to` when a node has
+    /// that name, else the node whose probe target is the row's target (a run made outside a lab
+    /// topology names targets, not nodes).
     ///
     /// By default the rows carry no window times, so the controller stamps their samples at arrival
     /// (a finished run's figures count as current); `keepTimestamps` sends window_start/window_end,
@@ -112,13 +114,20 @@ public enum DelayFeed {
                                   field: st.status == 404 ? "--service" : "--controller")
         }
         var accepts: [String: Set<String>] = [:]   // node → metrics some service judges
+        var byTarget: [String: String] = [:]       // a node's probe target → its name
         for s in services {
             guard let metric = s["metric"] as? String, let nodes = s["nodes"] as? [[String: Any]] else { continue }
-            for n in nodes { if let name = n["name"] as? String { accepts[name, default: []].insert(metric) } }
+            for n in nodes {
+                guard let name = n["name"] as? String else { continue }
+                accepts[name, default: []].insert(metric)
+                if let t = n["target"] as? String { byTarget[t] = name }
+            }
         }
         var posted: [DelayRow] = []
         var skipped: [(row: DelayRow, reason: String)] = []
-        for r in rows {
+        for var r in rows {
+            // A row names its node by the lab's node name, or by the node's probe target.
+            if accepts[r.to] == nil, let name = byTarget[r.target] { r.to = name }
             guard let metrics = accepts[r.to] else { skipped.append((r, "the controller has no node \(r.to)")); continue }
             guard metrics.contains(r.metric) else {
                 skipped.append((r, "node \(r.to) is judged on \(metrics.sorted().joined(separator: ", ")), not \(r.metric)")); continue

@@ -103,7 +103,7 @@ final class DelayFeedTests: XCTestCase {
     func testFeedPostsTheRunToTheControllerWhichDecides() async throws {
         let c = try await TestController()
         defer { Task { await c.stop() } }
-        var svc = TestController.labService(active: "node_3")
+        var svc = TestController.labService(active: "node_3", targets: ["node_2": "http://127.0.0.1:9/healthz"])
         svc["requirement"] = "20ms@p90"
         let v1 = try await c.call("POST", "/service_init", json: svc).status
         XCTAssertEqual(v1, 200)
@@ -111,13 +111,16 @@ final class DelayFeedTests: XCTestCase {
             Self.samples(probe: "http", phase: "total", from: "vehicle", to: "node_1", target: "http://a/", n: 40, scale: 0.2)
             + Self.samples(probe: "http", phase: "total", from: "vehicle", to: "node_3", target: "http://c/", n: 40, scale: 2)
             + Self.samples(probe: "ping", phase: "echo", metric: "rtt", from: "vehicle", to: "node_1", target: "a", n: 5, scale: 1)
-            + Self.samples(probe: "http", phase: "total", from: "vehicle", to: "cloud-db", target: "http://d/", n: 5, scale: 1))
+            + Self.samples(probe: "http", phase: "total", from: "vehicle", to: "cloud-db", target: "http://d/", n: 5, scale: 1)
+            // Outside a topology a row names the target, not the node: matched by the node's probe target.
+            + Self.samples(probe: "http", phase: "total", from: nil, to: "http://127.0.0.1:9/healthz",
+                           target: "http://127.0.0.1:9/healthz", n: 6, scale: 30))
         let base = try HTTPTarget(url: "http://127.0.0.1:\(c.server.port)")
         let r = try await DelayFeed.post(rows, controller: base, token: testToken, service: "edge-app")
-        XCTAssertEqual(r.posted.map(\.to), ["node_1", "node_3"])
+        XCTAssertEqual(r.posted.map(\.to), ["node_1", "node_3", "node_2"])
         XCTAssertEqual(r.skipped.map(\.reason), ["node node_1 is judged on http_total, not ping_rtt", "the controller has no node cloud-db"])
         let obs = await c.controller.observations("edge-app")
-        XCTAssertEqual(obs.map(\.sent), [40, 0, 40])
+        XCTAssertEqual(obs.map(\.sent), [40, 6, 40])
         XCTAssertEqual(obs[0].p90Milliseconds!, 7.2, accuracy: 1e-9)   // rank 36 of 0.2 … 8
         XCTAssertEqual(obs[2].p90Milliseconds!, 72, accuracy: 1e-9)
         XCTAssertEqual(obs[2].p50Milliseconds!, 40, accuracy: 1e-9)
