@@ -32,8 +32,14 @@ public actor MigrationController {
                 throw ControllerError("the state file \(store.path) holds service \(name) in a form this version cannot read; "
                                       + "POST /service_init again after moving the file away", status: 500)
             }
-            services[name] = r
-            windows[name] = try Self.makeWindows(r, clock: clock)
+            var loaded = r
+            // The policy's times are monotonic nanoseconds: valid across a restart, not across a
+            // reboot (the clock starts again). Times from the future are from before a reboot.
+            let now = clock.monotonicNanoseconds()
+            if let t = loaded.policyState.lastMoveNanoseconds, t > now { loaded.policyState.lastMoveNanoseconds = nil }
+            if let t = loaded.policyState.atRiskSinceNanoseconds, t > now { loaded.policyState.atRiskSinceNanoseconds = nil }
+            services[name] = loaded
+            windows[name] = try Self.makeWindows(loaded, clock: clock)
         }
     }
 
@@ -248,7 +254,7 @@ public actor MigrationController {
         dec.dateDecodingStrategy = .custom { d in
             let c = try d.singleValueContainer()
             let text = try c.decode(String.self)
-            guard let date = Format.parseTimestamp(text) else {
+            guard let date = Format.parseTimestamp(text) ?? ISO8601DateFormatter().date(from: text) else {
                 throw DecodingError.dataCorruptedError(in: c, debugDescription: "\(text) is not an ISO 8601 UTC timestamp")
             }
             return date
