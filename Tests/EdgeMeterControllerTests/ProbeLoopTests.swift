@@ -69,3 +69,39 @@ final class ProbeLoopTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(http, 200)
     }
 }
+
+final class ClosedLoopTests: XCTestCase {
+    /// The loop started as `edgemeter controller` starts it: it measures and decides by itself,
+    /// nobody posts delays or calls /migrate, and the service ends on the fast node.
+    func testTheStartedLoopMeasuresDecidesAndMovesByItself() async throws {
+        let fast = try await SlowServer(delay: .zero)
+        let slow = try await SlowServer(delay: .milliseconds(40))
+        let c = try await TestController()
+        defer { Task { await c.stop(); await fast.stop(); await slow.stop() } }
+        let service: [String: Any] = [
+            "name": "edge-app", "active_node": "slow", "requirement": "20ms@p90", "dwell_s": 0.2, "cooldown_s": 60, "min_samples": 5,
+            "nodes": [["name": "fast", "target": "http://127.0.0.1:\(fast.port)/healthz"],
+                      ["name": "slow", "target": "http://127.0.0.1:\(slow.port)/healthz"]],
+        ]
+        let a = try await c.call("POST", "/service_init", json: service)
+        XCTAssertEqual(a.status, 200, a.text)
+        // On the manual clock each round moves the time by the interval; the measurements are real.
+        let loop = ProbeLoop(controller: c.controller, interval: .milliseconds(100), timeout: .seconds(2), decideEvery: 2)
+        loop.start()
+        let deadline = Date().addingTimeInterval(20)
+        var moved = false
+        while Date() < deadline {
+            if await c.controller.service("edge-app")?.activeNode == "fast" { moved = true; break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await loop.stop()
+        XCTAssertTrue(moved, "the loop did not move the service within 20 s")
+        let decisions = try await c.controller.decisions(service: "edge-app", limit: 1000)
+        XCTAssertTrue(decisions.allSatisfy { $0.trigger == "probe loop" })
+        XCTAssertEqual(decisions.filter { $0.decision.kind == .migrate }.count, 1)
+        // The dwell ran first: the move is not the first decision that saw the slow node at risk.
+        let kinds = decisions.reversed().map(\.decision.kind)
+        XCTAssertTrue(kinds.contains(.stayHysteresis), "\(kinds)")
+        XCTAssertEqual(c.executor.calls.map { "\($0.from)->\($0.to)" }, ["slow->fast"])
+    }
+}
