@@ -17,7 +17,8 @@ struct EdgeMeterCommand: AsyncParsableCommand {
                       ServeCommand.self, HTTPCommand.self, LoadCommand.self, CalcCommand.self,
                       StartupCommand.self, FootprintCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self,
                       ImpairForwarderCommand.self, CalibrateCommand.self, CalibrateProbeCommand.self, ProxyCommand.self,
-                      PolicyCommand.self, VehicleCommand.self]
+                      PolicyCommand.self, VehicleCommand.self,
+                      ControllerCommand.self, FeedCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64.
