@@ -104,6 +104,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Migration executors (docker for real, kubernetes through the API server, cmd) behind one
+        // protocol with a timed report and a rollback contract, and the switchable HTTP proxy that
+        // is the client path in front of docker nodes.
+        .target(
+            name: "EdgeMeterExecutors",
+            dependencies: [
+                "EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterHTTP", "EdgeMeterStartup",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "edgemeter",
             dependencies: [
@@ -129,6 +141,11 @@ let package = Package(
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterHTTP", "EdgeMeterProbes", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterSystem"]),
+        .testTarget(name: "EdgeMeterExecutorsTests", dependencies: [
+            "EdgeMeterExecutors", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterSystem", "EdgeApp", "EdgeMeterTestSupport",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterHTTP"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,147 @@
+import Foundation
+import XCTest
+import EdgeMeterHTTP
+import EdgeMeterStartup
+import EdgeMeterTestSupport
+import EdgeApp
+@testable import EdgeMeterExecutors
+
+/// The docker executor for real: the edge app in containers on docker0 (one per node), cloud-db in
+/// a container beside them, the vehicle client at 50 requests/s through the proxy on loopback while
+/// the service moves from node_a to node_b. Only loopback and the containers this test created.
+final class DockerExecutorTests: XCTestCase {
+    static let image = "edgemeter-executors-test:edgeapp"
+
+    func requireDocker() async throws -> DockerAPIClient {
+        guard getuid() == 0 else { throw XCTSkip("the docker executor test needs root (the Docker socket): run the tests as root") }
+        let client = DockerAPIClient(endpoint: .unix(path: DockerEndpoint.defaultSocket))
+        do { try await client.ping() } catch {
+            throw XCTSkip("dockerd does not answer on \(DockerEndpoint.defaultSocket) (\(error)): run scripts/setup.sh")
+        }
+        return client
+    }
+
+    /// busybox + the edgemeter binary built beside these tests, so the containers run the code under test.
+    nonisolated(unsafe) static var imageBuilt = false
+
+    func buildImage(_ client: DockerAPIClient) async throws {
+        if Self.imageBuilt { return }
+        guard let bin = edgemeterBinary() else {
+            throw XCTSkip("the edgemeter binary is not built: run `swift build` first (or set EDGEMETER_BIN)")
+        }
+        _ = try await ImageBuilder(reference: Self.image, binaries: [(source: bin, destination: "/usr/local/bin/edgemeter")]).build(client: client)
+        Self.imageBuilt = true
+    }
+
+    struct Fixture {
+        var client: DockerAPIClient
+        var proxy: SwitchableProxy
+        var proxyPort: Int
+        var executor: DockerExecutor
+        var cloudID: String
+        var runID: String
+    }
+
+    func makeFixture(readyTimeout: Duration = .seconds(20)) async throws -> Fixture {
+        let client = try await requireDocker()
+        try await buildImage(client)
+        let runID = "exec\(UInt32.random(in: 0...UInt32.max))"
+        let cloudID = try await client.createContainer(ContainerSpec(
+            name: "edgemeter-\(runID)-cloud-db", image: Self.image,
+            command: ["/usr/local/bin/edgemeter", "serve", "cloud-db", "--host", "0.0.0.0", "--port", "8001"],
+            labels: ["edgemeter": "migration", "edgemeter.run": runID]))
+        try await client.startContainer(cloudID)
+        let cloudIP = try await client.inspectContainer(cloudID).address
+        XCTAssertFalse(cloudIP.isEmpty)
+        let proxy = SwitchableProxy()
+        let port = try await proxy.start()
+        var config = DockerExecutor.Configuration(
+            image: Self.image,
+            command: ["/usr/local/bin/edgemeter", "serve", "edge-app", "--host", "0.0.0.0", "--port", "8000", "--node", "{to}",
+                      "--cloud", "http://\(cloudIP):8001/status"],
+            servicePort: 8000, namePrefix: runID)
+        config.readyTimeout = readyTimeout
+        return Fixture(client: client, proxy: proxy, proxyPort: port, executor: DockerExecutor(client: client, proxy: proxy, configuration: config),
+                       cloudID: cloudID, runID: runID)
+    }
+
+    func tearDown(_ f: Fixture) async {
+        await f.executor.removeAll()
+        try? await f.client.removeContainer(f.cloudID)
+        _ = await f.client.removeLabelled("edgemeter.run=\(f.runID)")
+        await f.proxy.stop()
+    }
+
+    func containers(_ f: Fixture) async throws -> [String] {
+        let filters = "%7B%22label%22%3A%5B%22edgemeter.run%3D\(f.runID)%22%5D%7D"
+        let r = try await f.client.request(.GET, "/containers/json?all=1&filters=\(filters)")
+        return ((r.json as? [[String: Any]]) ?? []).compactMap { ($0["Names"] as? [String])?.first }.sorted()
+    }
+
+    func testMigrationUnderFixedRateLoadLosesNoRequest() async throws {
+        let f = try await makeFixture()
+        do {
+            let deployed = try await f.executor.deploy(service: "edge-app", on: "node_a")
+            XCTAssertEqual(deployed.phases.map(\.name), ["start", "ready", "switch"])
+
+            var o = VehicleOptions(target: HTTPTarget(host: "127.0.0.1", port: f.proxyPort, path: "/drive"), rate: 50, duration: .seconds(6))
+            o.timeout = .seconds(2)
+            let run = Task { await VehicleProbe.run(o) }
+            try await Task.sleep(for: .seconds(1))
+            let report = try await f.executor.migrate(service: "edge-app", from: "node_a", to: "node_b")
+            let records = await run.value
+            print(report.text)
+            print(VehicleProbe.summary(records, options: o))
+
+            XCTAssertEqual(report.outcome, .migrated)
+            XCTAssertEqual(report.phases.map(\.name), ["start", "ready", "switch", "drain", "stop"])
+            XCTAssertTrue(report.phases.allSatisfy(\.ok), report.text)
+            XCTAssertEqual(records.count, 300)
+            XCTAssertEqual(records.filter { !$0.ok }.count, 0, records.compactMap(\.failure).joined(separator: "; "))
+            let nodes = records.compactMap(\.node)
+            XCTAssertEqual(nodes.first, "node_a")
+            XCTAssertEqual(nodes.last, "node_b")
+            XCTAssertGreaterThan(nodes.filter { $0 == "node_a" }.count, 10)
+            XCTAssertGreaterThan(nodes.filter { $0 == "node_b" }.count, 10)
+            XCTAssertEqual(f.executor.placement(of: "edge-app")?.node, "node_b")
+            // The old container is gone; the new one and cloud-db remain.
+            let left = try await containers(f)
+            XCTAssertEqual(left, ["/edgemeter-\(f.runID)-cloud-db", "/edgemeter-\(f.runID)-edge-app-node_b"])
+        } catch {
+            await tearDown(f)
+            throw error
+        }
+        await tearDown(f)
+        let after = try await containers(f)
+        XCTAssertEqual(after, [], "every container of the test is removed")
+    }
+
+    func testTargetNeverReadyRollsBackAndTheOldNodeKeepsAnswering() async throws {
+        let f = try await makeFixture(readyTimeout: .seconds(3))
+        do {
+            _ = try await f.executor.deploy(service: "edge-app", on: "node_a")
+            do {
+                // `--node` refuses "bad!node": the app exits at once, so the target never becomes ready.
+                _ = try await f.executor.migrate(service: "edge-app", from: "node_a", to: "bad!node")
+                XCTFail("a target that is never ready must not be switched to")
+            } catch let e as ExecutorError {
+                XCTAssertTrue(e.message.contains("failed at ready"), e.message)
+                XCTAssertTrue(e.message.contains("still answers from node_a"), e.message)
+                XCTAssertEqual(e.report?.outcome, .rolledBack)
+                XCTAssertEqual(e.report?.rollback.map(\.name), ["rollback: remove"])
+            }
+            XCTAssertEqual(f.proxy.backend?.name, "node_a")
+            XCTAssertEqual(f.executor.placement(of: "edge-app")?.node, "node_a")
+            let o = VehicleOptions(target: HTTPTarget(host: "127.0.0.1", port: f.proxyPort, path: "/drive"), rate: 50, duration: .milliseconds(200))
+            let records = await VehicleProbe.run(o)
+            XCTAssertEqual(records.filter(\.ok).count, 10)
+            XCTAssertEqual(Set(records.compactMap(\.node)), ["node_a"])
+            let left = try await containers(f)
+            XCTAssertEqual(left, ["/edgemeter-\(f.runID)-cloud-db", "/edgemeter-\(f.runID)-edge-app-node_a"])
+        } catch {
+            await tearDown(f)
+            throw error
+        }
+        await tearDown(f)
+    }
+}
