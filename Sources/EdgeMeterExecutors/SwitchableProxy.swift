@@ -143,8 +143,11 @@ private final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler
             head.headers.remove(name: "Proxy-Connection")
             if upstreamBackend != b {
                 // A switch happened since this connection's previous request: leave the old backend.
-                upstream?.close(promise: nil)
+                // Detach first: on this event loop the close runs at once, and the old connection's
+                // end must not be taken for the end of the request just begun.
+                let old = upstream
                 upstream = nil
+                old?.close(promise: nil)
                 upstreamBackend = b
                 connect(to: b, context: context)
             } else if upstream == nil && !connecting {
@@ -218,7 +221,7 @@ private final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler
         }
     }
 
-    func upstreamClosed(_ channel: Channel) {
+    func upstreamClosed(_ channel: Channel, error: Error?) {
         guard channel === upstream else { return }
         upstream = nil
         upstreamBackend = nil
@@ -227,7 +230,7 @@ private final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler
                 finish(served: false)
                 context?.close(promise: nil)
             } else {
-                respondError(502, "backend \(b) closed the connection before answering")
+                respondError(502, "backend \(b) closed the connection before answering" + (error.map { " (\($0))" } ?? ""))
             }
         }
     }
@@ -252,8 +255,9 @@ private final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler
 
     func channelInactive(context: ChannelHandlerContext) {
         if let b = active { proxy.release(b, served: false); active = nil }
-        upstream?.close(promise: nil)
+        let old = upstream
         upstream = nil
+        old?.close(promise: nil)
         self.context = nil
         context.fireChannelInactive()
     }
@@ -267,6 +271,7 @@ private final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler
 private final class BackHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPClientResponsePart
     let front: FrontHandler
+    private var error: Error?
     init(front: FrontHandler) { self.front = front }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -274,11 +279,12 @@ private final class BackHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        front.upstreamClosed(context.channel)
+        front.upstreamClosed(context.channel, error: error)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        self.error = error
         context.close(promise: nil)
     }
 }

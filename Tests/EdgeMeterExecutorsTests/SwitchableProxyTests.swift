@@ -45,6 +45,34 @@ final class SwitchableProxyTests: XCTestCase {
         await db.stop()
     }
 
+    /// One keep-alive client connection across a switch: the next request on it goes to the new
+    /// backend and is answered (closing the old backend connection is not taken for its end).
+    func testKeepAliveConnectionFollowsTheSwitch() async throws {
+        let db = try await EdgeAppServer.startCloudDB(port: 0)
+        let cloud = HTTPTarget(host: "127.0.0.1", port: db.port, path: "/status")
+        let a = try await EdgeAppServer.startEdgeApp(port: 0, node: "node_a", cloud: cloud)
+        let b = try await EdgeAppServer.startEdgeApp(port: 0, node: "node_b", cloud: cloud)
+        let proxy = SwitchableProxy(backend: .init(name: "node_a", host: "127.0.0.1", port: a.port))
+        let port = try await proxy.start()
+        let conn = try await HTTPConnection.connect(to: try await HTTPConnection.resolve(host: "127.0.0.1", port: port), targetName: "proxy", timeout: .seconds(1))
+        let drive = HTTPRequestSpec(method: "POST", path: "/drive", headers: [("Content-Type", "application/json")],
+                                    body: Array("{\"front_distance\": 30, \"rear_distance\": 50}".utf8))
+        var answered: [String] = []
+        for i in 0..<6 {
+            if i == 3 { proxy.switchTo(.init(name: "node_b", host: "127.0.0.1", port: b.port)) }
+            let x = try await conn.send(drive, host: "127.0.0.1", timeout: .seconds(3))
+            XCTAssertEqual(x.response.status, 200, x.response.bodyText)
+            XCTAssertTrue(x.response.keepAlive)
+            answered.append(x.response.header("X-Edgemeter-Node") ?? "-")
+        }
+        XCTAssertEqual(answered, ["node_a", "node_a", "node_a", "node_b", "node_b", "node_b"])
+        conn.close()
+        await proxy.stop()
+        await a.stop()
+        await b.stop()
+        await db.stop()
+    }
+
     func testUnreachableBackendIsA502NamingIt() async throws {
         let gone = try await EdgeAppServer.startCloudDB(port: 0)
         let deadPort = gone.port
