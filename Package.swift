@@ -104,23 +104,28 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Migration executors (docker for real, kubernetes through the API server, cmd) behind one
-        // protocol with a timed report and a rollback contract, and the switchable HTTP proxy that
-        // is the client path in front of docker nodes.
+        // The system's libsqlite3 (Debian libsqlite3-dev): the controller's state file.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // The migration controller: service state persisted in SQLite, the lab's API and its own on
+        // Hummingbird 2, the probe loop feeding the policy, the executor protocol and its executors,
+        // the delay feed (delays.csv, NetworkTopology).
         .target(
-            name: "EdgeMeterExecutors",
+            name: "EdgeMeterController",
             dependencies: [
-                "EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterHTTP", "EdgeMeterStartup",
+                "EdgeMeterCore", "EdgeMeterPolicy", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterStartup", "CSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "edgemeter",
             dependencies: [
                 "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterRun",
-                "EdgeMeterSystem", "EdgeMeterLab", "EdgeMeterPolicy", "EdgeApp",
+                "EdgeMeterSystem", "EdgeMeterLab", "EdgeMeterPolicy", "EdgeApp", "EdgeMeterController",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -135,17 +140,19 @@ let package = Package(
         ]),
         .testTarget(name: "EdgeMeterLabTests", dependencies: ["EdgeMeterLab", "EdgeMeterCore", "EdgeMeterSystem", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeMeterPolicyTests", dependencies: ["EdgeMeterPolicy", "EdgeMeterCore"]),
+        .testTarget(name: "EdgeMeterControllerTests", dependencies: [
+            "EdgeMeterController", "EdgeMeterPolicy", "EdgeMeterCore", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterRun", "EdgeMeterTestSupport",
+            "EdgeApp", "EdgeMeterStartup",
+            .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Yams", package: "Yams"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeAppTests", dependencies: ["EdgeApp", "EdgeMeterHTTP", "EdgeMeterProbes"]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
         .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterHTTP", "EdgeMeterProbes", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterSystem"]),
-        .testTarget(name: "EdgeMeterExecutorsTests", dependencies: [
-            "EdgeMeterExecutors", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterSystem", "EdgeApp", "EdgeMeterTestSupport",
-            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-        ]),
         .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterHTTP"]),
     ],
     swiftLanguageModes: [.v5]

@@ -14,6 +14,7 @@ PACKAGES=(
   docker.io lxc busybox-static cpio qemu-system-x86 qemu-utils
   nginx-light iptables procps curl linux-perf
   podman crun docker-compose ethtool
+  prometheus  # promtool checks the controller's /metrics; the package's server is not used
 )
 
 if [ "$(id -u)" != 0 ]; then

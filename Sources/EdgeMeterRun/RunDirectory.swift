@@ -8,6 +8,8 @@ import EdgeMeterCore
 /// - `sections.json`: the Markdown sections added during the run (load reports, startup tables, wire
 ///   reports), rewritten on each `addSection`, so `edgemeter report` can re-render summary.md whole;
 /// - `summary.csv`, `summary.md`: written by `finish` (and re-renderable by `edgemeter report`);
+/// - `delays.csv`: written by `finish` from samples.csv, one row per origin, destination and delay
+///   metric (`DelayTable`), the input of `edgemeter feed`;
 /// - `run.json`: provenance, written when the directory is created with `"complete": false` and
 ///   rewritten by `finish`.
 ///
@@ -271,7 +273,13 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         do { try write("summary.csv", SummaryCSV.render(summaries)) } catch { errors.append(error) }
         let md = RunReport.markdown(runID: runID, summaries: summaries, notes: notes, complete: info.complete, sections: sections)
         do { try write("summary.md", md) } catch { errors.append(error) }
-        for f in ["summary.csv", "summary.md"] where !createdFiles.contains(f) { createdFiles.append(f) }
+        // The delay feed (ping rtt, tcping connect, http total per origin and destination), read
+        // back from samples.csv so it covers exactly what the run recorded.
+        do {
+            let text = try String(contentsOf: url.appendingPathComponent("samples.csv"), encoding: .utf8)
+            try write("delays.csv", DelayTable.csv(DelayTable.rows(from: try SampleCSV.parse(text))))
+        } catch { errors.append(error) }
+        for f in ["summary.csv", "summary.md", "delays.csv"] where !createdFiles.contains(f) { createdFiles.append(f) }
         if let e = errors.first { throw e }
         if isUnderReportsRoot { RunReport.pointLatest(root: reportsRoot, at: url) }
         return summaries

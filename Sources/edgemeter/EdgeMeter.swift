@@ -16,7 +16,8 @@ struct EdgeMeterCommand: AsyncParsableCommand {
                       CaptureCommand.self, AnalyzeCommand.self, PcapGenerateCommand.self,
                       ServeCommand.self, HTTPCommand.self, LoadCommand.self, CalcCommand.self,
                       StartupCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self,
-                      ImpairForwarderCommand.self, PolicyCommand.self, VehicleCommand.self]
+                      ImpairForwarderCommand.self, PolicyCommand.self, VehicleCommand.self,
+                      ControllerCommand.self, FeedCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64.

@@ -1,6 +1,8 @@
 import Foundation
 import NIOCore
+import EdgeMeterCore
 import EdgeMeterHTTP
+import EdgeMeterSystem
 
 /// Where the Kubernetes API server is and how to authenticate. Only `http://` is spoken: edgemeter
 /// has no TLS stack, so a real cluster is reached through `kubectl proxy --port 8001` on
@@ -18,15 +20,15 @@ public struct KubernetesEndpoint: Sendable {
     /// file with `tokenFile`).
     public init(server: String, namespace: String = "default", token: String? = nil) throws {
         if server.lowercased().hasPrefix("https://") {
-            throw ExecutorError("\(server): https is not supported (edgemeter has no TLS stack, so the CA file cannot be checked); "
+            throw ControllerError("\(server): https is not supported (edgemeter has no TLS stack, so the CA file cannot be checked); "
                                 + "run `kubectl proxy --port 8001` on this host and give --api-server http://127.0.0.1:8001")
         }
         guard server.lowercased().hasPrefix("http://") else {
-            throw ExecutorError("--api-server \(server) must start with http://, such as http://127.0.0.1:8001 (kubectl proxy)")
+            throw ControllerError("--api-server \(server) must start with http://, such as http://127.0.0.1:8001 (kubectl proxy)")
         }
         let t = try HTTPTarget(url: server)
         guard namespace.range(of: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", options: .regularExpression) != nil, namespace.count <= 63 else {
-            throw ExecutorError("namespace \"\(namespace)\" is not a Kubernetes name (lowercase letters, digits and -, at most 63)")
+            throw ControllerError("namespace \"\(namespace)\" is not a Kubernetes name (lowercase letters, digits and -, at most 63)")
         }
         (self.host, self.port, self.namespace, self.token) = (t.host, t.port, namespace, token)
     }
@@ -34,10 +36,10 @@ public struct KubernetesEndpoint: Sendable {
     /// Reads the bearer token from `path` (surrounding whitespace dropped).
     public static func token(fromFile path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ExecutorError("cannot read the token file \(path): check the path and its permissions")
+            throw ControllerError("cannot read the token file \(path): check the path and its permissions")
         }
         let t = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !t.isEmpty else { throw ExecutorError("the token file \(path) is empty: write the service account's bearer token into it") }
+        guard !t.isEmpty else { throw ControllerError("the token file \(path) is empty: write the service account's bearer token into it") }
         return t
     }
 }
@@ -64,13 +66,17 @@ public struct KubernetesResponse: Sendable {
 ///    `PATCH` it (`application/merge-patch+json`) to select `edgemeter.io/node: <to>`;
 /// 4. `delete`: `DELETE .../deployments/<service>-<from>`.
 ///
-/// Rollback: a failure in 2-4 deletes the Deployment this call created and, when the Service had
-/// been switched, patches its selector back to what it was. A 409 on create means a Deployment of
-/// that name exists and is not this call's: nothing is deleted, the Service is not touched.
+/// The phases are `start_target` (1), `wait_ready` (2), `switch` (3) and `stop_old` (4).
+/// Rollback: a failure in 1-3 patches the Service's selector back to what it was (when it had been
+/// switched) and deletes the Deployment this call created. A 409 on create: a leftover of this
+/// executor (label `app.kubernetes.io/managed-by: edgemeter`, same service and node) is deleted and
+/// created again; any other Deployment of that name is left alone and the phase fails, touching
+/// nothing. A failure in 4 is not rolled back (the new pods serve): `completed_with_leftover`.
 /// Nothing here was ever run against a real cluster; the requests are tested against a local
 /// server that answers as the API server does (`KubernetesExecutorTests`).
 public final class KubernetesExecutor: MigrationExecutor, @unchecked Sendable {
-    public let kind = "kubernetes"
+    public let name = "kubernetes"
+    public var clock: any MeasurementClock = SystemClock()
     public let endpoint: KubernetesEndpoint
     /// The Kubernetes Service whose selector is switched (the client path).
     public var serviceObject: String
@@ -84,6 +90,8 @@ public final class KubernetesExecutor: MigrationExecutor, @unchecked Sendable {
     public var requestTimeout: Duration = .seconds(10)
     /// The pod label that names the node a Deployment is pinned to.
     public static let nodeLabel = "edgemeter.io/node"
+    /// The label that marks a Deployment as this executor's (on the Deployment, not its pods).
+    public static let managedByLabel = "app.kubernetes.io/managed-by"
 
     public init(endpoint: KubernetesEndpoint, serviceObject: String, image: String, containerPort: Int) {
         (self.endpoint, self.serviceObject, self.image, self.containerPort) = (endpoint, serviceObject, image, containerPort)
@@ -107,7 +115,7 @@ public final class KubernetesExecutor: MigrationExecutor, @unchecked Sendable {
         if let command { container["command"] = command.map { substitutePlaceholders($0, service: service, from: "", to: node) } }
         return [
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": ["name": name, "namespace": endpoint.namespace, "labels": labels] as [String: Any],
+            "metadata": ["name": name, "namespace": endpoint.namespace, "labels": labels.merging([Self.managedByLabel: "edgemeter"]) { a, _ in a }] as [String: Any],
             "spec": [
                 "replicas": replicas,
                 "selector": ["matchLabels": labels],
@@ -149,7 +157,7 @@ public final class KubernetesExecutor: MigrationExecutor, @unchecked Sendable {
         for (name, data) in files {
             let path = (directory as NSString).appendingPathComponent(name)
             guard FileManager.default.createFile(atPath: path, contents: data) else {
-                throw ExecutorError("cannot write \(path): check that the directory is writable")
+                throw ControllerError("cannot write \(path): check that the directory is writable")
             }
             written.append(path)
         }
@@ -157,66 +165,84 @@ public final class KubernetesExecutor: MigrationExecutor, @unchecked Sendable {
     }
 
     public func migrate(service: String, from: String, to: String) async throws -> MigrationReport {
-        var report = MigrationReport(executor: kind, service: service, from: from, to: to)
-        guard from != to else { throw ExecutorError("service \(service) already runs on \(to): nothing to migrate", report: report) }
+        guard from != to else { throw ControllerError("service \(service) already runs on \(to): nothing to migrate", status: 409) }
+        var r = MigrationPhaseRecorder(executor: name, service: service, from: from, to: to, clock: clock)
         let newName = Self.deploymentName(service: service, node: to)
         let oldName = Self.deploymentName(service: service, node: from)
         var created = false
         var oldSelector: [String: Any]?
         var switched = false
         do {
-            try await report.run("create", "POST \(deploymentsPath) \(newName) (nodeSelector kubernetes.io/hostname=\(to))") {
-                let r = try await request("POST", deploymentsPath, json: deployment(service: service, node: to))
-                guard r.status == 201 || r.status == 200 || r.status == 202 else {
-                    if r.status == 409 {
-                        throw ExecutorError("HTTP 409: a Deployment \(newName) already exists (\(r.message)); it is not this migration's, so it is left alone: delete it or migrate elsewhere")
-                    }
-                    throw apiError("creating Deployment \(newName)", r)
-                }
+            try await r.run(.startTarget, detail: "POST \(deploymentsPath) \(newName) (nodeSelector kubernetes.io/hostname=\(to))") {
+                try await create(newName, service: service, node: to)
                 created = true
             }
-            try await report.run("available", "GET \(deploymentsPath)/\(newName) until availableReplicas ≥ \(replicas)") {
+            try await r.run(.waitReady, detail: "GET \(deploymentsPath)/\(newName) until availableReplicas ≥ \(replicas)") {
                 try await waitAvailable(newName)
             }
-            try await report.run("switch", "PATCH \(servicePath) selector \(Self.nodeLabel)=\(to)") {
+            try await r.run(.switchPath, detail: "PATCH \(servicePath) selector \(Self.nodeLabel)=\(to)") {
                 let g = try await request("GET", servicePath)
                 guard g.status == 200, let spec = g.json?["spec"] as? [String: Any] else { throw apiError("reading Service \(serviceObject)", g) }
                 oldSelector = spec["selector"] as? [String: Any] ?? [:]
-                let p = try await request("PATCH", servicePath, json: selectorPatch(service: service, node: to), contentType: "application/merge-patch+json")
-                guard p.status == 200 else { throw apiError("switching Service \(serviceObject)'s selector", p) }
+                // A 4xx answer means the patch was refused; no answer or a 5xx leaves it unknown,
+                // so the rollback restores the selector then too.
+                let p: KubernetesResponse
+                do {
+                    p = try await request("PATCH", servicePath, json: selectorPatch(service: service, node: to), contentType: "application/merge-patch+json")
+                } catch {
+                    switched = true
+                    throw error
+                }
+                guard p.status == 200 else {
+                    if p.status >= 500 { switched = true }
+                    throw apiError("switching Service \(serviceObject)'s selector", p)
+                }
                 switched = true
             }
-            try await report.run("delete", "DELETE \(deploymentsPath)/\(oldName)") {
-                let d = try await request("DELETE", "\(deploymentsPath)/\(oldName)")
-                guard d.status == 200 || d.status == 202 else { throw apiError("deleting the old Deployment \(oldName)", d) }
-            }
-            return report
         } catch {
-            var ok = true
             if switched, let sel = oldSelector {
-                do {
-                    try await report.run("rollback: switch", rollbackStep: true, "PATCH \(servicePath) selector back") {
-                        // A merge patch sets the old keys and removes the keys the old selector did not have.
-                        var restore: [String: Any] = sel
-                        for k in ["app", Self.nodeLabel] where sel[k] == nil { restore[k] = NSNull() }
-                        let p = try await request("PATCH", servicePath, json: ["spec": ["selector": restore]], contentType: "application/merge-patch+json")
-                        guard p.status == 200 else { throw apiError("restoring Service \(serviceObject)'s selector", p) }
-                    }
-                } catch { ok = false }
+                await r.undo("switch_back", detail: "PATCH \(servicePath) selector back") {
+                    // A merge patch sets the old keys and removes (null) the keys the old selector did not have.
+                    var restore: [String: Any] = sel
+                    for k in ["app", Self.nodeLabel] where sel[k] == nil { restore[k] = NSNull() }
+                    let p = try await request("PATCH", servicePath, json: ["spec": ["selector": restore]], contentType: "application/merge-patch+json")
+                    guard p.status == 200 else { throw apiError("restoring Service \(serviceObject)'s selector", p) }
+                }
             }
             if created {
-                do {
-                    try await report.run("rollback: delete", rollbackStep: true, "DELETE \(deploymentsPath)/\(newName)") {
-                        let d = try await request("DELETE", "\(deploymentsPath)/\(newName)")
-                        guard [200, 202, 404].contains(d.status) else { throw apiError("deleting the new Deployment \(newName)", d) }
-                    }
-                } catch { ok = false }
+                await r.undo("delete_deployment", detail: "DELETE \(deploymentsPath)/\(newName)") {
+                    let d = try await request("DELETE", "\(deploymentsPath)/\(newName)")
+                    guard [200, 202, 404].contains(d.status) else { throw apiError("deleting the new Deployment \(newName)", d) }
+                }
             }
-            report.outcome = ok ? .rolledBack : .rollbackFailed
-            throw ExecutorError("migrating \(service) from \(from) to \(to) failed at \(report.phases.last?.name ?? "create"): \(error); "
-                                + (ok ? "rolled back, the Service still selects \(from)"
-                                   : "rollback failed too: check `kubectl get deploy,svc -n \(endpoint.namespace)`"), report: report)
+            throw r.failure(error)
         }
+        await r.finishing(detail: "DELETE \(deploymentsPath)/\(oldName)") {
+            let d = try await request("DELETE", "\(deploymentsPath)/\(oldName)")
+            guard d.status == 200 || d.status == 202 else { throw apiError("deleting the old Deployment \(oldName) (left running)", d) }
+        }
+        return r.report
+    }
+
+    /// POST the Deployment. On 409, a Deployment of that name exists: when it is this executor's
+    /// (label `app.kubernetes.io/managed-by: edgemeter` and the same service and node), a leftover of
+    /// an earlier failed attempt, it is deleted and created again; anything else is left alone and
+    /// the phase fails.
+    private func create(_ name: String, service: String, node: String) async throws {
+        let body = deployment(service: service, node: node)
+        var c = try await request("POST", deploymentsPath, json: body)
+        if c.status == 409 {
+            let g = try await request("GET", "\(deploymentsPath)/\(name)")
+            let labels = ((g.json?["metadata"] as? [String: Any])?["labels"] as? [String: String]) ?? [:]
+            guard g.status == 200, labels[Self.managedByLabel] == "edgemeter", labels["app"] == service, labels[Self.nodeLabel] == node else {
+                throw ControllerError("HTTP 409: a Deployment \(name) already exists (\(c.message)) and is not a leftover of this executor "
+                                      + "(no \(Self.managedByLabel)=edgemeter label for \(service) on \(node)), so it is left alone: delete it or migrate elsewhere", status: 500)
+            }
+            let d = try await request("DELETE", "\(deploymentsPath)/\(name)")
+            guard [200, 202, 404].contains(d.status) else { throw apiError("replacing the leftover Deployment \(name)", d) }
+            c = try await request("POST", deploymentsPath, json: body)
+        }
+        guard c.status == 201 || c.status == 200 || c.status == 202 else { throw apiError("creating Deployment \(name)", c) }
     }
 
     private func waitAvailable(_ name: String) async throws {
@@ -230,13 +256,13 @@ public final class KubernetesExecutor: MigrationExecutor, @unchecked Sendable {
             if available >= replicas { return }
             last = "availableReplicas \(available) of \(replicas)"
             if clock.now >= deadline {
-                throw ExecutorError("Deployment \(name) was not available within \(availableTimeout) (\(last)): check `kubectl describe deployment \(name)` (image, node name, resources)")
+                throw ControllerError("Deployment \(name) was not available within \(availableTimeout) (\(last)): check `kubectl describe deployment \(name)` (image, node name, resources)", status: 500)
             }
             try await Task.sleep(for: pollInterval)
         }
     }
 
-    private func apiError(_ what: String, _ r: KubernetesResponse) -> ExecutorError {
+    private func apiError(_ what: String, _ r: KubernetesResponse) -> ControllerError {
         let hint: String
         switch r.status {
         case 401: hint = "the bearer token was refused: check the token file"
@@ -245,7 +271,7 @@ public final class KubernetesExecutor: MigrationExecutor, @unchecked Sendable {
         case 409: hint = "conflict: the object changed or exists; try again"
         default: hint = "see the API server's message"
         }
-        return ExecutorError("\(what): HTTP \(r.status): \(r.message) (\(hint))")
+        return ControllerError("\(what): HTTP \(r.status): \(r.message) (\(hint))", status: 500)
     }
 
     /// Sends one request (a new connection each, `Connection: close`).
@@ -255,7 +281,7 @@ public final class KubernetesExecutor: MigrationExecutor, @unchecked Sendable {
         if let token = endpoint.token { headers.append(("Authorization", "Bearer \(token)")) }
         var body: [UInt8] = []
         if let json {
-            body = Array(try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))
+            body = Array(try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .withoutEscapingSlashes]))
             headers.append(("Content-Type", contentType))
         }
         let target = HTTPTarget(host: endpoint.host, port: endpoint.port, path: path)
@@ -268,7 +294,7 @@ public final class KubernetesExecutor: MigrationExecutor, @unchecked Sendable {
                                         host: target.hostHeader, keepAlive: false, timeout: timeout)
             return KubernetesResponse(status: x.response.status, body: x.response.bodyText)
         } catch {
-            throw ExecutorError("\(method) \(path) to the API server http://\(target.hostHeader) failed: \(describe(error)); is `kubectl proxy` running?")
+            throw ControllerError("\(method) \(path) to the API server http://\(target.hostHeader) failed: \(describe(error)); is `kubectl proxy` running?", status: 500)
         }
     }
 }

@@ -86,7 +86,7 @@ final class FakeAPIServer: @unchecked Sendable {
                     getsOf[name, default: 0] += 1
                     let replicas = ((d["spec"] as? NSDictionary)?["replicas"] as? Int) ?? 1
                     let available = faults.availableAfterGets.map { getsOf[name]! >= $0 } ?? false
-                    let body: [String: Any] = ["metadata": d["metadata"]!, "spec": d["spec"]!, "status": ["replicas": replicas, "availableReplicas": available ? replicas : 0]]
+                    let body: [String: Any] = ["metadata": d["metadata"] ?? NSDictionary(), "spec": d["spec"] ?? NSDictionary(), "status": ["replicas": replicas, "availableReplicas": available ? replicas : 0]]
                     return (200, json(body))
                 case "DELETE":
                     if let s = faults.deleteStatus, name == faultyDelete { return Self.status(s, "Forbidden", "deployments.apps \"\(name)\" is forbidden (injected)") }
@@ -101,13 +101,17 @@ final class FakeAPIServer: @unchecked Sendable {
                     let body: [String: Any] = ["metadata": ["name": serviceName], "spec": ["selector": selector, "ports": [["port": 8000]]] as [String: Any]]
                     return (200, json(body))
                 case "PATCH":
-                    if let s = faults.patchStatus, patchesSeen == 0 { patchesSeen += 1; return Self.status(s, "Forbidden", "services \"\(serviceName)\" is forbidden (injected)") }
+                    let fault = patchesSeen == 0 ? faults.patchStatus : nil
                     patchesSeen += 1
+                    if let s = fault, !patchAppliesBeforeFault {
+                        return Self.status(s, "Forbidden", "services \"\(serviceName)\" is forbidden (injected)")
+                    }
                     guard r.contentType == "application/merge-patch+json", let obj = r.json, let spec = obj["spec"] as? NSDictionary,
                           let sel = spec["selector"] as? NSDictionary else { return Self.status(415, "UnsupportedMediaType", "need a merge patch") }
                     for (k, v) in sel {
                         if v is NSNull { selector.removeValue(forKey: k as! String) } else { selector[k as! String] = v as? String }
                     }
+                    if let s = fault { return Self.status(s, "InternalError", "etcdserver: request timed out (injected after applying)") }
                     let body: [String: Any] = ["metadata": ["name": serviceName], "spec": ["selector": selector]]
                     return (200, json(body))
                 default: return Self.status(405, "MethodNotAllowed", "method not allowed")
@@ -117,6 +121,8 @@ final class FakeAPIServer: @unchecked Sendable {
         }
     }
     var patchesSeen = 0
+    /// The first PATCH is applied, then answered with `faults.patchStatus` (an answer lost after the write).
+    var patchAppliesBeforeFault = false
     /// Which Deployment's DELETE fails with `faults.deleteStatus`.
     var faultyDelete = ""
 

@@ -1,28 +1,28 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import EdgeMeterCore
 import EdgeMeterHTTP
 import EdgeMeterStartup
+import EdgeMeterSystem
 
 /// Migrates a service between nodes that are Docker containers, for real, make-before-break:
 ///
-/// 1. `start`: create and start the service's container for the target node (`POST
-///    /containers/create`, `POST /containers/ID/start`, then `GET /containers/ID/json` for its
-///    address on the container network);
-/// 2. `ready`: `GET readyPath` on the container's address until it answers 200 (every
+/// 1. `start_target`: remove a leftover of the same name (an earlier failed attempt), create and
+///    start the service's container for the target node (`POST /containers/create`, `POST
+///    /containers/ID/start`), then read its address (`GET /containers/ID/json`);
+/// 2. `wait_ready`: `GET readyPath` on the container's address until it answers 200 (every
 ///    `readyPollInterval`, at most `readyTimeout`);
 /// 3. `switch`: the `SwitchableProxy` in front of the nodes sends new requests to the target;
-/// 4. `drain`: waits until the requests the proxy had sent to the old node have been answered
-///    (at most `drainTimeout`);
-/// 5. `stop`: stops and removes the old node's container.
+/// 4. `stop_old`: waits until the requests the proxy had sent to the old node were answered (at
+///    most `drainTimeout`; the detail gives the time), then stops and removes the old container.
 ///
-/// A failure in 1-3 removes the target's container and points the proxy back at the old node
-/// (if it had been switched); the old container was never touched. A failure in 4-5 is not rolled
-/// back: the service already answers from the target; the report marks the phase failed and the
-/// error says which container is left (`edgemeter cleanup` removes it: every container carries the
-/// `edgemeter` label).
+/// A failure in 1-3 switches the proxy back (if it had been switched) and removes the target's
+/// container; the old container was never touched. A failure in 4 is not rolled back (the target
+/// serves): outcome `completed_with_leftover`; `edgemeter cleanup` removes the leftover (every
+/// container carries the `edgemeter` label).
 public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
-    public let kind = "docker"
+    public let name = "docker"
 
     public struct Configuration: Sendable {
         /// The image the service runs from (the edge app: an image with the edgemeter binary).
@@ -61,64 +61,75 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
     private let lock = NSLock()
     private var placements: [String: Placement] = [:]
 
-    public init(client: DockerAPIClient, proxy: SwitchableProxy, configuration: Configuration) {
-        (self.client, self.proxy, self.configuration) = (client, proxy, configuration)
+    public let clock: any MeasurementClock
+
+    public init(client: DockerAPIClient, proxy: SwitchableProxy, configuration: Configuration, clock: any MeasurementClock = SystemClock()) {
+        (self.client, self.proxy, self.configuration, self.clock) = (client, proxy, configuration, clock)
     }
 
     public func placement(of service: String) -> Placement? { lock.withLock { placements[service] } }
 
     /// Places `service` on `node` for the first time (start, ready, then the proxy points to it).
     public func deploy(service: String, on node: String) async throws -> MigrationReport {
-        var report = MigrationReport(executor: kind, service: service, from: "", to: node)
-        let p = try await startReady(service: service, node: node, report: &report)
-        try await report.run("switch", "proxy → \(p.backend)") { proxy.switchTo(p.backend) }
-        lock.withLock { placements[service] = p }
-        return report
+        var r = MigrationPhaseRecorder(executor: name, service: service, from: "", to: node, clock: clock)
+        var target: Placement?
+        do {
+            let p = try await startReady(service: service, node: node, recorder: &r, created: { target = $0 })
+            try await r.run(.switchPath, detail: "proxy → \(p.backend)") { proxy.switchTo(p.backend) }
+            lock.withLock { placements[service] = p }
+        } catch {
+            if let t = target {
+                await r.undo("stop_target", detail: "remove container \(t.containerID.prefix(12))") { try await client.removeContainer(t.containerID) }
+            }
+            throw r.failure(error)
+        }
+        return r.report
     }
 
     public func migrate(service: String, from: String, to: String) async throws -> MigrationReport {
-        var report = MigrationReport(executor: kind, service: service, from: from, to: to)
+        var r = MigrationPhaseRecorder(executor: name, service: service, from: from, to: to, clock: clock)
         guard let old = placement(of: service) else {
-            throw ExecutorError("service \(service) is not placed by this docker executor: deploy it first (DockerExecutor.deploy)", report: report)
+            throw ControllerError("service \(service) is not placed by this docker executor: deploy it first", status: 409)
         }
         guard old.node == from else {
-            throw ExecutorError("service \(service) runs on \(old.node), not \(from): ask to migrate from \(old.node)", report: report)
+            throw ControllerError("service \(service) runs on \(old.node), not \(from): migrate from \(old.node)", status: 409)
         }
-        guard from != to else { throw ExecutorError("service \(service) already runs on \(to): nothing to migrate", report: report) }
+        guard from != to else { throw ControllerError("service \(service) already runs on \(to): nothing to migrate", status: 409) }
 
         var target: Placement?
         var switched = false
         do {
-            let p = try await startReady(service: service, node: to, report: &report, created: { target = $0 })
-            target = p
-            try await report.run("switch", "proxy → \(p.backend)") {
+            let p = try await startReady(service: service, node: to, recorder: &r, created: { target = $0 })
+            try await r.run(.switchPath, detail: "proxy → \(p.backend)") {
                 proxy.switchTo(p.backend)
                 switched = true
             }
         } catch {
-            await rollBack(target: target, old: old, switched: switched, report: &report)
-            throw ExecutorError("migrating \(service) from \(from) to \(to) failed at \(report.phases.last?.name ?? "start"): \(error); "
-                                + (report.outcome == .rolledBack ? "rolled back, \(service) still answers from \(from)"
-                                   : "rollback failed too, see the report's rollback steps and run `edgemeter cleanup`"), report: report)
-        }
-        let new = target!
-        lock.withLock { placements[service] = new }
-        let drained = await proxy.waitDrained(old.backend, timeout: configuration.drainTimeout)
-        do {
-            try await report.run("drain", "requests in flight to \(old.backend) answered") {
-                if !drained {
-                    throw ExecutorError("\(proxy.inFlight(old.backend)) requests still in flight to \(from) after \(configuration.drainTimeout)")
+            if switched {
+                await r.undo("switch_back", detail: "proxy → \(old.backend)") { proxy.switchTo(old.backend) }
+            }
+            if let t = target {
+                await r.undo("stop_target", detail: "remove container \(t.containerID.prefix(12)) on \(t.node)") {
+                    try await client.removeContainer(t.containerID)
                 }
             }
-            try await report.run("stop", "stop and remove container \(old.containerID.prefix(12))") {
-                try await client.stopContainer(old.containerID, graceSeconds: 2)
-                try await client.removeContainer(old.containerID)
-            }
-        } catch {
-            throw ExecutorError("\(service) now answers from \(to), but the old instance on \(from) was not stopped cleanly: \(error); "
-                                + "remove its container with `edgemeter cleanup`", report: report)
+            throw r.failure(error)
         }
-        return report
+        lock.withLock { placements[service] = target! }
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        let drained = await proxy.waitDrained(old.backend, timeout: configuration.drainTimeout)
+        let drainMilliseconds = Double((clock.now - t0).nanoseconds) / 1e6
+        await r.finishing(detail: String(format: "drained in %.1f ms, then stopped and removed container %@", drainMilliseconds,
+                                         String(old.containerID.prefix(12)))) {
+            if !drained {
+                throw ControllerError("\(proxy.inFlight(old.backend)) requests were still in flight to \(from) after \(configuration.drainTimeout); "
+                                      + "container \(old.containerID.prefix(12)) was left running for them", status: 500)
+            }
+            try await client.stopContainer(old.containerID, graceSeconds: 2)
+            try await client.removeContainer(old.containerID)
+        }
+        return r.report
     }
 
     /// Stops and removes every container this executor placed.
@@ -132,8 +143,8 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
         return "edgemeter-\(clean(configuration.namePrefix))-\(clean(service))-\(clean(node))"
     }
 
-    private func startReady(service: String, node: String, report: inout MigrationReport,
-                            created: (Placement) -> Void = { _ in }) async throws -> Placement {
+    private func startReady(service: String, node: String, recorder r: inout MigrationPhaseRecorder,
+                            created: (Placement) -> Void) async throws -> Placement {
         let c = configuration
         let name = containerName(service: service, node: node)
         let argv = c.command.map { substitutePlaceholders($0, service: service, from: "", to: node) }
@@ -141,22 +152,21 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
         labels["edgemeter"] = "migration"
         labels["edgemeter.run"] = c.namePrefix
         let spec = ContainerSpec(name: name, image: c.image, command: argv, network: c.network, labels: labels)
-        var id = ""
-        let address: String = try await report.run("start", "container \(name) (\(c.image)) on \(c.network)") {
-            id = try await client.createContainer(spec)
+        let placement: Placement = try await r.run(.startTarget, detail: "container \(name) (\(c.image)) on \(c.network)") {
+            // A leftover of an earlier failed attempt is replaced (DELETE answers 404 when there is none).
+            try await client.removeContainer(name)
+            let id = try await client.createContainer(spec)
             created(Placement(node: node, containerID: id, backend: .init(name: node, host: "", port: c.servicePort)))
             try await client.startContainer(id)
             let addr = try await containerAddress(id)
             guard !addr.isEmpty else {
-                throw ExecutorError("container \(name) has no address on network \(c.network): use a network with IPv4 addresses (bridge)")
+                throw ControllerError("container \(name) has no address on network \(c.network): use a network with IPv4 addresses (bridge)", status: 500)
             }
-            return addr
+            return Placement(node: node, containerID: id, backend: SwitchableProxy.Backend(name: node, host: addr, port: c.servicePort))
         }
-        let backend = SwitchableProxy.Backend(name: node, host: address, port: c.servicePort)
-        let placement = Placement(node: node, containerID: id, backend: backend)
         created(placement)
-        try await report.run("ready", "GET http://\(address):\(c.servicePort)\(c.readyPath) → 200") {
-            try await waitReady(backend)
+        try await r.run(.waitReady, detail: "GET http://\(placement.backend.host):\(c.servicePort)\(c.readyPath) → 200") {
+            try await waitReady(placement.backend)
         }
         return placement
     }
@@ -165,7 +175,7 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
     private func containerAddress(_ id: String) async throws -> String {
         let r = try await client.request(.GET, "/containers/\(id)/json")
         guard r.status == 200, let obj = r.json as? [String: Any], let ns = obj["NetworkSettings"] as? [String: Any] else {
-            throw ExecutorError("inspecting container \(id.prefix(12)): HTTP \(r.status): \(r.errorMessage)")
+            throw ControllerError("inspecting container \(id.prefix(12)): HTTP \(r.status): \(r.errorMessage)", status: 500)
         }
         if let nets = ns["Networks"] as? [String: Any], let net = nets[configuration.network] as? [String: Any],
            let ip = net["IPAddress"] as? String, !ip.isEmpty {
@@ -192,24 +202,9 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
                 last = describe(error)
             }
             if clock.now >= deadline {
-                throw ExecutorError("\(target) did not answer 200 within \(c.readyTimeout) (last: \(last)); see `docker logs` of the container")
+                throw ControllerError("\(target) did not answer 200 within \(c.readyTimeout) (last: \(last)); see `docker logs` of the container", status: 500)
             }
             try await Task.sleep(for: c.readyPollInterval)
         }
-    }
-
-    private func rollBack(target: Placement?, old: Placement, switched: Bool, report: inout MigrationReport) async {
-        var ok = true
-        if switched {
-            do { try await report.run("rollback: switch", rollbackStep: true, "proxy → \(old.backend)") { proxy.switchTo(old.backend) } } catch { ok = false }
-        }
-        if let t = target, !t.containerID.isEmpty {
-            do {
-                try await report.run("rollback: remove", rollbackStep: true, "remove container \(t.containerID.prefix(12)) on \(t.node)") {
-                    try await client.removeContainer(t.containerID)
-                }
-            } catch { ok = false }
-        }
-        report.outcome = ok ? .rolledBack : .rollbackFailed
     }
 }

@@ -4,7 +4,7 @@ import EdgeMeterHTTP
 import EdgeMeterStartup
 import EdgeMeterTestSupport
 import EdgeApp
-@testable import EdgeMeterExecutors
+@testable import EdgeMeterController
 
 /// The docker executor for real: the edge app in containers on docker0 (one per node), cloud-db in
 /// a container beside them, the vehicle client at 50 requests/s through the proxy on loopback while
@@ -82,7 +82,7 @@ final class DockerExecutorTests: XCTestCase {
         let f = try await makeFixture()
         do {
             let deployed = try await f.executor.deploy(service: "edge-app", on: "node_a")
-            XCTAssertEqual(deployed.phases.map(\.name), ["start", "ready", "switch"])
+            XCTAssertEqual(deployed.phases.map(\.name), ["start_target", "wait_ready", "switch"])
 
             var o = VehicleOptions(target: HTTPTarget(host: "127.0.0.1", port: f.proxyPort, path: "/drive"), rate: 50, duration: .seconds(6))
             o.timeout = .seconds(2)
@@ -90,15 +90,15 @@ final class DockerExecutorTests: XCTestCase {
             try await Task.sleep(for: .seconds(1))
             let report = try await f.executor.migrate(service: "edge-app", from: "node_a", to: "node_b")
             let records = await run.value
-            print(report.text)
+            print(report.lines)
             print(VehicleProbe.summary(records, options: o))
 
-            XCTAssertEqual(report.outcome, .migrated)
-            XCTAssertEqual(report.phases.map(\.name), ["start", "ready", "switch", "drain", "stop"])
-            XCTAssertTrue(report.phases.allSatisfy(\.ok), report.text)
+            XCTAssertEqual(report.outcome, .completed)
+            XCTAssertEqual(report.phases.map(\.name), ["start_target", "wait_ready", "switch", "stop_old"])
+            XCTAssertTrue(report.phases.allSatisfy { $0.outcome == .ok }, report.lines)
             XCTAssertEqual(records.count, 300)
             XCTAssertEqual(records.filter { !$0.ok }.count, 0, records.filter { !$0.ok }.map { "#\($0.sequence) due \($0.dueNanoseconds / 1_000_000) ms: \($0.failure!)" }.joined(separator: "; ")
-                           + " switch at \(report.phase("switch")!.startNanoseconds / 1_000_000) ms of the migration")
+                           + " switch at \(report.step(.switchPath)!.startNanoseconds / 1_000_000) ms (monotonic)")
             let nodes = records.compactMap(\.node)
             XCTAssertEqual(nodes.first, "node_a")
             XCTAssertEqual(nodes.last, "node_b")
@@ -125,11 +125,11 @@ final class DockerExecutorTests: XCTestCase {
                 // `--node` refuses "bad!node": the app exits at once, so the target never becomes ready.
                 _ = try await f.executor.migrate(service: "edge-app", from: "node_a", to: "bad!node")
                 XCTFail("a target that is never ready must not be switched to")
-            } catch let e as ExecutorError {
-                XCTAssertTrue(e.message.contains("failed at ready"), e.message)
-                XCTAssertTrue(e.message.contains("still answers from node_a"), e.message)
-                XCTAssertEqual(e.report?.outcome, .rolledBack)
-                XCTAssertEqual(e.report?.rollback.map(\.name), ["rollback: remove"])
+            } catch let e as ControllerError {
+                XCTAssertTrue(e.description.contains("failed in wait_ready"), e.description)
+                XCTAssertTrue(e.description.contains("still runs on node_a"), e.description)
+                XCTAssertEqual(e.migration?.outcome, .rolledBack)
+                XCTAssertEqual(e.migration?.rollback.map(\.name), ["stop_target"])
             }
             XCTAssertEqual(f.proxy.backend?.name, "node_a")
             XCTAssertEqual(f.executor.placement(of: "edge-app")?.node, "node_a")

@@ -53,7 +53,7 @@ public final class SwitchableProxy: @unchecked Sendable {
         do {
             ch = try await bootstrap.bind(host: host, port: port).get()
         } catch {
-            throw ExecutorError("the migration proxy could not listen on \(host):\(port) (\(error)): pick another --proxy-port or free that one")
+            throw ControllerError("the migration proxy could not listen on \(host):\(port) (\(error)): pick another port or free that one", status: 500)
         }
         lock.withLock { server = ch }
         return ch.localAddress?.port ?? port

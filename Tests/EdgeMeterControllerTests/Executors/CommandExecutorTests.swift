@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import EdgeMeterExecutors
+@testable import EdgeMeterController
 
 /// The cmd executor with real programs (touch, test, rm, false, sleep) on files of a temporary directory.
 final class CommandExecutorTests: XCTestCase {
@@ -26,9 +26,9 @@ final class CommandExecutorTests: XCTestCase {
 
     func testMigrationRunsEveryStepInOrderWithPlaceholders() async throws {
         let r = try await executor().migrate(service: "app", from: "node_1", to: "node_2")
-        XCTAssertEqual(r.outcome, .migrated)
-        XCTAssertEqual(r.phases.map(\.name), ["start", "ready", "switch", "stop"])
-        XCTAssertTrue(r.phases.allSatisfy(\.ok))
+        XCTAssertEqual(r.outcome, .completed)
+        XCTAssertEqual(r.phases.map(\.name), ["start_target", "wait_ready", "switch", "stop_old"])
+        XCTAssertTrue(r.phases.allSatisfy { $0.outcome == .ok })
         XCTAssertEqual(r.phases[0].detail, "touch \(dir)/app-node_2.running")
         XCTAssertTrue(exists("app-node_2.running"))
         XCTAssertTrue(exists("path-node_1-to-node_2"))
@@ -47,21 +47,22 @@ final class CommandExecutorTests: XCTestCase {
             FileManager.default.createFile(atPath: path, contents: nil)
         }
         let r = try await e.migrate(service: "app", from: "node_1", to: "node_2")
-        XCTAssertGreaterThanOrEqual(r.phase("ready")!.milliseconds, 300)
+        XCTAssertGreaterThanOrEqual(r.step(.waitReady)!.milliseconds, 300)
     }
 
     func testFailedSwitchRunsTheRollbackAndKeepsTheOldInstance() async throws {
         do {
             _ = try await executor(switchPath: ["false"]).migrate(service: "app", from: "node_1", to: "node_2")
             XCTFail("a failing switch must throw")
-        } catch let e as ExecutorError {
-            XCTAssertTrue(e.message.contains("failed at switch"), e.message)
-            XCTAssertTrue(e.message.contains("`false` exited with status 1"), e.message)
-            let r = try XCTUnwrap(e.report)
+        } catch let e as ControllerError {
+            XCTAssertTrue(e.description.contains("failed in switch"), e.description)
+            XCTAssertTrue(e.description.contains("`false` exited with status 1"), e.description)
+            XCTAssertTrue(e.description.contains("still runs on node_1"), e.description)
+            let r = try XCTUnwrap(e.migration)
             XCTAssertEqual(r.outcome, .rolledBack)
-            XCTAssertEqual(r.phases.map(\.name), ["start", "ready", "switch"])
-            XCTAssertFalse(r.phases[2].ok)
-            XCTAssertEqual(r.rollback.map(\.name), ["rollback: 1"])
+            XCTAssertEqual(r.phases.map(\.name), ["start_target", "wait_ready", "switch"])
+            XCTAssertEqual(r.phases[2].outcome, .failed)
+            XCTAssertEqual(r.rollback.map(\.name), ["rollback_1"])
         }
         XCTAssertFalse(exists("app-node_2.running"), "the rollback removed what start created")
         XCTAssertTrue(exists("app-node_1.running"), "the old instance was not stopped")
@@ -75,8 +76,8 @@ final class CommandExecutorTests: XCTestCase {
         do {
             _ = try await e.migrate(service: "app", from: "node_1", to: "node_2")
             XCTFail("must time out")
-        } catch let err as ExecutorError {
-            XCTAssertTrue(err.message.contains("`sleep 10` ran longer than"), err.message)
+        } catch let err as ControllerError {
+            XCTAssertTrue(err.description.contains("`sleep 10` ran longer than"), err.description)
         }
         XCTAssertLessThan(Date().timeIntervalSince(t0), 5)
         XCTAssertTrue(exists("rolled-back-node_2"))
@@ -88,11 +89,24 @@ final class CommandExecutorTests: XCTestCase {
         do {
             _ = try await e.migrate(service: "app", from: "node_1", to: "node_2")
             XCTFail("must time out")
-        } catch let err as ExecutorError {
-            XCTAssertTrue(err.message.contains("not ready within"), err.message)
-            XCTAssertTrue(err.message.contains("a rollback command failed too"), err.message)
-            XCTAssertEqual(err.report?.outcome, .rollbackFailed)
+        } catch let err as ControllerError {
+            XCTAssertTrue(err.description.contains("not ready within"), err.description)
+            XCTAssertTrue(err.description.contains("the rollback failed too"), err.description)
+            XCTAssertEqual(err.migration?.outcome, .rollbackFailed)
         }
+    }
+
+    func testFailedStopIsALeftoverNotARollback() async throws {
+        let e = try CommandExecutor(start: ["touch", "\(dir)/{service}-{to}.running"], ready: nil,
+                                    switchPath: ["true"], stop: ["rm", "\(dir)/{service}-{from}.missing"],
+                                    rollback: [["rm", "-f", "\(dir)/{service}-{to}.running"]])
+        let r = try await e.migrate(service: "app", from: "node_1", to: "node_2")
+        XCTAssertEqual(r.outcome, .completedWithLeftover)
+        XCTAssertEqual(r.activeNodeAfter, "node_2")
+        XCTAssertEqual(r.step(.stopOld)?.outcome, .failed)
+        XCTAssertTrue(r.error?.contains("node_1 still runs a copy") ?? false, r.error ?? "")
+        XCTAssertTrue(r.rollback.isEmpty)
+        XCTAssertTrue(exists("app-node_2.running"), "the target is kept: it serves")
     }
 
     func testMissingProgramAndEmptyCommand() async throws {
@@ -103,8 +117,8 @@ final class CommandExecutorTests: XCTestCase {
         do {
             _ = try await e.migrate(service: "app", from: "node_1", to: "node_2")
             XCTFail("must fail")
-        } catch let err as ExecutorError {
-            XCTAssertTrue(err.message.contains("could not start"), err.message)
+        } catch let err as ControllerError {
+            XCTAssertTrue(err.description.contains("could not start"), err.description)
         }
     }
 }

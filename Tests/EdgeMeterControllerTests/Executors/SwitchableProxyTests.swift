@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import EdgeMeterHTTP
 import EdgeApp
-@testable import EdgeMeterExecutors
+@testable import EdgeMeterController
 
 /// The client path on loopback: two real edge apps behind the proxy, the vehicle client at a fixed
 /// rate through it, a switch in the middle.

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import EdgeMeterExecutors
+@testable import EdgeMeterController
 
 /// The exact API requests of a Kubernetes migration, against a local server that answers as the API
 /// server does, and the rollback after a failure in each step. No real cluster is involved.
@@ -29,7 +29,8 @@ final class KubernetesExecutorTests: XCTestCase {
         let podSpec: [String: Any] = ["nodeSelector": ["kubernetes.io/hostname": "node_2"], "containers": [container]]
         let template: [String: Any] = ["metadata": ["labels": labels], "spec": podSpec]
         let spec: [String: Any] = ["replicas": 1, "selector": ["matchLabels": labels], "template": template]
-        let metadata: [String: Any] = ["name": "edge-app-node-2", "namespace": "default", "labels": labels]
+        let metadata: [String: Any] = ["name": "edge-app-node-2", "namespace": "default",
+                                       "labels": labels.merging(["app.kubernetes.io/managed-by": "edgemeter"]) { a, _ in a }]
         let d: [String: Any] = ["apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec]
         return d as NSDictionary
     }
@@ -39,8 +40,8 @@ final class KubernetesExecutorTests: XCTestCase {
     func testMigrationSendsTheseRequestsInThisOrder() async throws {
         let (server, e) = try await setUp(.init(availableAfterGets: 2))
         let r = try await e.migrate(service: "edge-app", from: "node_1", to: "node_2")
-        XCTAssertEqual(r.outcome, .migrated)
-        XCTAssertEqual(r.phases.map(\.name), ["create", "available", "switch", "delete"])
+        XCTAssertEqual(r.outcome, .completed)
+        XCTAssertEqual(r.phases.map(\.name), ["start_target", "wait_ready", "switch", "stop_old"])
         XCTAssertEqual(calls(server), [
             "POST \(deps)",
             "GET \(deps)/edge-app-node-2", "GET \(deps)/edge-app-node-2",
@@ -57,23 +58,52 @@ final class KubernetesExecutorTests: XCTestCase {
         XCTAssertEqual(rec[5].body, "")
         XCTAssertEqual(server.deploymentNames, ["edge-app-node-2"])
         XCTAssertEqual(server.currentSelector, ["app": "edge-app", "edgemeter.io/node": "node_2"])
-        XCTAssertFalse(r.text.contains("s3cret"), "the token is never printed")
+        XCTAssertFalse(r.lines.contains("s3cret"), "the token is never printed")
+        print(server.recorded.map { "\($0.method) \($0.path) \($0.body)" }.joined(separator: "\n"))
         await server.stop()
     }
 
-    func testConflictOnCreateTouchesNothing() async throws {
-        let (server, e) = try await setUp(.init(createStatus: 409))
+    func testConflictWithAForeignDeploymentTouchesNothing() async throws {
+        let (server, e) = try await setUp()
+        server.lock.withLock { server.deployments["edge-app-node-2"] = ["metadata": ["name": "edge-app-node-2", "labels": ["app": "someone-else"]]] }
         do {
             _ = try await e.migrate(service: "edge-app", from: "node_1", to: "node_2")
             XCTFail("409 must fail")
-        } catch let err as ExecutorError {
-            XCTAssertTrue(err.message.contains("failed at create: HTTP 409"), err.message)
-            XCTAssertTrue(err.message.contains("left alone"), err.message)
-            XCTAssertEqual(err.report?.outcome, .rolledBack)
-            XCTAssertEqual(err.report?.rollback.count, 0, "a Deployment this call did not create is not deleted")
+        } catch let err as ControllerError {
+            XCTAssertTrue(err.description.contains("failed in start_target: HTTP 409"), err.description)
+            XCTAssertTrue(err.description.contains("left alone"), err.description)
+            XCTAssertEqual(err.migration?.outcome, .rolledBack)
+            XCTAssertEqual(err.migration?.rollback.count, 0, "a Deployment this call did not create is not deleted")
+        }
+        XCTAssertEqual(calls(server), ["POST \(deps)", "GET \(deps)/edge-app-node-2"])
+        XCTAssertEqual(server.deploymentNames, ["edge-app-node-1", "edge-app-node-2"])
+        XCTAssertEqual(server.currentSelector, oldSelector)
+        await server.stop()
+    }
+
+    func testConflictWithOwnLeftoverReplacesIt() async throws {
+        let (server, e) = try await setUp()
+        server.lock.withLock {
+            server.deployments["edge-app-node-2"] = ["metadata": ["name": "edge-app-node-2",
+                "labels": ["app": "edge-app", "edgemeter.io/node": "node_2", "app.kubernetes.io/managed-by": "edgemeter"]], "spec": ["replicas": 1]]
+        }
+        let r = try await e.migrate(service: "edge-app", from: "node_1", to: "node_2")
+        XCTAssertEqual(r.outcome, .completed)
+        XCTAssertEqual(Array(calls(server).prefix(4)), ["POST \(deps)", "GET \(deps)/edge-app-node-2", "DELETE \(deps)/edge-app-node-2", "POST \(deps)"])
+        XCTAssertEqual(server.recorded[3].json, expectedDeployment())
+        XCTAssertEqual(server.deploymentNames, ["edge-app-node-2"])
+        await server.stop()
+    }
+
+    func testOtherCreateFailureIsReported() async throws {
+        let (server, e) = try await setUp(.init(createStatus: 403))
+        do {
+            _ = try await e.migrate(service: "edge-app", from: "node_1", to: "node_2")
+            XCTFail("403 must fail")
+        } catch let err as ControllerError {
+            XCTAssertTrue(err.description.contains("creating Deployment edge-app-node-2: HTTP 403"), err.description)
         }
         XCTAssertEqual(calls(server), ["POST \(deps)"])
-        XCTAssertEqual(server.deploymentNames, ["edge-app-node-1"])
         XCTAssertEqual(server.currentSelector, oldSelector)
         await server.stop()
     }
@@ -83,9 +113,9 @@ final class KubernetesExecutorTests: XCTestCase {
         do {
             _ = try await e.migrate(service: "edge-app", from: "node_1", to: "node_2")
             XCTFail("must time out")
-        } catch let err as ExecutorError {
-            XCTAssertTrue(err.message.contains("failed at available: Deployment edge-app-node-2 was not available within"), err.message)
-            XCTAssertEqual(err.report?.rollback.map(\.name), ["rollback: delete"])
+        } catch let err as ControllerError {
+            XCTAssertTrue(err.description.contains("failed in wait_ready: Deployment edge-app-node-2 was not available within"), err.description)
+            XCTAssertEqual(err.migration?.rollback.map(\.name), ["delete_deployment"])
         }
         let c = calls(server)
         XCTAssertEqual(c.first, "POST \(deps)")
@@ -103,10 +133,11 @@ final class KubernetesExecutorTests: XCTestCase {
         do {
             _ = try await e.migrate(service: "edge-app", from: "node_1", to: "node_2")
             XCTFail("403 must fail")
-        } catch let err as ExecutorError {
-            XCTAssertTrue(err.message.contains("failed at switch"), err.message)
-            XCTAssertTrue(err.message.contains("HTTP 403"), err.message)
-            XCTAssertTrue(err.message.contains("Role/RoleBinding"), err.message)
+        } catch let err as ControllerError {
+            XCTAssertTrue(err.description.contains("failed in switch"), err.description)
+            XCTAssertEqual(err.migration?.rollback.map(\.name), ["delete_deployment"])
+            XCTAssertTrue(err.description.contains("HTTP 403"), err.description)
+            XCTAssertTrue(err.description.contains("Role/RoleBinding"), err.description)
         }
         XCTAssertEqual(calls(server), ["POST \(deps)", "GET \(deps)/edge-app-node-2", "GET \(svc)", "PATCH \(svc)", "DELETE \(deps)/edge-app-node-2"])
         XCTAssertEqual(server.deploymentNames, ["edge-app-node-1"])
@@ -114,20 +145,39 @@ final class KubernetesExecutorTests: XCTestCase {
         await server.stop()
     }
 
-    func testForbiddenDeleteOfTheOldRestoresTheSelector() async throws {
+    /// A failure after the switch is not rolled back (the contract): the new pods serve, the old
+    /// Deployment is the leftover the report names.
+    func testForbiddenDeleteOfTheOldIsALeftover() async throws {
         let (server, e) = try await setUp(.init(deleteStatus: 403))
         server.faultyDelete = "edge-app-node-1"
+        let r = try await e.migrate(service: "edge-app", from: "node_1", to: "node_2")
+        XCTAssertEqual(r.outcome, .completedWithLeftover)
+        XCTAssertEqual(r.step(.stopOld)?.outcome, .failed)
+        XCTAssertTrue(r.error?.contains("deleting the old Deployment edge-app-node-1 (left running): HTTP 403") ?? false, r.error ?? "")
+        XCTAssertTrue(r.rollback.isEmpty)
+        XCTAssertEqual(calls(server), ["POST \(deps)", "GET \(deps)/edge-app-node-2", "GET \(svc)", "PATCH \(svc)", "DELETE \(deps)/edge-app-node-1"])
+        XCTAssertEqual(server.deploymentNames, ["edge-app-node-1", "edge-app-node-2"])
+        XCTAssertEqual(server.currentSelector, ["app": "edge-app", "edgemeter.io/node": "node_2"])
+        await server.stop()
+    }
+
+    /// The selector restore is exercised where a rollback follows a switch: the switch's PATCH
+    /// applied, but the API server's answer was lost (timeout), so the executor cannot know; it
+    /// restores the selector and deletes the new Deployment.
+    func testSwitchAnswerLostRestoresTheSelector() async throws {
+        let (server, e) = try await setUp(.init(patchStatus: 500))
+        server.patchAppliesBeforeFault = true
         do {
             _ = try await e.migrate(service: "edge-app", from: "node_1", to: "node_2")
-            XCTFail("403 must fail")
-        } catch let err as ExecutorError {
-            XCTAssertTrue(err.message.contains("failed at delete"), err.message)
-            XCTAssertEqual(err.report?.outcome, .rolledBack)
-            XCTAssertEqual(err.report?.rollback.map(\.name), ["rollback: switch", "rollback: delete"])
+            XCTFail("500 must fail")
+        } catch let err as ControllerError {
+            XCTAssertTrue(err.description.contains("failed in switch"), err.description)
+            XCTAssertEqual(err.migration?.outcome, .rolledBack)
+            XCTAssertEqual(err.migration?.rollback.map(\.name), ["switch_back", "delete_deployment"])
         }
         XCTAssertEqual(calls(server), ["POST \(deps)", "GET \(deps)/edge-app-node-2", "GET \(svc)", "PATCH \(svc)",
-                                       "DELETE \(deps)/edge-app-node-1", "PATCH \(svc)", "DELETE \(deps)/edge-app-node-2"])
-        XCTAssertEqual(server.recorded[5].json, ["spec": ["selector": oldSelector]] as NSDictionary)
+                                       "PATCH \(svc)", "DELETE \(deps)/edge-app-node-2"])
+        XCTAssertEqual(server.recorded[4].json, ["spec": ["selector": oldSelector]] as NSDictionary)
         XCTAssertEqual(server.deploymentNames, ["edge-app-node-1"])
         XCTAssertEqual(server.currentSelector, oldSelector)
         await server.stop()

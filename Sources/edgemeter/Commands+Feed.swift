@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import EdgeMeterCore
+import EdgeMeterHTTP
+import EdgeMeterController
+
+/// `edgemeter feed`: a run's delays.csv to the controller or to a NetworkTopology resource.
+struct FeedCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "feed",
+        abstract: "Send a run's delays.csv to the controller, or write a NetworkTopology.",
+        discussion: """
+        delays.csv (written into every run directory) has one row per origin, \
+        destination and metric: p50/p90/p99 in ms, loss, samples, window. With \
+        --controller the rows whose destination is a node of the controller's services \
+        (judged on the same metric) are posted to POST /delays; the others are listed as \
+        skipped. With --format networktopology a scheduler-plugins NetworkTopology \
+        (networkCost = p90 in ms, rounded) is printed, or written to --out.
+
+        Examples:
+          edgemeter feed reports/latest --controller http://127.0.0.1:9000
+          edgemeter feed reports/latest --format networktopology --out nt.yaml
+        """
+    )
+
+    @Argument(help: ArgumentHelp("The run directory holding delays.csv.", valueName: "RUN_DIR"))
+    var runDir: String
+
+    @Option(help: ArgumentHelp("The controller's base URL.", valueName: "URL"))
+    var controller: String?
+
+    @Option(help: ArgumentHelp("File holding the bearer token (else EDGEMETER_CONTROLLER_TOKEN).", valueName: "FILE"))
+    var tokenFile: String?
+
+    @Option(help: ArgumentHelp("Feed only this service's nodes.", valueName: "NAME"))
+    var service: String?
+
+    @Flag(help: "Send the run's window times (else the samples count as measured now).")
+    var keepTimestamps = false
+
+    @Option(help: ArgumentHelp("Output: controller (POST /delays) or networktopology (YAML).", valueName: "FORMAT"))
+    var format: String?
+
+    @Option(help: ArgumentHelp("networktopology: write the YAML here instead of stdout.", valueName: "FILE"))
+    var out: String?
+
+    @Option(help: ArgumentHelp("networktopology: metadata.name.", valueName: "NAME"))
+    var name: String = "edgemeter"
+
+    @Option(help: ArgumentHelp("networktopology: metadata.namespace.", valueName: "NAME"))
+    var namespace: String = "default"
+
+    @Option(help: ArgumentHelp("networktopology: spec.configmapName.", valueName: "NAME"))
+    var configmap: String = "netperf-metrics"
+
+    @Option(help: ArgumentHelp("networktopology: the topologyKey origins are values of.", valueName: "KEY"))
+    var topologyKey: String = "kubernetes.io/hostname"
+
+    @Option(help: ArgumentHelp("networktopology: ping_rtt, tcp_connect or http_total (default: the first a pair has).", valueName: "METRIC"))
+    var metric: String?
+
+    var resolvedFormat: String { format ?? (controller != nil ? "controller" : "") }
+
+    func validate() throws {
+        switch resolvedFormat {
+        case "controller":
+            guard let c = controller else { throw ValidationError("--format controller needs --controller URL, such as http://127.0.0.1:9000") }
+            do { _ = try HTTPTarget(url: c) } catch { throw ValidationError("--controller: \(error)") }
+        case "networktopology":
+            guard controller == nil else { throw ValidationError("--controller and --format networktopology exclude each other: choose one") }
+        case "":
+            throw ValidationError("say where the delays go: --controller URL, or --format networktopology")
+        default:
+            throw ValidationError("--format must be controller or networktopology, got \"\(resolvedFormat)\"")
+        }
+        if let m = metric, !DelayFeed.networkPreference.contains(m) {
+            throw ValidationError("--metric must be one of \(DelayFeed.networkPreference.joined(separator: ", ")), got \"\(m)\"")
+        }
+    }
+
+    func token() throws -> String? {
+        if let f = tokenFile {
+            guard let t = try? String(contentsOfFile: f, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else {
+                throw usageError("--token-file \(f) cannot be read or is empty; give the file holding the controller's token")
+            }
+            return t
+        }
+        return ProcessInfo.processInfo.environment["EDGEMETER_CONTROLLER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    func run() async throws {
+        let path = URL(fileURLWithPath: runDir).appendingPathComponent("delays.csv").path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw usageError("\(path) not found or unreadable: give a run directory written by this version (each run writes delays.csv)")
+        }
+        let rows: [DelayRow]
+        do { rows = try DelayTable.parse(text, file: path) } catch { throw usageError("\(error)") }
+        if resolvedFormat == "networktopology" {
+            let yaml: String
+            do {
+                yaml = try DelayFeed.networkTopology(rows, name: name, namespace: namespace, configmapName: configmap,
+                                                     topologyKey: topologyKey, metric: metric)
+            } catch { throw usageError("\(error)") }
+            if let out {
+                do { try yaml.write(toFile: out, atomically: true, encoding: .utf8) } catch {
+                    throw usageError("cannot write \(out): \(error.localizedDescription); choose another --out")
+                }
+                print("wrote \(out)")
+            } else {
+                print(yaml, terminator: "")
+            }
+            return
+        }
+        let base = try HTTPTarget(url: controller!)
+        do {
+            let r = try await DelayFeed.post(rows, controller: base, token: try token(), service: service, keepTimestamps: keepTimestamps)
+            for row in r.posted {
+                print("posted \(row.from) → \(row.to) \(row.metric): p90 \(Format.fixed(row.p90Milliseconds, 3)) ms, \(row.received)/\(row.samples) answered")
+            }
+            for s in r.skipped { print("skipped \(s.row.from) → \(s.row.to) \(s.row.metric): \(s.reason)") }
+            print("controller: \(r.answer.trimmingCharacters(in: .whitespacesAndNewlines))")
+        } catch let e as ControllerError {
+            throw usageError(e.description)
+        }
+    }
+}
