@@ -104,6 +104,14 @@ final class DockerExecutorTests: XCTestCase {
             XCTAssertEqual(nodes.last, "node_b")
             XCTAssertGreaterThan(nodes.filter { $0 == "node_a" }.count, 10)
             XCTAssertGreaterThan(nodes.filter { $0 == "node_b" }.count, 10)
+            // Client-side interruption: from the last answer by node_a to the first by node_b
+            // (response ends, CLOCK_MONOTONIC); negative when they overlap. Bounded by the request
+            // spacing (20 ms) plus one request's time when no request waits for the move.
+            let lastA = records.filter { $0.node == "node_a" }.map(\.endNanoseconds).max()!
+            let firstB = records.filter { $0.node == "node_b" }.map(\.endNanoseconds).min()!
+            let gapMilliseconds = Double(firstB - lastA) / 1e6
+            print(String(format: "interruption (last node_a answer → first node_b answer): %.3f ms", gapMilliseconds))
+            XCTAssertLessThan(gapMilliseconds, 500, "a move must not stall the client path")
             XCTAssertEqual(f.executor.placement(of: "edge-app")?.node, "node_b")
             // The old container is gone; the new one and cloud-db remain.
             let left = try await containers(f)
