@@ -160,6 +160,11 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
             try await client.startContainer(id)
             let addr = try await containerAddress(id)
             guard !addr.isEmpty else {
+                let state = try await client.inspectContainer(id)
+                if state.hasExited {
+                    throw ControllerError("container \(name) exited right after starting (status \(state.exitCode)): see `docker logs \(name)` "
+                                          + "(the service's command or the image is wrong)", status: 500)
+                }
                 throw ControllerError("container \(name) has no address on network \(c.network): use a network with IPv4 addresses (bridge)", status: 500)
             }
             return Placement(node: node, containerID: id, backend: SwitchableProxy.Backend(name: node, host: addr, port: c.servicePort))
