@@ -106,7 +106,7 @@ public enum DelayTable {
     /// Reads delays.csv back. Errors name the file, the line and the field.
     public static func parse(_ text: String, file: String = "delays.csv") throws -> [DelayRow] {
         func bad(_ line: Int, _ why: String) -> ReportError {
-            .badSamples("\(file):\(line): \(why); the file is damaged: write it again from the run (edgemeter report) or fix that line")
+            .badSamples("\(file):\(line): \(why); the file is damaged: fix that line, or measure again (each finished run writes delays.csv)")
         }
         let table: [[String]]
         do { table = try CSV.parse(text) } catch let e as CSVError { throw bad(e.line, e.message) }
