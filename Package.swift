@@ -142,7 +142,10 @@ let package = Package(
         .testTarget(name: "EdgeMeterPolicyTests", dependencies: ["EdgeMeterPolicy", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterControllerTests", dependencies: [
             "EdgeMeterController", "EdgeMeterPolicy", "EdgeMeterCore", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterRun", "EdgeMeterTestSupport",
+            "EdgeApp", "EdgeMeterStartup",
             .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Yams", package: "Yams"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeAppTests", dependencies: ["EdgeApp", "EdgeMeterHTTP", "EdgeMeterProbes"]),
         .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
