@@ -66,10 +66,18 @@ let package = Package(
             name: "EdgeMeterCapture",
             dependencies: ["EdgeMeterCore", "EdgeMeterHTTP", "CPcap", "CEdgeMeter"]
         ),
+        // Starting a Hummingbird server and waiting until it listens (calculator, edge app, controller).
+        .target(
+            name: "EdgeMeterServe",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "Calculator",
             dependencies: [
-                "EdgeMeterCore", "EdgeMeterHTTP",
+                "EdgeMeterCore", "EdgeMeterHTTP", "EdgeMeterServe",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -97,7 +105,7 @@ let package = Package(
         .target(
             name: "EdgeApp",
             dependencies: [
-                "EdgeMeterHTTP",
+                "EdgeMeterHTTP", "EdgeMeterServe",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -112,7 +120,7 @@ let package = Package(
         .target(
             name: "EdgeMeterController",
             dependencies: [
-                "EdgeMeterCore", "EdgeMeterPolicy", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterStartup", "CSQLite",
+                "EdgeMeterCore", "EdgeMeterPolicy", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterStartup", "CSQLite", "EdgeMeterServe",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import EdgeMeterServe
 
 /// Which calculator service a process (or one server of `--role all`) plays.
 public enum CalculatorRole: String, CaseIterable, Sendable {
@@ -143,30 +144,17 @@ public enum CalculatorServer {
         }
         router.get("/healthz") { _, _ in "ok \(role.rawValue)\n" }
 
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "edgemeter-calculator-\(role.rawValue)"),
-            onServerRunning: { channel in
-                continuation.yield(channel.localAddress?.port ?? port)
-                continuation.finish()
-            },
-            logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-        let task = Task {
-            defer { continuation.finish() }
-            try await group.run()
-        }
-        var bound: Int?
-        for await p in ports { bound = p; break }
-        guard let bound else {
-            do {
-                try await task.value
-            } catch {
-                throw CalculatorSetupError(listenProblem(error, role: role, host: host, port: port))
+        let started: ServerStart.Started
+        do {
+            started = try await ServerStart.start(router: router, host: host, port: port,
+                                                  serverName: "edgemeter-calculator-\(role.rawValue)", logger: logger)
+        } catch let f as ServerStartFailure {
+            guard let error = f.underlying else {
+                throw CalculatorSetupError("the \(role.rawValue) service stopped before listening on \(host):\(port)")
             }
-            throw CalculatorSetupError("the \(role.rawValue) service stopped before listening on \(host):\(port)")
+            throw CalculatorSetupError(listenProblem(error, role: role, host: host, port: port))
         }
+        let (bound, task, group) = (started.port, started.task, started.group)
         let poolsToClose = pools
         return RunningCalculatorService(role: role, host: host, port: bound, task: task,
                                         shutdown: { await group.triggerGracefulShutdown() },

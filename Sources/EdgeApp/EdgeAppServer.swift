@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import EdgeMeterServe
 import Logging
 import NIOCore
 import NIOPosix
@@ -182,27 +183,13 @@ public enum EdgeAppServer {
 
     static func start(router: Router<BasicRequestContext>, name: String, host: String, port: Int, logger: Logger,
                       onStop: @escaping @Sendable () -> Void = {}) async throws -> RunningEdgeServer {
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "edgemeter-\(name)"),
-            onServerRunning: { channel in
-                continuation.yield(channel.localAddress?.port ?? port)
-                continuation.finish()
-            },
-            logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-        let task = Task {
-            defer { continuation.finish() }
-            try await group.run()
+        let started: ServerStart.Started
+        do {
+            started = try await ServerStart.start(router: router, host: host, port: port, serverName: "edgemeter-\(name)", logger: logger)
+        } catch let f as ServerStartFailure {
+            throw EdgeAppError(field: "--port", "the \(name) server cannot listen on \(host):\(port) (\(f)); pick another port with --port (0 picks a free one) or check --host")
         }
-        var bound: Int?
-        for await p in ports { bound = p; break }
-        guard let bound else {
-            var why = "it stopped before listening"
-            do { try await task.value } catch { why = "\(error)" }
-            throw EdgeAppError(field: "--port", "the \(name) server cannot listen on \(host):\(port) (\(why)); pick another port with --port (0 picks a free one) or check --host")
-        }
+        let (bound, task, group) = (started.port, started.task, started.group)
         return RunningEdgeServer(name: name, host: host, port: bound, task: task, shutdown: { await group.triggerGracefulShutdown() }, onStop: onStop)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import EdgeMeterServe
 import HTTPTypes
 import Logging
 import NIOCore
@@ -225,28 +226,15 @@ public enum ControllerServer {
     /// Starts the API on `host:port` (0 picks a free port; `Running.port` is the bound one).
     public static func start(controller: MigrationController, token: String, host: String = "127.0.0.1", port: Int,
                              logger: Logger) async throws -> Running {
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: router(controller: controller, token: token),
-            configuration: .init(address: .hostname(host, port: port), serverName: "edgemeter-controller"),
-            onServerRunning: { channel in
-                continuation.yield(channel.localAddress?.port ?? port)
-                continuation.finish()
-            },
-            logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-        let task = Task {
-            defer { continuation.finish() }
-            try await group.run()
-        }
-        var bound: Int?
-        for await p in ports { bound = p; break }
-        guard let bound else {
-            var why = "it stopped before listening"
-            do { try await task.value } catch { why = "\(error)" }
-            throw ControllerError("the controller cannot listen on \(host):\(port) (\(why)); pick another --port (0 picks a free one)", status: 500,
+        let started: ServerStart.Started
+        do {
+            started = try await ServerStart.start(router: router(controller: controller, token: token), host: host, port: port,
+                                                  serverName: "edgemeter-controller", logger: logger)
+        } catch let f as ServerStartFailure {
+            throw ControllerError("the controller cannot listen on \(host):\(port) (\(f)); pick another --port (0 picks a free one)", status: 500,
                                   field: "--port")
         }
+        let (bound, task, group) = (started.port, started.task, started.group)
         return Running(host: host, port: bound, task: task, group: group)
     }
 }
