@@ -237,7 +237,7 @@ public enum HTTPScenario {
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
             let r = try await ScenarioLab.withHTTPSource(ctx.lab) {
                 await HTTPProbe.run(target: target, options: c.options(target: target), runID: ctx.runID, scenario: s.name,
-                                 sink: ctx.sink, stop: ctx.stop)
+                                    sink: ctx.sink, stop: ctx.stop)
             }
             ctx.progress("\(r.succeeded)/\(r.attempts) requests succeeded")
         }

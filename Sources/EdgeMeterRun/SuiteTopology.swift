@@ -116,16 +116,16 @@ final class SuiteLab: @unchecked Sendable {
                     "topology \(visits[i].state.topology) (\(visits[i].topology.path)), bring-up shared with \(visits[i].scenarios.dropLast().joined(separator: ", "))")
         }
         await down()
-        let topology: Topology
-        let compose: ComposeFile?
-        do { (topology, compose) = try TopologyFiles.loadDeployment(reference, relativeTo: suiteDirectory) } catch {
+        let loaded: (topology: Topology, compose: ComposeFile?)
+        do { loaded = try TopologyFiles.loadDeployment(reference, relativeTo: suiteDirectory) } catch {
             throw ScenarioNotRun("topology \(reference): \(error)")
         }
+        let topology = loaded.topology
         progress("lab: bringing up \(topology.name) (\(topology.path))")
         let start = ContinuousClock.now
         let state: LabState
         do {
-            if let compose {
+            if let compose = loaded.compose {
                 // A compose file: its containers and network through dockerd's Engine API, recorded
                 // in the same state directory, so `down` (and `edgemeter cleanup`) remove them.
                 state = try await ComposeDeployer.fromEnvironment(executor: executor).up(compose, stop: stop) { [progress] in progress("lab: \($0)") }
