@@ -226,6 +226,31 @@ public func describe(_ error: Error) -> String {
     return "\(error)"
 }
 
+/// The threads HTTP connections make their sockets on, when not NIO's shared ones: `threadPool`
+/// runs name lookups and the blocking TCP connect (the thread that calls `socket()`), `group`
+/// runs the connection afterwards. A thread inherits the network namespace of the thread that
+/// creates it, so threads created on a thread inside a namespace (`NamespaceThread.run(in:)`)
+/// make every socket of the connections in that namespace. Set for a task with
+/// `HTTPSocketThreads.$current.withValue`; `shutdown()` after the last connection closed.
+public final class HTTPSocketThreads: Sendable {
+    @TaskLocal public static var current: HTTPSocketThreads?
+
+    public let threadPool: NIOThreadPool
+    public let group: MultiThreadedEventLoopGroup
+
+    /// Starts `threads` pool threads and `threads` event loops now, on the calling thread.
+    public init(threads: Int = 1) {
+        threadPool = NIOThreadPool(numberOfThreads: threads)
+        threadPool.start()
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    }
+
+    public func shutdown() async {
+        try? await group.shutdownGracefully()
+        try? await threadPool.shutdownGracefully()
+    }
+}
+
 /// One HTTP/1.1 keep-alive connection on swift-nio with timestamps for every phase. Requests are
 /// written as `HTTPRequestSpec.wireBytes`; responses are framed by `HTTP1Parser` (the parser the
 /// load generator and the wire analyzer use), in order, so requests may also be pipelined (send
@@ -243,7 +268,7 @@ public final class HTTPConnection: @unchecked Sendable {
         // An IP literal needs no lookup.
         if let literal = try? SocketAddress(ipAddress: host, port: port) { return literal }
         do {
-            return try await NIOThreadPool.singleton.runIfActive {
+            return try await (HTTPSocketThreads.current?.threadPool ?? NIOThreadPool.singleton).runIfActive {
                 try SocketAddress.makeAddressResolvingHost(host, port: port)
             }
         } catch {
@@ -266,14 +291,18 @@ public final class HTTPConnection: @unchecked Sendable {
 
     /// Connects. The TCP connect is done as `tcping` does it (`TimedTCPConnect`), then the connected
     /// socket is handed to NIO (`ClientBootstrap.withConnectedSocket`), so `connectNanoseconds`
-    /// covers the handshake only, not NIO's channel setup.
+    /// covers the handshake only, not NIO's channel setup. The socket is made on
+    /// `HTTPSocketThreads.current`'s pool when the task has one (in its namespace), else on NIO's
+    /// shared pool; the channel runs on `group`, else that one's group, else NIO's shared group.
     public static func connect(to address: SocketAddress, targetName: String, timeout: TimeAmount,
-                               group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> HTTPConnection {
+                               group: EventLoopGroup? = nil) async throws -> HTTPConnection {
+        let threads = HTTPSocketThreads.current
+        let group: EventLoopGroup = group ?? threads?.group ?? MultiThreadedEventLoopGroup.singleton
         let reader = HTTPResponseReader()
         let timed: (fd: CInt, nanoseconds: Int64, localPort: Int?)
         do {
             // Blocking (connect + poll): on NIO's thread pool, never on an event loop.
-            timed = try await NIOThreadPool.singleton.runIfActive {
+            timed = try await (threads?.threadPool ?? NIOThreadPool.singleton).runIfActive {
                 try TimedConnect.connect(to: address, timeoutNanoseconds: max(1, timeout.nanoseconds))
             }
         } catch {

@@ -7,6 +7,9 @@ import Glibc
 /// thread enters the namespace (`setns`), opens the socket there (a socket stays in the namespace it
 /// was created in) and connects. Only that thread changes namespace; it leaves again before exiting.
 enum NamespaceConnect {
+    /// SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC (Linux values): Glibc's names are not found in
+    /// this module's whole-module (release) build, as ForwarderAPI notes for SOCK_STREAM.
+    static let streamNonblockCloexec: Int32 = 1 | 0o4000 | 0o2000000
     enum Outcome: Equatable {
         case connected
         /// errno text (`Connection refused`, `Network is unreachable`) or `timed out`.
@@ -51,12 +54,12 @@ enum NamespaceConnect {
             guard target >= 0 else { return .failed("namespace \(netns): \(String(cString: strerror(errno)))") }
             defer { close(target) }
             guard setns(target, cloneNewNet) == 0 else { return .failed("setns \(netns): \(String(cString: strerror(errno)))") }
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            fd = socket(AF_INET, NamespaceConnect.streamNonblockCloexec, 0)
             let socketErrno = errno
             _ = setns(original, cloneNewNet)
             guard fd >= 0 else { return .failed("socket: \(String(cString: strerror(socketErrno)))") }
         } else {
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            fd = socket(AF_INET, NamespaceConnect.streamNonblockCloexec, 0)
             guard fd >= 0 else { return .failed("socket: \(String(cString: strerror(errno)))") }
         }
         defer { close(fd) }

@@ -8,7 +8,7 @@ import EdgeMeterSystem
 public enum TopologyFiles {
     /// A topology file for `reference`: a path (containing `/` or ending in .yaml/.yml; relative to
     /// `relativeTo` first, then the current directory), or a built-in name looked up as
-    /// `benchmarks/topologies/NAME.yaml` under `relativeTo`/.. (a suite in benchmarks/suites/), the
+    /// `benchmarks/topologies/NAME.yaml` (or `NAME.yml`, a compose file) under `relativeTo`/.. (a suite in benchmarks/suites/), the
     /// current directory and the running binary's directory upwards. Throws a message listing the
     /// built-ins found.
     public static func find(_ reference: String, relativeTo directory: String? = nil) throws -> String {
@@ -23,8 +23,10 @@ public enum TopologyFiles {
             throw LabError(.refused, "topology file \(reference) does not exist (looked in \(candidates.joined(separator: ", "))); give a file or a built-in name (\(builtIns(relativeTo: directory).joined(separator: ", ")))")
         }
         for dir in searchDirectories(relativeTo: directory) {
-            let p = "\(dir)/\(reference).yaml"
-            if fm.fileExists(atPath: p) { return p }
+            // A topology (.yaml) or a compose file (.yml, e.g. calculator-compose).
+            for ext in ["yaml", "yml"] where fm.fileExists(atPath: "\(dir)/\(reference).\(ext)") {
+                return "\(dir)/\(reference).\(ext)"
+            }
         }
         let names = builtIns(relativeTo: directory)
         let hint = nearestWord(to: reference, in: names).map { " (did you mean `\($0)`?)" } ?? ""
@@ -56,8 +58,8 @@ public enum TopologyFiles {
     /// The built-in names (files in the first search directory that has any).
     public static func builtIns(relativeTo directory: String?) -> [String] {
         for dir in searchDirectories(relativeTo: directory) {
-            let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".yaml") }
-            if !names.isEmpty { return names.map { String($0.dropLast(5)) }.sorted() }
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }
+            if !names.isEmpty { return names.map { ComposeFile.projectName(path: $0) }.sorted() }
         }
         return []
     }
@@ -75,6 +77,27 @@ public enum TopologyFiles {
     }
 }
 
+extension TopologyFiles {
+    /// Finds and loads what `lab up` accepts: a topology file, or a compose file (a top-level
+    /// `services:` key, e.g. the built-in calculator-compose.yml), validated by `ComposeFile`. For a
+    /// compose file the topology is a stand-in with its project name and path and no nodes of its
+    /// own: the services are the nodes, and the state after `ComposeDeployer.up` holds their
+    /// addresses (the deployment's bridge is the host's link into it).
+    public static func loadDeployment(_ reference: String, relativeTo directory: String? = nil) throws -> (topology: Topology, compose: ComposeFile?) {
+        let path = try find(reference, relativeTo: directory)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw LabError(.refused, "cannot read the topology file \(path): check its permissions")
+        }
+        guard ComposeFile.isCompose(yaml: text) else { return (try load(reference, relativeTo: directory), nil) }
+        let file: ComposeFile
+        do { file = try ComposeFile.load(yaml: text, file: path) } catch let e as SuiteErrors {
+            throw LabError(.refused, "the compose file \(path) is not valid: \(e.problems.map(\.description).joined(separator: "; "))")
+        }
+        let stand = Topology(name: file.project, description: "compose deployment \(path)", networks: [], nodes: [], path: path)
+        return (stand, file)
+    }
+}
+
 /// The address a node name stands for, seen from a source.
 ///
 /// The rule, in order (`from` nil is the host, whose networks are those with a `host:` link):
@@ -84,7 +107,14 @@ public enum TopologyFiles {
 ///    networks (the host reaches the two-subnet front end through 10.203.0.10:50000);
 /// 3. the target's only address (reached through routers, if the routes allow).
 /// More than one candidate at the first step that has any is an error naming them: write the
-/// address instead. Whether the route to the answer stays in the lab is `LabRoutes.check`'s job.
+/// address instead.
+///
+/// A compose deployment's services are nodes with one address each, on the deployment's bridge
+/// network, which is the host's link into it: from the host (or another service) a service name
+/// is its container address (rule 1), so `http://front:50000/calculate` reaches the front end's
+/// container over the bridge, not through the published port. The published port is reached by
+/// writing it: `http://127.0.0.1:50000/calculate` (loopback counts as the lab for a compose
+/// deployment, as it does for `reach`). Whether the route to the answer stays in the lab is `LabRoutes.check`'s job.
 public struct NodeAddress: Sendable, Equatable {
     public var node: String
     public var address: String
@@ -172,7 +202,9 @@ public enum LabRoutes {
             argv = [ip, "-n", n.namespace, "-o", "route", "get", address]
             lab = Set(n.interfaces.map(\.device))
         } else {
-            lab = Set(state.hostLinks)
+            // A compose deployment publishes ports on loopback: 127.0.0.1:PORT goes through `lo`
+            // (as `reach` counts it); its bridge is already among the host links.
+            lab = Set(state.hostLinks).union(state.compose == nil ? [] : ["lo"])
         }
         do {
             let r = try Command.runBlocking(argv, timeout: .seconds(5))

@@ -12,6 +12,10 @@ import Calculator
 enum ScenarioCalculator {
     static func withTarget<T>(_ s: ValidatedScenario, ctx: ScenarioContext,
                               body: (HTTPTarget) async throws -> T) async throws -> T {
+        if s.bool("calculator") == true, let from = ctx.lab?.from {
+            throw ScenarioNotRun("`calculator: true` starts the calculator on the host's loopback, which node \(from) cannot reach: "
+                                 + "give a `url` of a workload in the topology (e.g. http://front:50000/calculate), or remove `from`")
+        }
         guard s.bool("calculator") == true else {
             guard let url = s.string("url") else { throw ScenarioNotRun("no `url` (and `calculator` is not true)") }
             return try await body(try HTTPTarget(url: url))
@@ -228,11 +232,13 @@ public enum HTTPScenario {
 
     public static var schema: ScenarioSchema { declaration.schema }
 
-    public static let kind = ScenarioKind(declaration: declaration, configuration: { HTTPConfig($0) }) { s, ctx in
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { HTTPConfig($0) }, runsInNode: true) { s, ctx in
         let c = HTTPConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let r = await HTTPProbe.run(target: target, options: c.options(target: target), runID: ctx.runID, scenario: s.name,
-                                        sink: ctx.sink, stop: ctx.stop)
+            let r = try await ScenarioLab.withHTTPSource(ctx.lab) {
+                await HTTPProbe.run(target: target, options: c.options(target: target), runID: ctx.runID, scenario: s.name,
+                                    sink: ctx.sink, stop: ctx.stop)
+            }
             ctx.progress("\(r.succeeded)/\(r.attempts) requests succeeded")
         }
     }
@@ -329,11 +335,13 @@ public enum CalcScenario {
 
     public static var schema: ScenarioSchema { declaration.schema }
 
-    public static let kind = ScenarioKind(declaration: declaration, configuration: { CalcConfig($0) }) { s, ctx in
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { CalcConfig($0) }, runsInNode: true) { s, ctx in
         let c = CalcConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let r = await CalcProbe.run(target: target, options: try c.options(), runID: ctx.runID, scenario: s.name,
-                                        sink: ctx.sink, stop: ctx.stop)
+            let options = try c.options()
+            let r = try await ScenarioLab.withHTTPSource(ctx.lab) {
+                await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: s.name, sink: ctx.sink, stop: ctx.stop)
+            }
             ctx.progress("\(r.succeeded)/\(r.attempts) answers correct")
         }
     }

@@ -92,7 +92,8 @@ public enum ReachScenario {
             }
         }
         let state = try executor.state(name)
-        let matrix = try ReachRunner().run(state: state, topology: lab.topology)
+        // A compose deployment's probes come from its state alone (services, bridge, published ports).
+        let matrix = try state.compose != nil ? ReachRunner().run(composeState: state) : ReachRunner().run(state: state, topology: lab.topology)
         let base = "reach-" + FileName.safe(scenario)
         try matrix.csv.write(to: ctx.directory.appendingPathComponent(base + ".csv"), atomically: true, encoding: .utf8)
         try matrix.markdown.write(to: ctx.directory.appendingPathComponent(base + ".md"), atomically: true, encoding: .utf8)

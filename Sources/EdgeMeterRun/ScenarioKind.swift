@@ -47,7 +47,8 @@ public struct ScenarioKind: Sendable {
     /// (`edgemeter run --capture` or the scenario's `capture` key).
     public let capturesItself: Bool
     /// The kind can run inside a lab node (`from: NODE`): its sockets are all made on the calling
-    /// thread, which `ScenarioLab.inSource` moves into the node's network namespace.
+    /// thread, which `ScenarioLab.inSource` moves into the node's network namespace (ping, tcping),
+    /// or on threads created inside it (`ScenarioLab.withHTTPSource`: http, calc).
     public let runsInNode: Bool
 
     public init(declaration: KindDeclaration, configuration: @escaping @Sendable (ValidatedScenario) throws -> any Sendable,

@@ -1,5 +1,6 @@
 import Foundation
 import EdgeMeterCore
+import EdgeMeterHTTP
 import EdgeMeterLab
 import EdgeMeterProbes
 import EdgeMeterSystem
@@ -10,8 +11,9 @@ public enum SuiteTopologies {
     public static var catalog: TopologyCatalog {
         TopologyCatalog(kindsWithFrom: Set(ScenarioKinds.all.filter(\.runsInNode).map(\.schema.kind))) { reference, directory in
             do {
-                let t = try TopologyFiles.load(reference, relativeTo: directory)
-                return .success(TopologyCatalog.Entry(name: t.name, file: t.path, nodes: t.nodes.map(\.name)))
+                let (t, compose) = try TopologyFiles.loadDeployment(reference, relativeTo: directory)
+                // A compose file's nodes are its services.
+                return .success(TopologyCatalog.Entry(name: t.name, file: t.path, nodes: compose?.services.map(\.name) ?? t.nodes.map(\.name)))
             } catch {
                 return .failure(TopologyLookupError("\(error)"))
             }
@@ -46,6 +48,23 @@ public struct ScenarioLab: Sendable {
     public static func inSource<T>(_ lab: ScenarioLab?, _ body: @escaping () throws -> T) throws -> T {
         guard let ns = lab?.namespace else { return try body() }
         return try NamespaceThread.run(in: ns, body)
+    }
+
+    /// Runs `body` (http, calc) with its HTTP sockets made where the scenario's source is: for a
+    /// node, a thread pool and event loop made on a thread inside its namespace (threads inherit
+    /// the namespace of the thread that creates them), set as `HTTPSocketThreads.current` for the
+    /// body and shut down after it; for the host, NIO's shared threads.
+    public static func withHTTPSource<T: Sendable>(_ lab: ScenarioLab?, _ body: () async throws -> T) async throws -> T {
+        guard let ns = lab?.namespace else { return try await body() }
+        let threads = try NamespaceThread.run(in: ns) { HTTPSocketThreads() }
+        do {
+            let r = try await HTTPSocketThreads.$current.withValue(threads) { try await body() }
+            await threads.shutdown()
+            return r
+        } catch {
+            await threads.shutdown()
+            throw error
+        }
     }
 
     /// tcping's listener for `host`: in the node that has the address (its socket made inside that
@@ -97,15 +116,22 @@ final class SuiteLab: @unchecked Sendable {
                     "topology \(visits[i].state.topology) (\(visits[i].topology.path)), bring-up shared with \(visits[i].scenarios.dropLast().joined(separator: ", "))")
         }
         await down()
-        let topology: Topology
-        do { topology = try TopologyFiles.load(reference, relativeTo: suiteDirectory) } catch {
+        let loaded: (topology: Topology, compose: ComposeFile?)
+        do { loaded = try TopologyFiles.loadDeployment(reference, relativeTo: suiteDirectory) } catch {
             throw ScenarioNotRun("topology \(reference): \(error)")
         }
+        let topology = loaded.topology
         progress("lab: bringing up \(topology.name) (\(topology.path))")
         let start = ContinuousClock.now
         let state: LabState
         do {
-            state = try await executor.up(topology, binary: binary, stop: stop) { [progress] in progress("lab: \($0)") }
+            if let compose = loaded.compose {
+                // A compose file: its containers and network through dockerd's Engine API, recorded
+                // in the same state directory, so `down` (and `edgemeter cleanup`) remove them.
+                state = try await ComposeDeployer.fromEnvironment(executor: executor).up(compose, stop: stop) { [progress] in progress("lab: \($0)") }
+            } else {
+                state = try await executor.up(topology, binary: binary, stop: stop) { [progress] in progress("lab: \($0)") }
+            }
         } catch {
             throw ScenarioNotRun("topology \(topology.name) could not be brought up: \(error)")
         }

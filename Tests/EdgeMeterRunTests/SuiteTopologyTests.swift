@@ -43,11 +43,11 @@ final class SuiteTopologyTests: BinaryTestCase {
                 url: http://fornt:50000/calculate
                 count: 1
               - name: c
-                kind: http
+                kind: load
                 topology: two-subnet
                 from: front
                 url: http://front:50000/
-                count: 1
+                duration: 1s
               - name: e
                 kind: reach
                 topology: two-subnet
@@ -59,7 +59,7 @@ final class SuiteTopologyTests: BinaryTestCase {
         XCTAssertTrue(p.contains("7: scenario \"a\": `from` `vehicel` is not a node of topology edge-cloud (did you mean `vehicle`?); its nodes: vehicle, node_1, node_2, node_3, cloud"), "\(p)")
         XCTAssertTrue(p.contains { $0.hasPrefix("8: scenario \"a\": target `nod_2` is not a node of topology edge-cloud (did you mean `node_2`?)") }, "\(p)")
         XCTAssertTrue(p.contains { $0.hasPrefix("13: scenario \"b\": the URL's host `fornt` is not a node of topology two-subnet (did you mean `front`?)") }, "\(p)")
-        XCTAssertTrue(p.contains { $0.hasPrefix("18: scenario \"c\": kind http runs from the host only") }, "\(p)")
+        XCTAssertTrue(p.contains { $0.hasPrefix("18: scenario \"c\": kind load runs from the host only (`from` works for calc, http, ping, tcping)") }, "\(p)")
         XCTAssertTrue(p.contains { $0.hasPrefix("24: scenario \"e\": the route's node `frnt` is not a node of topology two-subnet") }, "\(p)")
         XCTAssertTrue(p.contains { $0.hasPrefix("24: scenario \"e\": route \"front 192.168.2.0/24 rt2\" must read `NODE PREFIX via ROUTER`") }, "\(p)")
         // The suite-level topology is reported once, on its own line, not again for each scenario.
