@@ -13,7 +13,7 @@ PACKAGES=(
   libpcap-dev libsqlite3-dev pkg-config
   docker.io lxc busybox-static cpio qemu-system-x86 qemu-utils
   nginx-light iptables procps curl linux-perf time
-  podman crun docker-compose ethtool
+  podman crun docker-compose ethtool iperf3
 )
 
 if [ "$(id -u)" != 0 ]; then
