@@ -51,12 +51,12 @@ enum NamespaceConnect {
             guard target >= 0 else { return .failed("namespace \(netns): \(String(cString: strerror(errno)))") }
             defer { close(target) }
             guard setns(target, cloneNewNet) == 0 else { return .failed("setns \(netns): \(String(cString: strerror(errno)))") }
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            fd = socket(AF_INET, 1 /* SOCK_STREAM */ | 0o4000 /* SOCK_NONBLOCK */ | 0o2000000 /* SOCK_CLOEXEC */, 0)
             let socketErrno = errno
             _ = setns(original, cloneNewNet)
             guard fd >= 0 else { return .failed("socket: \(String(cString: strerror(socketErrno)))") }
         } else {
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            fd = socket(AF_INET, 1 /* SOCK_STREAM */ | 0o4000 /* SOCK_NONBLOCK */ | 0o2000000 /* SOCK_CLOEXEC */, 0)
             guard fd >= 0 else { return .failed("socket: \(String(cString: strerror(errno)))") }
         }
         defer { close(fd) }
