@@ -3,10 +3,11 @@
 # inside the lab's namespaces):
 #  1. added round trip at delay 0: ICMP RTT client -> `forwarded` (through the forwarder, both
 #     directions) minus client -> `direct` (bridge only), COUNT echoes each, iputils ping;
-#  2. CPU per 10k frames/s: PARALLEL pings at -i INTERVAL (default 5 x 1 ms = 5000 echoes/s = 10k
-#     frames/s through the forwarder) from client to `forwarded` for SECONDS_LOAD s; the forwarder's
-#     utime+stime from /proc/<pid>/stat before and after, and the frames it forwarded (GET /links),
-#     so CPU is normalised to what it actually moved.
+#  2. CPU at an exact 10k packets/s: iperf3 UDP from client to `forwarded` at PPS packets/s
+#     (default 10 000: -b = PPS x LEN x 8 bit/s of LEN-byte payloads, default 125 B, paced every
+#     100 us) for SECONDS_LOAD s; the forwarder's utime+stime from /proc/<pid>/stat before and after,
+#     and the frames it forwarded (GET /links), so CPU is given per second and per frame actually moved.
+#     MODE=ping uses the older load instead: PARALLEL pings at -i INTERVAL.
 # DELAY=5ms sets that delay before the load (the CPU then includes timed releases and the spin).
 # Usage: benchmarks/impair-cost.sh [BIN] (default .build/debug/edgemeter). Needs root.
 set -euo pipefail
@@ -16,6 +17,9 @@ COUNT=${COUNT:-500}
 INTERVAL=${INTERVAL:-0.001}
 PARALLEL=${PARALLEL:-5}
 SECONDS_LOAD=${SECONDS_LOAD:-10}
+PPS=${PPS:-10000}
+LEN=${LEN:-125}
+MODE=${MODE:-iperf3}
 TOPO=benchmarks/impair/forwarder-cost.yaml
 SOCK=/run/edgemeter/lab/fwdcost.sock
 CLIENT=edgemeter-fwdcost-client
@@ -41,9 +45,20 @@ fwd() { curl -s --unix-socket "$SOCK" http://forwarder/links | python3 -c 'impor
 cpu() { awk '{print $14+$15}' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK)
 f0=$(fwd); c0=$(cpu); t0=$(date +%s.%N)
-n=$(python3 -c "print(int($SECONDS_LOAD / $INTERVAL))")
-for _ in $(seq "$PARALLEL"); do ip netns exec "$CLIENT" ping -n -q -c "$n" -i "$INTERVAL" 10.209.0.2 | grep transmitted & done
-wait
+if [ "$MODE" = iperf3 ]; then
+  command -v iperf3 >/dev/null || { echo "iperf3 is not installed: run scripts/setup.sh (it installs Debian's iperf3)" >&2; exit 1; }
+  ip netns exec edgemeter-fwdcost-forwarded iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+  srv=$!
+  sleep 0.5
+  f0=$(fwd); c0=$(cpu); t0=$(date +%s.%N)
+  ip netns exec "$CLIENT" iperf3 -u -c 10.209.0.2 -p 5201 -l "$LEN" -b "$((PPS * LEN * 8))" --pacing-timer 100 \
+    -t "$SECONDS_LOAD" | grep -E 'sender|receiver' | sed 's/^/iperf3: /'
+  wait "$srv" || true
+else
+  n=$(python3 -c "print(int($SECONDS_LOAD / $INTERVAL))")
+  for _ in $(seq "$PARALLEL"); do ip netns exec "$CLIENT" ping -n -q -c "$n" -i "$INTERVAL" 10.209.0.2 | grep transmitted & done
+  wait
+fi
 t1=$(date +%s.%N); c1=$(cpu); f1=$(fwd)
 python3 - "$f0" "$f1" "$c0" "$c1" "$t0" "$t1" "$hz" <<'PY'
 import sys

@@ -13,7 +13,7 @@ PACKAGES=(
   libpcap-dev libsqlite3-dev pkg-config
   docker.io lxc busybox-static cpio qemu-system-x86 qemu-utils
   nginx-light iptables procps curl linux-perf time sysstat
-  podman crun docker-compose ethtool
+  podman crun docker-compose ethtool iperf3
   prometheus  # promtool checks the controller's /metrics; the package's server is not used
 )
 

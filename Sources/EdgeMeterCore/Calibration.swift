@@ -97,6 +97,97 @@ public enum DeclaredDistribution: Sendable, Equatable {
     public static func phi(_ z: Double) -> Double { 0.5 * erfc(-z / 2.0.squareRoot()) }
 }
 
+/// The jitter one exchange adds when the link never reorders: the composition of the per-frame
+/// draws the exchange crosses. `framesPerDirection` lists, for each one-way crossing in order, how
+/// many frames the receiver must wait for that were sent back to back (k). Each frame draws its own
+/// offset from `frame` (i.i.d.), and without reordering the last of k back-to-back frames is
+/// released no earlier than any of them, so that crossing completes at the **maximum** of k draws
+/// (CDF F^k). The exchange's jitter is the **sum** over crossings. A ping is `[1, 1]` (sum of two
+/// draws); a request on a new connection that crosses SYN, SYN-ACK, ACK+request, ACK+response is
+/// `[1, 1, 2, 2]`. The few µs between back-to-back frames are neglected (they are ≪ the jitter's range).
+///
+/// Computed numerically: each crossing's distribution is discretised on a grid of `stepMs` (at most
+/// 0.01 ms; the cell masses are exact differences of F^k at the cell edges), the crossings are
+/// convolved, and the CDF is linear inside a cell. Accurate to a few 1e-5 in CDF against closed forms.
+public struct ExchangeJitter: Sendable, Equatable {
+    public let frame: DeclaredDistribution
+    public let framesPerDirection: [Int]
+    public let stepMs: Double
+    /// Lower edge of the first cell of the sum.
+    let originMs: Double
+    /// Cumulative mass at the upper edge of each cell.
+    let cumulative: [Double]
+
+    /// `frame` must be uniform or normal (one draw); every k ≥ 1; `maxStepMs` caps the grid step.
+    public init(frame: DeclaredDistribution, framesPerDirection: [Int], maxStepMs: Double = 0.01) {
+        precondition(!framesPerDirection.isEmpty && framesPerDirection.allSatisfy { $0 >= 1 }, "every crossing carries at least one frame")
+        let (a, b) = frame.support
+        let cells = max(1, Int(((b - a) / maxStepMs).rounded(.up)))
+        let h = (b - a) / Double(cells)
+        (self.frame, self.framesPerDirection, self.stepMs) = (frame, framesPerDirection, h)
+        // Cell masses of one crossing with k frames: F(x)^k differenced at the cell edges.
+        var edgesCDF = [Double](repeating: 0, count: cells + 1)
+        for i in 0...cells { edgesCDF[i] = frame.cdf(a + Double(i) * h) }
+        edgesCDF[0] = 0; edgesCDF[cells] = 1
+        func masses(_ k: Int) -> [Double] {
+            var m = [Double](repeating: 0, count: cells)
+            var previous = 0.0
+            for i in 0..<cells {
+                let next = pow(edgesCDF[i + 1], Double(k))
+                m[i] = next - previous
+                previous = next
+            }
+            return m
+        }
+        // Each crossing's draw is represented at its cell's centre; D crossings sum to a lattice
+        // whose points sit at D·a + (j + D/2)·h; spreading each point's mass over the cell around it
+        // gives a CDF linear inside [D·a + j·h + (D−1)h/2, … + h].
+        var sum: [Double] = [1]
+        var cache: [Int: [Double]] = [:]
+        for k in framesPerDirection {
+            let m = cache[k] ?? masses(k)
+            cache[k] = m
+            var out = [Double](repeating: 0, count: sum.count + m.count - 1)
+            m.withUnsafeBufferPointer { mb in
+                out.withUnsafeMutableBufferPointer { ob in
+                    for (i, x) in sum.enumerated() where x != 0 {
+                        for j in 0..<mb.count { ob[i + j] += x * mb[j] }
+                    }
+                }
+            }
+            sum = out
+        }
+        let d = Double(framesPerDirection.count)
+        originMs = d * a + (d - 1) * h / 2
+        var c = [Double](repeating: 0, count: sum.count)
+        var acc = 0.0
+        for (j, x) in sum.enumerated() { acc += x; c[j] = min(1, acc) }
+        cumulative = c
+    }
+
+    /// P(exchange jitter ≤ x), x in ms.
+    public func cdf(_ x: Double) -> Double {
+        let u = (x - originMs) / stepMs
+        guard u > 0 else { return 0 }
+        let j = Int(u.rounded(.down))
+        guard j < cumulative.count else { return 1 }
+        let below = j == 0 ? 0 : cumulative[j - 1]
+        return below + (cumulative[j] - below) * (u - Double(j))
+    }
+
+    /// The median (ms): where the CDF crosses 0.5, interpolated inside its cell.
+    public var median: Double { quantile(0.5) }
+
+    /// The p-quantile (0 < p < 1), ms.
+    public func quantile(_ p: Double) -> Double {
+        var lo = 0, hi = cumulative.count - 1
+        while lo < hi { let mid = (lo + hi) / 2; if cumulative[mid] < p { lo = mid + 1 } else { hi = mid } }
+        let below = lo == 0 ? 0 : cumulative[lo - 1]
+        let inCell = cumulative[lo] > below ? (p - below) / (cumulative[lo] - below) : 0.5
+        return originMs + (Double(lo) + inCell) * stepMs
+    }
+}
+
 /// Pure statistics of the certificate.
 public enum CalibrationStatistics {
     /// The one-sample Kolmogorov–Smirnov distance D = sup_x |F_n(x) − F(x)| between the empirical
@@ -158,10 +249,21 @@ public enum CalibrationProbe: String, Sendable, CaseIterable {
     case httpNewConnection = "http-new-connection"
 
     /// How many one-way delays `d` the measured figure contains.
-    public var oneWayDelays: Double {
+    public var oneWayDelays: Double { Double(framesPerDirection.count) }
+
+    /// The frames each one-way crossing of the exchange makes the receiver wait for, sent back to
+    /// back (see `ExchangeJitter`), as captured on the calibration link (docs/calibrate.md):
+    /// - icmp: echo request; echo reply → [1, 1];
+    /// - tcp-connect: SYN; SYN-ACK (connect() returns on it) → [1, 1];
+    /// - http-keepalive: the request (one segment, the ACK of the previous response rides on it);
+    ///   the response (head and body in one segment, the request's ACK rides on it) → [1, 1];
+    /// - http-new-connection: SYN; SYN-ACK; the handshake's ACK then at once the request (2); the
+    ///   server's immediate ACK of the request (a new connection starts in quick-ACK mode) then the
+    ///   response (2) → [1, 1, 2, 2].
+    public var framesPerDirection: [Int] {
         switch self {
-        case .icmp, .tcpConnect, .httpKeepAlive: return 2
-        case .httpNewConnection: return 4
+        case .icmp, .tcpConnect, .httpKeepAlive: return [1, 1]
+        case .httpNewConnection: return [1, 1, 2, 2]
         }
     }
 }
@@ -192,12 +294,17 @@ public struct CalibrationCase: Sendable, Equatable {
     /// The round trip's jitter: the sum of one draw per direction.
     public var roundTripJitter: DeclaredDistribution? { jitter.map { .sumOfTwo($0) } }
 
-    /// The predicted p50 (ms) of `probe`: its one-way delays times d, plus the round-trip jitter's
-    /// median once per round trip it contains, plus `baselineMs` (the same probe's p50 at delay 0
+    /// The jitter `probe`'s figure contains: the composition of the per-frame draws it crosses
+    /// (`CalibrationProbe.framesPerDirection`); nil without jitter.
+    public func exchangeJitter(_ probe: CalibrationProbe) -> ExchangeJitter? {
+        jitter.map { ExchangeJitter(frame: $0, framesPerDirection: probe.framesPerDirection) }
+    }
+
+    /// The predicted p50 (ms) of `probe`: its one-way delays times d, plus the median of the jitter
+    /// its frames compose (`exchangeJitter`), plus `baselineMs` (the same probe's p50 at delay 0
     /// in the same run: the path's, the server's and the forwarder's own cost; 0 when not measured).
     public func predictedMs(_ probe: CalibrationProbe, baselineMs: Double = 0) -> Double {
-        let roundTrips = probe.oneWayDelays / 2
-        return probe.oneWayDelays * delayMs + roundTrips * (roundTripJitter?.median ?? 0) + baselineMs
+        probe.oneWayDelays * delayMs + (exchangeJitter(probe)?.median ?? 0) + baselineMs
     }
 
     /// The predicted proportion of failed round trips for `probe`: ICMP loses an echo when either
@@ -264,7 +371,7 @@ public struct CalibrationRow: Sendable, Equatable {
     /// nil when no attempt succeeded.
     public var measuredP50Ms: Double?
     /// Only for jitter cases and one-round-trip probes: the KS distance of (sample − 2d − baseline)
-    /// against the round trip's jitter (two independent draws of the declared distribution).
+    /// against the jitter the probe's frames compose (`CalibrationCase.exchangeJitter`).
     public var ks: Double?
     public var samples: Int
     /// Only where a loss is predicted: failed attempts out of `samples`.
@@ -306,14 +413,15 @@ public struct CalibrationRow: Sendable, Equatable {
     /// attempts that got no answer; `baselineMs` as in `CalibrationCase.predictedMs`.
     public static func judge(case c: CalibrationCase, probe: CalibrationProbe, valuesMs: [Double], failed: Int,
                              baselineMs: Double = 0) -> CalibrationRow {
-        let predicted = c.predictedMs(probe, baselineMs: baselineMs)
-        var row = CalibrationRow(caseName: c.name, probe: probe, predictedMs: predicted,
+        let jitter = c.exchangeJitter(probe)
+        let fixed = probe.oneWayDelays * c.delayMs + baselineMs
+        var row = CalibrationRow(caseName: c.name, probe: probe, predictedMs: fixed + (jitter?.median ?? 0),
                                  measuredP50Ms: CalibrationStatistics.median(valuesMs), ks: nil,
                                  samples: valuesMs.count + failed)
-        if let j = c.roundTripJitter, probe.oneWayDelays == 2 {
-            // One round trip per sample: sample − (2d + baseline) should follow the sum of two draws.
-            let fixed = probe.oneWayDelays * c.delayMs + baselineMs
-            row.ks = CalibrationStatistics.ksDistance(valuesMs.map { $0 - fixed }, cdf: j.cdf)
+        if let jitter, probe.oneWayDelays == 2 {
+            // One round trip per sample: sample − (2d + baseline) should follow the composition of
+            // the frames' draws (for these probes one frame each way: the sum of two draws).
+            row.ks = CalibrationStatistics.ksDistance(valuesMs.map { $0 - fixed }, cdf: jitter.cdf)
         }
         if let p = c.predictedLoss(probe) {
             row.lost = failed

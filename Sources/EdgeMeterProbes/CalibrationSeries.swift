@@ -15,7 +15,8 @@ import EdgeMeterSystem
 /// - `http-new-connection`: the http probe's `total`, name resolution of the literal address (µs)
 ///   → connect → request → whole response; `GET /healthz`.
 /// - `http-keepalive`: one request on a connection opened once before the series, request written
-///   → whole response read (`HTTPTimedResponse.endAt − sentAt`).
+///   → whole response read (`HTTPTimedResponse.endAt − sentAt`). After each response the client's
+///   ACK is pushed out at once (TCP_QUICKACK), so it never leaves just ahead of the next request.
 /// TCP and HTTP attempts are sequential with `interval` of pause after each.
 public struct CalibrationSeries: Sendable {
     public var probe: CalibrationProbe
@@ -29,6 +30,9 @@ public struct CalibrationSeries: Sendable {
     public init(probe: CalibrationProbe, address: String, port: Int, count: Int, interval: Duration, timeout: Duration) {
         (self.probe, self.address, self.port, self.count, self.interval, self.timeout) = (probe, address, port, count, interval, timeout)
     }
+
+    /// TCP_QUICKACK (Linux, 12): setting it sends a pending delayed ACK at once.
+    static let quickAck = ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: 12))
 
     static func ms(_ ns: Int64) -> String { String(format: "%.6f", Double(ns) / 1e6) }
 
@@ -68,6 +72,13 @@ public struct CalibrationSeries: Sendable {
                 do {
                     let r = try await conn.send(HTTPRequestSpec(path: path), host: address, keepAlive: true, timeout: amount)
                     if r.response.status == 200 { emit("ok \(Self.ms(Int64(r.endAt) - Int64(r.sentAt)))") } else { emit("fail status \(r.response.status)") }
+                    // Send the response's ACK now rather than when the delayed-ACK timer (≥ 40 ms)
+                    // fires: that timer can fire a few ms before the next request is written, and a
+                    // pure ACK just ahead of the request on a link that never reorders makes the
+                    // request wait for the later of two draws. Sent now, the ACK leaves `interval`
+                    // ahead of the request (more than the jitter's range), so each request crosses
+                    // the link as one frame.
+                    try? await conn.channel.setOption(Self.quickAck, value: 1).get()
                 } catch {
                     emit("fail \(describe(error))")
                     // A timeout closes the connection: the next request gets a new one.
