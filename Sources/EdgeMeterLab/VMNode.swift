@@ -11,8 +11,10 @@ import EdgeMeterCore
 // a bridge `br0` joining its `eth0` (the lab's veth, no address in the namespace) and a TAP device
 // `tap0` that QEMU's e1000 NIC uses, so the guest itself owns the node's address on the lab
 // network; its routes and workload are baked into the initramfs's /init. The QEMU process runs in
-// the node's namespace (removed with it at teardown). Probes cannot run inside the guest: `reach`
-// reports probes from a vm node as "not probed: cannot run probes inside a vm node".
+// the node's namespace (removed with it at teardown). A second serial port (the guest's ttyS1, QEMU's
+// `-serial unix:<topo>.logs/<node>.cmd,server=on,wait=off`) is a command channel that needs no
+// network: a busybox shell loop in the guest runs one line at a time; `reach` sends it only the fixed
+// commands it builds itself (`ip route get`, busybox `ping`, busybox `nc`), see VMCommandChannel.
 
 extension LabExecutor {
     /// The unix socket of a vm node's command channel (its guest's ttyS1): `<topo>.logs/<node>.cmd`,

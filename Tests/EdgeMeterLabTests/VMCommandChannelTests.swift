@@ -75,6 +75,13 @@ final class VMCommandChannelTests: XCTestCase {
         XCTAssertEqual(next.output, "next", "the late answer of the previous command is skipped")
     }
 
+    /// The guest's /init serves the loop on ttyS1, raw and without echo, before the ready marker.
+    func testInitScriptServesTheLoopOnTtyS1BeforeTheReadyMarker() {
+        let script = LabExecutor.vmInitScript(address: "10.237.0.12", prefixLength: 24, routes: [], workload: [])
+        let loop = "stty -F /dev/ttyS1 raw -echo\n(\(LabExecutor.vmCommandLoop)) </dev/ttyS1 >/dev/ttyS1 2>&1 &\necho \(LabExecutor.vmReadyMarker)\n"
+        XCTAssertTrue(script.contains(loop), script)
+    }
+
     func testMissingSocketIsAClearError() {
         XCTAssertThrowsError(try VMCommandChannel(path: path + ".nope")) { e in
             XCTAssertTrue("\(e)".contains("cannot connect to the vm command channel"), "\(e)")
