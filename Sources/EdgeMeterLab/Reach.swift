@@ -54,7 +54,7 @@ public struct ReachResult: Sendable, Equatable {
         case timeout
         /// `ip route get` in the source chose an interface that is not the lab's: nothing was sent.
         case leavesLab = "not probed: the route leaves the lab"
-        /// The source is a vm node: its guest runs busybox only, and probes cannot be started in it.
+        /// The source is a vm node whose guest command channel could not be opened (detail: why).
         case insideVM = "not probed: cannot run probes inside a vm node"
     }
 
@@ -65,7 +65,8 @@ public struct ReachResult: Sendable, Equatable {
     public var detail: String
     /// Median round trip over the answered attempts, in milliseconds, on the monotonic clock for TCP
     /// (from `connect()` to the handshake completing) and as iputils `ping` prints it for ICMP (echo
-    /// request sent to reply received); nil when nothing answered.
+    /// request sent to reply received; from a vm node, as the guest's busybox ping prints it, and no
+    /// TCP figure); nil when nothing answered.
     public var rttP50Milliseconds: Double?
 
     public init(probe: ReachProbe, reachable: Bool, reason: Reason?, detail: String = "", rttP50Milliseconds: Double? = nil) {

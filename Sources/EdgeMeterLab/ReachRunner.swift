@@ -8,6 +8,8 @@ import EdgeMeterSystem
 /// ICMP is iputils `ping` run inside the namespace (`ip netns exec`); TCP connects are made from a
 /// thread that entered the namespace (`setns`), no program started. The probes of one pair run in
 /// parallel as well, so the whole run takes about one route lookup plus the longest timeout.
+/// A vm node's probes run inside its guest through the guest's command channel (`probeFromVM`),
+/// one after the other, on one thread per vm node.
 public struct ReachRunner: Sendable {
     /// ICMP echoes per address (sent 200 ms apart; ping stops at `icmpDeadlineSeconds`).
     public var echoes = 3
@@ -15,6 +17,9 @@ public struct ReachRunner: Sendable {
     /// TCP connects per port; the first failure ends the series.
     public var connects = 3
     public var connectTimeoutMilliseconds: Int32 = 1000
+
+    /// Where `lab up` put the state and the vm nodes' command sockets (`<topo>.logs/<node>.cmd`).
+    public var stateDirectory = LabExecutor.defaultStateDirectory
 
     public init() {}
 
@@ -34,6 +39,7 @@ public struct ReachRunner: Sendable {
 
         let results = ResultsBox()
         let group = DispatchGroup()
+        var vmPairs: [String: [(address: String, probes: [ReachProbe])]] = [:]
         for (pair, list) in byPair {
             let namespace: String?
             let labDevices: Set<String>
@@ -44,7 +50,7 @@ public struct ReachRunner: Sendable {
             } else {
                 guard let n = state.node(pair.from) else { continue }
                 if n.kind == NodeKind.vm.rawValue {
-                    results.append(list.map { ReachResult(probe: $0, reachable: false, reason: .insideVM, detail: "the guest runs busybox only") })
+                    vmPairs[n.name, default: []].append((pair.address, list))
                     continue
                 }
                 namespace = n.namespace
@@ -54,6 +60,18 @@ public struct ReachRunner: Sendable {
             let thread = Thread {
                 let r = self.probePair(ip: ip, ping: ping, namespace: namespace, labDevices: labDevices, address: pair.address, probes: list)
                 results.append(r)
+                group.leave()
+            }
+            thread.stackSize = 512 * 1024
+            thread.start()
+        }
+        // A vm source's probes run one after the other through its guest's command channel, one
+        // thread per vm node (in parallel with the rest).
+        for (name, pairs) in vmPairs {
+            let socket = LabExecutor.vmCommandSocket(logDirectory: "\(stateDirectory)/\(state.topology).logs", node: name)
+            group.enter()
+            let thread = Thread {
+                results.append(self.probeFromVM(socket: socket, pairs: pairs))
                 group.leave()
             }
             thread.stackSize = 512 * 1024
@@ -171,6 +189,84 @@ public struct ReachRunner: Sendable {
             }
         }
         return ReachResult(probe: probe, reachable: true, reason: nil, rttP50Milliseconds: ReachRunner.median(rtts))
+    }
+
+    // MARK: probes from a vm node (through its guest's command channel, VMCommandChannel)
+
+    /// A vm node's probes, sent as fixed busybox commands to its guest: per address `ip route get
+    /// ADDR` in the guest (its `eth0` is its only lab link, so any other device "leaves the lab"),
+    /// then busybox `ping` for ICMP and busybox `nc -w 1 ADDR PORT -e true` for each TCP connect (once
+    /// connected nc runs `true`, which exits at once: a server that never talks or closes cannot hold it).
+    /// Addresses come from the lab state and are checked to be numeric before they are sent.
+    func probeFromVM(socket: String, pairs: [(address: String, probes: [ReachProbe])]) -> [ReachResult] {
+        let channel: VMCommandChannel
+        do { channel = try VMCommandChannel(path: socket) } catch {
+            return pairs.flatMap { $0.probes.map { ReachResult(probe: $0, reachable: false, reason: .insideVM, detail: "\(error)") } }
+        }
+        var out: [ReachResult] = []
+        for (address, probes) in pairs.sorted(by: { $0.address < $1.address }) {
+            guard !address.isEmpty, address.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) else {
+                out += probes.map { ReachResult(probe: $0, reachable: false, reason: .noRoute, detail: "\(address) is not a numeric address") }
+                continue
+            }
+            let r = channel.run("ip route get \(address)", timeout: .seconds(5))
+            let route: RouteCheck = r.status.map { ReachRunner.classifyRoute(status: $0, output: r.output, labDevices: ["eth0"]) }
+                ?? .noRoute("the guest did not answer `ip route get` within 5 s: \(r.output.suffix(200))")
+            switch route {
+            case .noRoute(let why):
+                out += probes.map { ReachResult(probe: $0, reachable: false, reason: .noRoute, detail: why) }
+            case .leavesLab(let dev):
+                out += probes.map { ReachResult(probe: $0, reachable: false, reason: .leavesLab, detail: "ip route get \(address) in the guest → dev \(dev)") }
+            case .intoLab:
+                for p in probes {
+                    switch p.kind {
+                    case .icmp: out.append(vmICMP(channel, probe: p))
+                    case .tcp: out.append(vmTCP(channel, probe: p))
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// busybox ping in the guest: `echoes` echoes 200 ms apart, stopping after `icmpDeadlineSeconds + 1` s
+    /// (one more second than from a namespace: the guest is a TCG emulation).
+    func vmICMP(_ channel: VMCommandChannel, probe: ReachProbe) -> ReachResult {
+        let deadline = icmpDeadlineSeconds + 1
+        let r = channel.run("ping -c \(echoes) -i 0.2 -W 1 -w \(deadline) \(probe.address)", timeout: .seconds(deadline + 5))
+        guard r.status != nil else {
+            return ReachResult(probe: probe, reachable: false, reason: .timeout, detail: "the guest's ping did not finish: \(r.output.suffix(200))")
+        }
+        return ReachRunner.parseBusyboxPing(probe: probe, output: r.output)
+    }
+
+    /// Reads busybox ping's output (`64 bytes from 10.0.0.1: seq=0 ttl=64 time=1.234 ms`, errors
+    /// such as `ping: sendto: Network is unreachable` on the same stream): the p50 of the replies'
+    /// `time=`, else the error's reason, else a timeout.
+    static func parseBusyboxPing(probe: ReachProbe, output: String) -> ReachResult {
+        parsePing(probe: probe, stdout: output, stderr: output.split(separator: "\n").filter { !$0.contains(" bytes from ") }.joined(separator: "\n"))
+    }
+
+    /// `connects` busybox `nc` connects from the guest; the first failure ends the series. busybox nc
+    /// gives no timing, so a reachable cell from a vm node has no RTT.
+    func vmTCP(_ channel: VMCommandChannel, probe: ReachProbe) -> ReachResult {
+        for _ in 0..<connects {
+            let r = channel.run("nc -w 1 \(probe.address) \(probe.port ?? 0) -e true", timeout: .seconds(6))
+            guard let status = r.status else {
+                return ReachResult(probe: probe, reachable: false, reason: .timeout, detail: "the guest's nc did not finish: \(r.output.suffix(200))")
+            }
+            if status != 0 { return ReachRunner.classifyBusyboxNC(probe: probe, output: r.output) }
+        }
+        return ReachResult(probe: probe, reachable: true, reason: nil)
+    }
+
+    /// busybox nc's error (`nc: can't connect to remote host (10.0.0.1): Connection refused`, `nc: timed out`).
+    static func classifyBusyboxNC(probe: ReachProbe, output: String) -> ReachResult {
+        let text = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let reason: ReachResult.Reason = text.contains("refused") ? .refused
+            : text.contains("Network is unreachable") ? .noRoute
+            : text.contains("No route to host") ? .hostUnreachable : .timeout
+        return ReachResult(probe: probe, reachable: false, reason: reason, detail: text.isEmpty ? "nc failed without a message" : text)
     }
 
     static func median(_ xs: [Double]) -> Double {

@@ -11,10 +11,19 @@ import EdgeMeterCore
 // a bridge `br0` joining its `eth0` (the lab's veth, no address in the namespace) and a TAP device
 // `tap0` that QEMU's e1000 NIC uses, so the guest itself owns the node's address on the lab
 // network; its routes and workload are baked into the initramfs's /init. The QEMU process runs in
-// the node's namespace (removed with it at teardown). Probes cannot run inside the guest: `reach`
-// reports probes from a vm node as "not probed: cannot run probes inside a vm node".
+// the node's namespace (removed with it at teardown). A second serial port (the guest's ttyS1, QEMU's
+// `-serial unix:<topo>.logs/<node>.cmd,server=on,wait=off`) is a command channel that needs no
+// network: a busybox shell loop in the guest runs one line at a time; `reach` sends it only the fixed
+// commands it builds itself (`ip route get`, busybox `ping`, busybox `nc`), see VMCommandChannel.
 
 extension LabExecutor {
+    /// The unix socket of a vm node's command channel (its guest's ttyS1): `<topo>.logs/<node>.cmd`,
+    /// removed with the log directory at `lab down`.
+    public static func vmCommandSocket(logDirectory: String, node: String) -> String { "\(logDirectory)/\(node).cmd" }
+
+    /// The guest's command loop (busybox sh, stdin and stdout on ttyS1): each line read is run by `sh -c`.
+    public static let vmCommandLoop = "while read -r l; do sh -c \"$l\"; done"
+
     /// The console line the guest's /init prints once its address, routes and workload are set up.
     public static let vmReadyMarker = "edgemeter-vm-ready"
 
@@ -40,6 +49,9 @@ extension LabExecutor {
         if !workload.isEmpty { s += workload.map(shellQuote).joined(separator: " ") + " &\n" }
         s += "n=0; while [ \"$(cat /sys/class/net/eth0/carrier 2>/dev/null)\" != 1 ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done\n"
         for p in ports { s += "n=0; while ! netstat -ltn | grep -q ':\(p) ' && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done\n" }
+        // The command channel: ttyS1 raw (no echo, no CR/LF translation), one line read and run at a time.
+        s += "stty -F /dev/ttyS1 raw -echo\n"
+        s += "(\(vmCommandLoop)) </dev/ttyS1 >/dev/ttyS1 2>&1 &\n"
         s += "echo \(vmReadyMarker)\nwhile :; do sleep 3600; done\n"
         return s
     }
@@ -83,7 +95,8 @@ extension LabExecutor {
         guard fd >= 0 else { throw LabError(.stepFailed, "vm node \(node.name): cannot write \(log): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let args = ["-name", namespace, "-accel", "tcg", "-m", "256", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-                    "-serial", "file:\(console)", "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet panic=-1",
+                    "-serial", "file:\(console)",
+                    "-serial", "unix:\(Self.vmCommandSocket(logDirectory: dir, node: node.name)),server=on,wait=off", "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet panic=-1",
                     "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "e1000,netdev=n0,romfile="]
         let child: ChildProcess
         do {
@@ -133,5 +146,84 @@ extension LabExecutor {
         defer { close(input) }
         let r = try await Command.run([cpio, "-o", "-H", "newc", "-R", "0:0", "-D", root, "-F", path], stdinFD: input, timeout: .seconds(60))
         guard r.ok else { throw LabError(.stepFailed, "cpio failed building \(path): \(r.combined)") }
+    }
+}
+
+/// A connection to a vm node's command channel (the unix socket QEMU serves for the guest's ttyS1).
+/// Each `run` writes one line, `echo @@B<n>; COMMAND 2>&1; echo @@E<n>=$?`, and reads until the end
+/// marker: the command's output (stdout and stderr together) and its exit status. Only commands
+/// edgemeter builds are sent; the guest runs them one after the other, so one connection serves one
+/// caller at a time (QEMU accepts a single client on the socket).
+final class VMCommandChannel {
+    let path: String
+    private var fd: Int32 = -1
+    private var buffer = ""
+    private var sequence = 0
+
+    /// Connects to `path`; throws a LabError naming the socket when it is missing or refuses.
+    init(path: String) throws {
+        self.path = path
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw LabError(.refused, "the vm command socket path \(path) is longer than a unix socket allows; use a shorter state directory or topology name")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        // SOCK_STREAM | SOCK_CLOEXEC by value: Glibc's names are not found in this module (see NamespaceConnect).
+        let s = socket(AF_UNIX, 1 | 0o2000000, 0)
+        guard s >= 0 else { throw LabError(.stepFailed, "socket(AF_UNIX) failed: \(String(cString: strerror(errno)))") }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else {
+            let why = String(cString: strerror(errno))
+            close(s)
+            throw LabError(.stepFailed, "cannot connect to the vm command channel \(path): \(why); is the lab up (`edgemeter lab up`), and was it brought up by this version?")
+        }
+        fd = s
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Runs `command` in the guest; nil status when no end marker came within `timeout` (monotonic clock).
+    func run(_ command: String, timeout: Duration) -> (status: Int32?, output: String) {
+        sequence += 1
+        let begin = "@@B\(sequence)", end = "@@E\(sequence)="
+        let line = "echo \(begin); \(command) 2>&1; echo \(end)$?\n"
+        var out = Array(line.utf8)
+        while !out.isEmpty {
+            let n = out.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return (nil, "writing to \(path) failed: \(String(cString: strerror(errno)))") }
+            out.removeFirst(n)
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            // Lines so far (the guest's tty is raw; a stray CR is dropped anyway).
+            let lines = buffer.replacingOccurrences(of: "\r", with: "").components(separatedBy: "\n")
+            if let b = lines.firstIndex(of: begin),
+               let e = lines[(b + 1)...].firstIndex(where: { $0.hasPrefix(end) }), e < lines.count - 1 {
+                let status = Int32(lines[e].dropFirst(end.count))
+                buffer = lines[(e + 1)...].joined(separator: "\n")
+                return (status ?? -1, lines[(b + 1)..<e].joined(separator: "\n"))
+            }
+            let left = deadline - clock.now
+            guard left > .zero else { return (nil, buffer) }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ms = Int32(min(left.seconds * 1000 + 1, 60_000))
+            let r = poll(&p, 1, ms)
+            if r < 0 && errno == EINTR { continue }
+            if r <= 0 { continue }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return (nil, buffer + (n == 0 ? "[the channel closed]" : "[read failed: \(String(cString: strerror(errno)))]")) }
+            buffer += String(decoding: chunk[0..<n], as: UTF8.self)
+        }
     }
 }

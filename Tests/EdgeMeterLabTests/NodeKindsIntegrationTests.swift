@@ -153,39 +153,86 @@ final class NodeKindsIntegrationTests: XCTestCase {
         XCTAssertEqual(left, [])
     }
 
+    /// The vm topology of this test: a netns node serving TCP 8081 and a vm node serving 8080. The
+    /// guest has only its connected route (no default), so an address outside 10.237.0.0/24 has no
+    /// route in it and nothing is sent there.
+    static let vmReach = """
+        name: vmx
+        networks:
+          - {name: lan, subnet: 10.237.0.0/24, host: 10.237.0.1}
+        nodes:
+          - name: n1
+            interfaces: [{network: lan, address: 10.237.0.11}]
+            workload: [busybox, httpd, -f, -p, "8081", -h, /]
+            ports: [8081]
+          - name: v1
+            kind: vm
+            interfaces: [{network: lan, address: 10.237.0.12}]
+            workload: [httpd, -f, -p, "8080", -h, /]
+            ports: [8080]
+        """
+
     /// A vm node (QEMU TCG, busybox initramfs) next to a netns node: the guest owns its address,
     /// answers ICMP and TCP on its workload's port from the netns node and from the host; probes
-    /// from the vm are reported as not probed; the QEMU process goes at `lab down`.
-    func testVMNodeIsReachableAsATargetAndItsProbesAreReportedNotProbed() async throws {
+    /// from the vm go through its command channel (ttyS1 on a unix socket): ICMP and TCP to the
+    /// netns node are reachable, with the guest's ping RTT; an address with no route in the guest is
+    /// "no route", a closed port "refused"; QEMU and the channel's socket go at `lab down`.
+    func testVMNodeIsReachableAsATargetAndProbesFromItGoThroughItsCommandChannel() async throws {
         guard which("qemu-system-x86_64") != nil, FileManager.default.fileExists(atPath: "/var/cache/edgemeter/kernel/modules/e1000.ko"),
               which("cpio") != nil else {
             throw XCTSkip("vm nodes need qemu-system-x86_64, cpio and the guest kernel cache: scripts/setup-engines.sh")
         }
         let topo = "vmx"
         try downIfUp(topo)
-        let file = try write(NodeKindsTests.vm, "vmx")
+        let file = try write(Self.vmReach, "vmx")
         defer { try? FileManager.default.removeItem(atPath: file) }
         let expect = try write("""
             from,to,probe,reachable
             (host),n1,icmp 10.237.0.11,yes
+            (host),n1,tcp 10.237.0.11:8081,yes
             (host),v1,icmp 10.237.0.12,yes
             (host),v1,tcp 10.237.0.12:8080,yes
             n1,v1,icmp 10.237.0.12,yes
             n1,v1,tcp 10.237.0.12:8080,yes
-            v1,n1,icmp 10.237.0.11,no
+            v1,n1,icmp 10.237.0.11,yes
+            v1,n1,tcp 10.237.0.11:8081,yes
             """, "vmx-expected", ext: "csv")
         defer { try? FileManager.default.removeItem(atPath: expect) }
         let before = await snapshot()
         let up = try edgemeter(["lab", "up", file], timeout: 180)
         XCTAssertEqual(up.status, 0, up.stderr)
         guard up.status == 0 else { try downIfUp(topo); return }
+        let socket = LabExecutor.vmCommandSocket(logDirectory: LabExecutor().logDirectory(topo), node: "v1")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: socket), "QEMU serves the command channel on \(socket)")
         let during = await leftovers(before, topo, "while up")
         XCTAssertTrue(during.contains { $0.hasPrefix("left behind: qemu ") || $0.contains("qemu-system") }, "the guest's QEMU is seen: \(during)")
-        let reach = try edgemeter(["reach", topo, "--expect", expect, "--out", NSTemporaryDirectory() + "reach-vmx-\(getpid())"])
+        let out = NSTemporaryDirectory() + "reach-vmx-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let reach = try edgemeter(["reach", topo, "--expect", expect, "--out", out])
         XCTAssertEqual(reach.status, 0, reach.stdout + reach.stderr)
-        XCTAssertTrue(reach.stdout.contains("v1 → n1 icmp 10.237.0.11: not probed: cannot run probes inside a vm node"), reach.stdout)
+        XCTAssertFalse(reach.stdout.contains("not probed"), reach.stdout)
+        // The vm's ICMP cell carries the guest's own ping timing.
+        let csv = (try? String(contentsOfFile: out + "/reach.csv", encoding: .utf8)) ?? ""
+        let row = csv.split(separator: "\n").first { $0.hasPrefix("v1,n1,icmp 10.237.0.11,yes,,") }
+        let rtt = row.flatMap { Double($0.split(separator: ",", omittingEmptySubsequences: false).last ?? "") }
+        XCTAssertNotNil(rtt, "v1 → n1 icmp has an RTT in \(out)/reach.csv: \(csv)")
+        XCTAssertGreaterThan(rtt ?? 0, 0)
+
+        // Straight through the runner: no route in the guest for 10.238.0.9 (nothing is sent), and a
+        // port nothing listens on in n1 is refused.
+        let probes = [ReachProbe(from: "v1", to: "x", kind: .icmp, address: "10.238.0.9"),
+                      ReachProbe(from: "v1", to: "x", kind: .tcp, address: "10.238.0.9", port: 80)]
+        let closed = ReachProbe(from: "v1", to: "n1", kind: .tcp, address: "10.237.0.11", port: 8089)
+        let results = ReachRunner().probeFromVM(socket: socket, pairs: [(address: "10.238.0.9", probes: probes), (address: "10.237.0.11", probes: [closed])])
+        XCTAssertEqual(results.count, 3)
+        for r in results where r.probe.address == "10.238.0.9" {
+            XCTAssertEqual(r.outcome, "no route", "\(r)")
+        }
+        XCTAssertEqual(results.first { $0.probe == closed }?.outcome, "refused", "\(results)")
+
         let down = try edgemeter(["lab", "down", topo])
         XCTAssertEqual(down.status, 0, down.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the command socket is removed at lab down")
         let left = await leftovers(before, topo, "after lab down")
         XCTAssertEqual(left, [])
     }
