@@ -30,11 +30,11 @@ struct ControllerCommand: AsyncParsableCommand {
           export EDGEMETER_CONTROLLER_TOKEN=s3cret
           edgemeter controller --port 9000 --state /tmp/ctl.sqlite
           curl -H 'Authorization: Bearer s3cret' 127.0.0.1:9000/migrate
-          edgemeter controller --executor cmd --cmd-start '["start.sh","{to}"]' \
+          edgemeter controller --executor cmd --cmd-start '["start.sh","{to}"]' \\
             --cmd-switch '["switch.sh","{to}"]' --cmd-stop '["stop.sh","{from}"]'
-          edgemeter controller --executor kubernetes --k8s-image edge-app:1 \
+          edgemeter controller --executor kubernetes --k8s-image edge-app:1 \\
             --k8s-api http://127.0.0.1:8001 --k8s-service edge-app --k8s-port 8080
-          edgemeter controller --executor docker --docker-image edge-app:1 \
+          edgemeter controller --executor docker --docker-image edge-app:1 \\
             --docker-command '["edge-app","--port","8080"]' --docker-port 8080
           edgemeter controller --from-node edge-cloud:vehicle
         """
@@ -152,7 +152,8 @@ struct ControllerCommand: AsyncParsableCommand {
         if p > .zero { guard d >= p else { throw ValidationError("--decide-every must be at least --probe-interval (\(probeInterval))") } }
         let plan = try executorPlan()
         let given = cmd.given.map { ("cmd", $0) } + docker.given.map { ("docker", $0) } + k8s.given.map { ("kubernetes", $0) }
-        if let (owner, flag) = given.first(where: { $0.0 != plan.name }) {
+        if let hit = given.first(where: { $0.0 != plan.name }) {
+            let (owner, flag) = hit
             throw ValidationError("\(flag) is a \(owner) executor flag, but --executor is \(executor): add --executor \(owner) or drop \(flag)")
         }
         _ = try probeNamespace()

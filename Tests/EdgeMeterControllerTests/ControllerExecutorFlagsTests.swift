@@ -55,7 +55,8 @@ final class ControllerExecutorFlagsTests: XCTestCase {
         let r = Running(process: p, logPath: logPath)
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            if let m = r.log.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/), let port = Int(m.1) {
+            let marker = "listening on http://127.0.0.1:"
+            if let at = r.log.range(of: marker), let port = Int(r.log[at.upperBound...].prefix(while: \.isNumber)) {
                 r.port = port
                 return r
             }
@@ -202,14 +203,15 @@ final class ControllerExecutorFlagsTests: XCTestCase {
         defer { close(listener.fd) }
         let target = "tcp://127.0.0.1:\(listener.port)"
         // The same address from the host: nothing listens there, so a sample can only come from inside.
-        XCTAssertNil(await ProbeLoop.measure(target, timeout: .milliseconds(500)), "the host has a listener on \(target) too; run again")
-        XCTAssertNotNil(await NamespaceProbe.measure(target, timeout: .seconds(1), namespace: netns.name))
+        let fromHost = await ProbeLoop.measure(target, timeout: .milliseconds(500))
+        XCTAssertNil(fromHost, "the host has a listener on \(target) too; run again")
+        let fromInside = await NamespaceProbe.measure(target, timeout: .seconds(1), namespace: netns.name)
+        XCTAssertNotNil(fromInside, "no connection to \(target) from inside \(netns.name)")
 
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let c = try start(["--probe-interval", "100ms", "--decide-every", "10s", "--probe-netns", netns.name], dir: dir)
         defer { c.stop() }
-        XCTAssertTrue(c.log.contains("probe loop runs inside network namespace \(netns.name)"), c.log)
         let service: [String: Any] = ["name": "edge-app", "metric": "tcp_connect", "active_node": "node_1", "requirement": "20ms@p90",
                                       "nodes": [["name": "node_1", "target": target], ["name": "node_2", "target": target]]]
         let i = try await call(c.port, "POST", "/service_init", json: service)
@@ -226,5 +228,6 @@ final class ControllerExecutorFlagsTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(received, 5, "the probe loop did not reach \(target) inside \(netns.name): \(c.log)")
         XCTAssertEqual(received, sent, "lost probes from inside the namespace")
+        XCTAssertTrue(c.log.contains("probe loop runs inside network namespace \(netns.name)"), c.log)
     }
 }
