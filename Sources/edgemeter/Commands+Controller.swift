@@ -70,7 +70,7 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Run the probe loop inside a lab node's namespace (lab up first).", valueName: "TOPO:NODE"))
     var fromNode: String?
 
-    @OptionGroup(title: "cmd executor (JSON argument lists; {service} {from} {to} replaced)")
+    @OptionGroup(title: "cmd executor (JSON argument lists)")
     var cmd: CommandExecutorOptions
 
     @OptionGroup(title: "docker executor")
