@@ -232,3 +232,40 @@ final class ControllerExecutorFlagsTests: XCTestCase {
     }
 }
 
+/// `NamespaceProbe`'s http measurement against a real HTTP server (python3 -m http.server) that
+/// listens only inside a namespace the test made.
+final class NamespaceProbeHTTPTests: XCTestCase {
+    func testHTTPTargetIsMeasuredFromInsideAndItsStatusChecked() async throws {
+        if let reason = rootAndIPUnavailableReason() { throw XCTSkip(reason) }
+        guard let python = which("python3"), let ip = which("ip") else { throw XCTSkip("needs python3 and ip: apt-get install python3 iproute2") }
+        let netns = try IsolatedNetns()
+        defer { netns.remove() }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nsprobe-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "ok\n".write(to: dir.appendingPathComponent("healthz"), atomically: true, encoding: .utf8)
+        let port = Int.random(in: 20000...40000)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: ip)
+        p.arguments = ["netns", "exec", netns.name, python, "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir.path, "\(port)"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // SIGKILL: a child of the test process may inherit SIGTERM ignored, and would never exit.
+        defer { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        let ok = "http://127.0.0.1:\(port)/healthz"
+        var inside: Double?
+        for _ in 0..<50 {
+            inside = await NamespaceProbe.measure(ok, timeout: .seconds(2), namespace: netns.name)
+            if inside != nil { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let ms = try XCTUnwrap(inside, "no answer from \(ok) inside \(netns.name)")
+        XCTAssertGreaterThan(ms, 0)
+        XCTAssertLessThan(ms, 2000)
+        let missing = await NamespaceProbe.measure("http://127.0.0.1:\(port)/nope", timeout: .seconds(2), namespace: netns.name)
+        XCTAssertNil(missing, "a 404 must count as lost")
+        let fromHost = await ProbeLoop.measure(ok, timeout: .milliseconds(500))
+        XCTAssertNil(fromHost, "the host answers on \(ok) too; run again")
+    }
+}
