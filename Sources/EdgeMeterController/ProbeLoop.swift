@@ -16,18 +16,25 @@ import EdgeMeterProbes
 /// - `tcp://` target: `tcp_connect`, from just before `connect()` until the handshake completed
 ///   (CLOCK_MONOTONIC, the span tcping measures); refused or timed out is a lost sample.
 ///
+/// With `namespace` set, every measurement is made from inside that network namespace
+/// (`NamespaceProbe`: same spans, a blocking socket on a thread that entered the namespace), so the
+/// loop measures the path a node (such as the lab's vehicle) sees, not the host's.
+///
 /// A sample is stamped with the controller clock's time when its measurement started.
 public final class ProbeLoop: @unchecked Sendable {
     public let controller: MigrationController
     public let interval: Duration
     public let timeout: Duration
     public let decideEvery: Int
+    /// The network namespace the probes run in (`/var/run/netns/<name>`); nil: the controller's own.
+    public let namespace: String?
     private let log: @Sendable (String) -> Void
     private var task: Task<Void, Never>?
 
     public init(controller: MigrationController, interval: Duration = .milliseconds(200), timeout: Duration = .seconds(1),
-                decideEvery: Int = 5, log: @escaping @Sendable (String) -> Void = { _ in }) {
+                decideEvery: Int = 5, namespace: String? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.controller = controller
+        self.namespace = namespace
         self.interval = interval
         self.timeout = timeout
         self.decideEvery = decideEvery
@@ -63,9 +70,15 @@ public final class ProbeLoop: @unchecked Sendable {
                     guard let target = n.target else { continue }
                     let timeout = self.timeout
                     let controller = self.controller
+                    let namespace = self.namespace
                     group.addTask {
                         let at = clock.monotonicNanoseconds()
-                        let ms = await Self.measure(target, timeout: timeout)
+                        let ms: Double?
+                        if let namespace {
+                            ms = await NamespaceProbe.measure(target, timeout: timeout, namespace: namespace)
+                        } else {
+                            ms = await Self.measure(target, timeout: timeout)
+                        }
                         _ = try? await controller.add([.init(milliseconds: ms, atNanoseconds: at)], node: n.name, metric: s.metric,
                                                       service: s.name, field: "probe")
                     }
