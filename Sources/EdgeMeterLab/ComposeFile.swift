@@ -93,15 +93,7 @@ public struct ComposeFile: Sendable, Equatable {
 
     public static func load(yaml: String, file: String, project: String? = nil) throws -> ComposeFile {
         var p = Problems(file: file)
-        let root: Yams.Node?
-        do {
-            root = try Yams.compose(yaml: yaml)
-        } catch let e as YamlError {
-            throw SuiteErrors([SuiteError(file: file, line: SuiteLoader.yamlErrorLine(e), message: "not valid YAML: \(SuiteLoader.yamlProblem(e))")])
-        }
-        guard let root, case .mapping(let top) = root else {
-            throw SuiteErrors([SuiteError(file: file, line: 1, message: "a compose file must be a mapping with `services` and `networks`")])
-        }
+        let top = try TopologyLoader.topMapping(yaml: yaml, file: file, expected: "a compose file must be a mapping with `services` and `networks`")
         let extensions = top.compactMap { $0.key.string }.filter { $0.hasPrefix("x-") }
         let m = Map(top, context: "at the top level", problems: &p, known: ["version", "services", "networks"] + extensions)
         let projectName = project ?? projectName(path: file)

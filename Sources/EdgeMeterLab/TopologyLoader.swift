@@ -5,8 +5,9 @@ import EdgeMeterCore
 /// Loads and validates a topology file. Every problem is reported at once, located, with what is
 /// expected (`SuiteErrors`, the same shape as suite files): nothing is built from a file with a mistake.
 public enum TopologyLoader {
-    public static func load(yaml: String, file: String) throws -> Topology {
-        var p = Problems(file: file)
+    /// The file's top-level mapping, or the error for invalid YAML (its line) or another shape
+    /// (`expected` says what the file must be). Shared by topology and compose files.
+    static func topMapping(yaml: String, file: String, expected: String) throws -> Yams.Node.Mapping {
         let root: Yams.Node?
         do {
             root = try Yams.compose(yaml: yaml)
@@ -14,8 +15,14 @@ public enum TopologyLoader {
             throw SuiteErrors([SuiteError(file: file, line: SuiteLoader.yamlErrorLine(e), message: "not valid YAML: \(SuiteLoader.yamlProblem(e))")])
         }
         guard let root, case .mapping(let top) = root else {
-            throw SuiteErrors([SuiteError(file: file, line: 1, message: "a topology must be a mapping with `name`, `networks` and `nodes`")])
+            throw SuiteErrors([SuiteError(file: file, line: 1, message: expected)])
         }
+        return top
+    }
+
+    public static func load(yaml: String, file: String) throws -> Topology {
+        var p = Problems(file: file)
+        let top = try topMapping(yaml: yaml, file: file, expected: "a topology must be a mapping with `name`, `networks` and `nodes`")
         let m = Map(top, context: "at the top level", problems: &p, known: ["name", "description", "networks", "nodes"])
         let name = m.string("name", &p)
         if name == nil && m.node("name") == nil { p.add(1, "missing `name`: give the topology a short name (letters, digits, '-')") }
