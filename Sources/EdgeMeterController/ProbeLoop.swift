@@ -17,8 +17,8 @@ import EdgeMeterProbes
 ///   (CLOCK_MONOTONIC, the span tcping measures); refused or timed out is a lost sample.
 ///
 /// With `namespace` set, every measurement is made from inside that network namespace
-/// (`NamespaceProbe`: same spans, a blocking socket on a thread that entered the namespace), so the
-/// loop measures the path a node (such as the lab's vehicle) sees, not the host's.
+/// (`NamespaceProbe`: the same spans, on socket threads created inside the namespace), so the loop
+/// measures the path a node (such as the lab's vehicle) sees, not the host's.
 ///
 /// A sample is stamped with the controller clock's time when its measurement started.
 public final class ProbeLoop: @unchecked Sendable {
@@ -30,6 +30,8 @@ public final class ProbeLoop: @unchecked Sendable {
     public let namespace: String?
     private let log: @Sendable (String) -> Void
     private var task: Task<Void, Never>?
+    /// The socket threads inside `namespace`, made at the first round and kept until `stop()`.
+    private var namespaceThreads: HTTPSocketThreads?
 
     public init(controller: MigrationController, interval: Duration = .milliseconds(200), timeout: Duration = .seconds(1),
                 decideEvery: Int = 5, namespace: String? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -62,6 +64,16 @@ public final class ProbeLoop: @unchecked Sendable {
 
     /// One round: measures every (service, node) with a target and feeds the windows.
     public func round() async {
+        var threads: HTTPSocketThreads?
+        if let namespace {
+            if namespaceThreads == nil {
+                do { namespaceThreads = try NamespaceProbe.threads(in: namespace) } catch {
+                    log("cannot probe from network namespace \(namespace): \(error)")
+                    return
+                }
+            }
+            threads = namespaceThreads
+        }
         let services = await controller.allServices
         let clock = controller.clock
         await withTaskGroup(of: Void.self) { group in
@@ -70,12 +82,11 @@ public final class ProbeLoop: @unchecked Sendable {
                     guard let target = n.target else { continue }
                     let timeout = self.timeout
                     let controller = self.controller
-                    let namespace = self.namespace
                     group.addTask {
                         let at = clock.monotonicNanoseconds()
                         let ms: Double?
-                        if let namespace {
-                            ms = await NamespaceProbe.measure(target, timeout: timeout, namespace: namespace)
+                        if let threads {
+                            ms = await NamespaceProbe.measure(target, timeout: timeout, threads: threads)
                         } else {
                             ms = await Self.measure(target, timeout: timeout)
                         }
@@ -118,5 +129,7 @@ public final class ProbeLoop: @unchecked Sendable {
     public func stop() async {
         task?.cancel()
         await task?.value
+        await namespaceThreads?.shutdown()
+        namespaceThreads = nil
     }
 }
