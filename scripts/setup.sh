@@ -14,7 +14,10 @@ PACKAGES=(
   docker.io lxc busybox-static cpio qemu-system-x86 qemu-utils
   nginx-light iptables procps curl linux-perf time sysstat
   podman crun docker-compose ethtool iperf3
-  prometheus  # promtool checks the controller's /metrics; the package's server is not used
+  prometheus  # promtool checks /metrics; the agent tests run its server on loopback
+  prometheus-blackbox-exporter  # the agent's /probe is compared with it (benchmarks/peers)
+  chromium  # headless: report.html is rendered and checked offline
+  datamash  # the peer for streaming summaries (benchmarks/peers/report-vs-datamash.sh)
 )
 
 if [ "$(id -u)" != 0 ]; then
