@@ -32,8 +32,11 @@ public struct SuiteRunner {
     /// that does not name its own `capture`; each scenario gets its own capture and wire samples.
     /// A `capture` scenario already captures on its `interface`: neither applies to it (one pcap,
     /// wire samples once).
+    /// `sink`, when given, receives every sample instead of `dir` (a tee that forwards to `dir`,
+    /// e.g. the run history's); `dir` still keeps notes, sections and counts.
     public func run(_ suite: Suite, in dir: RunDirectory, stop: StopFlag, captureInterface: String? = nil,
-                    captureFilter: String? = nil, progress: @escaping @Sendable (String) -> Void) async {
+                    captureFilter: String? = nil, sink: SampleSink? = nil, progress: @escaping @Sendable (String) -> Void) async {
+        let samplesTo: SampleSink = sink ?? dir
         let byKind = Dictionary(kinds.map { ($0.schema.kind, $0) }, uniquingKeysWith: { a, _ in a })
         let suiteDir = URL(fileURLWithPath: suite.path).deletingLastPathComponent()
         let lab = SuiteLab(binary: labBinary, dir: dir, progress: progress)
@@ -58,7 +61,7 @@ public struct SuiteRunner {
                                              reason: provenance + "; runs from \(scenario.string("from").map { "node \($0)" } ?? "the host")"))
                     let prepared = try LabScenario(scenario, topology: topology, state: state)
                     for n in prepared.notProbed {
-                        dir.record(Sample(runID: dir.runID, scenario: scenario.name, probe: scenario.kind, target: n.name, metric: "latency",
+                        samplesTo.record(Sample(runID: dir.runID, scenario: scenario.name, probe: scenario.kind, target: n.name, metric: "latency",
                                           phase: "route", value: nil, unit: "ms", timestamp: Date(), status: .error, reason: n.reason,
                                           labels: prepared.commonLabels))
                         progress("\(label) \(n.name): \(n.reason)")
@@ -93,7 +96,7 @@ public struct SuiteRunner {
                     progress("\(label) \(dir.sampleCount - before) samples, \(String(format: "%.0f", secs)) s")
                 }
             }
-            let sink: SampleSink = labScenario.map { LabSink(dir, $0) } ?? dir
+            let sink: SampleSink = labScenario.map { LabSink(samplesTo, $0) } ?? samplesTo
             let ctx = ScenarioContext(runID: dir.runID, sink: sink, stop: stop, directory: dir.url, suiteDirectory: suiteDir,
                                       progress: { progress("\(label) \($0)") }, addSection: { dir.addSection($0) })
             do {

@@ -67,7 +67,7 @@ struct RunSuiteCommand: AsyncParsableCommand {
         options.captureFilter = nil
         let result = try await runMeasured(name: parsed.name, options: options, suiteFile: suite) { ctx, dir in
             await SuiteRunner(labBinary: runningBinaryPath()).run(parsed, in: dir, stop: ctx.stop, captureInterface: run.capture,
-                                    captureFilter: run.captureFilter, progress: { note($0) })
+                                    captureFilter: run.captureFilter, sink: ctx.sink, progress: { note($0) })
         }
         if !run.json {
             print(try String(contentsOf: result.directory.url.appendingPathComponent("summary.md"), encoding: .utf8))

@@ -18,10 +18,12 @@ struct EdgeMeterCommand: AsyncParsableCommand {
                       StartupCommand.self, FootprintCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self,
                       ImpairForwarderCommand.self, CalibrateCommand.self, CalibrateProbeCommand.self, ProxyCommand.self,
                       PolicyCommand.self, VehicleCommand.self,
-                      ControllerCommand.self, FeedCommand.self]
+                      ControllerCommand.self, FeedCommand.self,
+                      CompareCommand.self, RunsCommand.self, BaselineCommand.self]
     )
 
-    /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64.
+    /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64;
+    /// except `compare`, whose 2 means "regression": its usage errors exit 64 (Commands+Compare.swift).
     static func main() async {
         do {
             var command = try parseAsRoot()
@@ -34,7 +36,7 @@ struct EdgeMeterCommand: AsyncParsableCommand {
             let code = exitCode(for: error)
             if code == .validationFailure {
                 fputs(fullMessage(for: error) + "\n", stderr)
-                Foundation.exit(2)
+                Foundation.exit(CompareCommand.isInvoked ? 64 : 2)
             }
             exit(withError: error)
         }

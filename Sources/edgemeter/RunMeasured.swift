@@ -16,12 +16,20 @@ struct OutputOptions: ParsableArguments {
     @Flag(name: .customLong("print-config"), help: .hidden)
     var printConfig = false
 
+    @Option(name: .long, help: ArgumentHelp("Record the run in this history database (default: $EDGEMETER_DB, else $XDG_DATA_HOME/edgemeter/history.sqlite, else ~/.local/share/edgemeter/history.sqlite).", valueName: "PATH"))
+    var db: String?
+
+    @Flag(name: .customLong("no-history"), help: "Do not record the run in the history database (the run directory is written as usual).")
+    var noHistory = false
+
     /// The same choices as `RunOptions`, with no capture around the command.
     var runOptions: RunOptions {
         var r = RunOptions()
         r.out = out
         r.json = json
         r.printConfig = printConfig
+        r.db = db
+        r.noHistory = noHistory
         r.capture = nil
         r.captureFilter = nil
         return r
@@ -46,6 +54,12 @@ struct RunOptions: ParsableArguments {
     /// Print the configuration the flags resolve to and measure nothing (see `printConfigs`).
     @Flag(name: .customLong("print-config"), help: .hidden)
     var printConfig = false
+
+    @Option(name: .long, help: ArgumentHelp("Record the run in this history database (default: $EDGEMETER_DB, else $XDG_DATA_HOME/edgemeter/history.sqlite, else ~/.local/share/edgemeter/history.sqlite).", valueName: "PATH"))
+    var db: String?
+
+    @Flag(name: .customLong("no-history"), help: "Do not record the run in the history database (the run directory is written as usual).")
+    var noHistory = false
 }
 
 /// Prints to stderr (progress and diagnostics never mix with --json output on stdout).
@@ -87,7 +101,9 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
     let stop = StopFlag()
     SignalTrap.install(stop)
     dir.onWriteFailure = { stop.stop(reason: $0) }
-    let ctx = ScenarioContext(runID: dir.runID, sink: dir, stop: stop, directory: dir.url,
+    // The run history records the same samples beside the directory (HistoryHook.swift).
+    let history = HistoryHook.start(options: options, directory: dir, name: name, suiteFile: suiteFile)
+    let ctx = ScenarioContext(runID: dir.runID, sink: history.map { TeeSink([dir, $0]) } ?? dir, stop: stop, directory: dir.url,
                               suiteDirectory: suiteFile.map { URL(fileURLWithPath: $0).deletingLastPathComponent() },
                               progress: { note($0) }, addSection: { dir.addSection($0) })
     // Runs whose per-result lines are silenced (-q, --json) still say they are alive every 5 s.
@@ -110,7 +126,8 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
     }
     ticker?.cancel()
     if suiteFile == nil && dir.discard() {
-        // Nothing was measured: no run directory is kept.
+        // Nothing was measured: no run directory is kept, and no history row.
+        history?.discard()
         if let failure { throw failure }
         // Only set-up failed (the names did not resolve): a set-up error, exit status 2.
         note("edgemeter: nothing was measured (set-up failed, see above); no run directory was kept")
@@ -118,6 +135,7 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
         throw ExitCode(2)
     }
     let complete = !stop.isStopped && failure == nil
+    HistoryHook.finish(history, directory: dir, complete: complete && dir.writeFailure == nil, stopReason: stop.reason ?? failure.map { "\($0)" })
     let summaries: [Summary]
     do {
         summaries = try dir.finish(complete: complete, stopReason: stop.reason ?? failure.map { "\($0)" })

@@ -10,11 +10,18 @@ public struct CommandResult {
 
 /// Runs a program (argument list, no shell) and waits, with a hard time limit after which its
 /// process group gets SIGKILL (`Command.runBlocking`: posix_spawn, no inherited descriptors).
+/// The run history of a started edgemeter goes to `testHistoryPath` unless the environment names one.
 @discardableResult
 public func runCommand(_ path: String, _ args: [String], timeout: TimeInterval = 120, environment: [String: String]? = nil) throws -> CommandResult {
-    let r = try Command.runBlocking([path] + args, timeout: .milliseconds(Int64(timeout * 1000)), environment: environment)
+    var env = environment ?? ProcessInfo.processInfo.environment
+    if env["EDGEMETER_DB"] == nil { env["EDGEMETER_DB"] = testHistoryPath }
+    let r = try Command.runBlocking([path] + args, timeout: .milliseconds(Int64(timeout * 1000)), environment: env)
     return CommandResult(status: r.status, stdout: r.stdout, stderr: r.stderr)
 }
+
+/// A per-process temporary history database for the binaries tests start, so tests never write
+/// into the user's data directory (~/.local/share/edgemeter/history.sqlite).
+public let testHistoryPath = NSTemporaryDirectory() + "edgemeter-test-history-\(getpid()).sqlite"
 
 /// Finds a program on PATH (then /usr/sbin and /sbin), nil when absent: `EdgeMeterSystem.which`.
 public func which(_ name: String) -> String? {
