@@ -148,9 +148,10 @@ struct CompareCommand: ParsableCommand {
         }
         let a = samples.filter { field($0) == chosen[0] }, b = samples.filter { field($0) == chosen[1] }
         // Group keys must line up across the groups: the field itself differs by construction, and
-        // a label that names the target (startup: target = backend) makes the targets differ too.
+        // when the two groups share no target (startup: target = backend; node_1 at 10.0.0.1 vs
+        // node_2 at 10.0.0.2) the target is what the label names, so it is not matched on.
         var dropping: String? = (by == "target" || by == "scenario") ? by : nil
-        if dropping == nil && (a + b).allSatisfy({ $0.target == field($0) }) { dropping = "target" }
+        if dropping == nil && Set(a.map(\.target)).isDisjoint(with: Set(b.map(\.target))) { dropping = "target" }
         return Compare.run(a: CompareSeries.group(a, dropping: dropping), b: CompareSeries.group(b, dropping: dropping),
                            labelA: "\(runLabel) \(by)=\(chosen[0])", labelB: "\(runLabel) \(by)=\(chosen[1])", options: options)
     }

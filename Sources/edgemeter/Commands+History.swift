@@ -109,13 +109,13 @@ struct RunsShowCommand: ParsableCommand {
     @OptionGroup var history: HistoryDBOption
 
     @Argument(help: "A run id (or a unique prefix of one), a baseline name, or latest.")
-    var run: String
+    var runRef: String
 
     func run() throws {
         let store = try history.open()
         let (info, samples) = try historyOperation { () -> (HistoryRun, [Sample]) in
-            guard let id = try store.resolve(run), let info = try store.run(id: id) else {
-                throw usageError("no run \"\(run)\" in \(store.path): see `edgemeter runs list`")
+            guard let id = try store.resolve(runRef), let info = try store.run(id: id) else {
+                throw usageError("no run \"\(runRef)\" in \(store.path): see `edgemeter runs list`")
             }
             return (info, try store.samples(runID: id))
         }
@@ -209,7 +209,7 @@ struct BaselineSetCommand: ParsableCommand {
     var name: String
 
     @Argument(help: "A run id (or unique prefix), another baseline's name, or latest.")
-    var run: String
+    var runRef: String
 
     func run() throws {
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
@@ -217,7 +217,7 @@ struct BaselineSetCommand: ParsableCommand {
         }
         let store = try history.open()
         let id = try historyOperation { () -> String in
-            guard let id = try store.resolve(run) else { throw usageError("no run \"\(run)\" in \(store.path): see `edgemeter runs list`") }
+            guard let id = try store.resolve(runRef) else { throw usageError("no run \"\(runRef)\" in \(store.path): see `edgemeter runs list`") }
             if try store.run(id: name) != nil && name != id {
                 throw usageError("\"\(name)\" is a run id: choose another baseline name, so `compare \(name)` is not ambiguous")
             }

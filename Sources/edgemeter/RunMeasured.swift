@@ -3,6 +3,7 @@ import Foundation
 import EdgeMeterCore
 import EdgeMeterSystem
 import EdgeMeterRun
+import EdgeMeterHistory
 
 /// Where a command writes its run directory and how it prints the summary: the part of `RunOptions`
 /// for commands that are themselves a capture (`capture`, `analyze`), which have no `--capture`.

@@ -30,7 +30,7 @@ final class CompareCommandTests: XCTestCase {
         return e
     }
 
-    func run(_ args: [String], in dir: URL? = nil) throws -> CommandResult {
+    func em(_ args: [String]) throws -> EdgeMeterTestSupport.CommandResult {
         try runCommand(bin, args, timeout: 120, environment: env)
     }
 
@@ -62,28 +62,28 @@ final class CompareCommandTests: XCTestCase {
         let same = try makeRun("same", [("127.0.0.1", lognormal(1000, seed: 2))])
         let slower = try makeRun("slower", [("127.0.0.1", lognormal(1000, scale: 1.05, seed: 3))])
 
-        let worse = try run(["compare", a, slower])
+        let worse = try em(["compare", a, slower])
         XCTAssertEqual(worse.status, 2, worse.stderr)
         XCTAssertTrue(worse.stdout.contains("| ping | 127.0.0.1 | rtt/echo | ms | 1000 | 1000 |"), worse.stdout)
         XCTAssertTrue(worse.stdout.contains("**worse**"), worse.stdout)
         XCTAssertTrue(worse.stdout.contains("A/A check: A's first and second halves agree"), worse.stdout)
         XCTAssertTrue(worse.stdout.contains("verdict: 1 regression(s) (exit status 2)"), worse.stdout)
 
-        let better = try run(["compare", slower, a])
+        let better = try em(["compare", slower, a])
         XCTAssertEqual(better.status, 4, better.stdout + better.stderr)
         XCTAssertTrue(better.stdout.contains("**better**"), better.stdout)
 
-        let nothing = try run(["compare", a, same])
+        let nothing = try em(["compare", a, same])
         XCTAssertEqual(nothing.status, 0, nothing.stdout + nothing.stderr)
         XCTAssertTrue(nothing.stdout.contains("no significant change"), nothing.stdout)
 
         // A loose tolerance hides the 5%.
-        let loose = try run(["compare", a, slower, "--threshold", "*:p50=10%", "--threshold", "rtt:p90=10%"])
+        let loose = try em(["compare", a, slower, "--threshold", "*:p50=10%", "--threshold", "rtt:p90=10%"])
         XCTAssertEqual(loose.status, 0, loose.stdout)
 
         // --out writes both formats; --csv prints CSV.
         let outDir = tmp.appendingPathComponent("cmp").path
-        let written = try run(["compare", a, slower, "--out", outDir, "--csv"])
+        let written = try em(["compare", a, slower, "--out", outDir, "--csv"])
         XCTAssertEqual(written.status, 2)
         let csv = try CSV.parse(written.stdout)
         XCTAssertEqual(csv.first, CompareRender.csvHeader)
@@ -101,20 +101,20 @@ final class CompareCommandTests: XCTestCase {
             (["compare", a, a, "--nope"], "--nope"),
             (["compare", a, "--by", "node"], "choose two with --groups"),
         ] as [([String], String)] {
-            let r = try run(args)
+            let r = try em(args)
             XCTAssertEqual(r.status, 64, "\(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
         }
         // Other commands keep exit status 2 for usage errors.
-        XCTAssertEqual(try run(["runs", "list", "--limit", "0"]).status, 2)
+        XCTAssertEqual(try em(["runs", "list", "--limit", "0"]).status, 2)
     }
 
     func testCompareByGroupsInsideOneRun() throws {
         let two = try makeRun("two", [("10.0.0.1", lognormal(500, seed: 1)), ("10.0.0.2", lognormal(500, scale: 1.5, seed: 2))])
-        let byTarget = try run(["compare", two, "--by", "target"])
+        let byTarget = try em(["compare", two, "--by", "target"])
         XCTAssertEqual(byTarget.status, 2, byTarget.stdout + byTarget.stderr)
         XCTAssertTrue(byTarget.stdout.contains("# Compare: two target=10.0.0.1 (A) → two target=10.0.0.2 (B)"), byTarget.stdout)
-        let byLabel = try run(["compare", two, "--by", "node", "--groups", "node_2,node_1"])
+        let byLabel = try em(["compare", two, "--by", "node", "--groups", "node_2,node_1"])
         XCTAssertEqual(byLabel.status, 4, byLabel.stdout + byLabel.stderr)
         XCTAssertTrue(byLabel.stdout.contains("node=node_2 (A)"), byLabel.stdout)
     }
@@ -122,37 +122,37 @@ final class CompareCommandTests: XCTestCase {
     func testRunsBaselineAndCompareByName() throws {
         let a = try makeRun("20261202T000000Z-ping", [("127.0.0.1", lognormal(400, seed: 1))])
         let b = try makeRun("20261202T000100Z-ping", [("127.0.0.1", lognormal(400, scale: 1.2, seed: 2))])
-        XCTAssertEqual(try run(["runs", "list"]).status, 2, "no history yet is a usage error")
-        let imported = try run(["runs", "import", a, b])
+        XCTAssertEqual(try em(["runs", "list"]).status, 2, "no history yet is a usage error")
+        let imported = try em(["runs", "import", a, b])
         XCTAssertEqual(imported.status, 0, imported.stderr)
         XCTAssertTrue(imported.stdout.contains("imported \(a) as run 20261202T000000Z-ping (400 samples)"), imported.stdout)
-        let list = try run(["runs", "list"])
+        let list = try em(["runs", "list"])
         XCTAssertEqual(list.status, 0, list.stderr)
         XCTAssertTrue(list.stdout.contains("20261202T000100Z-ping"), list.stdout)
         XCTAssertTrue(list.stdout.contains("400"), list.stdout)
 
-        let set = try run(["baseline", "set", "nightly", "20261202T000000Z"])
+        let set = try em(["baseline", "set", "nightly", "20261202T000000Z"])
         XCTAssertEqual(set.status, 0, set.stderr)
         XCTAssertTrue(set.stdout.contains("baseline nightly → run 20261202T000000Z-ping"), set.stdout)
-        XCTAssertTrue(try run(["runs", "list"]).stdout.contains("nightly"))
+        XCTAssertTrue(try em(["runs", "list"]).stdout.contains("nightly"))
         // The run directory can go: the history has the samples.
         try FileManager.default.removeItem(atPath: a)
-        let cmp = try run(["compare", "nightly", "20261202T000100Z-ping"])
+        let cmp = try em(["compare", "nightly", "20261202T000100Z-ping"])
         XCTAssertEqual(cmp.status, 2, cmp.stdout + cmp.stderr)
         XCTAssertTrue(cmp.stdout.contains("# Compare: nightly (20261202T000000Z-ping) (A) → 20261202T000100Z-ping (B)"), cmp.stdout)
-        let show = try run(["runs", "show", "nightly"])
+        let show = try em(["runs", "show", "nightly"])
         XCTAssertEqual(show.status, 0, show.stderr)
         XCTAssertTrue(show.stdout.contains("run:       20261202T000000Z-ping"), show.stdout)
         XCTAssertTrue(show.stdout.contains("(no longer exists)"), show.stdout)
-        let rm = try run(["runs", "rm", "20261202T000000Z-ping"])
+        let rm = try em(["runs", "rm", "20261202T000000Z-ping"])
         XCTAssertEqual(rm.status, 0, rm.stderr)
         XCTAssertTrue(rm.stdout.contains("and baseline(s) nightly"), rm.stdout)
-        XCTAssertEqual(try run(["compare", "nightly", "20261202T000100Z-ping"]).status, 64)
+        XCTAssertEqual(try em(["compare", "nightly", "20261202T000100Z-ping"]).status, 64)
     }
 
     /// Whether unprivileged-or-root ICMP echo on loopback works here (else the ping tests skip).
     func pingWorks() throws -> Bool {
-        let r = try run(["ping", "-c", "1", "-q", "--no-history", "--out", tmp.appendingPathComponent("probe").path, "127.0.0.1"])
+        let r = try em(["ping", "-c", "1", "-q", "--no-history", "--out", tmp.appendingPathComponent("probe").path, "127.0.0.1"])
         return r.status == 0
     }
 
@@ -186,7 +186,7 @@ final class CompareCommandTests: XCTestCase {
         let onDisk = try RunDirectoryReader.samples(directory: URL(fileURLWithPath: out))
         XCTAssertGreaterThanOrEqual(onDisk.count, inHistory.count)
         XCTAssertEqual(Array(onDisk.prefix(inHistory.count)).map(\.labels["seq"]), inHistory.map(\.labels["seq"]))
-        let list = try self.run(["runs", "list"])
+        let list = try self.em(["runs", "list"])
         XCTAssertTrue(list.stdout.contains("unfinished"), list.stdout)
     }
 
@@ -196,7 +196,7 @@ final class CompareCommandTests: XCTestCase {
         }
         try Data(repeating: 0x42, count: 4096).write(to: URL(fileURLWithPath: db))
         let out = tmp.appendingPathComponent("kept").path
-        let r = try run(["ping", "-c", "5", "-i", "10ms", "-q", "--out", out, "127.0.0.1"])
+        let r = try em(["ping", "-c", "5", "-i", "10ms", "-q", "--out", out, "127.0.0.1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("warning: history database \(db) is damaged or not an edgemeter history"), r.stderr)
         XCTAssertTrue(r.stderr.contains("report: \(out)/"), r.stderr)
@@ -204,7 +204,7 @@ final class CompareCommandTests: XCTestCase {
         // A healthy history records a finished run whole.
         try FileManager.default.removeItem(atPath: db)
         let out2 = tmp.appendingPathComponent("ok").path
-        XCTAssertEqual(try run(["ping", "-c", "5", "-i", "10ms", "-q", "--out", out2, "127.0.0.1"]).status, 0)
+        XCTAssertEqual(try em(["ping", "-c", "5", "-i", "10ms", "-q", "--out", out2, "127.0.0.1"]).status, 0)
         let store = try HistoryStore(path: db)
         let rec = try XCTUnwrap(store.run(id: "ok"))
         XCTAssertTrue(rec.complete)
