@@ -211,6 +211,40 @@ final class CompareCommandTests: XCTestCase {
         XCTAssertEqual(rec.sampleCount, try RunDirectoryReader.samples(directory: URL(fileURLWithPath: out2)).count)
     }
 
+    func testASuiteRunIsRecordedWithItsScenarios() throws {
+        guard try pingWorks() else {
+            throw XCTSkip("ICMP echo on 127.0.0.1 does not work here: run as root or allow datagram ICMP (sysctl net.ipv4.ping_group_range=\"0 2147483647\")")
+        }
+        let suite = tmp.appendingPathComponent("s.yaml")
+        try """
+            name: hist-suite
+            scenarios:
+              - name: lo-a
+                kind: ping
+                targets: [127.0.0.1]
+                count: 20
+                interval: 5ms
+              - name: lo-b
+                kind: ping
+                targets: [127.0.0.1]
+                count: 10
+                interval: 5ms
+            """.write(to: suite, atomically: true, encoding: .utf8)
+        let out = tmp.appendingPathComponent("suite-run").path
+        let r = try em(["run", suite.path, "--out", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let store = try HistoryStore(path: db)
+        let run = try XCTUnwrap(store.run(id: "suite-run"))
+        XCTAssertTrue(run.complete)
+        XCTAssertEqual(run.suiteFile, suite.path)
+        XCTAssertEqual(try store.scenarios(runID: run.id), ["lo-a", "lo-b"])
+        XCTAssertEqual(try store.samples(runID: run.id).count, try RunDirectoryReader.samples(directory: URL(fileURLWithPath: out)).count)
+        let byScenario = try em(["compare", "suite-run", "--by", "scenario"])
+        XCTAssertTrue([0, 2, 4].contains(byScenario.status), byScenario.stderr)
+        XCTAssertTrue(byScenario.stdout.contains("scenario=lo-a (A)"), byScenario.stdout)
+        XCTAssertTrue(byScenario.stdout.contains("| rtt/echo | ms | 20 | 10 |"), byScenario.stdout)
+    }
+
     func waitForStore() throws -> HistoryStore {
         let end = Date().addingTimeInterval(20)
         while Date() < end {
