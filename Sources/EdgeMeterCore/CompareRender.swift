@@ -61,7 +61,7 @@ public enum CompareRender {
     public static func markdown(_ r: CompareResult, options: CompareOptions) -> String {
         var out = "# Compare: \(r.labelA) (A) → \(r.labelB) (B)\n\n"
         out += "ratio = median(B) / median(A) with its bootstrap 95% CI (\(options.bootstrapResamples) resamples); "
-        out += "p = Mann–Whitney U (two-sided, normal approximation, tie-corrected); δ = Cliff's delta, P(B>A) − P(B<A). "
+        out += "p = Mann–Whitney U (two-sided; exact up to 20 per side without ties, else normal approximation, tie-corrected); δ = Cliff's delta, P(B>A) − P(B<A). "
         out += "A change needs p < \(Format.fixed(options.alpha, 2)), a ratio CI that excludes 1 and a move beyond a tolerance "
         out += "(\(Set(options.thresholds.map(\.label)).sorted().joined(separator: ", ")) unless set per metric with --threshold). "
         out += "A/A = A's first half against its second half, by the same rule.\n\n"

@@ -24,7 +24,8 @@ public enum CompareStatistics {
         public var uB: Double
         /// Standard score of `uB` under H0 with the tie-corrected variance and a continuity correction of 0.5.
         public var z: Double
-        /// Two-sided p-value from the normal approximation (1 when every value is tied).
+        /// Two-sided p-value: exact for small samples without ties, else the normal approximation
+        /// (1 when every value is tied).
         public var p: Double
         /// Cliff's delta, P(b > a) − P(b < a), in −1...1: the effect size (`(2·uB)/(nA·nB) − 1`).
         public var cliffsDelta: Double
@@ -32,7 +33,8 @@ public enum CompareStatistics {
 
     /// Mann–Whitney U with average ranks for ties; the variance is corrected for ties
     /// (`nA·nB/12 · ((n+1) − Σ(t³−t)/(n(n−1)))`) and the p-value uses the normal approximation with a
-    /// continuity correction, which is within ~0.01 of the exact p for nA, nB ≥ 8. nil when a side is empty.
+    /// continuity correction; without ties and with at most `exactLimit` values per side, the exact
+    /// permutation p instead. nil when a side is empty.
     public static func mannWhitney(_ a: [Double], _ b: [Double]) -> MannWhitney? {
         let nA = a.count, nB = b.count
         guard nA > 0, nB > 0 else { return nil }
@@ -65,8 +67,44 @@ public enum CompareStatistics {
         let diff = uB - mean
         let corrected = Swift.max(0, abs(diff) - 0.5)
         let z = (diff < 0 ? -corrected : corrected) / variance.squareRoot()
-        let p = Swift.min(1, erfc(abs(z) / 2.0.squareRoot()))
+        var p = Swift.min(1, erfc(abs(z) / 2.0.squareRoot()))
+        // Small samples without ties: the exact permutation distribution instead.
+        if tieTerm == 0 && nA <= exactLimit && nB <= exactLimit {
+            p = exactTwoSidedP(u: Int(uB.rounded()), nA, nB)
+        }
         return MannWhitney(uB: uB, z: z, p: p, cliffsDelta: delta)
+    }
+
+    /// Up to this many values per side (and no ties), `mannWhitney` gives the exact p.
+    public static let exactLimit = 20
+
+    /// Exact two-sided p of U = `u` for sizes m, n under H0: `min(1, 2·min(P(U ≤ u), P(U ≥ u)))`,
+    /// from the count of rank arrangements giving each U (f(m,n,u) = f(m−1,n,u−n) + f(m,n−1,u)).
+    static func exactTwoSidedP(u: Int, _ m: Int, _ n: Int) -> Double {
+        // counts[i][j][k]: arrangements of i values of one side and j of the other with U = k.
+        let maxU = m * n
+        var prev = [[Double]](repeating: [Double](repeating: 0, count: maxU + 1), count: n + 1)
+        for j in 0...n { prev[j][0] = 1 } // i = 0: U = 0 in exactly one way
+        if m > 0 {
+            for i in 1...m {
+                var cur = [[Double]](repeating: [Double](repeating: 0, count: maxU + 1), count: n + 1)
+                cur[0][0] = 1
+                if n > 0 {
+                    for j in 1...n {
+                        for k in 0...(i * j) {
+                            cur[j][k] = (k >= j ? prev[j][k - j] : 0) + cur[j - 1][k]
+                        }
+                    }
+                }
+                prev = cur
+            }
+        }
+        let counts = prev[n]
+        let total = counts.reduce(0, +)
+        let clamped = Swift.min(Swift.max(0, u), maxU)
+        let lower = counts[0...clamped].reduce(0, +) / total
+        let upper = counts[clamped...].reduce(0, +) / total
+        return Swift.min(1, 2 * Swift.min(lower, upper))
     }
 
     /// Romano et al.'s labels for |Cliff's delta|: < 0.147 negligible, < 0.33 small, < 0.474 medium, else large.

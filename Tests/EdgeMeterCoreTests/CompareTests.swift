@@ -21,11 +21,17 @@ final class CompareTests: XCTestCase {
     // MARK: Mann–Whitney and Cliff's delta
 
     func testMannWhitneyMatchesTheNormalApproximationBySciPy() throws {
-        // Disjoint samples: U = 100, z = 49.5 / √175; p from scipy.stats.mannwhitneyu (asymptotic, continuity).
-        let mw = try XCTUnwrap(CompareStatistics.mannWhitney(Array(1...10).map(Double.init), Array(11...20).map(Double.init)))
-        XCTAssertEqual(mw.uB, 100)
-        XCTAssertEqual(mw.p, 0.0001826717911095504, accuracy: 1e-9)
+        // Disjoint samples of 25 (beyond the exact limit): U = 625; p from scipy.stats.mannwhitneyu
+        // (method="asymptotic", continuity correction).
+        let mw = try XCTUnwrap(CompareStatistics.mannWhitney(Array(1...25).map(Double.init), Array(26...50).map(Double.init)))
+        XCTAssertEqual(mw.uB, 625)
+        XCTAssertEqual(mw.p, 1.4156562248495537e-09, accuracy: 1e-15)
         XCTAssertEqual(mw.cliffsDelta, 1)
+        // Small samples without ties: exact p, as scipy's method="exact".
+        XCTAssertEqual(CompareStatistics.mannWhitney([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])!.p, 0.007936507936507936, accuracy: 1e-12)
+        let small = try XCTUnwrap(CompareStatistics.mannWhitney([1, 3, 4, 6, 7, 8, 10], [2, 5, 9, 11, 12, 14]))
+        XCTAssertEqual(small.uB, 31)
+        XCTAssertEqual(small.p, 0.18065268065268064, accuracy: 1e-12)
         // Ties: scipy.stats.mannwhitneyu(b, a, method="asymptotic") gives U = 81.5, p = 0.06472847251264197.
         let a: [Double] = [1, 2, 2, 3, 3, 3, 4, 5, 5, 9], b: [Double] = [2, 3, 4, 4, 5, 6, 6, 6, 7, 8, 8]
         let t = try XCTUnwrap(CompareStatistics.mannWhitney(a, b))

@@ -190,6 +190,26 @@ final class CompareCommandTests: XCTestCase {
         XCTAssertTrue(list.stdout.contains("unfinished"), list.stdout)
     }
 
+    func testAnInterruptedRunIsRecordedAsStoppedWithEverySample() throws {
+        guard try pingWorks() else {
+            throw XCTSkip("ICMP echo on 127.0.0.1 does not work here: run as root or allow datagram ICMP (sysctl net.ipv4.ping_group_range=\"0 2147483647\")")
+        }
+        let out = tmp.appendingPathComponent("stopped").path
+        let child = try ChildProcess([bin, "ping", "-q", "-i", "10ms", "--db", db, "--out", out, "127.0.0.1"], environment: env)
+        let store = try waitForStore()
+        let end = Date().addingTimeInterval(20)
+        while Date() < end, (try store.runs(limit: 1).first?.sampleCount ?? 0) < 50 { Thread.sleep(forTimeInterval: 0.05) }
+        child.signal(SIGINT)
+        XCTAssertEqual(child.waitBlocking(), 130)
+        let run = try XCTUnwrap(store.run(id: "stopped"))
+        XCTAssertFalse(run.complete)
+        XCTAssertNotNil(run.endedAt)
+        XCTAssertNotNil(run.stopReason)
+        // A clean stop writes the last batch: the history holds exactly what samples.csv holds.
+        XCTAssertEqual(run.sampleCount, try RunDirectoryReader.samples(directory: URL(fileURLWithPath: out)).count)
+        XCTAssertTrue(try em(["runs", "list"]).stdout.contains("stopped"))
+    }
+
     func testACorruptHistoryNeverLosesTheRun() throws {
         guard try pingWorks() else {
             throw XCTSkip("ICMP echo on 127.0.0.1 does not work here: run as root or allow datagram ICMP (sysctl net.ipv4.ping_group_range=\"0 2147483647\")")
