@@ -55,7 +55,10 @@ public func packageRoot(file: String = #filePath) -> URL {
 }
 
 /// The `edgemeter` binary built alongside the tests (debug unless EDGEMETER_BIN says otherwise).
+/// Also points EDGEMETER_DB at `testHistoryPath` for this test process (unless set), so every
+/// edgemeter a test starts, however it starts it, records its run there and not in the user's history.
 public func edgemeterBinary() -> String? {
+    if getenv("EDGEMETER_DB") == nil { setenv("EDGEMETER_DB", testHistoryPath, 0) }
     if let p = ProcessInfo.processInfo.environment["EDGEMETER_BIN"] { return p }
     let root = packageRoot()
     for c in [".build/debug/edgemeter", ".build/x86_64-unknown-linux-gnu/debug/edgemeter"] {
