@@ -279,7 +279,7 @@ struct MigrationDemo {
             guard s == 200 else { throw usageError("service_init answered \(s): see controller.log") }
             await executor.place(service: service, on: start)
             guard executor.inner.placement(of: service) != nil else { throw usageError("the edge app could not be placed on \(start): see controller.log") }
-            journal.event("edge app on \(start), requirement \(requirement)ms@p90")
+            journal.event("edge app on \(start) with \(requirement)ms@p90 required")
             let vo = vopts
             // Request 0 is due 20 ms from now: no request is due before the client runs (no burst of late ones).
             let first = clock.monotonicNanoseconds() + 20_000_000

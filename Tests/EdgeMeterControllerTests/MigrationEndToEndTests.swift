@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import EdgeMeterCore
 import EdgeMeterStartup
 import EdgeMeterTestSupport
 
@@ -27,7 +28,7 @@ final class MigrationEndToEndTests: XCTestCase {
         XCTAssertEqual(r.status, 0, "migrate-demo failed: \(r.stderr.suffix(2000))")
 
         func read(_ f: String) throws -> String { try String(contentsOfFile: (out as NSString).appendingPathComponent(f), encoding: .utf8) }
-        let moves = try read("moves.csv").split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let moves = Array(try CSV.parse(try read("moves.csv")).dropFirst().filter { $0.count > 1 })
         XCTAssertEqual(moves.count, 2, "node_2 → node_1, then node_1 → node_2")
         XCTAssertEqual(moves.map { "\($0[1])→\($0[2]) \($0[3])" }, ["node_2→node_1 completed", "node_1→node_2 completed"])
         for m in moves {
