@@ -43,6 +43,11 @@ public struct MoveTimeline: Sendable, Equatable {
     public var firstNewAnswerNanoseconds: Int64?
     /// Client requests that failed between the decision and the end of `stop_old` (or the next move).
     public var failedRequests: Int
+    /// The longest time between two consecutive successful answers (any node; response ends, ms)
+    /// from the last answer before the decision to the end of `stop_old` (or the first answer from
+    /// the new node, when later): the longest the client went without an answer around the move.
+    /// At a fixed request rate R it is at least 1/R; a request that waited shows as more.
+    public var longestSilenceMilliseconds: Double?
     /// The runtime event that came last before the onset (what caused the violation), if any.
     public var cause: String?
     /// The decision's reason.
@@ -89,10 +94,15 @@ public enum MigrationTimeline {
             let failEnd = end(.stopOld) ?? m.phases.last?.endNanoseconds ?? decided
             let failed = sortedAnswers.filter { !$0.ok && $0.endNanoseconds >= decided && $0.endNanoseconds <= max(failEnd, firstNew ?? failEnd) }.count
             let cause = events.last { $0.atNanoseconds <= onset }?.what
+            let silenceEnd = max(end(.stopOld) ?? decided, firstNew ?? decided)
+            let okEnds = sortedAnswers.filter(\.ok).map(\.endNanoseconds)
+            var around = okEnds.filter { $0 >= decided && $0 <= silenceEnd }
+            if let before = okEnds.last(where: { $0 < decided }) { around.insert(before, at: 0) }
+            let silence = around.count >= 2 ? zip(around.dropFirst(), around).map { Double($0 - $1) / 1e6 }.max() : nil
             out.append(MoveTimeline(index: n + 1, from: m.from, to: m.to, outcome: m.outcome.rawValue, onsetNanoseconds: onset,
                                     decisionNanoseconds: decided, targetReadyNanoseconds: end(.waitReady), switchNanoseconds: end(.switchPath),
                                     oldStoppedNanoseconds: end(.stopOld), lastOldAnswerNanoseconds: lastOld, firstNewAnswerNanoseconds: firstNew,
-                                    failedRequests: failed, cause: cause, reason: d.decision.reason))
+                                    failedRequests: failed, longestSilenceMilliseconds: silence, cause: cause, reason: d.decision.reason))
         }
         return out
     }
@@ -123,12 +133,13 @@ public enum MigrationTimeline {
 
     /// moves.csv: one row per move; times in ms after the violation onset, interruption in ms.
     public static func movesCSV(_ moves: [MoveTimeline]) -> String {
-        var out = "move,from,to,outcome,cause,onset_ms,decision_ms,target_ready_ms,switch_ms,old_stopped_ms,last_old_answer_ms,first_new_answer_ms,interruption_ms,failed_requests\n"
+        var out = "move,from,to,outcome,cause,onset_ms,decision_ms,target_ready_ms,switch_ms,old_stopped_ms,last_old_answer_ms,first_new_answer_ms,interruption_ms,longest_silence_ms,failed_requests\n"
         for m in moves {
             let cells: [String] = [String(m.index), m.from, m.to, m.outcome, csvField(m.cause ?? ""), "0.0", ms(m.offset(m.decisionNanoseconds)),
                                    ms(m.offset(m.targetReadyNanoseconds)), ms(m.offset(m.switchNanoseconds)), ms(m.offset(m.oldStoppedNanoseconds)),
                                    ms(m.offset(m.lastOldAnswerNanoseconds)), ms(m.offset(m.firstNewAnswerNanoseconds)),
-                                   m.interruptionMilliseconds.map { String(format: "%.3f", $0) } ?? "", String(m.failedRequests)]
+                                   m.interruptionMilliseconds.map { String(format: "%.3f", $0) } ?? "",
+                                   m.longestSilenceMilliseconds.map { String(format: "%.3f", $0) } ?? "", String(m.failedRequests)]
             out += cells.joined(separator: ",") + "\n"
         }
         return out
@@ -172,18 +183,25 @@ public enum MigrationTimeline {
         out += "Client: \(requests) requests at \(String(format: "%.0f", rate))/s through the client path, **\(failed) failed**. "
         out += "Interruption resolution: the request spacing, \(String(format: "%.1f", 1000 / rate)) ms.\n\n"
         out += "Times in ms after the violation onset (the first decision that found the active node at risk), CLOCK_MONOTONIC.\n\n"
-        out += "| move | cause | from → to | outcome | decision | target ready | switch | old stopped | interruption | failed |\n"
-        out += "|---:|---|---|---|---:|---:|---:|---:|---:|---:|\n"
+        out += "| move | cause | from → to | outcome | decision | target ready | switch | old stopped | interruption | longest silence | failed |\n"
+        out += "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
         for m in moves {
             out += "| \(m.index) | \(m.cause ?? "") | \(m.from) → \(m.to) | \(m.outcome) | \(ms(m.offset(m.decisionNanoseconds))) | "
                 + "\(ms(m.offset(m.targetReadyNanoseconds))) | \(ms(m.offset(m.switchNanoseconds))) | \(ms(m.offset(m.oldStoppedNanoseconds))) | "
-                + "\(m.interruptionMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-") | \(m.failedRequests) |\n"
+                + "\(m.interruptionMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-") | "
+                + "\(m.longestSilenceMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-") | \(m.failedRequests) |\n"
         }
         let xs = moves.compactMap(\.interruptionMilliseconds)
         if let s = meanCI95(xs) {
             out += "\nInterruption over \(xs.count) move(s): mean \(String(format: "%.1f", s.mean)) ms"
             if let h = s.halfWidth { out += String(format: ", 95 %% CI [%.1f, %.1f] ms (Student's t)", s.mean - h, s.mean + h) }
-            out += String(format: "; min %.1f, max %.1f ms.\n", xs.min()!, xs.max()!)
+            out += String(format: "; min %.1f, max %.1f ms (≤ 0: the old node's last answer came after the new node's first).\n", xs.min()!, xs.max()!)
+        }
+        let ys = moves.compactMap(\.longestSilenceMilliseconds)
+        if let s = meanCI95(ys) {
+            out += "\nLongest silence over \(ys.count) move(s): mean \(String(format: "%.1f", s.mean)) ms"
+            if let h = s.halfWidth { out += String(format: ", 95 %% CI [%.1f, %.1f] ms", s.mean - h, s.mean + h) }
+            out += String(format: "; min %.1f, max %.1f ms (request spacing %.1f ms).\n", ys.min()!, ys.max()!, 1000 / rate)
         }
         if !notes.isEmpty { out += "\n" + notes.map { "- \($0)" }.joined(separator: "\n") + "\n" }
         return out

@@ -55,10 +55,10 @@ final class MigrationTimelineTests: XCTestCase {
         XCTAssertEqual(m.cause, "start")
         let csv = MigrationTimeline.movesCSV(moves)
         XCTAssertTrue(csv.hasPrefix("move,from,to,outcome,cause,onset_ms,decision_ms,target_ready_ms,switch_ms,old_stopped_ms"), csv)
-        XCTAssertTrue(csv.contains("1,node_2,node_1,completed,start,0.0,1000.0,1450.0,1451.0,1900.0,1460.0,1470.0,10.000,0"), csv)
+        XCTAssertTrue(csv.contains("1,node_2,node_1,completed,start,0.0,1000.0,1450.0,1451.0,1900.0,1460.0,1470.0,10.000,10.000,0"), csv)
         let md = MigrationTimeline.markdown(title: "t", moves: moves, requests: a.count, failed: 1, rate: 100)
         XCTAssertTrue(md.contains("**1 failed**"), md)
-        XCTAssertTrue(md.contains("| 1 | start | node_2 → node_1 | completed | 1000.0 | 1450.0 | 1451.0 | 1900.0 | 10.0 ms | 0 |"), md)
+        XCTAssertTrue(md.contains("| 1 | start | node_2 → node_1 | completed | 1000.0 | 1450.0 | 1451.0 | 1900.0 | 10.0 ms | 10.0 ms | 0 |"), md)
     }
 
     func testFailuresDuringAMoveAreCountedAndAnOverlapIsNegative() throws {
@@ -74,6 +74,12 @@ final class MigrationTimelineTests: XCTestCase {
         XCTAssertEqual(m.onsetNanoseconds, 1000 * Self.ms, "an alert is part of the violation")
         XCTAssertEqual(try XCTUnwrap(m.interruptionMilliseconds), -20, accuracy: 1e-9)
         XCTAssertEqual(m.failedRequests, 1, "2300 is inside the move, 2700 after stop_old")
+        XCTAssertEqual(try XCTUnwrap(m.longestSilenceMilliseconds), 10, accuracy: 1e-9, "answers every 10 ms throughout")
+        // Without node_2's answers between 2240 and 2400 the client waits 170 ms (2230 → 2400).
+        let gap = a.filter { !($0.node == "node_2" && $0.endNanoseconds < 2400 * Self.ms) }
+        let g = try XCTUnwrap(MigrationTimeline.moves(decisions: ds, answers: gap).first)
+        XCTAssertEqual(try XCTUnwrap(g.longestSilenceMilliseconds), 170, accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(g.interruptionMilliseconds), 170, accuracy: 1e-9)
         XCTAssertNil(m.cause)
     }
 
