@@ -10,7 +10,7 @@
 #    node_2"), the vehicle at 100 requests/s through the proxy throughout.
 # 2. `edgemeter migrate-demo --moves MOVES`: node_1 and node_2 swap 5 and 30 ms MOVES times; the app
 #    follows, one move per swap; per-move interruption with a 95 % CI (Student's t).
-# Each writes report.md, moves.csv, decisions.csv, delays.csv, vehicle.csv, events.csv,
+# Each writes report.md, moves.csv, decisions.csv, delay-windows.csv, vehicle.csv, events.csv,
 # controller.log and decisions.json under OUT (default /tmp/migration-e2e). Exit 1 when a request
 # failed or a step did not happen. Only the lab's namespaces, its containers and loopback are used.
 set -euo pipefail

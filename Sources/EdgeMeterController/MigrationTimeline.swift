@@ -157,7 +157,7 @@ public enum MigrationTimeline {
         return out
     }
 
-    /// delays.csv of the experiment: every node's window as each decision saw it (ms after the origin).
+    /// delay-windows.csv of the experiment (not a run directory's delays.csv): every node's window as each decision saw it (ms after the origin).
     public static func delaysCSV(_ decisions: [DecisionRecord], originNanoseconds: Int64) -> String {
         var out = "t_ms,node,active,sent,received,loss_percent,p50_ms,p90_ms,p99_ms\n"
         for d in decisions.sorted(by: { $0.decision.input.nowNanoseconds < $1.decision.input.nowNanoseconds }) {

@@ -24,8 +24,8 @@ struct MigrateDemoCommand: AsyncParsableCommand {
         node_1), node_1's link to 60 ms (alert), requirement 100 ms (moves to node_2), \
         stays, requirement 50 ms (best node is active). With --moves N: node_1 and \
         node_2 swap 5 and 30 ms N times, one move each. Writes report.md, moves.csv, \
-        decisions.csv, delays.csv, vehicle.csv, events.csv, controller.log, \
-        decisions.json. Exit 1 when a request failed or a step did not happen.
+        decisions.csv, delay-windows.csv, vehicle.csv, events.csv, \
+        controller.log, decisions.json. Exit 1 when a request failed or a step did not happen.
 
         Examples:
           edgemeter migrate-demo --out /tmp/mig-e2e
@@ -361,7 +361,7 @@ struct MigrationDemo {
         try write("vehicle.csv", VehicleProbe.csv(records))
         try write("moves.csv", MigrationTimeline.movesCSV(moves))
         try write("decisions.csv", MigrationTimeline.decisionsCSV(decisions, originNanoseconds: origin))
-        try write("delays.csv", MigrationTimeline.delaysCSV(decisions, originNanoseconds: origin))
+        try write("delay-windows.csv", MigrationTimeline.delaysCSV(decisions, originNanoseconds: origin))
         try write("events.csv", "t_ms,event\n" + events.map { String(format: "%.1f", Double($0.atNanoseconds - origin) / 1e6) + ",\"\($0.what)\"" }
             .joined(separator: "\n") + "\n")
         try write("decisions.json", decisionsJSON)
