@@ -265,6 +265,11 @@ struct MigrationDemo {
         var stepsOK = true
         var vopts = VehicleOptions(target: HTTPTarget(host: "127.0.0.1", port: proxyPort, path: "/drive"), rate: o.rate, duration: .seconds(3600))
         vopts.timeout = .seconds(2)
+        // At most 32 connections to the proxy (≈ 5× what 100/s at a 60 ms round trip keeps busy): a
+        // request due while all are busy waits and keeps its due time. Without a bound, a stalled
+        // host makes the open-loop client open a connection per due request, each costing the proxy
+        // a backend handshake through the impaired link, which feeds the stall.
+        vopts.connections = 32
         do {
             let moves = o.moves
             let start = "node_2"
@@ -373,6 +378,8 @@ struct MigrationDemo {
             "Answers per node: " + Dictionary(grouping: records.filter(\.ok), by: { $0.node ?? "?" }).map { "\($0.key) \($0.value.count)" }.sorted().joined(separator: ", ") + ".",
             "Steps: \(stepsOK ? "all happened" : "NOT all happened (controller.log)"); moves \(moves.count) of \(expectedMoves) expected.",
         ]
+        let reasons = Dictionary(grouping: records.filter { !$0.ok }, by: { $0.failure ?? "?" }).map { ($0.key, $0.value.count) }.sorted { $0.1 > $1.1 }
+        for (why, n) in reasons.prefix(3) { notes.append("Failed \(n)×: \(why)") }
         if let best = decisions.last(where: { $0.decision.kind == .stayBestIsActive }) { notes.append("Best node is active: \"\(best.decision.reason)\"") }
         let title = o.moves == 0 ? "migrate-demo: the end-to-end scenario" : "migrate-demo: \(o.moves) moves"
         let md = MigrationTimeline.markdown(title: title, moves: moves, requests: records.count, failed: failed, rate: o.rate, notes: notes)
