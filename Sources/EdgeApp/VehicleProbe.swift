@@ -75,15 +75,22 @@ public struct VehicleRecord: Sendable, Equatable {
 /// delay, answering node and failure.
 public enum VehicleProbe {
     public static func run(_ o: VehicleOptions) async -> [VehicleRecord] {
+        await run(o, startNanoseconds: Int64(monotonicNanos()) + 5_000_000)
+    }
+
+    /// As `run(_:)`, with request 0 due at `startNanoseconds` (CLOCK_MONOTONIC, absolute; record
+    /// times are relative to it), and no request due after `stop()` first returned true (the
+    /// requests already sent are waited for and recorded).
+    public static func run(_ o: VehicleOptions, startNanoseconds start: Int64, stop: (@Sendable () -> Bool)? = nil) async -> [VehicleRecord] {
         let pool = ConnectionPool(target: o.target, limit: o.connections)
         defer { pool.closeAll() }
         let body = Array("{\"front_distance\": \(o.report.frontDistance), \"rear_distance\": \(o.report.rearDistance)}".utf8)
         let request = HTTPRequestSpec(method: "POST", path: o.target.path, headers: [("Content-Type", "application/json")], body: body)
         let timeout = TimeAmount.nanoseconds(o.timeout.components.seconds * 1_000_000_000 + o.timeout.components.attoseconds / 1_000_000_000)
         let count = o.requestCount
-        let start = Int64(monotonicNanos()) + 5_000_000
         return await withTaskGroup(of: VehicleRecord.self) { group in
             for k in 0..<count {
+                if let stop, stop() { break }
                 let due = start + Int64((Double(k) * 1e9 / o.rate).rounded())
                 let now = Int64(monotonicNanos())
                 if due > now { try? await Task.sleep(nanoseconds: UInt64(due - now)) }

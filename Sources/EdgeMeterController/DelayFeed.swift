@@ -75,7 +75,8 @@ public enum DelayFeed {
         public var answer: String
     }
 
-    static func exchange(_ base: HTTPTarget, method: String, path: String, token: String?, body: [UInt8] = [],
+    /// One request to the controller at `base` (a new connection, bearer `token` when given); the response.
+    public static func exchange(_ base: HTTPTarget, method: String, path: String, token: String?, body: [UInt8] = [],
                          timeout: Duration) async throws -> HTTPResponseInfo {
         var headers: [(String, String)] = [("Accept", "application/json")]
         if let token { headers.append(("Authorization", "Bearer \(token)")) }

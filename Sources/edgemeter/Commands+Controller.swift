@@ -435,3 +435,52 @@ final class PlacingDockerExecutor: MigrationExecutor, @unchecked Sendable {
         return try await inner.migrate(service: service, from: from, to: to)
     }
 }
+
+/// `edgemeter k8s-manifests`: the kubernetes executor's move as files for `kubectl apply` instead of
+/// API calls (docs/migration.md, "kubernetes"). Nothing is sent anywhere.
+struct KubernetesManifestsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "k8s-manifests",
+        abstract: "Write a move's Deployment and Service manifests for kubectl apply.",
+        discussion: """
+        The kubernetes executor's make-before-break as files: the Deployment pinned to \
+        --to (nodeSelector kubernetes.io/hostname), the Service selecting it, and \
+        README.txt with the order (apply, rollout status, apply the Service, delete the \
+        old Deployment). The same objects the executor sends to the API server.
+
+        Examples:
+          edgemeter k8s-manifests --from node_2 --to node_1 --out manifests \\
+            --k8s-service edge-app --k8s-image edge-app:1 --k8s-port 8000
+        """
+    )
+
+    @Option(help: ArgumentHelp("The node the service runs on now.", valueName: "NODE"))
+    var from: String
+
+    @Option(help: ArgumentHelp("The node to move it to.", valueName: "NODE"))
+    var to: String
+
+    @Option(help: ArgumentHelp("Service (app label) to move.", valueName: "NAME"))
+    var service: String = "edge-app"
+
+    @Option(help: ArgumentHelp("Directory the manifests are written to (created).", valueName: "DIR"))
+    var out: String
+
+    @OptionGroup(title: "kubernetes objects")
+    var k8s: KubernetesExecutorOptions
+
+    func validate() throws {
+        guard from != to else { throw ValidationError("--from and --to are both \(to): give the node to move to") }
+        guard !from.isEmpty, !to.isEmpty, !service.isEmpty else { throw ValidationError("--from, --to and --service must not be empty") }
+        _ = try k8s.executor()
+    }
+
+    func run() throws {
+        let e = try k8s.executor()
+        let files: [String]
+        do { files = try e.writeManifests(service: service, from: from, to: to, directory: out) } catch {
+            throw usageError("\(error)")
+        }
+        for f in files { print(f) }
+    }
+}

@@ -39,4 +39,35 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(noTarget.status, 2)
         XCTAssertTrue(noTarget.stderr.contains("--controller URL, or --format networktopology"), noTarget.stderr)
     }
+
+    /// The kubernetes executor's manifests mode: the files `kubectl apply` takes, in make-before-break order.
+    func testK8sManifestsWritesTheDeploymentTheServiceAndTheOrder() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("k8s-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try runCommand(try binary(), ["k8s-manifests", "--from", "node_2", "--to", "node_1", "--out", dir, "--k8s-service", "edge-app",
+                                              "--k8s-image", "edge-app:1", "--k8s-port", "8000", "--k8s-namespace", "lab"], timeout: 30)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        XCTAssertEqual(names, ["10-deployment-edge-app-node-1.json", "20-service-edge-app.json", "README.txt"])
+        func json(_ f: String) throws -> [String: Any] {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: (dir as NSString).appendingPathComponent(f)))) as? [String: Any])
+        }
+        let dep = try json(names[0])
+        XCTAssertEqual(dep["kind"] as? String, "Deployment")
+        XCTAssertEqual((dep["metadata"] as? [String: Any])?["namespace"] as? String, "lab")
+        let pod = (((dep["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+        XCTAssertEqual(pod?["nodeSelector"] as? [String: String], ["kubernetes.io/hostname": "node_1"])
+        let svc = try json(names[1])
+        XCTAssertEqual(svc["kind"] as? String, "Service")
+        XCTAssertEqual((svc["spec"] as? [String: Any])?["selector"] as? [String: String], ["app": "edge-app", "edgemeter.io/node": "node_1"])
+        let readme = try String(contentsOfFile: (dir as NSString).appendingPathComponent("README.txt"), encoding: .utf8)
+        let order = ["apply -f 10-deployment-edge-app-node-1.json", "rollout status deployment/edge-app-node-1", "apply -f 20-service-edge-app.json",
+                     "delete deployment edge-app-node-2"].map { readme.range(of: $0)?.lowerBound }
+        XCTAssertFalse(order.contains(nil), readme)
+        XCTAssertEqual(order.compactMap { $0 }, order.compactMap { $0 }.sorted(), "make-before-break: \(readme)")
+        let same = try runCommand(try binary(), ["k8s-manifests", "--from", "node_1", "--to", "node_1", "--out", dir,
+                                                 "--k8s-service", "s", "--k8s-image", "i", "--k8s-port", "1"], timeout: 30)
+        XCTAssertEqual(same.status, 2)
+        XCTAssertTrue(same.stderr.contains("--from and --to are both node_1"), same.stderr)
+    }
 }

@@ -42,10 +42,22 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
         public var namePrefix: String
         /// Added to the `edgemeter` label (`edgemeter.run=<namePrefix>`), for cleanup.
         public var labels: [String: String] = [:]
+        /// Nodes whose service container joins another container's network namespace instead of
+        /// `network`: `networkMode` is `container:NAME` (a lab container node, so the service is
+        /// reached through that node's links and their impairment) and `address` is where the
+        /// proxy reaches it (the node's address).
+        public var nodeNetworks: [String: NodeNetwork] = [:]
 
         public init(image: String, command: [String], servicePort: Int, namePrefix: String) {
             (self.image, self.command, self.servicePort, self.namePrefix) = (image, command, servicePort, namePrefix)
         }
+    }
+
+    /// A node's network for the service container: a Docker network mode and the address to reach it.
+    public struct NodeNetwork: Sendable, Equatable {
+        public var networkMode: String
+        public var address: String
+        public init(networkMode: String, address: String) { (self.networkMode, self.address) = (networkMode, address) }
     }
 
     /// Where a service runs: its node, container and backend address.
@@ -151,14 +163,21 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
         var labels = c.labels
         labels["edgemeter"] = "migration"
         labels["edgemeter.run"] = c.namePrefix
-        let spec = ContainerSpec(name: name, image: c.image, command: argv, network: c.network, labels: labels)
-        let placement: Placement = try await r.run(.startTarget, detail: "container \(name) (\(c.image)) on \(c.network)") {
+        let nodeNetwork = c.nodeNetworks[node]
+        let network = nodeNetwork?.networkMode ?? c.network
+        let spec = ContainerSpec(name: name, image: c.image, command: argv, network: network, labels: labels)
+        let placement: Placement = try await r.run(.startTarget, detail: "container \(name) (\(c.image)) on \(network)") {
             // A leftover of an earlier failed attempt is replaced (DELETE answers 404 when there is none).
             try await client.removeContainer(name)
             let id = try await client.createContainer(spec)
             created(Placement(node: node, containerID: id, backend: .init(name: node, host: "", port: c.servicePort)))
             try await client.startContainer(id)
-            let addr = try await containerAddress(id)
+            let addr: String
+            if let nodeNetwork {
+                addr = try await client.inspectContainer(id).hasExited ? "" : nodeNetwork.address
+            } else {
+                addr = try await containerAddress(id)
+            }
             guard !addr.isEmpty else {
                 let state = try await client.inspectContainer(id)
                 if state.hasExited {
