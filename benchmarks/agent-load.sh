@@ -82,7 +82,8 @@ attempts() { awk '/^edgemeter_attempts_total/ && /phase="(echo|connect)"/ { s +=
 
 echo "binary: $BIN; $(grep -c . "$WORK/agent.yaml") config lines, 1000 targets at 1 Hz, ${DURATION_S}s, a row every ${SAMPLE_S}s"
 printf '%6s %9s %8s %8s %11s %9s %10s\n' t_s cpu_s cpu_% rss_mb scrape_kb scrape_ms probes
-start=$(date +%s.%N); cpu0=$(cpu_s); prev_cpu=$cpu0; prev_t=$start
+ip netns exec "$NS" curl -s -o "$WORK/metrics.txt" "http://127.0.0.1:$PORT/metrics"
+start=$(date +%s.%N); cpu0=$(cpu_s); prev_cpu=$cpu0; prev_t=$start; probes0=$(attempts "$WORK/metrics.txt")
 rss_first=""; rss_max=0; rss_last=0
 for ((k = SAMPLE_S; k <= DURATION_S; k += SAMPLE_S)); do
     sleep "$(awk -v s="$start" -v k="$k" -v n="$(date +%s.%N)" 'BEGIN { d = s + k - n; print (d > 0 ? d : 0) }')"
@@ -96,10 +97,10 @@ for ((k = SAMPLE_S; k <= DURATION_S; k += SAMPLE_S)); do
     rss_last=$rss
     rss_max=$(awk -v a="$rss_max" -v b="$rss" 'BEGIN { print (b > a ? b : a) }')
 done
-probes=$(attempts "$WORK/metrics.txt")
+probes=$(( $(attempts "$WORK/metrics.txt") - probes0 ))
 cpu=$(cpu_s)
 echo
-echo "probes counted by the agent: $probes (1000 targets × ${DURATION_S} s = $(( 1000 * DURATION_S )) due)"
+echo "probes counted by the agent during the run: $probes (1000 targets × ${DURATION_S} s = $(( 1000 * DURATION_S )) due)"
 awk -v c="$cpu" -v c0="$cpu0" -v p="$probes" 'BEGIN { printf "CPU: %.2f s for %d probes = %.3f CPU s per 1000 probes\n", c - c0, p, (c - c0) / p * 1000 }'
 echo "RSS: first row $rss_first MB, last $rss_last MB, max $rss_max MB"
 echo "lost/errors: $(awk '/^edgemeter_lost_total/ { l += $NF } /^edgemeter_errors_total/ { e += $NF } END { printf "%d lost, %d errors", l, e }' "$WORK/metrics.txt")"

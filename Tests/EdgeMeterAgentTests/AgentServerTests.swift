@@ -2,6 +2,7 @@ import XCTest
 import EdgeMeterCore
 import EdgeMeterHTTP
 import EdgeMeterProbes
+import EdgeMeterSystem
 @testable import EdgeMeterAgent
 
 /// A real agent on 127.0.0.1 (port 0): probes on loopback, /metrics and /probe over HTTP.
@@ -158,5 +159,39 @@ final class AgentServerTests: XCTestCase {
         await agent.stop()
         XCTAssertEqual(status, 403)
         XCTAssertTrue(text.contains("(probe_cidrs: none are configured)"), text)
+    }
+}
+
+/// Prometheus's own linter on what the agent serves.
+final class PromtoolLintTests: XCTestCase {
+    func testPromtoolAcceptsMetricsAndProbeExpositions() async throws {
+        guard let promtool = EdgeMeterSystem.which("promtool") else {
+            throw XCTSkip("promtool is not installed: `apt-get install prometheus` (scripts/setup.sh lists it)")
+        }
+        let listener = try LoopbackListener(host: "127.0.0.1")
+        defer { listener.close() }
+        let c = try agentConfig("""
+            listen: 127.0.0.1:0
+            probe_cidrs: [127.0.0.0/8]
+            probes: [{name: conn, kind: tcping, targets: ["\(listener.address.hostPort)", "127.0.0.1:1"], interval: 50ms}]
+            """)
+        let agent = try Agent(config: c, log: { _ in })
+        try await agent.start()
+        try await Task.sleep(for: .milliseconds(300))
+        var bodies = [("metrics", try await fetch(agent.url + "/metrics").body)]
+        bodies.append(("tcp_connect", try await fetch(agent.url + "/probe?module=tcp_connect&target=\(listener.address.hostPort)").body))
+        bodies.append(("http_2xx", try await fetch(agent.url + "/probe?module=http_2xx&target=\(agent.url)/healthz").body))
+        await agent.stop()
+        XCTAssertTrue(bodies[0].1.contains("edgemeter_errors_total"), "the refused port makes an error series too")
+        for (what, body) in bodies {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("agent-lint-\(UUID().uuidString).txt").path
+            try body.write(toFile: path, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let fd = open(path, O_RDONLY)
+            defer { close(fd) }
+            let r = try Command.runBlocking([promtool, "check", "metrics"], stdinFD: fd, timeout: .seconds(30))
+            XCTAssertEqual(r.status, 0, "promtool check metrics on \(what): \(r.combined)")
+            XCTAssertEqual(r.combined, "", "\(what): \(r.combined)")
+        }
     }
 }
