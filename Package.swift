@@ -178,7 +178,7 @@ let package = Package(
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterHTTP", "EdgeMeterProbes", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterSystem"]),
         .testTarget(name: "EdgeMeterAgentTests", dependencies: [
-            "EdgeMeterAgent", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterTestSupport", "EdgeMeterController",
+            "EdgeMeterAgent", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterTestSupport", "EdgeMeterController", "EdgeApp", "Calculator",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
