@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C helpers the Swift importer cannot express (CMSG_* macros, struct timespec control data).
@@ -136,12 +137,27 @@ let package = Package(
             name: "EdgeMeterHistory",
             dependencies: ["EdgeMeterCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
+        // The probing agent: a probe schedule run continuously, Prometheus exposition (/metrics), the
+        // blackbox_exporter-compatible one-shot /probe, windowed delay pushes to a controller.
+        .target(
+            name: "EdgeMeterAgent",
+            dependencies: [
+                "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterServe", "EdgeApp",
+                "EdgeMeterRun", "EdgeMeterLab", "EdgeMeterController",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .executableTarget(
             name: "edgemeter",
             dependencies: [
                 "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterRun",
                 "EdgeMeterSystem", "EdgeMeterLab", "EdgeMeterPolicy", "EdgeApp", "EdgeMeterController",
-                "EdgeMeterHistory",
+                "EdgeMeterHistory", "EdgeMeterAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -172,6 +188,11 @@ let package = Package(
         ]),
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterHTTP", "EdgeMeterProbes", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterSystem"]),
+        .testTarget(name: "EdgeMeterAgentTests", dependencies: [
+            "EdgeMeterAgent", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterTestSupport", "EdgeMeterController", "EdgeApp", "Calculator",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterHTTP"]),
     ],
     swiftLanguageModes: [.v5]

@@ -19,7 +19,8 @@ struct EdgeMeterCommand: AsyncParsableCommand {
                       ImpairForwarderCommand.self, CalibrateCommand.self, CalibrateProbeCommand.self, ProxyCommand.self,
                       PolicyCommand.self, VehicleCommand.self,
                       ControllerCommand.self, FeedCommand.self, MigrateDemoCommand.self, KubernetesManifestsCommand.self,
-                      CompareCommand.self, RunsCommand.self, BaselineCommand.self]
+                      CompareCommand.self, RunsCommand.self, BaselineCommand.self,
+                      AgentCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64;
