@@ -101,8 +101,11 @@ struct PingCommand: AsyncParsableCommand, KindCommand {
         guard let c = try configToRun(printOnly: run.printConfig) else { return }
         var totals: [PingTargetTotals] = []
         let (result, unresolved, _) = try await measureTargets("ping", run: run, quiet: schedule.quiet, noTarget: ICMPProbeError.self) { ctx, onLine in
-            totals = try PingScenario.run(scenario: "ping", targets: c.schedule.targets, family: c.schedule.family, options: c.options,
-                                          ctx: ctx, onLine: onLine)
+            totals = []
+            try ScenarioRounds.run(c.schedule.rounds, ctx: ctx) { ctx in
+                totals = ProbeTotals.merging(totals, try PingScenario.run(scenario: "ping", targets: c.schedule.targets, family: c.schedule.family,
+                                                                           options: c.options, ctx: ctx, onLine: onLine))
+            }
         }
         if !run.json {
             for t in totals {
@@ -169,7 +172,10 @@ struct TCPingCommand: AsyncParsableCommand, KindCommand {
         guard let c = try configToRun(printOnly: run.printConfig) else { return }
         var totals: [TCPingTargetTotals] = []
         let (result, unresolved, _) = try await measureTargets("tcping", run: run, quiet: schedule.quiet, noTarget: ResolveError.self) { ctx, onLine in
-            totals = try TCPingScenario.run(c, scenario: "tcping", ctx: ctx, onLine: onLine)
+            totals = []
+            try ScenarioRounds.run(c.schedule.rounds, ctx: ctx) { ctx in
+                totals = ProbeTotals.merging(totals, try TCPingScenario.run(c, scenario: "tcping", ctx: ctx, onLine: onLine))
+            }
         }
         if !run.json {
             for t in totals {

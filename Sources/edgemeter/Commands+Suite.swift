@@ -128,6 +128,10 @@ struct ReportCommand: ParsableCommand {
             print(kept ?? r.summaryMarkdown, terminator: "")
         }
         note("re-rendered \(dir.path)/summary.csv\(keepMarkdown ? "" : " and summary.md") from \(r.sampleCount) samples")
+        do {
+            let w = try HTMLReport.write(dir: dir)
+            note("re-rendered \(dir.path)/report.html and report.md (\(w.charts) charts in plots/)")
+        } catch { note("warning: report.html not written: \(error)") }
     }
 }
 
