@@ -62,7 +62,7 @@ public enum Charts {
         for (i, s) in series.enumerated() where !s.values.isEmpty {
             let sorted = s.values.sorted()
             let count = sorted.count
-            let step = max(1, count / cdfMaxPoints)
+            let step = (count + cdfMaxPoints - 1) / cdfMaxPoints
             var pts: [(Double, Double)] = [(c.plotLeft, c.plotBottom)]
             var k = 0
             while k < count {
@@ -119,7 +119,7 @@ public enum Charts {
         }
         // Category labels under each slot.
         c.line(c.plotLeft, c.plotBottom, c.plotRight, c.plotBottom, stroke: "#444")
-        for (ci, label) in labels { c.text(label.1, x: c.plotLeft + slot * (ci + 0.5), y: c.plotBottom + 18, anchor: "middle", size: 10.5) }
+        for (ci, label) in labels { c.text(label, x: c.plotLeft + slot * (ci + 0.5), y: c.plotBottom + 18, anchor: "middle", size: 10.5) }
         c.text("phase", x: (c.plotLeft + c.plotRight) / 2, y: c.height - 12, anchor: "middle", size: 12)
         c.legend(groups.enumerated().map { ($0.element, ChartPalette.color($0.offset)) })
         return c.render(label: title)

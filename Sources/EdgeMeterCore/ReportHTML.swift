@@ -11,7 +11,7 @@ public enum ReportHTML {
         h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
         figure{margin:16px 0}figcaption{font-size:13px;color:#555;max-width:760px}
         svg.chart{max-width:100%;height:auto;border:1px solid #ddd}
-        table{border-collapse:collapse;font-size:12px;margin:8px 0 20px}
+        table{border-collapse:collapse;font-size:12px;margin:8px 0 20px;display:block;overflow-x:auto;max-width:100%}
         th,td{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f2f2f2}
         td.num{text-align:right;font-variant-numeric:tabular-nums}
         dl.meta{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13px}dl.meta dt{color:#555}

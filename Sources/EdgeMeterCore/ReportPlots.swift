@@ -56,7 +56,73 @@ public enum ReportPlots {
     /// Smoke graphs show the kind's main span; other phases are in the CDFs.
     public static let smokePhase: [String: String] = ["ping": "echo", "tcping": "connect", "http": "total", "calc": "total"]
 
+    /// Values kept per CDF curve at most: beyond it a uniform random sample of this size (reservoir
+    /// sampling, fixed seed) stands for the curve, and the caption says so.
+    public static let maxValuesPerCurve = 200_000
+
     public static func sections(samples: [Sample], files: ReportFiles) -> [ReportSection] {
+        var c = ReportCollector()
+        for s in samples { c.add(s) }
+        return c.sections(files: files)
+    }
+}
+
+/// Collects, one sample at a time (a run's samples.csv is read in chunks, never whole), what the
+/// report's charts need; `sections(files:)` then builds them (see `ReportPlots`).
+public struct ReportCollector {
+    struct Key: Hashable { var scenario, probe, target, metric, phase: String }
+    struct SmokeKey: Hashable { var scenario, probe, target, phase: String }
+    struct Curve { var seen = 0; var values: [Double] = [] }
+    var cdfOrder: [String] = []
+    var cdf: [String: [Key: Curve]] = [:]
+    var cdfKeys: [String: [Key]] = [:]
+    var startupOrder: [String] = []
+    var startup: [String: (phases: [String], backends: [String], values: [String: [String: [Double]]])] = [:]
+    var smokeOrder: [SmokeKey] = []
+    var smoke: [SmokeKey: [Int: (start: Date, values: [Double], attempts: Int)]] = [:]
+    var smokeUnit: [SmokeKey: (String, String)] = [:]
+    var random = SplitMix64(seed: 0x5eed)
+    public private(set) var count = 0
+
+    public init() {}
+
+    public mutating func add(_ s: Sample) {
+        count += 1
+        if s.probe == "startup" {
+            guard s.unit == "ms", s.metric == "startup" else { return }
+            if startup[s.scenario] == nil { startupOrder.append(s.scenario); startup[s.scenario] = ([], [], [:]) }
+            if !startup[s.scenario]!.phases.contains(s.phase) { startup[s.scenario]!.phases.append(s.phase) }
+            if !startup[s.scenario]!.backends.contains(s.target) { startup[s.scenario]!.backends.append(s.target) }
+            if s.status == .ok, let v = s.value { startup[s.scenario]!.values[s.phase, default: [:]][s.target, default: []].append(v) }
+            return
+        }
+        if let r = s.labels[RoundsConfig.label], let round = Int(r), ReportPlots.smokePhase[s.probe] == s.phase {
+            let k = SmokeKey(scenario: s.scenario, probe: s.probe, target: s.target, phase: s.phase)
+            if smoke[k] == nil { smokeOrder.append(k); smoke[k] = [:]; smokeUnit[k] = (s.metric, s.unit) }
+            var cell = smoke[k]![round] ?? (s.timestamp, [], 0)
+            cell.start = min(cell.start, s.timestamp)
+            cell.attempts += 1
+            if s.status == .ok, let v = s.value { cell.values.append(v) }
+            smoke[k]![round] = cell
+        }
+        guard s.unit == "ms", s.status == .ok, let v = s.value, s.phase != "resolve", s.probe != "load" else { return }
+        let k = Key(scenario: s.scenario, probe: s.probe, target: s.target, metric: s.metric, phase: s.phase)
+        if cdf[s.scenario] == nil { cdfOrder.append(s.scenario); cdf[s.scenario] = [:] }
+        if cdf[s.scenario]![k] == nil { cdfKeys[s.scenario, default: []].append(k); cdf[s.scenario]![k] = Curve() }
+        var curve = cdf[s.scenario]![k]!
+        cdf[s.scenario]![k] = nil // keep the array uniquely referenced while it grows
+        curve.seen += 1
+        if curve.values.count < ReportPlots.maxValuesPerCurve {
+            curve.values.append(v)
+        } else {
+            let j = Int(random.next() % UInt64(curve.seen))
+            if j < curve.values.count { curve.values[j] = v }
+        }
+        cdf[s.scenario]![k] = curve
+    }
+
+    public func sections(files: ReportFiles) -> [ReportSection] {
+        let maxCurves = ReportPlots.maxCurves
         var out: [ReportSection] = []
         var usedIDs = Set<String>()
         func uniqueID(_ base: String) -> String {
@@ -65,50 +131,15 @@ public enum ReportPlots {
             return id
         }
 
-        // Collect in one pass, keeping first-appearance order.
-        struct Key: Hashable { var scenario, probe, target, metric, phase: String }
-        var cdfOrder: [String] = []
-        var cdf: [String: [Key: [Double]]] = [:]
-        var cdfKeys: [String: [Key]] = [:]
-        var startupOrder: [String] = []
-        var startup: [String: (phases: [String], backends: [String], values: [String: [String: [Double]]])] = [:]
-        struct SmokeKey: Hashable { var scenario, probe, target, phase: String }
-        var smokeOrder: [SmokeKey] = []
-        var smoke: [SmokeKey: [Int: (start: Date, values: [Double], attempts: Int)]] = [:]
-        var smokeUnit: [SmokeKey: (String, String)] = [:]
-        for s in samples {
-            if s.probe == "startup" {
-                guard s.unit == "ms", s.metric == "startup" else { continue }
-                if startup[s.scenario] == nil { startupOrder.append(s.scenario); startup[s.scenario] = ([], [], [:]) }
-                if !startup[s.scenario]!.phases.contains(s.phase) { startup[s.scenario]!.phases.append(s.phase) }
-                if !startup[s.scenario]!.backends.contains(s.target) { startup[s.scenario]!.backends.append(s.target) }
-                if s.status == .ok, let v = s.value { startup[s.scenario]!.values[s.phase, default: [:]][s.target, default: []].append(v) }
-                continue
-            }
-            if let r = s.labels["round"], let round = Int(r), smokePhase[s.probe] == s.phase {
-                let k = SmokeKey(scenario: s.scenario, probe: s.probe, target: s.target, phase: s.phase)
-                if smoke[k] == nil { smokeOrder.append(k); smoke[k] = [:]; smokeUnit[k] = (s.metric, s.unit) }
-                var cell = smoke[k]![round] ?? (s.timestamp, [], 0)
-                cell.start = min(cell.start, s.timestamp)
-                cell.attempts += 1
-                if s.status == .ok, let v = s.value { cell.values.append(v) }
-                smoke[k]![round] = cell
-            }
-            guard s.unit == "ms", s.status == .ok, let v = s.value, s.phase != "resolve", s.probe != "load" else { continue }
-            let k = Key(scenario: s.scenario, probe: s.probe, target: s.target, metric: s.metric, phase: s.phase)
-            if cdf[s.scenario] == nil { cdfOrder.append(s.scenario); cdf[s.scenario] = [:] }
-            if cdf[s.scenario]![k] == nil { cdfKeys[s.scenario, default: []].append(k) }
-            cdf[s.scenario]![k, default: []].append(v)
-        }
-
         if !cdfOrder.isEmpty {
             var sec = ReportSection(heading: "Latency distributions")
             for scenario in cdfOrder {
                 let keys = cdfKeys[scenario] ?? []
                 let targets = Set(keys.map(\.target))
                 var series = keys.map { k in
-                    ChartSeries(name: targets.count > 1 ? "\(k.target) · \(k.phase)" : k.phase, values: cdf[scenario]![k]!)
+                    ChartSeries(name: targets.count > 1 ? "\(k.target) · \(k.phase)" : k.phase, values: cdf[scenario]![k]!.values)
                 }
+                let sampled = keys.filter { cdf[scenario]![$0]!.seen > cdf[scenario]![$0]!.values.count }
                 var caption = "Empirical CDF of every successful sample (ms) of scenario \(scenario), per "
                     + (targets.count > 1 ? "target and phase" : "phase (target \(targets.first ?? ""))") + "."
                 if series.count > maxCurves {
@@ -116,6 +147,10 @@ public enum ReportPlots {
                     let dropped = series.indices.filter { !kept.contains($0) }.map { series[$0].name }
                     series = kept.map { series[$0] }
                     caption += " Left out (fewer samples): " + dropped.joined(separator: ", ") + "."
+                }
+                if !sampled.isEmpty {
+                    caption += " Curves over \(ReportPlots.maxValuesPerCurve) samples are drawn from a uniform random sample of that many: "
+                        + sampled.map { "\($0.target) \($0.phase) (\(cdf[scenario]![$0]!.seen))" }.joined(separator: ", ") + "."
                 }
                 let probes = Set(keys.map(\.probe)).sorted().joined(separator: ", ")
                 let title = "Latency CDF: \(scenario) (\(probes))"
@@ -161,7 +196,7 @@ public enum ReportPlots {
         if !files.reach.isEmpty {
             var sec = ReportSection(heading: "Reachability")
             for (name, text) in files.reach {
-                guard let m = reachMatrix(text) else {
+                guard let m = ReportPlots.reachMatrix(text) else {
                     sec.note = (sec.note.map { $0 + " " } ?? "") + "\(name) is not a reach matrix (header from,to,probe,reachable,...): left out."
                     continue
                 }
@@ -176,7 +211,7 @@ public enum ReportPlots {
         if !files.timelines.isEmpty {
             var sec = ReportSection(heading: "Migration timeline")
             for (name, text) in files.timelines {
-                guard let points = timelinePoints(text), !points.isEmpty else {
+                guard let points = ReportPlots.timelinePoints(text), !points.isEmpty else {
                     sec.note = (sec.note.map { $0 + " " } ?? "") + "\(name) has no request rows: left out."
                     continue
                 }
@@ -191,13 +226,16 @@ public enum ReportPlots {
 
         var tables = ReportSection(heading: "Tables")
         for (name, text) in files.compare {
-            if let t = table(text, title: "Compare: \(name)") { tables.tables.append(t) }
+            if let t = ReportPlots.table(text, title: "Compare: \(name)") { tables.tables.append(t) }
         }
-        if let csv = files.summaryCSV, let t = table(csv, title: "Summary (summary.csv)") { tables.tables.append(t) }
+        if let csv = files.summaryCSV, let t = ReportPlots.table(csv, title: "Summary (summary.csv)") { tables.tables.append(t) }
         if !tables.tables.isEmpty { out.append(tables) }
         return out
     }
 
+}
+
+extension ReportPlots {
     /// A CSV with a header row as a table; nil when it cannot be parsed or is empty.
     public static func table(_ text: String, title: String) -> ReportTable? {
         guard let rows = try? CSV.parse(text), let head = rows.first, !head.isEmpty else { return nil }
@@ -246,5 +284,18 @@ public enum ReportPlots {
         }
         let t0 = points.map(\.seconds).min() ?? 0
         return points.map { var p = $0; p.seconds -= t0; return p }
+    }
+}
+
+/// A small deterministic PRNG (SplitMix64) for reservoir sampling: the same run gives the same chart.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

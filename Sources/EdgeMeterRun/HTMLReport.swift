@@ -16,10 +16,7 @@ public enum HTMLReport {
     public static func write(dir: URL) throws -> Written {
         let fm = FileManager.default
         let samplesURL = dir.appendingPathComponent("samples.csv")
-        guard let text = try? String(contentsOf: samplesURL, encoding: .utf8) else {
-            throw RunError.setup("\(samplesURL.path) not found or unreadable: give the run directory that holds samples.csv")
-        }
-        let samples = try SampleCSV.parse(text, file: samplesURL.path)
+        let collector = try collect(samplesURL)
         var files = ReportFiles()
         files.summaryCSV = try? String(contentsOf: dir.appendingPathComponent("summary.csv"), encoding: .utf8)
         let names = ((try? fm.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasSuffix(".csv") }.sorted()
@@ -33,8 +30,8 @@ public enum HTMLReport {
                 if let t = try? String(contentsOf: url, encoding: .utf8) { files.timelines.append((name, t)) }
             }
         }
-        let sections = ReportPlots.sections(samples: samples, files: files)
-        let (title, meta) = metadata(dir: dir, sampleCount: samples.count)
+        let sections = collector.sections(files: files)
+        let (title, meta) = metadata(dir: dir, sampleCount: collector.count)
 
         let plots = dir.appendingPathComponent("plots")
         try? fm.createDirectory(at: plots, withIntermediateDirectories: true)
@@ -53,6 +50,44 @@ public enum HTMLReport {
         try save(ReportHTML.markdown(title: title, meta: meta, sections: sections), dir, "report.md")
         written += ["report.html", "report.md"]
         return Written(files: written, charts: charts.count)
+    }
+
+    /// Reads samples.csv in chunks of whole lines (`chunkBytes` at a time, 8 MiB by default), each
+    /// parsed and fed to the collector, so a long run's file is never held whole. samples.csv rows
+    /// never hold a newline (`SampleCSV.row` writes reasons on one line).
+    public static func collect(_ url: URL, chunkBytes: Int = 8 << 20) throws -> ReportCollector {
+        guard let h = try? FileHandle(forReadingFrom: url) else {
+            throw RunError.setup("\(url.path) not found or unreadable: give the run directory that holds samples.csv")
+        }
+        defer { try? h.close() }
+        var collector = ReportCollector()
+        var pending = Data()
+        var header: String?
+        var firstLine = 1
+        while true {
+            let chunk = (try h.read(upToCount: max(1, chunkBytes))) ?? Data()
+            pending.append(chunk)
+            let atEnd = chunk.isEmpty
+            guard let cut = atEnd ? pending.endIndex : pending.lastIndex(of: UInt8(ascii: "\n")).map({ pending.index(after: $0) }) else { continue }
+            var text = String(decoding: pending[pending.startIndex..<cut], as: UTF8.self)
+            pending = Data(pending[cut...])
+            if header == nil {
+                // Not at the end, `text` ends with a newline; at the end, a header alone may lack one.
+                guard let end = text.firstIndex(of: "\n") else {
+                    if text.isEmpty { throw RunError.setup("\(url.path) is empty: it has no header row; re-run the measurement") }
+                    return collector
+                }
+                header = String(text[..<end])
+                text = String(text[text.index(after: end)...])
+                firstLine = 2
+            }
+            if !text.isEmpty {
+                let lines = text.reduce(0) { $1 == "\n" ? $0 + 1 : $0 }
+                for s in try SampleCSV.parse(header! + "\n" + text, file: "\(url.path) (rows from line \(firstLine))") { collector.add(s) }
+                firstLine += lines
+            }
+            if atEnd { return collector }
+        }
     }
 
     static func save(_ text: String, _ dir: URL, _ file: String) throws {

@@ -77,6 +77,7 @@ struct PingCommand: AsyncParsableCommand, KindCommand {
           edgemeter ping -c 10 127.0.0.1 ::1
           edgemeter ping -c 1000 -i 1ms -q 127.0.0.1
           edgemeter ping -w 5s --socket raw --json 127.0.0.1
+          edgemeter ping -c 20 -i 10ms --rounds 10 --every 30s 127.0.0.1
         """
     )
 
