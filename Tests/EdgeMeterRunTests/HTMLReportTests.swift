@@ -90,9 +90,9 @@ final class HTMLReportTests: BinaryTestCase {
                                         value: 0.05 + Double(k % 1000) * 1e-5, unit: "ms", timestamp: t0.addingTimeInterval(Double(k) * 1e-3),
                                         status: .ok, labels: ["seq": "\(k + 1)", "socket": "raw", "note": "a, \"quoted\" label"])) + "\n"
         }
-        XCTAssertGreaterThan(csv.utf8.count, 100 * 4096, "the file spans many chunks")
+        XCTAssertGreaterThan(csv.utf8.count, 80 * 4096, "the file spans many chunks")
         try csv.write(toFile: out + "/samples.csv", atomically: true, encoding: .utf8)
-        for chunk in [1, 4096, 4097, 1 << 20] {
+        for chunk in [100, 4096, 4097, 1 << 20] {
             let c = try HTMLReport.collect(URL(fileURLWithPath: out + "/samples.csv"), chunkBytes: chunk)
             XCTAssertEqual(c.count, n, "chunks of \(chunk) bytes")
         }
