@@ -63,7 +63,7 @@ public enum HTMLReport {
         var collector = ReportCollector()
         var pending = Data()
         var header: String?
-        var firstLine = 1
+        var lineNumber = 1
         while true {
             let chunk = (try h.read(upToCount: max(1, chunkBytes))) ?? Data()
             pending.append(chunk)
@@ -78,14 +78,21 @@ public enum HTMLReport {
                     return collector
                 }
                 header = String(text[..<end])
+                let expected = SampleCSV.header.joined(separator: ",")
+                guard header == expected else {
+                    throw RunError.setup("\(url.path):1: header is not an edgemeter samples header; expected: \(expected)")
+                }
                 text = String(text[text.index(after: end)...])
-                firstLine = 2
+                lineNumber = 2
             }
-            if !text.isEmpty {
-                let lines = text.reduce(0) { $1 == "\n" ? $0 + 1 : $0 }
-                for s in try SampleCSV.parse(header! + "\n" + text, file: "\(url.path) (rows from line \(firstLine))") { collector.add(s) }
-                firstLine += lines
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                // A run killed mid-write can leave a partial last line: keep everything before it.
+                do { try collector.add(csvLine: line, lineNumber: lineNumber, file: url.path) } catch {
+                    if !(atEnd && line.endIndex == text.endIndex) { throw error }
+                }
+                lineNumber += 1
             }
+            lineNumber -= 1 // the empty piece after the chunk's last newline
             if atEnd { return collector }
         }
     }
