@@ -280,6 +280,8 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
             try write("delays.csv", DelayTable.csv(DelayTable.rows(from: try SampleCSV.parse(text))))
         } catch { errors.append(error) }
         for f in ["summary.csv", "summary.md", "delays.csv"] where !createdFiles.contains(f) { createdFiles.append(f) }
+        // report.html, report.md and plots/: charts are a view, so a failure there is a warning, not a failed run.
+        do { try HTMLReport.write(dir: url) } catch { fputs("edgemeter: warning: report.html not written: \(error)\n", stderr) }
         if let e = errors.first { throw e }
         if isUnderReportsRoot { RunReport.pointLatest(root: reportsRoot, at: url) }
         return summaries

@@ -149,8 +149,11 @@ public struct HTTPConfig: Sendable, Equatable {
     public var request: HTTPRequestConfig
     public var count: Int
     public var interval: Duration
+    /// `--rounds N --every D` (nil: once).
+    public var rounds: RoundsConfig?
 
     public init(_ s: ValidatedScenario) {
+        rounds = RoundsConfig(s)
         request = HTTPRequestConfig(s, calculatorBody: "(5+6)*2")
         count = s.int("count") ?? 5
         interval = s.duration("interval") ?? .seconds(1)
@@ -206,8 +209,11 @@ public struct CalcConfig: Sendable, Equatable {
     public var count: Int
     public var interval: Duration
     public var timeout: Duration
+    /// `--rounds N --every D` (nil: once).
+    public var rounds: RoundsConfig?
 
     public init(_ s: ValidatedScenario) {
+        rounds = RoundsConfig(s)
         url = s.string("url")
         calculator = s.bool("calculator") ?? false
         expression = s.string("expression") ?? ""
@@ -226,20 +232,22 @@ public struct CalcConfig: Sendable, Equatable {
 public enum HTTPScenario {
     public static let declaration = KindDeclaration(
         kind: "http",
-        parameters: HTTPRequestConfig.request + HTTPRequestConfig.attempts,
+        parameters: HTTPRequestConfig.request + HTTPRequestConfig.attempts + RoundsConfig.parameters,
         required: ["count"],
-        checks: [HTTPRequestConfig.check])
+        checks: [HTTPRequestConfig.check, RoundsConfig.check])
 
     public static var schema: ScenarioSchema { declaration.schema }
 
     public static let kind = ScenarioKind(declaration: declaration, configuration: { HTTPConfig($0) }, runsInNode: true) { s, ctx in
         let c = HTTPConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
-            let r = try await ScenarioLab.withHTTPSource(ctx.lab) {
-                await HTTPProbe.run(target: target, options: c.options(target: target), runID: ctx.runID, scenario: s.name,
-                                    sink: ctx.sink, stop: ctx.stop)
+            try await ScenarioRounds.run(c.rounds, ctx: ctx) { ctx in
+                let r = try await ScenarioLab.withHTTPSource(ctx.lab) {
+                    await HTTPProbe.run(target: target, options: c.options(target: target), runID: ctx.runID, scenario: s.name,
+                                        sink: ctx.sink, stop: ctx.stop)
+                }
+                ctx.progress("\(r.succeeded)/\(r.attempts) requests succeeded")
             }
-            ctx.progress("\(r.succeeded)/\(r.attempts) requests succeeded")
         }
     }
 }
@@ -329,9 +337,9 @@ public enum CalcScenario {
                 return nil
             }),
             ParameterSpec("expect", cli: "--expect", .number, help: "The answer to expect (default: evaluated locally)."),
-        ] + HTTPRequestConfig.attempts,
+        ] + HTTPRequestConfig.attempts + RoundsConfig.parameters,
         required: ["expression", "count"],
-        checks: [HTTPRequestConfig.check])
+        checks: [HTTPRequestConfig.check, RoundsConfig.check])
 
     public static var schema: ScenarioSchema { declaration.schema }
 
@@ -339,10 +347,12 @@ public enum CalcScenario {
         let c = CalcConfig(s)
         try await ScenarioCalculator.withTarget(s, ctx: ctx) { target in
             let options = try c.options()
-            let r = try await ScenarioLab.withHTTPSource(ctx.lab) {
-                await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: s.name, sink: ctx.sink, stop: ctx.stop)
+            try await ScenarioRounds.run(c.rounds, ctx: ctx) { ctx in
+                let r = try await ScenarioLab.withHTTPSource(ctx.lab) {
+                    await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: s.name, sink: ctx.sink, stop: ctx.stop)
+                }
+                ctx.progress("\(r.succeeded)/\(r.attempts) answers correct")
             }
-            ctx.progress("\(r.succeeded)/\(r.attempts) answers correct")
         }
     }
 

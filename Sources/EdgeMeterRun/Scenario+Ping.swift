@@ -26,8 +26,11 @@ public struct ProbeSchedule: Sendable, Equatable {
     public var timeout: Duration
     public var deadline: Duration?
     public var family: AddressFamilyPreference
+    /// `--rounds N --every D`: the whole measurement N times (nil: once, no `round` label).
+    public var rounds: RoundsConfig?
 
     public init(_ s: ValidatedScenario) {
+        rounds = RoundsConfig(s)
         targets = s.strings("targets") ?? []
         count = s.int("count")
         interval = s.duration("interval") ?? .seconds(1)
@@ -105,9 +108,9 @@ public enum PingScenario {
                               + "1 ms before each send, so the CPU is warm when the echo leaves; on loopback that lowers RTTs by several µs, "
                               + "and at -i 1ms or less it keeps a core busy for the whole run. Each sample is labelled spin=on|off.",
                           valueName: "on|off"),
-        ],
+        ] + RoundsConfig.parameters,
         required: ["targets"],
-        checks: [ProbeSchedule.bounded])
+        checks: [ProbeSchedule.bounded, RoundsConfig.check])
 
     public static var schema: ScenarioSchema { declaration.schema }
 
@@ -115,7 +118,9 @@ public enum PingScenario {
         let c = PingConfig(s)
         // In a topology with `from: NODE`, the ICMP sockets are opened inside the node.
         _ = try ScenarioLab.inSource(ctx.lab) {
-            try run(scenario: s.name, targets: c.schedule.targets, family: c.schedule.family, options: c.options, ctx: ctx, onLine: nil)
+            try ScenarioRounds.run(c.schedule.rounds, ctx: ctx) { ctx in
+                _ = try run(scenario: s.name, targets: c.schedule.targets, family: c.schedule.family, options: c.options, ctx: ctx, onLine: nil)
+            }
         }
     }
 

@@ -47,9 +47,9 @@ public enum TCPingScenario {
             ParameterSpec("expect", cli: "--expect", .string, help: "A string the reply must contain (needs --payload)."),
             ParameterSpec("listener", cli: "--listener", .bool, default: .bool(false),
                           help: "Start a loopback listener on each target HOST (no port) and probe it."),
-        ],
+        ] + RoundsConfig.parameters,
         required: ["targets"],
-        checks: [ProbeSchedule.bounded, { s in
+        checks: [ProbeSchedule.bounded, RoundsConfig.check, { s in
             if s.string("expect") != nil && s.string("payload") == nil { return ("expect", "{expect} needs {payload}: give the bytes to send first") }
             if s.bool("listener") != true {
                 for t in s.strings("targets") ?? [] {
@@ -64,7 +64,10 @@ public enum TCPingScenario {
     public static let kind = ScenarioKind(declaration: declaration, configuration: { TCPingConfig($0) }, runsInNode: true) { s, ctx in
         // In a topology with `from: NODE`, the connects are made inside the node.
         let lab = ctx.lab
-        _ = try ScenarioLab.inSource(lab) { try run(TCPingConfig(s), scenario: s.name, ctx: ctx, lab: lab, onLine: nil) }
+        _ = try ScenarioLab.inSource(lab) {
+            let c = TCPingConfig(s)
+            try ScenarioRounds.run(c.schedule.rounds, ctx: ctx) { ctx in _ = try run(c, scenario: s.name, ctx: ctx, lab: lab, onLine: nil) }
+        }
     }
 
     /// Runs a configuration: with `listener`, first starts a loopback listener per target host (in a

@@ -167,8 +167,10 @@ struct HTTPCommand: AsyncParsableCommand, KindCommand {
         let options = c.options(target: target)
         try await measureAttempts("http", target: target, verbose: attempts.verbose, run: run, title: "\(target)", width: 10,
                                   phases: { s in HTTPProbe.phases.compactMap { phase in s.first { $0.key.phase == phase } } }) { ctx, progress, fullBody in
-            _ = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
-                                    stop: ctx.stop, progress: progress, fullBody: fullBody)
+            try await ScenarioRounds.run(c.rounds, ctx: ctx) { ctx in
+                _ = await HTTPProbe.run(target: target, options: options, runID: ctx.runID, scenario: "http", sink: ctx.sink,
+                                        stop: ctx.stop, progress: progress, fullBody: fullBody)
+            }
         }
     }
 }
@@ -303,8 +305,10 @@ struct CalcCommand: AsyncParsableCommand, KindCommand {
         let title = "\(c.expression) at \(target) (expected \(options.expected.map { "\($0)" } ?? "?"))"
         try await measureAttempts("calc", target: target, verbose: attempts.verbose, run: run, title: title, width: 12,
                                   phases: { $0 }) { ctx, progress, fullBody in
-            _ = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
-                                    stop: ctx.stop, progress: progress, fullBody: fullBody)
+            try await ScenarioRounds.run(c.rounds, ctx: ctx) { ctx in
+                _ = await CalcProbe.run(target: target, options: options, runID: ctx.runID, scenario: "calc", sink: ctx.sink,
+                                        stop: ctx.stop, progress: progress, fullBody: fullBody)
+            }
         }
     }
 }
@@ -324,11 +328,11 @@ struct AttemptOptions: ParsableArguments {
 /// the phase lines of the summaries `phases` picks, then the exit status.
 func measureAttempts(_ name: String, target: HTTPTarget, verbose: Bool, run: RunOptions, title: String, width: Int,
                      phases: ([Summary]) -> [Summary],
-                     probe: (ScenarioContext, (@Sendable (String) -> Void)?, Bool) async -> Void) async throws {
+                     probe: (ScenarioContext, (@Sendable (String) -> Void)?, Bool) async throws -> Void) async throws {
     let printLines = !run.json
     let progress = printLines ? linePrinter(prefix: target.description) : nil
     let result = try await runMeasured(name: name, options: run) { ctx, _ in
-        await probe(ctx, progress, verbose)
+        try await probe(ctx, progress, verbose)
     }
     if printLines {
         print("\n--- \(title) ---")

@@ -77,6 +77,7 @@ struct PingCommand: AsyncParsableCommand, KindCommand {
           edgemeter ping -c 10 127.0.0.1 ::1
           edgemeter ping -c 1000 -i 1ms -q 127.0.0.1
           edgemeter ping -w 5s --socket raw --json 127.0.0.1
+          edgemeter ping -c 20 -i 10ms --rounds 10 --every 30s 127.0.0.1
         """
     )
 
@@ -101,8 +102,11 @@ struct PingCommand: AsyncParsableCommand, KindCommand {
         guard let c = try configToRun(printOnly: run.printConfig) else { return }
         var totals: [PingTargetTotals] = []
         let (result, unresolved, _) = try await measureTargets("ping", run: run, quiet: schedule.quiet, noTarget: ICMPProbeError.self) { ctx, onLine in
-            totals = try PingScenario.run(scenario: "ping", targets: c.schedule.targets, family: c.schedule.family, options: c.options,
-                                          ctx: ctx, onLine: onLine)
+            totals = []
+            try ScenarioRounds.run(c.schedule.rounds, ctx: ctx) { ctx in
+                totals = ProbeTotals.merging(totals, try PingScenario.run(scenario: "ping", targets: c.schedule.targets, family: c.schedule.family,
+                                                                           options: c.options, ctx: ctx, onLine: onLine))
+            }
         }
         if !run.json {
             for t in totals {
@@ -169,7 +173,10 @@ struct TCPingCommand: AsyncParsableCommand, KindCommand {
         guard let c = try configToRun(printOnly: run.printConfig) else { return }
         var totals: [TCPingTargetTotals] = []
         let (result, unresolved, _) = try await measureTargets("tcping", run: run, quiet: schedule.quiet, noTarget: ResolveError.self) { ctx, onLine in
-            totals = try TCPingScenario.run(c, scenario: "tcping", ctx: ctx, onLine: onLine)
+            totals = []
+            try ScenarioRounds.run(c.schedule.rounds, ctx: ctx) { ctx in
+                totals = ProbeTotals.merging(totals, try TCPingScenario.run(c, scenario: "tcping", ctx: ctx, onLine: onLine))
+            }
         }
         if !run.json {
             for t in totals {

@@ -85,7 +85,10 @@ struct ReportCommand: ParsableCommand {
         at run time (load reports, startup comparisons, wire reports) from sections.json, writes \
         summary.csv and summary.md, and prints summary.md on stdout. Without a directory it uses \
         reports/latest, the newest run under reports/. A section that cannot be reproduced is named \
-        in a warning on stderr, and the existing summary.md is then kept as it is.
+        in a warning on stderr, and the existing summary.md is then kept as it is. It also rewrites \
+        report.html (one self-contained file: inline SVG charts and CSS, opens offline), report.md \
+        and the charts in plots/ (latency CDFs, startup box plots, smoke graphs of --rounds runs, \
+        reach matrices, a migration timeline from the vehicle's CSV, compare*.csv tables).
 
         Examples:
           edgemeter report
@@ -128,6 +131,10 @@ struct ReportCommand: ParsableCommand {
             print(kept ?? r.summaryMarkdown, terminator: "")
         }
         note("re-rendered \(dir.path)/summary.csv\(keepMarkdown ? "" : " and summary.md") from \(r.sampleCount) samples")
+        do {
+            let w = try HTMLReport.write(dir: dir)
+            note("re-rendered \(dir.path)/report.html and report.md (\(w.charts) charts in plots/)")
+        } catch { note("warning: report.html not written: \(error)") }
     }
 }
 

@@ -101,8 +101,12 @@ struct TimingOptions<Kind: KindCommand>: ParsableArguments {
     @Option(Kind.declaration, "count", parsing: .unconditional) var count: String?
     @Option(Kind.declaration, "interval", parsing: .unconditional) var interval: String?
     @Option(Kind.declaration, "timeout", parsing: .unconditional) var timeout: String?
+    @Option(Kind.declaration, "rounds", parsing: .unconditional) var rounds: String?
+    @Option(Kind.declaration, "every", parsing: .unconditional) var every: String?
 
-    func add(to r: RawParameters) -> RawParameters { r.setting(["count": count, "interval": interval, "timeout": timeout]) }
+    func add(to r: RawParameters) -> RawParameters {
+        r.setting(["count": count, "interval": interval, "timeout": timeout, "rounds": rounds, "every": every])
+    }
 }
 
 /// `--print-config` (hidden): prints the configuration the flags resolve to, one line per scenario,

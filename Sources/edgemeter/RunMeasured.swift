@@ -170,7 +170,7 @@ func runMeasured(name: String, options: RunOptions, suiteFile: String? = nil, sh
 /// The line that says where the run's files are; every measuring command prints it last (stderr).
 func reportLine(_ dir: RunDirectory, complete: Bool) {
     fflush(nil) // the closing lines on stdout come first, also when both streams go to one file
-    note("report: \(dir.url.path)/ (samples.csv, summary.csv, summary.md, run.json)\(complete ? "" : " — incomplete run")")
+    note("report: \(dir.url.path)/ (samples.csv, summary.csv, summary.md, run.json, report.html)\(complete ? "" : " — incomplete run")")
 }
 
 /// Ends a measuring command the same way everywhere, after its own closing lines: names what never

@@ -1,0 +1,379 @@
+import Foundation
+
+/// One chart of the report: a file-safe id (`plots/<id>.svg`), a title, what it shows, the SVG.
+public struct ReportChart: Sendable, Equatable {
+    public var id: String
+    public var title: String
+    public var caption: String
+    public var svg: String
+}
+
+/// A table of the report (summary, compare), as text cells.
+public struct ReportTable: Sendable, Equatable {
+    public var title: String
+    public var header: [String]
+    public var rows: [[String]]
+    public init(title: String, header: [String], rows: [[String]]) { (self.title, self.header, self.rows) = (title, header, rows) }
+}
+
+/// A section of the report: a heading, an optional note, charts, tables.
+public struct ReportSection: Sendable, Equatable {
+    public var heading: String
+    public var note: String?
+    public var charts: [ReportChart] = []
+    public var tables: [ReportTable] = []
+}
+
+/// What the report is made from, besides the samples: the files a run directory may hold.
+/// Each pair is (file name, file text).
+public struct ReportFiles: Sendable {
+    /// summary.csv.
+    public var summaryCSV: String?
+    /// `reach-<scenario>.csv` (from,to,probe,reachable,why_not,rtt_p50_ms).
+    public var reach: [(name: String, text: String)] = []
+    /// A migration run's request timeline: the vehicle's CSV (sequence,due_ms,...,delay_ms,status,node,failure).
+    public var timelines: [(name: String, text: String)] = []
+    /// `compare*.csv` tables (any CSV with a header row), shown as they are.
+    public var compare: [(name: String, text: String)] = []
+    public init() {}
+
+    /// The header that marks a CSV as a migration timeline (the vehicle's `--csv`).
+    public static let timelineHeaderPrefix = "sequence,due_ms,sent_ms,end_ms,delay_ms,status,node"
+}
+
+/// Builds the report's charts from a run's samples and files. Pure.
+///
+/// - Latency CDFs: one chart per scenario, one curve per target × phase, over successful samples
+///   in ms (name resolution, startup and load aggregates excluded: they have their own views).
+/// - Box plots: one chart per startup scenario, phases on x, one box per backend.
+/// - Smoke graphs: one per scenario × target whose samples carry a `round` label (`--rounds`), on
+///   the kind's main span (ping echo, tcping connect, http and calc total).
+/// - Reachability matrices from `reach-*.csv`; the migration timeline from the vehicle's CSV;
+///   compare tables from `compare*.csv`; the summary table from summary.csv.
+public enum ReportPlots {
+    /// Curves per CDF chart at most (the ones with the most samples are kept, the rest named).
+    public static let maxCurves = 10
+    /// Smoke graphs show the kind's main span; other phases are in the CDFs.
+    public static let smokePhase: [String: String] = ["ping": "echo", "tcping": "connect", "http": "total", "calc": "total"]
+
+    /// Values kept per CDF curve at most: beyond it a uniform random sample of this size (reservoir
+    /// sampling, fixed seed) stands for the curve, and the caption says so.
+    public static let maxValuesPerCurve = 200_000
+
+    public static func sections(samples: [Sample], files: ReportFiles) -> [ReportSection] {
+        var c = ReportCollector()
+        for s in samples { c.add(s) }
+        return c.sections(files: files)
+    }
+}
+
+/// Collects, one sample at a time (a run's samples.csv is read in chunks, never whole), what the
+/// report's charts need; `sections(files:)` then builds them (see `ReportPlots`).
+public struct ReportCollector {
+    struct Key: Hashable { var scenario, probe, target, metric, phase: String }
+    struct SmokeKey: Hashable { var scenario, probe, target, phase: String }
+    struct Curve { var seen = 0; var values: [Double] = [] }
+    var cdfOrder: [String] = []
+    var cdf: [String: [Key: Curve]] = [:]
+    var cdfKeys: [String: [Key]] = [:]
+    var startupOrder: [String] = []
+    var startup: [String: (phases: [String], backends: [String], values: [String: [String: [Double]]])] = [:]
+    var smokeOrder: [SmokeKey] = []
+    var smoke: [SmokeKey: [Int: (start: Date, values: [Double], attempts: Int)]] = [:]
+    var smokeUnit: [SmokeKey: (String, String)] = [:]
+    var random = SplitMix64(seed: 0x5eed)
+    public private(set) var count = 0
+
+    public init() {}
+
+    public mutating func add(_ s: Sample) {
+        count += 1
+        if s.probe == "startup" {
+            guard s.unit == "ms", s.metric == "startup" else { return }
+            if startup[s.scenario] == nil { startupOrder.append(s.scenario); startup[s.scenario] = ([], [], [:]) }
+            if !startup[s.scenario]!.phases.contains(s.phase) { startup[s.scenario]!.phases.append(s.phase) }
+            if !startup[s.scenario]!.backends.contains(s.target) { startup[s.scenario]!.backends.append(s.target) }
+            if s.status == .ok, let v = s.value { startup[s.scenario]!.values[s.phase, default: [:]][s.target, default: []].append(v) }
+            return
+        }
+        if let r = s.labels[RoundsConfig.label], let round = Int(r), ReportPlots.smokePhase[s.probe] == s.phase {
+            let k = SmokeKey(scenario: s.scenario, probe: s.probe, target: s.target, phase: s.phase)
+            if smoke[k] == nil { smokeOrder.append(k); smoke[k] = [:]; smokeUnit[k] = (s.metric, s.unit) }
+            var cell = smoke[k]![round] ?? (s.timestamp, [], 0)
+            cell.start = min(cell.start, s.timestamp)
+            cell.attempts += 1
+            if s.status == .ok, let v = s.value { cell.values.append(v) }
+            smoke[k]![round] = cell
+        }
+        guard s.unit == "ms", s.status == .ok, let v = s.value, s.phase != "resolve", s.probe != "load" else { return }
+        let k = Key(scenario: s.scenario, probe: s.probe, target: s.target, metric: s.metric, phase: s.phase)
+        if cdf[s.scenario] == nil { cdfOrder.append(s.scenario); cdf[s.scenario] = [:] }
+        if cdf[s.scenario]![k] == nil { cdfKeys[s.scenario, default: []].append(k); cdf[s.scenario]![k] = Curve() }
+        var curve = cdf[s.scenario]![k]!
+        cdf[s.scenario]![k] = nil // keep the array uniquely referenced while it grows
+        curve.seen += 1
+        if curve.values.count < ReportPlots.maxValuesPerCurve {
+            curve.values.append(v)
+        } else {
+            let j = Int(random.next() % UInt64(curve.seen))
+            if j < curve.values.count { curve.values[j] = v }
+        }
+        cdf[s.scenario]![k] = curve
+    }
+
+    public func sections(files: ReportFiles) -> [ReportSection] {
+        let maxCurves = ReportPlots.maxCurves
+        var out: [ReportSection] = []
+        var usedIDs = Set<String>()
+        func uniqueID(_ base: String) -> String {
+            var id = FileName.safe(base), k = 2
+            while !usedIDs.insert(id).inserted { id = FileName.safe(base) + "-\(k)"; k += 1 }
+            return id
+        }
+
+        if !cdfOrder.isEmpty {
+            var sec = ReportSection(heading: "Latency distributions")
+            for scenario in cdfOrder {
+                let keys = cdfKeys[scenario] ?? []
+                let targets = Set(keys.map(\.target))
+                var series = keys.map { k in
+                    ChartSeries(name: targets.count > 1 ? "\(k.target) · \(k.phase)" : k.phase, values: cdf[scenario]![k]!.values)
+                }
+                let sampled = keys.filter { cdf[scenario]![$0]!.seen > cdf[scenario]![$0]!.values.count }
+                var caption = "Empirical CDF of every successful sample (ms) of scenario \(scenario), per "
+                    + (targets.count > 1 ? "target and phase" : "phase (target \(targets.first ?? ""))") + "."
+                if series.count > maxCurves {
+                    let kept = series.enumerated().sorted { $0.element.values.count > $1.element.values.count }.prefix(maxCurves).map(\.offset).sorted()
+                    let dropped = series.indices.filter { !kept.contains($0) }.map { series[$0].name }
+                    series = kept.map { series[$0] }
+                    caption += " Left out (fewer samples): " + dropped.joined(separator: ", ") + "."
+                }
+                if !sampled.isEmpty {
+                    caption += " Curves over \(ReportPlots.maxValuesPerCurve) samples are drawn from a uniform random sample of that many: "
+                        + sampled.map { "\($0.target) \($0.phase) (\(cdf[scenario]![$0]!.seen))" }.joined(separator: ", ") + "."
+                }
+                let probes = Set(keys.map(\.probe)).sorted().joined(separator: ", ")
+                let title = "Latency CDF: \(scenario) (\(probes))"
+                sec.charts.append(ReportChart(id: uniqueID("cdf-\(scenario)"), title: title, caption: caption,
+                                              svg: Charts.cdf(title: title, quantity: "latency", unit: "ms", series: series)))
+            }
+            out.append(sec)
+        }
+
+        if !startupOrder.isEmpty {
+            var sec = ReportSection(heading: "Startup phases")
+            for scenario in startupOrder {
+                let s = startup[scenario]!
+                let title = "Startup phases: \(scenario)"
+                sec.charts.append(ReportChart(
+                    id: uniqueID("box-\(scenario)"), title: title,
+                    caption: "Per phase and backend: box = quartiles, line = median, whiskers = furthest value within 1.5 IQR, dots beyond; successful attempts only (ms).",
+                    svg: Charts.boxPlot(title: title, unit: "ms", categories: s.phases, groups: s.backends, values: s.values)))
+            }
+            out.append(sec)
+        }
+
+        if !smokeOrder.isEmpty {
+            var sec = ReportSection(heading: "Rounds (smoke graphs)")
+            for k in smokeOrder {
+                let byRound = smoke[k]!
+                let first = byRound.values.map(\.start).min() ?? Date()
+                let rounds = byRound.keys.sorted().map { r in
+                    SmokeRound(index: r, startSeconds: byRound[r]!.start.timeIntervalSince(first), values: byRound[r]!.values,
+                               attempts: byRound[r]!.attempts)
+                }
+                let (metric, unit) = smokeUnit[k] ?? ("latency", "ms")
+                let title = "\(k.probe) \(k.phase): \(k.target) (\(k.scenario))"
+                let lossy = rounds.filter { $0.lossPercent > 0 }.count
+                sec.charts.append(ReportChart(
+                    id: uniqueID("smoke-\(k.scenario)-\(k.target)"), title: title,
+                    caption: "\(rounds.count) rounds; per round the spread of its \(metric) (\(unit)) as smoke and the median as a line coloured by the round's loss; \(lossy) round(s) lost attempts.",
+                    svg: Charts.smoke(title: title, quantity: "\(metric) \(k.phase)", unit: unit, rounds: rounds)))
+            }
+            out.append(sec)
+        }
+
+        if !files.reach.isEmpty {
+            var sec = ReportSection(heading: "Reachability")
+            for (name, text) in files.reach {
+                guard let m = ReportPlots.reachMatrix(text) else {
+                    sec.note = (sec.note.map { $0 + " " } ?? "") + "\(name) is not a reach matrix (header from,to,probe,reachable,...): left out."
+                    continue
+                }
+                let title = "Reachability: \(name.replacingOccurrences(of: ".csv", with: ""))"
+                sec.charts.append(ReportChart(id: uniqueID(name.replacingOccurrences(of: ".csv", with: "")), title: title,
+                                              caption: "From \(name): \(m.probes) probes, \(m.reachable) reachable.",
+                                              svg: Charts.matrix(title: title, rows: m.rows, columns: m.columns, cells: m.cells)))
+            }
+            out.append(sec)
+        }
+
+        if !files.timelines.isEmpty {
+            var sec = ReportSection(heading: "Migration timeline")
+            for (name, text) in files.timelines {
+                guard let points = ReportPlots.timelinePoints(text), !points.isEmpty else {
+                    sec.note = (sec.note.map { $0 + " " } ?? "") + "\(name) has no request rows: left out."
+                    continue
+                }
+                let title = "Migration timeline: \(name)"
+                let failed = points.filter(\.failed).count
+                sec.charts.append(ReportChart(id: uniqueID("timeline-\(name.replacingOccurrences(of: ".csv", with: ""))"), title: title,
+                                              caption: "From \(name): \(points.count) requests, \(failed) failed; delay from the due time to the last byte (CO-corrected).",
+                                              svg: Charts.timeline(title: title, points: points)))
+            }
+            out.append(sec)
+        }
+
+        var tables = ReportSection(heading: "Tables")
+        for (name, text) in files.compare {
+            if let t = ReportPlots.table(text, title: "Compare: \(name)") { tables.tables.append(t) }
+        }
+        if let csv = files.summaryCSV, let t = ReportPlots.table(csv, title: "Summary (summary.csv)") { tables.tables.append(t) }
+        if !tables.tables.isEmpty { out.append(tables) }
+        return out
+    }
+
+}
+
+extension ReportPlots {
+    /// A CSV with a header row as a table; nil when it cannot be parsed or is empty.
+    public static func table(_ text: String, title: String) -> ReportTable? {
+        guard let rows = try? CSV.parse(text), let head = rows.first, !head.isEmpty else { return nil }
+        return ReportTable(title: title, header: head, rows: rows.dropFirst().filter { !($0.count == 1 && $0[0].isEmpty) })
+    }
+
+    /// A reach CSV as matrix cells; nil when its header lacks from, to, probe, reachable.
+    public static func reachMatrix(_ text: String) -> (rows: [String], columns: [String], cells: [String: [String: MatrixCell]], probes: Int, reachable: Int)? {
+        guard let rows = try? CSV.parse(text), let head = rows.first?.map({ $0.lowercased() }),
+              let f = head.firstIndex(of: "from"), let t = head.firstIndex(of: "to"), let p = head.firstIndex(of: "probe"),
+              let r = head.firstIndex(of: "reachable") else { return nil }
+        let why = head.firstIndex(of: "why_not"), rtt = head.firstIndex(of: "rtt_p50_ms")
+        var froms: [String] = [], tos: [String] = []
+        var cells: [String: [String: MatrixCell]] = [:]
+        var probes = 0, reachable = 0
+        for row in rows.dropFirst() where row.count > max(f, t, p, r) {
+            let from = row[f], to = row[t]
+            if !froms.contains(from) { froms.append(from) }
+            if !tos.contains(to) { tos.append(to) }
+            let ok = ["yes", "true", "1"].contains(row[r].lowercased())
+            var detail = "\(row[p]) " + (ok ? "ok" : "not reachable")
+            if ok, let rtt, rtt < row.count, !row[rtt].isEmpty { detail += " \(row[rtt]) ms" }
+            if !ok, let why, why < row.count, !row[why].isEmpty { detail += " (\(row[why]))" }
+            var cell = cells[from]?[to] ?? MatrixCell(reachable: 0, total: 0, detail: "")
+            cell.total += 1
+            if ok { cell.reachable += 1 }
+            cell.detail += (cell.detail.isEmpty ? "" : "; ") + detail
+            cells[from, default: [:]][to] = cell
+            probes += 1
+            if ok { reachable += 1 }
+        }
+        return (froms, tos, cells, probes, reachable)
+    }
+
+    /// The vehicle CSV's rows as timeline points (seconds from the first due time); nil when the
+    /// header is not the vehicle's.
+    public static func timelinePoints(_ text: String) -> [TimelinePoint]? {
+        guard text.hasPrefix(ReportFiles.timelineHeaderPrefix), let rows = try? CSV.parse(text), let head = rows.first,
+              let due = head.firstIndex(of: "due_ms"), let delay = head.firstIndex(of: "delay_ms"), let node = head.firstIndex(of: "node"),
+              let failure = head.firstIndex(of: "failure") else { return nil }
+        var points: [TimelinePoint] = []
+        for row in rows.dropFirst() where row.count == head.count {
+            guard let d = Double(row[due]) else { continue }
+            let failed = !row[failure].isEmpty
+            points.append(TimelinePoint(seconds: d / 1000, delayMilliseconds: failed ? nil : Double(row[delay]), node: row[node], failed: failed))
+        }
+        let t0 = points.map(\.seconds).min() ?? 0
+        return points.map { var p = $0; p.seconds -= t0; return p }
+    }
+}
+
+/// A small deterministic PRNG (SplitMix64) for reservoir sampling: the same run gives the same chart.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension ReportCollector {
+    /// Adds one samples.csv data row (no newline), parsed only as far as the charts need: the
+    /// timestamp only for samples of a round, of the labels only `round`. A row without quotes is
+    /// split on commas; one with quotes goes through the RFC 4180 reader. Errors name the line.
+    public mutating func add(csvLine line: Substring, lineNumber: Int, file: String) throws {
+        if line.isEmpty { return }
+        let fields: [Substring]
+        if line.contains("\"") {
+            guard let row = try? CSV.parse(String(line)).first else {
+                throw ReportError.badSamples("\(file):\(lineNumber): unbalanced quotes; the file is damaged, re-run the measurement or fix that line")
+            }
+            fields = row.map { Substring($0) }
+        } else {
+            fields = line.split(separator: ",", omittingEmptySubsequences: false)
+        }
+        let n = SampleCSV.header.count
+        guard fields.count == n else {
+            throw ReportError.badSamples("\(file):\(lineNumber): expected \(n) fields, got \(fields.count)")
+        }
+        guard let status = SampleStatus(rawValue: String(fields[9])) else {
+            throw ReportError.badSamples("\(file):\(lineNumber): unknown status \"\(fields[9])\"; expected one of: \(SampleStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var value: Double?
+        if !fields[6].isEmpty {
+            guard let v = Double(fields[6]) else { throw ReportError.badSamples("\(file):\(lineNumber): value \"\(fields[6])\" is not a number") }
+            value = v
+        }
+        var labels: [String: String] = [:]
+        var timestamp = Date(timeIntervalSince1970: 0)
+        if let round = Self.label(RoundsConfig.label, in: fields[11]) {
+            labels[RoundsConfig.label] = round
+            guard let t = Self.timestamp(fields[8]) ?? Format.parseTimestamp(String(fields[8])) else {
+                throw ReportError.badSamples("\(file):\(lineNumber): timestamp \"\(fields[8])\" is not ISO 8601 UTC")
+            }
+            timestamp = t
+        }
+        add(Sample(runID: "", scenario: String(fields[1]), probe: String(fields[2]), target: String(fields[3]), metric: String(fields[4]),
+                   phase: String(fields[5]), value: value, unit: String(fields[7]), timestamp: timestamp, status: status, labels: labels))
+    }
+
+    /// The value of `key` in a `a=1;b=2` labels field.
+    static func label(_ key: String, in field: Substring) -> String? {
+        for part in field.split(separator: ";") where part.hasPrefix(key) {
+            let rest = part.dropFirst(key.count)
+            if rest.first == "=" { return String(rest.dropFirst()) }
+        }
+        return nil
+    }
+
+    /// `2026-11-29T01:40:00.123456Z` (as `Format.timestamp` writes it) without a date formatter;
+    /// nil for any other form.
+    static func timestamp(_ s: Substring) -> Date? {
+        let u = Array(s.utf8)
+        guard u.count >= 20, u[4] == 45, u[7] == 45, u[10] == 84, u[13] == 58, u[16] == 58, u.last == 90 else { return nil }
+        func num(_ a: Int, _ b: Int) -> Int? {
+            var v = 0
+            for i in a..<b { guard u[i] >= 48 && u[i] <= 57 else { return nil }; v = v * 10 + Int(u[i] - 48) }
+            return v
+        }
+        guard let y = num(0, 4), let mo = num(5, 7), let d = num(8, 10), let h = num(11, 13), let mi = num(14, 16), let sec = num(17, 19) else { return nil }
+        var frac = 0.0
+        if u.count > 21 && u[19] == 46 {
+            guard let f = num(20, u.count - 1) else { return nil }
+            frac = Double(f) / pow(10, Double(u.count - 21))
+        } else if u.count != 20 {
+            return nil
+        }
+        // Days from the civil date (Howard Hinnant's algorithm), UTC.
+        let yy = mo <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        return Date(timeIntervalSince1970: Double(days * 86_400 + h * 3600 + mi * 60 + sec) + frac)
+    }
+}
