@@ -54,8 +54,8 @@ public struct FootprintFigures: Sendable, Equatable {
     public var errors: Int
 }
 
-/// The `footprint` kind: one workload as a host process, a Docker container, a podman container
-/// and an LXC container, idle then under a fixed-rate open-loop load, with memory, CPU, disk, network and
+/// The `footprint` kind: one workload as a host process, a Docker container, a podman container,
+/// an LXC container and a QEMU VM, idle then under a fixed-rate open-loop load, with memory, CPU, disk, network and
 /// latency per deployment (docs/footprint.md says what each figure covers).
 ///
 /// Samples: probe `footprint`, target = deployment, one row per metric per one-second reading
@@ -68,7 +68,7 @@ public enum FootprintScenario {
         kind: "footprint",
         parameters: [
             ParameterSpec("deployments", cli: "DEPLOYMENT", .stringList, default: .strings(FootprintDeploymentKind.measurable.map(\.rawValue)),
-                          help: "Where the workload runs: process, docker, podman, lxc, qemu (qemu with --workload httpd only).",
+                          help: "Where the workload runs: process, docker, podman, lxc, qemu (a TCG VM).",
                           validate: { v in
                 guard case .strings(let list) = v else { return nil }
                 if list.isEmpty { return "{} must name at least one deployment" }
@@ -118,12 +118,6 @@ public enum FootprintScenario {
             }),
         ],
         checks: [{ s in
-            let list = s.strings("deployments") ?? []
-            let edgemeter = (s.strings("command") ?? (s.string("workload") == "httpd" ? FootprintWorkload.httpdCommand : FootprintWorkload.defaultCommand)).first == "edgemeter"
-            if edgemeter && list.contains("qemu") {
-                return ("deployments", "the qemu guest's initramfs has no Swift runtime for the calculator: add {workload: httpd} "
-                        + "(busybox httpd in every deployment) or leave qemu out")
-            }
             if let path = s.string("path"), !path.hasPrefix("/") { return ("path", "{path} must start with /, got \"\(path)\"") }
             if let rate = s.number("rate"), let d = s.duration("duration"), rate * Double(d.nanoseconds) / 1e9 > 1_000_000 {
                 return ("rate", "{rate} × {duration} is more than 1 000 000 requests: lower one of them")

@@ -227,6 +227,44 @@ final class FootprintTests: XCTestCase {
         await d.remove()
     }
 
+    /// The calculator's sum service in the VM: the initramfs carries a stripped copy of this
+    /// build's binary and every library `ldd` lists; the guest answers /sum through the forwarded
+    /// port, the QEMU process's PSS agrees with smem's arithmetic, and a restart (QMP quit, a new
+    /// boot of the same initramfs) brings the service back on the same host port.
+    func testQEMUDeploymentRunsTheCalculatorAndRestarts() async throws {
+        let bin = try binary()
+        guard which("qemu-system-x86_64") != nil, (try? KernelCache().kernel()) != nil else {
+            throw XCTSkip("qemu or the guest kernel cache is missing: run scripts/setup-engines.sh")
+        }
+        let d = FootprintDeployment(kind: .qemu, workload: workload(bin), runID: "t-qemu-calc-\(UInt32.random(in: 0..<UInt32.max))")
+        do {
+            let t0 = ContinuousClock.now
+            try await d.start()
+            let target = HTTPTarget(host: d.host, port: d.port, path: FootprintWorkload.defaultPath)
+            XCTAssertEqual(d.host, "127.0.0.1")
+            try await FootprintScenario.waitForAnswer(target, deadline: .seconds(180), stop: StopFlag(), what: "the calculator in the VM")
+            let boot = ContinuousClock.now - t0
+            let disk = await d.disk()
+            let rollup = try ProcReader.smapsRollup(pid: d.pid).pssBytes
+            let sum = try ProcReader.smapsPssSum(pid: d.pid)
+            print("footprint cross-check: QEMU (calculator) PSS rollup \(rollup), Σ smaps \(sum), reserved \(d.reservedBytes ?? 0), "
+                  + "kernel+initramfs \(disk.imageBytes ?? 0) B, start → first answer \(boot)")
+            XCTAssertEqual(d.reservedBytes, 512 << 20)
+            XCTAssertGreaterThan(disk.imageBytes ?? 0, 30_000_000, "kernel + initramfs with the Swift runtime")
+            XCTAssertEqual(Double(rollup), Double(sum), accuracy: Double(sum) * 0.03 + 1_048_576, "QEMU smaps_rollup Pss vs Σ smaps Pss")
+            let r = try d.read()
+            XCTAssertGreaterThan(r.exchangePackets, 0, "the forwarded port's packets are counted on lo")
+            let before = d.pid
+            try await d.restart()
+            XCTAssertNotEqual(d.pid, before, "a new QEMU process")
+            try await FootprintScenario.waitForAnswer(target, deadline: .seconds(180), stop: StopFlag(), what: "the calculator in the rebooted VM")
+        } catch {
+            await d.remove()
+            throw error
+        }
+        await d.remove()
+    }
+
     /// The suite path: `kind: footprint` runs, writes both tables to summary.md and the restart
     /// records, and the run exits 0 (the summary rows are not mistaken for a load aggregate).
     func testSuiteScenarioWritesTheTablesAndExitsZero() throws {
@@ -255,6 +293,45 @@ final class FootprintTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/restart-fp-process.csv"))
         let csv = try String(contentsOfFile: out + "/samples.csv", encoding: .utf8)
         XCTAssertTrue(csv.contains(",footprint,process,answered_requests,summary,"), "summary rows in samples.csv")
+    }
+
+    /// The comments of the footprint counting rules now in the filter table (`iptables -S`).
+    static func footprintRuleComments(_ ipt: String) throws -> [String] {
+        let r = try Command.runBlocking([ipt, "-w", "-S"], timeout: .seconds(10))
+        guard r.ok else { throw XCTSkip("iptables -S failed (\(r.combined)): run as root with iptables installed") }
+        return ProcFS.ruleDeletions(r.stdout, commentPrefix: FootprintDeployment.ruleCommentPrefix).compactMap { spec in
+            spec.firstIndex(of: "--comment").map { spec[$0 + 1] }
+        }
+    }
+
+    /// A footprint run SIGKILLed while it measures leaves its two counting rules on OUTPUT (its
+    /// `remove` never ran); the cleanup path (`edgemeter cleanup` calls
+    /// `FootprintDeployment.removeLeftoverRules()`, here scoped to this run's comment so other
+    /// runs on the host keep theirs) finds them by their comment and deletes both.
+    func testRulesOfAKilledRunAreRemovedByCleanup() async throws {
+        let bin = try binary()
+        guard getuid() == 0, let ipt = which("iptables") else {
+            throw XCTSkip("the counting rules need root and iptables: run the tests as root (apt-get install -y iptables)")
+        }
+        let before = Set(try Self.footprintRuleComments(ipt))
+        let run = try ChildProcess([bin, "footprint", "process", "--idle", "30s", "-d", "5s"], newProcessGroup: true)
+        var comment: String?
+        for _ in 0..<200 where comment == nil {
+            try await Task.sleep(for: .milliseconds(100))
+            comment = try Self.footprintRuleComments(ipt).first { !before.contains($0) }
+        }
+        // The service the run started (its own process group) outlives the kill: end it too.
+        let service = ProcReader.children(of: run.pid)
+        run.signalGroup(SIGKILL)
+        _ = run.waitBlocking()
+        for p in service { kill(p, SIGKILL) }
+        let c = try XCTUnwrap(comment, "the footprint run added no counting rule within 20 s")
+        XCTAssertEqual(try Self.footprintRuleComments(ipt).filter { $0 == c }.count, 2, "the killed run left its two rules")
+        let removed = FootprintDeployment.removeLeftoverRules(prefix: c)
+        XCTAssertEqual(removed.count, 2, "\(removed)")
+        XCTAssertTrue(removed.allSatisfy { $0.contains("--comment \(c)") }, "\(removed)")
+        XCTAssertFalse(try Self.footprintRuleComments(ipt).contains(c), "no rule with \(c) is left")
+        XCTAssertEqual(FootprintDeployment.removeLeftoverRules(prefix: c), [], "a second cleanup finds nothing")
     }
 
     /// `12.5MiB / 23.4GiB` → bytes of the first part.
