@@ -131,7 +131,9 @@ public struct Initramfs: Sendable {
                 let r = try await runCommand([strip, "--strip-unneeded", "-o", to, f.source])
                 guard r.ok else { throw StartupError("strip \(f.source) for the initramfs failed: \(r.combined)") }
             } else {
-                do { try fm.copyItem(atPath: f.source, toPath: to) } catch {
+                // The file, not a link to it (/lib64/ld-linux-x86-64.so.2 is an absolute symlink on the host).
+                let real = (f.source as NSString).resolvingSymlinksInPath
+                do { try fm.copyItem(atPath: real, toPath: to) } catch {
                     throw StartupError("copying \(f.source) into the initramfs failed: \(error.localizedDescription)")
                 }
             }

@@ -118,13 +118,12 @@ final class FootprintTests: XCTestCase {
             let disk = await d.disk()
             XCTAssertGreaterThan(disk.imageBytes ?? 0, 1_000_000)
             XCTAssertNotNil(disk.writableBytes)
-            if dockerBytes == 0 {
-                // dockerd answers GET /containers/ID/stats with empty memory_stats on some hosts
-                // (this one: cgroup v1 nested in the sandbox's memory cgroup); nothing to compare.
-                await d.remove()
-                throw XCTSkip("docker stats shows 0B here (dockerd's GET /containers/ID/stats has empty memory_stats): "
-                              + "the podman cross-check compares the same cgroup reader; on a host where docker stats works this test compares")
-            }
+            // 0B: containerd's shim could not load the container's cgroup (a cgroup v1 hierarchy the
+            // kernel has is not mounted, as scripts/reset-host.sh leaves hugetlb), so dockerd answers
+            // GET /containers/ID/stats with empty memory_stats. A host set-up fault, not a missing capability.
+            XCTAssertGreaterThan(dockerBytes, 1_000_000, "docker stats shows \(stats.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) "
+                                 + "for a running Swift service: run scripts/setup-engines.sh --check (cgroup v1 hierarchies all mounted), "
+                                 + "then scripts/setup-engines.sh, which mounts them")
             // docker 20.10 on cgroup v1 shows usage − total_inactive_file (v2: − inactive_file).
             let files = try ProcReader.cgroupFiles(pid: d.pid)
             let stat = ProcFS.keyValues(try String(contentsOfFile: files.memoryStat, encoding: .utf8))
