@@ -436,6 +436,11 @@ public final class FootprintDeployment: @unchecked Sendable {
         }
     }
 
+    /// How long after the restart call the restart client waits for the service's first good
+    /// answer: 60 s; 240 s for the VM, whose restart is a whole TCG boot (≈ 45 s for the
+    /// calculator's 135 MB initramfs on this busy 2-core host, more under the restart client).
+    public var restartWindow: Duration { kind == .qemu ? .seconds(240) : .seconds(60) }
+
     /// Restarts the service in place; returns when the engine says it runs again (not when it answers).
     public func restart() async throws {
         switch kind {
