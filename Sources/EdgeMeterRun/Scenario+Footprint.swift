@@ -365,7 +365,7 @@ public enum FootprintScenario {
         } catch let e as StartupError {
             throw StartupError("restart of the \(name) deployment: \(e.message)")
         }
-        client.start(interval: interval)
+        client.start(interval: interval, maxInFlight: d.restartMaxInFlight)
         try? await Task.sleep(for: .seconds(1))
         let issued = monotonicNanos()
         var failure: Error?
@@ -398,7 +398,10 @@ public enum FootprintScenario {
         }
         try? csv.write(to: ctx.directory.appendingPathComponent("restart-\(FileName.safe(scenario))-\(name).csv"), atomically: true, encoding: .utf8)
         var downtime = RestartDowntime.analyse(records, restartIssuedNanoseconds: issued, returnedNanoseconds: returned)
-        if let moved { downtime.problem = [downtime.problem, moved].compactMap { $0 }.joined(separator: "; ") }
+        let capped = d.restartMaxInFlight < 1000
+            ? "at most \(d.restartMaxInFlight) requests in flight (the guest answers too slowly for one every \(KindDeclaration.describe(.duration(interval)))): resolution ≈ its answer time"
+            : nil
+        if moved != nil || capped != nil { downtime.problem = [downtime.problem, moved, capped].compactMap { $0 }.joined(separator: "; ") }
         for (metric, value, unit) in [("gap", downtime.gapMilliseconds, "ms"), ("first_good", downtime.firstGoodMilliseconds, "ms"),
                                       ("failed", Double(downtime.failed), "requests")] {
             ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "restart", target: name, metric: metric, phase: "restart",
