@@ -289,10 +289,11 @@ public enum FootprintScenario {
         [("idle_workload_memory", f.idleWorkloadBytes, "bytes"), ("idle_layer_memory", f.idleLayerBytes, "bytes"),
          ("loaded_workload_memory", f.loadedWorkloadBytes, "bytes"), ("loaded_layer_memory", f.loadedLayerBytes, "bytes"),
          ("idle_workload_pss", f.idleWorkloadPSSBytes, "bytes"), ("loaded_workload_pss", f.loadedWorkloadPSSBytes, "bytes"),
-         ("engine_memory", f.engineBytes, "bytes"), ("reserved_memory", f.reservedBytes.map(Double.init), "bytes"),
+         ("engine_memory", f.engineBytes, "bytes"), ("reserved_memory", f.reservedBytes.map { Double($0) }, "bytes"),
          ("workload_cpu_per_1000", f.workloadCPUPer1000, "s"), ("layer_cpu_per_1000", f.layerCPUPer1000, "s"),
          ("engine_cpu_per_1000", f.engineCPUPer1000, "s"),
-         ("image_size", f.imageBytes.map(Double.init), "bytes"), ("writable_layer", f.writableBytes.map(Double.init), "bytes"),
+         ("image_size", f.imageBytes.map { Double($0) }, "bytes"),
+         ("writable_layer", f.writableBytes.map { Double($0) }, "bytes"),
          ("bytes_per_request", f.bytesPerRequest, "bytes"), ("packets_per_request", f.packetsPerRequest, "packets"),
          ("latency_p50", f.p50Milliseconds, "ms"), ("latency_p99", f.p99Milliseconds, "ms"),
          ("answered_requests", Double(f.answers), "requests"), ("failed_requests", Double(f.errors), "requests")]

@@ -333,6 +333,21 @@ final class FootprintTests: XCTestCase {
         XCTAssertEqual(FootprintDeployment.removeLeftoverRules(prefix: c), [], "a second cleanup finds nothing")
     }
 
+    /// The summary rows carry the table's figures: the image size, the writable layer and the VM's
+    /// reservation were written as 0 (samples.csv of a lab run) while the table showed them.
+    func testSummaryRowsCarryDiskAndReservation() {
+        let f = FootprintFigures(deployment: "qemu", idleWorkloadBytes: 1, idleLayerBytes: 0, loadedWorkloadBytes: 2, loadedLayerBytes: 0,
+                                 idleWorkloadPSSBytes: 3, loadedWorkloadPSSBytes: 4, engineBytes: 0, reservedBytes: 512 << 20,
+                                 workloadCPUPer1000: 1.5, layerCPUPer1000: nil, engineCPUPer1000: nil, imageBytes: 143_418_304,
+                                 writableBytes: 4096, bytesPerRequest: 416, packetsPerRequest: 3.2, p50Milliseconds: 1, p99Milliseconds: 2,
+                                 answers: 131, errors: 869)
+        let rows = Dictionary(FootprintScenario.summaryMetrics(f).map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        XCTAssertEqual(rows["reserved_memory"] ?? nil, 536_870_912)
+        XCTAssertEqual(rows["image_size"] ?? nil, 143_418_304)
+        XCTAssertEqual(rows["writable_layer"] ?? nil, 4096)
+        XCTAssertEqual(rows["answered_requests"] ?? nil, 131)
+    }
+
     /// `12.5MiB / 23.4GiB` → bytes of the first part.
     static func dockerSize(_ text: String) -> Double? {
         let first = text.split(separator: "/").first?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
