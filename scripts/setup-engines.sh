@@ -6,6 +6,10 @@
 #     (EDGEMETER_KERNEL_CACHE, default /var/cache/edgemeter/kernel) and unpacks it with dpkg -x
 #   - on a hybrid cgroup host (v1 controllers + cgroup v2 at /sys/fs/cgroup/unified), mounts the
 #     controllers that sit on v2 (hugetlb here) as v1 hierarchies: crun refuses the host otherwise
+#   - mounts every cgroup v1 hierarchy the kernel has (/proc/cgroups) that nothing mounts (left so by
+#     scripts/reset-host.sh, whose umount cannot destroy a hierarchy that still has child cgroups):
+#     containerd's shim cannot load a container's cgroup then, and `docker stats` shows 0B
+#   - does the cgroup steps before starting dockerd (dockerd reads the cgroup layout once, at start)
 #   - builds the local image edgemeter-base:latest in dockerd when it is missing and an edgemeter
 #     binary is at hand (EDGEMETER_BIN, else .build/release/edgemeter, else .build/debug/edgemeter)
 #   - starts podman's Docker-compatible API (podman system service) on /run/podman/podman.sock and
@@ -20,6 +24,11 @@
 #                                                change nothing; print the cgroup v2 controllers setup would
 #                                                mount as v1 hierarchies under ROOT, or "none: WHY"
 #                                                (filesystem types default to what stat -f reports)
+#   scripts/setup-engines.sh --cgroup-orphans [MOUNTINFO PROC_CGROUPS]
+#                                                change nothing; print the v1 hierarchies setup would mount
+#                                                because no mount carries them (one per line, controllers
+#                                                comma-separated), or "none: WHY" (defaults: /proc/self/mountinfo,
+#                                                /proc/cgroups)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,6 +107,32 @@ cgroup_plan() {
     echo "$controllers"
 }
 
+# cgroup_orphans [MOUNTINFO PROC_CGROUPS] prints the cgroup v1 hierarchies the kernel has (controllers
+# with a non-zero hierarchy ID in /proc/cgroups, enabled) that no cgroup mount in MOUNTINFO carries, one
+# per line with its controllers comma-separated ("hugetlb", "cpu,cpuacct"), or "none: WHY". Such a
+# hierarchy still lists every process in /proc/PID/cgroup, but containerd's shim (containerd/cgroups
+# Load) looks each listed controller up in mountinfo, fails with "cannot find cgroup mount destination",
+# keeps no cgroup for the container, and dockerd then answers GET /containers/ID/stats with empty
+# memory_stats (`docker stats` shows 0B). scripts/reset-host.sh leaves exactly this: its umount of
+# /sys/fs/cgroup/hugetlb detaches the mount, but the hierarchy lives on while it has child cgroups.
+cgroup_orphans() {
+    local mi=${1:-/proc/self/mountinfo} pc=${2:-/proc/cgroups}
+    [[ -r $pc ]] || { echo "none: $pc is not readable (no cgroups?)"; return 0; }
+    local mounted groups g c found out=""
+    # the super options (the field after fstype and source) of every v1 cgroup mount, one option a line
+    mounted=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup") print $(i + 3); break } }' "$mi" 2>/dev/null | tr ',' '\n')
+    # hierarchy ID -> controllers, for enabled controllers bound to a v1 hierarchy (ID 0: v2 or none)
+    groups=$(awk '!/^#/ && NF >= 4 && $2 != 0 && $4 == 1 { print $2, $1 }' "$pc" | sort -n -k1,1 -k2,2 |
+        awk '{ if ($1 == h) l = l "," $2; else { if (l != "") print l; h = $1; l = $2 } } END { if (l != "") print l }')
+    [[ -n $groups ]] || { echo "none: $pc lists no controller bound to a v1 hierarchy"; return 0; }
+    for g in $groups; do
+        found=0
+        for c in ${g//,/ }; do grep -qx -- "$c" <<<"$mounted" && { found=1; break; }; done
+        [[ $found == 1 ]] || out+="$g"$'\n'
+    done
+    if [[ -z $out ]]; then echo "none: every v1 hierarchy in $pc is mounted"; else printf '%s' "$out"; fi
+}
+
 # --- --check ---------------------------------------------------------------------------------------
 check() {
     local bad=0 plan
@@ -123,6 +158,12 @@ check() {
         none:*) ok "cgroup layout crun accepts (${plan#none: })" ;;
         blocked:*) missing "cgroup layout crun accepts" "${plan#blocked: }" ;;
         *) missing "cgroup layout crun accepts (cgroup2 at /sys/fs/cgroup/unified owns: $plan)" "scripts/setup-engines.sh (mounts $plan as v1 hierarchies)" ;;
+    esac
+
+    plan=$(cgroup_orphans)
+    case $plan in
+        none:*) ok "cgroup v1 hierarchies all mounted (${plan#none: }; docker stats can read memory)" ;;
+        *) missing "cgroup v1 hierarchies all mounted ($(echo $plan) bound but not mounted: docker stats shows 0B)" "scripts/setup-engines.sh (mounts them at /sys/fs/cgroup/NAME)" ;;
     esac
 
     if ! command -v podman >/dev/null; then
@@ -163,13 +204,48 @@ case "${1:-}" in
     --check) check; exit $? ;;
     --cgroup-plan) shift; [[ $# -ge 1 ]] || { echo "usage: $0 --cgroup-plan ROOT [ROOT_FSTYPE UNIFIED_FSTYPE]" >&2; exit 2; }
                    cgroup_plan "$@"; exit 0 ;;
+    --cgroup-orphans) shift; cgroup_orphans "$@"; exit 0 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     "") ;;
-    *) echo "setup-engines: unknown argument \"$1\": use --check, --cgroup-plan ROOT or no argument (see --help)" >&2; exit 2 ;;
+    *) echo "setup-engines: unknown argument \"$1\": use --check, --cgroup-plan ROOT, --cgroup-orphans or no argument (see --help)" >&2; exit 2 ;;
 esac
 
 if [[ $(id -u) != 0 ]]; then say "needs root to start engines, create bridges and mount cgroups: run it with sudo"; exit 2; fi
 mkdir -p "$STATE"
+
+# --- cgroups for crun --------------------------------------------------------------------------
+plan=$(cgroup_plan /sys/fs/cgroup)
+case $plan in
+    none:*) say "cgroups: ${plan#none: }" ;;
+    blocked:*) say "cgroups: ${plan#blocked: }" ;;
+    *)
+        for c in $plan; do
+            say "mounting cgroup controller $c as a v1 hierarchy at /sys/fs/cgroup/$c (crun refuses v2 controllers on a hybrid host)"
+            [[ -d /sys/fs/cgroup/$c ]] || { mkdir "/sys/fs/cgroup/$c"; echo "/sys/fs/cgroup/$c" >>"$STATE/cgroup-dirs"; }
+            if mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"; then
+                echo "/sys/fs/cgroup/$c" >>"$STATE/cgroup-mounts"
+            else
+                say "could not mount $c; crun may refuse this host (scripts/setup-engines.sh --check shows the layout)"
+            fi
+        done ;;
+esac
+# A v1 hierarchy the kernel still has but nothing mounts (after scripts/reset-host.sh): mounting it
+# again re-attaches the same hierarchy (same cgroups, same processes).
+orphans=$(cgroup_orphans)
+case $orphans in
+    none:*) say "cgroups: ${orphans#none: }" ;;
+    *)
+        for g in $orphans; do
+            say "mounting the cgroup v1 hierarchy $g at /sys/fs/cgroup/$g: the kernel has it but nothing mounts it, so containerd cannot load containers' cgroups (docker stats 0B)"
+            [[ -d /sys/fs/cgroup/$g ]] || { mkdir "/sys/fs/cgroup/$g"; echo "/sys/fs/cgroup/$g" >>"$STATE/cgroup-dirs"; }
+            if mount -t cgroup -o "$g" cgroup "/sys/fs/cgroup/$g"; then
+                echo "/sys/fs/cgroup/$g" >>"$STATE/cgroup-mounts"
+            else
+                say "could not mount $g; docker stats will show 0B (scripts/setup-engines.sh --check shows the layout)"
+            fi
+        done
+        if docker_up; then say "containers dockerd started before this keep empty stats; new ones are measured"; fi ;;
+esac
 
 # --- dockerd -----------------------------------------------------------------------------------
 if ! command -v dockerd >/dev/null; then
@@ -198,23 +274,6 @@ else
     ip link set lxcbr0 up
     touch "$STATE/lxcbr0.created"
 fi
-
-# --- cgroups for crun --------------------------------------------------------------------------
-plan=$(cgroup_plan /sys/fs/cgroup)
-case $plan in
-    none:*) say "cgroups: ${plan#none: }" ;;
-    blocked:*) say "cgroups: ${plan#blocked: }" ;;
-    *)
-        for c in $plan; do
-            say "mounting cgroup controller $c as a v1 hierarchy at /sys/fs/cgroup/$c (crun refuses v2 controllers on a hybrid host)"
-            [[ -d /sys/fs/cgroup/$c ]] || { mkdir "/sys/fs/cgroup/$c"; echo "/sys/fs/cgroup/$c" >>"$STATE/cgroup-dirs"; }
-            if mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"; then
-                echo "/sys/fs/cgroup/$c" >>"$STATE/cgroup-mounts"
-            else
-                say "could not mount $c; crun may refuse this host (scripts/setup-engines.sh --check shows the layout)"
-            fi
-        done ;;
-esac
 
 # --- the local image in dockerd ----------------------------------------------------------------
 if docker_has_image; then

@@ -151,6 +151,21 @@ public enum ProcFS {
         return out
     }
 
+    /// The `iptables -D` arguments (chain first) that delete every rule of `iptables -S` output
+    /// whose comment starts with `commentPrefix`: each `-A CHAIN SPEC` line becomes
+    /// `[CHAIN, SPEC...]`. Rules whose spec holds a quoted word are left alone (the ones edgemeter
+    /// adds have none), so a split can never delete a different rule.
+    public static func ruleDeletions(_ listing: String, commentPrefix: String) -> [[String]] {
+        var out: [[String]] = []
+        for line in listing.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            guard words.count >= 4, words[0] == "-A", !line.contains("\""),
+                  let i = words.firstIndex(of: "--comment"), i + 1 < words.count, words[i + 1].hasPrefix(commentPrefix) else { continue }
+            out.append(Array(words.dropFirst()))
+        }
+        return out
+    }
+
     /// Packet and byte counters of the rules whose comment is `comment`, summed, from
     /// `iptables -L CHAIN -v -x -n` (columns pkts, bytes; bytes are IP bytes, no link header).
     public static func ruleCounters(_ text: String, comment: String) -> (packets: UInt64, bytes: UInt64)? {

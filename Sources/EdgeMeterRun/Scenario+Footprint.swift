@@ -54,8 +54,8 @@ public struct FootprintFigures: Sendable, Equatable {
     public var errors: Int
 }
 
-/// The `footprint` kind: one workload as a host process, a Docker container, a podman container
-/// and an LXC container, idle then under a fixed-rate open-loop load, with memory, CPU, disk, network and
+/// The `footprint` kind: one workload as a host process, a Docker container, a podman container,
+/// an LXC container and a QEMU VM, idle then under a fixed-rate open-loop load, with memory, CPU, disk, network and
 /// latency per deployment (docs/footprint.md says what each figure covers).
 ///
 /// Samples: probe `footprint`, target = deployment, one row per metric per one-second reading
@@ -68,7 +68,7 @@ public enum FootprintScenario {
         kind: "footprint",
         parameters: [
             ParameterSpec("deployments", cli: "DEPLOYMENT", .stringList, default: .strings(FootprintDeploymentKind.measurable.map(\.rawValue)),
-                          help: "Where the workload runs: process, docker, podman, lxc, qemu (qemu with --workload httpd only).",
+                          help: "Where the workload runs: process, docker, podman, lxc, qemu (a TCG VM).",
                           validate: { v in
                 guard case .strings(let list) = v else { return nil }
                 if list.isEmpty { return "{} must name at least one deployment" }
@@ -118,12 +118,6 @@ public enum FootprintScenario {
             }),
         ],
         checks: [{ s in
-            let list = s.strings("deployments") ?? []
-            let edgemeter = (s.strings("command") ?? (s.string("workload") == "httpd" ? FootprintWorkload.httpdCommand : FootprintWorkload.defaultCommand)).first == "edgemeter"
-            if edgemeter && list.contains("qemu") {
-                return ("deployments", "the qemu guest's initramfs has no Swift runtime for the calculator: add {workload: httpd} "
-                        + "(busybox httpd in every deployment) or leave qemu out")
-            }
             if let path = s.string("path"), !path.hasPrefix("/") { return ("path", "{path} must start with /, got \"\(path)\"") }
             if let rate = s.number("rate"), let d = s.duration("duration"), rate * Double(d.nanoseconds) / 1e9 > 1_000_000 {
                 return ("rate", "{rate} × {duration} is more than 1 000 000 requests: lower one of them")
@@ -295,10 +289,11 @@ public enum FootprintScenario {
         [("idle_workload_memory", f.idleWorkloadBytes, "bytes"), ("idle_layer_memory", f.idleLayerBytes, "bytes"),
          ("loaded_workload_memory", f.loadedWorkloadBytes, "bytes"), ("loaded_layer_memory", f.loadedLayerBytes, "bytes"),
          ("idle_workload_pss", f.idleWorkloadPSSBytes, "bytes"), ("loaded_workload_pss", f.loadedWorkloadPSSBytes, "bytes"),
-         ("engine_memory", f.engineBytes, "bytes"), ("reserved_memory", f.reservedBytes.map(Double.init), "bytes"),
+         ("engine_memory", f.engineBytes, "bytes"), ("reserved_memory", f.reservedBytes.map { Double($0) }, "bytes"),
          ("workload_cpu_per_1000", f.workloadCPUPer1000, "s"), ("layer_cpu_per_1000", f.layerCPUPer1000, "s"),
          ("engine_cpu_per_1000", f.engineCPUPer1000, "s"),
-         ("image_size", f.imageBytes.map(Double.init), "bytes"), ("writable_layer", f.writableBytes.map(Double.init), "bytes"),
+         ("image_size", f.imageBytes.map { Double($0) }, "bytes"),
+         ("writable_layer", f.writableBytes.map { Double($0) }, "bytes"),
          ("bytes_per_request", f.bytesPerRequest, "bytes"), ("packets_per_request", f.packetsPerRequest, "packets"),
          ("latency_p50", f.p50Milliseconds, "ms"), ("latency_p99", f.p99Milliseconds, "ms"),
          ("answered_requests", Double(f.answers), "requests"), ("failed_requests", Double(f.errors), "requests")]
@@ -371,7 +366,7 @@ public enum FootprintScenario {
         } catch let e as StartupError {
             throw StartupError("restart of the \(name) deployment: \(e.message)")
         }
-        client.start(interval: interval)
+        client.start(interval: interval, maxInFlight: d.restartMaxInFlight)
         try? await Task.sleep(for: .seconds(1))
         let issued = monotonicNanos()
         var failure: Error?
@@ -385,9 +380,9 @@ public enum FootprintScenario {
         }
         // The engine may return before the old instance stopped, or before the new one listens:
         // wait for a good answer to a request sent after the call returned, then one more second
-        // (at most 60 s after the call was issued).
+        // (at most `restartWindow` after the call was issued: 60 s, 240 s for the VM's new boot).
         let returned = monotonicNanos()
-        let end = issued + 60_000_000_000
+        let end = issued + UInt64(d.restartWindow.nanoseconds)
         while monotonicNanos() < end && !ctx.stop.isStopped && failure == nil {
             if client.all.contains(where: { $0.ok && $0.sentNanoseconds >= returned && $0.doneNanoseconds - $0.sentNanoseconds <= 1_000_000_000 }) { break }
             try? await Task.sleep(for: .milliseconds(20))
@@ -404,7 +399,10 @@ public enum FootprintScenario {
         }
         try? csv.write(to: ctx.directory.appendingPathComponent("restart-\(FileName.safe(scenario))-\(name).csv"), atomically: true, encoding: .utf8)
         var downtime = RestartDowntime.analyse(records, restartIssuedNanoseconds: issued, returnedNanoseconds: returned)
-        if let moved { downtime.problem = [downtime.problem, moved].compactMap { $0 }.joined(separator: "; ") }
+        let capped = d.restartMaxInFlight < 1000
+            ? "at most \(d.restartMaxInFlight) requests in flight (the guest answers too slowly for one every \(KindDeclaration.describe(.duration(interval)))): resolution ≈ its answer time"
+            : nil
+        if moved != nil || capped != nil { downtime.problem = [downtime.problem, moved, capped].compactMap { $0 }.joined(separator: "; ") }
         for (metric, value, unit) in [("gap", downtime.gapMilliseconds, "ms"), ("first_good", downtime.firstGoodMilliseconds, "ms"),
                                       ("failed", Double(downtime.failed), "requests")] {
             ctx.sink.record(Sample(runID: ctx.runID, scenario: scenario, probe: "restart", target: name, metric: metric, phase: "restart",

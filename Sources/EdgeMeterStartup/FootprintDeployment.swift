@@ -15,14 +15,13 @@ public enum FootprintDeploymentKind: String, CaseIterable, Sendable {
     /// libraries copied into its rootfs, on the bridge `edgemeter-br0`.
     case lxc
     /// A QEMU VM (TCG) booted from the cached kernel and edgemeter's busybox initramfs, reached
-    /// through a user-mode network forward 127.0.0.1:P → guest port. The initramfs has no Swift
-    /// runtime, so it runs the busybox httpd workload only.
+    /// through a user-mode network forward 127.0.0.1:P → guest port. For the calculator the
+    /// initramfs also carries a stripped copy of the edgemeter binary and every library `ldd`
+    /// lists for it (as the LXC rootfs and the image get them).
     case qemu
 
-    /// The deployments the calculator workload can run in.
+    /// The deployments measured when none are named.
     public static let measurable: [FootprintDeploymentKind] = [.process, .docker, .podman, .lxc]
-    /// Every deployment, for the busybox httpd workload.
-    public static let httpdMeasurable: [FootprintDeploymentKind] = [.process, .docker, .podman, .lxc, .qemu]
 }
 
 /// What the footprint kind deploys: the same service for every deployment.
@@ -136,7 +135,7 @@ public final class FootprintDeployment: @unchecked Sendable {
     private var cgroup: ProcReader.CgroupFiles?
     /// The process deployment's two iptables rules (OUTPUT -o lo, to and from its port) are in place.
     private var countingRules = false
-    var ruleComment: String { "edgemeter-footprint-\(instanceTag(runTag))" }
+    var ruleComment: String { Self.ruleCommentPrefix + instanceTag(runTag) }
     func ruleSpecs() -> [[String]] {
         ["--dport", "--sport"].map { ["OUTPUT", "-o", "lo", "-p", "tcp", $0, String(port), "-m", "comment", "--comment", ruleComment] }
     }
@@ -154,6 +153,24 @@ public final class FootprintDeployment: @unchecked Sendable {
     func removeCountingRules() {
         guard let ipt = which("iptables") else { return }
         for spec in ruleSpecs() { _ = try? Command.runBlocking([ipt, "-w", "-D"] + spec, timeout: .seconds(10)) }
+    }
+
+    /// The comment every footprint counting rule carries, followed by the run's instance tag: the
+    /// rule's record in the host's filter table, which `edgemeter cleanup` looks for.
+    public static let ruleCommentPrefix = "edgemeter-footprint-"
+
+    /// Deletes the filter-table rules whose comment starts with `prefix` (a footprint run killed
+    /// before its end leaves its two counting rules); returns what it removed. Nothing without
+    /// iptables.
+    public static func removeLeftoverRules(prefix: String = ruleCommentPrefix) -> [String] {
+        guard let ipt = which("iptables"), let r = try? Command.runBlocking([ipt, "-w", "-S"], timeout: .seconds(10)), r.ok else { return [] }
+        var removed: [String] = []
+        for spec in ProcFS.ruleDeletions(r.stdout, commentPrefix: prefix) {
+            if let d = try? Command.runBlocking([ipt, "-w", "-D"] + spec, timeout: .seconds(10)), d.ok {
+                removed.append("iptables rule -A " + spec.joined(separator: " "))
+            }
+        }
+        return removed
     }
 
     /// Whether the network figures can be measured (the process deployment needs its iptables rules).
@@ -218,17 +235,17 @@ public final class FootprintDeployment: @unchecked Sendable {
     private var qemuInstance: QEMUInstance?
     private var vmBoots = 0
     /// The guest's memory reservation (`-m`), bytes; nil for every other deployment.
-    public var reservedBytes: UInt64? { kind == .qemu ? UInt64(Self.vmMemoryMiB) << 20 : nil }
-    public static let vmMemoryMiB = 256
+    public var reservedBytes: UInt64? { kind == .qemu ? UInt64(vmMemoryMiB) << 20 : nil }
+    /// `-m` of the VM: 256 MiB for busybox workloads; 512 MiB when the initramfs carries the
+    /// edgemeter binary and its libraries (≈ 100 MB of files that live in the guest's RAM: the
+    /// archive and the unpacked root are both in memory while the kernel unpacks it).
+    public var vmMemoryMiB: Int { workload.needsEdgemeter ? 512 : 256 }
 
     func startQEMU() async throws {
-        guard !workload.needsEdgemeter else {
-            throw StartupError("the QEMU guest's initramfs has no Swift runtime for `edgemeter`: use the busybox httpd workload (`workload: httpd`)")
-        }
         port = try Self.freeLoopbackPort()
         countingRules = addCountingRules()
-        let script = workload.wwwSetup + workload.containerCommand().joined(separator: " ") + "\n"
-        let b = QEMUBackend(runID: runTag, accel: .tcg, hostPort: port, memoryMiB: Self.vmMemoryMiB, script: script)
+        let files = workload.needsEdgemeter ? try await GuestFile.edgemeter(binary: workload.binary) : []
+        let b = QEMUBackend(runID: runTag, accel: .tcg, hostPort: port, memoryMiB: vmMemoryMiB, script: guestScript, files: files)
         qemuBackend = b
         try await b.prepare(stop: StopFlag())
         try await b.prepare(for: .tcp(port: workload.port), stop: StopFlag())
@@ -251,8 +268,9 @@ public final class FootprintDeployment: @unchecked Sendable {
     private var lxcBackend: LXCBackend?
     private var lxcInstance: LXCInstance?
 
-    /// The command inside the LXC container: `edgemeter` is the copy at /usr/local/bin/edgemeter.
-    var lxcScript: String {
+    /// The command inside the LXC container or the VM (busybox sh): `edgemeter` is the copy at
+    /// /usr/local/bin/edgemeter.
+    var guestScript: String {
         let line = workload.containerCommand().map { a -> String in
             let v = a == "edgemeter" ? "/usr/local/bin/edgemeter" : a
             return "'" + v.replacingOccurrences(of: "'", with: "'\\''") + "'"
@@ -261,7 +279,7 @@ public final class FootprintDeployment: @unchecked Sendable {
     }
 
     func startLXC() async throws {
-        let b = LXCBackend(runID: runTag, script: lxcScript)
+        let b = LXCBackend(runID: runTag, script: guestScript)
         lxcBackend = b
         try await b.prepare(stop: StopFlag())
         guard let inst = try await b.create(index: 0, ready: .tcp(port: workload.port)) as? LXCInstance else {
@@ -417,6 +435,18 @@ public final class FootprintDeployment: @unchecked Sendable {
         case .qemu: return "VM quit (QMP) and a new boot of the same kernel and initramfs"
         }
     }
+
+    /// How long after the restart call the restart client waits for the service's first good
+    /// answer: 60 s; 240 s for the VM, whose restart is a whole TCG boot (≈ 45 s for the
+    /// calculator's 135 MB initramfs on this busy 2-core host, more under the restart client).
+    public var restartWindow: Duration { kind == .qemu ? .seconds(240) : .seconds(60) }
+
+    /// Requests the restart client keeps in flight at most: 1000, but 2 for the VM. The calculator in
+    /// a TCG guest answers ≈ 25 requests/s here; a new connection every 5 ms through user-mode
+    /// networking queues up in the guest until no answer comes within the client's 1 s, before and
+    /// after the restart alike (measured: 0 good answers of 48 406). With 2 in flight the client
+    /// never outruns the guest, and the resolution is about half the guest's answer time.
+    public var restartMaxInFlight: Int { kind == .qemu ? 2 : 1000 }
 
     /// Restarts the service in place; returns when the engine says it runs again (not when it answers).
     public func restart() async throws {

@@ -37,9 +37,9 @@ public final class FootprintRestartClient: @unchecked Sendable {
 
     public var all: [RestartProbeRecord] { lock.withLock { records } }
 
-    /// Starts a request every `interval` on its own thread until `stop()`; at most 1000 in flight
-    /// (beyond that a slot is skipped, not queued).
-    public func start(interval: Duration) {
+    /// Starts a request every `interval` on its own thread until `stop()`; at most `maxInFlight`
+    /// in flight (beyond that a slot is skipped, not queued).
+    public func start(interval: Duration, maxInFlight: Int = 1000) {
         let step = UInt64(interval.nanoseconds)
         let t = Thread { [self] in
             var next = monotonicNanos()
@@ -51,7 +51,7 @@ public final class FootprintRestartClient: @unchecked Sendable {
                 }
                 next += step
                 let busy = lock.withLock { () -> Bool in
-                    if inFlight >= 1000 { return true }
+                    if inFlight >= maxInFlight { return true }
                     inFlight += 1
                     return false
                 }

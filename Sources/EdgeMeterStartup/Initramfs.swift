@@ -27,6 +27,29 @@ public struct KernelCache: Sendable {
     }
 }
 
+/// A host file the initramfs carries at `destination` (absolute path in the guest), e.g. the
+/// edgemeter binary and every library `ldd` lists for it. `strip`: the copy goes through
+/// `strip --strip-unneeded` (debug sections and the static symbol table dropped, the dynamic
+/// symbols kept), which makes a debug build's binary several times smaller.
+public struct GuestFile: Sendable, Equatable {
+    public var source: String
+    public var destination: String
+    public var strip: Bool
+    public init(source: String, destination: String, strip: Bool = false) {
+        (self.source, self.destination, self.strip) = (source, destination, strip)
+    }
+
+    /// `binary` at /usr/local/bin/edgemeter and every library `ldd` lists at its own path (as
+    /// `edgemeter image build` and the LXC rootfs get them), all stripped.
+    public static func edgemeter(binary: String) async throws -> [GuestFile] {
+        var files = [GuestFile(source: binary, destination: "/usr/local/bin/edgemeter", strip: true)]
+        for lib in try await ImageBuilder.sharedLibraries(of: binary) {
+            files.append(GuestFile(source: lib, destination: lib, strip: !lib.contains("/ld-linux")))
+        }
+        return files
+    }
+}
+
 /// Builds the guest's initramfs with `cpio -o -H newc`: busybox-static as the only program, an
 /// `/init` that mounts devtmpfs and proc, loads e1000 and configures the QEMU user-network address
 /// (10.0.2.15/24) when networking is on, runs the workload script for the ready check (marker on
@@ -76,7 +99,9 @@ public struct Initramfs: Sendable {
 
     /// Writes `path` (an uncompressed newc cpio archive the kernel unpacks as its root). `workload`
     /// replaces the built-in script for `ready` (`Workload.script(for:)`).
-    public func build(to path: String, ready: ReadyCheck, network: Bool, e1000: String?, workload: String? = nil) async throws {
+    /// `files` are copied in at their destinations (stripped copies where asked).
+    public func build(to path: String, ready: ReadyCheck, network: Bool, e1000: String?, workload: String? = nil,
+                      files: [GuestFile] = []) async throws {
         guard FileManager.default.isExecutableFile(atPath: busybox) else {
             throw StartupError("\(busybox) not found: apt-get install -y busybox-static")
         }
@@ -90,6 +115,29 @@ public struct Initramfs: Sendable {
         }
         try fm.copyItem(atPath: busybox, toPath: "\(root)/bin/busybox")
         if network, let e1000 { try fm.copyItem(atPath: e1000, toPath: "\(root)/lib/e1000.ko") }
+        let strip = which("strip")
+        for f in files {
+            guard f.destination.hasPrefix("/"), !f.destination.contains("..") else {
+                throw StartupError("guest file destination \(f.destination) must be an absolute path without ..")
+            }
+            let to = root + f.destination
+            do {
+                try fm.createDirectory(atPath: (to as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                if fm.fileExists(atPath: to) { try fm.removeItem(atPath: to) }
+            } catch {
+                throw StartupError("cannot create \(to) in the initramfs tree: \(error.localizedDescription)")
+            }
+            if f.strip, let strip {
+                let r = try await runCommand([strip, "--strip-unneeded", "-o", to, f.source])
+                guard r.ok else { throw StartupError("strip \(f.source) for the initramfs failed: \(r.combined)") }
+            } else {
+                // The file, not a link to it (/lib64/ld-linux-x86-64.so.2 is an absolute symlink on the host).
+                let real = (f.source as NSString).resolvingSymlinksInPath
+                do { try fm.copyItem(atPath: real, toPath: to) } catch {
+                    throw StartupError("copying \(f.source) into the initramfs failed: \(error.localizedDescription)")
+                }
+            }
+        }
         func write(_ rel: String, _ text: String) throws {
             guard fm.createFile(atPath: "\(root)/\(rel)", contents: Data(text.utf8), attributes: [.posixPermissions: 0o755]) else {
                 throw StartupError("cannot write \(root)/\(rel)")

@@ -60,15 +60,20 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
     /// Workload script (busybox sh) replacing the built-in one for the ready check; the guest's
     /// init runs it with `sh /workload` and prints its exit status on the console.
     public let script: String?
+    /// Host files the workload's initramfs carries besides busybox (the edgemeter binary and its
+    /// libraries for the calculator); not in the KVM probe's.
+    public let files: [GuestFile]
     private var statePath: String?
     private let lock = NSLock()
     private var live: [QEMUInstance] = []
 
     public init(runID: String, accel: QEMUAccel = .auto, hostPort: Int = 1234, memoryMiB: Int = 256,
                 kvmProbeTimeout: Duration = .seconds(8), kernelCache: KernelCache = KernelCache(),
-                fromSnapshot: Bool = false, snapshotReady: ReadyCheck? = nil, workDirectory: String? = nil, script: String? = nil) {
+                fromSnapshot: Bool = false, snapshotReady: ReadyCheck? = nil, workDirectory: String? = nil, script: String? = nil,
+                files: [GuestFile] = []) {
         self.snapshotReady = snapshotReady
         self.script = script
+        self.files = files
         self.runTag = instanceTag(runID)
         self.requestedAccel = accel
         self.hostPort = hostPort
@@ -119,7 +124,7 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
             throw StartupError("ready=icmp is not available for qemu: user-mode NAT has no route from the host into the guest; use tcp, http or marker")
         }
         if Self.needsNetwork(ready) { _ = try kernelCache.e1000Module() }
-        _ = try await initramfsPath(for: ready, workload: script)
+        _ = try await initramfsPath(for: ready, workload: script, files: files)
     }
 
     static func kvmOpens() -> Bool {
@@ -147,25 +152,25 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
         }
     }
 
-    /// The initramfs for `ready` running `workload` (nil: the built-in one), built on first use.
-    func initramfsPath(for ready: ReadyCheck, workload: String?) async throws -> String {
+    /// The initramfs for `ready` running `workload` (nil: the built-in one) with `files`, built on first use.
+    func initramfsPath(for ready: ReadyCheck, workload: String?, files: [GuestFile] = []) async throws -> String {
         let network = Self.needsNetwork(ready)
-        let key = Self.initramfsKey(ready, workload)
+        let key = Self.initramfsKey(ready, workload, files)
         if let p = lock.withLock({ initramfs[key] }) { return p }
         let n = lock.withLock { initramfs.count }
         let path = "\(workDirectory)/initramfs-\(ready.kind)-\(n + 1).cpio"
-        try await Initramfs().build(to: path, ready: ready, network: network, e1000: e1000, workload: workload)
+        try await Initramfs().build(to: path, ready: ready, network: network, e1000: e1000, workload: workload, files: files)
         lock.withLock { initramfs[key] = path; initramfsBuilds += 1 }
         return path
     }
 
     /// The initramfs already built for the attempts' ready check (nil before `prepare(for:stop:)`).
     func preparedInitramfs(for ready: ReadyCheck) -> String? {
-        lock.withLock { initramfs[Self.initramfsKey(ready, script)] }
+        lock.withLock { initramfs[Self.initramfsKey(ready, script, files)] }
     }
 
-    static func initramfsKey(_ ready: ReadyCheck, _ workload: String?) -> String {
-        ready.description + (workload.map { "\u{0}" + $0 } ?? "")
+    static func initramfsKey(_ ready: ReadyCheck, _ workload: String?, _ files: [GuestFile] = []) -> String {
+        ready.description + (workload.map { "\u{0}" + $0 } ?? "") + files.map { "\u{0}\($0.source)>\($0.destination)" }.joined()
     }
 
     static func needsNetwork(_ ready: ReadyCheck) -> Bool {
@@ -199,7 +204,7 @@ public final class QEMUBackend: StartupBackend, @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let initrd: String
-        if let given { initrd = given } else { initrd = try await initramfsPath(for: ready, workload: script) }
+        if let given { initrd = given } else { initrd = try await initramfsPath(for: ready, workload: script, files: files) }
         var args = ["-name", name, "-accel", accel, "-m", String(memoryMiB), "-nodefaults", "-no-user-config",
                     "-display", "none", "-no-reboot",
                     "-serial", "file:\(dir)/serial.log",

@@ -7,7 +7,7 @@ private let footprint = FootprintScenario.declaration
 
 struct FootprintCommand: AsyncParsableCommand, KindCommand {
     static let configuration = CommandConfiguration.kind(footprint,
-        abstract: "Memory, CPU, disk, network and latency of one workload as a process and as containers.",
+        abstract: "Memory, CPU, disk, network and latency of one workload as a process, as containers and as a VM.",
         discussion: """
         Deploys one service (default: the calculator's sum service, `edgemeter serve calculator \
         --role sum`) as each DEPLOYMENT in turn, reads its counters every second while idle for \
@@ -19,8 +19,10 @@ struct FootprintCommand: AsyncParsableCommand, KindCommand {
         service in place under a client sending a request every --restart-interval and reports \
         the interruption. What each figure covers: docs/footprint.md.
 
-        Deployments: process, docker, podman, lxc, and qemu (TCG) with --workload httpd: the guest's busybox initramfs cannot run the Swift calculator, so --workload httpd runs busybox httpd in every deployment. Engines: \
-        scripts/setup-engines.sh; image with edgemeter inside: `edgemeter image build`.
+        Deployments: process, docker, podman, lxc, and qemu (a TCG VM whose initramfs carries a \
+        stripped copy of the edgemeter binary and its libraries; 512 MiB for the calculator, 256 \
+        MiB for busybox workloads). --workload httpd runs busybox httpd in every deployment. \
+        Engines: scripts/setup-engines.sh; image with edgemeter inside: `edgemeter image build`.
 
         Exit status: 0 when every deployment was measured, 1 when one was not, 2 for usage \
         errors or when none could run, 130 when stopped by Ctrl-C or SIGTERM.
@@ -30,6 +32,7 @@ struct FootprintCommand: AsyncParsableCommand, KindCommand {
           edgemeter footprint process docker -r 500 -d 20s
           edgemeter footprint docker --restart --restart-interval 5ms
           edgemeter footprint process docker --path /healthz
+          edgemeter footprint process docker podman lxc qemu --restart
           edgemeter footprint process docker lxc qemu --workload httpd
         """
     )

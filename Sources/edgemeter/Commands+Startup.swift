@@ -191,7 +191,7 @@ struct ImageBuildCommand: AsyncParsableCommand {
 struct CleanupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cleanup",
-        abstract: "Remove leftovers of killed runs: lab topologies, edgemeter-* containers (docker, podman, runc, crun), lab docker networks, snapshot images, LXC containers, QEMU VMs, OCI bundles, the edgemeter-br0 bridge.",
+        abstract: "Remove leftovers of killed runs: lab topologies, edgemeter-* containers (docker, podman, runc, crun), lab docker networks, snapshot images, LXC containers, QEMU VMs, OCI bundles, the edgemeter-br0 bridge, footprint iptables counting rules.",
         discussion: "The image built by `edgemeter image build` is kept. Engines that are not installed or not running are skipped."
     )
 
@@ -219,6 +219,7 @@ struct CleanupCommand: AsyncParsableCommand {
         removed += await LXCBackend.removeLeftovers()
         removed += QEMUBackend.removeLeftovers()
         removed += await OCIRuntimeBackend.removeLeftovers()
+        removed += FootprintDeployment.removeLeftoverRules()
         if FileManager.default.fileExists(atPath: "/sys/class/net/edgemeter-br0") {
             do {
                 try await IPRoute().deleteLink("edgemeter-br0")

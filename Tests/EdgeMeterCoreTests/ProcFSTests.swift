@@ -136,4 +136,26 @@ final class RuleCounterTests: XCTestCase {
         XCTAssertEqual(c?.bytes, 73000)
         XCTAssertNil(ProcFS.ruleCounters(text, comment: "edgemeter-footprint-zz"))
     }
+
+    /// `iptables -S` as iptables 1.8.9 (nf_tables) prints it here: only the footprint rules with
+    /// the prefix become deletions, in the order listed, and a quoted comment is never split.
+    func testRuleDeletionsFromIptablesS() {
+        let text = """
+        -P INPUT ACCEPT
+        -P OUTPUT ACCEPT
+        -N DOCKER
+        -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+        -A OUTPUT -o lo -p tcp -m tcp --dport 41255 -m comment --comment edgemeter-footprint-ab12
+        -A OUTPUT -o lo -p tcp -m tcp --sport 41255 -m comment --comment edgemeter-footprint-ab12
+        -A OUTPUT -o lo -p tcp -m tcp --dport 1 -m comment --comment edgemeter-footprint-cd34
+        -A OUTPUT -o lo -p tcp -m tcp --dport 2 -m comment --comment "edgemeter-footprint-x y"
+        -A OUTPUT -o lo -p tcp -m tcp --dport 3 -m comment --comment other-footprint-ab12
+        """
+        XCTAssertEqual(ProcFS.ruleDeletions(text, commentPrefix: "edgemeter-footprint-ab12"), [
+            ["OUTPUT", "-o", "lo", "-p", "tcp", "-m", "tcp", "--dport", "41255", "-m", "comment", "--comment", "edgemeter-footprint-ab12"],
+            ["OUTPUT", "-o", "lo", "-p", "tcp", "-m", "tcp", "--sport", "41255", "-m", "comment", "--comment", "edgemeter-footprint-ab12"],
+        ])
+        XCTAssertEqual(ProcFS.ruleDeletions(text, commentPrefix: "edgemeter-footprint-").count, 3)
+        XCTAssertEqual(ProcFS.ruleDeletions(text, commentPrefix: "edgemeter-footprint-zz"), [])
+    }
 }

@@ -99,12 +99,67 @@ final class HostSetupScriptTests: XCTestCase {
         XCTAssertEqual(try plan(root, ["ext2/ext3"]), "none: \(root) is not a cgroup mount (filesystem ext2/ext3)")
     }
 
+    func orphans(mountinfo: String, cgroups: String) throws -> String {
+        let mi = tmp.appendingPathComponent("mountinfo"), pc = tmp.appendingPathComponent("cgroups")
+        try mountinfo.write(to: mi, atomically: false, encoding: .utf8)
+        try cgroups.write(to: pc, atomically: false, encoding: .utf8)
+        let r = try runCommand("/bin/bash", [script, "--cgroup-orphans", mi.path, pc.path], timeout: 30)
+        XCTAssertEqual(r.status, 0, "--cgroup-orphans exits 0: \(r.stderr)")
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// This host's /proc/cgroups and mountinfo after scripts/reset-host.sh unmounted hugetlb (the
+    /// hierarchy, ID 10, lives on with its child cgroups): hugetlb is the one to mount again, and
+    /// cpu + cpuacct co-mounted in one hierarchy count as one mounted group.
+    static let procCgroups = """
+        #subsys_name\thierarchy\tnum_cgroups\tenabled
+        cpuset\t3\t4\t1
+        cpu\t1\t4\t1
+        cpuacct\t1\t4\t1
+        memory\t4\t84\t1
+        net_cls\t0\t4\t1
+        hugetlb\t10\t3\t1
+        pids\t8\t4\t0
+
+        """
+    static let mountinfo = """
+        31 26 0:27 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755
+        32 31 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+        34 31 0:30 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+        35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+        40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+        41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+
+        """
+
+    func testUnmountedV1HierarchyIsFound() throws {
+        XCTAssertEqual(try orphans(mountinfo: Self.mountinfo, cgroups: Self.procCgroups), "hugetlb")
+    }
+
+    func testEveryHierarchyMountedNeedsNothing() throws {
+        let mi = Self.mountinfo + "42 31 0:39 / /sys/fs/cgroup/hugetlb rw,relatime - cgroup cgroup rw,hugetlb\n"
+        let out = try orphans(mountinfo: mi, cgroups: Self.procCgroups)
+        XCTAssertTrue(out.hasPrefix("none: every v1 hierarchy"), out)
+    }
+
+    func testCoMountedHierarchyMissingIsOneGroup() throws {
+        let mi = Self.mountinfo.split(separator: "\n").filter { !$0.contains("cpu,cpuacct") }.joined(separator: "\n")
+            + "\n42 31 0:39 / /sys/fs/cgroup/hugetlb rw,relatime - cgroup cgroup rw,hugetlb\n"
+        XCTAssertEqual(try orphans(mountinfo: mi, cgroups: Self.procCgroups), "cpu,cpuacct")
+    }
+
+    func testPureV2HasNoV1Hierarchies() throws {
+        let pc = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t0\t50\t1\nmemory\t0\t50\t1\n"
+        let out = try orphans(mountinfo: "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", cgroups: pc)
+        XCTAssertTrue(out.hasPrefix("none: "), out)
+    }
+
     /// `--check` changes nothing and reports one line per precondition; exit 0 exactly when all are ok.
     func testCheckReportsEveryPreconditionAndExitsByThem() throws {
         if getuid() != 0 { throw XCTSkip("--check asks dockerd and podman, which needs root: run the tests as root") }
         let r = try runCommand("/bin/bash", [script, "--check"], timeout: 120)
         let lines = r.stdout.split(separator: "\n").map(String.init)
-        let whats = ["dockerd", "bridge lxcbr0", "cgroup layout crun accepts", "podman", "VM kernel cache", "image edgemeter-base:latest in dockerd",
+        let whats = ["dockerd", "bridge lxcbr0", "cgroup layout crun accepts", "cgroup v1 hierarchies all mounted", "podman", "VM kernel cache", "image edgemeter-base:latest in dockerd",
                      "image edgemeter-base:latest in podman"]
         XCTAssertEqual(lines.count, whats.count, r.stdout + r.stderr)
         for (line, what) in zip(lines, whats) {
