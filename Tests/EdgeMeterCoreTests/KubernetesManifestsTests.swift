@@ -5,7 +5,7 @@ import Yams
 /// The manifests `edgemeter k8s manifests` writes, parsed back with Yams and checked field by field
 /// (no cluster runs here: this is the structural check the README promises).
 final class KubernetesManifestsTests: XCTestCase {
-    func parse(_ text: String, file: String = #filePath, line: UInt = #line) throws -> [String: Any] {
+    func parse(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
         let any = try Yams.load(yaml: text)
         return try XCTUnwrap(any as? [String: Any], "not a mapping:\n\(text)", file: file, line: line)
     }

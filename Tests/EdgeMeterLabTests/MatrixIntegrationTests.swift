@@ -9,7 +9,7 @@ import EdgeMeterTestSupport
 /// round trip 2 × (delay of both links) within the calibration rule max(0.5 ms, 5 %), the files
 /// must be written, and `lab down` must remove every object of the lab.
 final class MatrixIntegrationTests: XCTestCase {
-    let name = "ag2-mx"
+    let lab = "ag2-mx"
     var bin = ""
 
     override func setUpWithError() throws {
@@ -35,21 +35,21 @@ final class MatrixIntegrationTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let source = try String(contentsOf: packageRoot().appendingPathComponent("benchmarks/topologies/edge-cloud.yaml"), encoding: .utf8)
-        let file = dir.appendingPathComponent("\(name).yaml").path
-        try source.replacingOccurrences(of: "name: edge-cloud", with: "name: \(name)").write(toFile: file, atomically: true, encoding: .utf8)
+        let file = dir.appendingPathComponent("\(lab).yaml").path
+        try source.replacingOccurrences(of: "name: edge-cloud", with: "name: \(lab)").write(toFile: file, atomically: true, encoding: .utf8)
 
-        if FileManager.default.fileExists(atPath: "/run/edgemeter/lab/\(name).json") { try edgemeter(["lab", "down", name]) }
+        if FileManager.default.fileExists(atPath: "/run/edgemeter/lab/\(lab).json") { try edgemeter(["lab", "down", lab]) }
         // Other engineers' labs come and go on this host: compare only what carries this lab's name.
-        func mine() throws -> [Substring] { try edgemeter(["lab", "inventory"]).stdout.split(separator: "\n").filter { $0.contains(name) } }
+        func mine() throws -> [Substring] { try edgemeter(["lab", "inventory"]).stdout.split(separator: "\n").filter { $0.contains(lab) } }
         let before = try mine()
         let up = try edgemeter(["lab", "up", file])
         XCTAssertEqual(up.status, 0, up.stderr)
         guard up.status == 0 else { return }
         var isDown = false
-        defer { if !isDown { _ = try? edgemeter(["lab", "down", name]) } }
+        defer { if !isDown { _ = try? edgemeter(["lab", "down", lab]) } }
 
         let out = dir.appendingPathComponent("m").path
-        let r = try edgemeter(["matrix", name, "--check-injected", "-c", "20", "-i", "50ms", "--out", out], timeout: 300)
+        let r = try edgemeter(["matrix", lab, "--check-injected", "-c", "20", "-i", "50ms", "--out", out], timeout: 300)
         XCTAssertEqual(r.status, 0, "every pair within the calibration tolerance: \(r.stdout)\(r.stderr)")
         XCTAssertTrue(r.stdout.contains("20/20 pairs pass"), r.stdout)
 
@@ -79,13 +79,13 @@ final class MatrixIntegrationTests: XCTestCase {
         XCTAssertEqual(nt.components(separatedBy: "- destination:").count - 1, 20, nt)
 
         // A node the topology does not have is a usage error naming the nodes.
-        let bad = try edgemeter(["matrix", name, "--node", "vehicle", "--node", "nope", "--out", out])
+        let bad = try edgemeter(["matrix", lab, "--node", "vehicle", "--node", "nope", "--out", out])
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.stderr.contains("has no node nope; its nodes: vehicle, node_1"), bad.stderr)
 
-        let down = try edgemeter(["lab", "down", name])
+        let down = try edgemeter(["lab", "down", lab])
         XCTAssertEqual(down.status, 0, down.stderr)
         isDown = true
-        XCTAssertEqual(try mine(), before, "lab down must remove everything of \(name)")
+        XCTAssertEqual(try mine(), before, "lab down must remove everything of \(lab)")
     }
 }
