@@ -40,7 +40,7 @@ public struct KubernetesManifests: Sendable {
     public var memoryRequestMiB: Int
     public var memoryLimitMiB: Int
 
-    public static let defaultPort = 9470
+    public static let defaultPort = 9427
     public static let configMountPath = "/etc/edgemeter"
     public static let modules = ["icmp", "tcp_connect", "http_2xx"]
 
@@ -68,14 +68,12 @@ public struct KubernetesManifests: Sendable {
     /// the node's own loopback every second, and allow `/probe` only for the cluster's private ranges.
     public static func defaultAgentConfig(port: Int) -> String {
         """
-        # edgemeter agent configuration (see docs/agent.md). Replace the probes with your nodes.
+        # edgemeter agent configuration (docs/agent.md). Replace the probes with your nodes.
         listen: 0.0.0.0:\(port)
+        interval: 1s
         probe_cidrs: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 127.0.0.0/8]
         probes:
-          - name: loopback
-            kind: ping
-            targets: [127.0.0.1]
-            interval: 1s
+          - {name: loopback, kind: ping, targets: [127.0.0.1]}
 
         """
     }

@@ -11,7 +11,7 @@ public struct ImageBuilder: Sendable {
     /// Binaries to add: (host path, path inside the image).
     public var binaries: [(source: String, destination: String)]
     /// Dockerfile instructions applied at import besides the label (`ENTRYPOINT [...]`, `USER 65534`,
-    /// `EXPOSE 9470/tcp`); `CMD ["/bin/sh"]` when empty.
+    /// `EXPOSE 9427/tcp`); `CMD ["/bin/sh"]` when empty.
     public var instructions: [String]
 
     /// The agent image: `edgemeter agent` as the entrypoint (arguments from `docker run … IMAGE

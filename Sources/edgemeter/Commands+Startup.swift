@@ -179,7 +179,7 @@ struct ImageBuildCommand: AsyncParsableCommand {
     var agent = false
 
     @Option(name: .long, help: "With --agent: the port the image exposes (the agent's listen port).")
-    var agentPort = 9470
+    var agentPort = 9427
 
     @Option(name: .long, help: "The binary to put at /usr/local/bin/edgemeter (default: this executable).")
     var binary: String?

@@ -51,13 +51,11 @@ modules:
 EOF
 targets="127.0.0.1 10.204.0.1 10.204.0.2 10.204.0.3 10.204.0.100"
 cat >"$tmp/agent.yaml" <<EOF
-listen: 127.0.0.1:19470
+listen: 127.0.0.1:19427
+interval: 1s
 probe_cidrs: [127.0.0.0/8, 10.204.0.0/24]
 probes:
-  - name: nodes
-    kind: ping
-    targets: [127.0.0.1, 10.204.0.1, 10.204.0.2, 10.204.0.3, 10.204.0.100]
-    interval: 1s
+  - {name: nodes, kind: ping, targets: [127.0.0.1, 10.204.0.1, 10.204.0.2, 10.204.0.3, 10.204.0.100]}
 EOF
 ip netns exec "$ns" prometheus-blackbox-exporter --config.file="$tmp/bb.yml" --web.listen-address=127.0.0.1:19115 >"$tmp/bb.log" 2>&1 &
 bbpid=$!; pids+=("$bbpid")
@@ -67,23 +65,23 @@ ip netns exec "$ns" "$bin" capture -i eth0 -f icmp --duration 3600 -w "$tmp/wire
 cappid=$!; pids+=("$cappid")
 nsget() { ip netns exec "$ns" curl -s --max-time 10 "$1"; }
 for i in $(seq 1 100); do
-  if nsget http://127.0.0.1:19115/metrics >/dev/null && nsget http://127.0.0.1:19470/metrics >/dev/null; then break; fi
+  if nsget http://127.0.0.1:19115/metrics >/dev/null && nsget http://127.0.0.1:19427/metrics >/dev/null; then break; fi
   sleep 0.1
 done
-nsget http://127.0.0.1:19470/metrics >/dev/null || { echo "the agent did not answer:"; cat "$tmp/agent.log"; exit 2; }
+nsget http://127.0.0.1:19427/metrics >/dev/null || { echo "the agent did not answer:"; cat "$tmp/agent.log"; exit 2; }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
 
 # One real answer of each, for "what each reports per probe".
 nsget "http://127.0.0.1:19115/probe?target=10.204.0.1&module=icmp" >"$tmp/bb-answer.txt"
-nsget "http://127.0.0.1:19470/probe?target=10.204.0.1&module=icmp" >"$tmp/ag-answer.txt"
+nsget "http://127.0.0.1:19427/probe?target=10.204.0.1&module=icmp" >"$tmp/ag-answer.txt"
 
 bb0=$(cpu $bbpid); ag0=$(cpu $agpid); t0=$(date +%s.%N)
 : >"$tmp/rows.txt"
 for t in $targets; do
   for i in $(seq 1 "$probes"); do
     for side in bb ag; do
-      port=$([ $side = bb ] && echo 19115 || echo 19470)
+      port=$([ $side = bb ] && echo 19115 || echo 19427)
       a=$(nsget "http://127.0.0.1:$port/probe?target=$t&module=icmp" || true)
       ok=$(printf '%s\n' "$a" | awk '$1=="probe_success"{print $2}')
       rtt=$(printf '%s\n' "$a" | awk '$1=="probe_icmp_duration_seconds{phase=\"rtt\"}"{print $2}')
@@ -92,7 +90,7 @@ for t in $targets; do
   done
 done
 t1=$(date +%s.%N); bb1=$(cpu $bbpid); ag1=$(cpu $agpid)
-nsget http://127.0.0.1:19470/metrics >"$tmp/ag-metrics.txt"
+nsget http://127.0.0.1:19427/metrics >"$tmp/ag-metrics.txt"
 kill -INT "$cappid" 2>/dev/null || true; wait "$cappid" 2>/dev/null || true
 # Echo request → reply on the vehicle's eth0 (both sides' echoes; they alternate, so they share it).
 if command -v tshark >/dev/null && [ -s "$tmp/wire.pcap" ]; then
