@@ -76,6 +76,11 @@ tck=$(getconf CLK_TCK)
 nsget "http://127.0.0.1:19115/probe?target=10.204.0.1&module=icmp" >"$tmp/bb-answer.txt"
 nsget "http://127.0.0.1:19427/probe?target=10.204.0.1&module=icmp" >"$tmp/ag-answer.txt"
 
+# The agent's own schedule alone (5 echoes a second), no scrapes: its CPU rate, charged separately.
+idle=${IDLE_S:-20}
+ai0=$(cpu $agpid); ti0=$(date +%s.%N); bi0=$(cpu $bbpid)
+sleep "$idle"
+ai1=$(cpu $agpid); ti1=$(date +%s.%N); bi1=$(cpu $bbpid)
 bb0=$(cpu $bbpid); ag0=$(cpu $agpid); t0=$(date +%s.%N)
 : >"$tmp/rows.txt"
 for t in $targets; do
@@ -98,12 +103,15 @@ if command -v tshark >/dev/null && [ -s "$tmp/wire.pcap" ]; then
     >"$tmp/wire.txt" 2>/dev/null || true
 fi
 rss() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status"; }
-echo "elapsed $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
-python3 - "$tmp" "$probes" "$tck" "$bb0" "$bb1" "$ag0" "$ag1" "$(rss $bbpid VmRSS)" "$(rss $bbpid VmHWM)" "$(rss $agpid VmRSS)" "$(rss $agpid VmHWM)" <<'PY'
+echo "scrape loop: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
+python3 - "$tmp" "$probes" "$tck" "$bb0" "$bb1" "$ag0" "$ag1" "$(rss $bbpid VmRSS)" "$(rss $bbpid VmHWM)" "$(rss $agpid VmRSS)" "$(rss $agpid VmHWM)" \
+  "$ai0" "$ai1" "$ti0" "$ti1" "$t0" "$t1" "$bi0" "$bi1" <<'PY'
 import sys, os, re, glob, csv, statistics as st
 tmp, probes, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 bb0, bb1, ag0, ag1 = map(float, sys.argv[4:8])
 rss = list(map(int, sys.argv[8:12]))
+ai0, ai1, ti0, ti1, t0, t1, bi0, bi1 = map(float, sys.argv[12:20])
+sched_rate = (ai1 - ai0) / tck / (ti1 - ti0)      # agent CPU s per s with only its schedule running
 injected = {"127.0.0.1": 0.0, "10.204.0.1": 10.0, "10.204.0.2": 60.0, "10.204.0.3": 160.0, "10.204.0.100": 80.0}
 names = {"127.0.0.1": "loopback", "10.204.0.1": "node_1", "10.204.0.2": "node_2", "10.204.0.3": "node_3", "10.204.0.100": "cloud"}
 rows = [l.split() for l in open(f"{tmp}/rows.txt")]
@@ -126,14 +134,18 @@ print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 for t, inj in injected.items():
     for side, label in (("bb", "blackbox_exporter 0.23.0"), ("ag", "edgemeter agent")):
         r = [x for x in rows if x[0] == side and x[1] == t]
-        ok = sum(1 for x in r if x[2] == "1")
-        v = [float(x[3]) * 1000 for x in r if x[2] == "1" and x[3] != "nan"]
+        ok = sum(1 for x in r if float(x[2]) == 1)
+        v = [float(x[3]) * 1000 for x in r if float(x[2]) == 1 and x[3] != "nan"]
         p50, p90 = pct(v, 50), pct(v, 90)
         w = pct(wire.get(t, []), 50)
-        print(f"| {names[t]} | {inj:.0f} | {label} | {ok}/{len(r)} | {p50:.3f} | {p90:.3f} | {p50 - inj:+.3f} | {p90 - inj:+.3f} | {w:.3f} | {p50 - w:+.3f} |")
+        ws, wd = (f"{w:.3f}", f"{p50 - w:+.3f}") if wire.get(t) else ("—", "—")
+        print(f"| {names[t]} | {inj:.0f} | {label} | {ok}/{len(r)} | {p50:.3f} | {p90:.3f} | {p50 - inj:+.3f} | {p90 - inj:+.3f} | {ws} | {wd} |")
 n = len(injected) * probes
-print(f"\nCPU per 1000 /probe scrapes: blackbox_exporter {(bb1 - bb0) / tck / n * 1000:.3f} s, "
-      f"edgemeter agent {(ag1 - ag0) / tck / n * 1000:.3f} s (the agent's 1 Hz schedule of 5 targets included)")
+ag_probe = (ag1 - ag0) / tck - sched_rate * (t1 - t0)
+print(f"\nCPU per 1000 /probe scrapes (curl's own time not counted): blackbox_exporter {(bb1 - bb0) / tck / n * 1000:.3f} s, "
+      f"edgemeter agent {ag_probe / n * 1000:.3f} s (its schedule's share removed; with it {(ag1 - ag0) / tck / n * 1000:.3f} s)")
+print(f"the agent's schedule alone: {sched_rate * 1000 / 5:.3f} CPU s per 1000 scheduled echoes (5 echoes/s for {ti1 - ti0:.0f} s); "
+      f"blackbox_exporter idle over the same time: {(bi1 - bi0) / tck:.2f} CPU s")
 print(f"memory at the end: blackbox_exporter RSS {rss[0] / 1024:.1f} MiB (peak {rss[1] / 1024:.1f}), "
       f"edgemeter agent RSS {rss[2] / 1024:.1f} MiB (peak {rss[3] / 1024:.1f})")
 for side, f in (("blackbox_exporter", "bb-answer.txt"), ("edgemeter agent", "ag-answer.txt")):
@@ -144,6 +156,6 @@ m = [l for l in open(f"{tmp}/ag-metrics.txt") if l.strip() and not l.startswith(
 fams = sorted({re.split(r"[{ ]", l)[0] for l in m})
 print(f"\nedgemeter agent /metrics (its own 1 Hz schedule): {len(m)} series in {len(fams)} families: {', '.join(fams)}")
 for l in m:
-    if "10.204.0.3" in l and ("_count" in l or "loss" in l or "lost" in l):
+    if "_count" in l or "lost_total" in l:
         print("  " + l.rstrip())
 PY
