@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C helpers the Swift importer cannot express (CMSG_* macros, struct timespec control data).
@@ -129,11 +130,26 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // The probing agent: a probe schedule run continuously, Prometheus exposition (/metrics), the
+        // blackbox_exporter-compatible one-shot /probe, windowed delay pushes to a controller.
+        .target(
+            name: "EdgeMeterAgent",
+            dependencies: [
+                "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterServe", "EdgeApp",
+                "EdgeMeterRun", "EdgeMeterLab", "EdgeMeterController",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .executableTarget(
             name: "edgemeter",
             dependencies: [
                 "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterStartup", "EdgeMeterCapture", "Calculator", "EdgeMeterRun",
-                "EdgeMeterSystem", "EdgeMeterLab", "EdgeMeterPolicy", "EdgeApp", "EdgeMeterController",
+                "EdgeMeterSystem", "EdgeMeterLab", "EdgeMeterPolicy", "EdgeApp", "EdgeMeterController", "EdgeMeterAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -161,6 +177,11 @@ let package = Package(
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "CalculatorTests", dependencies: ["Calculator", "EdgeMeterHTTP", "EdgeMeterProbes", "EdgeMeterCore"]),
         .testTarget(name: "EdgeMeterStartupTests", dependencies: ["EdgeMeterStartup", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterSystem"]),
+        .testTarget(name: "EdgeMeterAgentTests", dependencies: [
+            "EdgeMeterAgent", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterTestSupport", "EdgeMeterController", "EdgeApp", "Calculator",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "EdgeMeterCaptureTests", dependencies: ["EdgeMeterCapture", "EdgeMeterCore", "EdgeMeterRun", "EdgeMeterProbes", "EdgeMeterHTTP"]),
     ],
     swiftLanguageModes: [.v5]
