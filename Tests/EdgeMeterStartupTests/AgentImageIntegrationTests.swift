@@ -186,4 +186,30 @@ final class AgentImageIntegrationTests: XCTestCase {
         let answered = try XCTUnwrap(try query(promPort, "sum(edgemeter_latency_seconds_count\(sel))"))
         XCTAssertGreaterThanOrEqual(answered, stored - 2, "all but the attempts made before the agent listened were answered")
     }
+
+    /// The ConfigMap's default agent configuration is one the agent accepts (`agent --check`), and
+    /// the scrape configuration's /probe job passes Debian's `promtool check config` (its
+    /// Kubernetes-discovery job cannot: Debian builds Prometheus without Kubernetes discovery).
+    func testManifestsConfigIsAcceptedByTheAgentAndTheProbeJobByPromtool() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ag2-manifests-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try runCommand(bin, ["k8s", "manifests", "--out", dir.path, "--probe-target", "10.0.0.5"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let cm = try String(contentsOfFile: dir.appendingPathComponent("configmap.yaml").path, encoding: .utf8)
+        let lines = cm.split(separator: "\n", omittingEmptySubsequences: false)
+        let start = try XCTUnwrap(lines.firstIndex { $0.hasSuffix("agent.yaml: |") })
+        let body = lines[(start + 1)...].map { $0.hasPrefix("    ") ? String($0.dropFirst(4)) : String($0) }.joined(separator: "\n")
+        let agentConfig = dir.appendingPathComponent("agent.yaml").path
+        try body.write(toFile: agentConfig, atomically: true, encoding: .utf8)
+        let check = try runCommand(bin, ["agent", "--config", agentConfig, "--check"])
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertTrue(check.stdout.contains("listen 0.0.0.0:9427"), check.stdout)
+        guard which("promtool") != nil else { throw XCTSkip("promtool missing: apt-get install prometheus") }
+        let scrape = try String(contentsOfFile: dir.appendingPathComponent("prometheus-scrape.yaml").path, encoding: .utf8)
+        let probeJob = try XCTUnwrap(scrape.range(of: "  - job_name: edgemeter-probe"))
+        let onlyProbe = dir.appendingPathComponent("probe-job.yaml").path
+        try ("scrape_configs:\n" + scrape[probeJob.lowerBound...]).write(toFile: onlyProbe, atomically: true, encoding: .utf8)
+        let prom = try runCommand("/usr/bin/env", ["promtool", "check", "config", onlyProbe])
+        XCTAssertEqual(prom.status, 0, prom.stdout + prom.stderr)
+    }
 }
