@@ -14,9 +14,10 @@ public final class FanOutSink: SampleSink, @unchecked Sendable {
 
 /// Runs the configured probes continuously, each on the no-drift schedule of its interval
 /// (`runSchedule`: round k due at start + k·interval, a late round does not move the next ones),
-/// until `stop`. The blocking probes (ping, tcping) each run on a thread of their own; http, calc
-/// and vehicle run one task per probe. Within a probe the targets of a round are probed one after
-/// another (ping sends every echo of a round at once), so one probe's attempts never overlap.
+/// until `stop`. ping runs on a thread of its own (every echo of a round sent at once, replies
+/// awaited together); tcping deals its targets over up to `tcpShards` threads, each connecting to
+/// its targets one after another, so a target that waits for its timeout delays only its shard;
+/// http, calc and vehicle run one task per probe. Attempts to one target never overlap.
 public final class AgentRunner: @unchecked Sendable {
     public let config: AgentConfig
     public let stop = StopFlag()
@@ -73,9 +74,14 @@ public final class AgentRunner: @unchecked Sendable {
                     let (host, port) = try Resolver.splitHostPort(text)
                     return try Resolver.resolve(host, port: port, family: c.schedule.family)
                 }
-                let probe = TCPConnectProbe(targets: resolved, options: c.options, scope: scope)
-                log("probe \(p.name): tcping \(resolved.count) targets every \(KindDeclaration.describe(.duration(p.interval)))")
-                thread("tcping \(p.name)") { [sink, stop] in _ = probe.run(schedule: schedule, clock: SystemClock(), stop: stop, sink: sink) }
+                // Shards on threads of their own: a target whose connect waits for its timeout holds
+                // up only the targets of its shard, not the whole round.
+                let shards = Self.shards(resolved, count: Self.tcpShards)
+                log("probe \(p.name): tcping \(resolved.count) targets every \(KindDeclaration.describe(.duration(p.interval))) on \(shards.count) threads")
+                for (k, shard) in shards.enumerated() {
+                    let probe = TCPConnectProbe(targets: shard, options: c.options, scope: scope)
+                    thread("tcping \(p.name) \(k)") { [sink, stop] in _ = probe.run(schedule: schedule, clock: SystemClock(), stop: stop, sink: sink) }
+                }
             case "http":
                 let c = HTTPConfig(p.scenario)
                 let target = try HTTPTarget(url: p.targets[0].address)
@@ -106,6 +112,17 @@ public final class AgentRunner: @unchecked Sendable {
                 throw AgentError("probe \(p.name): kind \(p.kind) cannot run in an agent")
             }
         }
+    }
+
+    /// Threads a tcping probe's targets are spread over (at most; one per target below that).
+    public static let tcpShards = 8
+
+    /// `targets` dealt round-robin into at most `count` non-empty groups, order kept within each.
+    public static func shards<T>(_ targets: [T], count: Int) -> [[T]] {
+        let n = max(1, min(count, targets.count))
+        var out = Array(repeating: [T](), count: n)
+        for (i, t) in targets.enumerated() { out[i % n].append(t) }
+        return out.filter { !$0.isEmpty }
     }
 
     /// Resolves a probe's targets before any timing; the sample target is the name as written.

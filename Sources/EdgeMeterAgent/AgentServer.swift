@@ -40,7 +40,10 @@ public final class Agent: @unchecked Sendable {
     /// Starts the probes, then the server (`portOverride` replaces the configured port; 0 picks a
     /// free one), then the pushes. Returns once the server listens.
     public func start(host: String? = nil, portOverride: Int? = nil) async throws {
-        try runner.start(metrics: metrics)
+        do { try runner.start(metrics: metrics) } catch {
+            runner.shutdown() // the probes started before the one that failed
+            throw error
+        }
         let router = Self.router(agent: self)
         var logger = Logger(label: "edgemeter.agent")
         logger.logLevel = .warning

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Prometheus
 import EdgeMeterCore
 import EdgeMeterHTTP
@@ -17,9 +18,9 @@ import EdgeMeterSystem
 /// - `tcp_connect`: `probe_tcp_duration_seconds{phase="resolve|connect"}` (an edgemeter extra:
 ///   blackbox reports only the total; connect as `edgemeter tcping`);
 /// - `http_2xx`: `probe_http_duration_seconds{phase="resolve|connect|tls|processing|transfer"}`
-///   (resolve, connect as `edgemeter http`; tls 0, plain HTTP only; processing: request sent until
-///   the first response byte; transfer: the rest of the exchange, total − resolve − connect −
-///   processing), `probe_http_status_code`, `probe_http_content_length`,
+///   (resolve: getaddrinfo; connect as `edgemeter http`; tls 0, plain HTTP only; processing: the
+///   request handed to the socket until the read holding the first response byte; transfer: from
+///   there to the read that completed the response), `probe_http_status_code`, `probe_http_content_length`,
 ///   `probe_http_uncompressed_body_length`, `probe_http_version`, `probe_http_redirects` (0: not
 ///   followed), `probe_http_ssl` (0), `probe_failed_due_to_regex` (0). Success: a 2xx status.
 ///
@@ -151,24 +152,25 @@ public enum BlackboxProbe {
             gauge("probe_http_ssl", "Indicates if SSL was used for the final redirect").set(to: 0)
             gauge("probe_failed_due_to_regex", "Indicates if probe failed due to regex").set(to: 0)
             let u = url!
-            // Connect to the address that was checked, not to a second resolution of the name (the
-            // Host header is then that address).
-            let x = await HTTPProbe.exchange(HTTPTarget(host: addressText, port: u.port, path: u.path),
-                                             request: HTTPRequestSpec(method: "GET", path: u.path), timeout: timeout)
-            let resolveS = Double(x.resolveNanoseconds ?? 0) / 1e9 + lookup
-            phases["resolve"]!.set(to: resolveS)
-            if let c = x.connectNanoseconds { phases["connect"]!.set(to: Double(c) / 1e9) }
-            if let f = x.firstByteNanoseconds { phases["processing"]!.set(to: Double(f) / 1e9) }
-            if let total = x.totalNanoseconds {
-                let rest = Double(total - (x.resolveNanoseconds ?? 0) - (x.connectNanoseconds ?? 0) - (x.firstByteNanoseconds ?? 0)) / 1e9
-                phases["transfer"]!.set(to: max(0, rest))
-            }
-            if let r = x.response {
-                status.set(to: Double(r.status))
-                length.set(to: r.header("Content-Length").flatMap { Double($0) } ?? -1)
-                body.set(to: Double(r.body.readableBytes))
+            phases["resolve"]!.set(to: lookup)
+            // Connect to the address that was checked (not to a second resolution of the name),
+            // with the URL's own Host header.
+            let amount = TimeAmount.nanoseconds(timeout.nanoseconds)
+            do {
+                let address = try SocketAddress(ipAddress: addressText, port: u.port)
+                let conn = try await HTTPConnection.connect(to: address, targetName: "\(u.host):\(u.port)", timeout: amount)
+                defer { conn.close() }
+                phases["connect"]!.set(to: Double(conn.connectNanoseconds) / 1e9)
+                let r = try await conn.send(HTTPRequestSpec(method: "GET", path: u.path), host: u.hostHeader, keepAlive: false, timeout: amount)
+                phases["processing"]!.set(to: Double(r.firstByteAt - r.sentAt) / 1e9)
+                phases["transfer"]!.set(to: Double(r.endAt - r.firstByteAt) / 1e9)
+                status.set(to: Double(r.response.status))
+                length.set(to: r.response.header("Content-Length").flatMap { Double($0) } ?? -1)
+                body.set(to: Double(r.response.body.readableBytes))
                 version.set(to: 1.1)
-                success = (200..<300).contains(r.status) && x.error == nil
+                success = (200..<300).contains(r.response.status)
+            } catch {
+                success = false
             }
         }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 + lookup

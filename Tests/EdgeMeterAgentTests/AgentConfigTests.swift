@@ -1,6 +1,7 @@
 import XCTest
 import EdgeMeterCore
 import EdgeMeterHTTP
+import EdgeMeterTestSupport
 @testable import EdgeMeterAgent
 
 final class AgentConfigTests: XCTestCase {
@@ -67,6 +68,23 @@ final class AgentConfigTests: XCTestCase {
             nodes: {cloud: somewhere}
             probes: [{name: p, kind: ping, targets: [cloud]}]
             """), ["agent.yaml:1: `nodes`: cloud must map to an IP address such as 10.0.0.5, got \"somewhere\""])
+    }
+
+    func testTopologyNodesAreTargets() throws {
+        let file = packageRoot().appendingPathComponent("benchmarks/topologies/edge-cloud.yaml").path
+        let c = try load("""
+            topology: \(file)
+            probes:
+              - {name: p, kind: ping, targets: [node_1, cloud]}
+              - {name: h, kind: http, url: "http://node_2:8000/drive"}
+            """)
+        XCTAssertEqual(c.probes[0].targets.map(\.address), ["10.204.0.1", "10.204.0.100"])
+        XCTAssertEqual(c.probes[0].targets.map(\.node), ["node_1", "cloud"])
+        XCTAssertEqual(c.probes[1].targets[0].address, "http://10.204.0.2:8000/drive")
+        XCTAssertEqual(problems("""
+            topology: \(file)
+            probes: [{name: p, kind: ping, targets: [node_4]}]
+            """), ["agent.yaml:2: probe \"p\": `node_4` is not a node of topology edge-cloud (did you mean `node_1`?); its nodes: vehicle, node_1, node_2, node_3, cloud"])
     }
 
     func testDefaultsAreLoopbackAndNoProbeTargets() throws {

@@ -195,3 +195,50 @@ final class PromtoolLintTests: XCTestCase {
         }
     }
 }
+
+/// A tcping target whose connects hang until the timeout holds up only its own shard.
+final class AgentShardTests: XCTestCase {
+    func testShardsDealTargetsRoundRobin() {
+        XCTAssertEqual(AgentRunner.shards(Array(1...10), count: 4), [[1, 5, 9], [2, 6, 10], [3, 7], [4, 8]])
+        XCTAssertEqual(AgentRunner.shards([1, 2], count: 8), [[1], [2]])
+        XCTAssertEqual(AgentRunner.shards([Int](), count: 8), [])
+    }
+
+    func testAHangingTargetDoesNotStallTheOthers() async throws {
+        // A listener that never accepts, its backlog filled: further SYNs are dropped, so a connect
+        // to it waits for the timeout.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        XCTAssertEqual(listen(fd, 0), 0)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = UInt16(bigEndian: addr.sin_port)
+        var fillers: [Int32] = []
+        defer { fillers.forEach { close($0) } }
+        for _ in 0..<4 {
+            let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            var a = addr
+            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            fillers.append(c)
+        }
+        let good = try LoopbackListener(host: "127.0.0.1")
+        defer { good.close() }
+        let c = try agentConfig("""
+            listen: 127.0.0.1:0
+            probes: [{name: conn, kind: tcping, targets: ["127.0.0.1:\(port)", "\(good.address.hostPort)"], interval: 100ms, timeout: 1s}]
+            """)
+        let seen = CountingSink()
+        let agent = try Agent(config: c, extraSinks: [seen], log: { _ in })
+        try await agent.start()
+        try await Task.sleep(for: .milliseconds(1500))
+        await agent.stop()
+        let hung = seen.samples.filter { $0.target == "127.0.0.1:\(port)" }
+        let fine = seen.samples.filter { $0.target == good.address.hostPort }
+        XCTAssertTrue(hung.contains { $0.status == .timeout }, "the full backlog makes connects time out: \(hung.map(\.status))")
+        XCTAssertGreaterThanOrEqual(fine.count, 12, "the other target keeps its 100 ms pace (15 rounds in 1.5 s)")
+    }
+}
