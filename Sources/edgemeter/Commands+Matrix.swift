@@ -28,7 +28,8 @@ struct MatrixCommand: AsyncParsableCommand {
           edgemeter lab up edge-cloud
           edgemeter matrix edge-cloud --check-injected
           edgemeter matrix edge-cloud -c 50 -i 20ms --out reports/m
-          edgemeter matrix edge-cloud --controller http://127.0.0.1:9000
+          edgemeter matrix edge-cloud --controller http://127.0.0.1:9000 \\
+            --feed-from vehicle
         """
     )
 
@@ -53,6 +54,9 @@ struct MatrixCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Also post the rows to this controller's POST /delays.", valueName: "URL"))
     var controller: String?
 
+    @Option(help: ArgumentHelp("With --controller: post only the rows measured from this node (the controller keeps one window per destination, whatever the origin).", valueName: "NODE"))
+    var feedFrom: String?
+
     @Option(help: ArgumentHelp("File holding the controller's bearer token (else EDGEMETER_CONTROLLER_TOKEN).", valueName: "FILE"))
     var tokenFile: String?
 
@@ -72,6 +76,7 @@ struct MatrixCommand: AsyncParsableCommand {
             do { _ = try HTTPTarget(url: c) } catch { throw ValidationError("--controller: \(error)") }
         }
         if tokenFile != nil && controller == nil { throw ValidationError("--token-file goes with --controller URL") }
+        if feedFrom != nil && controller == nil { throw ValidationError("--feed-from goes with --controller URL") }
     }
 
     func run() async throws {
@@ -96,6 +101,9 @@ struct MatrixCommand: AsyncParsableCommand {
         let dir = out ?? "reports/\(stamp)-matrix-\(FileName.safe(topology))"
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
             throw usageError("cannot create \(dir): \(error.localizedDescription); choose another --out")
+        }
+        for p in plans where FileManager.default.fileExists(atPath: "\(dir)/\(FileName.safe(p.node))/samples.csv") {
+            throw usageError("\(dir)/\(FileName.safe(p.node)) already holds a run (samples.csv exists): choose another --out directory or remove it")
         }
         let options = MatrixRunner.Options(binary: runningBinaryPath(), count: count, intervalMilliseconds: try intervalMilliseconds,
                                            directory: dir)
@@ -140,7 +148,9 @@ struct MatrixCommand: AsyncParsableCommand {
                 token = ProcessInfo.processInfo.environment["EDGEMETER_CONTROLLER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
             }
             do {
-                let r = try await DelayFeed.post(matrix.rows, controller: try HTTPTarget(url: controller), token: token, service: nil)
+                let fed = feedFrom.map { f in matrix.rows.filter { $0.from == f } } ?? matrix.rows
+                if let f = feedFrom, fed.isEmpty { throw usageError("--feed-from \(f): the matrix has no row from that node; its nodes: \(names.joined(separator: ", "))") }
+                let r = try await DelayFeed.post(fed, controller: try HTTPTarget(url: controller), token: token, service: nil)
                 print("controller: posted \(r.posted.count) rows, skipped \(r.skipped.count): \(r.answer.trimmingCharacters(in: .whitespacesAndNewlines))")
             } catch let e as ControllerError {
                 throw usageError(e.description)
