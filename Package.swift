@@ -180,7 +180,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeAppTests", dependencies: ["EdgeApp", "EdgeMeterHTTP", "EdgeMeterProbes"]),
-        .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore"], resources: [.copy("golden")]),
+        .testTarget(name: "EdgeMeterCoreTests", dependencies: ["EdgeMeterCore", .product(name: "Yams", package: "Yams")], resources: [.copy("golden")]),
         .testTarget(name: "EdgeMeterProbesTests", dependencies: ["EdgeMeterProbes", "EdgeMeterHTTP", "EdgeMeterSystem", "EdgeMeterCore", "EdgeMeterTestSupport"]),
         .testTarget(name: "EdgeMeterRunTests", dependencies: ["EdgeMeterRun", "EdgeMeterCore", "EdgeMeterProbes", "EdgeMeterTestSupport"], resources: [.copy("testdata")]),
         .testTarget(name: "EdgeMeterHistoryTests", dependencies: [

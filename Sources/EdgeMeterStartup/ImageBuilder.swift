@@ -10,12 +10,24 @@ public struct ImageBuilder: Sendable {
     public var busybox: String
     /// Binaries to add: (host path, path inside the image).
     public var binaries: [(source: String, destination: String)]
+    /// Dockerfile instructions applied at import besides the label (`ENTRYPOINT [...]`, `USER 65534`,
+    /// `EXPOSE 9427/tcp`); `CMD ["/bin/sh"]` when empty.
+    public var instructions: [String]
+
+    /// The agent image: `edgemeter agent` as the entrypoint (arguments from `docker run … IMAGE
+    /// --config FILE`), run as nobody (65534), its port exposed.
+    public static let agentReference = "edgemeter-agent:latest"
+    public static func agentInstructions(port: Int) -> [String] {
+        ["ENTRYPOINT [\"/usr/local/bin/edgemeter\", \"agent\"]", "CMD [\"--config\", \"/etc/edgemeter/agent.yaml\"]",
+         "USER 65534:65534", "EXPOSE \(port)/tcp", "LABEL edgemeter.role=agent"]
+    }
 
     public init(reference: String = ImageBuilder.defaultReference, busybox: String = "/bin/busybox",
-                binaries: [(source: String, destination: String)] = []) {
+                binaries: [(source: String, destination: String)] = [], instructions: [String] = []) {
         self.reference = reference
         self.busybox = busybox
         self.binaries = binaries
+        self.instructions = instructions
     }
 
     public struct Built: Sendable {
@@ -33,8 +45,8 @@ public struct ImageBuilder: Sendable {
         let (tar, files) = try await makeTar()
         let (repo, tag) = Self.split(reference)
         let changes = queryEscape("LABEL edgemeter=image")
-        let cmd = queryEscape("CMD [\"/bin/sh\"]")
-        let r = try await client.request(.POST, "/images/create?fromSrc=-&repo=\(queryEscape(repo))&tag=\(queryEscape(tag))&changes=\(changes)&changes=\(cmd)",
+        let extra = (instructions.isEmpty ? ["CMD [\"/bin/sh\"]"] : instructions).map { "&changes=" + queryEscape($0) }.joined()
+        let r = try await client.request(.POST, "/images/create?fromSrc=-&repo=\(queryEscape(repo))&tag=\(queryEscape(tag))&changes=\(changes)\(extra)",
                                          body: tar, contentType: "application/x-tar", timeout: .seconds(300))
         guard r.status == 200 else {
             throw StartupError("importing \(reference) failed: HTTP \(r.status): \(r.errorMessage)")
@@ -73,8 +85,8 @@ public struct ImageBuilder: Sendable {
         for applet in list.stdout.split(separator: "\n") where applet != "busybox" {
             tar.symlink("bin/\(applet)", target: "/bin/busybox")
         }
-        tar.file("etc/passwd", contents: Array("root:x:0:0:root:/root:/bin/sh\n".utf8), mode: 0o644)
-        tar.file("etc/group", contents: Array("root:x:0:\n".utf8), mode: 0o644)
+        tar.file("etc/passwd", contents: Array("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n".utf8), mode: 0o644)
+        tar.file("etc/group", contents: Array("root:x:0:\nnogroup:x:65534:\n".utf8), mode: 0o644)
         tar.file("www/index.html", contents: Array("edgemeter\n".utf8), mode: 0o644)
         var seen = Set<String>()
         var parentsDone = Set<String>(["bin", "sbin", "usr", "usr/bin", "usr/local", "usr/local/bin", "etc", "tmp", "proc", "sys", "dev", "www", "root"])

@@ -163,11 +163,23 @@ struct ImageBuildCommand: AsyncParsableCommand {
         /usr/local/bin/edgemeter and every shared library `ldd` lists for it, at the same paths. \
         The startup probes and the calculator services run from it, e.g.
           docker run --rm edgemeter-base:latest edgemeter serve calculator --role ...
+
+        With --agent the image is edgemeter-agent:latest, whose entrypoint is `edgemeter \
+        agent` run as nobody (65534), arguments `--config /etc/edgemeter/agent.yaml` unless \
+        given (the DaemonSet of `edgemeter k8s manifests` mounts its ConfigMap there), e.g.
+          docker run -d --network host -v $PWD/a.yaml:/etc/edgemeter/agent.yaml \\
+            edgemeter-agent:latest
         """
     )
 
-    @Option(name: .long, help: "Image reference to create.")
-    var tag = ImageBuilder.defaultReference
+    @Option(name: .long, help: "Image reference to create (default edgemeter-base:latest, with --agent edgemeter-agent:latest).")
+    var tag: String?
+
+    @Flag(name: .long, help: "Build the agent image: `edgemeter agent` as the entrypoint, non-root.")
+    var agent = false
+
+    @Option(name: .long, help: "With --agent: the port the image exposes (the agent's listen port).")
+    var agentPort = 9427
 
     @Option(name: .long, help: "The binary to put at /usr/local/bin/edgemeter (default: this executable).")
     var binary: String?
@@ -177,7 +189,9 @@ struct ImageBuildCommand: AsyncParsableCommand {
 
     func run() async throws {
         let exe = binary ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
-        let builder = ImageBuilder(reference: tag, busybox: busybox, binaries: [(source: exe, destination: "/usr/local/bin/edgemeter")])
+        let reference = tag ?? (agent ? ImageBuilder.agentReference : ImageBuilder.defaultReference)
+        let builder = ImageBuilder(reference: reference, busybox: busybox, binaries: [(source: exe, destination: "/usr/local/bin/edgemeter")],
+                                   instructions: agent ? ImageBuilder.agentInstructions(port: agentPort) : [])
         let built = try await failingWithUsageError(on: StartupError.self) {
             let client = try DockerAPIClient()
             try await client.ping()

@@ -20,7 +20,7 @@ struct EdgeMeterCommand: AsyncParsableCommand {
                       PolicyCommand.self, VehicleCommand.self,
                       ControllerCommand.self, FeedCommand.self, MigrateDemoCommand.self, KubernetesManifestsCommand.self,
                       CompareCommand.self, RunsCommand.self, BaselineCommand.self,
-                      AgentCommand.self]
+                      AgentCommand.self, MatrixCommand.self, K8sCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64;
