@@ -5,9 +5,9 @@
 #   sudo benchmarks/migration-e2e.sh [MOVES=10]
 #
 # 1. `edgemeter migrate-demo`: the scenario (edge-cloud lab with container nodes at 5/30/80 ms each
-#    way, requirement 20ms@p90, app on node_2 → node_1; node_1's link to 60 ms → alert; requirement
-#    100 ms → node_2; stays; requirement 50 ms → "can't migrate service! Best node is the one active
-#    node_2"), the vehicle at 100 requests/s through the proxy throughout.
+#    way, requirement 20ms@p90, app on node_2 → node_1; node_1's link to 60 ms → alert, moves to
+#    node_2, the least-bad; "can't migrate service! Best node is the one active node_2" at 20 ms;
+#    requirement 100 ms → stays), the vehicle at 100 requests/s through the proxy throughout.
 # 2. `edgemeter migrate-demo --moves MOVES`: node_1 and node_2 swap 5 and 30 ms MOVES times; the app
 #    follows, one move per swap; per-move interruption with a 95 % CI (Student's t).
 # Each writes report.md, moves.csv, decisions.csv, delay-windows.csv, vehicle.csv, events.csv,

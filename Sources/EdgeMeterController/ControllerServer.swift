@@ -98,7 +98,7 @@ public enum ControllerServer {
             nodes.append(n)
         }
         let message: String
-        switch d.decision.kind {
+        switch d.decision.movesService ? .migrate : d.decision.kind {
         case .migrate:
             if let m = d.migration, m.outcome == .completed || m.outcome == .completedWithLeftover {
                 message = "service migrated to \(m.to)"
@@ -137,7 +137,7 @@ public enum ControllerServer {
                 "policy": r.policy, "metric": r.metric, "window_s": Double(r.windowNanoseconds) / 1e9,
                 "hysteresis": ["margin_percent": h.marginPercent, "dwell_s": Double(h.dwellNanoseconds) / 1e9,
                                "cooldown_s": Double(h.cooldownNanoseconds) / 1e9, "min_samples": h.minSamples,
-                               "max_age_s": Double(h.maxSampleAgeNanoseconds) / 1e9],
+                               "max_age_s": Double(h.maxSampleAgeNanoseconds) / 1e9, "when_none_meets": h.whenNoneMeets.rawValue],
                 "policy_state": try encoded(r.policyState), "suspended": orNull(r.suspended), "moving": moving, "nodes": nodes]
     }
 
@@ -165,7 +165,7 @@ public enum ControllerServer {
 
         router.post("/service_init", use: guarded(true) { request in
             let body = try await readBody(request, example: "{\"name\": \"edge-app\", \"nodes\": [...], \"active_node\": \"node_1\", \"requirement\": \"20ms@p90\"}")
-            let records = try ServiceParsing.serviceInit(body)
+            let records = try ServiceParsing.serviceInit(body, whenNoneMeets: controller.defaultWhenNoneMeets)
             try await controller.initServices(records)
             return json(.ok, ["message": "all services deployed", "services": records.map(\.name)])
         })

@@ -18,10 +18,15 @@ public actor MigrationController {
     /// Executor outcomes since start, per service and outcome (for /metrics).
     private var outcomes: [String: [String: Int]] = [:]
     private var lastMigrationMilliseconds: [String: Double] = [:]
+    /// What the policy does when no node meets the requirement, for services whose `service_init`
+    /// does not say (`when_none_meets`).
+    public nonisolated let defaultWhenNoneMeets: NoneMeetsAction
 
     /// Loads the services of the state file (their windows start empty).
     public init(store: ControllerStore, executor: any MigrationExecutor, clock: any MeasurementClock,
+                defaultWhenNoneMeets: NoneMeetsAction = .moveToBest,
                 log: @escaping @Sendable (String) -> Void = { _ in }) throws {
+        self.defaultWhenNoneMeets = defaultWhenNoneMeets
         self.store = store
         self.executor = executor
         self.clock = clock
@@ -168,7 +173,8 @@ public actor MigrationController {
 
     // MARK: - Decisions
 
-    /// Runs the policy for a service now and, on `migrate`, the executor; records the decision.
+    /// Runs the policy for a service now and, on a decision that moves (`migrate`, or an `alert` naming
+    /// the least-bad node), the executor; records the decision.
     public func decide(service name: String?, trigger: String) async throws -> DecisionRecord {
         let t0 = clock.monotonicNanoseconds()
         let wall = clock.wallNow()
@@ -200,7 +206,7 @@ public actor MigrationController {
                                     activeAfter: active, decideMilliseconds: Double(t1 - t0) / 1e6, totalMilliseconds: Double(t1 - t0) / 1e6)
         var save = true
         r.policyState = stateAfter
-        if decision.kind == .migrate, let target = decision.target {
+        if decision.movesService, let target = decision.target {
             moving.insert(r.name)
             log("\(r.name): \(decision.reason)")
             do {

@@ -30,7 +30,7 @@ public struct MoveTimeline: Sendable, Equatable {
     /// active node was not `stay_requirement_met` (at risk, alerting, waiting out dwell or cooldown):
     /// when the controller first saw the violation.
     public var onsetNanoseconds: Int64
-    /// The `migrate` decision (the policy's clock reading when it decided).
+    /// The decision that moved (`migrate`, or an `alert` naming the least-bad node; the policy's clock reading when it decided).
     public var decisionNanoseconds: Int64
     /// End of `wait_ready`: the target answers as the service.
     public var targetReadyNanoseconds: Int64?
@@ -52,6 +52,9 @@ public struct MoveTimeline: Sendable, Equatable {
     public var cause: String?
     /// The decision's reason.
     public var reason: String
+    /// The deciding decision's kind: `migrate` (the target meets the requirement) or `alert` (no
+    /// node meets it; moved to the least-bad node).
+    public var decisionKind: String = "migrate"
 
     /// Client-side interruption: first answer from the new node minus last answer from the old one
     /// (response ends, ms). ≤ 0 means the answers overlapped (requests still finishing on the old
@@ -71,14 +74,14 @@ public enum MigrationTimeline {
     public static func moves(decisions: [DecisionRecord], answers: [ClientAnswer], events: [TimelineEvent] = []) -> [MoveTimeline] {
         let ds = decisions.sorted { $0.decision.input.nowNanoseconds < $1.decision.input.nowNanoseconds }
         let sortedAnswers = answers.sorted { $0.endNanoseconds < $1.endNanoseconds }
-        let migrateIdx = ds.indices.filter { ds[$0].decision.kind == .migrate && ds[$0].migration != nil }
+        let migrateIdx = ds.indices.filter { ds[$0].decision.movesService && ds[$0].migration != nil }
         var out: [MoveTimeline] = []
         for (n, i) in migrateIdx.enumerated() {
             let d = ds[i]
             let m = d.migration!
             var onset = d.decision.input.nowNanoseconds
             var j = i - 1
-            while j >= 0, ds[j].decision.kind != .stayRequirementMet, ds[j].decision.kind != .migrate,
+            while j >= 0, ds[j].decision.kind != .stayRequirementMet, !ds[j].decision.movesService,
                   ds[j].decision.kind != .stayInsufficientData {
                 onset = ds[j].decision.input.nowNanoseconds
                 j -= 1
@@ -102,7 +105,8 @@ public enum MigrationTimeline {
             out.append(MoveTimeline(index: n + 1, from: m.from, to: m.to, outcome: m.outcome.rawValue, onsetNanoseconds: onset,
                                     decisionNanoseconds: decided, targetReadyNanoseconds: end(.waitReady), switchNanoseconds: end(.switchPath),
                                     oldStoppedNanoseconds: end(.stopOld), lastOldAnswerNanoseconds: lastOld, firstNewAnswerNanoseconds: firstNew,
-                                    failedRequests: failed, longestSilenceMilliseconds: silence, cause: cause, reason: d.decision.reason))
+                                    failedRequests: failed, longestSilenceMilliseconds: silence, cause: cause, reason: d.decision.reason,
+                                    decisionKind: d.decision.kind.rawValue))
         }
         return out
     }
@@ -133,13 +137,14 @@ public enum MigrationTimeline {
 
     /// moves.csv: one row per move; times in ms after the violation onset, interruption in ms.
     public static func movesCSV(_ moves: [MoveTimeline]) -> String {
-        var out = "move,from,to,outcome,cause,onset_ms,decision_ms,target_ready_ms,switch_ms,old_stopped_ms,last_old_answer_ms,first_new_answer_ms,interruption_ms,longest_silence_ms,failed_requests\n"
+        var out = "move,from,to,outcome,cause,onset_ms,decision_ms,target_ready_ms,switch_ms,old_stopped_ms,last_old_answer_ms,first_new_answer_ms,interruption_ms,longest_silence_ms,failed_requests,decision_kind\n"
         for m in moves {
             let cells: [String] = [String(m.index), m.from, m.to, m.outcome, csvField(m.cause ?? ""), "0.0", ms(m.offset(m.decisionNanoseconds)),
                                    ms(m.offset(m.targetReadyNanoseconds)), ms(m.offset(m.switchNanoseconds)), ms(m.offset(m.oldStoppedNanoseconds)),
                                    ms(m.offset(m.lastOldAnswerNanoseconds)), ms(m.offset(m.firstNewAnswerNanoseconds)),
                                    m.interruptionMilliseconds.map { String(format: "%.3f", $0) } ?? "",
-                                   m.longestSilenceMilliseconds.map { String(format: "%.3f", $0) } ?? "", String(m.failedRequests)]
+                                   m.longestSilenceMilliseconds.map { String(format: "%.3f", $0) } ?? "", String(m.failedRequests),
+                                   m.decisionKind]
             out += cells.joined(separator: ",") + "\n"
         }
         return out
@@ -183,10 +188,10 @@ public enum MigrationTimeline {
         out += "Client: \(requests) requests at \(String(format: "%.0f", rate))/s through the client path, **\(failed) failed**. "
         out += "Interruption resolution: the request spacing, \(String(format: "%.1f", 1000 / rate)) ms.\n\n"
         out += "Times in ms after the violation onset (the first decision that found the active node at risk), CLOCK_MONOTONIC.\n\n"
-        out += "| move | cause | from → to | outcome | decision | target ready | switch | old stopped | interruption | longest silence | failed |\n"
-        out += "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        out += "| move | cause | from → to | decided by | outcome | decision | target ready | switch | old stopped | interruption | longest silence | failed |\n"
+        out += "|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
         for m in moves {
-            out += "| \(m.index) | \(m.cause ?? "") | \(m.from) → \(m.to) | \(m.outcome) | \(ms(m.offset(m.decisionNanoseconds))) | "
+            out += "| \(m.index) | \(m.cause ?? "") | \(m.from) → \(m.to) | \(m.decisionKind) | \(m.outcome) | \(ms(m.offset(m.decisionNanoseconds))) | "
                 + "\(ms(m.offset(m.targetReadyNanoseconds))) | \(ms(m.offset(m.switchNanoseconds))) | \(ms(m.offset(m.oldStoppedNanoseconds))) | "
                 + "\(m.interruptionMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-") | "
                 + "\(m.longestSilenceMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-") | \(m.failedRequests) |\n"

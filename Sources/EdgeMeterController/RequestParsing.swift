@@ -143,9 +143,10 @@ enum ServiceParsing {
         return nil
     }
 
-    static func service(_ f: JSONFields) throws -> ServiceRecord {
+    /// One service of `service_init`; `whenNoneMeets` is used when the body has no `when_none_meets`.
+    static func service(_ f: JSONFields, whenNoneMeets: NoneMeetsAction = .moveToBest) throws -> ServiceRecord {
         try f.unknownKeys(["name", "nodes", "active_node", "requirement", "delay", "percentile", "policy", "metric", "window_s",
-                           "margin_percent", "dwell_s", "cooldown_s", "min_samples", "max_age_s"])
+                           "margin_percent", "dwell_s", "cooldown_s", "min_samples", "max_age_s", "when_none_meets"])
         let name = try f.string("name", required: true, example: "\"edge-app\"")!
         guard validName(name) else { throw ControllerError("\(f.name("name")) \"\(name)\" must be 1-63 \(nameRule)", field: f.name("name")) }
         let rawNodes = try f.array("nodes", required: true, example: "[{\"name\": \"node_1\", \"target\": \"http://127.0.0.1:8001/healthz\"}]")!
@@ -184,7 +185,12 @@ enum ServiceParsing {
                                   status: 404, field: f.name("active_node"))
         }
         let req = try requirement(f, required: true)!
-        var h = Hysteresis()
+        var h = Hysteresis(whenNoneMeets: whenNoneMeets)
+        if let w = try f.string("when_none_meets", example: "\"move-to-best\"") {
+            do { h.whenNoneMeets = try NoneMeetsAction(parsing: w, flag: f.name("when_none_meets")) } catch let e as PolicyError {
+                throw ControllerError(e.description, field: f.name("when_none_meets"))
+            }
+        }
         func seconds(_ key: String, _ set: (Int64) -> Void, allowZero: Bool) throws {
             if let v = try f.number(key, example: "3") {
                 guard allowZero ? v >= 0 : v > 0, v <= 86_400 else {
@@ -230,7 +236,7 @@ enum ServiceParsing {
     }
 
     /// `service_init`'s body: `{"services": [SERVICE, ...]}` or one SERVICE object.
-    static func serviceInit(_ body: JSONFields) throws -> [ServiceRecord] {
+    static func serviceInit(_ body: JSONFields, whenNoneMeets: NoneMeetsAction = .moveToBest) throws -> [ServiceRecord] {
         var out: [ServiceRecord] = []
         if body.has("services") {
             try body.unknownKeys(["services"])
@@ -238,14 +244,14 @@ enum ServiceParsing {
             guard !list.isEmpty else { throw ControllerError("services is empty; declare at least one service", field: "services") }
             for (i, s) in list.enumerated() {
                 guard let o = s as? [String: Any] else { throw ControllerError("services[\(i)] must be an object", field: "services[\(i)]") }
-                let r = try service(JSONFields(o, path: "services[\(i)]"))
+                let r = try service(JSONFields(o, path: "services[\(i)]"), whenNoneMeets: whenNoneMeets)
                 guard !out.contains(where: { $0.name == r.name }) else {
                     throw ControllerError("services[\(i)].name \"\(r.name)\" is declared twice", field: "services[\(i)].name")
                 }
                 out.append(r)
             }
         } else {
-            out.append(try service(body))
+            out.append(try service(body, whenNoneMeets: whenNoneMeets))
         }
         return out
     }

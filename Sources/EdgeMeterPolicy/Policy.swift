@@ -32,6 +32,24 @@ public struct DelayRequirement: Codable, Sendable, Equatable, CustomStringConver
     public var description: String { "\(formatMilliseconds(maxMilliseconds)) ms at \(percentile.rawValue)" }
 }
 
+/// What edgemeter's policy does when the active node misses the requirement and no node meets it.
+public enum NoneMeetsAction: String, Codable, Sendable, CaseIterable {
+    /// Alert, and move to the least-bad node when it is better than the active one by the margin
+    /// (same dwell, cooldown and sample rules as a move to a node that meets the requirement).
+    case moveToBest = "move-to-best"
+    /// Alert and stay (a move is only ever made to a node that meets the requirement).
+    case alertOnly = "alert-only"
+
+    /// Parses `move-to-best` or `alert-only`, naming `flag` in the error.
+    public init(parsing text: String, flag: String) throws {
+        guard let v = NoneMeetsAction(rawValue: text) else {
+            throw PolicyError("\(flag) \"\(text)\" is not one of \(Self.allCases.map(\.rawValue).joined(separator: ", ")); "
+                              + "move-to-best moves to the least-bad node, alert-only stays")
+        }
+        self = v
+    }
+}
+
 /// The rules that keep the policy from flapping. Times are nanoseconds on the policy's clock.
 public struct Hysteresis: Codable, Sendable, Equatable {
     /// A target must offer at most `requirement × (1 − marginPercent/100)`, and the active node is at
@@ -46,14 +64,32 @@ public struct Hysteresis: Codable, Sendable, Equatable {
     public var minSamples: Int
     /// A node's newest sample must be at most this old to be judged.
     public var maxSampleAgeNanoseconds: Int64
+    /// When no node meets the requirement: move to the least-bad node (default) or only alert.
+    public var whenNoneMeets: NoneMeetsAction
 
     public init(marginPercent: Double = 10, dwell: Duration = .seconds(3), cooldown: Duration = .seconds(30), minSamples: Int = 20,
-                maxSampleAge: Duration = .seconds(2)) {
+                maxSampleAge: Duration = .seconds(2), whenNoneMeets: NoneMeetsAction = .moveToBest) {
         self.marginPercent = marginPercent
         self.dwellNanoseconds = dwell.nanoseconds
         self.cooldownNanoseconds = cooldown.nanoseconds
         self.minSamples = minSamples
         self.maxSampleAgeNanoseconds = maxSampleAge.nanoseconds
+        self.whenNoneMeets = whenNoneMeets
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case marginPercent, dwellNanoseconds, cooldownNanoseconds, minSamples, maxSampleAgeNanoseconds, whenNoneMeets
+    }
+
+    /// Reads state written before `whenNoneMeets` existed as `moveToBest`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        marginPercent = try c.decode(Double.self, forKey: .marginPercent)
+        dwellNanoseconds = try c.decode(Int64.self, forKey: .dwellNanoseconds)
+        cooldownNanoseconds = try c.decode(Int64.self, forKey: .cooldownNanoseconds)
+        minSamples = try c.decode(Int.self, forKey: .minSamples)
+        maxSampleAgeNanoseconds = try c.decode(Int64.self, forKey: .maxSampleAgeNanoseconds)
+        whenNoneMeets = try c.decodeIfPresent(NoneMeetsAction.self, forKey: .whenNoneMeets) ?? .moveToBest
     }
 
     /// None of it: every rule off (margin 0, no dwell, no cooldown, one sample, any age).
@@ -123,7 +159,8 @@ public enum DecisionKind: String, Codable, Sendable, CaseIterable {
     case stayHysteresis = "stay_hysteresis"
     /// Move to `target`.
     case migrate
-    /// The active node misses the requirement and no node meets it (with the margin).
+    /// The active node misses the requirement and no node meets it (with the margin). With
+    /// `whenNoneMeets` `moveToBest`, an alert that names a `target` also moves there (the least-bad node).
     case alert
 }
 
@@ -134,7 +171,7 @@ public struct Decision: Codable, Sendable, Equatable {
     public var kind: DecisionKind
     /// A sentence for people and logs.
     public var reason: String
-    /// The node to move to (migrate only).
+    /// The node to move to (migrate, and an alert that moves to the least-bad node).
     public var target: String?
     /// The active node's delay at the requirement's percentile (the newest sample for first-response).
     public var activeMilliseconds: Double?
@@ -147,6 +184,10 @@ public struct Decision: Codable, Sendable, Equatable {
     public var stateBefore: PolicyState
 
     public var nowNanoseconds: Int64 { input.nowNanoseconds }
+
+    /// The decision moves the service to `target`: a `migrate`, or an `alert` that moves to the
+    /// least-bad node (`whenNoneMeets` `moveToBest`). Executors act on these.
+    public var movesService: Bool { target != nil && (kind == .migrate || kind == .alert) }
 }
 
 /// One policy behind one interface: the controller (and the replay) call `decide` with the inputs
@@ -183,8 +224,11 @@ func formatSeconds(_ ns: Int64) -> String { formatMilliseconds(Double(ns) / 1e9)
 /// 4. No target: if the active node still meets the requirement (T < delay ≤ requirement), stay
 ///    (requirement met). Otherwise, among the nodes with enough fresh samples: if the active node
 ///    has the lowest delay, stay (best is active, the lab's message); if another node does, alert (no
-///    node meets the requirement with the margin). If no other node has enough fresh samples, stay
-///    (insufficient data), naming the first such node.
+///    node meets the requirement with the margin). With `whenNoneMeets` `moveToBest` (the default)
+///    the alert also moves to that least-bad node when its delay is ≤ active × (1 − margin) and the
+///    dwell and cooldown of rule 5 have passed (the alert then names the target; before, it says
+///    what it waits for). If no other node has enough fresh samples, stay (insufficient data),
+///    naming the first such node.
 /// 5. A target exists: if the active node has been at risk for less than the dwell, or the last
 ///    move is less than the cooldown ago, stay (hysteresis). Otherwise migrate to the best target.
 ///
@@ -266,10 +310,38 @@ public struct EdgeMeterPolicy: MigrationPolicy {
             if judged.isEmpty, let why = unjudged.first {
                 return decision(.stayInsufficientData, "stay: \(misses), but \(why)", active: activeRecorded)
             }
-            if let other = judged.min(by: { ($0.ms, $0.node) < ($1.ms, $1.node) }), other.ms < active {
-                return decision(.alert, "alert: no node meets \(req) with the \(formatMilliseconds(h.marginPercent)) % margin "
-                                + "(≤ \(formatMilliseconds(marginLevel)) ms): \(label), best other node \(other.node) "
-                                + "\(formatMilliseconds(other.ms)) ms", active: activeRecorded)
+            if let other = judged.min(by: { ($0.ms, cost($0.node), $0.node) < ($1.ms, cost($1.node), $1.node) }), other.ms < active {
+                let head = "alert: no node meets \(req) with the \(formatMilliseconds(h.marginPercent)) % margin "
+                    + "(≤ \(formatMilliseconds(marginLevel)) ms)"
+                let otherText = "\(p.rawValue) \(formatMilliseconds(other.ms)) ms"
+                let activeShort = active.isFinite ? "\(formatMilliseconds(active)) ms" : activeText
+                guard h.whenNoneMeets == .moveToBest else {
+                    return decision(.alert, "\(head): \(label), best other node \(other.node) \(formatMilliseconds(other.ms)) ms", active: activeRecorded)
+                }
+                let betterLevel = active * (1 - h.marginPercent / 100)
+                guard other.ms <= betterLevel else {
+                    return decision(.alert, "\(head); staying: the best other node \(other.node) (\(otherText)) is not better than "
+                                    + "the active \(activeName)'s \(activeShort) by the \(formatMilliseconds(h.marginPercent)) % margin",
+                                    active: activeRecorded, targetMs: other.ms)
+                }
+                if atRiskFor < h.dwellNanoseconds {
+                    return decision(.alert, "\(head); moving to \(other.node), the best (\(otherText) against the active's \(activeShort)), "
+                                    + "once the active has been at risk for the \(formatSeconds(h.dwellNanoseconds)) dwell "
+                                    + "(\(formatSeconds(atRiskFor)) so far)", active: activeRecorded, targetMs: other.ms)
+                }
+                if let last = state.lastMoveNanoseconds, now - last < h.cooldownNanoseconds {
+                    return decision(.alert, "\(head); not moving to \(other.node), the best (\(otherText) against the active's \(activeShort)): "
+                                    + "the last move (\(state.lastMoveFrom ?? "?") → \(state.lastMoveTo ?? "?")) was \(formatSeconds(now - last)) ago, "
+                                    + "within the \(formatSeconds(h.cooldownNanoseconds)) cooldown", active: activeRecorded, targetMs: other.ms)
+                }
+                let c = input.moveCostMilliseconds[other.node]
+                state.lastMoveNanoseconds = now
+                state.lastMoveFrom = activeName
+                state.lastMoveTo = other.node
+                state.atRiskSinceNanoseconds = nil
+                return decision(.alert, "alert: no node meets \(req); moving to \(other.node), the best: \(otherText) against the active's "
+                                + "\(activeShort), expected interruption \(c.map { formatMilliseconds($0) + " ms" } ?? "unknown (no startup time measured there)")",
+                                active: activeRecorded, target: other.node, targetMs: other.ms, cost: c)
             }
             return decision(.stayBestIsActive, "can't migrate service! Best node is the one active \(activeName) "
                             + "(\(active.isFinite ? "\(activeText) > \(reqText)" : activeText); no other node offers less)", active: activeRecorded)

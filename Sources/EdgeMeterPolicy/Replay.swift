@@ -148,7 +148,7 @@ public struct Replay {
     /// Runs the trace: at each sample instant every node gets one sample (level + noise) in its
     /// window, stamped on the manual clock; at every decision instant (from the first decision
     /// interval on) each policy decides from the same observations and its own active node, and a
-    /// `migrate` moves its active node at once. Violation time is charged per sample interval to
+    /// decision that moves (`migrate`, or an `alert` naming a target) moves its active node at once. Violation time is charged per sample interval to
     /// the node active during it.
     public func run(_ trace: DelayTrace, policies: [any MigrationPolicy]) throws -> [ReplayOutcome] {
         let clock = ManualClock(start: 0)
@@ -180,7 +180,7 @@ public struct Replay {
                     let d = policies[k].decide(input)
                     counts[k][d.kind, default: 0] += 1
                     if d.kind != .stayRequirementMet { notable[k].append(d) }
-                    if d.kind == .migrate, let to = d.target {
+                    if d.movesService, let to = d.target {
                         moves[k].append(ReplayMove(atNanoseconds: t, from: active[k], to: to))
                         active[k] = to
                     }

@@ -4,6 +4,7 @@ import Logging
 import EdgeMeterCore
 import EdgeMeterSystem
 import EdgeMeterController
+import EdgeMeterPolicy
 import EdgeMeterLab
 import EdgeMeterStartup
 
@@ -63,6 +64,9 @@ struct ControllerCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Executor for migrate decisions: dry-run, cmd, docker or kubernetes.", valueName: "NAME"))
     var executor: String = "dry-run"
+
+    @Option(help: ArgumentHelp("No node meets it: move-to-best or alert-only (when service_init does not say).", valueName: "ACTION"))
+    var whenNoneMeets: String = "move-to-best"
 
     @Option(help: ArgumentHelp("Run the probe loop inside this network namespace (ip netns).", valueName: "NAME"))
     var probeNetns: String?
@@ -157,6 +161,7 @@ struct ControllerCommand: AsyncParsableCommand {
             throw ValidationError("\(flag) is a \(owner) executor flag, but --executor is \(executor): add --executor \(owner) or drop \(flag)")
         }
         _ = try probeNamespace()
+        _ = try noneMeetsArgument(whenNoneMeets)
     }
 
     func run() async throws {
@@ -190,7 +195,8 @@ struct ControllerCommand: AsyncParsableCommand {
             chosen = e
         }
         do {
-            controller = try MigrationController(store: store, executor: chosen, clock: clock, log: log)
+            controller = try MigrationController(store: store, executor: chosen, clock: clock,
+                                                 defaultWhenNoneMeets: try noneMeetsArgument(whenNoneMeets), log: log)
         } catch { throw usageError("\(error)") }
         var logger = Logger(label: "edgemeter.controller")
         logger.logLevel = .error

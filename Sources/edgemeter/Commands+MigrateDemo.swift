@@ -21,8 +21,10 @@ struct MigrateDemoCommand: AsyncParsableCommand {
         from this binary, starts the controller in this process (docker executor, \
         probe loop over tcp connect to every node) and the vehicle client through the \
         proxy. Without --moves: requirement 20ms@p90 with the app on node_2 (moves to \
-        node_1), node_1's link to 60 ms (alert), requirement 100 ms (moves to node_2), \
-        stays, requirement 50 ms (best node is active). With --moves N: node_1 and \
+        node_1), node_1's link to 60 ms (no node meets 20 ms: alert, moves to node_2, \
+        the least-bad), best node is active (the lab's message, still 20 ms), \
+        requirement 100 ms (stays: met). With --when-none-meets alert-only the second \
+        step only alerts and the 100 ms requirement moves it. With --moves N: node_1 and \
         node_2 swap 5 and 30 ms N times, one move each. Writes report.md, moves.csv, \
         decisions.csv, delay-windows.csv, vehicle.csv, events.csv, \
         controller.log, decisions.json. Exit 1 when a request failed or a step did not happen.
@@ -54,6 +56,9 @@ struct MigrateDemoCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Longest wait for one step (a move, an alert).", valueName: "DURATION"))
     var stepTimeout: String = "60s"
 
+    @Option(help: ArgumentHelp("No node meets it: move-to-best or alert-only.", valueName: "ACTION"))
+    var whenNoneMeets: String = "move-to-best"
+
     func validate() throws {
         guard moves >= 0 && moves <= 1000 else { throw ValidationError("--moves must be 0-1000, got \(moves)") }
         guard rate >= 10 && rate <= 2000 else { throw ValidationError("--rate must be 10-2000 requests/s, got \(rate)") }
@@ -65,6 +70,7 @@ struct MigrateDemoCommand: AsyncParsableCommand {
             throw ValidationError("--subnet must be 10.X.Y (a free /24 of 10/8), got \"\(subnet)\"")
         }
         _ = try durationArgument(stepTimeout, flag: "--step-timeout")
+        _ = try noneMeetsArgument(whenNoneMeets)
     }
 
     func run() async throws {
@@ -279,7 +285,7 @@ struct MigrationDemo {
             }.joined(separator: ", ")
             let (s, _) = try await api(server.port, "POST", "/service_init", json: """
                 {"name": "\(service)", "active_node": "\(start)", "requirement": "\(requirement)ms@p90", "nodes": [\(nodesJSON)], \
-                "window_s": 3, "dwell_s": 1, "cooldown_s": 5, "min_samples": 10, "max_age_s": 2}
+                "window_s": 3, "dwell_s": 1, "cooldown_s": 5, "min_samples": 10, "max_age_s": 2, "when_none_meets": "\(o.whenNoneMeets)"}
                 """)
             guard s == 200 else { throw usageError("service_init answered \(s): see controller.log") }
             await executor.place(service: service, on: start)
@@ -293,7 +299,7 @@ struct MigrationDemo {
             try await Task.sleep(for: .milliseconds(500))
             loop.start()
             if moves == 0 {
-                stepsOK = try await scenario(controller, server.port)
+                stepsOK = try await (o.whenNoneMeets == "alert-only" ? scenarioAlertOnly(controller, server.port) : scenario(controller, server.port))
             } else {
                 stepsOK = try await benchmark(controller, moves: moves)
             }
@@ -313,8 +319,41 @@ struct MigrationDemo {
         return try report(records: records, vehicleStart: vehicleStart, decisions: decisions, decisionsJSON: decisionsJSON, stepsOK: stepsOK)
     }
 
-    /// The issue's sequence: 20ms@p90 on node_2 → node_1; node_1 to 60 ms → alert; 100 ms → node_2; stays; 50 ms → best is active.
+    /// The issue's sequence: 20ms@p90 on node_2 → node_1 (migrate); node_1 to 60 ms → node_2 (alert:
+    /// no node meets 20 ms, node_2 is the least-bad); best node is active (node_2, still 20 ms, the
+    /// lab's message); 100 ms → stays on node_2 (requirement met).
     func scenario(_ c: MigrationController, _ port: Int) async throws -> Bool {
+        guard await waitUntil("move to node_1", { await activeNode(c) == "node_1" }) else { return false }
+        try await Task.sleep(for: .seconds(2))
+        try await linkSet("node_1", delayMilliseconds: 60)
+        guard await waitUntil("move to node_2 after node_1 went to 60 ms", { await activeNode(c) == "node_2" }) else { return false }
+        let ds = (try? await c.decisions(service: service, limit: 50)) ?? []
+        guard let move = ds.first(where: { $0.decision.movesService && $0.decision.target == "node_2" }), move.decision.kind == .alert else {
+            journal.log("step failed: the move to node_2 was not an alert (no node meets 20 ms)")
+            return false
+        }
+        let t1 = move.decision.input.nowNanoseconds
+        guard await waitUntil("best node is active (node_2 at 20 ms)", { await hasDecision(c, "stay_best_is_active", after: t1) }) else { return false }
+        let (_, body) = try await api(port, "GET", "/migrate")
+        guard body.contains("can't migrate service! Best node is the one active node_2") else {
+            journal.log("step failed: GET /migrate did not answer the lab's message for node_2")
+            return false
+        }
+        guard try await api(port, "POST", "/update_delay", json: "{\"delay\": 100, \"percentile\": \"p90\"}").0 == 200 else { return false }
+        journal.event("requirement 100ms@p90")
+        let t2 = SystemClock().monotonicNanoseconds()
+        guard await waitUntil("stay_requirement_met at 100 ms", { await hasDecision(c, "stay_requirement_met", after: t2) }) else { return false }
+        try await Task.sleep(for: .seconds(3))
+        let stillThere = await activeNode(c) == "node_2"
+        let moved = ((try? await c.decisions(service: service, limit: 100)) ?? []).contains {
+            $0.decision.input.nowNanoseconds > t2 && $0.decision.movesService
+        }
+        if !stillThere || moved { journal.log("step failed: the app did not stay on node_2 at 100ms@p90"); return false }
+        return true
+    }
+
+    /// With `--when-none-meets alert-only`: 20ms@p90 on node_2 → node_1; node_1 to 60 ms → alert; 100 ms → node_2; stays; 50 ms → best is active.
+    func scenarioAlertOnly(_ c: MigrationController, _ port: Int) async throws -> Bool {
         guard await waitUntil("move to node_1", { await activeNode(c) == "node_1" }) else { return false }
         try await Task.sleep(for: .seconds(2))
         try await linkSet("node_1", delayMilliseconds: 60)

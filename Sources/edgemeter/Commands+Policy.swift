@@ -31,6 +31,7 @@ struct PolicyReplayCommand: AsyncParsableCommand {
           edgemeter policy replay
           edgemeter policy replay --trace square --margin 0% --dwell 0s
           edgemeter policy replay --requirement 50ms@p99 --window 60s
+          edgemeter policy replay --when-none-meets alert-only
         """
     )
 
@@ -57,6 +58,9 @@ struct PolicyReplayCommand: AsyncParsableCommand {
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Length of each node's delay window.", valueName: "DURATION"))
     var window: String = "30s"
+
+    @Option(help: ArgumentHelp("No node meets it: move-to-best (least-bad node) or alert-only.", valueName: "ACTION"))
+    var whenNoneMeets: String = "move-to-best"
 
     @Option(help: ArgumentHelp("Seed of the traces' noise.", valueName: "N"))
     var seed: UInt64 = 1
@@ -91,7 +95,8 @@ struct PolicyReplayCommand: AsyncParsableCommand {
         let w = try durationArgument(window, flag: "--window")
         guard w > .zero else { throw ValidationError("--window must be longer than 0 s, such as 30s") }
         let h = Hysteresis(marginPercent: marginValue, dwell: try durationArgument(dwell, flag: "--dwell"),
-                           cooldown: try durationArgument(cooldown, flag: "--cooldown"), minSamples: n, maxSampleAge: age)
+                           cooldown: try durationArgument(cooldown, flag: "--cooldown"), minSamples: n, maxSampleAge: age,
+                           whenNoneMeets: try noneMeetsArgument(whenNoneMeets))
         do { try h.validate() } catch { throw ValidationError("\(error)") }
         return Settings(traces: traces, requirement: req, hysteresis: h, window: w)
     }
@@ -111,7 +116,7 @@ struct PolicyReplayCommand: AsyncParsableCommand {
         let h = s.hysteresis
         print("Requirement \(s.requirement); margin \(formatMilliseconds(h.marginPercent)) %, dwell \(formatMilliseconds(Double(h.dwellNanoseconds) / 1e9)) s, "
               + "cooldown \(formatMilliseconds(Double(h.cooldownNanoseconds) / 1e9)) s, min samples \(h.minSamples), "
-              + "max age \(formatMilliseconds(Double(h.maxSampleAgeNanoseconds) / 1e9)) s, window \(formatMilliseconds(s.window.seconds)) s, seed \(seed).")
+              + "max age \(formatMilliseconds(Double(h.maxSampleAgeNanoseconds) / 1e9)) s, when none meets \(h.whenNoneMeets.rawValue), window \(formatMilliseconds(s.window.seconds)) s, seed \(seed).")
         print("")
         for t in traces { print("- \(t.name): \(t.summary) (Z = \(formatMilliseconds(s.requirement.maxMilliseconds)) ms, noise ±\(formatMilliseconds(t.noiseMilliseconds)) ms)") }
         print("")
@@ -126,4 +131,9 @@ struct PolicyReplayCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// `--when-none-meets ACTION` (replay, controller, migrate-demo).
+func noneMeetsArgument(_ text: String, flag: String = "--when-none-meets") throws -> NoneMeetsAction {
+    do { return try NoneMeetsAction(parsing: text, flag: flag) } catch { throw ValidationError("\(error)") }
 }

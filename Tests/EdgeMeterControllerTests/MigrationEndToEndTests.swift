@@ -31,6 +31,9 @@ final class MigrationEndToEndTests: XCTestCase {
         let moves = Array(try CSV.parse(try read("moves.csv")).dropFirst().filter { $0.count > 1 })
         XCTAssertEqual(moves.count, 2, "node_2 → node_1, then node_1 → node_2")
         XCTAssertEqual(moves.map { "\($0[1])→\($0[2]) \($0[3])" }, ["node_2→node_1 completed", "node_1→node_2 completed"])
+        // The first move meets the requirement (node_1 at 10 ms); the second is the alert's: no
+        // node meets 20 ms once node_1 is at 60 ms each way, node_2 is the least-bad.
+        XCTAssertEqual(moves.map { $0.count > 15 ? $0[15] : "?" }, ["migrate", "alert"])
         for m in moves {
             // onset, decision, target ready, switch, old stopped: in this order.
             let t = [5, 6, 7, 8, 9].map { Double(m[$0]) }
@@ -54,6 +57,17 @@ final class MigrationEndToEndTests: XCTestCase {
             XCTAssertTrue(decisions.contains(",\(kind),"), "a \(kind) decision: \(decisions.suffix(3000))")
         }
         XCTAssertTrue(try read("controller.log").contains("can't migrate service! Best node is the one active node_2"))
+        let rows = try CSV.parse(decisions).dropFirst().filter { $0.count >= 10 }
+        // The alert that moved, naming the least-bad node and both figures.
+        let alertMove = rows.first { $0[2] == "alert" && $0[5] == "node_2" }
+        XCTAssertNotNil(alertMove, "an alert decision with target node_2")
+        XCTAssertTrue(alertMove?[9].contains("no node meets 20 ms at p90; moving to node_2, the best: p90") ?? false, "\(alertMove ?? [])")
+        // Best node is active while the requirement is still 20 ms, on node_2.
+        XCTAssertTrue(rows.contains { $0[2] == "stay_best_is_active" && $0[3] == "node_2" && $0[8] == "20 ms at p90" })
+        // At 100 ms: requirement met on node_2, and no move after the requirement changed.
+        let loosened = rows.filter { $0[8] == "100 ms at p90" }
+        XCTAssertFalse(loosened.isEmpty, "decisions at 100ms@p90")
+        XCTAssertTrue(loosened.allSatisfy { $0[2] == "stay_requirement_met" && $0[3] == "node_2" && $0[4] == "node_2" }, "\(loosened.prefix(5))")
         XCTAssertTrue(try read("decisions.json").contains("\"migration\""))
         // Nothing left: the lab is down and no container of the run exists.
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/run/edgemeter/lab/mig-e2e.json"))

@@ -55,10 +55,29 @@ final class MigrationTimelineTests: XCTestCase {
         XCTAssertEqual(m.cause, "start")
         let csv = MigrationTimeline.movesCSV(moves)
         XCTAssertTrue(csv.hasPrefix("move,from,to,outcome,cause,onset_ms,decision_ms,target_ready_ms,switch_ms,old_stopped_ms"), csv)
-        XCTAssertTrue(csv.contains("1,node_2,node_1,completed,start,0.0,1000.0,1450.0,1451.0,1900.0,1460.0,1470.0,10.000,10.000,0"), csv)
+        XCTAssertTrue(csv.contains("1,node_2,node_1,completed,start,0.0,1000.0,1450.0,1451.0,1900.0,1460.0,1470.0,10.000,10.000,0,migrate"), csv)
         let md = MigrationTimeline.markdown(title: "t", moves: moves, requests: a.count, failed: 1, rate: 100)
         XCTAssertTrue(md.contains("**1 failed**"), md)
-        XCTAssertTrue(md.contains("| 1 | start | node_2 → node_1 | completed | 1000.0 | 1450.0 | 1451.0 | 1900.0 | 10.0 ms | 10.0 ms | 0 |"), md)
+        XCTAssertTrue(md.contains("| 1 | start | node_2 → node_1 | migrate | completed | 1000.0 | 1450.0 | 1451.0 | 1900.0 | 10.0 ms | 10.0 ms | 0 |"), md)
+    }
+
+    func testAnAlertThatMovesIsAMoveAndEndsTheOnsetRun() throws {
+        let ds = [
+            record(1000, .alert, active: "node_1"),
+            record(2000, .alert, active: "node_1", to: "node_2",
+                   phases: [("start_target", 2000, 2100), ("wait_ready", 2100, 2200), ("switch", 2200, 2201), ("stop_old", 2201, 2500)]),
+            record(3000, .stayBestIsActive, active: "node_2"),
+            record(4000, .alert, active: "node_2"),
+            record(5000, .alert, active: "node_2", to: "node_1",
+                   phases: [("start_target", 5000, 5100), ("wait_ready", 5100, 5200), ("switch", 5200, 5201), ("stop_old", 5201, 5500)]),
+            record(6000, .alert, active: "node_1"),
+        ]
+        XCTAssertTrue(ds[1].decision.movesService)
+        XCTAssertFalse(ds[0].decision.movesService, "an alert without a target does not move")
+        let moves = MigrationTimeline.moves(decisions: ds, answers: answers(0, 7000, every: 10, node: "node_1"))
+        XCTAssertEqual(moves.map { "\($0.from)→\($0.to) \($0.decisionKind)" }, ["node_1→node_2 alert", "node_2→node_1 alert"])
+        XCTAssertEqual(moves.map { $0.onsetNanoseconds / Self.ms }, [1000, 3000], "the second run starts after the first move")
+        XCTAssertTrue(MigrationTimeline.movesCSV(moves).contains(",alert\n"))
     }
 
     func testFailuresDuringAMoveAreCountedAndAnOverlapIsNegative() throws {

@@ -110,7 +110,8 @@ final class EdgeMeterPolicyTests: XCTestCase {
 
     func testAlertWhenNoNodeMeetsTheRequirementWithTheMargin() {
         var p = EdgeMeterPolicy()
-        let d = p.decide(input(0, [obs("node_1", p90: 30), obs("node_2", p90: 18.01), obs("node_3", p90: 80)]))
+        // alert-only: the alert names the best other node and stays (WhenNoneMeetsTests covers move-to-best).
+        let d = p.decide(input(0, [obs("node_1", p90: 30), obs("node_2", p90: 18.01), obs("node_3", p90: 80)], hysteresis: Hysteresis(whenNoneMeets: .alertOnly)))
         XCTAssertEqual(d.kind, .alert)
         XCTAssertEqual(d.reason, "alert: no node meets 20 ms at p90 with the 10 % margin (≤ 18 ms): active node_1 p90 30 ms, best other node node_2 18.01 ms")
         // Exactly at the margin level is a target.

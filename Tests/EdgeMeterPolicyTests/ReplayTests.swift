@@ -19,8 +19,16 @@ final class ReplayTests: XCTestCase {
     func testSquareWaveAtMostOneMoveWhileFirstResponseFlaps() throws {
         let (e, f) = try replay("square")
         XCTAssertLessThanOrEqual(e.moves.count, 1)
-        XCTAssertEqual(e.moves.count, 0)
-        XCTAssertEqual(e.violationNanoseconds, 300 * s, "node_1 is above 20 ms at p90 half of the time, and edgemeter stays on it")
+        // move-to-best (the default): while the windows fill, node_2 (low first) beats node_1 by the
+        // margin for the 3 s dwell, and the alert moves there at 5 s; once both windows hold a high
+        // half, neither beats the other by 10 % and it stays (stay_best_is_active or alert).
+        XCTAssertEqual(e.moves, [ReplayMove(atNanoseconds: 5 * s, from: "node_1", to: "node_2")])
+        XCTAssertEqual(e.decisionCounts[.migrate], nil, "the move is an alert's: no node meets 20 ms at p90")
+        XCTAssertEqual(e.violationNanoseconds, 305 * s, "the active node is above 20 ms at p90 half of the time (plus node_1's first 5 s)")
+        let alertOnly = try Replay(requirement: req, hysteresis: Hysteresis(whenNoneMeets: .alertOnly))
+            .run(XCTUnwrap(DelayTrace.named("square", requirementMilliseconds: 20)), policies: [EdgeMeterPolicy()])[0]
+        XCTAssertEqual(alertOnly.moves.count, 0)
+        XCTAssertEqual(alertOnly.violationNanoseconds, 300 * s, "node_1 is above 20 ms at p90 half of the time, and alert-only stays on it")
         // The lab's controller follows every half-period: one move each 5 s, each undone 5 s later.
         XCTAssertEqual(f.moves.count, 120)
         XCTAssertEqual(f.migrationsPerHour, 720)
@@ -35,8 +43,15 @@ final class ReplayTests: XCTestCase {
         let trace = try XCTUnwrap(DelayTrace.named("square", requirementMilliseconds: 20))
         let off = try Replay(requirement: req, hysteresis: .none, window: .seconds(2)).run(trace, policies: [EdgeMeterPolicy()])
         XCTAssertEqual(off[0].moves.count, 120)
-        let on = try Replay(requirement: req, hysteresis: Hysteresis(), window: .seconds(2)).run(trace, policies: [EdgeMeterPolicy()])
+        let on = try Replay(requirement: req, hysteresis: Hysteresis(whenNoneMeets: .alertOnly), window: .seconds(2)).run(trace, policies: [EdgeMeterPolicy()])
         XCTAssertEqual(on[0].moves.count, 0)
+        // With move-to-best a 2 s window (shorter than the wave's 5 s half) sees the nodes differ by
+        // 20 %, more than the margin: the least-bad node changes every half-period and the policy
+        // follows it at the cooldown's pace (30 s), not the wave's: 18 moves, none undone within the cooldown.
+        let best = try Replay(requirement: req, hysteresis: Hysteresis(), window: .seconds(2)).run(trace, policies: [EdgeMeterPolicy()])[0]
+        XCTAssertEqual(best.moves.count, 18)
+        XCTAssertEqual(best.wastedMoves, 0)
+        XCTAssertTrue(zip(best.moves.dropFirst(), best.moves).allSatisfy { $0.atNanoseconds - $1.atNanoseconds >= 30 * s })
     }
 
     func testSpikeNoMove() throws {
