@@ -442,11 +442,11 @@ final class PlacingDockerExecutor: MigrationExecutor, @unchecked Sendable {
     }
 }
 
-/// `edgemeter k8s-manifests`: the kubernetes executor's move as files for `kubectl apply` instead of
+/// `edgemeter k8s migration`: the kubernetes executor's move as files for `kubectl apply` instead of
 /// API calls (docs/migration.md, "kubernetes"). Nothing is sent anywhere.
 struct KubernetesManifestsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "k8s-manifests",
+        commandName: "migration",
         abstract: "Write a move's Deployment and Service manifests for kubectl apply.",
         discussion: """
         The kubernetes executor's make-before-break as files: the Deployment pinned to \
@@ -455,7 +455,7 @@ struct KubernetesManifestsCommand: ParsableCommand {
         old Deployment). The same objects the executor sends to the API server.
 
         Examples:
-          edgemeter k8s-manifests --from node_2 --to node_1 --out manifests \\
+          edgemeter k8s migration --from node_2 --to node_1 --out manifests \\
             --k8s-service edge-app --k8s-image edge-app:1 --k8s-port 8000
         """
     )

@@ -6,8 +6,8 @@ import EdgeMeterCore
 struct K8sCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "k8s",
-        abstract: "Kubernetes manifests for the probing agent (written, never applied).",
-        subcommands: [K8sManifestsCommand.self]
+        abstract: "Kubernetes manifests: the probing agent, and a migration's move (written, never applied).",
+        subcommands: [K8sManifestsCommand.self, KubernetesManifestsCommand.self]
     )
 }
 

@@ -18,7 +18,7 @@ struct EdgeMeterCommand: AsyncParsableCommand {
                       StartupCommand.self, FootprintCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self,
                       ImpairForwarderCommand.self, CalibrateCommand.self, CalibrateProbeCommand.self, ProxyCommand.self,
                       PolicyCommand.self, VehicleCommand.self,
-                      ControllerCommand.self, FeedCommand.self, MigrateDemoCommand.self, KubernetesManifestsCommand.self,
+                      ControllerCommand.self, FeedCommand.self, MigrateDemoCommand.self,
                       CompareCommand.self, RunsCommand.self, BaselineCommand.self,
                       AgentCommand.self, MatrixCommand.self, K8sCommand.self]
     )

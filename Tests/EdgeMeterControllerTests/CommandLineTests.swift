@@ -44,7 +44,7 @@ final class CommandLineTests: XCTestCase {
     func testK8sManifestsWritesTheDeploymentTheServiceAndTheOrder() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("k8s-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try runCommand(try binary(), ["k8s-manifests", "--from", "node_2", "--to", "node_1", "--out", dir, "--k8s-service", "edge-app",
+        let r = try runCommand(try binary(), ["k8s", "migration", "--from", "node_2", "--to", "node_1", "--out", dir, "--k8s-service", "edge-app",
                                               "--k8s-image", "edge-app:1", "--k8s-port", "8000", "--k8s-namespace", "lab"], timeout: 30)
         XCTAssertEqual(r.status, 0, r.stderr)
         let names = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
@@ -65,7 +65,7 @@ final class CommandLineTests: XCTestCase {
                      "delete deployment edge-app-node-2"].map { readme.range(of: $0)?.lowerBound }
         XCTAssertFalse(order.contains(nil), readme)
         XCTAssertEqual(order.compactMap { $0 }, order.compactMap { $0 }.sorted(), "make-before-break: \(readme)")
-        let same = try runCommand(try binary(), ["k8s-manifests", "--from", "node_1", "--to", "node_1", "--out", dir,
+        let same = try runCommand(try binary(), ["k8s", "migration", "--from", "node_1", "--to", "node_1", "--out", dir,
                                                  "--k8s-service", "s", "--k8s-image", "i", "--k8s-port", "1"], timeout: 30)
         XCTAssertEqual(same.status, 2)
         XCTAssertTrue(same.stderr.contains("--from and --to are both node_1"), same.stderr)
