@@ -18,7 +18,7 @@ struct EdgeMeterCommand: AsyncParsableCommand {
                       StartupCommand.self, FootprintCommand.self, ImageCommand.self, LabCommand.self, ReachCommand.self, CleanupCommand.self,
                       ImpairForwarderCommand.self, CalibrateCommand.self, CalibrateProbeCommand.self, ProxyCommand.self,
                       PolicyCommand.self, VehicleCommand.self,
-                      ControllerCommand.self, FeedCommand.self]
+                      ControllerCommand.self, FeedCommand.self, GenerateSamplesCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64.
