@@ -117,8 +117,8 @@ public struct LatencySeries: Codable, Sendable, Equatable {
     public var significantDigits: Int
     /// Requests in the distribution.
     public var count: UInt64
-    /// As HdrHistogram reports them: `min` the lowest value of the lowest bucket, `max` the highest
-    /// value of the highest, `mean` and `stddev` over the buckets' middle values.
+    /// The exact lowest and highest values recorded; `mean` and `stddev` as HdrHistogram computes
+    /// them (over the buckets' middle values).
     public var min: UInt64
     public var max: UInt64
     public var mean: Double
@@ -137,18 +137,25 @@ public struct LatencySeries: Codable, Sendable, Equatable {
         count = h.totalCount
         let has = h.totalCount > 0
         min = has ? h.min : 0
-        max = has ? h.max : 0
+        max = has ? h.maxRecorded : 0
         mean = has ? h.mean : 0
         stddev = has ? h.stdDeviation : 0
         buckets = h.recordedValues().map { [h.highestEquivalentForValue($0.value), UInt64($0.count)] }
     }
 
-    /// The distribution as a histogram again: every count in its own bucket, so percentiles,
-    /// mean and max are those of the histogram it was written from.
+    /// The distribution as a histogram again: every count in its own bucket, the exact `min` and
+    /// `max` recorded as themselves, so percentiles (p0 and p100 included), mean, min and max are
+    /// those of the histogram it was written from.
     public var histogram: Histogram<UInt64> {
         var h = Histogram<UInt64>(numberOfSignificantValueDigits: SignificantDigits(rawValue: Int8(significantDigits)) ?? .three)
         h.autoResize = true
-        for b in buckets where b.count == 2 && b[1] > 0 { _ = h.record(b[0], count: b[1]) }
+        let valid = buckets.filter { $0.count == 2 && $0[1] > 0 }
+        for (i, b) in valid.enumerated() {
+            var n = b[1]
+            if i == 0 && h.valuesAreEquivalent(b[0], min) { _ = h.record(min); n -= 1 }
+            if i == valid.count - 1 && n > 0 && h.valuesAreEquivalent(b[0], max) { _ = h.record(max); n -= 1 }
+            if n > 0 { _ = h.record(b[0], count: n) }
+        }
         return h
     }
 

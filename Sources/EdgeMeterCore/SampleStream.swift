@@ -273,6 +273,7 @@ struct RowScanner {
     let starts: UnsafeMutablePointer<Int>
     let lengths: UnsafeMutablePointer<Int>
     private(set) var fieldCount = 0
+    private var decodeMask: UInt32 = 0
     private(set) var inQuotesAtEnd = false
     /// Line breaks inside the unterminated quoted field, when `inQuotesAtEnd`.
     private(set) var lineBreaksAtEnd = 0
@@ -314,12 +315,24 @@ struct RowScanner {
         }
     }
 
+    /// Records a field; one to unquote is only marked (`decodeMask`): the bytes are rewritten once
+    /// the row is known to be complete (`finishRow`), since an incomplete row is scanned again
+    /// after the next read.
     private mutating func addField(_ start: Int, _ end: Int, decode: Bool) {
         if fieldCount < Self.maxFields {
             starts[fieldCount] = start
-            lengths[fieldCount] = decode ? unquote(start, end) : end - start
+            lengths[fieldCount] = end - start
+            if decode { decodeMask |= 1 << UInt32(fieldCount) }
         }
         fieldCount += 1
+    }
+
+    private mutating func finishRow() {
+        guard decodeMask != 0 else { return }
+        for i in 0..<Swift.min(fieldCount, Self.maxFields) where decodeMask & (1 << UInt32(i)) != 0 {
+            lengths[i] = unquote(starts[i], starts[i] + lengths[i])
+        }
+        decodeMask = 0
     }
 
     /// Rewrites `buffer[start..<end]` in place as `CSV.parse` reads a field (quotes removed,
@@ -357,6 +370,7 @@ struct RowScanner {
         let end = filled
         var p = position
         fieldCount = 0
+        decodeMask = 0
         var lineBreaks = 0
         row: while true {
             let fieldStart = p
@@ -370,6 +384,7 @@ struct RowScanner {
                     if inQuotes { inQuotesAtEnd = true; lineBreaksAtEnd = lineBreaks; return .end }
                     if started || fieldCount > 0 {
                         addField(fieldStart, p, decode: decode)
+                        finishRow()
                         return .row(lineBreaks: lineBreaks)
                     }
                     return .end
@@ -404,6 +419,7 @@ struct RowScanner {
                 }
                 if c == newline {
                     addField(fieldStart, p, decode: decode)
+                    finishRow()
                     position = p + 1
                     return .row(lineBreaks: lineBreaks + 1)
                 }

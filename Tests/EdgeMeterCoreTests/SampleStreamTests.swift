@@ -5,8 +5,10 @@ import XCTest
 /// replaces in `edgemeter report` (`SampleCSV.parse` + `Summarizer`): same samples, same
 /// summaries, same errors, whatever the chunk boundaries.
 final class SampleStreamTests: XCTestCase {
+    enum Outcome { case success([Sample]), failure(String) }
+
     /// Every row the stream hands over, materialized, or the error text.
-    func streamed(_ text: String, readBytes: Int) -> Result<[Sample], String> {
+    func streamed(_ text: String, readBytes: Int) -> Outcome {
         var out: [Sample] = []
         do {
             try SampleStream.read(text: text, file: "x.csv", readBytes: readBytes) { out.append($0.sample) }
@@ -16,7 +18,7 @@ final class SampleStreamTests: XCTestCase {
         }
     }
 
-    func parsed(_ text: String) -> Result<[Sample], String> {
+    func parsed(_ text: String) -> Outcome {
         do { return .success(try SampleCSV.parse(text, file: "x.csv")) } catch { return .failure("\(error)") }
     }
 
@@ -27,7 +29,7 @@ final class SampleStreamTests: XCTestCase {
             switch (old, new) {
             case (.success(let a), .success(let b)):
                 XCTAssertEqual(a.count, b.count, "rows, reads of \(n) bytes: \(text.debugDescription)", file: file, line: line)
-                for (x, y) in zip(a, b) where x != y {
+                for (x, y) in zip(a, b) where !Self.same(x, y) {
                     XCTFail("reads of \(n) bytes: \(x) != \(y) in \(text.debugDescription)", file: file, line: line)
                     break
                 }
@@ -37,6 +39,13 @@ final class SampleStreamTests: XCTestCase {
                 XCTFail("reads of \(n) bytes: old \(old) vs streamed \(new) for \(text.debugDescription)", file: file, line: line)
             }
         }
+    }
+
+    /// Equal samples, a NaN value equal to a NaN value.
+    static func same(_ x: Sample, _ y: Sample) -> Bool {
+        var (a, b) = (x, y)
+        if a.value?.isNaN == true && b.value?.isNaN == true { (a.value, b.value) = (nil, nil) }
+        return a == b
     }
 
     static let head = SampleCSV.headerLine
@@ -114,7 +123,7 @@ final class SampleStreamTests: XCTestCase {
                 var i = 0
                 var mismatches = 0
                 let n = try SampleStream.read(text: text, readBytes: readBytes) { row in
-                    if row.sample != old[i] { mismatches += 1 }
+                    if !Self.same(row.sample, old[i]) { mismatches += 1 }
                     i += 1
                     stream.add(row)
                     delays.add(row)
