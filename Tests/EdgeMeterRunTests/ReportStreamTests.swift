@@ -42,9 +42,12 @@ final class ReportStreamTests: BinaryTestCase {
         var text = try String(contentsOfFile: out + "/samples.csv", encoding: .utf8)
         text = text.replacingOccurrences(of: ",ok,", with: ",fine,")
         try text.write(toFile: out + "/samples.csv", atomically: true, encoding: .utf8)
+        let line = try XCTUnwrap(text.split(separator: "\n").firstIndex { $0.contains(",fine,") }) + 1
         let r = try runCommand(bin, ["report", out])
         XCTAssertEqual(r.status, 2, r.stderr)
-        XCTAssertTrue(r.stderr.contains("samples.csv:2: unknown status \"fine\"; expected one of: ok, timeout, refused, unreachable, error"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("samples.csv:\(line): unknown status \"fine\"; expected one of: ok, timeout, refused, unreachable, error"), r.stderr)
+        let whole = try runCommand(bin, ["report", "--whole-file", out])
+        XCTAssertEqual(whole.stderr, r.stderr, "the same message as the whole-file reader")
     }
 
     /// The whole-file path held ~1.1 KB per row (2.3 GB for 2M rows): 300k rows took ~350 MB.

@@ -17,7 +17,7 @@
 # streaming (`edgemeter report --whole-file`, hidden) on the first BASELINE_ROWS rows (it holds every
 # row in memory: 10 million rows would need ~11 GB).
 # Goal (issue 14): 10 million rows summarised in < 3 s with < 200 MB.
-#   benchmarks/peers/report-vs-datamash.sh [ROWS=10000000] [ROUNDS=3] [BASELINE_ROWS=1000000]
+#   [SAMPLES=DIR] benchmarks/peers/report-vs-datamash.sh [ROWS=10000000] [ROUNDS=3] [BASELINE_ROWS=1000000]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows=${1:-10000000}
@@ -31,7 +31,13 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 dir=$tmp/run
 
-/usr/bin/time -f "generated in %e s" "$bin" generate-samples --rows "$rows" --shape ping "$dir" 2>&1
+# SAMPLES=DIR: reuse a samples.csv written before by `edgemeter generate-samples --shape ping` (its
+# first ROWS rows are used).
+if [ -n "${SAMPLES:-}" ]; then
+  mkdir -p "$dir"; head -n $((rows + 1)) "$SAMPLES/samples.csv" >"$dir/samples.csv"
+else
+  /usr/bin/time -f "generated in %e s" "$bin" generate-samples --rows "$rows" --shape ping "$dir" 2>&1
+fi
 echo "file: $(stat -c %s "$dir/samples.csv") bytes, $rows rows"
 # Read it once so both sides start from the page cache.
 cat "$dir/samples.csv" >/dev/null
