@@ -8,6 +8,17 @@ public enum SampleStatus: String, Sendable, CaseIterable, Codable {
     case refused
     case unreachable
     case error
+
+    /// Position in `allCases`, for per-status tallies kept in arrays.
+    var tallyIndex: Int {
+        switch self {
+        case .ok: return 0
+        case .timeout: return 1
+        case .refused: return 2
+        case .unreachable: return 3
+        case .error: return 4
+        }
+    }
 }
 
 /// One tidy row (in the spirit of PerfKitBenchmarker's samples): what was measured, on what, how long

@@ -71,7 +71,9 @@ public struct SummaryAccumulator: Sendable {
     /// Magnitudes of values < 0; empty for unsigned metrics such as durations.
     private var negative: Histogram<UInt64>
     private let scale: Double
-    private var statusCounts: [SampleStatus: Int] = [:]
+    /// Attempts per status, indexed by `SampleStatus.allCases` order (an array, not a dictionary:
+    /// `add` runs once per row of samples.csv).
+    private var statusTally = [Int](repeating: 0, count: SampleStatus.allCases.count)
 
     /// Histogram resolution per unit: durations in ms are recorded in ns, anything else in
     /// thousandths of its unit.
@@ -94,9 +96,15 @@ public struct SummaryAccumulator: Sendable {
     }
 
     public mutating func add(_ sample: Sample) {
+        add(status: sample.status, value: sample.value)
+    }
+
+    /// Adds one attempt: counted in `sent` and under its status; its value (ignored unless `status`
+    /// is `.ok`) goes to the figures when it is finite.
+    public mutating func add(status: SampleStatus, value: Double?) {
         sent += 1
-        statusCounts[sample.status, default: 0] += 1
-        guard sample.status == .ok, let v = sample.value, v.isFinite else { return }
+        statusTally[status.tallyIndex] += 1
+        guard status == .ok, let v = value, v.isFinite else { return }
         addValue(v)
     }
 
@@ -166,24 +174,42 @@ public struct SummaryAccumulator: Sendable {
             p50: percentile(50), p90: percentile(90), p99: percentile(99), p999: percentile(99.9), medianCI95: ci,
             statusCounts: statusCounts)
     }
+
+    /// The statuses seen, with their counts (statuses never seen are absent).
+    private var statusCounts: [SampleStatus: Int] {
+        var out: [SampleStatus: Int] = [:]
+        for (i, st) in SampleStatus.allCases.enumerated() where statusTally[i] > 0 { out[st] = statusTally[i] }
+        return out
+    }
 }
 
 /// Summaries for many keys, fed sample by sample; rows come out in the order keys first appeared
 /// (suite order, then target order), which is the order a reader expects in a report.
 public struct Summarizer: Sendable {
-    private var accumulators: [SummaryKey: SummaryAccumulator] = [:]
-    private var order: [SummaryKey] = []
+    /// In order of first appearance.
+    private var accumulators: [SummaryAccumulator] = []
+    private var indexByKey: [SummaryKey: Int] = [:]
     public init() {}
     public mutating func add(_ sample: Sample) {
-        let key = SummaryKey(sample)
-        if accumulators[key] == nil {
-            accumulators[key] = SummaryAccumulator(key: key)
-            order.append(key)
-        }
-        accumulators[key]!.add(sample)
+        add(at: index(for: SummaryKey(sample)), status: sample.status, value: sample.value)
     }
+
+    /// The position of `key`'s accumulator, created (at the end of the row order) when new; for
+    /// callers that look a key up once and add many rows to it (`SampleStreamSummarizer`).
+    public mutating func index(for key: SummaryKey) -> Int {
+        if let i = indexByKey[key] { return i }
+        accumulators.append(SummaryAccumulator(key: key))
+        indexByKey[key] = accumulators.count - 1
+        return accumulators.count - 1
+    }
+
+    /// Adds one attempt to the accumulator at `index` (from `index(for:)`).
+    public mutating func add(at index: Int, status: SampleStatus, value: Double?) {
+        accumulators[index].add(status: status, value: value)
+    }
+
     public var summaries: [Summary] {
-        order.map { accumulators[$0]!.summary }
+        accumulators.map(\.summary)
     }
     public var isEmpty: Bool { accumulators.isEmpty }
 }

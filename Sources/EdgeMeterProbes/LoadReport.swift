@@ -153,6 +153,21 @@ public enum LoadReport {
         return rows
     }
 
+    /// The run as a `load-histograms.json` entry: both latency histograms whole (nanoseconds),
+    /// the per-second throughput, the status and error counts.
+    public static func record(_ r: LoadResult, scenario: String) -> LoadRecord {
+        var latency: [LatencySeries] = []
+        if r.openLoop { latency.append(LatencySeries(series: "corrected", histogram: r.corrected)) }
+        latency.append(LatencySeries(series: "uncorrected", histogram: r.uncorrected))
+        return LoadRecord(scenario: scenario, target: r.target, openLoop: r.openLoop, requestedRate: r.requestedRate,
+                          connections: r.connections, threads: r.threads, measuredSeconds: r.measuredSeconds,
+                          warmupSeconds: r.warmupSeconds, responses: r.responses, bytesRead: r.bytesRead, unsent: r.unsent,
+                          timeoutNanoseconds: r.timeoutNanoseconds, perSecond: r.perSecond,
+                          statusCounts: Dictionary(uniqueKeysWithValues: r.statusCounts.map { (String($0.key), $0.value) }),
+                          errors: Dictionary(uniqueKeysWithValues: LoadErrorKind.allCases.map { ($0.rawValue, r.errors[$0] ?? 0) }),
+                          latency: latency)
+    }
+
     /// The percentile spectrum as CSV (HdrHistogram's format, values in ms), for the run directory.
     public static func spectrumCSV(_ h: Histogram<UInt64>) -> String {
         var s = ""

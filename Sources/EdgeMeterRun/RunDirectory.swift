@@ -274,10 +274,10 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         let md = RunReport.markdown(runID: runID, summaries: summaries, notes: notes, complete: info.complete, sections: sections)
         do { try write("summary.md", md) } catch { errors.append(error) }
         // The delay feed (ping rtt, tcping connect, http total per origin and destination), read
-        // back from samples.csv so it covers exactly what the run recorded.
+        // back from samples.csv so it covers exactly what the run recorded; streamed, so a long
+        // run's file is never held whole (only the delay values, 8 bytes each).
         do {
-            let text = try String(contentsOf: url.appendingPathComponent("samples.csv"), encoding: .utf8)
-            try write("delays.csv", DelayTable.csv(DelayTable.rows(from: try SampleCSV.parse(text))))
+            try write("delays.csv", DelayTable.csv(try SamplesFile.delays(url.appendingPathComponent("samples.csv"))))
         } catch { errors.append(error) }
         for f in ["summary.csv", "summary.md", "delays.csv"] where !createdFiles.contains(f) { createdFiles.append(f) }
         // report.html, report.md and plots/: charts are a view, so a failure there is a warning, not a failed run.
@@ -372,15 +372,26 @@ public enum RunReport {
 
     /// Re-renders summary.csv and summary.md from samples.csv, run.json (notes, completeness) and
     /// sections.json (the sections added at run time). Writes nothing.
-    public static func rerender(directory dir: URL) throws -> Rendered {
+    ///
+    /// samples.csv is streamed (`SamplesFile`): memory stays at the chunk buffer and the summaries'
+    /// histograms whatever the file's size. `wholeFile` reads it the way edgemeter did before
+    /// (one String, `SampleCSV.parse`, a `Sample` per row), giving the same figures: kept as the
+    /// baseline of `benchmarks/peers/report-vs-datamash.sh` and as a cross-check.
+    public static func rerender(directory dir: URL, wholeFile: Bool = false) throws -> Rendered {
         let samplesURL = dir.appendingPathComponent("samples.csv")
-        guard let text = try? String(contentsOf: samplesURL, encoding: .utf8) else {
-            throw RunError.setup("\(samplesURL.path) not found or unreadable: give the run directory that holds samples.csv")
+        let summaries: [Summary]
+        let sampleCount: Int
+        if wholeFile {
+            guard let text = try? String(contentsOf: samplesURL, encoding: .utf8) else {
+                throw RunError.setup("\(samplesURL.path) not found or unreadable: give the run directory that holds samples.csv")
+            }
+            let samples = try SampleCSV.parse(text, file: samplesURL.path)
+            var summarizer = Summarizer()
+            for s in samples { summarizer.add(s) }
+            (summaries, sampleCount) = (summarizer.summaries, samples.count)
+        } else {
+            (summaries, sampleCount) = try SamplesFile.summarize(samplesURL)
         }
-        let samples = try SampleCSV.parse(text, file: samplesURL.path)
-        var summarizer = Summarizer()
-        for s in samples { summarizer.add(s) }
-        let summaries = summarizer.summaries
         var notes: [ScenarioNote] = []
         var complete = true
         var runID = dir.lastPathComponent
@@ -421,7 +432,7 @@ public enum RunReport {
             warnings.append("summary.md: \(n) section(s) could not be re-rendered: \(sectionsProblem)")
         }
         return Rendered(summaries: summaries, summaryCSV: SummaryCSV.render(summaries), summaryMarkdown: md, complete: complete,
-                        sampleCount: samples.count, warnings: warnings)
+                        sampleCount: sampleCount, warnings: warnings)
     }
 
     /// Markdown headings (`#`...) outside code blocks.

@@ -253,8 +253,9 @@ public enum HTTPScenario {
 }
 
 /// Suite kind `load`: `edgemeter load` as a scenario. Writes aggregate samples (see
-/// `LoadReport.samples`), the wrk2-style report as a summary.md section and the percentile
-/// spectra as `<scenario>-latency-corrected.csv` / `-uncorrected.csv` in the run directory.
+/// `LoadReport.samples`), the wrk2-style report as a summary.md section, the percentile
+/// spectra as `<scenario>-latency-corrected.csv` / `-uncorrected.csv` and the whole histograms in
+/// `load-histograms.json` (`LoadData`) in the run directory.
 public enum LoadScenario {
     public static let declaration = KindDeclaration(
         kind: "load",
@@ -316,7 +317,14 @@ public enum LoadScenario {
             try? LoadReport.spectrumCSV(h).write(to: ctx.directory.appendingPathComponent(file), atomically: true, encoding: .utf8)
             files.append(file)
         }
-        ctx.addSection("## Load: \(scenario)\n\n```\n\(LoadReport.text(r, spectrum: false))```\n\nPercentile spectra (HdrHistogram CSV, ms): \(files.joined(separator: ", ")).\n")
+        var histograms = ""
+        do {
+            try LoadData.add(LoadReport.record(r, scenario: scenario), in: ctx.directory)
+            histograms = " Whole distributions, per-second throughput, statuses and errors: \(LoadHistogramsDocument.fileName)."
+        } catch {
+            ctx.progress("\(error)")
+        }
+        ctx.addSection("## Load: \(scenario)\n\n```\n\(LoadReport.text(r, spectrum: false))```\n\nPercentile spectra (HdrHistogram CSV, ms): \(files.joined(separator: ", ")).\(histograms)\n")
         return r
     }
 }

@@ -103,6 +103,10 @@ struct ReportCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the summary as JSON on stdout instead of summary.md.")
     var json = false
 
+    /// The pre-streaming reader (whole file in memory), for benchmarks and cross-checks.
+    @Flag(name: .long, help: .hidden)
+    var wholeFile = false
+
     func run() throws {
         let path = directory ?? "reports/latest"
         if directory == nil && !FileManager.default.fileExists(atPath: path) {
@@ -110,7 +114,7 @@ struct ReportCommand: ParsableCommand {
         }
         let dir = URL(fileURLWithPath: path)
         let r: RunReport.Rendered
-        do { r = try RunReport.rerender(directory: dir) } catch {
+        do { r = try RunReport.rerender(directory: dir, wholeFile: wholeFile) } catch {
             throw usageError("\(error)")
         }
         for w in r.warnings { note("warning: \(w)") }

@@ -20,7 +20,8 @@ struct EdgeMeterCommand: AsyncParsableCommand {
                       PolicyCommand.self, VehicleCommand.self,
                       ControllerCommand.self, FeedCommand.self, MigrateDemoCommand.self,
                       CompareCommand.self, RunsCommand.self, BaselineCommand.self,
-                      AgentCommand.self, MatrixCommand.self, K8sCommand.self]
+                      AgentCommand.self, MatrixCommand.self, K8sCommand.self,
+                      GenerateSamplesCommand.self]
     )
 
     /// Usage errors exit with status 2 (as ping and most network tools do), not argument-parser's 64;
