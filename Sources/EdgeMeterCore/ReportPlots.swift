@@ -106,11 +106,14 @@ public struct ReportCollector {
             smoke[k]![round] = cell
         }
         guard s.unit == "ms", s.status == .ok, let v = s.value, s.phase != "resolve", s.probe != "load" else { return }
-        let k = Key(scenario: s.scenario, probe: s.probe, target: s.target, metric: s.metric, phase: s.phase)
-        if cdf[s.scenario] == nil { cdfOrder.append(s.scenario); cdf[s.scenario] = [:] }
-        if cdf[s.scenario]![k] == nil { cdfKeys[s.scenario, default: []].append(k); cdf[s.scenario]![k] = Curve() }
-        var curve = cdf[s.scenario]![k]!
-        cdf[s.scenario]![k] = nil // keep the array uniquely referenced while it grows
+        addCDF(Key(scenario: s.scenario, probe: s.probe, target: s.target, metric: s.metric, phase: s.phase), v)
+    }
+
+    mutating func addCDF(_ k: Key, _ v: Double) {
+        if cdf[k.scenario] == nil { cdfOrder.append(k.scenario); cdf[k.scenario] = [:] }
+        if cdf[k.scenario]![k] == nil { cdfKeys[k.scenario, default: []].append(k); cdf[k.scenario]![k] = Curve() }
+        var curve = cdf[k.scenario]![k]!
+        cdf[k.scenario]![k] = nil // keep the array uniquely referenced while it grows
         curve.seen += 1
         if curve.values.count < ReportPlots.maxValuesPerCurve {
             curve.values.append(v)
@@ -118,7 +121,7 @@ public struct ReportCollector {
             let j = Int(random.next() % UInt64(curve.seen))
             if j < curve.values.count { curve.values[j] = v }
         }
-        cdf[s.scenario]![k] = curve
+        cdf[k.scenario]![k] = curve
     }
 
     public func sections(files: ReportFiles) -> [ReportSection] {
@@ -304,76 +307,16 @@ extension ReportCollector {
     /// Adds one samples.csv data row (no newline), parsed only as far as the charts need: the
     /// timestamp only for samples of a round, of the labels only `round`. A row without quotes is
     /// split on commas; one with quotes goes through the RFC 4180 reader. Errors name the line.
-    public mutating func add(csvLine line: Substring, lineNumber: Int, file: String) throws {
-        if line.isEmpty { return }
-        let fields: [Substring]
-        if line.contains("\"") {
-            guard let row = try? CSV.parse(String(line)).first else {
-                throw ReportError.badSamples("\(file):\(lineNumber): unbalanced quotes; the file is damaged, re-run the measurement or fix that line")
-            }
-            fields = row.map { Substring($0) }
-        } else {
-            fields = line.split(separator: ",", omittingEmptySubsequences: false)
+    /// One row of samples.csv as `SampleStream` hands it over (`edgemeter report` and the run's
+    /// finish read the file once, in chunks): only the fields a chart needs become Strings.
+    public mutating func add(row r: SampleRow) {
+        if r.bytesEqual(SampleRow.probeField, "startup") || r.hasLabel(RoundsConfig.label) {
+            add(r.sample)
+            return
         }
-        let n = SampleCSV.header.count
-        guard fields.count == n else {
-            throw ReportError.badSamples("\(file):\(lineNumber): expected \(n) fields, got \(fields.count)")
-        }
-        guard let status = SampleStatus(rawValue: String(fields[9])) else {
-            throw ReportError.badSamples("\(file):\(lineNumber): unknown status \"\(fields[9])\"; expected one of: \(SampleStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        var value: Double?
-        if !fields[6].isEmpty {
-            guard let v = Double(fields[6]) else { throw ReportError.badSamples("\(file):\(lineNumber): value \"\(fields[6])\" is not a number") }
-            value = v
-        }
-        var labels: [String: String] = [:]
-        var timestamp = Date(timeIntervalSince1970: 0)
-        if let round = Self.label(RoundsConfig.label, in: fields[11]) {
-            labels[RoundsConfig.label] = round
-            guard let t = Self.timestamp(fields[8]) ?? Format.parseTimestamp(String(fields[8])) else {
-                throw ReportError.badSamples("\(file):\(lineNumber): timestamp \"\(fields[8])\" is not ISO 8601 UTC")
-            }
-            timestamp = t
-        }
-        add(Sample(runID: "", scenario: String(fields[1]), probe: String(fields[2]), target: String(fields[3]), metric: String(fields[4]),
-                   phase: String(fields[5]), value: value, unit: String(fields[7]), timestamp: timestamp, status: status, labels: labels))
-    }
-
-    /// The value of `key` in a `a=1;b=2` labels field.
-    static func label(_ key: String, in field: Substring) -> String? {
-        for part in field.split(separator: ";") where part.hasPrefix(key) {
-            let rest = part.dropFirst(key.count)
-            if rest.first == "=" { return String(rest.dropFirst()) }
-        }
-        return nil
-    }
-
-    /// `2026-11-29T01:40:00.123456Z` (as `Format.timestamp` writes it) without a date formatter;
-    /// nil for any other form.
-    static func timestamp(_ s: Substring) -> Date? {
-        let u = Array(s.utf8)
-        guard u.count >= 20, u[4] == 45, u[7] == 45, u[10] == 84, u[13] == 58, u[16] == 58, u.last == 90 else { return nil }
-        func num(_ a: Int, _ b: Int) -> Int? {
-            var v = 0
-            for i in a..<b { guard u[i] >= 48 && u[i] <= 57 else { return nil }; v = v * 10 + Int(u[i] - 48) }
-            return v
-        }
-        guard let y = num(0, 4), let mo = num(5, 7), let d = num(8, 10), let h = num(11, 13), let mi = num(14, 16), let sec = num(17, 19) else { return nil }
-        var frac = 0.0
-        if u.count > 21 && u[19] == 46 {
-            guard let f = num(20, u.count - 1) else { return nil }
-            frac = Double(f) / pow(10, Double(u.count - 21))
-        } else if u.count != 20 {
-            return nil
-        }
-        // Days from the civil date (Howard Hinnant's algorithm), UTC.
-        let yy = mo <= 2 ? y - 1 : y
-        let era = (yy >= 0 ? yy : yy - 399) / 400
-        let yoe = yy - era * 400
-        let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146_097 + doe - 719_468
-        return Date(timeIntervalSince1970: Double(days * 86_400 + h * 3600 + mi * 60 + sec) + frac)
+        count += 1
+        guard r.status == .ok, let v = r.value, r.bytesEqual(SampleRow.unitField, "ms"),
+              !r.bytesEqual(SampleRow.phaseField, "resolve"), !r.bytesEqual(SampleRow.probeField, "load") else { return }
+        addCDF(Key(scenario: r.scenario, probe: r.probe, target: r.target, metric: r.metric, phase: r.phase), v)
     }
 }

@@ -102,7 +102,7 @@ public enum SampleStream {
 /// checked and parsed; every other field read on demand from the bytes. Valid only inside the
 /// `onRow` call that received it.
 public struct SampleRow {
-    static let runIDField = 0, scenarioField = 1, probeField = 2, targetField = 3, metricField = 4, phaseField = 5
+    public static let runIDField = 0, scenarioField = 1, probeField = 2, targetField = 3, metricField = 4, phaseField = 5
     static let valueField = 6, unitField = 7, timestampField = 8, statusField = 9, reasonField = 10, labelsField = 11
 
     let base: UnsafeMutablePointer<UInt8>
@@ -143,8 +143,13 @@ public struct SampleRow {
         lengths[i] == other.count && other.withUnsafeBufferPointer { memcmp(base + starts[i], $0.baseAddress!, other.count) == 0 }
     }
 
-    func bytesEqual(_ i: Int, _ s: StaticString) -> Bool {
+    public func bytesEqual(_ i: Int, _ s: StaticString) -> Bool {
         lengths[i] == s.utf8CodeUnitCount && memcmp(base + starts[i], s.utf8Start, s.utf8CodeUnitCount) == 0
+    }
+
+    /// Whether the labels field holds `key=` (as a whole key).
+    public func hasLabel(_ key: String) -> Bool {
+        lengths[Self.labelsField] > key.utf8.count && label(key) != nil
     }
 
     /// The value of label `key` (`labels` is `k=v;k=v`; the last `key=` wins, as `Format.parseLabels`).

@@ -52,49 +52,24 @@ public enum HTMLReport {
         return Written(files: written, charts: charts.count)
     }
 
-    /// Reads samples.csv in chunks of whole lines (`chunkBytes` at a time, 8 MiB by default), each
-    /// parsed and fed to the collector, so a long run's file is never held whole. samples.csv rows
-    /// never hold a newline (`SampleCSV.row` writes reasons on one line).
-    public static func collect(_ url: URL, chunkBytes: Int = 8 << 20) throws -> ReportCollector {
-        guard let h = try? FileHandle(forReadingFrom: url) else {
+    /// Reads samples.csv once, as a stream (`SampleStream`, `chunkBytes` at a time), each row
+    /// handed to the collector, so a long run's file is never held whole.
+    public static func collect(_ url: URL, chunkBytes: Int = SampleStream.defaultChunkBytes) throws -> ReportCollector {
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
             throw RunError.setup("\(url.path) not found or unreadable: give the run directory that holds samples.csv")
         }
-        defer { try? h.close() }
+        defer { close(fd) }
         var collector = ReportCollector()
-        var pending = Data()
-        var header: String?
-        var lineNumber = 1
-        while true {
-            let chunk = (try h.read(upToCount: max(1, chunkBytes))) ?? Data()
-            pending.append(chunk)
-            let atEnd = chunk.isEmpty
-            guard let cut = atEnd ? pending.endIndex : pending.lastIndex(of: UInt8(ascii: "\n")).map({ pending.index(after: $0) }) else { continue }
-            var text = String(decoding: pending[pending.startIndex..<cut], as: UTF8.self)
-            pending = Data(pending[cut...])
-            if header == nil {
-                // Not at the end, `text` ends with a newline; at the end, a header alone may lack one.
-                guard let end = text.firstIndex(of: "\n") else {
-                    if text.isEmpty { throw RunError.setup("\(url.path) is empty: it has no header row; re-run the measurement") }
-                    return collector
-                }
-                header = String(text[..<end])
-                let expected = SampleCSV.header.joined(separator: ",")
-                guard header == expected else {
-                    throw RunError.setup("\(url.path):1: header is not an edgemeter samples header; expected: \(expected)")
-                }
-                text = String(text[text.index(after: end)...])
-                lineNumber = 2
+        try SampleStream.read(file: url.path, chunkBytes: chunkBytes, from: { buf in
+            while true {
+                let n = Glibc.read(fd, buf.baseAddress, buf.count)
+                if n >= 0 { return n }
+                if errno == EINTR { continue }
+                throw RunError.setup("cannot read \(url.path): \(String(cString: strerror(errno))); check the disk and the file's permissions")
             }
-            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-                // A run killed mid-write can leave a partial last line: keep everything before it.
-                do { try collector.add(csvLine: line, lineNumber: lineNumber, file: url.path) } catch {
-                    if !(atEnd && line.endIndex == text.endIndex) { throw error }
-                }
-                lineNumber += 1
-            }
-            lineNumber -= 1 // the empty piece after the chunk's last newline
-            if atEnd { return collector }
-        }
+        }, onRow: { collector.add(row: $0) })
+        return collector
     }
 
     static func save(_ text: String, _ dir: URL, _ file: String) throws {
