@@ -586,7 +586,7 @@ struct ImpairForwarderCommand: ParsableCommand {
 
     @Option(help: "The forwarder.json lab up wrote.") var config: String
     @Option(help: "The unix socket to serve the HTTP API on.") var socket: String
-    @Option(help: "Spin this many microseconds before each release instead of sleeping.") var spinMicroseconds: Int = 50
+    @Option(help: "Spin this many microseconds before each release instead of sleeping.") var spinMicroseconds: Int = 250
     @Option(help: "SCHED_FIFO priority of the forwarding thread; 0 = normal scheduling.") var realtimePriority: Int32 = 10
 
     func run() throws {
