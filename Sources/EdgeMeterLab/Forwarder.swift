@@ -45,7 +45,7 @@ public final class Forwarder: @unchecked Sendable {
             let a = try PacketSocket(device: link.forwarderA)
             let b = try PacketSocket(device: link.forwarderB)
             directions.append(Direction(link: i, name: "to_network", spec: link.spec, seed: seed &+ UInt64(2 * i), input: a, output: b, ring: ringFrames))
-            directions.append(Direction(link: i, name: "to_node", spec: link.spec, seed: seed &+ UInt64(2 * i + 1), input: b, output: a, ring: ringFrames))
+            directions.append(Direction(link: i, name: "to_node", spec: link.toNodeSpec, seed: seed &+ UInt64(2 * i + 1), input: b, output: a, ring: ringFrames))
         }
     }
 
@@ -91,8 +91,9 @@ public final class Forwarder: @unchecked Sendable {
     }
 
     private func applyUpdates() {
-        for (link, spec, seed) in control.takeUpdates() {
-            for (k, d) in directions.enumerated() where d.link == link {
+        for (link, spec, seed, direction) in control.takeUpdates() {
+            // Directions alternate per link: even index = to_network (egress), odd = to_node (ingress).
+            for (k, d) in directions.enumerated() where d.link == link && direction.includes(toNode: k % 2 == 1) {
                 d.impairer.update(spec)
                 if let seed { d.impairer.reseed(seed &+ UInt64(k % 2)) }
             }
@@ -105,7 +106,7 @@ public final class Forwarder: @unchecked Sendable {
             let ds = directions.filter { $0.link == i }
             reports.append(ForwarderLinkReport(
                 id: link.id, node: link.node, network: link.network, a: link.forwarderA, b: link.forwarderB,
-                impairment: LinkImpairment(ds[0].impairer.spec),
+                impairment: LinkImpairment(ds[0].impairer.spec), impairmentToNode: LinkImpairment(ds[1].impairer.spec),
                 toNetwork: ds[0].stats(), toNode: ds[1].stats()))
         }
         control.publish(reports)
