@@ -33,10 +33,11 @@ final class CalibrationRunnerTests: XCTestCase {
     }
 
     /// `edgemeter calibrate --quick` for real: namespaces, the forwarder, the probes in the client.
-    /// Its table must pass: the delays, the uniform jitter's KS and the loss interval.
+    /// Its table must pass: the delays, the uniform jitter's KS and the loss interval. Runs whatever
+    /// the host's load: the figures end at kernel stamps and the endpoints run SCHED_FIFO
+    /// (docs/calibrate.md), so a busy host no longer moves them.
     func testQuickCalibrationPasses() throws {
         if let why = rootAndIPUnavailableReason() { throw XCTSkip(why) }
-        if let why = busyMachineReason() { throw XCTSkip(why) }
         guard let bin = edgemeterBinary() else {
             throw XCTSkip("the edgemeter binary is not built: run `swift build` before `swift test` (scripts/test does)")
         }
@@ -60,15 +61,4 @@ final class CalibrationRunnerTests: XCTestCase {
         let md = try String(contentsOfFile: "\(out)/calibration.md", encoding: .utf8)
         XCTAssertTrue(md.contains("- kernel: ") && md.contains("- forwarder: ") && md.contains("- clock: ") && md.contains("- date: "), md)
     }
-}
-
-/// Why a timing-distribution test cannot judge here, or nil: the KS check needs wake-ups on time,
-/// which a machine whose 1-minute load average exceeds its core count does not give (threads wait
-/// for a CPU for milliseconds). Run it on a quiet machine (EDGEMETER_TIMING_TESTS=force runs it anyway).
-func busyMachineReason() -> String? {
-    if ProcessInfo.processInfo.environment["EDGEMETER_TIMING_TESTS"] == "force" { return nil }
-    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
-          let load = Double(text.split(separator: " ").first ?? "") else { return nil }
-    let cores = ProcessInfo.processInfo.activeProcessorCount
-    return load > Double(cores) ? "load average \(load) on \(cores) cores: jitter calibration needs a quiet machine (EDGEMETER_TIMING_TESTS=force to run anyway)" : nil
 }
