@@ -83,6 +83,7 @@ public enum KernelStampedTCP {
         /// Writes `request` (one whole HTTP/1.1 request) and reads the whole response. Returns its
         /// status and request written → response's last segment received by the kernel, ns.
         public func exchange(_ request: [UInt8], timeoutNanoseconds: Int64) throws -> (status: Int, nanoseconds: Int64) {
+            parser.expectResponse(toHEAD: false)
             let start = em_clock_realtime_ns()
             let deadline = em_clock_monotonic_ns() + timeoutNanoseconds
             var off = 0
