@@ -1,6 +1,7 @@
 import XCTest
 import EdgeMeterCore
 import EdgeMeterTestSupport
+import EdgeMeterSystem
 @testable import EdgeMeterLab
 
 final class CalibrationRunnerTests: XCTestCase {
@@ -9,6 +10,13 @@ final class CalibrationRunnerTests: XCTestCase {
         let plain = try TopologyLoader.load(yaml: runner.topologyYAML(impair: nil), file: "t")
         XCTAssertNil(plain.node("client")!.interfaces[0].impair)
         XCTAssertEqual(plain.node("server")!.ports, [CalibrationRunner.serverPort])
+        // The server runs at real-time priority (below the forwarder's 10) where chrt exists.
+        if let chrt = which("chrt") {
+            XCTAssertEqual(Array(plain.node("server")!.workload.prefix(4)), [chrt, "-f", "5", "edgemeter"])
+        }
+        var ordinary = runner
+        ordinary.endpointPriority = 0
+        XCTAssertEqual(try TopologyLoader.load(yaml: ordinary.topologyYAML(impair: nil), file: "t").node("server")!.workload.first, "edgemeter")
         let impaired = try TopologyLoader.load(yaml: runner.topologyYAML(impair: LinkImpairment(delay: "1ms")), file: "t")
         XCTAssertEqual(impaired.node("client")!.interfaces[0].impair?.delayNanoseconds, 1_000_000)
         // Every case's impairment is one the forwarder accepts, and says what the case means.
