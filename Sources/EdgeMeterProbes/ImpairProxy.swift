@@ -61,9 +61,11 @@ public final class ImpairProxy: @unchecked Sendable {
     private var lastArrival: [ProxyDirection: Int64] = [:]
     private var udpToUpstreamLine: DelayLine?
     private var udpToClientLine: DelayLine?
-    /// SCHED_FIFO priority of the threads that release chunks (0 = ordinary scheduling; set before
-    /// `start`). On a busy host an ordinary thread woken at a release time can wait milliseconds
-    /// for a CPU, and the chunk leaves that late; a real-time one runs at once. Needs root
+    /// SCHED_FIFO priority of the proxy's threads, readers and releasers (0 = ordinary scheduling;
+    /// set before `start`). On a busy host an ordinary thread woken at a release time, or by a
+    /// chunk to read, can wait milliseconds for a CPU: the chunk then leaves that late (a reader
+    /// woken after the chunk's release time has passed cannot release it on time, even though its
+    /// arrival is the kernel's stamp). A real-time thread runs at once; they only sleep or move bytes. Needs root
     /// (CAP_SYS_NICE); refused, the threads stay ordinary and `realtimeRefused` says why.
     public var realtimePriority: Int32 = 0
     public private(set) var realtimeRefused: String?
@@ -109,8 +111,8 @@ public final class ImpairProxy: @unchecked Sendable {
         if udp {
             let up = DelayLine(stop: stopFlag), down = DelayLine(stop: stopFlag)
             lock.lock(); udpToUpstreamLine = up; udpToClientLine = down; lock.unlock()
-            spawn { [self] in raisePriority(); up.run() }
-            spawn { [self] in raisePriority(); down.run() }
+            spawn { up.run() }
+            spawn { down.run() }
             spawn { [self] in udpServe(up: up, down: down) }
         } else {
             spawn { [self] in acceptLoop() }
@@ -206,7 +208,7 @@ public final class ImpairProxy: @unchecked Sendable {
 
     // MARK: threads and sockets
 
-    /// Moves the calling (releasing) thread to SCHED_FIFO `realtimePriority`, when asked.
+    /// Moves the calling thread to SCHED_FIFO `realtimePriority`, when asked.
     private func raisePriority() {
         guard realtimePriority > 0 else { return }
         var param = sched_param(sched_priority: realtimePriority)
@@ -218,7 +220,7 @@ public final class ImpairProxy: @unchecked Sendable {
     static func enableStamps(_ fd: Int32) -> Bool { em_enable_rx_metadata(fd, Int32(AF_INET)) == 1 }
 
     private func spawn(_ body: @escaping @Sendable () -> Void) {
-        let t = Thread(block: body)
+        let t = Thread { [self] in raisePriority(); body() }
         t.stackSize = 256 << 10
         lock.lock(); threads.removeAll { $0.isFinished }; threads.append(t); lock.unlock()
         t.start()
@@ -267,7 +269,7 @@ public final class ImpairProxy: @unchecked Sendable {
             }
             for (direction, from, to) in [(ProxyDirection.toUpstream, client, upstreamFD), (.toClient, upstreamFD, client)] {
                 let line = DelayLine(stop: stopFlag)
-                spawn { [self] in raisePriority(); line.run(); connection.directionFinished() }
+                spawn { line.run(); connection.directionFinished() }
                 spawn { [self] in pump(direction, from: from, to: to, line: line) }
             }
         }
