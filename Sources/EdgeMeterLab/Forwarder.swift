@@ -191,8 +191,11 @@ final class Direction {
             let real = em_clock_realtime_ns()
             let stamp = info.kernel_ts_sec &* 1_000_000_000 &+ info.kernel_ts_nsec
             let age = real - stamp
-            // A stamp from the future or older than a second is not this frame's: ignore it.
+            // A frame a local TCP sent keeps its departure time (CLOCK_MONOTONIC, the stack's EDT
+            // stamp) across the veth, and the packet socket reports that: it is then the frame's
+            // entry on the link. Any other stamp (future, or older than a second) is ignored.
             if age >= 0 && age < 1_000_000_000 { t = mono - age; stampedArrivals += 1 }
+            else if stamp <= mono && mono - stamp < 1_000_000_000 { t = stamp; stampedArrivals += 1 }
         }
         t = max(t, lastArrival)
         lastArrival = t

@@ -182,8 +182,11 @@ public final class ImpairProxy: @unchecked Sendable {
     static func arrival(_ info: em_rxinfo) -> Int64? {
         guard info.has_kernel_timestamp != 0 else { return nil }
         let mono = em_clock_monotonic_ns()
-        let age = em_clock_realtime_ns() - (info.kernel_ts_sec * 1_000_000_000 + info.kernel_ts_nsec)
-        return age >= 0 && age < 1_000_000_000 ? mono - age : nil
+        let stamp = info.kernel_ts_sec * 1_000_000_000 + info.kernel_ts_nsec
+        let age = em_clock_realtime_ns() - stamp
+        if age >= 0 && age < 1_000_000_000 { return mono - age }
+        // A local TCP's departure stamp (CLOCK_MONOTONIC) kept on loopback: the chunk's arrival.
+        return stamp <= mono && mono - stamp < 1_000_000_000 ? stamp : nil
     }
 
     /// `recv` with the kernel's receive stamp of the data read.
