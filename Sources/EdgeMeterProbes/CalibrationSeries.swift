@@ -16,7 +16,8 @@ import EdgeMeterSystem
 ///   both ends when kernel stamps are on, as `ICMPProbe` documents); sends every `interval`.
 /// - `tcp-connect`: the handshake's round trip as the client's kernel measured it (`tcpi_rtt`: SYN
 ///   handed to IP → SYN-ACK processed by TCP; `KernelStampedTCP`), so the client thread's wake-up
-///   after the SYN-ACK is not in it; when the SYN was retransmitted, `connect()` → connected.
+///   after the SYN-ACK is not in it; when the SYN was retransmitted, `connect()` → connected. Each
+///   connection is then aborted with one RST, so no teardown frames queue ahead of the next handshake.
 /// - `http-new-connection`: the http probe's `total`, name resolution of the literal address (µs)
 ///   → connect → request → whole response; `GET /healthz`.
 /// - `http-keepalive`: one request on a connection opened once before the series (a plain socket,
@@ -58,6 +59,11 @@ public struct CalibrationSeries: Sendable {
             for _ in 0..<count {
                 do {
                     let c = try KernelStampedTCP.connect(host: address, port: port, timeoutNanoseconds: timeout.nanoseconds)
+                    // Abort with one RST (SO_LINGER 0) instead of a FIN exchange: on a link that
+                    // never reorders, the previous connection's FIN/ACK frames (up to 2 × (d + 3σ)
+                    // behind) would otherwise sit ahead of the next SYN-ACK and raise its delay.
+                    var lingerOff = linger(l_onoff: 1, l_linger: 0)
+                    _ = setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lingerOff, socklen_t(MemoryLayout<linger>.size))
                     close(c.fd)
                     emit("ok \(Self.ms(c.figureNanoseconds))")
                 } catch {
