@@ -69,6 +69,9 @@ public final class ImpairProxy: @unchecked Sendable {
     /// (CAP_SYS_NICE); refused, the threads stay ordinary and `realtimeRefused` says why.
     public var realtimePriority: Int32 = 0
     public private(set) var realtimeRefused: String?
+    /// With a real-time priority, releasing threads wake 200 µs before a release and spin to it (the
+    /// timer wake-up itself is late by up to that); without one they sleep to it.
+    var releaseSpinNanoseconds: Int64 { realtimePriority > 0 ? 200_000 : 0 }
     public private(set) var connectionsAccepted = 0
     public private(set) var connectionErrors: [String] = []
 
@@ -109,7 +112,7 @@ public final class ImpairProxy: @unchecked Sendable {
     /// Starts serving on background threads.
     public func start() {
         if udp {
-            let up = DelayLine(stop: stopFlag), down = DelayLine(stop: stopFlag)
+            let up = DelayLine(stop: stopFlag, spinNanoseconds: releaseSpinNanoseconds), down = DelayLine(stop: stopFlag, spinNanoseconds: releaseSpinNanoseconds)
             lock.lock(); udpToUpstreamLine = up; udpToClientLine = down; lock.unlock()
             spawn { up.run() }
             spawn { down.run() }
@@ -271,7 +274,7 @@ public final class ImpairProxy: @unchecked Sendable {
                 untrackAndClose(client); untrackAndClose(upstreamFD)
             }
             for (direction, from, to) in [(ProxyDirection.toUpstream, client, upstreamFD), (.toClient, upstreamFD, client)] {
-                let line = DelayLine(stop: stopFlag)
+                let line = DelayLine(stop: stopFlag, spinNanoseconds: releaseSpinNanoseconds)
                 spawn { line.run(); connection.directionFinished() }
                 spawn { [self] in pump(direction, from: from, to: to, line: line) }
             }
@@ -405,7 +408,9 @@ final class DelayLine: @unchecked Sendable {
     private var lateness: [Int64] = []
     private var latenessNext = 0
 
-    init(stop: StopFlag) { self.stop = stop }
+    /// How long before a release the thread stops sleeping and spins (0: sleeps to the release).
+    let spinNanoseconds: Int64
+    init(stop: StopFlag, spinNanoseconds: Int64 = 0) { (self.stop, self.spinNanoseconds) = (stop, spinNanoseconds) }
 
     func enqueue(release: Int64, bytes: Int, last: Bool, _ action: @escaping @Sendable () -> Bool) {
         condition.lock()
@@ -436,7 +441,8 @@ final class DelayLine: @unchecked Sendable {
             head += 1
             if head > 256 && head * 2 > items.count { items.removeFirst(head); head = 0 }
             condition.unlock()
-            Self.sleep(until: item.release, stop: stop)
+            Self.sleep(until: item.release - spinNanoseconds, stop: stop)
+            while em_clock_monotonic_ns() < item.release && !stop.isStopped {}
             let late = em_clock_monotonic_ns() - item.release
             let ok = item.action()
             condition.lock()
