@@ -152,7 +152,7 @@ final class ImpairProxyTests: XCTestCase {
     }
 
     func testUDPLossIsInsideItsBinomialInterval() throws {
-        let echo = try UDPEcho()
+        let echo = try UDPEcho(realtime: true)
         defer { echo.stop.stop(reason: "done") }
         // 5 % per direction: a round trip is lost with 1 − 0.95² = 9.75 %.
         let lossy = ImpairmentSpec(loss: .bernoulli(percent: 5))
