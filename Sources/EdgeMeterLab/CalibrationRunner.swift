@@ -12,7 +12,10 @@ import EdgeMeterSystem
 /// The probes are the harness's own (ICMP echo, TCP connect, HTTP on a new connection, HTTP on a
 /// keep-alive connection), run by `edgemeter calibrate-probe` under `ip netns exec`, so every socket,
 /// NIO's included, is in the client's namespace. The server runs `edgemeter serve calculator --role
-/// sum` and answers `GET /healthz`; TCP connects go to the same port.
+/// sum` and answers `GET /healthz`; TCP connects go to the same port. Both endpoints run at
+/// real-time priority (`endpointPriority`), and the client's TCP and keep-alive figures end at
+/// kernel stamps (`KernelStampedTCP`), so the certificate measures the link, not how soon the
+/// host's scheduler wakes the endpoints' threads.
 public struct CalibrationRunner: Sendable {
     public var executor: LabExecutor
     /// The edgemeter binary (workloads and the in-namespace probe).
@@ -24,6 +27,19 @@ public struct CalibrationRunner: Sendable {
     public static let serverPort = 8080
     /// Each probe's attempt timeout: above a 1 s SYN retransmission plus the largest round trip.
     public var attemptTimeoutMs = 3000
+    /// SCHED_FIFO priority of the two endpoints (the server's workload and the client's probe, run
+    /// under `chrt -f`); 0 = ordinary scheduling. Below the forwarder's 10, so a release still
+    /// preempts them. On a host whose cores are busy (other builds), an ordinary thread woken by a
+    /// request or response waits its turn behind them (0.5-3 ms here); a real-time one runs at once.
+    /// The endpoints sleep between exchanges and use the CPU only to answer, so this takes nothing
+    /// from the host's other work. Without `chrt` (util-linux) they run at ordinary priority.
+    public var endpointPriority = 5
+
+    /// `chrt -f PRIORITY` (absolute path), or nothing when not wanted or not installed.
+    var realtimePrefix: [String] {
+        guard endpointPriority > 0, let chrt = which("chrt") else { return [] }
+        return [chrt, "-f", String(endpointPriority)]
+    }
 
     public init(executor: LabExecutor = LabExecutor(), binary: String) {
         (self.executor, self.binary) = (executor, binary)
@@ -51,7 +67,7 @@ public struct CalibrationRunner: Sendable {
           - name: server
             interfaces:
               - {network: link, address: \(Self.serverAddress)}
-            workload: [edgemeter, serve, calculator, --role, sum, --host, 0.0.0.0, --port, "\(Self.serverPort)"]
+            workload: [\(realtimePrefix.map { "\"\($0)\", " }.joined())edgemeter, serve, calculator, --role, sum, --host, 0.0.0.0, --port, "\(Self.serverPort)"]
             ports: [\(Self.serverPort)]
 
         """
@@ -213,7 +229,7 @@ public struct CalibrationRunner: Sendable {
 
     func measure(_ probe: CalibrationProbe, count: Int, intervalMs: Double, namespace: String) async throws -> Measurement {
         guard let ip = which("ip") else { throw LabError(.refused, "iproute2's `ip` is not on PATH: apt-get install -y iproute2") }
-        let argv = [ip, "netns", "exec", namespace, binary, "calibrate-probe", "--probe", probe.rawValue,
+        let argv = [ip, "netns", "exec", namespace] + realtimePrefix + [binary, "calibrate-probe", "--probe", probe.rawValue,
                     "--address", Self.serverAddress, "--port", String(Self.serverPort), "--count", String(count),
                     "--interval-ms", Format.fixed(intervalMs, 3), "--timeout-ms", String(attemptTimeoutMs)]
         // Bound: every attempt at its timeout, plus a minute.

@@ -11,12 +11,13 @@ import EdgeMeterCore
 ///
 /// Per link, two AF_PACKET sockets (ETH_P_ALL, promiscuous, PACKET_IGNORE_OUTGOING so a frame it
 /// sends is not read back) bound to the link's A end (towards the node) and B end (towards the
-/// bridge). Every frame read from one is stamped (CLOCK_MONOTONIC, right after `recv`), handed to
+/// bridge). Every frame read from one is stamped with its kernel receive time (SO_TIMESTAMPNS,
+/// moved to CLOCK_MONOTONIC; the clock right after `recv` when the kernel gave none), handed to
 /// that direction's `Impairer`, and either dropped or queued with its release time; queued frames
 /// are sent on the other socket when the release time comes. The loop waits in `ppoll` (nanosecond
-/// timeout, timer slack set to 1 ns) until `spinNanoseconds` before the earliest release, then
-/// polls without blocking until the release time (a short spin), so frames leave within a few
-/// microseconds of their time; the lateness of every frame sent (send time − release time) is
+/// timeout, timer slack set to 1 ns) until `spinNanoseconds` (250 µs: the wake-up of a virtual CPU
+/// that went idle takes up to that) before the earliest release, then polls without blocking until
+/// the release time (a short spin), so frames leave within a few microseconds of their time; the lateness of every frame sent (send time − release time) is
 /// counted per direction and reported by `GET /links`.
 ///
 /// Frames are kept in a fixed ring per direction (2048-byte slots, `ringFrames` of them); a frame
@@ -34,7 +35,7 @@ public final class Forwarder: @unchecked Sendable {
     let control: ForwarderControl
     private var directions: [Direction] = []
 
-    public init(links: [ImpairedLink], seed: UInt64 = 0x5eed, ringFrames: Int = 8192, spinNanoseconds: Int64 = 50_000, realtimePriority: Int32 = 10) throws {
+    public init(links: [ImpairedLink], seed: UInt64 = 0x5eed, ringFrames: Int = 8192, spinNanoseconds: Int64 = 250_000, realtimePriority: Int32 = 10) throws {
         self.links = links
         self.realtimePriority = realtimePriority
         self.ringFrames = ringFrames
@@ -44,7 +45,7 @@ public final class Forwarder: @unchecked Sendable {
             let a = try PacketSocket(device: link.forwarderA)
             let b = try PacketSocket(device: link.forwarderB)
             directions.append(Direction(link: i, name: "to_network", spec: link.spec, seed: seed &+ UInt64(2 * i), input: a, output: b, ring: ringFrames))
-            directions.append(Direction(link: i, name: "to_node", spec: link.spec, seed: seed &+ UInt64(2 * i + 1), input: b, output: a, ring: ringFrames))
+            directions.append(Direction(link: i, name: "to_node", spec: link.toNodeSpec, seed: seed &+ UInt64(2 * i + 1), input: b, output: a, ring: ringFrames))
         }
     }
 
@@ -90,8 +91,9 @@ public final class Forwarder: @unchecked Sendable {
     }
 
     private func applyUpdates() {
-        for (link, spec, seed) in control.takeUpdates() {
-            for (k, d) in directions.enumerated() where d.link == link {
+        for (link, spec, seed, direction) in control.takeUpdates() {
+            // Directions alternate per link: even index = to_network (egress), odd = to_node (ingress).
+            for (k, d) in directions.enumerated() where d.link == link && direction.includes(toNode: k % 2 == 1) {
                 d.impairer.update(spec)
                 if let seed { d.impairer.reseed(seed &+ UInt64(k % 2)) }
             }
@@ -104,7 +106,7 @@ public final class Forwarder: @unchecked Sendable {
             let ds = directions.filter { $0.link == i }
             reports.append(ForwarderLinkReport(
                 id: link.id, node: link.node, network: link.network, a: link.forwarderA, b: link.forwarderB,
-                impairment: LinkImpairment(ds[0].impairer.spec),
+                impairment: LinkImpairment(ds[0].impairer.spec), impairmentToNode: LinkImpairment(ds[1].impairer.spec),
                 toNetwork: ds[0].stats(), toNode: ds[1].stats()))
         }
         control.publish(reports)
@@ -127,6 +129,9 @@ final class Direction {
     private let scratch: UnsafeMutableRawPointer
     var received = 0, forwarded = 0, droppedLoss = 0, droppedQueueFull = 0, droppedOversize = 0, sendErrors = 0
     var lastSendError: Int32 = 0
+    /// Arrivals timed by the kernel's receive stamp (the others by the clock after `recv`).
+    var stampedArrivals = 0
+    private var lastArrival: Int64 = .min
     /// Lateness of each sent frame (send − release), in 1 µs buckets; the last bucket is ≥ 1 ms.
     var lateness = [Int](repeating: 0, count: 1001)
     var latenessMax: Int64 = 0
@@ -149,9 +154,10 @@ final class Direction {
         for _ in 0..<256 {
             let full = count == capacity
             let slot = full ? scratch : storage + ((head + count) % capacity) * Forwarder.slotBytes
-            let n = recv(input.fd, slot, full ? 65536 : Forwarder.slotBytes, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
+            var info = em_rxinfo()
+            let n = em_recvmsg(input.fd, slot, full ? 65536 : Forwarder.slotBytes, nil, nil, &info, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
             if n < 0 { return }
-            let t = em_clock_monotonic_ns()
+            let t = arrivalTime(info)
             received += 1
             if n > Forwarder.slotBytes { droppedOversize += 1; continue }
             switch impairer.admit(bytes: n, arrivalNanoseconds: t) {
@@ -169,6 +175,31 @@ final class Direction {
                 }
             }
         }
+    }
+
+    /// The frame's arrival on the link, CLOCK_MONOTONIC: the kernel's receive stamp of the frame
+    /// (SO_TIMESTAMPNS, CLOCK_REALTIME, taken when the frame entered the fabric's stack), moved to
+    /// the monotonic clock by the offset between the two clocks read now. Without it the arrival
+    /// would be the time this thread got round to `recv` — after its own wake-up from `ppoll`, which
+    /// on an idle (or a busy, shared) host adds tens of µs to a few ms to the frame's delay, a cost
+    /// that grows with the time the forwarder slept and that no baseline at delay 0 contains. Never
+    /// later than now, never earlier than the previous frame's arrival (the model's order).
+    private func arrivalTime(_ info: em_rxinfo) -> Int64 {
+        let mono = em_clock_monotonic_ns()
+        var t = mono
+        if info.has_kernel_timestamp != 0 {
+            let real = em_clock_realtime_ns()
+            let stamp = info.kernel_ts_sec &* 1_000_000_000 &+ info.kernel_ts_nsec
+            let age = real - stamp
+            // A frame a local TCP sent keeps its departure time (CLOCK_MONOTONIC, the stack's EDT
+            // stamp) across the veth, and the packet socket reports that: it is then the frame's
+            // entry on the link. Any other stamp (future, or older than a second) is ignored.
+            if age >= 0 && age < 1_000_000_000 { t = mono - age; stampedArrivals += 1 }
+            else if stamp <= mono && mono - stamp < 1_000_000_000 { t = stamp; stampedArrivals += 1 }
+        }
+        t = max(t, lastArrival)
+        lastArrival = t
+        return t
     }
 
     /// Sends every queued frame whose release time is ≤ now.
@@ -245,6 +276,9 @@ struct PacketSocket {
         guard setsockopt(fd, Self.solPacket, Self.packetAddMembership, mreq, 16) == 0 else {
             let e = Self.error("promiscuous mode on \(device)", hint: "run as root"); close(fd); throw e
         }
+        // Kernel receive stamps: a frame's arrival is when it entered the stack, not when the
+        // forwarding thread woke up to read it (`Direction.arrivalTime`).
+        _ = em_enable_rx_metadata(fd, Int32(AF_PACKET))
         var buf: Int32 = 8 << 20
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, 4)
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, 4)

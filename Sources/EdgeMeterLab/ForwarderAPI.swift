@@ -9,7 +9,8 @@ import EdgeMeterCore
 //   GET /links                       → 200, JSON array of `ForwarderLinkReport`
 //   PUT /links/<node>/<network>      body: `LinkImpairment` JSON → 200 with that link's report
 //
-// A PUT replaces the link's impairment in both directions (absent fields = none) and answers once
+// A PUT replaces the link's impairment in both directions (absent fields = none), or in one when
+// the body says `"direction": "egress"` (node → network) or `"ingress"` (network → node), and answers once
 // the forwarding thread applied it; frames already queued keep their release time (nothing is
 // dropped, nothing overtakes them). Errors: 400 (body not understood, with the reason), 404
 // (no such link, with the links there are), 405. Every answer closes the connection.
@@ -25,9 +26,22 @@ public struct LinkImpairment: Codable, Sendable, Equatable {
     /// Only in a PUT: restart the link's random draws from this seed (the node → network direction
     /// uses `seed`, the other `seed + 1`), so a measurement meets the same losses and jitter each run.
     public var seed: UInt64?
+    /// Only in a PUT: `both` (default), `egress` (node → network) or `ingress` (network → node).
+    public var direction: String?
 
-    public init(delay: String? = nil, jitter: String? = nil, distribution: String? = nil, loss: String? = nil, rate: String? = nil, seed: UInt64? = nil) {
+    public init(delay: String? = nil, jitter: String? = nil, distribution: String? = nil, loss: String? = nil, rate: String? = nil,
+                seed: UInt64? = nil, direction: String? = nil) {
         (self.delay, self.jitter, self.distribution, self.loss, self.rate, self.seed) = (delay, jitter, distribution, loss, rate, seed)
+        self.direction = direction
+    }
+
+    /// Which direction(s) a PUT changes; throws `.refused` naming the accepted words.
+    public func linkDirection() throws -> LinkDirection {
+        guard let direction else { return .both }
+        guard let d = LinkDirection(rawValue: direction) else {
+            throw LabError(.refused, "`direction` must be both, egress (node → network) or ingress (network → node), got \"\(direction)\"")
+        }
+        return d
     }
 
     /// The words for a spec (delay and jitter in ms with up to 3 decimals).
@@ -90,6 +104,17 @@ public struct LinkImpairment: Codable, Sendable, Equatable {
     }
 }
 
+/// The direction(s) of a link a change applies to, seen from the node.
+public enum LinkDirection: String, Sendable, Codable, CaseIterable {
+    case both
+    /// Node → network (`to_network`).
+    case egress
+    /// Network → node (`to_node`).
+    case ingress
+
+    func includes(toNode: Bool) -> Bool { self == .both || (self == .ingress) == toNode }
+}
+
 /// One direction's counters since the forwarder started. `late*`: how long after its release time
 /// each forwarded frame was handed to `send()` (CLOCK_MONOTONIC), in µs (bucketed by 1 µs, ≥ 1000 µs
 /// counted as 1000); nil before the first frame.
@@ -121,13 +146,24 @@ public struct ForwarderLinkReport: Codable, Sendable, Equatable {
     public var network: String
     public var a: String
     public var b: String
+    /// The node → network direction's impairment.
     public var impairment: LinkImpairment
+    /// The network → node direction's impairment (nil from a forwarder that predates per-direction specs).
+    public var impairmentToNode: LinkImpairment?
     /// Frames from the node towards the network.
     public var toNetwork: ForwarderDirectionStats
     /// Frames from the network towards the node.
     public var toNode: ForwarderDirectionStats
 
-    enum CodingKeys: String, CodingKey { case id, node, network, a, b, impairment, toNetwork = "to_network", toNode = "to_node" }
+    enum CodingKeys: String, CodingKey {
+        case id, node, network, a, b, impairment, impairmentToNode = "impairment_to_node", toNetwork = "to_network", toNode = "to_node"
+    }
+
+    /// `delay 5ms` when both directions are the same, else `egress delay 5ms; ingress none`.
+    public var impairmentSummary: String {
+        guard let back = impairmentToNode, back != impairment else { return impairment.summary + " (each direction)" }
+        return "egress \(impairment.summary); ingress \(back.summary)"
+    }
 }
 
 /// Shared between the forwarding thread and the API thread: pending spec changes (with a pipe that
@@ -137,7 +173,7 @@ final class ForwarderControl: @unchecked Sendable {
     let wakeWrite: Int32
     let linkIDs: [String]
     private let lock = NSCondition()
-    private var updates: [(Int, ImpairmentSpec, UInt64?)] = []
+    private var updates: [(Int, ImpairmentSpec, UInt64?, LinkDirection)] = []
     private var reports: [ForwarderLinkReport] = []
     private var generation = 0
 
@@ -150,7 +186,7 @@ final class ForwarderControl: @unchecked Sendable {
     }
 
     /// Called by the forwarding thread after a wake: the updates to apply.
-    func takeUpdates() -> [(Int, ImpairmentSpec, UInt64?)] {
+    func takeUpdates() -> [(Int, ImpairmentSpec, UInt64?, LinkDirection)] {
         var b = [UInt8](repeating: 0, count: 64)
         while read(wakeRead, &b, 64) > 0 {}
         lock.lock(); defer { lock.unlock() }
@@ -171,9 +207,9 @@ final class ForwarderControl: @unchecked Sendable {
 
     /// Queues a spec for a link and waits (≤ 2 s) until the forwarding thread applied it and
     /// published reports showing it.
-    func set(link: Int, spec: ImpairmentSpec, seed: UInt64? = nil) -> ForwarderLinkReport? {
+    func set(link: Int, spec: ImpairmentSpec, seed: UInt64? = nil, direction: LinkDirection = .both) -> ForwarderLinkReport? {
         lock.lock()
-        updates.append((link, spec, seed))
+        updates.append((link, spec, seed, direction))
         let g = generation
         lock.unlock()
         var one: UInt8 = 1
@@ -239,15 +275,17 @@ enum ForwarderHTTP {
             }
             let spec: ImpairmentSpec
             let words: LinkImpairment
+            let direction: LinkDirection
             do {
                 words = try JSONDecoder().decode(LinkImpairment.self, from: body)
                 spec = try words.spec()
+                direction = try words.linkDirection()
             } catch let e as LabError {
                 return err(400, e.message)
             } catch {
                 return err(400, "the body must be JSON such as {\"delay\": \"60ms\", \"jitter\": \"5ms\", \"loss\": \"1%\", \"rate\": \"10mbit\"}: \(error)")
             }
-            guard let report = control.set(link: index, spec: spec, seed: words.seed) else { return err(503, "the forwarding thread did not apply the change within 2 s") }
+            guard let report = control.set(link: index, spec: spec, seed: words.seed, direction: direction) else { return err(503, "the forwarding thread did not apply the change within 2 s") }
             return (200, (try? enc.encode(report)) ?? Data())
         }
         return err(404, "unknown path \(path); use GET /links or PUT /links/<node>/<network>")

@@ -115,7 +115,13 @@ extension LabExecutor {
             if clock.now > deadline { throw LabError(.stepFailed, "the impairment forwarder's API did not answer on \(socketPath) within 5 s; its output: \(tail)") }
             try await Task.sleep(for: .milliseconds(20))
         }
-        progress("impairment forwarder pid \(pid): \(links.map { "\($0.id) \(LinkImpairment($0.spec).summary)" }.joined(separator: "; "))")
+        progress("impairment forwarder pid \(pid): \(links.map { "\($0.id) \(Self.summary($0))" }.joined(separator: "; "))")
+    }
+
+    /// `delay 5ms` or, declared per direction, `egress delay 5ms; ingress none`.
+    public static func summary(_ link: ImpairedLink) -> String {
+        link.specToNode == nil || link.specToNode == link.spec ? LinkImpairment(link.spec).summary
+            : "egress \(LinkImpairment(link.spec).summary); ingress \(LinkImpairment(link.toNodeSpec).summary)"
     }
 
     /// The live impairment and counters of every impaired link of a topology that is up.
@@ -132,11 +138,13 @@ extension LabExecutor {
         }
     }
 
-    /// Changes one link's impairment at runtime (both directions). `network` may be omitted when the
+    /// Changes one link's impairment at runtime (both directions, or the one `impairment.direction`
+    /// names). `network` may be omitted when the
     /// node has one impaired link.
     public func setLink(_ topology: String, node: String, network: String?, impairment: LinkImpairment) throws -> ForwarderLinkReport {
         let s = try state(topology)
         _ = try impairment.spec()
+        _ = try impairment.linkDirection()
         guard let imp = s.impairment, let socket = imp.socket, imp.mode == .forwarder else {
             throw LabError(.refused, "\(topology) has no impairment forwarder (no link declares `impair`, or it was built with --impair netem); declare `impair: {delay: 0ms}` on the link to have it forwarded")
         }

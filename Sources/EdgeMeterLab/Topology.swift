@@ -84,6 +84,9 @@ public struct Impairment: Sendable, Equatable {
     public var loss: LossModel = .none
     /// Bits per second; nil = unlimited.
     public var rateBitsPerSecond: UInt64?
+    /// Per-direction form (`impair: {egress: {...}, ingress: {...}}`): the network → node direction's
+    /// model; the fields above are then the node → network direction's. nil = both the same.
+    public var toNodeSpec: ImpairmentSpec?
 
     public typealias JitterDistribution = EdgeMeterCore.JitterDistribution
     public init(delayNanoseconds: Int64 = 0, jitterNanoseconds: Int64 = 0, jitterDistribution: JitterDistribution = .uniform,
@@ -100,8 +103,11 @@ public struct Impairment: Sendable, Equatable {
     }
     /// Bernoulli loss in percent (0 for none; the long-run mean for Gilbert–Elliott).
     public var lossPercent: Double { loss.meanLossFraction * 100 }
-    public var isNone: Bool { spec.isNone }
-    /// The per-direction model (both directions get the same spec, with different seeds).
+    public var isNone: Bool { spec.isNone && (toNodeSpec?.isNone ?? true) }
+    /// The network → node direction's model (`spec` unless declared per direction).
+    public var specToNode: ImpairmentSpec { toNodeSpec ?? spec }
+    /// The node → network direction's model (both directions, with different seeds, unless
+    /// `toNodeSpec` is set).
     public var spec: ImpairmentSpec {
         ImpairmentSpec(delayNanoseconds: delayNanoseconds, jitterNanoseconds: jitterNanoseconds,
                        distribution: jitterDistribution, loss: loss, rateBitsPerSecond: rateBitsPerSecond)

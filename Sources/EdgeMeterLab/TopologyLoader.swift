@@ -230,10 +230,35 @@ public enum TopologyLoader {
                     workload: workload, ports: ports, image: image, line: line)
     }
 
+    /// `impair: {delay: 30ms, ...}` (the same in each direction) or, per direction,
+    /// `impair: {egress: {delay: 30ms}, ingress: {delay: 5ms}}` (egress: node → network, ingress:
+    /// network → node; a direction left out is not impaired). The two forms do not mix.
     static func impairment(_ node: Yams.Node, what: String, _ p: inout Problems) -> Impairment? {
         let line = node.mark?.line ?? 1
-        guard case .mapping(let map) = node else { p.add(line, "\(what): `impair` must be a mapping (delay, jitter, distribution, loss, rate)"); return nil }
-        let m = Map(map, context: "in `impair` of \(what)", problems: &p, known: ["delay", "jitter", "distribution", "loss", "rate"])
+        guard case .mapping(let map) = node else { p.add(line, "\(what): `impair` must be a mapping (delay, jitter, distribution, loss, rate, or egress/ingress)"); return nil }
+        let fields = ["delay", "jitter", "distribution", "loss", "rate"]
+        let m = Map(map, context: "in `impair` of \(what)", problems: &p, known: fields + ["egress", "ingress"])
+        let egress = m.node("egress"), ingress = m.node("ingress")
+        guard egress != nil || ingress != nil else { return impairmentFields(m, what: what, &p) }
+        if let flat = fields.first(where: { m.node($0) != nil }) {
+            p.add(m.line(flat), "\(what): `\(flat)` beside `egress`/`ingress`: give every field inside `egress:` (node → network) and/or `ingress:` (network → node), or use the flat form alone for both directions")
+            return nil
+        }
+        func direction(_ n: Yams.Node?, _ name: String, _ p: inout Problems) -> Impairment? {
+            guard let n else { return Impairment() }
+            guard case .mapping(let dm) = n else {
+                p.add(n.mark?.line ?? line, "\(what): `impair.\(name)` must be a mapping (delay, jitter, distribution, loss, rate)"); return nil
+            }
+            let sub = Map(dm, context: "in `impair.\(name)` of \(what)", problems: &p, known: fields)
+            return impairmentFields(sub, what: "\(what) (\(name))", &p)
+        }
+        guard var out = direction(egress, "egress", &p), let into = direction(ingress, "ingress", &p) else { return nil }
+        out.toNodeSpec = into.spec
+        return out
+    }
+
+    /// The fields of one impairment (both directions, or one direction's mapping).
+    static func impairmentFields(_ m: Map, what: String, _ p: inout Problems) -> Impairment {
         var imp = Impairment()
         if let d = m.string("delay", &p) {
             if let v = parseDuration(d), v <= .seconds(10) { imp.delayNanoseconds = v.nanoseconds } else {

@@ -6,8 +6,9 @@ import EdgeMeterCore
 ///
 ///     node eth<k> ⇄ A (em-<tag>-<n>-<k>) | forwarder | B (…f) ⇄ bridge side (…b) ∈ bridge
 ///
-/// `spec` applies to each direction (node → network and network → node): a round trip pays the
-/// delay twice.
+/// `spec` applies to the node → network direction and, unless `specToNode` is set (a topology's
+/// per-direction `impair: {egress: …, ingress: …}`), to network → node as well: a round trip then
+/// pays the delay twice.
 public struct ImpairedLink: Sendable, Equatable, Codable {
     public var node: String
     public var network: String
@@ -21,6 +22,11 @@ public struct ImpairedLink: Sendable, Equatable, Codable {
     /// B's peer, enslaved to the network's bridge.
     public var bridgeSide: String
     public var spec: ImpairmentSpec
+    /// The network → node direction's model when it differs from `spec` (nil: the same).
+    public var specToNode: ImpairmentSpec?
+
+    /// The network → node direction's model.
+    public var toNodeSpec: ImpairmentSpec { specToNode ?? spec }
 
     /// `node:network`, how the CLI and the HTTP API name a link.
     public var id: String { "\(node):\(network)" }
@@ -54,7 +60,7 @@ extension TopologyPlan {
                 guard let imp = iface.impair else { continue }
                 let a = bridgePort(node: n, interface: k)
                 out.append(ImpairedLink(node: node.name, network: iface.network, nodeNamespace: namespace(of: node.name),
-                                        nodeDevice: "eth\(k)", forwarderA: a, forwarderB: a + "f", bridgeSide: a + "b", spec: imp.spec))
+                                        nodeDevice: "eth\(k)", forwarderA: a, forwarderB: a + "f", bridgeSide: a + "b", spec: imp.spec, specToNode: imp.toNodeSpec))
             }
         }
         return out
@@ -106,10 +112,9 @@ extension TopologyPlan {
     /// the fabric end's egress. Each as `ip netns exec NS tc qdisc replace dev DEV root netem …`.
     /// netem draws jitter per packet and may reorder (it has no no-reorder rule unless a rate is set).
     public static func netemCommands(for link: ImpairedLink, fabric: String) -> [[String]] {
-        let args = netemArguments(link.spec)
-        return [
-            ["ip", "netns", "exec", link.nodeNamespace, "tc", "qdisc", "replace", "dev", link.nodeDevice, "root", "netem"] + args,
-            ["ip", "netns", "exec", fabric, "tc", "qdisc", "replace", "dev", link.forwarderA, "root", "netem"] + args,
+        [
+            ["ip", "netns", "exec", link.nodeNamespace, "tc", "qdisc", "replace", "dev", link.nodeDevice, "root", "netem"] + netemArguments(link.spec),
+            ["ip", "netns", "exec", fabric, "tc", "qdisc", "replace", "dev", link.forwarderA, "root", "netem"] + netemArguments(link.toNodeSpec),
         ]
     }
 

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import EdgeMeterCore
 import EdgeMeterHTTP
@@ -11,11 +14,16 @@ import EdgeMeterSystem
 /// What each figure covers (all CLOCK_MONOTONIC unless said):
 /// - `icmp`: the ping probe's RTT, request sent → reply's kernel receive stamp (CLOCK_REALTIME at
 ///   both ends when kernel stamps are on, as `ICMPProbe` documents); sends every `interval`.
-/// - `tcp-connect`: the tcping probe's connect, `connect()` → handshake complete.
+/// - `tcp-connect`: the handshake's round trip as the client's kernel measured it (`tcpi_rtt`: SYN
+///   handed to IP → SYN-ACK processed by TCP; `KernelStampedTCP`), so the client thread's wake-up
+///   after the SYN-ACK is not in it; when the SYN was retransmitted, `connect()` → connected. Each
+///   connection is then aborted with one RST, so no teardown frames queue ahead of the next handshake.
 /// - `http-new-connection`: the http probe's `total`, name resolution of the literal address (µs)
 ///   → connect → request → whole response; `GET /healthz`.
-/// - `http-keepalive`: one request on a connection opened once before the series, request written
-///   → whole response read (`HTTPTimedResponse.endAt − sentAt`). After each response the client's
+/// - `http-keepalive`: one request on a connection opened once before the series (a plain socket,
+///   `KernelStampedTCP.KeepAliveConnection`), CLOCK_REALTIME just before the request's `send()` →
+///   the kernel receive stamp (SO_TIMESTAMPNS) of the segment that completed the response: the
+///   client thread's wake-up to read it is not in the figure. After each response the client's
 ///   ACK is pushed out at once (TCP_QUICKACK), so it never leaves just ahead of the next request.
 /// TCP and HTTP attempts are sequential with `interval` of pause after each.
 public struct CalibrationSeries: Sendable {
@@ -48,11 +56,19 @@ public struct CalibrationSeries: Sendable {
                 }
             }
         case .tcpConnect:
-            let target = try Resolver.resolve(address, port: UInt16(port), family: .ipv4)
-            let p = TCPConnectProbe(targets: [target], options: TCPConnectOptions(count: 1, timeout: timeout))
-            for i in 0..<count {
-                let a = p.attempt(target: 0, sequence: i + 1)
-                if a.connectStatus == .ok, let ns = a.connectNanoseconds { emit("ok \(Self.ms(ns))") } else { emit("fail \(a.reason)") }
+            for _ in 0..<count {
+                do {
+                    let c = try KernelStampedTCP.connect(host: address, port: port, timeoutNanoseconds: timeout.nanoseconds)
+                    // Abort with one RST (SO_LINGER 0) instead of a FIN exchange: on a link that
+                    // never reorders, the previous connection's FIN/ACK frames (up to 2 × (d + 3σ)
+                    // behind) would otherwise sit ahead of the next SYN-ACK and raise its delay.
+                    var lingerOff = linger(l_onoff: 1, l_linger: 0)
+                    _ = setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lingerOff, socklen_t(MemoryLayout<linger>.size))
+                    close(c.fd)
+                    emit("ok \(Self.ms(c.figureNanoseconds))")
+                } catch {
+                    emit("fail \(error)")
+                }
                 try await Task.sleep(for: interval)
             }
         case .httpNewConnection:
@@ -65,29 +81,26 @@ public struct CalibrationSeries: Sendable {
                 try await Task.sleep(for: interval)
             }
         case .httpKeepAlive:
-            let addr = try await HTTPConnection.resolve(host: address, port: port)
-            let amount = TimeAmount.nanoseconds(timeout.nanoseconds)
-            var conn = try await HTTPConnection.connect(to: addr, targetName: "\(address):\(port)", timeout: amount)
+            let request = Array("GET \(path) HTTP/1.1\r\nHost: \(address):\(port)\r\nUser-Agent: edgemeter-calibrate\r\nConnection: keep-alive\r\n\r\n".utf8)
+            var conn = try KernelStampedTCP.KeepAliveConnection(host: address, port: port, timeoutNanoseconds: timeout.nanoseconds)
             for _ in 0..<count {
                 do {
-                    let r = try await conn.send(HTTPRequestSpec(path: path), host: address, keepAlive: true, timeout: amount)
-                    if r.response.status == 200 { emit("ok \(Self.ms(Int64(r.endAt) - Int64(r.sentAt)))") } else { emit("fail status \(r.response.status)") }
+                    let r = try conn.exchange(request, timeoutNanoseconds: timeout.nanoseconds)
+                    if r.status == 200 { emit("ok \(Self.ms(r.nanoseconds))") } else { emit("fail status \(r.status)") }
                     // Send the response's ACK now rather than when the delayed-ACK timer (≥ 40 ms)
                     // fires: that timer can fire a few ms before the next request is written, and a
                     // pure ACK just ahead of the request on a link that never reorders makes the
                     // request wait for the later of two draws. Sent now, the ACK leaves `interval`
                     // ahead of the request (more than the jitter's range), so each request crosses
                     // the link as one frame.
-                    try? await conn.channel.setOption(Self.quickAck, value: 1).get()
+                    conn.quickAck()
                 } catch {
-                    emit("fail \(describe(error))")
-                    // A timeout closes the connection: the next request gets a new one.
-                    conn.close()
-                    conn = try await HTTPConnection.connect(to: addr, targetName: "\(address):\(port)", timeout: amount)
+                    emit("fail \(error)")
+                    // A failed exchange leaves the connection in an unknown state: use a new one.
+                    conn = try KernelStampedTCP.KeepAliveConnection(host: address, port: port, timeoutNanoseconds: timeout.nanoseconds)
                 }
                 try await Task.sleep(for: interval)
             }
-            conn.close()
         }
     }
 }

@@ -38,8 +38,9 @@ public struct ProxyCounters: Sendable, Equatable {
 ///   client address (at most `maxUDPClients`), so replies find their way back.
 /// - The model is the lab's: one `Impairer` per direction shared by every connection (the proxy is
 ///   one link), so its no-reordering rule and rate limit hold across connections.
-/// - Times are CLOCK_MONOTONIC; writers sleep with `clock_nanosleep` until the release time (a few
-///   tens of µs late on a quiet machine).
+/// - Times are CLOCK_MONOTONIC; a chunk's arrival is its kernel receive stamp (SO_TIMESTAMPNS, so
+///   the reader's wake-up is not added to the delay); writers sleep with `clock_nanosleep` until
+///   the release time (a few tens of µs late on a quiet machine).
 public final class ImpairProxy: @unchecked Sendable {
     public let listenAddress: SocketAddr
     public let upstream: SocketAddr
@@ -57,8 +58,20 @@ public final class ImpairProxy: @unchecked Sendable {
     private var openFDs: Set<Int32> = []
     private var threads: [Thread] = []
     private var udpSessions: [String: Int32] = [:]
+    private var lastArrival: [ProxyDirection: Int64] = [:]
     private var udpToUpstreamLine: DelayLine?
     private var udpToClientLine: DelayLine?
+    /// SCHED_FIFO priority of the proxy's threads, readers and releasers (0 = ordinary scheduling;
+    /// set before `start`). On a busy host an ordinary thread woken at a release time, or by a
+    /// chunk to read, can wait milliseconds for a CPU: the chunk then leaves that late (a reader
+    /// woken after the chunk's release time has passed cannot release it on time, even though its
+    /// arrival is the kernel's stamp). A real-time thread runs at once; they only sleep or move bytes. Needs root
+    /// (CAP_SYS_NICE); refused, the threads stay ordinary and `realtimeRefused` says why.
+    public var realtimePriority: Int32 = 0
+    public private(set) var realtimeRefused: String?
+    /// With a real-time priority, releasing threads wake 200 µs before a release and spin to it (the
+    /// timer wake-up itself is late by up to that); without one they sleep to it.
+    var releaseSpinNanoseconds: Int64 { realtimePriority > 0 ? 200_000 : 0 }
     public private(set) var connectionsAccepted = 0
     public private(set) var connectionErrors: [String] = []
 
@@ -91,6 +104,7 @@ public final class ImpairProxy: @unchecked Sendable {
         self.upstream = ua
         self.udp = udp
         listenFD = fd
+        if udp { _ = em_enable_rx_metadata(fd, la.family) }
         impairers = [.toUpstream: Impairer(spec: toUpstream, seed: seed),
                      .toClient: Impairer(spec: toClient, seed: seed &+ 0x9E37_79B9)]
     }
@@ -98,7 +112,7 @@ public final class ImpairProxy: @unchecked Sendable {
     /// Starts serving on background threads.
     public func start() {
         if udp {
-            let up = DelayLine(stop: stopFlag), down = DelayLine(stop: stopFlag)
+            let up = DelayLine(stop: stopFlag, spinNanoseconds: releaseSpinNanoseconds), down = DelayLine(stop: stopFlag, spinNanoseconds: releaseSpinNanoseconds)
             lock.lock(); udpToUpstreamLine = up; udpToClientLine = down; lock.unlock()
             spawn { up.run() }
             spawn { down.run() }
@@ -152,19 +166,46 @@ public final class ImpairProxy: @unchecked Sendable {
 
     // MARK: the model
 
-    /// Admits `bytes` arriving now in `direction`: the release time, or nil when dropped.
-    func admit(_ direction: ProxyDirection, bytes: Int) -> Int64? {
+    /// Admits `bytes` that arrived at `arrival` (CLOCK_MONOTONIC; nil = now) in `direction`: the
+    /// release time, or nil when dropped. Arrivals are kept in order per direction (connections
+    /// share one model).
+    func admit(_ direction: ProxyDirection, bytes: Int, arrival: Int64? = nil) -> Int64? {
         lock.lock(); defer { lock.unlock() }
-        let now = em_clock_monotonic_ns()
+        let t = max(arrival ?? em_clock_monotonic_ns(), lastArrival[direction] ?? .min)
+        lastArrival[direction] = t
         counters[direction]!.chunks += 1
         counters[direction]!.bytes += bytes
-        return impairers[direction]!.admit(bytes: bytes, arrivalNanoseconds: now).releaseNanoseconds
+        return impairers[direction]!.admit(bytes: bytes, arrivalNanoseconds: t).releaseNanoseconds
     }
 
-    /// TCP: admits a chunk, stalling for a retransmission timeout each time the model drops it.
-    func admitStream(_ direction: ProxyDirection, bytes: Int) -> Int64? {
+    /// A chunk's arrival: its kernel receive stamp (SO_TIMESTAMPNS, CLOCK_REALTIME) moved to
+    /// CLOCK_MONOTONIC, so the delay counts from when the bytes reached the proxy's socket, not from
+    /// when the reading thread woke up to take them (which on a busy or idle host adds up to
+    /// milliseconds the model never drew). nil when the kernel gave no usable stamp.
+    static func arrival(_ info: em_rxinfo) -> Int64? {
+        guard info.has_kernel_timestamp != 0 else { return nil }
+        let mono = em_clock_monotonic_ns()
+        let stamp = info.kernel_ts_sec * 1_000_000_000 + info.kernel_ts_nsec
+        let age = em_clock_realtime_ns() - stamp
+        if age >= 0 && age < 1_000_000_000 { return mono - age }
+        // A local TCP's departure stamp (CLOCK_MONOTONIC) kept on loopback: the chunk's arrival.
+        return stamp <= mono && mono - stamp < 1_000_000_000 ? stamp : nil
+    }
+
+    /// `recv` with the kernel's receive stamp of the data read.
+    static func stampedRecv(_ fd: Int32, _ buf: inout [UInt8]) -> (Int, Int64?) {
+        var info = em_rxinfo()
+        let n = buf.withUnsafeMutableBytes { em_recvmsg(fd, $0.baseAddress, $0.count, nil, nil, &info, 0) }
+        return (n, n > 0 ? arrival(info) : nil)
+    }
+
+    /// TCP: admits a chunk, stalling for a retransmission timeout each time the model drops it
+    /// (a retransmitted chunk arrives when offered again).
+    func admitStream(_ direction: ProxyDirection, bytes: Int, arrival: Int64? = nil) -> Int64? {
+        var arrival = arrival
         while !stopFlag.isStopped {
-            if let t = admit(direction, bytes: bytes) { return t }
+            if let t = admit(direction, bytes: bytes, arrival: arrival) { return t }
+            arrival = nil
             lock.lock(); counters[direction]!.stalls += 1; lock.unlock()
             DelayLine.sleep(until: em_clock_monotonic_ns() + Self.retransmissionTimeoutNanoseconds, stop: stopFlag)
         }
@@ -173,8 +214,19 @@ public final class ImpairProxy: @unchecked Sendable {
 
     // MARK: threads and sockets
 
+    /// Moves the calling thread to SCHED_FIFO `realtimePriority`, when asked.
+    private func raisePriority() {
+        guard realtimePriority > 0 else { return }
+        var param = sched_param(sched_priority: realtimePriority)
+        let rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param)
+        if rc != 0 { lock.lock(); realtimeRefused = "SCHED_FIFO \(realtimePriority) refused: \(errnoText(rc))"; lock.unlock() }
+    }
+
+    /// Asks the kernel for receive stamps on `fd` (SO_TIMESTAMPNS), as the proxy's own sockets do.
+    static func enableStamps(_ fd: Int32) -> Bool { em_enable_rx_metadata(fd, Int32(AF_INET)) == 1 }
+
     private func spawn(_ body: @escaping @Sendable () -> Void) {
-        let t = Thread(block: body)
+        let t = Thread { [self] in raisePriority(); body() }
         t.stackSize = 256 << 10
         lock.lock(); threads.removeAll { $0.isFinished }; threads.append(t); lock.unlock()
         t.start()
@@ -211,6 +263,7 @@ public final class ImpairProxy: @unchecked Sendable {
             var one: Int32 = 1
             for fd in [client, upstreamFD] {
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                _ = em_enable_rx_metadata(fd, upstream.family)
                 track(fd)
             }
             let connection = TCPConnection(client: client, upstream: upstreamFD) { [self] in
@@ -221,7 +274,7 @@ public final class ImpairProxy: @unchecked Sendable {
                 untrackAndClose(client); untrackAndClose(upstreamFD)
             }
             for (direction, from, to) in [(ProxyDirection.toUpstream, client, upstreamFD), (.toClient, upstreamFD, client)] {
-                let line = DelayLine(stop: stopFlag)
+                let line = DelayLine(stop: stopFlag, spinNanoseconds: releaseSpinNanoseconds)
                 spawn { line.run(); connection.directionFinished() }
                 spawn { [self] in pump(direction, from: from, to: to, line: line) }
             }
@@ -233,7 +286,7 @@ public final class ImpairProxy: @unchecked Sendable {
         var buf = [UInt8](repeating: 0, count: 65536)
         while !stopFlag.isStopped {
             line.waitForRoom(limitBytes: Self.queueLimitBytes)
-            let n = buf.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
+            let (n, arrival) = Self.stampedRecv(from, &buf)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 // End of stream (or reset): pass the FIN on behind the data.
@@ -242,7 +295,7 @@ public final class ImpairProxy: @unchecked Sendable {
                 return
             }
             let chunk = Array(buf[0..<n])
-            guard let release = admitStream(direction, bytes: n) else { break }
+            guard let release = admitStream(direction, bytes: n, arrival: arrival) else { break }
             line.enqueue(release: release, bytes: n, last: false) {
                 chunk.withUnsafeBytes { raw in
                     var off = 0
@@ -266,13 +319,12 @@ public final class ImpairProxy: @unchecked Sendable {
             if poll(&p, 1, 50) <= 0 { continue }
             var from = sockaddr_storage()
             var flen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let n = buf.withUnsafeMutableBytes { b in
-                withUnsafeMutablePointer(to: &from) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(listenFD, b.baseAddress, b.count, 0, $0, &flen) } }
-            }
+            var info = em_rxinfo()
+            let n = buf.withUnsafeMutableBytes { b in em_recvmsg(listenFD, b.baseAddress, b.count, &from, &flen, &info, 0) }
             if n < 0 { continue }
             let client = SocketAddr(storage: from, length: flen)
             guard let session = udpSession(for: client, down: down) else { continue }
-            guard let release = admit(.toUpstream, bytes: n) else {
+            guard let release = admit(.toUpstream, bytes: n, arrival: Self.arrival(info)) else {
                 lock.lock(); counters[.toUpstream]!.dropped += 1; lock.unlock()
                 continue
             }
@@ -301,6 +353,7 @@ public final class ImpairProxy: @unchecked Sendable {
             if fd >= 0 { close(fd) }
             return nil
         }
+        _ = em_enable_rx_metadata(fd, upstream.family)
         lock.lock(); udpSessions[key] = fd; lock.unlock()
         let listenFD = self.listenFD
         spawn { [self] in
@@ -308,9 +361,9 @@ public final class ImpairProxy: @unchecked Sendable {
             while !stopFlag.isStopped {
                 var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 if poll(&p, 1, 50) <= 0 { continue }
-                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                let (n, arrival) = Self.stampedRecv(fd, &buf)
                 if n < 0 { continue }
-                guard let release = admit(.toClient, bytes: n) else {
+                guard let release = admit(.toClient, bytes: n, arrival: arrival) else {
                     lock.lock(); counters[.toClient]!.dropped += 1; lock.unlock()
                     continue
                 }
@@ -355,7 +408,9 @@ final class DelayLine: @unchecked Sendable {
     private var lateness: [Int64] = []
     private var latenessNext = 0
 
-    init(stop: StopFlag) { self.stop = stop }
+    /// How long before a release the thread stops sleeping and spins (0: sleeps to the release).
+    let spinNanoseconds: Int64
+    init(stop: StopFlag, spinNanoseconds: Int64 = 0) { (self.stop, self.spinNanoseconds) = (stop, spinNanoseconds) }
 
     func enqueue(release: Int64, bytes: Int, last: Bool, _ action: @escaping @Sendable () -> Bool) {
         condition.lock()
@@ -386,7 +441,8 @@ final class DelayLine: @unchecked Sendable {
             head += 1
             if head > 256 && head * 2 > items.count { items.removeFirst(head); head = 0 }
             condition.unlock()
-            Self.sleep(until: item.release, stop: stop)
+            Self.sleep(until: item.release - spinNanoseconds, stop: stop)
+            while em_clock_monotonic_ns() < item.release && !stop.isStopped {}
             let late = em_clock_monotonic_ns() - item.release
             let ok = item.action()
             condition.lock()

@@ -516,9 +516,9 @@ func printImpairment(_ s: LabState, executor: LabExecutor) {
             func d(_ x: ForwarderDirectionStats) -> String {
                 "\(x.forwarded) fwd, \(x.droppedLoss) lost, \(x.droppedQueueFull + x.droppedOversize + x.sendErrors) other drops, late p50 \(x.lateP50Microseconds.map { "\($0) us" } ?? "-")"
             }
-            print("    \(link.id): \(r.impairment.summary); to network \(d(r.toNetwork)); to node \(d(r.toNode))")
+            print("    \(link.id): \(r.impairmentSummary); to network \(d(r.toNetwork)); to node \(d(r.toNode))")
         } else {
-            print("    \(link.id): \(LinkImpairment(link.spec).summary) (declared; the forwarder did not answer)")
+            print("    \(link.id): \(LabExecutor.summary(link)) (declared; the forwarder did not answer)")
         }
     }
 }
@@ -534,7 +534,7 @@ struct LabLinkCommand: AsyncParsableCommand {
 struct LabLinkSetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set",
-        abstract: "Set the delay, jitter, loss and rate of an impaired link, in both directions.",
+        abstract: "Set the delay, jitter, loss and rate of an impaired link (each direction or one).",
         discussion: """
         The link's impairment becomes exactly what the options say (an option left out means none \
         of it). Frames already queued keep their release time and nothing overtakes them, so no \
@@ -546,6 +546,7 @@ struct LabLinkSetCommand: AsyncParsableCommand {
           edgemeter lab link set edge-cloud node_1 --delay 60ms
           edgemeter lab link set edge-cloud node_2:edge --delay 30ms --jitter 5ms
           edgemeter lab link set edge-cloud cloud --delay 40ms --loss 1% --rate 10mbit
+          edgemeter lab link set edge-cloud node_1 --delay 10ms --direction egress
         """
     )
 
@@ -557,18 +558,21 @@ struct LabLinkSetCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Loss: 1% (Bernoulli) or \"gemodel P R 1-H 1-K\" (Gilbert-Elliott, percent).", valueName: "LOSS")) var loss: String?
     @Option(help: ArgumentHelp("Rate limit such as 10mbit, 500kbit, 1gbit.", valueName: "RATE")) var rate: String?
     @Option(help: ArgumentHelp("Restart the link's loss and jitter draws from this seed (reproducible runs).", valueName: "N")) var seed: UInt64?
+    @Option(help: ArgumentHelp("Which direction to change: both, egress (node → network) or ingress (network → node).", valueName: "both|egress|ingress")) var direction: String = "both"
 
     func validate() throws {
-        do { _ = try impairment.spec() } catch let e as LabError { throw ValidationError(e.message) }
+        do { _ = try impairment.spec(); _ = try impairment.linkDirection() } catch let e as LabError { throw ValidationError(e.message) }
     }
 
-    var impairment: LinkImpairment { LinkImpairment(delay: delay, jitter: jitter, distribution: distribution, loss: loss, rate: rate, seed: seed) }
+    var impairment: LinkImpairment {
+        LinkImpairment(delay: delay, jitter: jitter, distribution: distribution, loss: loss, rate: rate, seed: seed, direction: direction == "both" ? nil : direction)
+    }
 
     func run() async throws {
         let parts = link.split(separator: ":", maxSplits: 1).map(String.init)
         do {
             let r = try LabExecutor().setLink(name, node: parts[0], network: parts.count > 1 ? parts[1] : nil, impairment: impairment)
-            print("\(name) \(r.id): \(r.impairment.summary) (each direction; frames already queued: \(r.toNetwork.queued + r.toNode.queued), they keep their release times)")
+            print("\(name) \(r.id): \(r.impairmentSummary) (frames already queued: \(r.toNetwork.queued + r.toNode.queued), they keep their release times)")
         } catch let e as LabError {
             throw usageError("\(e)")
         }
@@ -586,7 +590,7 @@ struct ImpairForwarderCommand: ParsableCommand {
 
     @Option(help: "The forwarder.json lab up wrote.") var config: String
     @Option(help: "The unix socket to serve the HTTP API on.") var socket: String
-    @Option(help: "Spin this many microseconds before each release instead of sleeping.") var spinMicroseconds: Int = 50
+    @Option(help: "Spin this many microseconds before each release instead of sleeping.") var spinMicroseconds: Int = 250
     @Option(help: "SCHED_FIFO priority of the forwarding thread; 0 = normal scheduling.") var realtimePriority: Int32 = 10
 
     func run() throws {

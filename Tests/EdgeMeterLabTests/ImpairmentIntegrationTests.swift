@@ -143,6 +143,55 @@ final class ImpairmentIntegrationTests: XCTestCase {
         XCTAssertEqual(ours(before), [])
     }
 
+    /// Per direction: a link impaired in one direction only adds its delay ONCE to a round trip,
+    /// and `lab link set --direction` changes one direction at runtime. iputils ping (kernel receive
+    /// stamps) from the unimpaired node; topology `cal-dir` (this test's own names and subnet).
+    func testOneDirectionsDelayShowsOnceInARoundTrip() throws {
+        let yaml = """
+        name: cal-dir
+        networks:
+          - {name: n, subnet: 10.231.12.0/24}
+        nodes:
+          - name: a
+            interfaces:
+              - {network: n, address: 10.231.12.1, impair: {egress: {delay: 20ms}}}
+          - name: b
+            interfaces:
+              - {network: n, address: 10.231.12.2}
+
+        """
+        let file = NSTemporaryDirectory() + "cal-dir-\(getpid()).yaml"
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        if FileManager.default.fileExists(atPath: "\(stateDir)/cal-dir.json") { try edgemeter(["lab", "down", "cal-dir"]) }
+        let up = try edgemeter(["lab", "up", file])
+        XCTAssertEqual(up.status, 0, up.stderr)
+        guard up.status == 0 else { return }
+        defer { _ = try? edgemeter(["lab", "down", "cal-dir"]) }
+        XCTAssert((up.stdout + up.stderr).contains("egress delay 20ms; ingress none"), up.stdout + up.stderr)
+        func rtt() throws -> Double {
+            let r = try runCommand("/usr/bin/env", ["ip", "netns", "exec", "edgemeter-cal-dir-b", "ping", "-n", "-c", "30", "-i", "0.05", "-W", "2", "10.231.12.1"], timeout: 60)
+            let times = r.stdout.split(separator: "\n").compactMap { line -> Double? in
+                guard let range = line.range(of: "time=") else { return nil }
+                return Double(line[range.upperBound...].split(separator: " ")[0])
+            }
+            XCTAssertEqual(times.count, 30, r.stdout)
+            return median(times)
+        }
+        let egressOnly = try rtt()
+        print("ICMP b -> a with a's egress at 20 ms, ingress 0: p50 \(egressOnly) ms (expected 20, not 40)")
+        XCTAssertEqual(egressOnly, 20, accuracy: tolerance(20), "one direction's delay must show once in a round trip")
+        let set = try edgemeter(["lab", "link", "set", "cal-dir", "a", "--delay", "10ms", "--direction", "ingress"])
+        XCTAssertEqual(set.status, 0, set.stderr)
+        XCTAssert(set.stdout.contains("egress delay 20ms; ingress delay 10ms"), set.stdout)
+        let both = try rtt()
+        print("ICMP b -> a after --direction ingress --delay 10ms: p50 \(both) ms (expected 30)")
+        XCTAssertEqual(both, 30, accuracy: tolerance(30), "the ingress change adds 10 ms once; egress keeps its 20 ms")
+        let links = try LabExecutor().links("cal-dir")
+        XCTAssertEqual(links.first?.impairment.delay, "20ms")
+        XCTAssertEqual(links.first?.impairmentToNode?.delay, "10ms")
+    }
+
     /// A rate limit paces a bulk TCP transfer at the declared rate (token bucket on frame bytes), and
     /// UDP crosses the forwarder like every other protocol.
     func testRateLimitsTCPAndUDPCrosses() throws {

@@ -120,4 +120,53 @@ final class ImpairmentPlanTests: XCTestCase {
         XCTAssertEqual(pending.first?.1.delayNanoseconds, 60 * ms)
         XCTAssertNil(pending.first?.2)
     }
+
+    /// `impair: {egress: …, ingress: …}`: each direction its own model, in the plan, in netem's
+    /// command lines (egress on the node's eth, ingress on the fabric end) and in the API (a PUT
+    /// with `direction` changes only that direction).
+    func testPerDirectionImpairment() throws {
+        let yaml = """
+        name: cal-dir
+        networks:
+          - {name: n, subnet: 10.231.12.0/24}
+        nodes:
+          - name: a
+            interfaces:
+              - {network: n, address: 10.231.12.1, impair: {egress: {delay: 20ms, loss: 1%}, ingress: {delay: 5ms}}}
+          - name: b
+            interfaces:
+              - {network: n, address: 10.231.12.2, impair: {egress: {delay: 7ms}}}
+          - name: c
+            interfaces:
+              - {network: n, address: 10.231.12.3, impair: {delay: 3ms}}
+        """
+        let plan = TopologyPlan(try TopologyLoader.load(yaml: yaml, file: "cal-dir.yaml"))
+        let links = plan.impairedLinks
+        XCTAssertEqual(links.map(\.spec.delayNanoseconds), [20 * ms, 7 * ms, 3 * ms])
+        XCTAssertEqual(links.map(\.toNodeSpec.delayNanoseconds), [5 * ms, 0, 3 * ms], "a direction left out is not impaired; the flat form is both")
+        XCTAssertEqual(links[0].spec.loss, .bernoulli(percent: 1))
+        XCTAssertEqual(links[0].toNodeSpec.loss, LossModel.none)
+        XCTAssertEqual(LabExecutor.summary(links[0]), "egress delay 20ms, loss 1%; ingress delay 5ms")
+        XCTAssertEqual(LabExecutor.summary(links[2]), "delay 3ms")
+        let netem = TopologyPlan.netemCommands(for: links[0], fabric: plan.fabric).map { $0.joined(separator: " ") }
+        XCTAssert(netem[0].hasSuffix("dev eth0 root netem delay 20ms loss 1% limit 660"), netem[0])
+        XCTAssert(netem[1].hasSuffix("root netem delay 5ms limit 660"), netem[1])
+
+        let control = try ForwarderControl(links: links)
+        let (s1, _) = ForwarderHTTP.route(method: "PUT", path: "/links/a/n", body: Data("{\"delay\": \"60ms\", \"direction\": \"ingress\"}".utf8), control: control)
+        XCTAssertEqual(s1, 503, "queued for the (not running) forwarding thread")
+        let pending = control.takeUpdates()
+        XCTAssertEqual(pending.count, 1)
+        XCTAssertEqual(pending.first?.3, .ingress)
+        XCTAssertEqual(pending.first?.1.delayNanoseconds, 60 * ms)
+        XCTAssertTrue(LinkDirection.ingress.includes(toNode: true))
+        XCTAssertFalse(LinkDirection.ingress.includes(toNode: false))
+        XCTAssertTrue(LinkDirection.egress.includes(toNode: false))
+        XCTAssertTrue(LinkDirection.both.includes(toNode: true) && LinkDirection.both.includes(toNode: false))
+        let (s2, b2) = ForwarderHTTP.route(method: "PUT", path: "/links/a/n", body: Data("{\"delay\": \"1ms\", \"direction\": \"up\"}".utf8), control: control)
+        XCTAssertEqual(s2, 400)
+        XCTAssert(String(decoding: b2, as: UTF8.self).contains("`direction` must be both, egress (node → network) or ingress (network → node), got \\\"up\\\""),
+                  String(decoding: b2, as: UTF8.self))
+        XCTAssertTrue(control.takeUpdates().isEmpty, "a refused PUT queues nothing")
+    }
 }

@@ -49,6 +49,7 @@ final class ImpairProxyTests: XCTestCase {
         let direct = try tcpEchoMedian(echo.address, n: 20)
         let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: echo.address.hostPort, udp: false,
                                     toUpstream: ImpairmentSpec(delayNanoseconds: Self.ms(20)), toClient: ImpairmentSpec(delayNanoseconds: Self.ms(20)))
+        proxy.realtimePriority = realtimeForTests
         proxy.start()
         defer { proxy.stop() }
         let through = try tcpEchoMedian(proxy.listenAddress, n: 20)
@@ -64,6 +65,7 @@ final class ImpairProxyTests: XCTestCase {
         // 30 % loss each way: many chunks are "dropped", yet every byte comes back in order.
         let lossy = ImpairmentSpec(delayNanoseconds: Self.ms(1), loss: .bernoulli(percent: 30))
         let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: echo.address.hostPort, udp: false, toUpstream: lossy, toClient: lossy, seed: 7)
+        proxy.realtimePriority = realtimeForTests
         proxy.start()
         defer { proxy.stop() }
         let median = try tcpEchoMedian(proxy.listenAddress, n: 20)
@@ -78,7 +80,8 @@ final class ImpairProxyTests: XCTestCase {
         let fd: Int32
         let address: SocketAddr
         let stop = StopFlag()
-        init() throws {
+        /// `realtime`: the echo thread runs SCHED_FIFO (`makeThisThreadRealtime`).
+        init(realtime: Bool = false) throws {
             let t = try Resolver.resolve("127.0.0.1", port: 0, socketType: Int32(SOCK_DGRAM.rawValue))
             let sock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             var a = t.address
@@ -90,6 +93,7 @@ final class ImpairProxyTests: XCTestCase {
             fd = sock
             let fd = sock, stop = self.stop
             Thread {
+                if realtime { makeThisThreadRealtime() }
                 var buf = [UInt8](repeating: 0, count: 2048)
                 while !stop.isStopped {
                     var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -121,35 +125,39 @@ final class ImpairProxyTests: XCTestCase {
     }
 
     func testUDPProxyAddsTwiceTheDelayToAnEchoRoundTrip() throws {
-        let echo = try UDPEcho()
+        let echo = try UDPEcho(realtime: true)
         defer { echo.stop.stop(reason: "done") }
         let d = ImpairmentSpec(delayNanoseconds: Self.ms(15))
         let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: echo.address.hostPort, udp: true, toUpstream: d, toClient: d)
+        proxy.realtimePriority = realtimeForTests
         proxy.start()
         defer { proxy.stop() }
         let fd = udpClient(proxy.listenAddress, timeoutMs: 1000)
         defer { close(fd) }
+        XCTAssertTrue(ImpairProxy.enableStamps(fd))
         var rtts: [Double] = []
         var buf = [UInt8](repeating: 0, count: 64)
         for i in 0..<20 {
             let msg = Array("datagram \(i)".utf8)
             let t0 = Self.now()
             _ = msg.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            // Until the reply's kernel receive stamp: this thread's wake-up is not the proxy's.
+            let (n, stamp) = ImpairProxy.stampedRecv(fd, &buf)
             XCTAssertEqual(n, msg.count)
             XCTAssertEqual(Array(buf[0..<max(0, n)]), msg)
-            rtts.append(Double(Self.now() - t0) / 1e6)
+            rtts.append(Double((stamp ?? Self.now()) - t0) / 1e6)
         }
         XCTAssertEqual(CalibrationStatistics.median(rtts)!, 30, accuracy: 1.5, "\(rtts)")
         XCTAssertGreaterThanOrEqual(rtts.min()!, 30)
     }
 
     func testUDPLossIsInsideItsBinomialInterval() throws {
-        let echo = try UDPEcho()
+        let echo = try UDPEcho(realtime: true)
         defer { echo.stop.stop(reason: "done") }
         // 5 % per direction: a round trip is lost with 1 − 0.95² = 9.75 %.
         let lossy = ImpairmentSpec(loss: .bernoulli(percent: 5))
         let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: echo.address.hostPort, udp: true, toUpstream: lossy, toClient: lossy, seed: 42)
+        proxy.realtimePriority = realtimeForTests
         proxy.start()
         defer { proxy.stop() }
         let fd = udpClient(proxy.listenAddress, timeoutMs: 50)
@@ -172,19 +180,22 @@ final class ImpairProxyTests: XCTestCase {
         XCTAssertTrue(CalibrationStatistics.wilson95(successes: proxy.counters(.toUpstream).dropped, trials: n)!.contains(0.05))
     }
 
-    /// UDP echo round trips (ms) through `proxy`, one at a time, `spacingMs` from send to send.
+    /// UDP echo round trips (ms) through `proxy`, one at a time, `spacingMs` from send to send:
+    /// clock just before `send` → the reply's kernel receive stamp (as the ICMP probe times an
+    /// echo), so this thread's wake-up to read the reply is not in the figure.
     func udpRoundTrips(_ proxy: ImpairProxy, n: Int, spacingMs: Int) -> [Double] {
         let fd = udpClient(proxy.listenAddress, timeoutMs: 1000)
         defer { close(fd) }
+        XCTAssertTrue(ImpairProxy.enableStamps(fd), "SO_TIMESTAMPNS on the client socket")
         var rtts: [Double] = []
         var buf = [UInt8](repeating: 0, count: 64)
         for i in 0..<n {
             let t0 = Self.now()
             let msg = Array(String(format: "j-%06d", i).utf8)
             _ = msg.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-            let got = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let (got, stamp) = ImpairProxy.stampedRecv(fd, &buf)
             XCTAssertEqual(got, msg.count)
-            rtts.append(Double(Self.now() - t0) / 1e6)
+            rtts.append(Double((stamp ?? Self.now()) - t0) / 1e6)
             usleep(useconds_t(max(0, spacingMs * 1000 - Int((Self.now() - t0) / 1000))))
         }
         return rtts
@@ -195,10 +206,10 @@ final class ImpairProxyTests: XCTestCase {
     /// the triangle on ±10 ms (D ≤ 0.05 once the median shift is removed) with the median within
     /// 2 ms of 2d; against one direction's distribution (too narrow) the same sample fails.
     func testUDPJitterFollowsTheDeclaredDistribution() throws {
-        if let why = busyMachineReason() { throw XCTSkip(why) }
-        let echo = try UDPEcho()
+        let echo = try UDPEcho(realtime: true)
         defer { echo.stop.stop(reason: "done") }
         let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: echo.address.hostPort, udp: true, toUpstream: .none, toClient: .none, seed: 3)
+        proxy.realtimePriority = realtimeForTests
         proxy.start()
         defer { proxy.stop() }
         let base = CalibrationStatistics.median(udpRoundTrips(proxy, n: 200, spacingMs: 5))!
@@ -211,17 +222,15 @@ final class ImpairProxyTests: XCTestCase {
         let row = CalibrationRow.judge(case: c, probe: .icmp, valuesMs: rtts, failed: 0, baselineMs: base)
         let sorted = rtts.sorted()
         let q = [0, 0.01, 0.1, 0.5, 0.9, 0.99, 1].map { sorted[min(sorted.count - 1, Int($0 * Double(sorted.count)))] }
-        // The shape is judged with the measured median moved onto the predicted one: on this host the
-        // whole distribution sits 0.5-1.3 ms late (the endpoints' wake-up from idle, which the
-        // delay-0 baseline does not contain; docs/calibrate.md), and the raw D (0.096 in CI at
-        // 23:10 UTC) fails the certificate's 0.05 for that reason. The raw D and the p50 error are
-        // printed, not asserted: the certificate (`edgemeter calibrate`) reports them as failures.
-        let reference = DeclaredDistribution.sumOfTwo(.uniform(low: -5, high: 5))
+        // Judged by the certificate's own rule, raw (no shift removed): the wake-ups that used to put
+        // the whole distribution 0.5-1.3 ms late on a busy or idle host are out of the figure — the
+        // client's by the reply's kernel receive stamp, the proxy's readers' by kernel arrival
+        // stamps, its releasing threads and the echo thread run SCHED_FIFO (as root) — so what is
+        // left is the model's jitter plus the proxy's release lateness (printed).
         let shift = CalibrationStatistics.median(rtts)! - (20 + base)
-        let shape = CalibrationStatistics.ksDistance(rtts.map { $0 - 20 - base - shift }, cdf: reference.cdf)!
-        print("proxy jitter: raw KS D \(row.ks!), shape D \(shape), median shift \(shift) ms, base \(base) ms, quantiles 0 1 10 50 90 99 100 %: \(q); proxy late p50 µs up \(proxy.udpLatenessP50Microseconds(.toUpstream) ?? -1) down \(proxy.udpLatenessP50Microseconds(.toClient) ?? -1); \(row.failures.joined(separator: "; "))")
-        XCTAssertLessThanOrEqual(shape, CalibrationRule.maxKS, "KS D of the shape \(shape) (raw \(row.ks!), shift \(shift) ms), quantiles \(q)")
-        XCTAssertLessThan(abs(shift), 2.0, "the median is within 2 ms of 2d + base: \(shift) ms")
+        print("proxy jitter: KS D \(row.ks!), median − (2d + base) \(shift) ms, base \(base) ms, quantiles 0 1 10 50 90 99 100 %: \(q); proxy late p50 µs up \(proxy.udpLatenessP50Microseconds(.toUpstream) ?? -1) down \(proxy.udpLatenessP50Microseconds(.toClient) ?? -1); realtime \(proxy.realtimeRefused ?? (realtimeForTests > 0 ? "on" : "off (not root)")); load \(loadAverage()); \(row.failures.joined(separator: "; "))")
+        XCTAssertLessThanOrEqual(row.ks!, CalibrationRule.maxKS, "KS D \(row.ks!) (median shift \(shift) ms), quantiles \(q)")
+        XCTAssertTrue(row.passed, row.failures.joined(separator: "; "))
         let oneWay = CalibrationStatistics.ksDistance(rtts.map { $0 - 20 - base }, cdf: DeclaredDistribution.uniform(low: -5, high: 5).cdf)!
         XCTAssertGreaterThan(oneWay, 0.1, "the wrong reference must fail")
     }
@@ -255,6 +264,7 @@ final class ImpairProxyTests: XCTestCase {
                     if c < 0 { continue }
                     lock.lock(); accepted += 1; lock.unlock()
                     Thread {
+                        makeThisThreadRealtime()
                         var pending: [UInt8] = []
                         var buf = [UInt8](repeating: 0, count: 4096)
                         let reply = Array("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n".utf8)
@@ -278,20 +288,33 @@ final class ImpairProxyTests: XCTestCase {
     func testKeepAliveHTTPThroughTheProxyPaysTwoDelaysPerRequestOnOneConnection() async throws {
         let server = try KeepAliveServer()
         defer { server.stop.stop(reason: "done") }
-        let d = ImpairmentSpec(delayNanoseconds: Self.ms(10))
-        let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: server.address.hostPort, udp: false, toUpstream: d, toClient: d)
+        let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: server.address.hostPort, udp: false, toUpstream: .none, toClient: .none)
+        proxy.realtimePriority = realtimeForTests
         proxy.start()
         defer { proxy.stop() }
-        // The calibration's own keep-alive probe.
-        let lines = LinesBox()
-        let series = CalibrationSeries(probe: .httpKeepAlive, address: "127.0.0.1", port: Int(proxy.listenAddress.port), count: 10,
-                                       interval: .milliseconds(5), timeout: .seconds(2))
-        try await series.run { lines.append($0) }
-        let m = lines.all.compactMap { $0.hasPrefix("ok ") ? Double($0.dropFirst(3)) : nil }
-        XCTAssertEqual(m.count, 10, "\(lines.all)")
-        XCTAssertEqual(CalibrationStatistics.median(m)!, 20, accuracy: 1.5, "\(m)")
-        XCTAssertEqual(server.connections, 1, "every request should reuse the one connection")
-        XCTAssertEqual(proxy.connectionsAccepted, 1)
+        // The calibration's own keep-alive probe (response end = its kernel receive stamp), first
+        // through the proxy at delay 0 (the baseline: loopback, server and the proxy's own relay
+        // cost, measured now, on this host's current load), then at 10 ms each way.
+        func series() async throws -> [Double] {
+            let lines = LinesBox()
+            let s = CalibrationSeries(probe: .httpKeepAlive, address: "127.0.0.1", port: Int(proxy.listenAddress.port), count: 20,
+                                      interval: .milliseconds(5), timeout: .seconds(2))
+            try await s.run { lines.append($0) }
+            let m = lines.all.compactMap { $0.hasPrefix("ok ") ? Double($0.dropFirst(3)) : nil }
+            XCTAssertEqual(m.count, 20, "\(lines.all)")
+            return m
+        }
+        let base = CalibrationStatistics.median(try await series())!
+        let d = ImpairmentSpec(delayNanoseconds: Self.ms(10))
+        try proxy.update(.toUpstream, d)
+        try proxy.update(.toClient, d)
+        let m = try await series()
+        let p50 = CalibrationStatistics.median(m)!
+        print("keep-alive through the proxy: base \(base) ms, at 10 ms each way p50 \(p50) ms (predicted \(20 + base)); load \(loadAverage()); \(m)")
+        // The certificate's tolerance for a 20 ms prediction: max(0.5 ms, 5 %) = 1 ms.
+        XCTAssertEqual(p50 - base, 20, accuracy: CalibrationRule.p50Tolerance(predictedMs: 20 + base), "base \(base), \(m)")
+        XCTAssertEqual(server.connections, 2, "each series reuses its one connection for every request")
+        XCTAssertEqual(proxy.connectionsAccepted, 2)
     }
 
     func testRuntimeUpdateChangesTheDelayOfLaterChunks() throws {
@@ -299,6 +322,7 @@ final class ImpairProxyTests: XCTestCase {
         defer { echo.close() }
         let proxy = try ImpairProxy(listen: "127.0.0.1:0", upstream: echo.address.hostPort, udp: false,
                                     toUpstream: ImpairmentSpec(delayNanoseconds: Self.ms(5)), toClient: .none)
+        proxy.realtimePriority = realtimeForTests
         proxy.start()
         defer { proxy.stop() }
         let fd = try connectTCP(proxy.listenAddress)
@@ -341,13 +365,19 @@ final class LinesBox: @unchecked Sendable {
     var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
 }
 
-/// Why a timing-distribution test cannot judge here, or nil: the KS check needs wake-ups on time,
-/// which a machine whose 1-minute load average exceeds its core count does not give (threads wait
-/// for a CPU for milliseconds). Run it on a quiet machine (EDGEMETER_TIMING_TESTS=force runs it anyway).
-func busyMachineReason() -> String? {
-    if ProcessInfo.processInfo.environment["EDGEMETER_TIMING_TESTS"] == "force" { return nil }
-    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
-          let load = Double(text.split(separator: " ").first ?? "") else { return nil }
-    let cores = ProcessInfo.processInfo.activeProcessorCount
-    return load > Double(cores) ? "load average \(load) on \(cores) cores: jitter calibration needs a quiet machine (EDGEMETER_TIMING_TESTS=force to run anyway)" : nil
+/// The 1-minute load average (printed beside timing figures).
+func loadAverage() -> String {
+    ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?").split(separator: " ").first.map(String.init) ?? "?"
+}
+
+/// SCHED_FIFO priority for the timing tests' own endpoint and relay threads: 10 as root (a thread
+/// woken by a packet or a release time then runs at once, whatever else the host is busy with),
+/// 0 otherwise (ordinary scheduling; the figures then include the host's scheduling delays).
+let realtimeForTests: Int32 = geteuid() == 0 ? 10 : 0
+
+/// Moves the calling thread to SCHED_FIFO `realtimeForTests` (no-op when 0 or refused).
+func makeThisThreadRealtime() {
+    guard realtimeForTests > 0 else { return }
+    var param = sched_param(sched_priority: realtimeForTests)
+    _ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param)
 }
