@@ -74,7 +74,12 @@ public struct ReportCollector {
     struct SmokeKey: Hashable { var scenario, probe, target, phase: String }
     struct Curve { var seen = 0; var values: [Double] = [] }
     var cdfOrder: [String] = []
-    var cdf: [String: [Key: Curve]] = [:]
+    /// CDF curves, in first-seen order per scenario (`cdfKeys`), found by key (`curveIndex`).
+    var curves: [Curve] = []
+    var curveIndex: [Key: Int] = [:]
+    /// The key bytes of the last row `add(row:)` charted and its curve: consecutive rows of one
+    /// probe share a key, so most rows skip building Strings and hashing them.
+    var lastRowKey: [UInt8] = [], scratch: [UInt8] = [], lastCurve = -1
     var cdfKeys: [String: [Key]] = [:]
     var startupOrder: [String] = []
     var startup: [String: (phases: [String], backends: [String], values: [String: [String: [Double]]])] = [:]
@@ -110,18 +115,26 @@ public struct ReportCollector {
     }
 
     mutating func addCDF(_ k: Key, _ v: Double) {
-        if cdf[k.scenario] == nil { cdfOrder.append(k.scenario); cdf[k.scenario] = [:] }
-        if cdf[k.scenario]![k] == nil { cdfKeys[k.scenario, default: []].append(k); cdf[k.scenario]![k] = Curve() }
-        var curve = cdf[k.scenario]![k]!
-        cdf[k.scenario]![k] = nil // keep the array uniquely referenced while it grows
-        curve.seen += 1
-        if curve.values.count < ReportPlots.maxValuesPerCurve {
-            curve.values.append(v)
+        addCDF(at: curve(for: k), v)
+    }
+
+    mutating func curve(for k: Key) -> Int {
+        if let i = curveIndex[k] { return i }
+        if cdfKeys[k.scenario] == nil { cdfOrder.append(k.scenario) }
+        cdfKeys[k.scenario, default: []].append(k)
+        curves.append(Curve())
+        curveIndex[k] = curves.count - 1
+        return curves.count - 1
+    }
+
+    mutating func addCDF(at i: Int, _ v: Double) {
+        curves[i].seen += 1
+        if curves[i].values.count < ReportPlots.maxValuesPerCurve {
+            curves[i].values.append(v)
         } else {
-            let j = Int(random.next() % UInt64(curve.seen))
-            if j < curve.values.count { curve.values[j] = v }
+            let j = Int(random.next() % UInt64(curves[i].seen))
+            if j < curves[i].values.count { curves[i].values[j] = v }
         }
-        cdf[k.scenario]![k] = curve
     }
 
     public func sections(files: ReportFiles) -> [ReportSection] {
@@ -140,9 +153,9 @@ public struct ReportCollector {
                 let keys = cdfKeys[scenario] ?? []
                 let targets = Set(keys.map(\.target))
                 var series = keys.map { k in
-                    ChartSeries(name: targets.count > 1 ? "\(k.target) · \(k.phase)" : k.phase, values: cdf[scenario]![k]!.values)
+                    ChartSeries(name: targets.count > 1 ? "\(k.target) · \(k.phase)" : k.phase, values: curves[curveIndex[k]!].values)
                 }
-                let sampled = keys.filter { cdf[scenario]![$0]!.seen > cdf[scenario]![$0]!.values.count }
+                let sampled = keys.filter { curves[curveIndex[$0]!].seen > curves[curveIndex[$0]!].values.count }
                 var caption = "Empirical CDF of every successful sample (ms) of scenario \(scenario), per "
                     + (targets.count > 1 ? "target and phase" : "phase (target \(targets.first ?? ""))") + "."
                 if series.count > maxCurves {
@@ -153,7 +166,7 @@ public struct ReportCollector {
                 }
                 if !sampled.isEmpty {
                     caption += " Curves over \(ReportPlots.maxValuesPerCurve) samples are drawn from a uniform random sample of that many: "
-                        + sampled.map { "\($0.target) \($0.phase) (\(cdf[scenario]![$0]!.seen))" }.joined(separator: ", ") + "."
+                        + sampled.map { "\($0.target) \($0.phase) (\(curves[curveIndex[$0]!].seen))" }.joined(separator: ", ") + "."
                 }
                 let probes = Set(keys.map(\.probe)).sorted().joined(separator: ", ")
                 let title = "Latency CDF: \(scenario) (\(probes))"
@@ -317,6 +330,16 @@ extension ReportCollector {
         count += 1
         guard r.status == .ok, let v = r.value, r.bytesEqual(SampleRow.unitField, "ms"),
               !r.bytesEqual(SampleRow.phaseField, "resolve"), !r.bytesEqual(SampleRow.probeField, "load") else { return }
-        addCDF(Key(scenario: r.scenario, probe: r.probe, target: r.target, metric: r.metric, phase: r.phase), v)
+        scratch.removeAll(keepingCapacity: true)
+        for f in SampleRow.scenarioField...SampleRow.phaseField {
+            let b = r.bytes(f)
+            withUnsafeBytes(of: UInt32(truncatingIfNeeded: b.count)) { scratch.append(contentsOf: $0) }
+            scratch.append(contentsOf: b)
+        }
+        if lastCurve < 0 || scratch != lastRowKey {
+            lastCurve = curve(for: Key(scenario: r.scenario, probe: r.probe, target: r.target, metric: r.metric, phase: r.phase))
+            swap(&lastRowKey, &scratch)
+        }
+        addCDF(at: lastCurve, v)
     }
 }
