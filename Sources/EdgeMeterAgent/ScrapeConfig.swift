@@ -1,4 +1,5 @@
 import Foundation
+import EdgeMeterCore
 
 /// A Prometheus configuration for an agent: the `/metrics` job, and a `/probe` job written exactly
 /// as for blackbox_exporter (the probed targets in `static_configs`, relabelled into
@@ -15,20 +16,7 @@ public enum AgentScrapeConfig {
               - job_name: edgemeter-agent
                 static_configs:
                   - targets: \(quoted([agent]))
-              - job_name: edgemeter-probe
-                metrics_path: /probe
-                params:
-                  module: [\(module)]
-                static_configs:
-                  - targets: \(quoted(probeTargets))
-                relabel_configs:
-                  - source_labels: [__address__]
-                    target_label: __param_target
-                  - source_labels: [__param_target]
-                    target_label: instance
-                  - target_label: __address__
-                    replacement: \(agent)
-
+            \(KubernetesManifests.probeJob(module: module, targets: probeTargets, exporter: agent))
             """
     }
 }

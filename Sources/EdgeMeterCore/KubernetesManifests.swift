@@ -103,6 +103,31 @@ public struct KubernetesManifests: Sendable {
     }
 
     /// A YAML double-quoted scalar.
+    /// The `/probe` scrape job, written exactly as a blackbox_exporter job: each static target
+    /// relabelled into `__param_target` and `instance`, the scrape sent to `exporter` (an agent).
+    /// Items of `scrape_configs:` (two-space indent), ending with a newline. The agent's own scrape
+    /// configuration (`AgentScrapeConfig`) and the manifests' `prometheus-scrape.yaml` both use it.
+    public static func probeJob(module: String, targets: [String], exporter: String, interval: String? = nil) -> String {
+        let list = "[" + targets.map(q).joined(separator: ", ") + "]"
+        return "  - job_name: edgemeter-probe\n"
+            + (interval.map { "    scrape_interval: \($0)\n" } ?? "")
+            + """
+                metrics_path: /probe
+                params:
+                  module: [\(q(module))]
+                static_configs:
+                  - targets: \(list)
+                relabel_configs:
+                  - source_labels: [__address__]
+                    target_label: __param_target
+                  - source_labels: [__param_target]
+                    target_label: instance
+                  - target_label: __address__
+                    replacement: \(q(exporter))
+
+            """
+    }
+
     static func q(_ s: String) -> String {
         var out = "\""
         for ch in s.unicodeScalars {
@@ -284,8 +309,7 @@ public struct KubernetesManifests: Sendable {
     /// found through Kubernetes pod discovery, and `/probe` used exactly as a blackbox_exporter
     /// job (the target becomes `?target=`, the instance label keeps it, the scrape goes to the agent).
     public func prometheusScrapeConfig() -> String {
-        let targets = probeTargets.isEmpty ? "[]" : "[" + probeTargets.map(Self.q).joined(separator: ", ") + "]"
-        return header + """
+        header + """
         scrape_configs:
           - job_name: edgemeter-agent
             scrape_interval: \(scrapeIntervalSeconds)s
@@ -303,21 +327,8 @@ public struct KubernetesManifests: Sendable {
                 action: keep
               - source_labels: [__meta_kubernetes_pod_node_name]
                 target_label: node
-          - job_name: edgemeter-probe
-            scrape_interval: \(scrapeIntervalSeconds)s
-            metrics_path: /probe
-            params:
-              module: [\(Self.q(probeModule))]
-            static_configs:
-              - targets: \(targets)
-            relabel_configs:
-              - source_labels: [__address__]
-                target_label: __param_target
-              - source_labels: [__param_target]
-                target_label: instance
-              - target_label: __address__
-                replacement: \(Self.q("\(name).\(namespace).svc:\(port)"))
-
+        \(Self.probeJob(module: probeModule, targets: probeTargets, exporter: "\(name).\(namespace).svc:\(port)",
+                         interval: "\(scrapeIntervalSeconds)s"))
         """
     }
 }
