@@ -4,6 +4,7 @@ import Glibc
 #endif
 import CEdgeMeter
 import EdgeMeterCore
+import EdgeMeterSystem
 
 /// The userspace link-impairment forwarder: one process per topology (`edgemeter impair-forwarder`,
 /// started by `lab up` inside the topology's fabric namespace), one thread moving the frames of
@@ -34,9 +35,14 @@ public final class Forwarder: @unchecked Sendable {
     public let realtimePriority: Int32
     let control: ForwarderControl
     private var directions: [Direction] = []
+    /// Idle CPUs poll while frames flow (and for 1 s after the last one): see `CPULatencyHold`.
+    /// Without it every release after a quiet spell pays a halted vCPU's wake-up.
+    let idleHold: ActivityLatencyHold
 
-    public init(links: [ImpairedLink], seed: UInt64 = 0x5eed, ringFrames: Int = 8192, spinNanoseconds: Int64 = 250_000, realtimePriority: Int32 = 10) throws {
+    public init(links: [ImpairedLink], seed: UInt64 = 0x5eed, ringFrames: Int = 8192, spinNanoseconds: Int64 = 250_000, realtimePriority: Int32 = 10,
+                holdCPUsAwake: Bool = true) throws {
         self.links = links
+        idleHold = ActivityLatencyHold(enabled: holdCPUsAwake && geteuid() == 0)
         self.realtimePriority = realtimePriority
         self.ringFrames = ringFrames
         self.spinNanoseconds = spinNanoseconds
@@ -58,6 +64,8 @@ public final class Forwarder: @unchecked Sendable {
                 print("impair-forwarder: SCHED_FIFO \(realtimePriority) refused (\(String(cString: strerror(errno)))); running at normal priority, releases may be late under load")
             }
         }
+        print(idleHold.isEnabled ? "impair-forwarder: idle CPUs poll while frames flow (PM QoS CPU latency 0 µs, withdrawn after 1 s without frames)"
+                                 : "impair-forwarder: idle CPUs keep the host's idle states (not root): releases after a quiet spell may be late by a vCPU wake-up")
         var pfds = [pollfd(fd: control.wakeRead, events: Int16(POLLIN), revents: 0)]
         for d in directions { pfds.append(pollfd(fd: d.input.fd, events: Int16(POLLIN), revents: 0)) }
         var lastPublish: Int64 = 0
@@ -76,8 +84,14 @@ public final class Forwarder: @unchecked Sendable {
             }
             let nfds = UInt(pfds.count)
             let n = pfds.withUnsafeMutableBufferPointer { em_poll_ns($0.baseAddress, nfds, timeout) }
-            guard n > 0 else { continue }
-            for k in 1..<pfds.count where pfds[k].revents != 0 { directions[k - 1].receive() }
+            guard n > 0 else {
+                if next == .max { idleHold.expire(em_clock_monotonic_ns()) }
+                continue
+            }
+            var active = false
+            for k in 1..<pfds.count where pfds[k].revents != 0 { directions[k - 1].receive(); active = true }
+            let t = em_clock_monotonic_ns()
+            if active { idleHold.touch(t) } else if next == .max { idleHold.expire(t) }
             if pfds[0].revents != 0 { applyUpdates(); publish(); lastPublish = em_clock_monotonic_ns() }
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import CEdgeMeter
 import EdgeMeterCore
+import EdgeMeterSystem
 
 /// The direction of a proxied byte or datagram.
 public enum ProxyDirection: String, Sendable, CaseIterable {
@@ -69,6 +70,10 @@ public final class ImpairProxy: @unchecked Sendable {
     /// (CAP_SYS_NICE); refused, the threads stay ordinary and `realtimeRefused` says why.
     public var realtimePriority: Int32 = 0
     public private(set) var realtimeRefused: String?
+    /// With a real-time priority the proxy also keeps idle CPUs polling while it runs (PM QoS CPU
+    /// latency 0, see `CPULatencyHold`): otherwise the endpoints' and the proxy's own wake-ups
+    /// after each quiet spell between datagrams are late by a halted vCPU's wake-up.
+    public let idleHold = CPULatencyHold()
     /// With a real-time priority, releasing threads wake 200 µs before a release and spin to it (the
     /// timer wake-up itself is late by up to that); without one they sleep to it.
     var releaseSpinNanoseconds: Int64 { realtimePriority > 0 ? 200_000 : 0 }
@@ -111,6 +116,7 @@ public final class ImpairProxy: @unchecked Sendable {
 
     /// Starts serving on background threads.
     public func start() {
+        if realtimePriority > 0 { idleHold.hold() }
         if udp {
             let up = DelayLine(stop: stopFlag, spinNanoseconds: releaseSpinNanoseconds), down = DelayLine(stop: stopFlag, spinNanoseconds: releaseSpinNanoseconds)
             lock.lock(); udpToUpstreamLine = up; udpToClientLine = down; lock.unlock()
@@ -144,6 +150,7 @@ public final class ImpairProxy: @unchecked Sendable {
         udpSessions.removeAll()
         lock.unlock()
         close(listenFD)
+        idleHold.release()
     }
 
     /// Applies a new impairment to one direction from now on (chunks already queued keep their times).

@@ -56,6 +56,11 @@ struct CalibrateCommand: AsyncParsableCommand {
         let traps = SignalTrap.install(stop, onFirst: "taking the calibration topology down",
                                        onSecond: "`edgemeter lab down calib` removes what was built")
         defer { traps.forEach { $0.cancel() } }
+        // Idle CPUs poll for the whole run (the forwarder holds the same request while frames
+        // flow): the certificate measures the link, not a halted vCPU's wake-up.
+        let idle = CPULatencyHold()
+        if let why = idle.hold() { note("calibrate: cannot keep idle CPUs polling (\(why)); figures include the host's idle wake-ups") }
+        defer { idle.release() }
         let runner = CalibrationRunner(binary: runningBinaryPath())
         let result: CalibrationRunner.Result
         do {
@@ -71,7 +76,7 @@ struct CalibrateCommand: AsyncParsableCommand {
         let provenance = CalibrationProvenance(kernel: CalibrationRunner.kernelRelease(), forwarder: Self.forwarderDescription,
                                                clock: "CLOCK_MONOTONIC (ICMP: kernel receive stamps, CLOCK_REALTIME)", date: started,
                                                notes: ["direct path, no forwarder (p50 ms): " + direct.joined(separator: ", "),
-                                                       "mode: " + (quick ? "--quick" : "full")] + result.forwarderNotes)
+                                                       "mode: " + (quick ? "--quick" : "full"), idle.provenance] + result.forwarderNotes)
         let md = CalibrationTable.markdown(rows, provenance: provenance)
         do {
             try md.write(toFile: "\(dir)/calibration.md", atomically: true, encoding: .utf8)
