@@ -36,6 +36,8 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Rate limit per direction (tc units: 10mbit, 500kbit).", valueName: "RATE")) var rate: String?
     @Option(help: "Seed of the loss and jitter draws (same seed, same draws).") var seed: UInt64 = 1
     @Option(help: ArgumentHelp("Stop after this long (default: until Ctrl-C).", valueName: "DURATION")) var duration: String?
+    @Option(help: ArgumentHelp("SCHED_FIFO priority of the proxy's threads, 1-99; 0 = ordinary scheduling. With one, idle CPUs also poll while the proxy runs (PM QoS). Default: 10 as root, else 0.", valueName: "PRIORITY"))
+    var realtime: Int32?
 
     /// The per-direction spec the options describe; throws a ValidationError naming the bad option.
     func spec() throws -> ImpairmentSpec {
@@ -58,6 +60,8 @@ struct ProxyCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try spec()
         if let duration, parseDuration(duration) == nil { throw ValidationError("--duration must be a duration such as 30s, got \"\(duration)\"") }
+        if let realtime, !(0...99).contains(realtime) { throw ValidationError("--realtime must be 0 (ordinary scheduling) or a SCHED_FIFO priority 1-99, got \(realtime)") }
+        if let realtime, realtime > 0, geteuid() != 0 { throw ValidationError("--realtime \(realtime) needs root (SCHED_FIFO and /dev/cpu_dma_latency): run with sudo, or --realtime 0") }
     }
 
     func run() async throws {
@@ -68,8 +72,10 @@ struct ProxyCommand: AsyncParsableCommand {
         } catch {
             throw usageError("\(error)")
         }
+        proxy.realtimePriority = realtime ?? (geteuid() == 0 ? 10 : 0)
         proxy.start()
         print("proxy \(udp ? "udp" : "tcp") \(proxy.listenAddress.hostPort) -> \(proxy.upstream.hostPort); each direction: \(Self.describe(s))")
+        print("scheduling: " + (proxy.realtimePriority > 0 ? "SCHED_FIFO \(proxy.realtimePriority)" : "ordinary") + "; " + proxy.idleHold.provenance)
         fflush(nil)
         let stop = StopFlag()
         let traps = SignalTrap.install(stop, onFirst: "stopping the proxy", onSecond: "exiting")

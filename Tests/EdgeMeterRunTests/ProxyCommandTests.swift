@@ -12,6 +12,7 @@ final class ProxyCommandTests: XCTestCase {
             (["--delay", "far"], "--delay must be a duration up to 10s"),
             (["--distribution", "pareto"], "--distribution must be uniform or normal"),
             (["--rate", "fast"], "--rate must be a rate from 8kbit to 100gbit"),
+            (["--realtime", "120"], "--realtime must be 0 (ordinary scheduling) or a SCHED_FIFO priority 1-99"),
         ]
         for (extra, message) in cases {
             let r = try runCommand(bin, ["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9"] + extra)
@@ -66,5 +67,11 @@ final class ProxyCommandTests: XCTestCase {
         XCTAssertEqual(proxy.terminationStatus, 0, text)
         XCTAssertTrue(text.contains("to-upstream: 1 chunks, 5 bytes, 0 retransmission stalls"), text)
         XCTAssertTrue(text.contains("connections: 1"), text)
+        // As root the proxy runs SCHED_FIFO 10 and keeps idle CPUs polling, and says so.
+        if geteuid() == 0 {
+            XCTAssertTrue(text.contains("scheduling: SCHED_FIFO 10; idle CPUs: polling"), text)
+        } else {
+            XCTAssertTrue(text.contains("scheduling: ordinary; idle CPUs: the host's own idle states"), text)
+        }
     }
 }
