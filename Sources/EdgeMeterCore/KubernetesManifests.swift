@@ -154,6 +154,17 @@ public struct KubernetesManifests: Sendable {
         """
     }
 
+    /// `spec.selector.matchLabels`: the agent's pods, by their name label (DaemonSet, ServiceMonitor).
+    var specSelectingTheAgents: String {
+        """
+        spec:
+          selector:
+            matchLabels:
+              app.kubernetes.io/name: \(Self.q(name))
+
+        """
+    }
+
     var header: String { "# Written by `edgemeter k8s manifests`; checked structurally only (no cluster ran these here).\n" }
 
     public func configMap() -> String {
@@ -167,11 +178,7 @@ public struct KubernetesManifests: Sendable {
     }
 
     public func daemonSet() -> String {
-        start("apps/v1", "DaemonSet") + """
-        spec:
-          selector:
-            matchLabels:
-              app.kubernetes.io/name: \(Self.q(name))
+        start("apps/v1", "DaemonSet") + specSelectingTheAgents + """
           updateStrategy:
             type: RollingUpdate
             rollingUpdate:
@@ -263,11 +270,7 @@ public struct KubernetesManifests: Sendable {
     }
 
     public func serviceMonitor() -> String {
-        start("monitoring.coreos.com/v1", "ServiceMonitor") + """
-        spec:
-          selector:
-            matchLabels:
-              app.kubernetes.io/name: \(Self.q(name))
+        start("monitoring.coreos.com/v1", "ServiceMonitor") + specSelectingTheAgents + """
           namespaceSelector:
             matchNames: [\(Self.q(namespace))]
           endpoints:
