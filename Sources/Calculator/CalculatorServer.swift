@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import EdgeMeterServe
+import EdgeMeterCore
 
 /// Which calculator service a process (or one server of `--role all`) plays.
 public enum CalculatorRole: String, CaseIterable, Sendable {
@@ -86,40 +87,11 @@ func listenProblem(_ error: Error, role: CalculatorRole, host: String, port: Int
 }
 
 /// One running calculator service (a Hummingbird 2 application on its own port).
-public final class RunningCalculatorService: @unchecked Sendable {
-    public let role: CalculatorRole
-    public let host: String
-    /// The bound port (the real one when started on port 0).
-    public let port: Int
-    private let task: Task<Void, Error>
-    private let onStop: @Sendable () -> Void
-    private let shutdown: @Sendable () async -> Void
+public typealias RunningCalculatorService = RunningServer<CalculatorRole>
 
-    init(role: CalculatorRole, host: String, port: Int, task: Task<Void, Error>, shutdown: @escaping @Sendable () async -> Void,
-         onStop: @escaping @Sendable () -> Void) {
-        (self.shutdown, self.role, self.host, self.port, self.task, self.onStop) = (shutdown, role, host, port, task, onStop)
-    }
-
+extension RunningServer where ID == CalculatorRole {
+    public var role: CalculatorRole { id }
     public var endpoint: ServiceEndpoint { ServiceEndpoint(host: host, port: port) }
-
-    /// Graceful shutdown: stops accepting connections, lets requests in progress finish, closes
-    /// idle connections and waits until the service is down (at most 5 s, then cancels it).
-    public func stop() async {
-        await shutdown()
-        let task = self.task
-        let guardTask = Task {
-            try await Task.sleep(for: .seconds(5))
-            task.cancel()
-        }
-        _ = try? await task.value
-        guardTask.cancel()
-        onStop()
-    }
-
-    /// Waits until the service ends (it ends only when stopped or on a fatal server error).
-    public func wait() async throws {
-        try await task.value
-    }
 }
 
 /// Starts the calculator services. Every service answers `GET /healthz` with `ok <role>`.
@@ -154,11 +126,8 @@ public enum CalculatorServer {
             }
             throw CalculatorSetupError(listenProblem(error, role: role, host: host, port: port))
         }
-        let (bound, task, group) = (started.port, started.task, started.group)
         let poolsToClose = pools
-        return RunningCalculatorService(role: role, host: host, port: bound, task: task,
-                                        shutdown: { await group.triggerGracefulShutdown() },
-                                        onStop: { poolsToClose.forEach { $0.closeAll() } })
+        return RunningCalculatorService(id: role, host: host, started: started, onStop: { poolsToClose.forEach { $0.closeAll() } })
     }
 
     /// `--role all`: the four operation services, then the front end wired to them, in one process.
@@ -232,31 +201,10 @@ struct MethodGuard<Context: RequestContext>: RouterMiddleware {
             var headers = HTTPFields()
             headers[.allow] = methods.map(\.rawValue).joined(separator: ", ")
             headers[.contentType] = "application/json"
-            let body = "{\"status\":405,\"error\":\(JSONText.string("method \(request.method.rawValue) is not allowed on \(request.uri.path); use \(methods.map(\.rawValue).joined(separator: " or "))"))}\n"
+            let body = "{\"status\":405,\"error\":\(TextEscaping.jsonString("method \(request.method.rawValue) is not allowed on \(request.uri.path); use \(methods.map(\.rawValue).joined(separator: " or "))"))}\n"
             return Response(status: .methodNotAllowed, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
         }
         return try await next(request, context)
     }
 }
 
-enum JSONText {
-    static func string(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    out += String(format: "\\u%04x", u.value)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
-}

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import NIOCore
 import HTTPTypes
+import EdgeMeterCore
 
 /// One downstream call made by the front end while evaluating an expression.
 public struct CalcCall: Sendable, Equatable {
@@ -151,7 +152,7 @@ struct FrontEnd: Sendable {
     static func ms(_ v: Double) -> String { String(format: "%.3f", v) }
 
     func success(expression: String, result: Double, calls: [CalcCall], totalMs: Double) -> Response {
-        var json = "{\"expression\":\(JSONText.string(expression)),\"result\":\(CalcNumber.format(result)),\"calls\":["
+        var json = "{\"expression\":\(TextEscaping.jsonString(expression)),\"result\":\(CalcNumber.format(result)),\"calls\":["
         var timing: [String] = []
         var downstream = 0.0
         for (i, c) in calls.enumerated() {
@@ -168,9 +169,9 @@ struct FrontEnd: Sendable {
     }
 
     func failure(_ f: Failure) -> Response {
-        var json = "{\"status\":\(f.status.code),\"error\":\(JSONText.string(f.message))"
+        var json = "{\"status\":\(f.status.code),\"error\":\(TextEscaping.jsonString(f.message))"
         for (k, v) in f.extra {
-            json += ",\"\(k)\":" + (Int(v) != nil ? v : JSONText.string(v))
+            json += ",\"\(k)\":" + (Int(v) != nil ? v : TextEscaping.jsonString(v))
         }
         json += "}\n"
         var headers = HTTPFields()

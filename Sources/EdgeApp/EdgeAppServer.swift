@@ -11,37 +11,8 @@ import EdgeMeterHTTP
 /// The header (and body field `node`) naming the node that answered, for the vehicle probe.
 public let edgeNodeHeader = "X-Edgemeter-Node"
 
-/// One running server (edge app or cloud database) on its own port.
-public final class RunningEdgeServer: @unchecked Sendable {
-    public let name: String
-    public let host: String
-    /// The bound port (the real one when started on port 0).
-    public let port: Int
-    private let task: Task<Void, Error>
-    private let shutdown: @Sendable () async -> Void
-    private let onStop: @Sendable () -> Void
-
-    init(name: String, host: String, port: Int, task: Task<Void, Error>, shutdown: @escaping @Sendable () async -> Void,
-         onStop: @escaping @Sendable () -> Void = {}) {
-        (self.name, self.host, self.port, self.task, self.shutdown, self.onStop) = (name, host, port, task, shutdown, onStop)
-    }
-
-    /// Graceful shutdown; waits until the server is down (at most 5 s, then cancels it).
-    public func stop() async {
-        onStop()
-        await shutdown()
-        let task = self.task
-        let guardTask = Task {
-            try await Task.sleep(for: .seconds(5))
-            task.cancel()
-        }
-        _ = try? await task.value
-        guardTask.cancel()
-    }
-
-    /// Waits until the server ends.
-    public func wait() async throws { try await task.value }
-}
+/// One running server (edge app or cloud database) on its own port, named by its role.
+public typealias RunningEdgeServer = RunningServer<String>
 
 /// The road status, shared by the cloud database's handlers.
 final class RoadStatusStore: @unchecked Sendable {
@@ -189,7 +160,6 @@ public enum EdgeAppServer {
         } catch let f as ServerStartFailure {
             throw EdgeAppError(field: "--port", "the \(name) server cannot listen on \(host):\(port) (\(f)); pick another port with --port (0 picks a free one) or check --host")
         }
-        let (bound, task, group) = (started.port, started.task, started.group)
-        return RunningEdgeServer(name: name, host: host, port: bound, task: task, shutdown: { await group.triggerGracefulShutdown() }, onStop: onStop)
+        return RunningEdgeServer(id: name, host: host, started: started, onStop: onStop)
     }
 }

@@ -225,17 +225,7 @@ final class ConnectionPool: @unchecked Sendable {
     }
 
     /// A connection that can take the next request.
-    func giveBack(_ c: HTTPConnection) {
-        lock.lock()
-        if !waiters.isEmpty {
-            let k = waiters.removeFirst()
-            lock.unlock()
-            k.resume(returning: c)
-            return
-        }
-        idle.append(c)
-        lock.unlock()
-    }
+    func giveBack(_ c: HTTPConnection) { handToFirstWaiter(c) { idle.append(c) } }
 
     /// A connection that failed or was closed by the server: its slot goes to a waiter, if any.
     func discard(_ c: HTTPConnection) {
@@ -243,16 +233,20 @@ final class ConnectionPool: @unchecked Sendable {
         release()
     }
 
-    private func release() {
+    private func release() { handToFirstWaiter(nil) { open -= 1 } }
+
+    /// Resumes the longest-waiting caller with `c` (a connection, or nil: a free slot to connect
+    /// in); with no caller waiting, runs `otherwise` under the lock instead.
+    private func handToFirstWaiter(_ c: HTTPConnection?, otherwise: () -> Void) {
         lock.lock()
-        if !waiters.isEmpty {
-            let k = waiters.removeFirst()
+        guard !waiters.isEmpty else {
+            otherwise()
             lock.unlock()
-            k.resume(returning: nil)
             return
         }
-        open -= 1
+        let k = waiters.removeFirst()
         lock.unlock()
+        k.resume(returning: c)
     }
 
     func closeAll() {

@@ -54,6 +54,21 @@ public enum CSV {
         if fieldStarted || !row.isEmpty { row.append(field); rows.append(row) }
         return rows
     }
+
+    /// The rows of `text` (the contents of `file`) after its header row, the first of them at line
+    /// 2. Throws `damaged(line, message)` on a syntax error, and a `ReportError.badSamples` naming
+    /// `file` when the text is empty or its first row is not `header` (`wrongHeader` says what it
+    /// then is not, e.g. "not an edgemeter delays header").
+    public static func rowsAfterHeader(_ text: String, file: String, header: [String], wrongHeader: String,
+                                       damaged: (_ line: Int, _ message: String) -> ReportError) throws -> ArraySlice<[String]> {
+        let rows: [[String]]
+        do { rows = try parse(text) } catch let e as CSVError { throw damaged(e.line, e.message) }
+        guard let head = rows.first else { throw ReportError.badSamples("\(file) is empty: it has no header row") }
+        guard head == header else {
+            throw ReportError.badSamples("\(file):1: \(wrongHeader); expected: \(header.joined(separator: ","))")
+        }
+        return rows.dropFirst()
+    }
 }
 
 public struct CSVError: Error, CustomStringConvertible {
@@ -139,21 +154,16 @@ public enum SampleCSV {
 
     /// Reads samples back (for `edgemeter report`). Errors name the line and what to do.
     public static func parse(_ text: String, file: String = "samples.csv") throws -> [Sample] {
-        let rows: [[String]]
-        do { rows = try CSV.parse(text) } catch let e as CSVError {
-            throw ReportError.badSamples("\(file):\(e.line): \(e.message); the file is damaged, re-run the measurement or fix that line")
-        }
-        guard let head = rows.first else { throw ReportError.badSamples("\(file) is empty: it has no header row") }
-        guard head == header else {
-            throw ReportError.badSamples("\(file):1: header is not an edgemeter samples header; expected: \(header.joined(separator: ","))")
+        let rows = try CSV.rowsAfterHeader(text, file: file, header: header, wrongHeader: "header is not an edgemeter samples header") {
+            .badSamples("\(file):\($0): \($1); the file is damaged, re-run the measurement or fix that line")
         }
         var out: [Sample] = []
-        for (i, r) in rows.dropFirst().enumerated() {
+        for (i, r) in rows.enumerated() {
             let line = i + 2
             if r.count == 1 && r[0].isEmpty { continue }
             guard r.count == header.count else {
                 // A run killed mid-write can leave a partial last line; keep everything before it.
-                if i == rows.count - 2 { break }
+                if i == rows.count - 1 { break }
                 throw ReportError.badSamples("\(file):\(line): expected \(header.count) fields, got \(r.count)")
             }
             guard let status = SampleStatus(rawValue: r[9]) else {

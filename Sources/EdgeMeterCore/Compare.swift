@@ -162,24 +162,31 @@ public struct CompareOptions: Sendable {
     public init() {}
 }
 
-/// One side's values of one metric and phase, in the order they were measured.
+/// One side's values of one metric and phase, in the order they were measured: the summary key's
+/// fields (`series.metric`, ...) and the values.
+@dynamicMemberLookup
 public struct CompareSeries: Sendable {
-    public var scenario: String
-    public var probe: String
-    public var target: String
-    public var metric: String
-    public var phase: String
-    public var unit: String
+    /// Scenario, probe, target, metric, phase and unit: the grouping a summary row has.
+    public var summaryKey: SummaryKey
     public var values: [Double]
     /// Every attempt, failed ones included (for the loss columns).
     public var attempts: Int
 
-    public var key: String { [scenario, probe, target, metric, phase, unit].joined(separator: "\u{1F}") }
+    public subscript(dynamicMember field: WritableKeyPath<SummaryKey, String>) -> String {
+        get { summaryKey[keyPath: field] }
+        set { summaryKey[keyPath: field] = newValue }
+    }
+
+    /// The key as one string (also the seed of the row's bootstrap).
+    public var key: String { [self.scenario, self.probe, self.target, self.metric, self.phase, self.unit].joined(separator: "\u{1F}") }
+
+    public init(summaryKey: SummaryKey, values: [Double], attempts: Int) {
+        (self.summaryKey, self.values, self.attempts) = (summaryKey, values, attempts)
+    }
 
     public init(scenario: String, probe: String, target: String, metric: String, phase: String, unit: String, values: [Double], attempts: Int) {
-        (self.scenario, self.probe, self.target, self.metric, self.phase, self.unit) = (scenario, probe, target, metric, phase, unit)
-        self.values = values
-        self.attempts = attempts
+        self.init(summaryKey: SummaryKey(scenario: scenario, probe: probe, target: target, metric: metric, phase: phase, unit: unit),
+                  values: values, attempts: attempts)
     }
 
     /// Groups samples into series (one per scenario, probe, target, metric, phase, unit), in the
@@ -189,8 +196,7 @@ public struct CompareSeries: Sendable {
         var index: [String: Int] = [:]
         var out: [CompareSeries] = []
         for s in samples {
-            var c = CompareSeries(scenario: s.scenario, probe: s.probe, target: s.target, metric: s.metric, phase: s.phase,
-                                  unit: s.unit, values: [], attempts: 0)
+            var c = CompareSeries(summaryKey: SummaryKey(s), values: [], attempts: 0)
             if dropping == "scenario" { c.scenario = "" }
             if dropping == "target" { c.target = "" }
             let k = c.key

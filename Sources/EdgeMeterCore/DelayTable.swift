@@ -108,14 +108,9 @@ public enum DelayTable {
         func bad(_ line: Int, _ why: String) -> ReportError {
             .badSamples("\(file):\(line): \(why); the file is damaged: fix that line, or measure again (each finished run writes delays.csv)")
         }
-        let table: [[String]]
-        do { table = try CSV.parse(text) } catch let e as CSVError { throw bad(e.line, e.message) }
-        guard let head = table.first else { throw ReportError.badSamples("\(file) is empty: it has no header row") }
-        guard head == header else {
-            throw ReportError.badSamples("\(file):1: not an edgemeter delays header; expected: \(header.joined(separator: ","))")
-        }
+        let table = try CSV.rowsAfterHeader(text, file: file, header: header, wrongHeader: "not an edgemeter delays header", damaged: bad)
         var rows: [DelayRow] = []
-        for (i, r) in table.dropFirst().enumerated() {
+        for (i, r) in table.enumerated() {
             let line = i + 2
             if r.count == 1 && r[0].isEmpty { continue }
             guard r.count == header.count else { throw bad(line, "expected \(header.count) fields, got \(r.count)") }

@@ -128,19 +128,8 @@ public struct KubernetesManifests: Sendable {
             """
     }
 
-    static func q(_ s: String) -> String {
-        var out = "\""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out + "\""
-    }
+    /// A YAML double-quoted scalar (written as a JSON string, which YAML reads as it is).
+    static func q(_ s: String) -> String { TextEscaping.jsonString(s) }
 
     var labels: String {
         """
@@ -150,18 +139,37 @@ public struct KubernetesManifests: Sendable {
         """
     }
 
+    /// The file header, then an object's `apiVersion`, `kind` and `metadata` (its name, the
+    /// namespace, the agent's labels): how every manifest starts.
+    func start(_ apiVersion: String, _ kind: String, name: String? = nil) -> String {
+        header + """
+        apiVersion: \(apiVersion)
+        kind: \(kind)
+        metadata:
+          name: \(Self.q(name ?? self.name))
+          namespace: \(Self.q(namespace))
+          labels:
+        \(labels)
+
+        """
+    }
+
+    /// `spec.selector.matchLabels`: the agent's pods, by their name label (DaemonSet, ServiceMonitor).
+    var specSelectingTheAgents: String {
+        """
+        spec:
+          selector:
+            matchLabels:
+              app.kubernetes.io/name: \(Self.q(name))
+
+        """
+    }
+
     var header: String { "# Written by `edgemeter k8s manifests`; checked structurally only (no cluster ran these here).\n" }
 
     public func configMap() -> String {
         let body = agentConfig.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
-        return header + """
-        apiVersion: v1
-        kind: ConfigMap
-        metadata:
-          name: \(Self.q(name + "-config"))
-          namespace: \(Self.q(namespace))
-          labels:
-        \(labels)
+        return start("v1", "ConfigMap", name: name + "-config") + """
         data:
           agent.yaml: |
         \(body)
@@ -170,18 +178,7 @@ public struct KubernetesManifests: Sendable {
     }
 
     public func daemonSet() -> String {
-        header + """
-        apiVersion: apps/v1
-        kind: DaemonSet
-        metadata:
-          name: \(Self.q(name))
-          namespace: \(Self.q(namespace))
-          labels:
-        \(labels)
-        spec:
-          selector:
-            matchLabels:
-              app.kubernetes.io/name: \(Self.q(name))
+        start("apps/v1", "DaemonSet") + specSelectingTheAgents + """
           updateStrategy:
             type: RollingUpdate
             rollingUpdate:
@@ -258,14 +255,7 @@ public struct KubernetesManifests: Sendable {
     }
 
     public func service() -> String {
-        header + """
-        apiVersion: v1
-        kind: Service
-        metadata:
-          name: \(Self.q(name))
-          namespace: \(Self.q(namespace))
-          labels:
-        \(labels)
+        start("v1", "Service") + """
         spec:
           clusterIP: None
           selector:
@@ -280,18 +270,7 @@ public struct KubernetesManifests: Sendable {
     }
 
     public func serviceMonitor() -> String {
-        header + """
-        apiVersion: monitoring.coreos.com/v1
-        kind: ServiceMonitor
-        metadata:
-          name: \(Self.q(name))
-          namespace: \(Self.q(namespace))
-          labels:
-        \(labels)
-        spec:
-          selector:
-            matchLabels:
-              app.kubernetes.io/name: \(Self.q(name))
+        start("monitoring.coreos.com/v1", "ServiceMonitor") + specSelectingTheAgents + """
           namespaceSelector:
             matchNames: [\(Self.q(namespace))]
           endpoints:

@@ -101,21 +101,7 @@ public struct SVGCanvas {
     }
 
     /// Escapes `&`, `<`, `>` and quotes for XML text and attribute values.
-    public static func escape(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.count)
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    public static func escape(_ s: String) -> String { TextEscaping.xmlText(s) }
 }
 
 /// Numbers in SVG attributes: two decimals at most, no exponent.

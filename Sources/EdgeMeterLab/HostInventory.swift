@@ -114,6 +114,17 @@ public struct HostInventory: Codable, Equatable, Sendable {
         return nil
     }
 
+    /// The names of edgemeter's Docker objects in `docker ... --format '{{.Name}}\t{{.Label "edgemeter"}}'`
+    /// output (containers, networks): those carrying the `edgemeter` label, or named with the prefix.
+    public static func edgemeterObjects(nameAndLabel output: String) -> [String] {
+        output.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard let name = f.first, !name.isEmpty else { return nil }
+            let labelled = f.count > 1 && !f[1].isEmpty
+            return labelled || name.hasPrefix(Names.prefix) ? name : nil
+        }
+    }
+
     // MARK: collecting (reads the host only)
 
     /// Takes the inventory. `binary` is the edgemeter executable whose processes count (resolved to
@@ -149,23 +160,12 @@ public struct HostInventory: Codable, Equatable, Sendable {
         case .missing: notes.append("nft: nft not installed")
         }
         switch await docker {
-        case .ran(let r) where r.ok:
-            for line in r.stdout.split(separator: "\n") {
-                let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-                guard let name = f.first, !name.isEmpty else { continue }
-                let labelled = f.count > 1 && !f[1].isEmpty
-                if labelled || name.hasPrefix(Names.prefix) { entries.append("docker \(name)") }
-            }
+        case .ran(let r) where r.ok: add("docker", edgemeterObjects(nameAndLabel: r.stdout))
         case .ran(let r): notes.append("docker: dockerd not answering (`docker ps` exited \(r.status)\(r.timedOut ? ", timed out after 5 s" : ""))")
         case .missing: notes.append("docker: docker CLI not installed")
         }
         switch await dockerNetworks {
-        case .ran(let r) where r.ok:
-            for line in r.stdout.split(separator: "\n") {
-                let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-                guard let name = f.first, !name.isEmpty else { continue }
-                if (f.count > 1 && !f[1].isEmpty) || name.hasPrefix(Names.prefix) { entries.append("docker-network \(name)") }
-            }
+        case .ran(let r) where r.ok: add("docker-network", edgemeterObjects(nameAndLabel: r.stdout))
         case .ran(let r): notes.append("docker networks: `docker network ls` exited \(r.status)\(r.timedOut ? ", timed out after 5 s" : "")")
         case .missing: notes.append("docker networks: docker CLI not installed")
         }

@@ -122,30 +122,11 @@ extension LabExecutor {
     /// How long a vm node's guest may take to boot (TCG, on a host shared with other work).
     var vmBootTimeout: Duration { .seconds(90) }
 
-    /// An uncompressed newc cpio archive: /bin/busybox, /lib/e1000.ko and `initScript` as /init.
+    /// An uncompressed newc cpio archive: /bin/busybox, /lib/e1000.ko and `initScript` as /init
+    /// (built as the startup backend's guest is, by `Initramfs.archive`).
     static func buildInitramfs(to path: String, initScript: String, e1000: String) async throws {
-        guard let cpio = which("cpio") else { throw LabError(.refused, "cpio not found: apt-get install -y cpio") }
-        let fm = FileManager.default
-        let root = path + ".d"
-        try? fm.removeItem(atPath: root)
-        defer { try? fm.removeItem(atPath: root) }
-        for dir in ["bin", "dev", "proc", "sys", "lib", "tmp"] {
-            try fm.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: true)
-        }
-        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(root)/bin/busybox")
-        try fm.copyItem(atPath: e1000, toPath: "\(root)/lib/e1000.ko")
-        guard fm.createFile(atPath: "\(root)/init", contents: Data(initScript.utf8), attributes: [.posixPermissions: 0o755]) else {
-            throw LabError(.stepFailed, "cannot write \(root)/init")
-        }
-        let list = ["."] + (fm.enumerator(atPath: root)?.compactMap { $0 as? String }.sorted() ?? [])
-        let listFile = path + ".list"
-        try (list.joined(separator: "\n") + "\n").write(toFile: listFile, atomically: true, encoding: .utf8)
-        defer { try? fm.removeItem(atPath: listFile) }
-        let input = open(listFile, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw LabError(.stepFailed, "cannot read \(listFile)") }
-        defer { close(input) }
-        let r = try await Command.run([cpio, "-o", "-H", "newc", "-R", "0:0", "-D", root, "-F", path], stdinFD: input, timeout: .seconds(60))
-        guard r.ok else { throw LabError(.stepFailed, "cpio failed building \(path): \(r.combined)") }
+        guard which("cpio") != nil else { throw LabError(.refused, "cpio not found: apt-get install -y cpio") }
+        try await Initramfs().archive(to: path, e1000: e1000, scripts: [("init", initScript)])
     }
 }
 

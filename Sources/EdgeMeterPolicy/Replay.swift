@@ -67,34 +67,26 @@ public struct DelayTrace: Sendable {
     /// The three traces, scaled to the requirement `z` (levels are multiples of it; at 20 ms they
     /// are the figures in docs/migration.md). 10 minutes, 10 samples/s per node, noise ±5 % of `z`.
     public static func named(_ name: String, requirementMilliseconds z: Double, seed: UInt64 = 1) -> DelayTrace? {
-        let ten = Int64(600) * 1_000_000_000
-        let noise = 0.05 * z
-        let far = TraceNode(name: "node_3", level: .constant(4 * z), moveCostMilliseconds: 400)
+        // Every trace: node_1 (active at the start, move cost 250 ms) and node_2 (300 ms) vary,
+        // node_3 stays far at 4×Z (400 ms); 10 minutes; noise ±5 % of Z.
+        func trace(_ summary: String, node1: DelayLevel, node2: DelayLevel) -> DelayTrace {
+            DelayTrace(name: name, summary: summary,
+                       nodes: [TraceNode(name: "node_1", level: node1, moveCostMilliseconds: 250),
+                               TraceNode(name: "node_2", level: node2, moveCostMilliseconds: 300),
+                               TraceNode(name: "node_3", level: .constant(4 * z), moveCostMilliseconds: 400)],
+                       initialActive: "node_1", durationNanoseconds: Int64(600) * 1_000_000_000, noiseMilliseconds: 0.05 * z, seed: seed)
+        }
         switch name {
         case "square":
-            return DelayTrace(
-                name: name,
-                summary: "node_1 and node_2 in anti-phase square waves between 1.1×Z and 0.9×Z (10 s period, node_1 high first), node_3 at 4×Z",
-                nodes: [TraceNode(name: "node_1", level: .square(low: 0.9 * z, high: 1.1 * z, periodSeconds: 10, highFirst: true), moveCostMilliseconds: 250),
-                        TraceNode(name: "node_2", level: .square(low: 0.9 * z, high: 1.1 * z, periodSeconds: 10, highFirst: false), moveCostMilliseconds: 300),
-                        far],
-                initialActive: "node_1", durationNanoseconds: ten, noiseMilliseconds: noise, seed: seed)
+            return trace("node_1 and node_2 in anti-phase square waves between 1.1×Z and 0.9×Z (10 s period, node_1 high first), node_3 at 4×Z",
+                         node1: .square(low: 0.9 * z, high: 1.1 * z, periodSeconds: 10, highFirst: true),
+                         node2: .square(low: 0.9 * z, high: 1.1 * z, periodSeconds: 10, highFirst: false))
         case "ramp":
-            return DelayTrace(
-                name: name,
-                summary: "node_1 ramps linearly from 0.5×Z to 2×Z over 10 min, node_2 steady at 0.75×Z, node_3 at 4×Z",
-                nodes: [TraceNode(name: "node_1", level: .ramp(from: 0.5 * z, to: 2 * z, startSeconds: 0, endSeconds: 600), moveCostMilliseconds: 250),
-                        TraceNode(name: "node_2", level: .constant(0.75 * z), moveCostMilliseconds: 300),
-                        far],
-                initialActive: "node_1", durationNanoseconds: ten, noiseMilliseconds: noise, seed: seed)
+            return trace("node_1 ramps linearly from 0.5×Z to 2×Z over 10 min, node_2 steady at 0.75×Z, node_3 at 4×Z",
+                         node1: .ramp(from: 0.5 * z, to: 2 * z, startSeconds: 0, endSeconds: 600), node2: .constant(0.75 * z))
         case "spike":
-            return DelayTrace(
-                name: name,
-                summary: "node_1 at 0.6×Z with one spike to 3×Z for 2 s at t = 300 s, node_2 steady at 0.75×Z, node_3 at 4×Z",
-                nodes: [TraceNode(name: "node_1", level: .spike(base: 0.6 * z, peak: 3 * z, atSeconds: 300, lengthSeconds: 2), moveCostMilliseconds: 250),
-                        TraceNode(name: "node_2", level: .constant(0.75 * z), moveCostMilliseconds: 300),
-                        far],
-                initialActive: "node_1", durationNanoseconds: ten, noiseMilliseconds: noise, seed: seed)
+            return trace("node_1 at 0.6×Z with one spike to 3×Z for 2 s at t = 300 s, node_2 steady at 0.75×Z, node_3 at 4×Z",
+                         node1: .spike(base: 0.6 * z, peak: 3 * z, atSeconds: 300, lengthSeconds: 2), node2: .constant(0.75 * z))
         default:
             return nil
         }

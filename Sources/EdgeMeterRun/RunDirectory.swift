@@ -94,7 +94,8 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
 
     deinit { if fd >= 0 { close(fd) } }
 
-    static func stamp(_ d: Date) -> String {
+    /// `d` as run directories name it: UTC, to the second, `20261129T014000Z`.
+    public static func stamp(_ d: Date) -> String {
         let ts = Format.timestamp(d) // 2026-11-29T01:40:00.123456Z
         let digits = ts.prefix(19).replacingOccurrences(of: "-", with: "").replacingOccurrences(of: ":", with: "")
         return digits + "Z"

@@ -47,3 +47,43 @@ public struct ServerStartFailure: Error, CustomStringConvertible {
     public let underlying: (any Error)?
     public var description: String { underlying.map { "\($0)" } ?? "it stopped before listening" }
 }
+
+extension ServerStart.Started {
+    /// Graceful shutdown: the server stops accepting connections, lets requests in progress finish
+    /// and closes idle connections. Returns once it is down, or after `deadline`, when its task is
+    /// cancelled.
+    public func stop(deadline: Duration = .seconds(5)) async {
+        await group.triggerGracefulShutdown()
+        let task = self.task
+        let guardTask = Task {
+            try await Task.sleep(for: deadline)
+            task.cancel()
+        }
+        _ = try? await task.value
+        guardTask.cancel()
+    }
+}
+
+/// A server `ServerStart.start` started, named by `id` (the calculator's role, the edge server's
+/// name), with what to release once it is down (`onStop`: connection pools, background tasks).
+public final class RunningServer<ID: Sendable>: @unchecked Sendable {
+    public let id: ID
+    public let host: String
+    /// The bound port (the real one when started on port 0).
+    public let port: Int
+    private let started: ServerStart.Started
+    private let onStop: @Sendable () -> Void
+
+    public init(id: ID, host: String, started: ServerStart.Started, onStop: @escaping @Sendable () -> Void = {}) {
+        (self.id, self.host, self.port, self.started, self.onStop) = (id, host, started.port, started, onStop)
+    }
+
+    /// Graceful shutdown (`ServerStart.Started.stop`: at most 5 s, then cancelled), then `onStop`.
+    public func stop() async {
+        await started.stop()
+        onStop()
+    }
+
+    /// Waits until the server ends (it ends only when stopped or on a fatal server error).
+    public func wait() async throws { try await started.task.value }
+}

@@ -102,6 +102,17 @@ public struct Initramfs: Sendable {
     /// `files` are copied in at their destinations (stripped copies where asked).
     public func build(to path: String, ready: ReadyCheck, network: Bool, e1000: String?, workload: String? = nil,
                       files: [GuestFile] = []) async throws {
+        try await archive(to: path, e1000: network ? e1000 : nil, files: files,
+                          scripts: [("init", initScript(ready: ready, network: network)),
+                                    ("workload", workload ?? Workload.script(for: ready))])
+    }
+
+    /// Writes `path`, an uncompressed newc cpio archive (`cpio -o -H newc`, every file owned by
+    /// root): /bin/busybox, /lib/e1000.ko when `e1000` is given, `files` at their destinations, and
+    /// each of `scripts` (a path relative to the root, its text) with mode 0755. The startup
+    /// backend's guest and the lab's vm nodes are both built by it.
+    public func archive(to path: String, e1000: String?, files: [GuestFile] = [],
+                        scripts: [(path: String, text: String)]) async throws {
         guard FileManager.default.isExecutableFile(atPath: busybox) else {
             throw StartupError("\(busybox) not found: apt-get install -y busybox-static")
         }
@@ -114,7 +125,7 @@ public struct Initramfs: Sendable {
             try fm.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: true)
         }
         try fm.copyItem(atPath: busybox, toPath: "\(root)/bin/busybox")
-        if network, let e1000 { try fm.copyItem(atPath: e1000, toPath: "\(root)/lib/e1000.ko") }
+        if let e1000 { try fm.copyItem(atPath: e1000, toPath: "\(root)/lib/e1000.ko") }
         let strip = which("strip")
         for f in files {
             guard f.destination.hasPrefix("/"), !f.destination.contains("..") else {
@@ -138,13 +149,11 @@ public struct Initramfs: Sendable {
                 }
             }
         }
-        func write(_ rel: String, _ text: String) throws {
+        for (rel, text) in scripts {
             guard fm.createFile(atPath: "\(root)/\(rel)", contents: Data(text.utf8), attributes: [.posixPermissions: 0o755]) else {
                 throw StartupError("cannot write \(root)/\(rel)")
             }
         }
-        try write("init", initScript(ready: ready, network: network))
-        try write("workload", workload ?? Workload.script(for: ready))
         let list = ["."] + (fm.enumerator(atPath: root)?.compactMap { $0 as? String }.sorted() ?? [])
         let listFile = path + ".list"
         try (list.joined(separator: "\n") + "\n").write(toFile: listFile, atomically: true, encoding: .utf8)

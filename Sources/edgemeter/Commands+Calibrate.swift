@@ -41,17 +41,8 @@ struct CalibrateCommand: AsyncParsableCommand {
         guard geteuid() == 0 else {
             throw usageError("calibrate builds network namespaces: run it as root (sudo edgemeter calibrate)")
         }
-        let dir: String
         let started = Date()
-        if let out { dir = out } else {
-            let f = DateFormatter()
-            f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-            f.timeZone = TimeZone(identifier: "UTC")
-            dir = "reports/\(f.string(from: started))-calibrate"
-        }
-        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw usageError("cannot create \(dir) (\(error)); give a writable --out DIR")
-        }
+        let dir = try createOutputDirectory(out, name: "calibrate", now: started)
         let stop = StopFlag()
         let traps = SignalTrap.install(stop, onFirst: "taking the calibration topology down",
                                        onSecond: "`edgemeter lab down calib` removes what was built")

@@ -131,16 +131,7 @@ struct ControllerCommand: AsyncParsableCommand {
     }
 
     func token() throws -> String {
-        if let f = tokenFile {
-            guard let text = try? String(contentsOfFile: f, encoding: .utf8) else {
-                throw ValidationError("--token-file \(f) cannot be read; give a readable file holding the token")
-            }
-            let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !t.isEmpty else { throw ValidationError("--token-file \(f) is empty; write the token into it") }
-            return t
-        }
-        guard let t = ProcessInfo.processInfo.environment["EDGEMETER_CONTROLLER_TOKEN"]?.trimmingCharacters(in: .whitespacesAndNewlines),
-              !t.isEmpty else {
+        guard let t = try controllerToken(file: tokenFile) else {
             throw ValidationError("no token: give --token-file FILE or set EDGEMETER_CONTROLLER_TOKEN; calls that change state need it")
         }
         return t

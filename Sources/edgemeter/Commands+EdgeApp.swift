@@ -65,18 +65,12 @@ struct ServeEdgeAppCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let server: RunningEdgeServer
-        do {
-            server = try await EdgeAppServer.startEdgeApp(host: host, port: port, node: node, cloud: try cloudTarget(),
-                                                         refresh: try durationArgument(refresh, flag: "--refresh"),
-                                                         processingDelay: try durationArgument(processingDelay, flag: "--processing-delay"))
-        } catch {
-            throw usageError("\(error)")
-        }
-        print("edge-app \(node) listening on http://\(host):\(server.port)/drive (road status from \(try cloudTarget()))")
-        fflush(nil)
-        await waitForSignal(stopping: "the edge app")
-        await server.stop()
+        let cloud = try cloudTarget()
+        let every = try durationArgument(refresh, flag: "--refresh")
+        let delay = try durationArgument(processingDelay, flag: "--processing-delay")
+        try await serveUntilSignal("the edge app") {
+            try await EdgeAppServer.startEdgeApp(host: host, port: port, node: node, cloud: cloud, refresh: every, processingDelay: delay)
+        } listening: { "edge-app \(node) listening on http://\(host):\($0)/drive (road status from \(cloud))" }
     }
 }
 
@@ -109,17 +103,22 @@ struct ServeCloudDBCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let server: RunningEdgeServer
-        do {
-            server = try await EdgeAppServer.startCloudDB(host: host, port: port)
-        } catch {
-            throw usageError("\(error)")
-        }
-        print("cloud-db listening on http://\(host):\(server.port)/status")
-        fflush(nil)
-        await waitForSignal(stopping: "the cloud database")
-        await server.stop()
+        try await serveUntilSignal("the cloud database") {
+            try await EdgeAppServer.startCloudDB(host: host, port: port)
+        } listening: { "cloud-db listening on http://\(host):\($0)/status" }
     }
+}
+
+/// Starts a server (a start error is a usage error), prints `listening(port)` on stdout, serves
+/// until SIGINT or SIGTERM, then stops it gracefully.
+private func serveUntilSignal(_ what: String, start: () async throws -> RunningEdgeServer,
+                              listening: (Int) -> String) async throws {
+    let server: RunningEdgeServer
+    do { server = try await start() } catch { throw usageError("\(error)") }
+    print(listening(server.port))
+    fflush(nil)
+    await waitForSignal(stopping: what)
+    await server.stop()
 }
 
 /// Waits for SIGINT or SIGTERM.

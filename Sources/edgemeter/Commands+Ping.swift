@@ -43,18 +43,23 @@ struct ScheduleOptions: ParsableArguments {
     }
 }
 
-/// Runs ping or tcping: lines as they come unless quiet, and a run in which no target could be
+/// Runs ping or tcping: `round` once per round of `rounds` (once without), lines as they come
+/// unless quiet, and each target's totals merged over the rounds. A run in which no target could be
 /// resolved (`NoTarget`) is a usage error (exit 2) that names each failed name.
-func measureTargets<NoTarget: Error>(_ name: String, run: RunOptions, quiet: Bool, noTarget: NoTarget.Type,
-                                     body: (ScenarioContext, ((String) -> Void)?) throws -> Void) async throws
-    -> (result: (summaries: [Summary], complete: Bool, directory: RunDirectory), unresolved: FailedSampleWatch, printLines: Bool) {
+func measureTargets<NoTarget: Error>(_ name: String, run: RunOptions, quiet: Bool, rounds: RoundsConfig?, noTarget: NoTarget.Type,
+                                     round: (ScenarioContext, ((String) -> Void)?) throws -> [ProbeTotals]) async throws
+    -> (result: (summaries: [Summary], complete: Bool, directory: RunDirectory), unresolved: FailedSampleWatch, totals: [ProbeTotals]) {
     let printLines = !quiet && !run.json
     let unresolved = FailedSampleWatch(phase: "resolve")
     do {
+        var totals: [ProbeTotals] = []
         let result = try await runMeasured(name: name, options: run, showProgress: !printLines) { ctx, _ in
-            try body(unresolved.watching(ctx), printLines ? { print($0); fflush(nil) } : nil)
+            totals = []
+            try ScenarioRounds.run(rounds, ctx: unresolved.watching(ctx)) { ctx in
+                totals = ProbeTotals.merging(totals, try round(ctx, printLines ? { print($0); fflush(nil) } : nil))
+            }
         }
-        return (result, unresolved, printLines)
+        return (result, unresolved, totals)
     } catch let e as NoTarget {
         if !printLines { for (_, reason) in unresolved.failures { note("edgemeter: \(reason)") } }
         throw usageError("\(e)")
@@ -100,13 +105,9 @@ struct PingCommand: AsyncParsableCommand, KindCommand {
 
     func run() async throws {
         guard let c = try configToRun(printOnly: run.printConfig) else { return }
-        var totals: [PingTargetTotals] = []
-        let (result, unresolved, _) = try await measureTargets("ping", run: run, quiet: schedule.quiet, noTarget: ICMPProbeError.self) { ctx, onLine in
-            totals = []
-            try ScenarioRounds.run(c.schedule.rounds, ctx: ctx) { ctx in
-                totals = ProbeTotals.merging(totals, try PingScenario.run(scenario: "ping", targets: c.schedule.targets, family: c.schedule.family,
-                                                                           options: c.options, ctx: ctx, onLine: onLine))
-            }
+        let (result, unresolved, totals) = try await measureTargets("ping", run: run, quiet: schedule.quiet, rounds: c.schedule.rounds,
+                                                                    noTarget: ICMPProbeError.self) { ctx, onLine in
+            try PingScenario.run(scenario: "ping", targets: c.schedule.targets, family: c.schedule.family, options: c.options, ctx: ctx, onLine: onLine)
         }
         if !run.json {
             for t in totals {
@@ -171,12 +172,9 @@ struct TCPingCommand: AsyncParsableCommand, KindCommand {
 
     func run() async throws {
         guard let c = try configToRun(printOnly: run.printConfig) else { return }
-        var totals: [TCPingTargetTotals] = []
-        let (result, unresolved, _) = try await measureTargets("tcping", run: run, quiet: schedule.quiet, noTarget: ResolveError.self) { ctx, onLine in
-            totals = []
-            try ScenarioRounds.run(c.schedule.rounds, ctx: ctx) { ctx in
-                totals = ProbeTotals.merging(totals, try TCPingScenario.run(c, scenario: "tcping", ctx: ctx, onLine: onLine))
-            }
+        let (result, unresolved, totals) = try await measureTargets("tcping", run: run, quiet: schedule.quiet, rounds: c.schedule.rounds,
+                                                                    noTarget: ResolveError.self) { ctx, onLine in
+            try TCPingScenario.run(c, scenario: "tcping", ctx: ctx, onLine: onLine)
         }
         if !run.json {
             for t in totals {

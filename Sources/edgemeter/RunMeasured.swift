@@ -26,24 +26,16 @@ struct OutputOptions: ParsableArguments {
     /// The same choices as `RunOptions`, with no capture around the command.
     var runOptions: RunOptions {
         var r = RunOptions()
-        r.out = out
-        r.json = json
-        r.printConfig = printConfig
-        r.db = db
-        r.noHistory = noHistory
+        r.output = self
         r.capture = nil
         r.captureFilter = nil
         return r
     }
 }
 
-/// Options every measuring command shares.
+/// Options every measuring command shares: `OutputOptions` and a capture around the command.
 struct RunOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Write the run directory here (default: reports/<UTC timestamp>-<name>/).", valueName: "DIR"))
-    var out: String?
-
-    @Flag(name: .long, help: "Print the summary as JSON on stdout (for scripts) instead of the human summary.")
-    var json = false
+    @OptionGroup var output: OutputOptions
 
     // Wire-level timing beside any measuring command; see CaptureHook.swift.
     @Option(name: .long, help: ArgumentHelp("Capture on IFACE while measuring; records wire timings and application − wire differences beside the samples (needs root or CAP_NET_RAW+CAP_NET_ADMIN; see `edgemeter capture --list`).", valueName: "IFACE"))
@@ -52,15 +44,12 @@ struct RunOptions: ParsableArguments {
     @Option(name: .customLong("capture-filter"), help: ArgumentHelp("BPF filter for --capture, in tcpdump syntax (e.g. \"icmp or tcp port 50000\").", valueName: "BPF"))
     var captureFilter: String?
 
+    var out: String? { get { output.out } set { output.out = newValue } }
+    var json: Bool { get { output.json } set { output.json = newValue } }
     /// Print the configuration the flags resolve to and measure nothing (see `printConfigs`).
-    @Flag(name: .customLong("print-config"), help: .hidden)
-    var printConfig = false
-
-    @Option(name: .long, help: ArgumentHelp("Record the run in this history database (default: $EDGEMETER_DB, else $XDG_DATA_HOME/edgemeter/history.sqlite, else ~/.local/share/edgemeter/history.sqlite).", valueName: "PATH"))
-    var db: String?
-
-    @Flag(name: .customLong("no-history"), help: "Do not record the run in the history database (the run directory is written as usual).")
-    var noHistory = false
+    var printConfig: Bool { get { output.printConfig } set { output.printConfig = newValue } }
+    var db: String? { get { output.db } set { output.db = newValue } }
+    var noHistory: Bool { get { output.noHistory } set { output.noHistory = newValue } }
 }
 
 /// Prints to stderr (progress and diagnostics never mix with --json output on stdout).
