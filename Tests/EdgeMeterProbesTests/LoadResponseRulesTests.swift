@@ -39,16 +39,18 @@ final class LoadResponseRulesTests: XCTestCase {
 
     /// The parser every connection starts from frames a HEAD run's responses as bodiless.
     func testParserFramesHEADResponsesWithoutBody() throws {
-        let wire = Array("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n".utf8)
-        func ends(method: String) throws -> Int {
+        let one = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+        func ends(method: String, _ text: String) throws -> (ends: Int, inMessage: Bool) {
             var parser = LoadResponseRules(LoadOptions(request: HTTPRequestSpec(method: method, path: "/"), requestCount: 1)).parser
             XCTAssertFalse(parser.keepHeaders, "the load engines make no header strings")
             var n = 0
-            try wire.withUnsafeBytes { raw in try parser.feed(raw) { if case .end = $0 { n += 1 } } }
-            return n
+            try Array(text.utf8).withUnsafeBytes { raw in try parser.feed(raw) { if case .end = $0 { n += 1 } } }
+            return (n, parser.inMessage)
         }
-        XCTAssertEqual(try ends(method: "HEAD"), 2, "two bodiless responses")
-        XCTAssertEqual(try ends(method: "head"), 2, "the method is compared without case")
-        XCTAssertEqual(try ends(method: "GET"), 0, "a GET response's 10 body bytes are still awaited")
+        XCTAssertEqual(try ends(method: "HEAD", one + one).ends, 2, "two bodiless responses")
+        XCTAssertEqual(try ends(method: "head", one + one).ends, 2, "the method is compared without case")
+        let get = try ends(method: "GET", one)
+        XCTAssertEqual(get.ends, 0)
+        XCTAssertTrue(get.inMessage, "a GET response's 10 body bytes are still awaited")
     }
 }
