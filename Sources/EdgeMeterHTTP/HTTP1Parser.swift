@@ -118,7 +118,21 @@ public struct HTTP1Parser: Sendable {
                     headBytes.removeAll(keepingCapacity: true)
                     try onEvent(.start(offset: offset))
                 case .head:
-                    // Copy up to and including the blank line that ends the head.
+                    if headBytes.isEmpty,
+                       let whole = HTTPHead.parseWhole(UnsafeRawBufferPointer(rebasing: bytes[i..<n]), kind: kind,
+                                                       startOffset: headStart, keepHeaders: keepHeaders, limit: maxHeadBytes) {
+                        // The whole head is in this buffer (the usual case): found and parsed in
+                        // place in one pass over its lines, no copy.
+                        offset += whole.length
+                        i += whole.length
+                        if whole.length > maxHeadBytes {
+                            throw HTTPParseError(offset: headStart + maxHeadBytes, "the message head is longer than \(maxHeadBytes) bytes")
+                        }
+                        var head = try whole.head.get()
+                        try headComplete(&head, onEvent)
+                        continue
+                    }
+                    // A head split over feeds: copy up to and including the blank line that ends it.
                     var j = i
                     var end = -1
                     while j < n {
@@ -135,18 +149,6 @@ public struct HTTP1Parser: Sendable {
                             break
                         }
                         j += 1
-                    }
-                    if end >= 0 && headBytes.isEmpty {
-                        // The whole head is in this buffer (the usual case): parse it in place, no copy.
-                        let block = UnsafeRawBufferPointer(rebasing: bytes[i..<end])
-                        offset += end - i
-                        i = end
-                        if block.count > maxHeadBytes {
-                            throw HTTPParseError(offset: headStart + maxHeadBytes, "the message head is longer than \(maxHeadBytes) bytes")
-                        }
-                        var head = try HTTPHead.parse(block, kind: kind, startOffset: headStart, keepHeaders: keepHeaders)
-                        try headComplete(&head, onEvent)
-                        continue
                     }
                     let stop = end < 0 ? n : end
                     headBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<stop]))
@@ -392,8 +394,9 @@ public struct HTTPHead: Sendable, Equatable {
     @inline(__always) static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5a ? c | 0x20 : c }
     @inline(__always) static func isBlank(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 }
 
-    /// Whether `raw[r]` equals `word` (lowercase ASCII), ignoring ASCII case.
-    static func equalsIgnoringCase(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>, _ word: StaticString) -> Bool {
+    /// Whether `raw[r]` equals `word` (lowercase ASCII), ignoring ASCII case. Inlined: each header
+    /// line is compared with three names, and most differ in length, which is checked first.
+    @inline(__always) static func equalsIgnoringCase(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>, _ word: StaticString) -> Bool {
         guard r.count == word.utf8CodeUnitCount else { return false }
         let w = word.utf8Start
         var k = 0
@@ -405,7 +408,7 @@ public struct HTTPHead: Sendable, Equatable {
     }
 
     /// `r` without leading and trailing SP/HTAB.
-    static func trimmed(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>) -> Range<Int> {
+    @inline(__always) static func trimmed(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>) -> Range<Int> {
         var lo = r.lowerBound, hi = r.upperBound
         while lo < hi && isBlank(raw[lo]) { lo += 1 }
         while hi > lo && isBlank(raw[hi - 1]) { hi -= 1 }
@@ -429,45 +432,96 @@ public struct HTTPHead: Sendable, Equatable {
         String(decoding: UnsafeRawBufferPointer(rebasing: raw[r]), as: UTF8.self)
     }
 
+    /// Where line `s..<k` ends without its optional CR (`k` is the index of its LF).
+    @inline(__always) static func lineEnd(_ raw: UnsafeRawBufferPointer, _ s: Int, _ k: Int) -> Int {
+        k > s && raw[k - 1] == 0x0d ? k - 1 : k
+    }
+
     /// Parses a complete head straight from its bytes. With `keepHeaders` false it makes no String
     /// for responses (and only the method and target for requests) and no array.
     static func parse(_ raw: UnsafeRawBufferPointer, kind: HTTP1Parser.Kind, startOffset: Int, keepHeaders: Bool) throws -> HTTPHead {
-        var head = HTTPHead()
-        head.startOffset = startOffset
-        // Lines end at LF, an optional CR before it is not part of the line; empty lines at the end
-        // (the blank line) are dropped, an empty line before a non-empty one is a malformed header
-        // line. The feed ends every head with LF and starts it with a byte other than CR and LF.
+        // The feed ends every head with LF and starts it with a byte other than CR and LF.
+        var lines = HeadLines(kind: kind, startOffset: startOffset, keepHeaders: keepHeaders)
         var s = 0
         var k = 0
-        var first: Range<Int>?
-        var pendingEmpty: Int?
-        var sawContentLength = false
         while k < raw.count {
             k = indexOfLF(raw, from: k)
             if k >= raw.count { break }
-            var e = k
-            if e > s && raw[e - 1] == 0x0d { e -= 1 }
-            let line = s..<e
+            try lines.add(raw, s..<lineEnd(raw, s, k))
             s = k + 1
             k += 1
+        }
+        return try lines.finish()
+    }
+
+    /// A head that starts at `raw`'s first byte (not CR or LF), if its blank line is in `raw`: its
+    /// length (through the blank line's LF) and the head, or the error `parse` would have thrown
+    /// for those bytes; nil when the head goes on past `raw` or past `limit` bytes without its end
+    /// (the caller's copying path then says what is wrong, as before). One pass: each line is parsed as the
+    /// scan for the blank line reaches it (the same end rule as the feed: "\r\n\r\n" or "\n\n"),
+    /// and an error is only reported once the head's end is known, as `parse` reports it.
+    static func parseWhole(_ raw: UnsafeRawBufferPointer, kind: HTTP1Parser.Kind, startOffset: Int,
+                           keepHeaders: Bool, limit: Int) -> (length: Int, head: Result<HTTPHead, HTTPParseError>)? {
+        var lines = HeadLines(kind: kind, startOffset: startOffset, keepHeaders: keepHeaders)
+        var failed: HTTPParseError?
+        var s = 0
+        var k = 0
+        while true {
+            k = indexOfLF(raw, from: k)
+            if k >= raw.count || k >= limit { return nil }
+            if failed == nil {
+                do { try lines.add(raw, s..<lineEnd(raw, s, k)) } catch { failed = HTTPParseError.from(error, offset: startOffset) }
+            }
+            let isEnd = (k >= 1 && raw[k - 1] == 0x0a) || (k >= 3 && raw[k - 1] == 0x0d && raw[k - 2] == 0x0a && raw[k - 3] == 0x0d)
+            s = k + 1
+            k += 1
+            if isEnd {
+                if let failed { return (k, .failure(failed)) }
+                do { return (k, .success(try lines.finish())) } catch { return (k, .failure(HTTPParseError.from(error, offset: startOffset))) }
+            }
+        }
+    }
+
+    /// The line-by-line rules of a head, fed one line at a time (without its LF and optional CR):
+    /// the first non-empty line is the start line, the others header lines; empty lines at the
+    /// end (the blank line) are dropped, an empty line before a non-empty one is a malformed
+    /// header line.
+    struct HeadLines {
+        let kind: HTTP1Parser.Kind
+        let startOffset: Int
+        let keepHeaders: Bool
+        var head = HTTPHead()
+        var sawStartLine = false
+        var pendingEmpty: Int?
+        var sawContentLength = false
+
+        init(kind: HTTP1Parser.Kind, startOffset: Int, keepHeaders: Bool) {
+            (self.kind, self.startOffset, self.keepHeaders) = (kind, startOffset, keepHeaders)
+            head.startOffset = startOffset
+        }
+
+        @inline(__always) mutating func add(_ raw: UnsafeRawBufferPointer, _ line: Range<Int>) throws {
             if line.isEmpty {
                 if pendingEmpty == nil { pendingEmpty = line.lowerBound }
-                continue
+                return
             }
             if let empty = pendingEmpty {
                 throw HTTPParseError(offset: startOffset + empty, "a header line without a name and ':': \"\"")
             }
-            if first == nil {
-                first = line
-                try parseStartLine(raw, line, kind: kind, startOffset: startOffset, keepHeaders: keepHeaders, into: &head)
-                continue
+            if !sawStartLine {
+                sawStartLine = true
+                try HTTPHead.parseStartLine(raw, line, kind: kind, startOffset: startOffset, keepHeaders: keepHeaders, into: &head)
+                return
             }
-            try parseHeaderLine(raw, line, startOffset: startOffset, keepHeaders: keepHeaders, sawContentLength: &sawContentLength, into: &head)
+            try HTTPHead.parseHeaderLine(raw, line, startOffset: startOffset, keepHeaders: keepHeaders, sawContentLength: &sawContentLength, into: &head)
         }
-        guard first != nil else { throw HTTPParseError(offset: startOffset, "an empty message head") }
-        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 point 3).
-        if head.chunked { head.contentLength = nil }
-        return head
+
+        mutating func finish() throws -> HTTPHead {
+            guard sawStartLine else { throw HTTPParseError(offset: startOffset, "an empty message head") }
+            // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 point 3).
+            if head.chunked { head.contentLength = nil }
+            return head
+        }
     }
 
     static func parseStartLine(_ raw: UnsafeRawBufferPointer, _ line: Range<Int>, kind: HTTP1Parser.Kind, startOffset: Int,
@@ -523,8 +577,11 @@ public struct HTTPHead: Sendable, Equatable {
 
     static func parseHeaderLine(_ raw: UnsafeRawBufferPointer, _ r: Range<Int>, startOffset: Int, keepHeaders: Bool,
                                 sawContentLength: inout Bool, into head: inout HTTPHead) throws {
-        var colon = r.lowerBound
-        while colon < r.upperBound && raw[colon] != 0x3a { colon += 1 }
+        // The first ':' (memchr), or the line's end when there is none.
+        var colon = r.upperBound
+        if !r.isEmpty, let base = raw.baseAddress, let p = memchr(base + r.lowerBound, 0x3a, r.count) {
+            colon = base.distance(to: UnsafeRawPointer(p))
+        }
         guard colon < r.upperBound, colon > r.lowerBound else {
             throw HTTPParseError(offset: startOffset + r.lowerBound, "a header line without a name and ':': \"\(text(raw, r).prefix(60))\"")
         }
@@ -578,4 +635,9 @@ public struct HTTPParseError: Error, Sendable, Equatable, CustomStringConvertibl
         self.message = message
     }
     public var description: String { "HTTP framing error at byte \(offset): \(message)" }
+
+    /// `error` as this type (the head parser throws nothing else; anything else is named at `offset`).
+    static func from(_ error: Error, offset: Int) -> HTTPParseError {
+        error as? HTTPParseError ?? HTTPParseError(offset: offset, "\(error)")
+    }
 }

@@ -8,9 +8,10 @@ import EdgeMeterHTTP
 /// The closed-loop load engine on raw epoll, as wrk is built: one OS thread per `threads`, each
 /// with its own epoll set and its share of the connections (connection `i` on thread
 /// `i % threads`, as the NIO engine splits them over its event loops), non-blocking sockets with
-/// TCP_NODELAY. Per request: `send` the pre-encoded request bytes, wait for EPOLLIN, `recv` into
-/// the thread's read buffer, feed `HTTP1Parser` straight from it (`keepHeaders: false`: no
-/// header strings, no copy of a head that arrives whole), record, send the next.
+/// TCP_NODELAY. Per request: `send` the pre-encoded request bytes, wait for EPOLLIN
+/// (edge-triggered, see `register`), `recv` into the thread's read buffer, feed `HTTP1Parser`
+/// straight from it (`keepHeaders: false`: no header strings, no copy of a head that arrives
+/// whole), record, send the next.
 ///
 /// Every timing and counting rule is the NIO engine's: each connection has its `LoadPacer`
 /// (closed loop), its thread's `LoopStats`, and the run's `LoadWindow` and result assembly are
@@ -58,29 +59,22 @@ enum EpollLoadEngine {
 
 /// What every thread of one run reads and never writes.
 final class EpollShared: @unchecked Sendable {
+    /// The target, as `connect` takes it.
     let address: sockaddr_storage
     let addressLength: socklen_t
+    /// The request's bytes, encoded once per run (a view of `requestStorage`).
     let request: UnsafeRawBufferPointer
     let requestStorage: UnsafeMutableRawBufferPointer
     let connectState: LoadConnectState
-    let timeoutNanos: UInt64
-    let statusOK: [Bool]
-    let expectedBody: [UInt8]?
-    let parserTemplate: HTTP1Parser
+    /// What every response is checked against (the same code as the NIO engine's).
+    let rules: LoadResponseRules
 
     init(address: sockaddr_storage, addressLength: socklen_t, request: UnsafeRawBufferPointer,
          requestStorage: UnsafeMutableRawBufferPointer, options: LoadOptions, connectState: LoadConnectState) {
-        self.address = address
-        self.addressLength = addressLength
-        self.request = request
-        self.requestStorage = requestStorage
+        (self.address, self.addressLength) = (address, addressLength)
+        (self.request, self.requestStorage) = (request, requestStorage)
         self.connectState = connectState
-        timeoutNanos = UInt64(options.timeout.nanoseconds)
-        statusOK = LoadGenerator.statusTable(options.expectedStatuses)
-        expectedBody = options.expectedBody.map { Array($0.utf8) }
-        var p = HTTP1Parser(kind: .response, maxHeadBytes: LoadChannelHandler.maxHeadBytes, keepHeaders: false)
-        p.everyResponseIsToHEAD = options.request.method.uppercased() == "HEAD"
-        parserTemplate = p
+        rules = LoadResponseRules(options)
     }
 
     deinit { requestStorage.deallocate() }
@@ -140,6 +134,8 @@ final class EpollLoadConnection {
     /// True while the parser is fed: a close then waits until the feed returns (`dropPending`).
     @exclusivity(unchecked) var feeding = false
     @exclusivity(unchecked) var dropPending = false
+    /// In the worker's send queue (its next request goes out after the current batch of events).
+    @exclusivity(unchecked) var sendQueued = false
 
     init(slot: Int, pacer: LoadPacer, parser: HTTP1Parser) {
         self.slot = slot
@@ -164,13 +160,17 @@ final class EpollLoadWorker: @unchecked Sendable {
     private var stopApplied = false
     private var abortApplied = false
     private let readBuffer: UnsafeMutableRawPointer
+    /// Slots of the connections whose response completed in the current batch of events, in
+    /// order; their next requests go out together after the batch (`flushSends`).
+    private let sendQueue: UnsafeMutablePointer<Int>
+    @exclusivity(unchecked) private var queuedSends = 0
 
     init(index: Int, pacers: [LoadPacer], shared: EpollShared) throws {
         self.index = index
         self.shared = shared
-        conns = pacers.enumerated().map { EpollLoadConnection(slot: $0.offset, pacer: $0.element, parser: shared.parserTemplate) }
+        conns = pacers.enumerated().map { EpollLoadConnection(slot: $0.offset, pacer: $0.element, parser: shared.rules.parser) }
         remaining = conns.count
-        tickNanos = max(1_000_000, min(shared.timeoutNanos / 4, 10_000_000))
+        tickNanos = max(1_000_000, min(shared.rules.timeoutNanos / 4, 10_000_000))
         let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard fd >= 0 else {
             throw HTTPClientError.other("the epoll load engine could not create an epoll set (\(String(cString: strerror(errno)))); "
@@ -178,11 +178,13 @@ final class EpollLoadWorker: @unchecked Sendable {
         }
         epfd = fd
         readBuffer = UnsafeMutableRawPointer.allocate(byteCount: Self.readBufferBytes, alignment: 16)
+        sendQueue = UnsafeMutablePointer<Int>.allocate(capacity: max(conns.count, 1))
     }
 
     deinit {
         close(epfd)
         readBuffer.deallocate()
+        sendQueue.deallocate()
     }
 
     // MARK: the loop
@@ -218,6 +220,7 @@ final class EpollLoadWorker: @unchecked Sendable {
                 if UInt32(truncatingIfNeeded: data >> 32) != c.generation || c.fd < 0 { continue }
                 handle(c, ev.events)
             }
+            flushSends()
         }
         for c in conns where c.fd >= 0 { closeSocket(c) }
         _ = mailbox.exchange(completed: stats.responses + stats.warmupRequests, errors: stats.errors, finished: true)
@@ -240,7 +243,7 @@ final class EpollLoadWorker: @unchecked Sendable {
             // The checks against `now` come before this connection's actions below, which stamp
             // later times (a send, a connect) that `now` must not be compared with.
             if c.pacer.timedOut(at: now, into: stats) { drop(c) }
-            if c.connecting && now > c.connectStarted && now - c.connectStarted > shared.timeoutNanos {
+            if c.connecting && now > c.connectStarted && now - c.connectStarted > shared.rules.timeoutNanos {
                 connectFailed(c, errnoCode: ETIMEDOUT, timedOut: true)
             }
             if c.retryAt != 0 && now >= c.retryAt {
@@ -265,7 +268,9 @@ final class EpollLoadWorker: @unchecked Sendable {
             writeRequest(c)
             if c.fd < 0 { return }
         }
-        if events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0 { readReady(c) }
+        if events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0 {
+            readReady(c, untilEnd: events & (EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0)
+        }
     }
 
     // MARK: connections
@@ -284,7 +289,7 @@ final class EpollLoadWorker: @unchecked Sendable {
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         c.fd = fd
-        c.parser = shared.parserTemplate
+        c.parser = shared.rules.parser
         c.status = 0
         c.keepAlive = true
         c.body.removeAll(keepingCapacity: true)
@@ -306,9 +311,14 @@ final class EpollLoadWorker: @unchecked Sendable {
         }
     }
 
+    /// Edge-triggered (EPOLLET): an event is reported once per change (new bytes, the peer's FIN,
+    /// room to write), not again at every `epoll_wait` while it holds, so the kernel does not
+    /// poll each socket a second time after reporting it. Hence `readReady` reads until the
+    /// socket is empty, and `EPOLL_CTL_MOD` (which reports a condition that already holds) is
+    /// what switches EPOLLOUT on and off.
     private func register(_ c: EpollLoadConnection, _ events: UInt32, add: Bool) {
         var ev = epoll_event()
-        ev.events = events
+        ev.events = events | EPOLLET.rawValue
         ev.data.u64 = UInt64(c.generation) << 32 | UInt64(c.slot)
         _ = epoll_ctl(epfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c.fd, &ev)
     }
@@ -342,7 +352,7 @@ final class EpollLoadWorker: @unchecked Sendable {
         closeSocket(c)
         let now = monotonicNanos()
         c.pacer.connectFailed(at: now, into: stats)
-        let error: Error = timedOut ? ChannelError.connectTimeout(.nanoseconds(Int64(shared.timeoutNanos)))
+        let error: Error = timedOut ? ChannelError.connectTimeout(.nanoseconds(Int64(shared.rules.timeoutNanos)))
                                     : IOError(errnoCode: errnoCode, reason: "connect")
         shared.connectState.noteError(HTTPClientError.connectFailure(error, target: shared.connectState.targetName).description)
         c.retryAt = now &+ 10_000_000
@@ -435,7 +445,11 @@ final class EpollLoadWorker: @unchecked Sendable {
         }
     }
 
-    private func readReady(_ c: EpollLoadConnection) {
+    /// Reads until the socket is empty (edge-triggered: no further event comes for bytes that are
+    /// already there). A read shorter than the buffer took everything the socket held, unless the
+    /// peer's FIN or an error arrived with the bytes (`untilEnd`, from EPOLLRDHUP/HUP/ERR): then it
+    /// reads on to the end of the stream, which no later event would report.
+    private func readReady(_ c: EpollLoadConnection, untilEnd: Bool) {
         let generation = c.generation
         while true {
             let n = recv(c.fd, readBuffer, Self.readBufferBytes, 0)
@@ -443,7 +457,7 @@ final class EpollLoadWorker: @unchecked Sendable {
                 c.pendingBytes &+= n
                 feed(c, UnsafeRawBufferPointer(start: readBuffer, count: n))
                 // The feed may have closed (and reopened) the connection.
-                if c.generation != generation || c.fd < 0 || n < Self.readBufferBytes { return }
+                if c.generation != generation || c.fd < 0 || (n < Self.readBufferBytes && !untilEnd) { return }
                 continue
             }
             if n == 0 { peerClosed(c); return }
@@ -456,7 +470,7 @@ final class EpollLoadWorker: @unchecked Sendable {
     }
 
     private func feed(_ c: EpollLoadConnection, _ raw: UnsafeRawBufferPointer) {
-        let keepBody = shared.expectedBody != nil
+        let keepBody = shared.rules.keepsBody
         c.feeding = true
         var ok = true
         do {
@@ -499,18 +513,43 @@ final class EpollLoadWorker: @unchecked Sendable {
         drop(c)
     }
 
-    /// The response in flight is complete: record it, then send the next request or reconnect.
+    /// Sends the next request of every connection queued by `complete` in this batch of events.
+    /// Reads first, then the writes together, as wrk's loop does (it writes when the next
+    /// `epoll_wait` reports the sockets writable): the server, woken by the first request, finds
+    /// the others already there instead of being woken once per request between our reads. Each
+    /// request's send time is still read just before its own `send` (`sendNext`), so what a
+    /// latency covers does not change; only the client's turnaround includes the rest of the batch
+    /// (a few µs), which it did for wrk.
+    private func flushSends() {
+        var q = 0
+        while q < queuedSends {
+            let c = conns[sendQueue[q]]
+            q += 1
+            c.sendQueued = false
+            // A connection closed (and maybe reopened) since it was queued: `sendNext` finds its
+            // request in flight, its connect pending or its part finished, and does nothing.
+            sendNext(c)
+        }
+        queuedSends = 0
+    }
+
+    /// The response in flight is complete: record it, then queue the next request (sent after
+    /// this batch of events, `flushSends`) or reconnect.
     private func complete(_ c: EpollLoadConnection) {
         var bodyOK = true
-        if let want = shared.expectedBody {
-            bodyOK = c.body.withUnsafeBytes { LoadGenerator.contains($0, want) }
+        if shared.rules.keepsBody {
+            bodyOK = c.body.withUnsafeBytes { shared.rules.bodyMatches($0) }
             c.body.removeAll(keepingCapacity: true)
         }
         let now = monotonicNanos()
-        let failure: LoadErrorKind? = !shared.statusOK[min(max(c.status, 0), 999)] ? .status : (bodyOK ? nil : .body)
-        guard c.pacer.completed(at: now, status: c.status, failure: failure, bytes: c.pendingBytes, into: stats) else { return }
+        guard c.pacer.completed(at: now, status: c.status, failure: shared.rules.failure(status: c.status, bodyOK: bodyOK),
+                                bytes: c.pendingBytes, into: stats) else { return }
         if c.keepAlive {
-            sendNext(c)
+            if !c.sendQueued {
+                c.sendQueued = true
+                sendQueue[queuedSends] = c.slot
+                queuedSends += 1
+            }
         } else {
             drop(c)
         }

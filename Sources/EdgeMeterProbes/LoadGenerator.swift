@@ -225,12 +225,10 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
         return true
     }
 
-    init(slot: LoadSlot, isHEAD: Bool, keepBody: Bool) {
+    init(slot: LoadSlot) {
         self.slot = slot
-        self.keepBody = keepBody
-        var p = HTTP1Parser(kind: .response, maxHeadBytes: Self.maxHeadBytes, keepHeaders: false)
-        p.everyResponseIsToHEAD = isHEAD
-        parser = p
+        keepBody = slot.rules.keepsBody
+        parser = slot.rules.parser
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -285,7 +283,7 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func complete() {
-        let ok = keepBody ? slot.bodyMatches(body) : true
+        let ok = keepBody ? body.withUnsafeReadableBytes { slot.rules.bodyMatches($0) } : true
         if keepBody { body.clear() }
         slot.responseComplete(status: status, bodyOK: ok, keepAlive: keepAlive)
     }
@@ -297,13 +295,13 @@ final class LoadChannelHandler: ChannelInboundHandler, @unchecked Sendable {
 /// timer callback (open loop: one per request), so waiting for a slot allocates nothing.
 final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
     let loop: EventLoop
+    /// This event loop's statistics (shared by its slots).
     let stats: LoopStats
     let address: SocketAddress
+    /// The request, encoded once per run.
     let requestBytes: ByteBuffer
-    let isHEAD: Bool
-    /// Indexed by status code (0-999): whether it counts as success.
-    let statusOK: [Bool]
-    let expectedBody: [UInt8]?
+    /// What every response is checked against (the run's, shared with the epoll engine's code).
+    let rules: LoadResponseRules
     let done: EventLoopPromise<Void>
     let connectState: LoadConnectState
     var everConnected = false
@@ -318,17 +316,10 @@ final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
     @exclusivity(unchecked) var pendingBytes = 0
 
     init(loop: EventLoop, pacer: LoadPacer, stats: LoopStats, address: SocketAddress,
-         requestBytes: ByteBuffer, options: LoadOptions, connectState: LoadConnectState) {
-        self.connectState = connectState
-        self.loop = loop
-        self.pacer = pacer
-        self.stats = stats
-        self.address = address
-        self.requestBytes = requestBytes
-        self.isHEAD = options.request.method.uppercased() == "HEAD"
-        self.statusOK = LoadGenerator.statusTable(options.expectedStatuses)
-        self.expectedBody = options.expectedBody.map { Array($0.utf8) }
-        self.done = loop.makePromise()
+         requestBytes: ByteBuffer, rules: LoadResponseRules, connectState: LoadConnectState) {
+        (self.loop, self.pacer, self.stats) = (loop, pacer, stats)
+        (self.address, self.requestBytes, self.rules, self.connectState) = (address, requestBytes, rules, connectState)
+        done = loop.makePromise()
     }
 
     func start() {
@@ -339,23 +330,16 @@ final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
         loop.execute { self.pacer.stop(at: now) }
     }
 
-    func bodyMatches(_ body: ByteBuffer) -> Bool {
-        guard let want = expectedBody else { return true }
-        return body.withUnsafeReadableBytes { LoadGenerator.contains($0, want) }
-    }
-
     func connect() {
         if pacer.finished { return }
         guard pacer.shouldConnect(now: monotonicNanos()) else { finish(); return }
         connecting = true
-        let isHEAD = self.isHEAD
-        let keepBody = expectedBody != nil
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(Int64(pacer.timeoutNanos)))
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { [unowned self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let h = LoadChannelHandler(slot: self, isHEAD: isHEAD, keepBody: keepBody)
+                    let h = LoadChannelHandler(slot: self)
                     try channel.pipeline.syncOperations.addHandler(h)
                     self.pendingHandler = h
                 }
@@ -415,8 +399,8 @@ final class LoadSlot: NIOScheduledCallbackHandler, @unchecked Sendable {
 
     func responseComplete(status: Int, bodyOK: Bool, keepAlive: Bool) {
         let now = monotonicNanos()
-        let failure: LoadErrorKind? = !statusOK[min(max(status, 0), 999)] ? .status : (bodyOK ? nil : .body)
-        guard pacer.completed(at: now, status: status, failure: failure, bytes: pendingBytes, into: stats) else { return }
+        guard pacer.completed(at: now, status: status, failure: rules.failure(status: status, bodyOK: bodyOK),
+                              bytes: pendingBytes, into: stats) else { return }
         if keepAlive {
             sendNext()
         } else {
@@ -487,6 +471,46 @@ final class LoadTimeoutChecker: NIOScheduledCallbackHandler, @unchecked Sendable
             running = true
         }
         if running { schedule() }
+    }
+}
+
+/// What both engines check in every response of a run, built once per run from `LoadOptions`
+/// (the one place that turns the options into per-response rules): which statuses count as
+/// success, the text every body must contain, whether the requests are HEAD (responses without a
+/// body), the request timeout, and the response parser every connection starts from.
+struct LoadResponseRules: Sendable {
+    /// Indexed by status code (0-999): whether it counts as success (`expectedStatuses`, or 2xx and 3xx).
+    let statusOK: [Bool]
+    /// Bytes every response body must contain; nil: bodies are not kept.
+    let expectedBody: [UInt8]?
+    /// A request without a complete response within this many ns is a `timeout`.
+    let timeoutNanos: UInt64
+    /// A fresh response parser for one connection: `keepHeaders: false` (no header strings), HEAD
+    /// framing when the run's method is HEAD.
+    let parser: HTTP1Parser
+
+    init(_ options: LoadOptions) {
+        statusOK = LoadGenerator.statusTable(options.expectedStatuses)
+        expectedBody = options.expectedBody.map { Array($0.utf8) }
+        timeoutNanos = UInt64(options.timeout.nanoseconds)
+        var p = HTTP1Parser(kind: .response, maxHeadBytes: LoadChannelHandler.maxHeadBytes, keepHeaders: false)
+        p.everyResponseIsToHEAD = options.request.method.uppercased() == "HEAD"
+        parser = p
+    }
+
+    /// Whether the engines keep each response's body (only to look for `expectedBody`).
+    var keepsBody: Bool { expectedBody != nil }
+
+    /// Whether a kept body contains the expected text (true when none is expected).
+    func bodyMatches(_ body: UnsafeRawBufferPointer) -> Bool {
+        guard let want = expectedBody else { return true }
+        return LoadGenerator.contains(body, want)
+    }
+
+    /// The error kind a complete response counts as (`status` first, then `body`), nil when it
+    /// meets the expectations.
+    @inline(__always) func failure(status: Int, bodyOK: Bool) -> LoadErrorKind? {
+        !statusOK[min(max(status, 0), 999)] ? .status : (bodyOK ? nil : .body)
     }
 }
 
@@ -696,14 +720,15 @@ final class NIOLoadRun: RunningLoad, @unchecked Sendable {
         let statsByLoop = loops.map { _ in LoopStats() }
         self.loops = loops
         self.statsByLoop = statsByLoop
+        let rules = LoadResponseRules(options)
         slots = pacers.map { p in
             LoadSlot(loop: loops[p.thread], pacer: p.pacer, stats: statsByLoop[p.thread], address: address,
-                     requestBytes: request, options: options, connectState: connectState)
+                     requestBytes: request, rules: rules, connectState: connectState)
         }
         for s in slots { s.start() }
         for l in loops {
             let mine = slots.filter { $0.loop === l }
-            if !mine.isEmpty { LoadTimeoutChecker(loop: l, slots: mine, timeoutNanos: UInt64(options.timeout.nanoseconds)).start() }
+            if !mine.isEmpty { LoadTimeoutChecker(loop: l, slots: mine, timeoutNanos: rules.timeoutNanos).start() }
         }
         allDone = EventLoopFuture.andAllComplete(slots.map { $0.done.futureResult }, on: loops[0])
         allDone.whenComplete { [finished] _ in finished.stop(reason: "all connections finished") }

@@ -18,6 +18,10 @@ final class RawHTTPServer: @unchecked Sendable {
         "/interim": ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nafter interim!", false),
         "/until-close": ("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbody delimited by the close", true),
         "/not-http": ("HTTP/1.1 2x0 Nope\r\nContent-Length: 0\r\n\r\n", false),
+        // Larger than the epoll engine's 64 KiB read buffer (several full reads per response),
+        // with the marker the test looks for at the very end of the body.
+        "/large": ("HTTP/1.1 200 OK\r\nContent-Length: 200011\r\n\r\n" + String(repeating: "x", count: 200_000) + "tail-marker", false),
+        "/large-until-close": ("HTTP/1.0 200 OK\r\n\r\n" + String(repeating: "y", count: 150_000) + "tail-marker", true),
         "/bytewise": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n6;x=y\r\nbyte b\r\n2\r\ny \r\n4\r\nbyte\r\n0\r\nTrailer: t\r\n\r\n", false),
     ]
 
@@ -115,6 +119,25 @@ final class LoadGeneratorFramingTests: XCTestCase {
         XCTAssertEqual(r.responses, 0)
         XCTAssertEqual(r.errors[.body], 10, "\(r.errors)")
         XCTAssertEqual(r.errors[.timeout] ?? 0, 0)
+    }
+
+    /// Responses longer than the read buffer: the edge-triggered epoll engine reads each socket
+    /// until it is empty (one event for all the bytes already there), through to the close when
+    /// the body is delimited by it; a read that stopped early would leave the end unread until the
+    /// timeout (a `timeout` error, a body error for the marker at the end).
+    func testResponsesLargerThanTheReadBufferAreReadWhole() async throws {
+        for path in ["/large", "/large-until-close"] {
+            let server = try await RawHTTPServer.start()
+            let started = monotonicNanos()
+            let r = try await run(server, path, expectedBody: "tail-marker", requests: 20)
+            let seconds = Double(monotonicNanos() - started) / 1e9
+            await server.stop()
+            XCTAssertEqual(r.responses, 20, path)
+            XCTAssertEqual(r.totalErrors, 0, "\(path): \(r.errors)")
+            XCTAssertEqual(r.bytesRead, 20 * RawHTTPServer.responses[path]!.bytes.utf8.count, path)
+            XCTAssertLessThan(r.uncorrected.max, 400_000_000, "\(path): no response waited for the 500 ms timeout")
+            XCTAssertLessThan(seconds, 5, path)
+        }
     }
 
     func testChunkedResponseArrivingOneByteAtATime() async throws {
