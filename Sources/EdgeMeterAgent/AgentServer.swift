@@ -18,8 +18,9 @@ public final class Agent: @unchecked Sendable {
     let log: @Sendable (String) -> Void
 
     /// `extraSinks` get every sample too (tests compare them with what /metrics says).
+    /// `rounds`: each probe runs that many rounds and ends (`finishRounds`); nil: until `stop`.
     public init(config: AgentConfig, environment: [String: String] = ProcessInfo.processInfo.environment, extraSinks: [SampleSink] = [],
-                log: @escaping @Sendable (String) -> Void) throws {
+                rounds: Int? = nil, log: @escaping @Sendable (String) -> Void) throws {
         self.config = config
         self.log = log
         var sinks: [SampleSink] = [metrics] + extraSinks
@@ -32,7 +33,7 @@ public final class Agent: @unchecked Sendable {
         } else {
             pusher = nil
         }
-        runner = AgentRunner(config: config, sink: FanOutSink(sinks), log: log)
+        runner = AgentRunner(config: config, sink: FanOutSink(sinks), rounds: rounds, log: log)
     }
 
     public var url: String { "http://\(config.listenHost.contains(":") ? "[\(config.listenHost)]" : config.listenHost):\(port)" }
@@ -55,7 +56,15 @@ public final class Agent: @unchecked Sendable {
             throw AgentError("cannot listen on \(host):\(portOverride ?? config.listenPort) (\(error)); choose another `listen` in \(config.file) or stop what uses that port")
         }
         port = server!.port
-        pusher?.start()
+        // With a fixed number of rounds the whole run is one window, posted by `finishRounds`.
+        if runner.rounds == nil { pusher?.start() }
+    }
+
+    /// With `rounds`: waits until every probe has run its rounds, then posts the whole run as one
+    /// window when a controller is configured; the push's outcome (nil without a controller).
+    public func finishRounds() async -> Result<String, AgentError>? {
+        await runner.waitUntilFinished()
+        return await pusher?.pushOnce()
     }
 
     /// Stops the probes (and pushes) but keeps serving: the series stay as they are.

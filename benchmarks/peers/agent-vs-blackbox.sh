@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # edgemeter agent vs Debian's prometheus-blackbox-exporter, same targets, same contract (GET /probe
 # ?target=…&module=icmp, one echo per scrape), same place: both run inside the `vehicle` namespace of
-# a copy of edge-cloud (named ag2-bb, so it cannot collide with another run of the built-in), listening
+# a copy of edge-cloud (named ag3-bb, so it cannot collide with another run of the built-in), listening
 # on that namespace's own 127.0.0.1, scraped from inside it with curl. Targets: 127.0.0.1 (the
 # namespace's loopback, nothing injected) and node_1, node_2, node_3, cloud (injected round trips
 # 10, 60, 160, 80 ms through the lab's impairment forwarder).
@@ -26,7 +26,7 @@ bin=${2:-.build/release/edgemeter}
 command -v prometheus-blackbox-exporter >/dev/null || { echo "apt-get install -y prometheus-blackbox-exporter" >&2; exit 2; }
 command -v curl >/dev/null || { echo "apt-get install -y curl" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "needs root (lab namespaces, raw ICMP): run with sudo" >&2; exit 2; }
-name=ag2-bb
+name=ag3-bb
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
