@@ -66,9 +66,11 @@ struct AgentCommand: AsyncParsableCommand {
             }
             return
         }
+        let onLoops = Agent.serveAsyncWorkOnEventLoops()
         let agent: Agent
         do { agent = try Agent(config: c, rounds: rounds, log: { note("edgemeter agent: " + $0) }) } catch { throw usageError("\(error)") }
         do { try await agent.start(host: host, portOverride: port) } catch { throw usageError("\(error)") }
+        if !onLoops { note("edgemeter agent: async work stays on Swift's cooperative pool (NIO's executor take-over was refused)") }
         note("edgemeter agent: \(c.probes.count) probes, \(c.targetCount) targets; serving \(agent.url)/metrics and /probe"
              + (c.controller.map { "; pushing to \($0.url)" } ?? ""))
         if rounds != nil {
