@@ -14,7 +14,8 @@ public final class FanOutSink: SampleSink, @unchecked Sendable {
 
 /// Runs the configured probes continuously, each on the no-drift schedule of its interval
 /// (`runSchedule`: round k due at start + k·interval, a late round does not move the next ones),
-/// until `stop`. ping runs on a thread of its own (every echo of a round sent at once, replies
+/// until `stop`, or for `rounds` rounds when that is set (then `waitUntilFinished` returns once
+/// every probe has done its last round and waited for its last answers). ping runs on a thread of its own (every echo of a round sent at once, replies
 /// awaited together); tcping deals its targets over up to `tcpShards` threads, each connecting to
 /// its targets one after another, so a target that waits for its timeout delays only its shard;
 /// http, calc and vehicle run one task per probe. Attempts to one target never overlap.
@@ -27,9 +28,19 @@ public final class AgentRunner: @unchecked Sendable {
     private var tasks: [Task<Void, Never>] = []
     private var listeners: [LoopbackListener] = []
     private let finished = DispatchGroup()
+    /// Rounds each probe runs before it ends; nil: until `stop`.
+    public let rounds: Int?
 
-    public init(config: AgentConfig, sink: SampleSink, log: @escaping @Sendable (String) -> Void) {
-        (self.config, self.sink, self.log) = (config, sink, log)
+    public init(config: AgentConfig, sink: SampleSink, rounds: Int? = nil, log: @escaping @Sendable (String) -> Void) {
+        (self.config, self.sink, self.rounds, self.log) = (config, sink, rounds, log)
+    }
+
+    /// Waits until every probe has ended (after its `rounds`, or after `stop`).
+    public func waitUntilFinished() async {
+        let group = finished
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { group.wait(); c.resume() }
+        }
     }
 
     /// The phases every sample of a kind has (the counters made up front).
@@ -50,7 +61,7 @@ public final class AgentRunner: @unchecked Sendable {
         for p in config.probes {
             metrics?.declare(probe: p.name, kind: p.kind, targets: p.targets.map(\.name), phases: Self.phases(p))
             let scope = SampleScope(runID: "agent", scenario: p.name)
-            let schedule = Schedule(count: nil, interval: p.interval, deadline: nil)
+            let schedule = Schedule(count: rounds, interval: p.interval, deadline: nil)
             switch p.kind {
             case "ping":
                 let c = PingConfig(p.scenario)

@@ -143,7 +143,10 @@ public enum DelayFeed {
         }
         var list: [[String: Any]] = []
         for r in posted {
-            var o: [String: Any] = ["node": r.to, "metric": r.metric, "samples": r.samples, "loss_percent": r.lossPercent]
+            // from, target and received ride along (the controller ignores them; `edgemeter matrix`'s
+            // collector checks the origin and keeps the row whole).
+            var o: [String: Any] = ["node": r.to, "metric": r.metric, "samples": r.samples, "received": r.received,
+                                    "loss_percent": r.lossPercent, "from": r.from, "target": r.target]
             if keepTimestamps {
                 o["window_start"] = Format.timestamp(r.windowStart)
                 o["window_end"] = Format.timestamp(r.windowEnd)

@@ -2,11 +2,12 @@ import Foundation
 import EdgeMeterCore
 import EdgeMeterSystem
 
-/// `edgemeter matrix TOPOLOGY`: one probing process per node of a topology that is up, each
+/// `edgemeter matrix TOPOLOGY`: one `edgemeter agent` per node of a topology that is up, each
 /// started inside its node's network namespace (`ip netns exec`), so each sees the lab only as a
-/// separate host on that node would; each probes every other node at the address it reaches it by
-/// (`NodeAddress.resolve` from that node). Their samples are assembled into the node-to-node
-/// `DelayMatrix` (rows: origin, columns: destination).
+/// separate host on that node would; each pings every other node at the address it reaches it by
+/// (`NodeAddress.resolve` from that node) and posts its delay summaries to the `MatrixCollector`
+/// listening in its own namespace, as it would post to a controller. The posted rows are the
+/// node-to-node `DelayMatrix` (rows: origin, columns: destination).
 public enum MatrixRunner {
     /// What the agent on one node probes.
     public struct NodePlan: Sendable, Equatable {
@@ -66,14 +67,14 @@ public enum MatrixRunner {
         return out
     }
 
-    /// How each node's prober runs.
+    /// How each node's agent runs.
     public struct Options: Sendable {
         /// The edgemeter binary started in each namespace.
         public var binary: String
-        /// Echoes per destination and the gap between them.
+        /// Echo rounds (each round: one echo to every destination) and the gap between rounds.
         public var count: Int
         public var intervalMilliseconds: Int
-        /// Where each node's run directory goes (`DIR/<node>/`).
+        /// Where each node's agent configuration and log go (`DIR/<node>/`).
         public var directory: String
         public init(binary: String, count: Int, intervalMilliseconds: Int, directory: String) {
             self.binary = binary
@@ -83,47 +84,76 @@ public enum MatrixRunner {
         }
     }
 
-    /// The command one node runs: `ip netns exec NS edgemeter ping -q -c N -i MS --out DIR/<node> ADDR...`.
-    public static func command(_ p: NodePlan, options o: Options) -> [String] {
-        ["ip", "netns", "exec", p.namespace, o.binary, "ping", "-q", "-c", String(o.count), "-i", "\(o.intervalMilliseconds)ms",
-         "--out", "\(o.directory)/\(FileName.safe(p.node))"] + p.targets.map(\.address)
+    /// Quotes a YAML scalar (node names and addresses) as a double-quoted string.
+    static func quoted(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+
+    /// The agent configuration of one node: listen on its namespace's loopback (port chosen by the
+    /// kernel), origin = the node, its destinations by node name (`nodes:` maps them to the
+    /// addresses this node reaches them at), one ping probe at the interval, pushes to `collector`.
+    public static func agentConfig(_ p: NodePlan, options o: Options, collector: String) -> String {
+        var y = "# Written by `edgemeter matrix`: the agent on node \(p.node) (netns \(p.namespace)), run with --rounds \(o.count).\n"
+        y += "listen: 127.0.0.1:0\n"
+        y += "node: \(quoted(p.node))\n"
+        y += "interval: \(o.intervalMilliseconds)ms\n"
+        y += "nodes:\n" + p.targets.map { "  \(quoted($0.node)): \(quoted($0.address))\n" }.joined()
+        y += "controller:\n  url: \(collector)\n"
+        y += "probes:\n  - name: matrix\n    kind: ping\n    targets: [" + p.targets.map { quoted($0.node) }.joined(separator: ", ") + "]\n"
+        return y
     }
 
-    /// Runs every node's prober at the same time and returns the delays.csv rows: `from` = the
-    /// node the prober ran in, `to` = the node the address belongs to. A prober that could not run
-    /// (not exit 0 or 1: 1 only means some destination never answered) is an error naming its
-    /// node, its command and its output.
+    /// The command one node runs: `ip netns exec NS edgemeter agent --config DIR/<node>/agent.yaml --rounds N`.
+    public static func command(_ p: NodePlan, options o: Options) -> [String] {
+        ["ip", "netns", "exec", p.namespace, o.binary, "agent", "--config", configPath(p, options: o), "--rounds", String(o.count)]
+    }
+
+    static func configPath(_ p: NodePlan, options o: Options) -> String { "\(o.directory)/\(FileName.safe(p.node))/agent.yaml" }
+
+    /// Starts the collector, then every node's agent at the same time, waits for them to run their
+    /// rounds and post, and returns the posted rows: `from` = the node whose namespace the post
+    /// arrived in, `to` = the destination node. An agent that failed (exit not 0), or exited without
+    /// posting, is an error naming its node, its command and its output (also in `DIR/<node>/agent.log`).
     public static func run(_ plans: [NodePlan], options o: Options) async throws -> [DelayRow] {
+        var tokenBytes = [UInt8](repeating: 0, count: 24)
+        for i in tokenBytes.indices { tokenBytes[i] = UInt8.random(in: 0...255) }
+        let token = tokenBytes.map { String(format: "%02x", $0) }.joined()
+        let collector = try MatrixCollector(origins: plans.map { ($0.node, $0.namespace, $0.targets.map(\.node)) }, token: token)
+        defer { collector.stop() }
+        for (p, e) in zip(plans, collector.endpoints) {
+            let dir = "\(o.directory)/\(FileName.safe(p.node))"
+            do {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try agentConfig(p, options: o, collector: e.url).write(toFile: configPath(p, options: o), atomically: true, encoding: .utf8)
+            } catch {
+                throw LabError(.refused, "cannot write \(configPath(p, options: o)): \(error.localizedDescription); choose another --out")
+            }
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["EDGEMETER_CONTROLLER_TOKEN"] = token
+        let environment = env
         let worst = Duration.milliseconds(o.count * o.intervalMilliseconds) + .seconds(60)
         let results = try await withThrowingTaskGroup(of: (NodePlan, [String], CommandResult).self) { g in
             for p in plans {
                 let argv = command(p, options: o)
-                g.addTask { (p, argv, try await Command.run(argv, timeout: worst)) }
+                g.addTask { (p, argv, try await Command.run(argv, timeout: worst, environment: environment)) }
             }
             var all: [(NodePlan, [String], CommandResult)] = []
             for try await r in g { all.append(r) }
             return all
         }
-        var rows: [DelayRow] = []
+        for (p, _, r) in results {
+            try? r.combined.write(toFile: "\(o.directory)/\(FileName.safe(p.node))/agent.log", atomically: true, encoding: .utf8)
+        }
         for p in plans {
             guard let (_, argv, r) = results.first(where: { $0.0.node == p.node }) else { continue }
-            guard !r.timedOut, r.status == 0 || r.status == 1 else {
-                throw LabError(.stepFailed, "the prober on node \(p.node) failed (exit \(r.status)\(r.timedOut ? ", timed out" : ""))",
+            guard !r.timedOut, r.status == 0 else {
+                throw LabError(.stepFailed, "the agent on node \(p.node) failed (exit \(r.status)\(r.timedOut ? ", timed out" : ""))"
+                               + (collector.refused.isEmpty ? "" : "; the collector refused: " + collector.refused.joined(separator: "; ")),
                                command: argv, output: r.combined)
             }
-            let file = "\(o.directory)/\(FileName.safe(p.node))/samples.csv"
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw LabError(.stepFailed, "the prober on node \(p.node) wrote no \(file)", command: argv, output: r.combined)
+            guard collector.arrival(of: p.node) != nil else {
+                throw LabError(.stepFailed, "the agent on node \(p.node) exited without posting its delays to the collector", command: argv, output: r.combined)
             }
-            let byAddress = Dictionary(p.targets.map { ($0.address, $0.node) }, uniquingKeysWith: { a, _ in a })
-            let samples = try SampleCSV.parse(text, file: file).map { s -> Sample in
-                var s = s
-                s.labels["from"] = p.node
-                if let to = byAddress[s.target] { s.labels["to"] = to }
-                return s
-            }
-            rows += DelayTable.rows(from: samples)
         }
-        return rows
+        return collector.rows
     }
 }

@@ -19,10 +19,15 @@ struct AgentCommand: AsyncParsableCommand {
         summaries to the controller's POST /delays with a bearer token. See \
         docs/agent.md for the file format and a Prometheus scrape configuration.
 
+        With --rounds N every probe runs N rounds and the agent exits: with \
+        `controller:` the whole run is posted as one window first (exit 1 when \
+        that post fails). `edgemeter matrix` runs its agents this way.
+
         Examples:
           edgemeter agent --config agent.yaml
           edgemeter agent --config agent.yaml --listen 127.0.0.1:0
           edgemeter agent --config agent.yaml --check
+          edgemeter agent --config agent.yaml --rounds 20
         """
     )
 
@@ -34,6 +39,13 @@ struct AgentCommand: AsyncParsableCommand {
 
     @Flag(help: "Check the configuration, print what it runs, and exit.")
     var check = false
+
+    @Option(help: ArgumentHelp("Run every probe N rounds, post them as one window, and exit.", valueName: "N"))
+    var rounds: Int?
+
+    func validate() throws {
+        if let rounds, rounds < 1 { throw ValidationError("--rounds must be a positive integer, got \(rounds)") }
+    }
 
     func run() async throws {
         let c: AgentConfig
@@ -54,11 +66,23 @@ struct AgentCommand: AsyncParsableCommand {
             }
             return
         }
+        let onLoops = Agent.serveAsyncWorkOnEventLoops()
         let agent: Agent
-        do { agent = try Agent(config: c, log: { note("edgemeter agent: " + $0) }) } catch { throw usageError("\(error)") }
+        do { agent = try Agent(config: c, rounds: rounds, log: { note("edgemeter agent: " + $0) }) } catch { throw usageError("\(error)") }
         do { try await agent.start(host: host, portOverride: port) } catch { throw usageError("\(error)") }
+        if !onLoops { note("edgemeter agent: async work stays on Swift's cooperative pool (NIO's executor take-over was refused)") }
         note("edgemeter agent: \(c.probes.count) probes, \(c.targetCount) targets; serving \(agent.url)/metrics and /probe"
              + (c.controller.map { "; pushing to \($0.url)" } ?? ""))
+        if rounds != nil {
+            let pushed = await agent.finishRounds()
+            await agent.stop()
+            switch pushed {
+            case .success(let answer)?: note("edgemeter agent: \(rounds!) rounds done; posted, the controller answered: \(answer)")
+            case .failure(let e)?: note("edgemeter agent: \(rounds!) rounds done; the post failed: \(e)"); throw ExitCode(1)
+            case nil: note("edgemeter agent: \(rounds!) rounds done")
+            }
+            return
+        }
         let (signals, trap) = SignalTrap.stream()
         for await name in signals {
             note("edgemeter agent: \(name) received, stopping")

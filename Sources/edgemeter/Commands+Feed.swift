@@ -26,11 +26,8 @@ struct FeedCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("The run directory holding delays.csv.", valueName: "RUN_DIR"))
     var runDir: String
 
-    @Option(help: ArgumentHelp("The controller's base URL.", valueName: "URL"))
-    var controller: String?
-
-    @Option(help: ArgumentHelp("File holding the bearer token (else EDGEMETER_CONTROLLER_TOKEN).", valueName: "FILE"))
-    var tokenFile: String?
+    @OptionGroup var post: ControllerPostOptions
+    var controller: String? { post.controller }
 
     @Option(help: ArgumentHelp("Feed only this service's nodes.", valueName: "NAME"))
     var service: String?
@@ -64,8 +61,7 @@ struct FeedCommand: AsyncParsableCommand {
     func validate() throws {
         switch resolvedFormat {
         case "controller":
-            guard let c = controller else { throw ValidationError("--format controller needs --controller URL, such as http://127.0.0.1:9000") }
-            do { _ = try HTTPTarget(url: c) } catch { throw ValidationError("--controller: \(error)") }
+            guard controller != nil else { throw ValidationError("--format controller needs --controller URL, such as http://127.0.0.1:9000") }
         case "networktopology":
             guard controller == nil else { throw ValidationError("--controller and --format networktopology exclude each other: choose one") }
         case "":
@@ -76,16 +72,6 @@ struct FeedCommand: AsyncParsableCommand {
         if let m = metric, !DelayFeed.networkPreference.contains(m) {
             throw ValidationError("--metric must be one of \(DelayFeed.networkPreference.joined(separator: ", ")), got \"\(m)\"")
         }
-    }
-
-    func token() throws -> String? {
-        if let f = tokenFile {
-            guard let t = try? String(contentsOfFile: f, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else {
-                throw usageError("--token-file \(f) cannot be read or is empty; give the file holding the controller's token")
-            }
-            return t
-        }
-        return ProcessInfo.processInfo.environment["EDGEMETER_CONTROLLER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     func run() async throws {
@@ -111,14 +97,48 @@ struct FeedCommand: AsyncParsableCommand {
             }
             return
         }
-        let base = try HTTPTarget(url: controller!)
-        do {
-            let r = try await DelayFeed.post(rows, controller: base, token: try token(), service: service, keepTimestamps: keepTimestamps)
-            for row in r.posted {
-                print("posted \(row.from) → \(row.to) \(row.metric): p90 \(Format.fixed(row.p90Milliseconds, 3)) ms, \(row.received)/\(row.samples) answered")
+        let r = try await post.post(rows, service: service, keepTimestamps: keepTimestamps)
+        for row in r.posted {
+            print("posted \(row.from) → \(row.to) \(row.metric): p90 \(Format.fixed(row.p90Milliseconds, 3)) ms, \(row.received)/\(row.samples) answered")
+        }
+        for s in r.skipped { print("skipped \(s.row.from) → \(s.row.to) \(s.row.metric): \(s.reason)") }
+        print("controller: \(r.answer.trimmingCharacters(in: .whitespacesAndNewlines))")
+    }
+}
+
+/// `--controller URL` and `--token-file FILE`, and the post of delays.csv rows to the controller's
+/// `POST /delays`: one helper for `edgemeter feed` and `edgemeter matrix --controller`.
+struct ControllerPostOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The controller's base URL: post the rows to its POST /delays.", valueName: "URL"))
+    var controller: String?
+
+    @Option(help: ArgumentHelp("File holding the controller's bearer token (else EDGEMETER_CONTROLLER_TOKEN).", valueName: "FILE"))
+    var tokenFile: String?
+
+    func validate() throws {
+        if let c = controller {
+            do { _ = try HTTPTarget(url: c) } catch { throw ValidationError("--controller: \(error)") }
+        }
+        if tokenFile != nil && controller == nil { throw ValidationError("--token-file goes with --controller URL") }
+    }
+
+    /// The bearer token: --token-file's content, else EDGEMETER_CONTROLLER_TOKEN, else none.
+    func token() throws -> String? {
+        if let f = tokenFile {
+            guard let t = try? String(contentsOfFile: f, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else {
+                throw usageError("--token-file \(f) cannot be read or is empty; give the file holding the controller's token")
             }
-            for s in r.skipped { print("skipped \(s.row.from) → \(s.row.to) \(s.row.metric): \(s.reason)") }
-            print("controller: \(r.answer.trimmingCharacters(in: .whitespacesAndNewlines))")
+            return t
+        }
+        return ProcessInfo.processInfo.environment["EDGEMETER_CONTROLLER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Posts `rows` to --controller (`DelayFeed.post`); a refusal is a usage error naming the cause.
+    func post(_ rows: [DelayRow], service: String?, keepTimestamps: Bool = false) async throws -> DelayFeed.PostResult {
+        guard let controller else { throw usageError("give --controller URL, such as http://127.0.0.1:9000") }
+        do {
+            return try await DelayFeed.post(rows, controller: try HTTPTarget(url: controller), token: try token(), service: service,
+                                            keepTimestamps: keepTimestamps)
         } catch let e as ControllerError {
             throw usageError(e.description)
         }

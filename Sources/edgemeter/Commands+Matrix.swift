@@ -9,16 +9,18 @@ import EdgeMeterController
 struct MatrixCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "matrix",
-        abstract: "Measure the node-to-node delay matrix of a lab topology: a prober in every node's namespace.",
+        abstract: "Measure the node-to-node delay matrix of a lab topology: an agent in every node's namespace.",
         discussion: """
-        For a topology brought up with `edgemeter lab up`, starts one prober per node inside \
-        that node's network namespace (each sees the lab as a separate host on that node \
-        would), all at the same time; each pings every other node at the address it reaches \
-        it by. The samples become the matrix (row = origin, column = destination, ICMP round \
-        trip p50/p90 in ms, loss) with its age. Writes into --out: delays.csv (the run \
-        directories' format), matrix.md, networktopology.yaml (as `edgemeter feed --format \
-        networktopology`) and each node's own run directory. With --controller the rows are \
-        posted to the controller's POST /delays (as `edgemeter feed`).
+        For a topology brought up with `edgemeter lab up`, starts one `edgemeter agent` per \
+        node inside that node's network namespace (each sees the lab as a separate host on \
+        that node would), all at the same time; each pings every other node at the address \
+        it reaches it by, COUNT rounds, and posts its delay summaries to POST /delays of a \
+        collector this command serves on 127.0.0.1 inside that same namespace (bearer token, \
+        as to a controller). The posts become the matrix (row = origin, column = destination, \
+        ICMP round trip p50/p90 in ms, loss) with its age. Writes into --out: delays.csv (the \
+        run directories' format), matrix.md, networktopology.yaml (as `edgemeter feed \
+        --format networktopology`) and each node's agent.yaml and agent.log. With \
+        --controller the rows are posted to the controller's POST /delays (as `edgemeter feed`).
 
         With --check-injected the matrix is compared with the round trips the topology's \
         impairments inject (2 x the sum of both nodes' link delays) under the calibration rule \
@@ -36,10 +38,10 @@ struct MatrixCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("The name of a topology that is up (see `edgemeter lab status`).", valueName: "TOPOLOGY"))
     var topology: String
 
-    @Option(name: [.customShort("c"), .long], help: ArgumentHelp("Echoes per ordered pair of nodes.", valueName: "N"))
+    @Option(name: [.customShort("c"), .long], help: ArgumentHelp("Echoes per ordered pair of nodes (the agents' rounds).", valueName: "N"))
     var count = 20
 
-    @Option(name: [.customShort("i"), .long], help: ArgumentHelp("Gap between one prober's echoes to a destination (e.g. 100ms).", valueName: "DURATION"))
+    @Option(name: [.customShort("i"), .long], help: ArgumentHelp("Gap between one agent's rounds of echoes (at least 10ms).", valueName: "DURATION"))
     var interval = "100ms"
 
     @Option(help: ArgumentHelp("Only these nodes (repeat; default: every node).", valueName: "NODE"))
@@ -51,20 +53,17 @@ struct MatrixCommand: AsyncParsableCommand {
     @Flag(help: "Compare with the delays the topology injects; exit 1 when a pair is outside the tolerance.")
     var checkInjected = false
 
-    @Option(help: ArgumentHelp("Also post the rows to this controller's POST /delays.", valueName: "URL"))
-    var controller: String?
+    @OptionGroup var post: ControllerPostOptions
+    var controller: String? { post.controller }
 
     @Option(help: ArgumentHelp("With --controller: post only the rows measured from this node (the controller keeps one window per destination, whatever the origin).", valueName: "NODE"))
     var feedFrom: String?
-
-    @Option(help: ArgumentHelp("File holding the controller's bearer token (else EDGEMETER_CONTROLLER_TOKEN).", valueName: "FILE"))
-    var tokenFile: String?
 
     var intervalMilliseconds: Int {
         get throws {
             let d = try durationArgument(interval, flag: "--interval")
             let ms = Int((Double(d.nanoseconds) / 1e6).rounded())
-            guard ms >= 1 else { throw ValidationError("--interval must be at least 1ms, got \(interval)") }
+            guard ms >= 10 else { throw ValidationError("--interval must be at least 10ms (an agent's shortest interval), got \(interval)") }
             return ms
         }
     }
@@ -72,15 +71,11 @@ struct MatrixCommand: AsyncParsableCommand {
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be a positive integer, got \(count)") }
         _ = try intervalMilliseconds
-        if let c = controller {
-            do { _ = try HTTPTarget(url: c) } catch { throw ValidationError("--controller: \(error)") }
-        }
-        if tokenFile != nil && controller == nil { throw ValidationError("--token-file goes with --controller URL") }
         if feedFrom != nil && controller == nil { throw ValidationError("--feed-from goes with --controller URL") }
     }
 
     func run() async throws {
-        guard geteuid() == 0 else { throw usageError("matrix starts probers inside the lab's namespaces and needs root: run it with sudo") }
+        guard geteuid() == 0 else { throw usageError("matrix starts agents inside the lab's namespaces and needs root: run it with sudo") }
         let executor = LabExecutor()
         let state: LabState
         let topo: Topology
@@ -102,12 +97,12 @@ struct MatrixCommand: AsyncParsableCommand {
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
             throw usageError("cannot create \(dir): \(error.localizedDescription); choose another --out")
         }
-        for p in plans where FileManager.default.fileExists(atPath: "\(dir)/\(FileName.safe(p.node))/samples.csv") {
-            throw usageError("\(dir)/\(FileName.safe(p.node)) already holds a run (samples.csv exists): choose another --out directory or remove it")
+        for p in plans where FileManager.default.fileExists(atPath: "\(dir)/\(FileName.safe(p.node))/agent.yaml") {
+            throw usageError("\(dir)/\(FileName.safe(p.node)) already holds a matrix run (agent.yaml exists): choose another --out directory or remove it")
         }
         let options = MatrixRunner.Options(binary: runningBinaryPath(), count: count, intervalMilliseconds: try intervalMilliseconds,
                                            directory: dir)
-        print("matrix \(topology): \(plans.count) probers, \(plans.count * (plans.count - 1)) pairs, \(count) echoes each, \(interval) apart")
+        print("matrix \(topology): \(plans.count) agents, \(plans.count * (plans.count - 1)) pairs, \(count) echoes each, \(interval) apart")
         for p in plans { print("  \(p.node) (netns \(p.namespace)) → " + p.targets.map { "\($0.node) \($0.address)" }.joined(separator: ", ")) }
         let rows: [DelayRow]
         do { rows = try await MatrixRunner.run(plans, options: options) } catch let e as LabError {
@@ -137,24 +132,11 @@ struct MatrixCommand: AsyncParsableCommand {
         if !matrix.missing.isEmpty {
             note("edgemeter: no answer recorded for " + matrix.missing.map { "\($0.from)→\($0.to)" }.joined(separator: ", "))
         }
-        if let controller {
-            let token: String?
-            if let f = tokenFile {
-                guard let t = try? String(contentsOfFile: f, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else {
-                    throw usageError("--token-file \(f) cannot be read or is empty; give the file holding the controller's token")
-                }
-                token = t
-            } else {
-                token = ProcessInfo.processInfo.environment["EDGEMETER_CONTROLLER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-            }
-            do {
-                let fed = feedFrom.map { f in matrix.rows.filter { $0.from == f } } ?? matrix.rows
-                if let f = feedFrom, fed.isEmpty { throw usageError("--feed-from \(f): the matrix has no row from that node; its nodes: \(names.joined(separator: ", "))") }
-                let r = try await DelayFeed.post(fed, controller: try HTTPTarget(url: controller), token: token, service: nil)
-                print("controller: posted \(r.posted.count) rows, skipped \(r.skipped.count): \(r.answer.trimmingCharacters(in: .whitespacesAndNewlines))")
-            } catch let e as ControllerError {
-                throw usageError(e.description)
-            }
+        if controller != nil {
+            let fed = feedFrom.map { f in matrix.rows.filter { $0.from == f } } ?? matrix.rows
+            if let f = feedFrom, fed.isEmpty { throw usageError("--feed-from \(f): the matrix has no row from that node; its nodes: \(names.joined(separator: ", "))") }
+            let r = try await post.post(fed, service: nil)
+            print("controller: posted \(r.posted.count) rows, skipped \(r.skipped.count): \(r.answer.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         if let expected, matrix.check(expected: expected).contains(where: { !$0.passed }) { throw ExitCode(1) }
     }

@@ -3,6 +3,7 @@ import EdgeMeterCore
 import EdgeMeterHTTP
 import EdgeMeterTestSupport
 @testable import EdgeMeterAgent
+@testable import EdgeMeterLab
 
 final class AgentConfigTests: XCTestCase {
     func load(_ yaml: String) throws -> AgentConfig { try AgentConfigLoader.load(yaml: yaml, file: "agent.yaml", hostName: "host-a") }
@@ -50,6 +51,25 @@ final class AgentConfigTests: XCTestCase {
         XCTAssertEqual(c.probes[2].scenario.integers("expect_status"), [200, 204])
         XCTAssertEqual(c.probes[4].scenario.number("front_distance"), 12)
         XCTAssertEqual(AgentRunner.phases(c.probes[3]), ["resolve", "connect", "first_byte", "total", "hop1_sum", "hop2_mul"])
+    }
+
+    /// The configuration `edgemeter matrix` writes for each node's agent loads as any agent file:
+    /// origin = the node, targets named by node (so pushed rows name their destination node) at
+    /// the addresses the node reaches them by, pushes to the collector, loopback listen.
+    func testMatrixGeneratedConfigLoads() throws {
+        let plan = MatrixRunner.NodePlan(node: "node_1", namespace: "ag3-ns", targets: [(node: "cloud", address: "10.204.0.100"), (node: "vehicle", address: "10.204.0.10")])
+        let yaml = MatrixRunner.agentConfig(plan, options: .init(binary: "/x", count: 5, intervalMilliseconds: 20, directory: "/tmp"),
+                                            collector: "http://127.0.0.1:40123")
+        let c = try load(yaml)
+        XCTAssertEqual(c.node, "node_1")
+        XCTAssertEqual(c.listenHost, "127.0.0.1")
+        XCTAssertEqual(c.listenPort, 0)
+        XCTAssertEqual(c.controller?.url.port, 40123)
+        XCTAssertEqual(c.probes.count, 1)
+        XCTAssertEqual(c.probes[0].kind, "ping")
+        XCTAssertEqual(c.probes[0].interval, .milliseconds(20))
+        XCTAssertEqual(c.probes[0].targets, [AgentTarget(name: "cloud", address: "10.204.0.100", node: "cloud"),
+                                             AgentTarget(name: "vehicle", address: "10.204.0.10", node: "vehicle")])
     }
 
     func testNodeNamesInTargetsBecomeAddresses() throws {

@@ -3,13 +3,14 @@ import Foundation
 import EdgeMeterCore
 import EdgeMeterTestSupport
 
-/// `edgemeter matrix` for real on a copy of `edge-cloud` (named `ag2-mx`, so it cannot collide with
-/// a run of the built-in): a prober in each of the five nodes' namespaces pings the four others
-/// through the impairment forwarder; every one of the 20 ordered pairs must match the injected
-/// round trip 2 × (delay of both links) within the calibration rule max(0.5 ms, 5 %), the files
-/// must be written, and `lab down` must remove every object of the lab.
+/// `edgemeter matrix` for real on a copy of `edge-cloud` (named `ag3-mx`, so it cannot collide with
+/// a run of the built-in): a real `edgemeter agent` in each of the five nodes' namespaces pings the
+/// four others through the impairment forwarder and posts its summaries to the collector in its
+/// own namespace; every one of the 20 ordered pairs must match the injected round trip
+/// 2 × (delay of both links) within the calibration rule max(0.5 ms, 5 %), the files must be
+/// written, and `lab down` must remove every object of the lab.
 final class MatrixIntegrationTests: XCTestCase {
-    let lab = "ag2-mx"
+    let lab = "ag3-mx"
     var bin = ""
 
     override func setUpWithError() throws {
@@ -30,7 +31,7 @@ final class MatrixIntegrationTests: XCTestCase {
     static let linkMs = ["vehicle": 0.0, "node_1": 5, "node_2": 30, "node_3": 80, "cloud": 40]
 
     func testEdgeCloudMatrixMatchesTheInjectedDelays() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ag2-matrix-\(getpid())")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ag3-matrix-\(getpid())")
         try? FileManager.default.removeItem(at: dir)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -66,11 +67,14 @@ final class MatrixIntegrationTests: XCTestCase {
             XCTAssertEqual(p50, expected, accuracy: max(0.5, 0.05 * expected), "\(row.from)→\(row.to)")
             XCTAssertGreaterThanOrEqual(p50, expected, "\(row.from)→\(row.to): a round trip cannot beat the injected delay")
         }
-        // Each prober ran in its own namespace: its samples carry its node as the origin only through
-        // the file layout, one run directory per node.
+        // Each node ran a real agent from its generated configuration, and it posted.
         for n in Self.linkMs.keys {
-            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/\(n)/samples.csv"), n)
+            let config = try String(contentsOfFile: "\(out)/\(n)/agent.yaml", encoding: .utf8)
+            XCTAssertTrue(config.contains("node: \"\(n)\""), config)
+            let log = try String(contentsOfFile: "\(out)/\(n)/agent.log", encoding: .utf8)
+            XCTAssertTrue(log.contains("20 rounds done; posted"), "\(n): \(log)")
         }
+        XCTAssertTrue(r.stdout.contains("5 agents, 20 pairs"), r.stdout)
         let md = try String(contentsOfFile: "\(out)/matrix.md", encoding: .utf8)
         XCTAssertTrue(md.contains("| from \\ to | vehicle | node_1 | node_2 | node_3 | cloud |"), md)
         XCTAssertTrue(md.contains("age "), md)

@@ -23,9 +23,30 @@ final class MatrixRunnerTests: XCTestCase {
         let n1 = plans[1]
         XCTAssertEqual(n1.targets.map(\.node), ["vehicle", "node_2", "node_3", "cloud"])
         XCTAssertEqual(n1.targets.map(\.address), ["10.204.0.10", "10.204.0.2", "10.204.0.3", "10.204.0.100"])
-        let argv = MatrixRunner.command(n1, options: .init(binary: "/x/edgemeter", count: 7, intervalMilliseconds: 50, directory: "/tmp/m"))
-        XCTAssertEqual(argv, ["ip", "netns", "exec", n1.namespace, "/x/edgemeter", "ping", "-q", "-c", "7", "-i", "50ms", "--out", "/tmp/m/node_1",
-                              "10.204.0.10", "10.204.0.2", "10.204.0.3", "10.204.0.100"])
+        let options = MatrixRunner.Options(binary: "/x/edgemeter", count: 7, intervalMilliseconds: 50, directory: "/tmp/m")
+        let argv = MatrixRunner.command(n1, options: options)
+        XCTAssertEqual(argv, ["ip", "netns", "exec", n1.namespace, "/x/edgemeter", "agent", "--config", "/tmp/m/node_1/agent.yaml", "--rounds", "7"])
+        // The generated agent configuration (loaded by the agent's own loader in
+        // AgentConfigTests.testMatrixGeneratedConfigLoads): origin node_1, the four others by name at
+        // the addresses node_1 reaches them by, one ping probe, pushes to the collector.
+        XCTAssertEqual(MatrixRunner.agentConfig(n1, options: options, collector: "http://127.0.0.1:40123"), """
+            # Written by `edgemeter matrix`: the agent on node node_1 (netns \(n1.namespace)), run with --rounds 7.
+            listen: 127.0.0.1:0
+            node: "node_1"
+            interval: 50ms
+            nodes:
+              "vehicle": "10.204.0.10"
+              "node_2": "10.204.0.2"
+              "node_3": "10.204.0.3"
+              "cloud": "10.204.0.100"
+            controller:
+              url: http://127.0.0.1:40123
+            probes:
+              - name: matrix
+                kind: ping
+                targets: ["vehicle", "node_2", "node_3", "cloud"]
+
+            """)
         // a subset, and the errors
         XCTAssertEqual(try MatrixRunner.plan(state: s, topology: t, nodes: ["cloud", "node_3"]).map { $0.targets.map(\.node) }, [["node_3"], ["cloud"]])
         XCTAssertThrowsError(try MatrixRunner.plan(state: s, topology: t, nodes: ["cloud"])) { e in

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # edgemeter agent vs Debian's prometheus-blackbox-exporter, same targets, same contract (GET /probe
 # ?target=…&module=icmp, one echo per scrape), same place: both run inside the `vehicle` namespace of
-# a copy of edge-cloud (named ag2-bb, so it cannot collide with another run of the built-in), listening
+# a copy of edge-cloud (named ag3-bb, so it cannot collide with another run of the built-in), listening
 # on that namespace's own 127.0.0.1, scraped from inside it with curl. Targets: 127.0.0.1 (the
 # namespace's loopback, nothing injected) and node_1, node_2, node_3, cloud (injected round trips
 # 10, 60, 160, 80 ms through the lab's impairment forwarder).
@@ -11,7 +11,7 @@
 # compared with the injected round trip: median and p90 of (reported − injected), successes.
 # What each reports per probe is printed from one real answer of each (series count, names).
 # Cost: CPU seconds (utime+stime of the process, /proc/PID/stat) per 1000 /probe scrapes, and the
-# resident set (VmRSS, VmHWM) at the end. The agent's own schedule (1 Hz ping of every target, its
+# resident set (VmRSS, VmHWM; anonymous vs file-backed) at the end. The agent's own schedule (1 Hz ping of every target, its
 # histogram and loss counters on /metrics) runs during the comparison: its CPU is charged to it.
 # The wire: a capture of the vehicle's eth0 during the scrapes (edgemeter capture) gives each echo's
 # request→reply time on the wire; the medians are printed beside the reported ones when it worked.
@@ -26,7 +26,7 @@ bin=${2:-.build/release/edgemeter}
 command -v prometheus-blackbox-exporter >/dev/null || { echo "apt-get install -y prometheus-blackbox-exporter" >&2; exit 2; }
 command -v curl >/dev/null || { echo "apt-get install -y curl" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "needs root (lab namespaces, raw ICMP): run with sudo" >&2; exit 2; }
-name=ag2-bb
+name=ag3-bb
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -105,12 +105,13 @@ fi
 rss() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status"; }
 echo "scrape loop: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
 python3 - "$tmp" "$probes" "$tck" "$bb0" "$bb1" "$ag0" "$ag1" "$(rss $bbpid VmRSS)" "$(rss $bbpid VmHWM)" "$(rss $agpid VmRSS)" "$(rss $agpid VmHWM)" \
-  "$ai0" "$ai1" "$ti0" "$ti1" "$t0" "$t1" "$bi0" "$bi1" <<'PY'
+  "$ai0" "$ai1" "$ti0" "$ti1" "$t0" "$t1" "$bi0" "$bi1" "$(rss $bbpid RssAnon)" "$(rss $bbpid RssFile)" "$(rss $agpid RssAnon)" "$(rss $agpid RssFile)" <<'PY'
 import sys, os, re, glob, csv, statistics as st
 tmp, probes, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 bb0, bb1, ag0, ag1 = map(float, sys.argv[4:8])
 rss = list(map(int, sys.argv[8:12]))
 ai0, ai1, ti0, ti1, t0, t1, bi0, bi1 = map(float, sys.argv[12:20])
+anon = list(map(int, sys.argv[20:24]))   # bb RssAnon, bb RssFile, agent RssAnon, agent RssFile (KiB)
 sched_rate = (ai1 - ai0) / tck / (ti1 - ti0)      # agent CPU s per s with only its schedule running
 injected = {"127.0.0.1": 0.0, "10.204.0.1": 10.0, "10.204.0.2": 60.0, "10.204.0.3": 160.0, "10.204.0.100": 80.0}
 names = {"127.0.0.1": "loopback", "10.204.0.1": "node_1", "10.204.0.2": "node_2", "10.204.0.3": "node_3", "10.204.0.100": "cloud"}
@@ -140,6 +141,9 @@ for t, inj in injected.items():
         w = pct(wire.get(t, []), 50)
         ws, wd = (f"{w:.3f}", f"{p50 - w:+.3f}") if wire.get(t) else ("—", "—")
         print(f"| {names[t]} | {inj:.0f} | {label} | {ok}/{len(r)} | {p50:.3f} | {p90:.3f} | {p50 - inj:+.3f} | {p90 - inj:+.3f} | {ws} | {wd} |")
+for side, label in (("bb", "blackbox_exporter"), ("ag", "edgemeter agent")):
+    r = [x for x in rows if x[0] == side]
+    print(f"{label}: {sum(1 for x in r if float(x[2]) != 1)} failed of {len(r)} /probe scrapes (probe_success 0 or no answer)")
 n = len(injected) * probes
 ag_probe = (ag1 - ag0) / tck - sched_rate * (t1 - t0)
 print(f"\nCPU per 1000 /probe scrapes (curl's own time not counted): blackbox_exporter {(bb1 - bb0) / tck / n * 1000:.3f} s, "
@@ -148,6 +152,8 @@ print(f"the agent's schedule alone: {sched_rate * 1000 / 5:.3f} CPU s per 1000 s
       f"blackbox_exporter idle over the same time: {(bi1 - bi0) / tck:.2f} CPU s")
 print(f"memory at the end: blackbox_exporter RSS {rss[0] / 1024:.1f} MiB (peak {rss[1] / 1024:.1f}), "
       f"edgemeter agent RSS {rss[2] / 1024:.1f} MiB (peak {rss[3] / 1024:.1f})")
+print(f"  of which anonymous (heap, stacks) / file-backed (the binary and its shared libraries' pages): blackbox_exporter "
+      f"{anon[0] / 1024:.1f} / {anon[1] / 1024:.1f} MiB, edgemeter agent {anon[2] / 1024:.1f} / {anon[3] / 1024:.1f} MiB")
 for side, f in (("blackbox_exporter", "bb-answer.txt"), ("edgemeter agent", "ag-answer.txt")):
     lines = [l for l in open(f"{tmp}/{f}") if l.strip() and not l.startswith("#")]
     fams = sorted({re.split(r"[{ ]", l)[0] for l in lines})
