@@ -9,7 +9,6 @@ import Foundation
 public struct SampleStreamSummarizer: Sendable {
     public private(set) var summarizer = Summarizer()
     public private(set) var rows = 0
-    private static let keyFields = SampleRow.scenarioField...SampleRow.unitField
     /// Recently used keys, most recent first: (key bytes of scenario, probe, target, metric, phase
     /// and unit; accumulator index). A row is matched against them in place, one comparison per
     /// field (`RowKeyBytes.matches`); the dictionary is consulted only when none matches.
