@@ -56,8 +56,11 @@ public enum ReportPlots {
     /// Smoke graphs show the kind's main span; other phases are in the CDFs.
     public static let smokePhase: [String: String] = ["ping": "echo", "tcping": "connect", "http": "total", "calc": "total"]
 
-    /// Values kept per CDF curve at most: beyond it a uniform random sample of this size (reservoir
-    /// sampling, fixed seed) stands for the curve, and the caption says so.
+    /// Values kept per CDF curve at most: beyond it a uniform random sample of this size stands for
+    /// the curve, and the caption says so. The sample is the values whose rows have the smallest
+    /// priorities, a priority being a fixed hash of the row's identity (its byte offset in
+    /// samples.csv, or its position among the samples given): the same rows are kept whatever order
+    /// or parts the file is read in, so the chart is the same every time.
     public static let maxValuesPerCurve = 200_000
 
     public static func sections(samples: [Sample], files: ReportFiles) -> [ReportSection] {
@@ -69,29 +72,39 @@ public enum ReportPlots {
 
 /// Collects, one sample at a time (a run's samples.csv is read in chunks, never whole), what the
 /// report's charts need; `sections(files:)` then builds them (see `ReportPlots`).
-public struct ReportCollector {
+public struct ReportCollector: Sendable {
     struct Key: Hashable { var scenario, probe, target, metric, phase: String }
     struct SmokeKey: Hashable { var scenario, probe, target, phase: String }
-    struct Curve { var seen = 0; var values: [Double] = [] }
+    /// A curve's values: every value while `seen <= maxValuesPerCurve`, then the ones with the
+    /// smallest priorities (`priorities[i]` is `values[i]`'s), a max-heap on the priority.
+    struct Curve: Sendable {
+        var seen = 0
+        var values: [Double] = []
+        var priorities: [UInt64] = []
+    }
     var cdfOrder: [String] = []
     /// CDF curves, in first-seen order per scenario (`cdfKeys`), found by key (`curveIndex`).
     var curves: [Curve] = []
     var curveIndex: [Key: Int] = [:]
     /// The key bytes of the last row `add(row:)` charted and its curve: consecutive rows of one
     /// probe share a key, so most rows skip building Strings and hashing them.
-    var lastRowKey: [UInt8] = [], scratch: [UInt8] = [], lastCurve = -1
+    var lastRowKey = RowKeyBytes(), lastCurve = -1
     var cdfKeys: [String: [Key]] = [:]
     var startupOrder: [String] = []
     var startup: [String: (phases: [String], backends: [String], values: [String: [String: [Double]]])] = [:]
     var smokeOrder: [SmokeKey] = []
     var smoke: [SmokeKey: [Int: (start: Date, values: [Double], attempts: Int)]] = [:]
     var smokeUnit: [SmokeKey: (String, String)] = [:]
-    var random = SplitMix64(seed: 0x5eed)
     public private(set) var count = 0
 
     public init() {}
 
+    /// Adds one sample; its identity for the CDF sampling is its position among the samples added.
     public mutating func add(_ s: Sample) {
+        add(s, id: UInt64(count))
+    }
+
+    mutating func add(_ s: Sample, id: UInt64) {
         count += 1
         if s.probe == "startup" {
             guard s.unit == "ms", s.metric == "startup" else { return }
@@ -111,11 +124,17 @@ public struct ReportCollector {
             smoke[k]![round] = cell
         }
         guard s.unit == "ms", s.status == .ok, let v = s.value, s.phase != "resolve", s.probe != "load" else { return }
-        addCDF(Key(scenario: s.scenario, probe: s.probe, target: s.target, metric: s.metric, phase: s.phase), v)
+        addCDF(at: curve(for: Key(scenario: s.scenario, probe: s.probe, target: s.target, metric: s.metric, phase: s.phase)), v,
+               priority: Self.priority(id))
     }
 
-    mutating func addCDF(_ k: Key, _ v: Double) {
-        addCDF(at: curve(for: k), v)
+    /// A row's sampling priority: SplitMix64's finaliser of its identity (a bijection, so two rows
+    /// never tie).
+    static func priority(_ id: UInt64) -> UInt64 {
+        var z = id &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     mutating func curve(for k: Key) -> Int {
@@ -127,13 +146,41 @@ public struct ReportCollector {
         return curves.count - 1
     }
 
-    mutating func addCDF(at i: Int, _ v: Double) {
-        curves[i].seen += 1
-        if curves[i].values.count < ReportPlots.maxValuesPerCurve {
-            curves[i].values.append(v)
-        } else {
-            let j = Int(random.next() % UInt64(curves[i].seen))
-            if j < curves[i].values.count { curves[i].values[j] = v }
+    mutating func addCDF(at i: Int, _ v: Double, priority: UInt64) {
+        curves[i].add(v, priority: priority)
+    }
+
+    /// Adds what `other` collected from the samples that came after this one's: the report is then
+    /// the one a single collector fed both gives (the same charts, byte for byte).
+    public mutating func merge(_ other: ReportCollector) {
+        count += other.count
+        for scenario in other.cdfOrder {
+            for k in other.cdfKeys[scenario] ?? [] {
+                let i = curve(for: k)
+                curves[i].merge(other.curves[other.curveIndex[k]!])
+            }
+        }
+        for scenario in other.startupOrder {
+            let o = other.startup[scenario]!
+            if startup[scenario] == nil { startupOrder.append(scenario); startup[scenario] = ([], [], [:]) }
+            for p in o.phases where !startup[scenario]!.phases.contains(p) { startup[scenario]!.phases.append(p) }
+            for b in o.backends where !startup[scenario]!.backends.contains(b) { startup[scenario]!.backends.append(b) }
+            for (phase, byTarget) in o.values {
+                for (target, values) in byTarget { startup[scenario]!.values[phase, default: [:]][target, default: []] += values }
+            }
+        }
+        for k in other.smokeOrder {
+            if smoke[k] == nil { smokeOrder.append(k); smoke[k] = [:]; smokeUnit[k] = other.smokeUnit[k] }
+            for (round, c) in other.smoke[k]! {
+                if var mine = smoke[k]![round] {
+                    mine.start = min(mine.start, c.start)
+                    mine.values += c.values
+                    mine.attempts += c.attempts
+                    smoke[k]![round] = mine
+                } else {
+                    smoke[k]![round] = c
+                }
+            }
         }
     }
 
@@ -303,19 +350,6 @@ extension ReportPlots {
     }
 }
 
-/// A small deterministic PRNG (SplitMix64) for reservoir sampling: the same run gives the same chart.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 extension ReportCollector {
     /// Adds one samples.csv data row (no newline), parsed only as far as the charts need: the
     /// timestamp only for samples of a round, of the labels only `round`. A row without quotes is
@@ -323,23 +357,72 @@ extension ReportCollector {
     /// One row of samples.csv as `SampleStream` hands it over (`edgemeter report` and the run's
     /// finish read the file once, in chunks): only the fields a chart needs become Strings.
     public mutating func add(row r: SampleRow) {
-        if r.bytesEqual(SampleRow.probeField, "startup") || r.hasLabel(RoundsConfig.label) {
-            add(r.sample)
+        if r.bytesEqual(SampleRow.probeField, "startup") || r.hasLabelPrefix("round=") {
+            add(r.sample, id: UInt64(r.offset))
             return
         }
         count += 1
         guard r.status == .ok, let v = r.value, r.bytesEqual(SampleRow.unitField, "ms"),
               !r.bytesEqual(SampleRow.phaseField, "resolve"), !r.bytesEqual(SampleRow.probeField, "load") else { return }
-        scratch.removeAll(keepingCapacity: true)
-        for f in SampleRow.scenarioField...SampleRow.phaseField {
-            let b = r.bytes(f)
-            withUnsafeBytes(of: UInt32(truncatingIfNeeded: b.count)) { scratch.append(contentsOf: $0) }
-            scratch.append(contentsOf: b)
-        }
-        if lastCurve < 0 || scratch != lastRowKey {
+        let fields = SampleRow.scenarioField...SampleRow.phaseField
+        if lastCurve < 0 || !lastRowKey.matches(r, fields) {
             lastCurve = curve(for: Key(scenario: r.scenario, probe: r.probe, target: r.target, metric: r.metric, phase: r.phase))
-            swap(&lastRowKey, &scratch)
+            lastRowKey = RowKeyBytes(r, fields)
         }
-        addCDF(at: lastCurve, v)
+        addCDF(at: lastCurve, v, priority: Self.priority(UInt64(r.offset)))
+    }
+}
+
+extension ReportCollector.Curve {
+    mutating func add(_ v: Double, priority p: UInt64, cap: Int = ReportPlots.maxValuesPerCurve) {
+        seen += 1
+        if values.count < cap {
+            values.append(v)
+            priorities.append(p)
+            if values.count == cap { heapify() }
+        } else if p < priorities[0] {
+            values[0] = v
+            priorities[0] = p
+            siftDown(0)
+        }
+    }
+
+    /// Adds a curve of later samples: while both fit, every value in order; beyond, the
+    /// `maxValuesPerCurve` smallest priorities of both, which are those one curve fed both keeps.
+    mutating func merge(_ other: Self, cap: Int = ReportPlots.maxValuesPerCurve) {
+        seen += other.seen
+        if values.count + other.values.count <= cap {
+            values += other.values
+            priorities += other.priorities
+            if values.count == cap { heapify() }
+            return
+        }
+        let all = (priorities + other.priorities).indices.map { $0 }
+        let pri = priorities + other.priorities, val = values + other.values
+        let kept = all.sorted { pri[$0] < pri[$1] }.prefix(cap)
+        values = kept.map { val[$0] }
+        priorities = kept.map { pri[$0] }
+        heapify()
+    }
+
+    /// A max-heap on `priorities` (values moved with them).
+    private mutating func heapify() {
+        var i = values.count / 2
+        while i > 0 { i -= 1; siftDown(i) }
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        let n = priorities.count
+        var i = start
+        while true {
+            let l = 2 * i + 1
+            if l >= n { return }
+            var c = l
+            if l + 1 < n && priorities[l + 1] > priorities[l] { c = l + 1 }
+            if priorities[c] <= priorities[i] { return }
+            priorities.swapAt(i, c)
+            values.swapAt(i, c)
+            i = c
+        }
     }
 }

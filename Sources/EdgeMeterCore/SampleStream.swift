@@ -26,13 +26,40 @@ public enum SampleStream {
     public static func read(file: String = "samples.csv", chunkBytes: Int = defaultChunkBytes,
                             from read: (UnsafeMutableRawBufferPointer) throws -> Int,
                             onRow: (SampleRow) throws -> Void) throws -> Int {
+        try SampleStream.read(file: file, chunkBytes: chunkBytes, part: .whole, from: read, onRow: onRow)
+    }
+
+    /// Which part of a samples.csv a read covers, for reading one file in parallel parts cut at
+    /// line breaks (`SamplesFile.pass`).
+    public enum Part: Sendable, Equatable {
+        /// The whole file.
+        case whole
+        /// The file's start, up to a cut just after a line break (the reader stops there): the
+        /// header is checked; its end must be a row's end (a short last row, or a quoted field
+        /// still open, is an error here).
+        case first
+        /// The rest of the file, from byte `startOffset` (just after a line break) to its end: no
+        /// header. Line numbers in its errors are not the file's: read the whole file again to name
+        /// the line (any error in a part should be answered that way).
+        case rest(startOffset: Int)
+    }
+
+    /// `read` over one `Part` of a file (`read` hands over that part's bytes only).
+    @discardableResult
+    public static func read(file: String = "samples.csv", chunkBytes: Int = defaultChunkBytes, part: Part,
+                            from read: (UnsafeMutableRawBufferPointer) throws -> Int,
+                            onRow: (SampleRow) throws -> Void) throws -> Int {
         var scanner = RowScanner(capacity: Swift.max(64, chunkBytes))
         defer { scanner.deallocate() }
+        if case .rest(let start) = part { scanner.consumed = start }
         let headerFields = SampleCSV.header.map { Array($0.utf8) }
-        var rowNumber = 0           // rows read, the header and empty lines included (1-based line of a row)
+        // Rows read, the header and empty lines included (1-based line of a row); a later part
+        // starts after a header it does not see.
+        var rowNumber = { if case .rest = part { return 1 } else { return 0 } }()
         var pending: ReportError?   // a short row: an error unless it is the file's last row
         var dataRows = 0
         var newlines = 0
+        var timestamps = TimestampCache()
         func bad(_ line: Int, _ why: String) -> ReportError { .badSamples("\(file):\(line): \(why)") }
         while true {
             switch try scanner.next(read: read) {
@@ -41,6 +68,7 @@ public enum SampleStream {
                     throw ReportError.badSamples("\(file):\(newlines + scanner.lineBreaksAtEnd + 1): unterminated quoted field; the file is damaged, re-run the measurement or fix that line")
                 }
                 if rowNumber == 0 { throw ReportError.badSamples("\(file) is empty: it has no header row") }
+                if part == .first, let p = pending { throw p }
                 return dataRows
             case .row(let lineBreaks):
                 newlines += lineBreaks
@@ -70,7 +98,7 @@ public enum SampleStream {
                     }
                     r.rawValue = v
                 }
-                guard let ts = r.parseTimestamp() else {
+                guard let ts = r.parseTimestamp(&timestamps) else {
                     throw bad(rowNumber, "timestamp \"\(r.string(SampleRow.timestampField))\" is not ISO 8601 UTC")
                 }
                 r.timestampSeconds = ts
@@ -115,9 +143,13 @@ public struct SampleRow {
     public fileprivate(set) var rawValue: Double?
     /// `timestamp` in seconds since 1970.
     public fileprivate(set) var timestampSeconds: Double = 0
+    /// Byte offset of the row's first byte in the file: identifies the row whichever part of the
+    /// file it was read in (the report's CDF sampling keys on it).
+    public let offset: Int
 
     fileprivate init(scanner: RowScanner, line: Int) {
         (self.base, self.starts, self.lengths, self.line) = (scanner.buffer, scanner.starts, scanner.lengths, line)
+        offset = scanner.rowOffset
     }
 
     /// `Sample.value`: the value of an `ok` row, nil otherwise.
@@ -150,6 +182,23 @@ public struct SampleRow {
     /// Whether the labels field holds `key=` (as a whole key).
     public func hasLabel(_ key: String) -> Bool {
         lengths[Self.labelsField] > key.utf8.count && label(key) != nil
+    }
+
+    /// Whether the labels field holds `key=` at a label's start (`key` ends with `=`): no String,
+    /// a `memchr` for its first byte then a `memcmp` (the per-row check for the `round` label).
+    public func hasLabelPrefix(_ key: StaticString) -> Bool {
+        let n = lengths[Self.labelsField]
+        let k = key.utf8CodeUnitCount
+        guard n > k else { return false }
+        let field = base + starts[Self.labelsField]
+        let first = Int32(key.utf8Start[0])
+        var from = 0
+        while from + k <= n, let hit = memchr(field + from, first, n - from - k + 1) {
+            let at = field.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            if (at == 0 || field[at - 1] == UInt8(ascii: ";")) && memcmp(field + at, key.utf8Start, k) == 0 { return true }
+            from = at + 1
+        }
+        return false
     }
 
     /// The value of label `key` (`labels` is `k=v;k=v`; the last `key=` wins, as `Format.parseLabels`).
@@ -231,7 +280,47 @@ public struct SampleRow {
         return Format.parseTimestamp(string(Self.timestampField))?.timeIntervalSince1970
     }
 
+    /// `parseTimestamp()`, reusing the previous row's date and hour (`cache`) when the first 13
+    /// bytes (`2026-11-29T01`) are the same: then only minutes, seconds and micros are read. The
+    /// same value as `parseTimestamp()` (the same integer seconds plus the same micros / 1e6).
+    func parseTimestamp(_ cache: inout TimestampCache) -> Double? {
+        let f = bytes(Self.timestampField)
+        if f.count == 27 {
+            let p = UnsafeRawPointer(f.baseAddress!)
+            let a = p.loadUnaligned(as: UInt64.self), b = p.loadUnaligned(fromByteOffset: 5, as: UInt64.self)
+            if cache.valid && a == cache.head0 && b == cache.head5 {
+                if f[13] == UInt8(ascii: ":"), f[16] == UInt8(ascii: ":"), f[19] == UInt8(ascii: "."), f[26] == UInt8(ascii: "Z") {
+                    var bad: UInt8 = 0
+                    @inline(__always) func d(_ i: Int) -> Int {
+                        let x = f[i] &- 48
+                        bad |= x >= 10 ? 1 : 0
+                        return Int(x)
+                    }
+                    let minute = d(14) * 10 + d(15), second = d(17) * 10 + d(18)
+                    var micros = d(20)
+                    for i in 21...25 { micros = micros * 10 + d(i) }
+                    if bad == 0 && minute < 60 && second < 60 {
+                        return Double(cache.hourSeconds + minute * 60 + second) + Double(micros) / 1e6
+                    }
+                }
+            } else if let parts = Self.fastParts(f) {
+                let (seconds, micros) = parts
+                // The fast form checked: the first 13 bytes are a valid date and hour.
+                let minute = Int(f[14] - 48) * 10 + Int(f[15] - 48), second = Int(f[17] - 48) * 10 + Int(f[18] - 48)
+                cache = TimestampCache(valid: true, head0: a, head5: b, hourSeconds: seconds - minute * 60 - second)
+                return Double(seconds) + Double(micros) / 1e6
+            }
+        }
+        return parseTimestamp()
+    }
+
     static func fastTimestamp(_ f: UnsafeBufferPointer<UInt8>) -> Double? {
+        guard let parts = fastParts(f) else { return nil }
+        return Double(parts.0) + Double(parts.1) / 1e6
+    }
+
+    /// The whole seconds since 1970 and the micros of a timestamp in the fast form, nil otherwise.
+    static func fastParts(_ f: UnsafeBufferPointer<UInt8>) -> (Int, Int)? {
         func num(_ from: Int, _ count: Int) -> Int? {
             var v = 0
             for j in from..<(from + count) {
@@ -247,8 +336,8 @@ public struct SampleRow {
               let second = num(17, 2), let micros = num(20, 6),
               year >= 1971, (1...12).contains(month), day >= 1, hour < 24, minute < 60, second < 60 else { return nil }
         let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-        let monthDays = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-        guard day <= monthDays[month - 1] else { return nil }
+        let monthDays = month == 2 ? (leap ? 29 : 28) : (month == 4 || month == 6 || month == 9 || month == 11) ? 30 : 31
+        guard day <= monthDays else { return nil }
         // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
         let y = month <= 2 ? year - 1 : year
         let era = y / 400
@@ -258,7 +347,74 @@ public struct SampleRow {
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
         let days = era * 146097 + doe - 719468
         let seconds = days * 86400 + hour * 3600 + minute * 60 + second
-        return Double(seconds) + Double(micros) / 1e6
+        return (seconds, micros)
+    }
+}
+
+/// The date and hour of the last timestamp parsed the slow way (`SampleRow.parseTimestamp(_:)`).
+struct TimestampCache {
+    var valid = false
+    var head0: UInt64 = 0, head5: UInt64 = 0
+    var hourSeconds = 0
+}
+
+/// A row's key fields as bytes (each field's length, 4 bytes, then its bytes), kept to compare
+/// later rows with in place: no String and no array per row.
+public struct RowKeyBytes: Hashable, Sendable {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+
+    /// The key of `row`'s fields `fields`.
+    public init(_ row: SampleRow, _ fields: ClosedRange<Int>) {
+        bytes.reserveCapacity(64)
+        for f in fields {
+            let b = row.bytes(f)
+            withUnsafeBytes(of: UInt32(truncatingIfNeeded: b.count)) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: b)
+        }
+    }
+
+    public var isEmpty: Bool { bytes.isEmpty }
+
+    /// Appends `row`'s field `field`.
+    public mutating func append(_ row: SampleRow, _ field: Int) {
+        let b = row.bytes(field)
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: b.count)) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: b)
+    }
+
+    /// Whether `row`'s fields `fields`, then field `last`, are this key's, compared in place.
+    public func matches(_ row: SampleRow, _ fields: ClosedRange<Int>, then last: Int) -> Bool {
+        bytes.withUnsafeBufferPointer { k in
+            guard let kb = k.baseAddress else { return false }
+            var at = 0
+            for f in fields {
+                guard Self.field(kb, k.count, &at, row, f) else { return false }
+            }
+            return Self.field(kb, k.count, &at, row, last) && at == k.count
+        }
+    }
+
+    @inline(__always)
+    private static func field(_ kb: UnsafePointer<UInt8>, _ count: Int, _ at: inout Int, _ row: SampleRow, _ f: Int) -> Bool {
+        let n = row.lengths[f]
+        guard at + 4 + n <= count,
+              UnsafeRawPointer(kb + at).loadUnaligned(as: UInt32.self) == UInt32(truncatingIfNeeded: n),
+              n == 0 || memcmp(kb + at + 4, row.base + row.starts[f], n) == 0 else { return false }
+        at += 4 + n
+        return true
+    }
+
+    /// Whether `row`'s fields `fields` are this key's, compared in place.
+    public func matches(_ row: SampleRow, _ fields: ClosedRange<Int>) -> Bool {
+        bytes.withUnsafeBufferPointer { k in
+            guard let kb = k.baseAddress else { return false }
+            var at = 0
+            for f in fields {
+                guard Self.field(kb, k.count, &at, row, f) else { return false }
+            }
+            return at == k.count
+        }
     }
 }
 
@@ -282,6 +438,11 @@ struct RowScanner {
     private(set) var inQuotesAtEnd = false
     /// Line breaks inside the unterminated quoted field, when `inQuotesAtEnd`.
     private(set) var lineBreaksAtEnd = 0
+    /// File offset of `buffer[0]`: the bytes dropped from the buffer's front so far (plus the
+    /// offset a part of the file starts at).
+    var consumed = 0
+    /// File offset of the current row's first byte.
+    private(set) var rowOffset = 0
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -306,6 +467,7 @@ struct RowScanner {
             if position > 0 {
                 if filled > position { memmove(buffer, buffer + position, filled - position) }
                 filled -= position
+                consumed += position
                 position = 0
             }
             if filled == capacity {
@@ -374,6 +536,7 @@ struct RowScanner {
     private mutating func scan() -> Step? {
         let end = filled
         var p = position
+        rowOffset = consumed + position
         fieldCount = 0
         decodeMask = 0
         var lineBreaks = 0
@@ -409,11 +572,7 @@ struct RowScanner {
                 if started {
                     // The hot loop: an unquoted field's bytes (quotes included: they are literal
                     // once the field has started) up to a comma, a line break or a CR.
-                    while p < end {
-                        let b = buffer[p]
-                        if b == comma || b == newline || b == cr { break }
-                        p += 1
-                    }
+                    p = Self.specialByte(buffer, from: p, end: end)
                     if p == end { continue }
                 }
                 let c = buffer[p]
@@ -440,6 +599,30 @@ struct RowScanner {
                 p += 1
             }
         }
+    }
+}
+
+extension RowScanner {
+    /// The first position in `buffer[from..<end]` of a comma, a line break or a CR (`end` when
+    /// none), 8 bytes at a time (SWAR: a byte equal to `c` is a zero byte of `word ^ c·0x01…01`).
+    @inline(__always)
+    static func specialByte(_ buffer: UnsafeMutablePointer<UInt8>, from: Int, end: Int) -> Int {
+        var p = from
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func zeroBytes(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+        while p + 8 <= end {
+            let w = UnsafeRawPointer(buffer + p).loadUnaligned(as: UInt64.self)
+            // Below the first zero byte the mask is exact, so its lowest bit is the first match.
+            let m = zeroBytes(w ^ (ones &* 0x2C)) | zeroBytes(w ^ (ones &* 0x0A)) | zeroBytes(w ^ (ones &* 0x0D))
+            if m != 0 { return p + m.trailingZeroBitCount >> 3 }
+            p += 8
+        }
+        while p < end {
+            let b = buffer[p]
+            if b == comma || b == newline || b == cr { break }
+            p += 1
+        }
+        return p
     }
 }
 

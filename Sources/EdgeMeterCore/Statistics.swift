@@ -62,8 +62,9 @@ public struct SummaryAccumulator: Sendable {
     public let key: SummaryKey
     public private(set) var sent = 0
     public private(set) var received = 0
-    private var sum = 0.0
-    private var sumSquares = 0.0
+    /// Exact sums (`ExactSum`), so that merged parts (`merge`) give the same figures bit for bit.
+    private var sum = ExactSum()
+    private var sumSquares = ExactSum()
     private var minValue = Double.infinity
     private var maxValue = -Double.infinity
     /// Values ≥ 0 (after scaling and rounding to the histogram's resolution).
@@ -111,8 +112,8 @@ public struct SummaryAccumulator: Sendable {
     /// Adds one successful value (in the key's unit); negative values are kept with their sign.
     public mutating func addValue(_ v: Double) {
         received += 1
-        sum += v
-        sumSquares += v * v
+        sum.add(v)
+        sumSquares.add(v * v)
         minValue = Swift.min(minValue, v)
         maxValue = Swift.max(maxValue, v)
         let scaled = (v * scale).rounded()
@@ -121,6 +122,20 @@ public struct SummaryAccumulator: Sendable {
         } else {
             _ = positive.record(UInt64(Swift.min(scaled, 9.0e18)))
         }
+    }
+
+    /// Adds every attempt `other` counted (same key): the figures are then exactly those of one
+    /// accumulator fed both series, in either order (histograms add bucket by bucket, sums are exact).
+    public mutating func merge(_ other: SummaryAccumulator) {
+        sent += other.sent
+        received += other.received
+        sum.add(other.sum)
+        sumSquares.add(other.sumSquares)
+        minValue = Swift.min(minValue, other.minValue)
+        maxValue = Swift.max(maxValue, other.maxValue)
+        positive.add(other.positive)
+        negative.add(other.negative)
+        for i in statusTally.indices { statusTally[i] += other.statusTally[i] }
     }
 
     /// The value at 1-based rank `rank` of the sorted values (both histograms together).
@@ -162,15 +177,15 @@ public struct SummaryAccumulator: Sendable {
         var mean: Double?
         var mdev: Double?
         if received > 0 {
-            let m = sum / n
+            let m = sum.value / n
             mean = m
-            mdev = Swift.max(0, sumSquares / n - m * m).squareRoot()
+            mdev = Swift.max(0, sumSquares.value / n - m * m).squareRoot()
         }
         return Summary(
             key: key, sent: sent, received: received,
             lossPercent: sent == 0 ? 0 : Double(sent - received) / Double(sent) * 100,
             min: received > 0 ? minValue : nil, mean: mean, max: received > 0 ? maxValue : nil, mdev: mdev,
-            sum: received > 0 ? sum : nil,
+            sum: received > 0 ? sum.value : nil,
             p50: percentile(50), p90: percentile(90), p99: percentile(99), p999: percentile(99.9), medianCI95: ci,
             statusCounts: statusCounts)
     }
@@ -210,6 +225,19 @@ public struct Summarizer: Sendable {
 
     public var summaries: [Summary] {
         accumulators.map(\.summary)
+    }
+
+    /// Adds `other`, fed with the samples that came after this one's: the result is what one
+    /// `Summarizer` fed both gives (rows in first-appearance order, every figure bit for bit).
+    public mutating func merge(_ other: Summarizer) {
+        for a in other.accumulators {
+            if let i = indexByKey[a.key] {
+                accumulators[i].merge(a)
+            } else {
+                accumulators.append(a)
+                indexByKey[a.key] = accumulators.count - 1
+            }
+        }
     }
     public var isEmpty: Bool { accumulators.isEmpty }
 }

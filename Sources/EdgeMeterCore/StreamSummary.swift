@@ -6,21 +6,17 @@ import Foundation
 /// seen; only a key not seen among them is looked up by its bytes in a dictionary, and only a key
 /// never seen creates Strings and a `SummaryKey` (two byte-different keys whose Strings are equal,
 /// e.g. NFC and NFD spellings, share one row as they do in `Summarizer`).
-public struct SampleStreamSummarizer {
+public struct SampleStreamSummarizer: Sendable {
     public private(set) var summarizer = Summarizer()
     public private(set) var rows = 0
-    private static let keyFields = [SampleRow.scenarioField, SampleRow.probeField, SampleRow.targetField,
-                                    SampleRow.metricField, SampleRow.phaseField, SampleRow.unitField]
-    /// The key bytes of the current row: each field's length (4 bytes) then its bytes.
-    private var scratch: [UInt8] = []
-    /// Recently used keys, most recent first: (key bytes, accumulator index).
-    private var recent: [(bytes: [UInt8], index: Int)] = []
+    /// Recently used keys, most recent first: (key bytes of scenario, probe, target, metric, phase
+    /// and unit; accumulator index). A row is matched against them in place, one comparison per
+    /// field (`RowKeyBytes.matches`); the dictionary is consulted only when none matches.
+    private var recent: [(key: RowKeyBytes, index: Int)] = []
     private static let recentLimit = 8
-    private var byBytes: [[UInt8]: Int] = [:]
+    private var byBytes: [RowKeyBytes: Int] = [:]
 
-    public init() {
-        scratch.reserveCapacity(256)
-    }
+    public init() {}
 
     public mutating func add(_ row: SampleRow) {
         rows += 1
@@ -29,42 +25,53 @@ public struct SampleStreamSummarizer {
 
     public var summaries: [Summary] { summarizer.summaries }
 
+    /// Adds a summarizer fed with the rows that came after this one's (the next part of the file).
+    public mutating func merge(_ other: SampleStreamSummarizer) {
+        rows += other.rows
+        summarizer.merge(other.summarizer)
+        recent = []
+        byBytes = [:]
+    }
+
     private mutating func index(of row: SampleRow) -> Int {
-        scratch.removeAll(keepingCapacity: true)
-        for f in Self.keyFields {
-            let b = row.bytes(f)
-            withUnsafeBytes(of: UInt32(truncatingIfNeeded: b.count)) { scratch.append(contentsOf: $0) }
-            scratch.append(contentsOf: b)
-        }
-        for j in recent.indices where Self.same(recent[j].bytes, scratch) {
-            if j > 0 { recent.swapAt(j, 0) }
+        if !recent.isEmpty && Self.matches(recent[0].key, row) { return recent[0].index }
+        for j in recent.indices.dropFirst() where Self.matches(recent[j].key, row) {
+            recent.swapAt(j, 0)
             return recent[0].index
         }
+        let bytes = Self.key(row)
         let index: Int
-        if let i = byBytes[scratch] {
+        if let i = byBytes[bytes] {
             index = i
         } else {
             let key = SummaryKey(scenario: row.scenario, probe: row.probe, target: row.target, metric: row.metric,
                                  phase: row.phase, unit: row.unit)
             index = summarizer.index(for: key)
-            byBytes[scratch] = index
+            byBytes[bytes] = index
         }
-        recent.insert((scratch, index), at: 0)
+        recent.insert((bytes, index), at: 0)
         if recent.count > Self.recentLimit { recent.removeLast() }
         return index
     }
 
-    private static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, a.count) == 0 } }
+    /// The key's fields: scenario, probe, target, metric, phase, unit (not the value between them).
+    private static func key(_ row: SampleRow) -> RowKeyBytes {
+        var k = RowKeyBytes(row, SampleRow.scenarioField...SampleRow.phaseField)
+        k.append(row, SampleRow.unitField)
+        return k
+    }
+
+    private static func matches(_ k: RowKeyBytes, _ row: SampleRow) -> Bool {
+        k.matches(row, SampleRow.scenarioField...SampleRow.phaseField, then: SampleRow.unitField)
     }
 }
 
 /// `DelayTable.rows(from:)` fed one sample at a time: the same rows, keeping per group only the
 /// received values (8 bytes each, for the exact nearest-rank percentiles), the counts and the
 /// time window, not the samples.
-public struct DelayAccumulator {
+public struct DelayAccumulator: Sendable {
     private struct Key: Hashable { var from, to, target, metric: String }
-    private struct Group {
+    private struct Group: Sendable {
         var values: [Double] = []
         var count = 0
         var first: Date
@@ -112,6 +119,23 @@ public struct DelayAccumulator {
         groups[k]!.last = Swift.max(groups[k]!.last, timestamp)
     }
 
+    /// Adds an accumulator fed with the samples that came after this one's.
+    public mutating func merge(_ other: DelayAccumulator) {
+        for k in other.order {
+            let o = other.groups[k]!
+            if var g = groups[k] {
+                g.values += o.values
+                g.count += o.count
+                g.first = Swift.min(g.first, o.first)
+                g.last = Swift.max(g.last, o.last)
+                groups[k] = g
+            } else {
+                order.append(k)
+                groups[k] = o
+            }
+        }
+    }
+
     public var rows: [DelayRow] {
         order.map { k in
             let g = groups[k]!
@@ -122,5 +146,33 @@ public struct DelayAccumulator {
                             lossPercent: Double(g.count - values.count) / Double(g.count) * 100, samples: g.count, received: values.count,
                             windowStart: g.first, windowEnd: g.last)
         }
+    }
+}
+
+/// What one read of samples.csv feeds: the summaries (summary.csv, summary.md), report.html's
+/// charts (`ReportCollector`) and, when asked, delays.csv (`DelayAccumulator`). `edgemeter report`
+/// reads the file once for all of them; parts of a file read in parallel are merged in file order.
+public struct SamplePass: Sendable {
+    public var summarizer: SampleStreamSummarizer?
+    public var collector: ReportCollector?
+    public var delays: DelayAccumulator?
+
+    public init(summaries: Bool = true, charts: Bool = true, delays: Bool = false) {
+        summarizer = summaries ? SampleStreamSummarizer() : nil
+        collector = charts ? ReportCollector() : nil
+        self.delays = delays ? DelayAccumulator() : nil
+    }
+
+    public mutating func add(_ row: SampleRow) {
+        summarizer?.add(row)
+        collector?.add(row: row)
+        delays?.add(row)
+    }
+
+    /// Adds the pass over the next part of the file.
+    public mutating func merge(_ other: SamplePass) {
+        if let o = other.summarizer { summarizer?.merge(o) }
+        if let o = other.collector { collector?.merge(o) }
+        if let o = other.delays { delays?.merge(o) }
     }
 }

@@ -12,11 +12,14 @@ public enum HTMLReport {
         public var charts: Int
     }
 
+    /// `collector`: what a read of samples.csv already collected (`edgemeter report` and a run's
+    /// finish read the file once for the summaries, delays.csv and the charts, `SamplePass`); nil to
+    /// read samples.csv here.
     @discardableResult
-    public static func write(dir: URL) throws -> Written {
+    public static func write(dir: URL, collector given: ReportCollector? = nil) throws -> Written {
         let fm = FileManager.default
         let samplesURL = dir.appendingPathComponent("samples.csv")
-        let collector = try collect(samplesURL)
+        let collector = try given ?? SamplesFile.pass(samplesURL, SamplePass(summaries: false, charts: true)).pass.collector!
         var files = ReportFiles()
         files.summaryCSV = try? String(contentsOf: dir.appendingPathComponent("summary.csv"), encoding: .utf8)
         let names = ((try? fm.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasSuffix(".csv") }.sorted()

@@ -277,12 +277,17 @@ public final class RunDirectory: SampleSink, @unchecked Sendable {
         // The delay feed (ping rtt, tcping connect, http total per origin and destination), read
         // back from samples.csv so it covers exactly what the run recorded; streamed, so a long
         // run's file is never held whole (only the delay values, 8 bytes each).
+        // One read for delays.csv and report.html's charts (`SamplePass`).
+        var collector: ReportCollector?
         do {
-            try write("delays.csv", DelayTable.csv(try SamplesFile.delays(url.appendingPathComponent("samples.csv"))))
+            let pass = try SamplesFile.pass(url.appendingPathComponent("samples.csv"),
+                                            SamplePass(summaries: false, charts: true, delays: true)).pass
+            collector = pass.collector
+            try write("delays.csv", DelayTable.csv(pass.delays!.rows))
         } catch { errors.append(error) }
         for f in ["summary.csv", "summary.md", "delays.csv"] where !createdFiles.contains(f) { createdFiles.append(f) }
         // report.html, report.md and plots/: charts are a view, so a failure there is a warning, not a failed run.
-        do { try HTMLReport.write(dir: url) } catch { fputs("edgemeter: warning: report.html not written: \(error)\n", stderr) }
+        do { try HTMLReport.write(dir: url, collector: collector) } catch { fputs("edgemeter: warning: report.html not written: \(error)\n", stderr) }
         if let e = errors.first { throw e }
         if isUnderReportsRoot { RunReport.pointLatest(root: reportsRoot, at: url) }
         return summaries
@@ -369,6 +374,9 @@ public enum RunReport {
         public var complete: Bool
         public var sampleCount: Int
         public var warnings: [String]
+        /// report.html's charts, collected in the same read of samples.csv as the summaries (nil
+        /// for `wholeFile`, the old reader).
+        public var collector: ReportCollector?
     }
 
     /// Re-renders summary.csv and summary.md from samples.csv, run.json (notes, completeness) and
@@ -382,6 +390,7 @@ public enum RunReport {
         let samplesURL = dir.appendingPathComponent("samples.csv")
         let summaries: [Summary]
         let sampleCount: Int
+        var collector: ReportCollector?
         if wholeFile {
             guard let text = try? String(contentsOf: samplesURL, encoding: .utf8) else {
                 throw RunError.setup("\(samplesURL.path) not found or unreadable: give the run directory that holds samples.csv")
@@ -391,7 +400,9 @@ public enum RunReport {
             for s in samples { summarizer.add(s) }
             (summaries, sampleCount) = (summarizer.summaries, samples.count)
         } else {
-            (summaries, sampleCount) = try SamplesFile.summarize(samplesURL)
+            // One read (two threads on a large file) for the summaries and report.html's charts.
+            let r = try SamplesFile.pass(samplesURL, SamplePass(summaries: true, charts: true))
+            (summaries, sampleCount, collector) = (r.pass.summarizer!.summaries, r.rows, r.pass.collector)
         }
         var notes: [ScenarioNote] = []
         var complete = true
@@ -433,7 +444,7 @@ public enum RunReport {
             warnings.append("summary.md: \(n) section(s) could not be re-rendered: \(sectionsProblem)")
         }
         return Rendered(summaries: summaries, summaryCSV: SummaryCSV.render(summaries), summaryMarkdown: md, complete: complete,
-                        sampleCount: sampleCount, warnings: warnings)
+                        sampleCount: sampleCount, warnings: warnings, collector: collector)
     }
 
     /// Markdown headings (`#`...) outside code blocks.

@@ -136,7 +136,7 @@ struct ReportCommand: ParsableCommand {
         }
         note("re-rendered \(dir.path)/summary.csv\(keepMarkdown ? "" : " and summary.md") from \(r.sampleCount) samples")
         do {
-            let w = try HTMLReport.write(dir: dir)
+            let w = try HTMLReport.write(dir: dir, collector: r.collector)
             note("re-rendered \(dir.path)/report.html and report.md (\(w.charts) charts in plots/)")
         } catch { note("warning: report.html not written: \(error)") }
     }

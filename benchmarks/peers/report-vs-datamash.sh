@@ -17,13 +17,14 @@
 # streaming (`edgemeter report --whole-file`, hidden) on the first BASELINE_ROWS rows (it holds every
 # row in memory: 10 million rows would need ~11 GB).
 # Goal (issue 14): 10 million rows summarised in < 3 s with < 200 MB.
-#   [SAMPLES=DIR] benchmarks/peers/report-vs-datamash.sh [ROWS=10000000] [ROUNDS=3] [BASELINE_ROWS=1000000]
+# BIN=PATH runs another edgemeter binary (default .build/release/edgemeter, built when missing).
+#   [SAMPLES=DIR] [BIN=PATH] benchmarks/peers/report-vs-datamash.sh [ROWS=10000000] [ROUNDS=3] [BASELINE_ROWS=1000000]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows=${1:-10000000}
 rounds=${2:-3}
 baseline_rows=${3:-1000000}
-bin=.build/release/edgemeter
+bin=${BIN:-.build/release/edgemeter}
 if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; fi
 command -v datamash >/dev/null || { echo "datamash missing: apt-get install -y datamash (scripts/setup.sh lists it)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing: apt-get install -y time" >&2; exit 2; }
