@@ -31,6 +31,7 @@ struct RunSuiteCommand: AsyncParsableCommand {
     @OptionGroup var run: RunOptions
 
     func run() async throws {
+        let started = ContinuousClock.now
         let text: String
         do {
             text = try String(contentsOfFile: suite, encoding: .utf8)
@@ -72,6 +73,10 @@ struct RunSuiteCommand: AsyncParsableCommand {
         if !run.json {
             print(try String(contentsOf: result.directory.url.appendingPathComponent("summary.md"), encoding: .utf8))
         }
+        // The short verdict table last (Commands+RunVerdict.swift): stdout, or stderr beside --json.
+        let table = RunVerdict.table(suite: parsed, summaries: result.summaries, directory: result.directory,
+                                     wallSeconds: (ContinuousClock.now - started).seconds)
+        if run.json { note(table) } else { print(table, terminator: "") }
         try conclude(result, failures: RunOutcome.failures(summaries: result.summaries, notes: result.directory.scenarioNotes))
     }
 }
