@@ -44,7 +44,7 @@ final class MigrationScenarioTests: XCTestCase {
         let row = VerdictTable.rows(scenarios: [.init(name: "migration", kind: "migration")], summaries: sum.summaries, notes: [])[0]
         XCTAssertEqual(row.measured, "migration: client delay, interruption")
         XCTAssertTrue(row.figure.hasPrefix("request p50 60."), row.figure)
-        XCTAssertEqual(row.verdict, "ok")
+        XCTAssertEqual(row.verdict, "failed: node_1→node_2: no successful sample", "a move that did not complete fails the scenario")
     }
 
     func testAFileWithoutItsHeaderIsAnError() {
