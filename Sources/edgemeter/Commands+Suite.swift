@@ -15,6 +15,11 @@ struct RunSuiteCommand: AsyncParsableCommand {
         never did or a scenario failed or was not run (each one is named on stderr), 2 for an invalid \
         suite (every problem is listed), 130 when stopped by Ctrl-C or SIGTERM.
 
+        The summary ends with a verdict table: per scenario what it measured, its key figure and \
+        ok, failed or not run with the reason; the counts and the wall time; the suite's \
+        comparisons (`compare:`, written as compare-NAME.csv). The run is recorded in the history \
+        (`edgemeter runs list`) unless --no-history.
+
         Examples:
           edgemeter run benchmarks/suites/lab.yaml
           edgemeter run my-suite.yaml --out /tmp/run1 --json
