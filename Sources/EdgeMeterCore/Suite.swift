@@ -132,9 +132,13 @@ public struct Suite: Sendable {
     public var path: String
     /// The suite-level `topology: NAME|FILE`: every scenario without its own `topology` runs in it.
     public var topology: String?
+    /// The suite-level `compare:` list: scenarios of the run set side by side (`SuiteComparison`).
+    public var comparisons: [SuiteComparison]
 
-    public init(name: String, description: String, scenarios: [ValidatedScenario], path: String, topology: String? = nil) {
+    public init(name: String, description: String, scenarios: [ValidatedScenario], path: String, topology: String? = nil,
+                comparisons: [SuiteComparison] = []) {
         (self.name, self.description, self.scenarios, self.path, self.topology) = (name, description, scenarios, path, topology)
+        self.comparisons = comparisons
     }
 
     /// The topology a scenario runs in: its own `topology`, else the suite's; nil = none (the host only).
@@ -331,7 +335,7 @@ public enum SuiteLoader {
         }
         var problems: [SuiteError] = []
         func problem(_ line: Int, _ message: String) { problems.append(SuiteError(file: file, line: line, message: message)) }
-        let topKeys = ["name", "description", "topology", "scenarios"]
+        let topKeys = ["name", "description", "topology", "scenarios", "compare"]
         var name: String?
         var topology: String?
         var topologyLine = 1
@@ -340,6 +344,7 @@ public enum SuiteLoader {
         var scenariosLine = 1
         var scenariosPresent = false
         var misspeltScenarios = false
+        var compareNode: Node?
         for (k, v) in top {
             let key = k.string ?? ""
             let line = k.mark?.line ?? 1
@@ -364,6 +369,8 @@ public enum SuiteLoader {
                     problem(line, "`scenarios` must be a list of scenarios"); continue
                 }
                 scenarioNodes = Array(seq)
+            case "compare":
+                compareNode = v
             default:
                 if nearestWord(to: key, in: topKeys) == "scenarios" { misspeltScenarios = true }
                 problem(line, "unknown key `\(key)` at the top level\(suggestion(key, topKeys)); expected one of: \(topKeys.joined(separator: ", "))")
@@ -388,12 +395,18 @@ public enum SuiteLoader {
             scenarios.append(s)
         }
         problems += checkTopologies(suiteTopology: topology.map { ($0, topologyLine) }, scenarios: scenarios, file: file, catalog: topologies)
+        var comparisons: [SuiteComparison] = []
+        if let compareNode {
+            let (parsed, found) = SuiteComparison.parse(compareNode, file: file, scenarios: scenarios)
+            comparisons = parsed
+            problems += found
+        }
         if !problems.isEmpty {
             // Stable order: by line, then as found.
             let ordered = problems.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }.map(\.element)
             throw SuiteErrors(ordered)
         }
-        return Suite(name: name ?? "", description: description, scenarios: scenarios, path: file, topology: topology)
+        return Suite(name: name ?? "", description: description, scenarios: scenarios, path: file, topology: topology, comparisons: comparisons)
     }
 
     /// `topology:` names a topology the catalog finds; `from:` and every host in `targets`, `url`

@@ -67,7 +67,7 @@ public struct ScenarioKind: Sendable {
 public enum ScenarioKinds {
     public static var all: [ScenarioKind] {
         [PingScenario.kind, TCPingScenario.kind, HTTPScenario.kind, LoadScenario.kind, CalcScenario.kind, StartupScenario.kind, CaptureScenario.kind,
-         ReachScenario.kind, FootprintScenario.kind]
+         ReachScenario.kind, FootprintScenario.kind, MigrationScenario.kind]
     }
     public static var schemas: [ScenarioSchema] { all.map(\.schema) }
     public static var declarations: [KindDeclaration] { all.map(\.declaration) }

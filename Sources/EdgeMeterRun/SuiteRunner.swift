@@ -36,7 +36,9 @@ public struct SuiteRunner {
     /// e.g. the run history's); `dir` still keeps notes, sections and counts.
     public func run(_ suite: Suite, in dir: RunDirectory, stop: StopFlag, captureInterface: String? = nil,
                     captureFilter: String? = nil, sink: SampleSink? = nil, progress: @escaping @Sendable (String) -> Void) async {
-        let samplesTo: SampleSink = sink ?? dir
+        // The suite's `compare:` section sees the samples of the scenarios it names (SuiteComparisons.swift).
+        let comparing = suite.comparisons.isEmpty ? nil : ComparisonSink(sink ?? dir, comparisons: suite.comparisons)
+        let samplesTo: SampleSink = comparing ?? sink ?? dir
         let byKind = Dictionary(kinds.map { ($0.schema.kind, $0) }, uniquingKeysWith: { a, _ in a })
         let suiteDir = URL(fileURLWithPath: suite.path).deletingLastPathComponent()
         let lab = SuiteLab(binary: labBinary, dir: dir, progress: progress)
@@ -131,5 +133,6 @@ public struct SuiteRunner {
         }
         // Also after a failure or a stop request: nothing of the lab stays up.
         await lab.down()
+        comparing?.finish(in: dir, progress: progress)
     }
 }

@@ -43,10 +43,6 @@ struct CalibrateCommand: AsyncParsableCommand {
         }
         let started = Date()
         let dir = try createOutputDirectory(out, name: "calibrate", now: started)
-        let stop = StopFlag()
-        let traps = SignalTrap.install(stop, onFirst: "taking the calibration topology down",
-                                       onSecond: "`edgemeter lab down calib` removes what was built")
-        defer { traps.forEach { $0.cancel() } }
         // Idle CPUs poll for the whole run (the forwarder holds the same request while frames
         // flow): the certificate measures the link, not a halted vCPU's wake-up.
         let idle = CPULatencyHold()
@@ -55,10 +51,10 @@ struct CalibrateCommand: AsyncParsableCommand {
         let runner = CalibrationRunner(binary: runningBinaryPath())
         let result: CalibrationRunner.Result
         do {
-            result = try await runner.run(quick ? CalibrationPlan.quick : CalibrationPlan.full, stop: stop) { note($0) }
-        } catch let e as LabError {
-            note("edgemeter: \(e)")
-            throw ExitCode(e.kind == .interrupted ? 130 : 2)
+            result = try await interruptibleLabWork(onFirst: "taking the calibration topology down",
+                                                    onSecond: "`edgemeter lab down calib` removes what was built") { [quick] stop in
+                try await runner.run(quick ? CalibrationPlan.quick : CalibrationPlan.full, stop: stop) { note($0) }
+            }
         } catch let e as SuiteErrors {
             throw usageError("the calibration topology does not validate: \(e)")
         }
@@ -89,11 +85,7 @@ struct CalibrateCommand: AsyncParsableCommand {
 /// `edgemeter calibrate-probe` (hidden): the probes `calibrate` runs inside the client's namespace
 /// under `ip netns exec`. Prints one line per attempt: `ok <ms>` or `fail <reason>`.
 struct CalibrateProbeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "calibrate-probe",
-        abstract: "One calibration probe series (run by `edgemeter calibrate` inside a namespace).",
-        shouldDisplay: false
-    )
+    static let configuration = CommandConfiguration.internal("calibrate-probe", "One calibration probe series (run by `edgemeter calibrate` inside a namespace).")
 
     @Option(help: "icmp, tcp-connect, http-keepalive or http-new-connection.") var probe: String
     @Option(help: "Server IPv4 address.") var address: String

@@ -145,17 +145,8 @@ struct LabUpCommand: AsyncParsableCommand {
         }
         var executor = LabExecutor()
         executor.impairMode = impair
-        let stop = StopFlag()
-        // SIGINT/SIGTERM stop the build at the next step, which undoes what it made.
-        let traps = SignalTrap.install(stop, onFirst: "undoing what was built",
-                                       onSecond: "`edgemeter lab down` removes what was built")
-        defer { traps.forEach { $0.cancel() } }
-        let state: LabState
-        do {
-            state = try await executor.up(topo, binary: runningBinaryPath(), stop: stop)
-        } catch let e as LabError {
-            note("edgemeter: \(e)")
-            throw ExitCode(e.kind == .interrupted ? 130 : 2)
+        let state = try await interruptibleLabWork(onFirst: "undoing what was built", onSecond: "`edgemeter lab down` removes what was built") { [executor] stop in
+            try await executor.up(topo, binary: runningBinaryPath(), stop: stop)
         }
         let elapsed = ContinuousClock.now - start
         print("\(topo.name) up in \(formatMilliseconds(elapsed)) (\(state.objects.count) namespaces, host links and containers); state: \(executor.statePath(topo.name))")
@@ -172,16 +163,9 @@ struct LabUpCommand: AsyncParsableCommand {
     func upCompose(text: String, path: String, start: ContinuousClock.Instant, expectation: ReachExpectation?) async throws {
         let file: ComposeFile
         do { file = try ComposeFile.load(yaml: text, file: path) } catch let e as SuiteErrors { throw usageError("\(e)") }
-        let stop = StopFlag()
-        let traps = SignalTrap.install(stop, onFirst: "removing what was created",
-                                       onSecond: "`edgemeter lab down \(file.project)` removes what was created")
-        defer { traps.forEach { $0.cancel() } }
-        let state: LabState
-        do {
-            state = try await ComposeDeployer.fromEnvironment().up(file, stop: stop) { print("  \($0)") }
-        } catch let e as LabError {
-            note("edgemeter: \(e)")
-            throw ExitCode(e.kind == .interrupted ? 130 : 2)
+        let state = try await interruptibleLabWork(onFirst: "removing what was created",
+                                                   onSecond: "`edgemeter lab down \(file.project)` removes what was created") { stop in
+            try await ComposeDeployer.fromEnvironment().up(file, stop: stop) { print("  \($0)") }
         }
         let c = state.compose
         print("\(file.project) up in \(formatMilliseconds(ContinuousClock.now - start)) (network \(c?.network ?? "-"), \(c?.containers.count ?? 0) containers); state: \(LabExecutor().statePath(file.project))")
@@ -194,6 +178,20 @@ struct LabUpCommand: AsyncParsableCommand {
     }
 }
 
+/// Lab work that SIGINT/SIGTERM stop at its next step (which undoes what it made): the first
+/// signal says `onFirst`, the second `onSecond`. A `LabError` is printed and exits 2, or 130 when
+/// the work was interrupted (`lab up`, compose deployments, `calibrate`).
+func interruptibleLabWork<T>(onFirst: String, onSecond: String, _ body: (StopFlag) async throws -> T) async throws -> T {
+    let stop = StopFlag()
+    let traps = SignalTrap.install(stop, onFirst: onFirst, onSecond: onSecond)
+    defer { traps.forEach { $0.cancel() } }
+    do {
+        return try await body(stop)
+    } catch let e as LabError {
+        note("edgemeter: \(e)")
+        throw ExitCode(e.kind == .interrupted ? 130 : 2)
+    }
+}
 
 func printState(_ s: LabState) {
     for n in s.networks {
@@ -524,11 +522,7 @@ func printImpairment(_ s: LabState, executor: LabExecutor) {
 }
 
 struct LabLinkCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "link",
-        abstract: "Change a link's impairment while the topology runs.",
-        subcommands: [LabLinkSetCommand.self]
-    )
+    static let configuration = CommandConfiguration.group("link", "Change a link's impairment while the topology runs.", [LabLinkSetCommand.self])
 }
 
 struct LabLinkSetCommand: AsyncParsableCommand {
@@ -582,11 +576,7 @@ struct LabLinkSetCommand: AsyncParsableCommand {
 /// `edgemeter impair-forwarder`: the forwarder process `lab up` starts in a topology's fabric
 /// namespace (not for direct use; hidden from help).
 struct ImpairForwarderCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "impair-forwarder",
-        abstract: "The link-impairment forwarder lab up starts (internal).",
-        shouldDisplay: false
-    )
+    static let configuration = CommandConfiguration.internal("impair-forwarder", "The link-impairment forwarder lab up starts (internal).")
 
     @Option(help: "The forwarder.json lab up wrote.") var config: String
     @Option(help: "The unix socket to serve the HTTP API on.") var socket: String

@@ -6,12 +6,15 @@ import EdgeMeterSystem
 import EdgeMeterHTTP
 import EdgeMeterStartup
 import EdgeMeterController
+import EdgeMeterRun
 import EdgeApp
 
 /// `edgemeter migrate-demo`: the migration end to end on an edge-cloud lab (docs/migration.md,
 /// "End to end"): lab up, the edge app placed by the docker executor, the controller's own probe
 /// loop, runtime link and requirement changes, the vehicle client through the proxy throughout.
-struct MigrateDemoCommand: AsyncParsableCommand {
+private let migration = MigrationScenario.declaration
+
+struct MigrateDemoCommand: AsyncParsableCommand, KindCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate-demo",
         abstract: "Run the delay-driven migration end to end on an edge-cloud lab.",
@@ -38,45 +41,33 @@ struct MigrateDemoCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Directory for the reports (created).", valueName: "DIR"))
     var out: String
 
-    @Option(help: ArgumentHelp("Number of moves to benchmark (0: the scenario).", valueName: "N"))
-    var moves: Int = 0
+    // The options come from the `migration` kind's declaration (Scenario+Migration.swift): the lab
+    // suite's `kind: migration` scenario runs this command with the same parameters.
+    @Option(migration, "moves", parsing: .unconditional) var moves: String?
+    @Option(migration, "rate", parsing: .unconditional) var rate: String?
+    @Option(migration, "image") var image: String?
+    @Option(migration, "lab_name") var name: String?
+    @Option(migration, "subnet") var subnet: String?
+    @Option(migration, "step_timeout") var stepTimeout: String?
+    @Option(migration, "when_none_meets") var whenNoneMeets: String?
 
-    @Option(help: ArgumentHelp("Vehicle requests per second (the interruption's resolution is 1/R).", valueName: "R"))
-    var rate: Double = 100
+    @Flag(name: .customLong("print-config"), help: .hidden)
+    var printConfig = false
 
-    @Option(help: ArgumentHelp("Image built from this binary for the nodes and the app.", valueName: "IMAGE"))
-    var image: String = "edgemeter-migdemo:latest"
+    static var declaration: KindDeclaration { migration }
 
-    @Option(help: ArgumentHelp("Lab name (prefixes every object the lab creates).", valueName: "NAME"))
-    var name: String = "mig-ec"
-
-    @Option(help: ArgumentHelp("The lab's /24, as 10.X.Y (the host is .254).", valueName: "PREFIX"))
-    var subnet: String = "10.231.13"
-
-    @Option(help: ArgumentHelp("Longest wait for one step (a move, an alert).", valueName: "DURATION"))
-    var stepTimeout: String = "60s"
-
-    @Option(help: ArgumentHelp("No node meets it: move-to-best or alert-only.", valueName: "ACTION"))
-    var whenNoneMeets: String = "move-to-best"
-
-    func validate() throws {
-        guard moves >= 0 && moves <= 1000 else { throw ValidationError("--moves must be 0-1000, got \(moves)") }
-        guard rate >= 10 && rate <= 2000 else { throw ValidationError("--rate must be 10-2000 requests/s, got \(rate)") }
-        guard name.range(of: "^[a-z0-9][a-z0-9-]{0,11}$", options: .regularExpression) != nil else {
-            throw ValidationError("--name must be 1-12 lowercase letters, digits or '-', got \"\(name)\"")
-        }
-        let parts = subnet.split(separator: ".")
-        guard parts.count == 3, parts[0] == "10", parts.dropFirst().allSatisfy({ Int($0).map { (0...255).contains($0) } ?? false }) else {
-            throw ValidationError("--subnet must be 10.X.Y (a free /24 of 10/8), got \"\(subnet)\"")
-        }
-        _ = try durationArgument(stepTimeout, flag: "--step-timeout")
-        _ = try noneMeetsArgument(whenNoneMeets)
+    var parameters: RawParameters {
+        RawParameters().setting(["moves": moves, "rate": rate, "image": image, "lab_name": name, "subnet": subnet,
+                                 "step_timeout": stepTimeout, "when_none_meets": whenNoneMeets])
     }
 
+    static func resolve(_ s: ValidatedScenario) throws -> MigrationConfig { MigrationConfig(s) }
+
     func run() async throws {
+        guard let c = try configToRun(printOnly: printConfig) else { return }
         guard getuid() == 0 else { throw usageError("migrate-demo builds a lab and containers: run it as root") }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let demo = MigrationDemo(command: self, binary: runningBinaryPath(), stepTimeout: try durationArgument(stepTimeout, flag: "--step-timeout"))
+        let demo = MigrationDemo(config: c, out: out, binary: runningBinaryPath(), stepTimeout: c.stepTimeout)
         let ok = try await demo.run()
         if !ok { throw ExitCode(1) }
     }
@@ -113,7 +104,8 @@ final class StopBox: @unchecked Sendable {
 }
 
 struct MigrationDemo {
-    let command: MigrateDemoCommand
+    let config: MigrationConfig
+    let out: String
     let binary: String
     let stepTimeout: Duration
     let journal = DemoJournal()
@@ -124,10 +116,10 @@ struct MigrationDemo {
     var nodes: [String] { ["node_1", "node_2", "node_3"] }
     func address(_ node: String) -> String {
         switch node {
-        case "node_1": "\(command.subnet).1"
-        case "node_2": "\(command.subnet).2"
-        case "node_3": "\(command.subnet).3"
-        default: "\(command.subnet).100"
+        case "node_1": "\(config.subnet).1"
+        case "node_2": "\(config.subnet).2"
+        case "node_3": "\(config.subnet).3"
+        default: "\(config.subnet).100"
         }
     }
 
@@ -137,10 +129,10 @@ struct MigrationDemo {
     func topologyYAML() -> String {
         var y = """
         # Written by `edgemeter migrate-demo`: edge-cloud with container nodes and the host as the vehicle.
-        name: \(command.name)
+        name: \(config.labName)
         description: migrate-demo, nodes at 5/30/80 ms each way, cloud at 40 ms
         networks:
-          - {name: edge, subnet: \(command.subnet).0/24, host: \(command.subnet).254}
+          - {name: edge, subnet: \(config.subnet).0/24, host: \(config.subnet).254}
         nodes:
 
         """
@@ -148,7 +140,7 @@ struct MigrationDemo {
             y += """
               - name: \(node)
                 kind: container
-                image: \(command.image)
+                image: \(config.image)
                 interfaces:
                   - {network: edge, address: \(address(node)), impair: {delay: \(delay)ms}}
                 workload: [httpd, -f, -p, "\(probePort)", -h, /]
@@ -174,7 +166,7 @@ struct MigrationDemo {
     }
 
     func linkSet(_ node: String, delayMilliseconds: Int) async throws {
-        let r = try await edgemeter(["lab", "link", "set", command.name, node, "--delay", "\(delayMilliseconds)ms"], timeout: .seconds(20))
+        let r = try await edgemeter(["lab", "link", "set", config.labName, node, "--delay", "\(delayMilliseconds)ms"], timeout: .seconds(20))
         guard r.ok else { throw usageError("lab link set \(node) failed: \(r.combined)") }
         journal.event("\(node) link \(delayMilliseconds) ms each way")
     }
@@ -207,7 +199,7 @@ struct MigrationDemo {
     }
 
     func run() async throws -> Bool {
-        let o = command
+        let o = config
         let client = DockerAPIClient(endpoint: .unix(path: DockerEndpoint.defaultSocket))
         do { try await client.ping() } catch {
             throw usageError("dockerd does not answer on \(DockerEndpoint.defaultSocket) (\(error)): start it (scripts/setup-engines.sh)")
@@ -216,7 +208,7 @@ struct MigrationDemo {
         do {
             _ = try await ImageBuilder(reference: o.image, binaries: [(source: binary, destination: "/usr/local/bin/edgemeter")]).build(client: client)
         } catch { throw usageError("building \(o.image): \(error)") }
-        let topoPath = (o.out as NSString).appendingPathComponent("topology.yaml")
+        let topoPath = (out as NSString).appendingPathComponent("topology.yaml")
         try topologyYAML().write(toFile: topoPath, atomically: true, encoding: .utf8)
         let up = try await edgemeter(["lab", "up", topoPath], timeout: .seconds(180))
         guard up.ok else { throw usageError("lab up \(topoPath) failed: \(up.combined)") }
@@ -225,23 +217,23 @@ struct MigrationDemo {
             ok = try await runInLab(client)
         } catch {
             journal.log("error: \(error)")
-            _ = try? await edgemeter(["lab", "down", o.name])
+            _ = try? await edgemeter(["lab", "down", o.labName])
             writeLog()
             throw error
         }
-        let down = try await edgemeter(["lab", "down", o.name])
+        let down = try await edgemeter(["lab", "down", o.labName])
         if !down.ok { ok = false }
         writeLog()
         return ok
     }
 
     func writeLog() {
-        try? (journal.allLines.joined(separator: "\n") + "\n").write(toFile: (command.out as NSString).appendingPathComponent("controller.log"),
+        try? (journal.allLines.joined(separator: "\n") + "\n").write(toFile: (out as NSString).appendingPathComponent("controller.log"),
                                                                      atomically: true, encoding: .utf8)
     }
 
     func runInLab(_ client: DockerAPIClient) async throws -> Bool {
-        let o = command
+        let o = config
         let clock = SystemClock()
         let proxy = SwitchableProxy()
         let proxyPort = try await proxy.start(host: "127.0.0.1", port: 0)
@@ -249,14 +241,14 @@ struct MigrationDemo {
             image: o.image,
             command: ["/usr/local/bin/edgemeter", "serve", "edge-app", "--host", "0.0.0.0", "--port", "\(servicePort)", "--node", "{to}",
                       "--cloud", "http://\(address("cloud")):8001/status"],
-            servicePort: servicePort, namePrefix: o.name)
+            servicePort: servicePort, namePrefix: o.labName)
         for n in nodes {
-            cfg.nodeNetworks[n] = .init(networkMode: "container:edgemeter-\(o.name)-\(n)", address: address(n))
+            cfg.nodeNetworks[n] = .init(networkMode: "container:edgemeter-\(o.labName)-\(n)", address: address(n))
         }
         let docker = DockerExecutor(client: client, proxy: proxy, configuration: cfg, clock: clock)
         let log: @Sendable (String) -> Void = { [journal] in journal.log($0) }
         let executor = PlacingDockerExecutor(docker, log: log)
-        let statePath = (o.out as NSString).appendingPathComponent("controller.sqlite")
+        let statePath = (out as NSString).appendingPathComponent("controller.sqlite")
         try? FileManager.default.removeItem(atPath: statePath)
         let store = try ControllerStore(path: statePath)
         let controller = try MigrationController(store: store, executor: executor, clock: clock, log: log)
@@ -393,9 +385,9 @@ struct MigrationDemo {
     }
 
     func report(records: [VehicleRecord], vehicleStart: Int64, decisions: [DecisionRecord], decisionsJSON: String, stepsOK: Bool) throws -> Bool {
-        let o = command
+        let o = config
         func write(_ file: String, _ text: String) throws {
-            try text.write(toFile: (o.out as NSString).appendingPathComponent(file), atomically: true, encoding: .utf8)
+            try text.write(toFile: (out as NSString).appendingPathComponent(file), atomically: true, encoding: .utf8)
         }
         let answers = records.map { ClientAnswer(endNanoseconds: vehicleStart + $0.endNanoseconds, node: $0.node, ok: $0.ok) }
         let events = journal.allEvents
@@ -411,7 +403,7 @@ struct MigrationDemo {
         try write("decisions.json", decisionsJSON)
         let expectedMoves = o.moves == 0 ? 2 : o.moves
         var notes = [
-            "Lab \(o.name): node_1/2/3 containers at 5/30/80 ms each way (round trip 10/60/160 ms), cloud-db at 40 ms; the host is the vehicle.",
+            "Lab \(o.labName): node_1/2/3 containers at 5/30/80 ms each way (round trip 10/60/160 ms), cloud-db at 40 ms; the host is the vehicle.",
             "The controller probes each node with tcp connect (one round trip) every 100 ms, decides every 500 ms; window 3 s, dwell 1 s, cooldown 5 s, min 10 samples.",
             "Decisions by kind: " + Dictionary(grouping: decisions, by: { $0.decision.kind.rawValue }).map { "\($0.key) \($0.value.count)" }.sorted().joined(separator: ", ") + ".",
             "Answers per node: " + Dictionary(grouping: records.filter(\.ok), by: { $0.node ?? "?" }).map { "\($0.key) \($0.value.count)" }.sorted().joined(separator: ", ") + ".",

@@ -5,11 +5,8 @@ import EdgeMeterPolicy
 
 /// `edgemeter policy ...`: the service migration policy (EdgeMeterPolicy).
 struct PolicyCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "policy",
-        abstract: "The service migration policy: replay scripted delay traces through it.",
-        subcommands: [PolicyReplayCommand.self]
-    )
+    static let configuration = CommandConfiguration.group("policy", "The service migration policy: replay scripted delay traces through it.",
+                                                           [PolicyReplayCommand.self])
 }
 
 /// `edgemeter policy replay`: the flap table (docs/migration.md).

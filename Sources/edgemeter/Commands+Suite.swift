@@ -15,6 +15,11 @@ struct RunSuiteCommand: AsyncParsableCommand {
         never did or a scenario failed or was not run (each one is named on stderr), 2 for an invalid \
         suite (every problem is listed), 130 when stopped by Ctrl-C or SIGTERM.
 
+        The summary ends with a verdict table: per scenario what it measured, its key figure and \
+        ok, failed or not run with the reason; the counts and the wall time; the suite's \
+        comparisons (`compare:`, written as compare-NAME.csv). The run is recorded in the history \
+        (`edgemeter runs list`) unless --no-history.
+
         Examples:
           edgemeter run benchmarks/suites/lab.yaml
           edgemeter run my-suite.yaml --out /tmp/run1 --json
@@ -31,6 +36,7 @@ struct RunSuiteCommand: AsyncParsableCommand {
     @OptionGroup var run: RunOptions
 
     func run() async throws {
+        let started = ContinuousClock.now
         let text: String
         do {
             text = try String(contentsOfFile: suite, encoding: .utf8)
@@ -72,6 +78,10 @@ struct RunSuiteCommand: AsyncParsableCommand {
         if !run.json {
             print(try String(contentsOf: result.directory.url.appendingPathComponent("summary.md"), encoding: .utf8))
         }
+        // The short verdict table last (Commands+RunVerdict.swift): stdout, or stderr beside --json.
+        let table = RunVerdict.table(suite: parsed, summaries: result.summaries, directory: result.directory,
+                                     wallSeconds: (ContinuousClock.now - started).seconds)
+        if run.json { note(table) } else { print(table, terminator: "") }
         try conclude(result, failures: RunOutcome.failures(summaries: result.summaries, notes: result.directory.scenarioNotes))
     }
 }

@@ -47,12 +47,23 @@ struct EdgeMeterCommand: AsyncParsableCommand {
 
 /// `edgemeter serve ...`: the reference workloads edgemeter ships (Commands+HTTP.swift).
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run a reference workload (the calculator microservices, the edge app and its cloud database).",
-                                                     subcommands: [ServeCalculatorCommand.self, ServeEdgeAppCommand.self, ServeCloudDBCommand.self])
+    static let configuration = CommandConfiguration.group("serve", "Run a reference workload (the calculator microservices, the edge app and its cloud database).",
+                                                           [ServeCalculatorCommand.self, ServeEdgeAppCommand.self, ServeCloudDBCommand.self])
 }
 
 /// `edgemeter image ...`: local container images (Commands+Startup.swift).
 struct ImageCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "image", abstract: "Local container images (no registry is reachable).",
-                                                     subcommands: [ImageBuildCommand.self])
+    static let configuration = CommandConfiguration.group("image", "Local container images (no registry is reachable).", [ImageBuildCommand.self])
+}
+
+extension CommandConfiguration {
+    /// A command that only groups subcommands (`edgemeter serve`, `lab link`, `policy`).
+    static func group(_ name: String, _ abstract: String, _ subcommands: [ParsableCommand.Type]) -> CommandConfiguration {
+        CommandConfiguration(commandName: name, abstract: abstract, subcommands: subcommands)
+    }
+
+    /// A command other commands run (not for direct use): hidden from help.
+    static func `internal`(_ name: String, _ abstract: String) -> CommandConfiguration {
+        CommandConfiguration(commandName: name, abstract: abstract, shouldDisplay: false)
+    }
 }

@@ -37,7 +37,7 @@ final class SuiteProblemsTests: XCTestCase {
         XCTAssertThrowsError(try SuiteLoader.load(yaml: yaml, file: "s.yaml", schemas: schemas)) { e in
             guard let all = e as? SuiteErrors else { return XCTFail("expected SuiteErrors, got \(e)") }
             XCTAssertEqual(all.problems.map(\.description), [
-                "s.yaml:2: unknown key `scenarioz` at the top level (did you mean `scenarios`?); expected one of: name, description, topology, scenarios",
+                "s.yaml:2: unknown key `scenarioz` at the top level (did you mean `scenarios`?); expected one of: name, description, topology, scenarios, compare",
                 "s.yaml:7: scenario \"a\": `count` must be a positive integer, got \"ten\"",
                 "s.yaml:8: scenario \"a\": unknown key `intervall` for kind ping (did you mean `interval`?); expected one of: capture, capture_filter, count, description, from, interval, socket, targets, timeout, topology",
                 "s.yaml:9: scenario \"a\": `socket` must be one of auto, raw, got \"cooked\"",

@@ -189,6 +189,23 @@ final class KindDeclarationTests: BinaryTestCase {
             Bad(argv: ["capture", "-i", "lo", "--duration", "0"], yaml: "interface: lo\nduration: 0",
                 message: "`duration` must be more than 0", labels: ["`duration`": "--duration"]),
         ]),
+        // The suite's `kind: migration` is `edgemeter migrate-demo` (its flags come from the declaration).
+        "migration": KindCases(same: [
+            Same(argv: ["migrate-demo", "--out", "/tmp/lb-unused", "--moves", "3", "--rate", "50", "--name", "abc", "--subnet", "10.1.2",
+                        "--step-timeout", "30s", "--when-none-meets", "alert-only", "--image", "img:1"],
+                 yaml: ["lab_name: abc\nsubnet: \"10.1.2\"\nrate: 50\nmoves: 3\nstep_timeout: 30s\nwhen_none_meets: alert-only\nimage: img:1"]),
+            // The suite's lab name and /24 differ on purpose (never the same lab as a default migrate-demo).
+            Same(argv: ["migrate-demo", "--out", "/tmp/lb-unused"], yaml: ["lab_name: mig-ec\nsubnet: \"10.231.13\""]),
+        ], bad: [
+            Bad(argv: ["migrate-demo", "--out", "/tmp/lb-unused", "--rate", "5"], yaml: "rate: 5",
+                message: "`rate` must be 10-2000 requests/s, got 5", labels: ["`rate`": "--rate"]),
+            Bad(argv: ["migrate-demo", "--out", "/tmp/lb-unused", "--name", "Big_Lab"], yaml: "lab_name: Big_Lab",
+                message: "`lab_name` must be 1-12 lowercase letters, digits or '-', got \"Big_Lab\"", labels: ["`lab_name`": "--name"]),
+            Bad(argv: ["migrate-demo", "--out", "/tmp/lb-unused", "--subnet", "192.168.1"], yaml: "subnet: \"192.168.1\"",
+                message: "`subnet` must be 10.X.Y (a free /24 of 10/8), got \"192.168.1\"", labels: ["`subnet`": "--subnet"]),
+            Bad(argv: ["migrate-demo", "--out", "/tmp/lb-unused", "--when-none-meets", "panic"], yaml: "when_none_meets: panic",
+                message: "`when_none_meets` must be one of move-to-best, alert-only, got \"panic\"", labels: ["`when_none_meets`": "--when-none-meets"]),
+        ]),
     ]
 
     func suiteYAML(_ kind: String, _ bodies: [String]) -> String {
