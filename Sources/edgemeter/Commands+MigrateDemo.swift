@@ -326,7 +326,17 @@ struct MigrationDemo {
         }
         let t1 = move.decision.input.nowNanoseconds
         guard await waitUntil("best node is active (node_2 at 20 ms)", { await hasDecision(c, "stay_best_is_active", after: t1) }) else { return false }
-        let (_, body) = try await api(port, "GET", "/migrate")
+        // GET /migrate decides afresh. Right after a move the active node's window can hold fewer
+        // samples than the policy's minimum (a busy host's probe loop falls behind): that answer,
+        // `stay_insufficient_data`, is no answer to this step, so ask again once more samples came.
+        var body = ""
+        let askUntil = ContinuousClock.now + .seconds(10)
+        while true {
+            body = try await api(port, "GET", "/migrate").1
+            guard body.contains("stay_insufficient_data"), ContinuousClock.now < askUntil else { break }
+            journal.log("GET /migrate: not enough samples in the active node's window yet; asking again in 300 ms")
+            try await Task.sleep(for: .milliseconds(300))
+        }
         guard body.contains("can't migrate service! Best node is the one active node_2") else {
             journal.log("step failed: GET /migrate did not answer the lab's message for node_2")
             return false
