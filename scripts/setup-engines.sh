@@ -49,6 +49,12 @@ docker_up() {
         DOCKER_HOST="unix://$SOCK" timeout 5 docker version >/dev/null 2>&1
     fi
 }
+# A daemon started from a directory that was later removed (a CI clone) keeps running with a deleted
+# working directory; podman's conmon then fails every container start ("Failed to get working
+# directory", crun "write child: broken pipe"). Daemons are started from / for that reason, and a
+# podman service found in that state is restarted.
+cwd_deleted() { local pid; for pid in $(pgrep -f "$1"); do readlink "/proc/$pid/cwd" 2>/dev/null | grep -q ' (deleted)$' && return 0; done; return 1; }
+podman_stale() { cwd_deleted '^podman system service'; }
 podman_up() {
     if command -v curl >/dev/null; then
         curl -s --max-time 2 --unix-socket "$PODSOCK" http://podman/_ping 2>/dev/null | grep -q OK
@@ -168,6 +174,8 @@ check() {
 
     if ! command -v podman >/dev/null; then
         missing "podman (optional backend)" "apt-get install -y podman crun (or scripts/setup.sh)"
+    elif podman_up && podman_stale; then
+        missing "podman service in a live directory (its working directory was deleted: container starts fail)" "scripts/setup-engines.sh (restarts it from /)"
     elif podman_up; then
         ok "podman API answers on $PODSOCK"
     else
@@ -256,7 +264,7 @@ if docker_up; then
 else
     if ! pgrep -x dockerd >/dev/null; then
         say "starting dockerd (log: /var/log/dockerd.log)"
-        nohup dockerd -H "unix://$SOCK" >/var/log/dockerd.log 2>&1 &
+        (cd / && exec nohup dockerd -H "unix://$SOCK" >/var/log/dockerd.log 2>&1) &
         echo $! >"$STATE/dockerd.pid"
     fi
     for _ in $(seq 1 120); do docker_up && break; sleep 0.5; done
@@ -288,12 +296,17 @@ fi
 # --- podman's Docker-compatible API ------------------------------------------------------------
 if ! command -v podman >/dev/null; then
     say "podman not installed (apt-get install -y podman crun): the podman backend will be reported as not run"
-elif podman_up; then
+elif podman_up && ! podman_stale; then
     say "podman API already answers on $PODSOCK"
 else
+    if podman_stale; then
+        say "podman system service runs in a deleted directory (a removed clone): restarting it"
+        pkill -f '^podman system service' || true
+        for _ in $(seq 1 20); do pgrep -f '^podman system service' >/dev/null || break; sleep 0.25; done
+    fi
     mkdir -p "$(dirname "$PODSOCK")"
     say "starting podman system service on $PODSOCK (log: /var/log/podman-service.log)"
-    nohup podman system service --time=0 "unix://$PODSOCK" >/var/log/podman-service.log 2>&1 &
+    (cd / && exec nohup podman system service --time=0 "unix://$PODSOCK" >/var/log/podman-service.log 2>&1) &
     echo $! >"$STATE/podman-service.pid"
     for _ in $(seq 1 60); do podman_up && break; sleep 0.5; done
     podman_up || { say "podman API did not answer on $PODSOCK within 30 s; see /var/log/podman-service.log"; exit 1; }
