@@ -39,10 +39,9 @@ public final class Forwarder: @unchecked Sendable {
     /// Without it every release after a quiet spell pays a halted vCPU's wake-up.
     let idleHold: ActivityLatencyHold
 
-    public init(links: [ImpairedLink], seed: UInt64 = 0x5eed, ringFrames: Int = 8192, spinNanoseconds: Int64 = 250_000, realtimePriority: Int32 = 10,
-                holdCPUsAwake: Bool = true) throws {
+    public init(links: [ImpairedLink], seed: UInt64 = 0x5eed, ringFrames: Int = 8192, spinNanoseconds: Int64 = 250_000, realtimePriority: Int32 = 10) throws {
         self.links = links
-        idleHold = ActivityLatencyHold(enabled: holdCPUsAwake && geteuid() == 0)
+        idleHold = ActivityLatencyHold(enabled: geteuid() == 0)
         self.realtimePriority = realtimePriority
         self.ringFrames = ringFrames
         self.spinNanoseconds = spinNanoseconds
