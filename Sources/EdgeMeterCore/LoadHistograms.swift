@@ -144,7 +144,7 @@ public struct LatencySeries: Codable, Sendable, Equatable {
     }
 
     /// The distribution as a histogram again: every count in its own bucket, the exact `min` and
-    /// `max` recorded as themselves, so percentiles (p0 and p100 included), mean, min and max are
+    /// `max` recorded as themselves (the top bucket's counts all at `max`), so percentiles (p0 and p100 included), mean, min and max are
     /// those of the histogram it was written from.
     public var histogram: Histogram<UInt64> {
         var h = Histogram<UInt64>(numberOfSignificantValueDigits: SignificantDigits(rawValue: Int8(significantDigits)) ?? .three)
@@ -153,7 +153,9 @@ public struct LatencySeries: Codable, Sendable, Equatable {
         for (i, b) in valid.enumerated() {
             var n = b[1]
             if i == 0 && h.valuesAreEquivalent(b[0], min) { _ = h.record(min); n -= 1 }
-            if i == valid.count - 1 && n > 0 && h.valuesAreEquivalent(b[0], max) { _ = h.record(max); n -= 1 }
+            // The top bucket's counts all go to the exact max, never to the bucket's highest value: a
+            // value above `max` would raise the histogram's max, which clamps every percentile there.
+            if i == valid.count - 1 && n > 0 && h.valuesAreEquivalent(b[0], max) { _ = h.record(max, count: n); n = 0 }
             if n > 0 { _ = h.record(b[0], count: n) }
         }
         return h

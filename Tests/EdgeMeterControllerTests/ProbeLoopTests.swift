@@ -98,15 +98,18 @@ final class ClosedLoopTests: XCTestCase {
         XCTAssertTrue(moved, "the loop did not move the service within 20 s")
         let decisions = try await c.controller.decisions(service: "edge-app", limit: 1000)
         XCTAssertTrue(decisions.allSatisfy { $0.trigger == "probe loop" })
-        XCTAssertEqual(decisions.filter { $0.decision.kind == .migrate }.count, 1)
+        // One decision moved the service: a `migrate`, or, when under load the fast node missed the
+        // target too, an `alert` that moves to the best node (`whenNoneMeets: move-to-best`).
+        XCTAssertEqual(decisions.filter(\.decision.movesService).count, 1, "\(decisions.map(\.decision.kind))")
         // The dwell ran first: the move is not the first decision that saw the slow node at risk.
         // (Under load the fast node can miss 18 ms at first: the slow one is then at risk in `alert`
         // decisions, and the dwell runs during those; either way it started before the move.)
         let kinds = decisions.reversed().map(\.decision.kind)
-        let move = try XCTUnwrap(decisions.first { $0.decision.kind == .migrate })
+        let move = try XCTUnwrap(decisions.first { $0.decision.movesService }, "\(kinds)")
         let since = try XCTUnwrap(move.decision.stateBefore.atRiskSinceNanoseconds, "\(kinds)")
         XCTAssertGreaterThanOrEqual(move.decision.nowNanoseconds - since, 200_000_000, "the 0.2 s dwell ran before the move: \(kinds)")
-        XCTAssertTrue(kinds.prefix { $0 != .migrate }.contains { $0 == .stayHysteresis || $0 == .alert }, "\(kinds)")
+        let beforeMove = decisions.reversed().prefix { !$0.decision.movesService }.map(\.decision.kind)
+        XCTAssertTrue(beforeMove.contains { $0 == .stayHysteresis || $0 == .alert }, "\(kinds)")
         XCTAssertEqual(c.executor.calls.map { "\($0.from)->\($0.to)" }, ["slow->fast"])
     }
 }

@@ -48,6 +48,22 @@ final class LoadHistogramsTests: XCTestCase {
         XCTAssertLessThan(series.buckets.count, 20_000, "sparse: only non-empty buckets are written")
     }
 
+    /// CI saw `uncorrected p999` read back as 5.189631 ms against 5.188232 ms: the top bucket held
+    /// several values and the copies recorded at the bucket's highest value raised the max, which
+    /// HdrHistogram clamps every percentile to.
+    func testATopBucketOfSeveralValuesKeepsTheExactMaxAndItsPercentiles() throws {
+        let top: [UInt64] = [5_186_000, 5_187_000, 5_188_232]   // one bucket: 5 185 536 ... 5 189 631 ns
+        let h = histogram(Array(repeating: 1_000_000, count: 1_000) + top)
+        let series = LatencySeries(series: "uncorrected", histogram: h)
+        XCTAssertEqual(series.buckets.last, [5_189_631, 3])
+        XCTAssertEqual(h.valueAtPercentile(99.9), 5_188_232, "the clamp to the recorded max")
+        for p in [50.0, 99, 99.9, 99.99, 100] {
+            XCTAssertEqual(series.value(atPercentile: p), h.valueAtPercentile(p), "p\(p)")
+        }
+        XCTAssertEqual(series.histogram.maxRecorded, 5_188_232)
+        XCTAssertEqual(series.histogram.totalCount, 1_003)
+    }
+
     func testAddingReplacesTheSameScenarioAndTarget() {
         let a = record(histogram([1_000, 2_000]))
         var b = a
