@@ -65,34 +65,32 @@ public enum IPProto {
 }
 
 /// The fields of one packet the analyzer needs, decoded in place without allocation.
-public struct DecodedPacket {
-    public var ipVersion: UInt8 = 0
-    public var src = IPAddress(hi: 0, lo: 0)
-    public var dst = IPAddress(hi: 0, lo: 0)
+struct DecodedPacket {
+    var ipVersion: UInt8 = 0
+    var src = IPAddress(hi: 0, lo: 0)
+    var dst = IPAddress(hi: 0, lo: 0)
     /// IP protocol of the transport header (after IPv6 extension headers).
-    public var proto: UInt8 = 0
+    var proto: UInt8 = 0
     /// Bytes of the IP packet as the IP header states them (header + payload), not the frame length.
-    public var ipLength = 0
-    public var srcPort: UInt16 = 0
-    public var dstPort: UInt16 = 0
-    public var tcpFlags: UInt8 = 0
-    public var seq: UInt32 = 0
-    public var ack: UInt32 = 0
+    var ipLength = 0
+    var srcPort: UInt16 = 0
+    var dstPort: UInt16 = 0
+    var tcpFlags: UInt8 = 0
+    var seq: UInt32 = 0
+    var ack: UInt32 = 0
     /// Offset of the transport payload in the captured frame.
-    public var payloadOffset = 0
+    var payloadOffset = 0
     /// Transport payload bytes as the headers state them (may exceed what was captured).
-    public var payloadLength = 0
+    var payloadLength = 0
     /// Transport payload bytes present in the captured frame.
-    public var capturedPayloadLength = 0
-    public var icmpType: UInt8 = 0
-    public var icmpCode: UInt8 = 0
-    public var icmpID: UInt16 = 0
-    public var icmpSeq: UInt16 = 0
+    var capturedPayloadLength = 0
+    var icmpType: UInt8 = 0
+    var icmpCode: UInt8 = 0
+    var icmpID: UInt16 = 0
+    var icmpSeq: UInt16 = 0
     /// Linux cooked captures (`any`): the interface index (SLL2) and packet type (0 host, 4 outgoing).
-    public var interfaceIndex: Int32 = -1
-    public var cookedPacketType: UInt16 = 0xffff
-
-    public init() {}
+    var interfaceIndex: Int32 = -1
+    var cookedPacketType: UInt16 = 0xffff
 }
 
 /// Result of decoding one frame.
@@ -114,7 +112,7 @@ public enum DecodeOutcome: Equatable {
 /// Decodes Ethernet (with 802.1Q/802.1ad tags), Linux cooked SLL and SLL2, raw IP, BSD loopback,
 /// IPv4 (options, fragments), IPv6 (extension headers), TCP, UDP, ICMP and ICMPv6 echo.
 /// Never traps on bad input: every read is bounds-checked and bad frames return an outcome.
-public enum PacketDecoder {
+enum PacketDecoder {
     @inline(__always) static func be16(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt16 {
         UInt16(b[o]) << 8 | UInt16(b[o + 1])
     }
@@ -125,7 +123,7 @@ public enum PacketDecoder {
         UInt64(be32(b, o)) << 32 | UInt64(be32(b, o + 4))
     }
 
-    public static func decode(linkType: UInt32, frame b: UnsafeRawBufferPointer, into p: inout DecodedPacket) -> DecodeOutcome {
+    static func decode(linkType: UInt32, frame b: UnsafeRawBufferPointer, into p: inout DecodedPacket) -> DecodeOutcome {
         p.interfaceIndex = -1
         p.cookedPacketType = 0xffff
         var off = 0

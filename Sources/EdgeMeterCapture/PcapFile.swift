@@ -51,10 +51,6 @@ public struct PcapRecord {
     /// Bytes on the wire (`orig_len`); `data.count` is what was captured (at most the snap length).
     public var originalLength: Int
     public var data: UnsafeRawBufferPointer
-
-    public init(timestampNs: Int64, originalLength: Int, data: UnsafeRawBufferPointer) {
-        (self.timestampNs, self.originalLength, self.data) = (timestampNs, originalLength, data)
-    }
 }
 
 /// What a pcap file's header said and how reading it went.

@@ -34,27 +34,12 @@ public struct ServiceRecord: Codable, Sendable, Equatable {
     public var windowNanoseconds: Int64
     /// "edgemeter" or "first-response".
     public var policy: String
-    public var policyState: PolicyState
+    public var policyState = PolicyState()
     /// The delay metric the windows take: `http_total`, `tcp_connect` or `ping_rtt`. Posted delays
     /// of another metric are refused (mixing them would compare unlike figures).
     public var metric: String
     /// Why decisions are suspended (a rollback failed), nil normally.
     public var suspended: String?
-
-    public init(name: String, nodes: [ServiceNode], activeNode: String?, requirement: DelayRequirement,
-                hysteresis: Hysteresis = Hysteresis(), windowNanoseconds: Int64 = 30_000_000_000, policy: String = "edgemeter",
-                policyState: PolicyState = PolicyState(), metric: String = "http_total", suspended: String? = nil) {
-        self.name = name
-        self.nodes = nodes
-        self.activeNode = activeNode
-        self.requirement = requirement
-        self.hysteresis = hysteresis
-        self.windowNanoseconds = windowNanoseconds
-        self.policy = policy
-        self.policyState = policyState
-        self.metric = metric
-        self.suspended = suspended
-    }
 
     public func node(_ name: String) -> ServiceNode? { nodes.first { $0.name == name } }
     public var moveCosts: [String: Double] {

@@ -210,10 +210,6 @@ public struct CgroupReading: Sendable, Equatable {
     /// group since it was created.
     public var cpuMicroseconds: UInt64
 
-    public init(memoryBytes: UInt64, anonBytes: UInt64, fileBytes: UInt64, cpuMicroseconds: UInt64) {
-        (self.memoryBytes, self.anonBytes, self.fileBytes, self.cpuMicroseconds) = (memoryBytes, anonBytes, fileBytes, cpuMicroseconds)
-    }
-
     /// Combines the texts of the files read under one layout.
     public static func parse(layout: CgroupLayout, memory: String, memoryStat: String, cpu: String) throws -> CgroupReading {
         let stat = ProcFS.keyValues(memoryStat)

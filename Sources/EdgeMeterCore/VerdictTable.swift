@@ -10,9 +10,6 @@ public enum VerdictTable {
         public var measured: String
         public var figure: String
         public var verdict: String
-        public init(scenario: String, measured: String, figure: String, verdict: String) {
-            (self.scenario, self.measured, self.figure, self.verdict) = (scenario, measured, figure, verdict)
-        }
         public var isOK: Bool { verdict == "ok" }
         public var notRun: Bool { verdict.hasPrefix("not run") }
     }

@@ -46,19 +46,6 @@ public struct NodeObservation: Codable, Sendable, Equatable {
     /// window's clock; nil for an empty window.
     public var newestAgeNanoseconds: Int64?
 
-    public init(node: String, sent: Int, received: Int, lossPercent: Double, p50Milliseconds: Double?, p90Milliseconds: Double?,
-                p99Milliseconds: Double?, newestMilliseconds: Double?, newestAgeNanoseconds: Int64?) {
-        self.node = node
-        self.sent = sent
-        self.received = received
-        self.lossPercent = lossPercent
-        self.p50Milliseconds = p50Milliseconds
-        self.p90Milliseconds = p90Milliseconds
-        self.p99Milliseconds = p99Milliseconds
-        self.newestMilliseconds = newestMilliseconds
-        self.newestAgeNanoseconds = newestAgeNanoseconds
-    }
-
     /// The delay at `percentile`, nil without received samples.
     public func milliseconds(at percentile: DelayPercentile) -> Double? {
         switch percentile {

@@ -144,6 +144,13 @@ public struct PolicyState: Codable, Sendable, Equatable {
     public var lastMoveTo: String?
 
     public init() {}
+
+    /// Notes a move from `from` to `to` decided at `now`: the cooldown runs from here.
+    mutating func recordMove(at now: Int64, from: String, to: String) {
+        lastMoveNanoseconds = now
+        lastMoveFrom = from
+        lastMoveTo = to
+    }
 }
 
 /// The kind of a decision, machine-readable.
@@ -199,6 +206,47 @@ public protocol MigrationPolicy: Sendable {
     mutating func decide(_ input: PolicyInput) -> Decision
 }
 
+/// The rules of one policy: what it decides on `input`, given its memory (which the rules update).
+/// `RuledPolicy` keeps the memory between decisions.
+public protocol PolicyRules: Sendable {
+    /// The policy's name in decisions, the audit trail and replays ("edgemeter", "first-response").
+    static var name: String { get }
+    static func decide(_ input: PolicyInput, state: inout PolicyState, decision: DecisionMaker) -> Decision
+}
+
+/// Writes the decisions of one `decide` call: each carries the policy's name, the call's input and
+/// the policy's memory as it was when the call began.
+public struct DecisionMaker: Sendable {
+    let policy: String
+    let input: PolicyInput
+    let before: PolicyState
+
+    public func callAsFunction(_ kind: DecisionKind, _ reason: String, active: Double? = nil, target: String? = nil,
+                               targetMs: Double? = nil, cost: Double? = nil) -> Decision {
+        Decision(policy: policy, kind: kind, reason: reason, target: target, activeMilliseconds: active,
+                 targetMilliseconds: targetMs, expectedInterruptionMilliseconds: cost, input: input, stateBefore: before)
+    }
+}
+
+/// A policy made of its rules: it stores the memory (`state`) the rules read and update from one
+/// decision to the next.
+public struct RuledPolicy<Rules: PolicyRules>: MigrationPolicy {
+    public var name: String { Rules.name }
+    public private(set) var state: PolicyState
+
+    public init(state: PolicyState = PolicyState()) { self.state = state }
+
+    public mutating func decide(_ input: PolicyInput) -> Decision {
+        let decision = DecisionMaker(policy: name, input: input, before: state)
+        return Rules.decide(input, state: &state, decision: decision)
+    }
+}
+
+/// edgemeter's policy (`EdgeMeterRules`).
+public typealias EdgeMeterPolicy = RuledPolicy<EdgeMeterRules>
+/// The lab's controller, for comparison (`FirstResponseRules`).
+public typealias FirstResponsePolicy = RuledPolicy<FirstResponseRules>
+
 /// Milliseconds as a short figure: at most two decimals, no trailing zeros (22.36, 20, 18.5).
 public func formatMilliseconds(_ ms: Double) -> String {
     guard ms.isFinite else { return "\(ms)" }
@@ -235,25 +283,16 @@ func formatSeconds(_ ns: Int64) -> String { formatMilliseconds(Double(ns) / 1e9)
 /// Because the active node is at risk from T on and a target must offer ≤ T, a slow rise is
 /// answered before the requirement is broken (the dwell runs while the delay crosses the margin
 /// band), while a level that swings around the requirement finds no node worth moving to.
-public struct EdgeMeterPolicy: MigrationPolicy {
-    public let name = "edgemeter"
-    public private(set) var state: PolicyState
+public enum EdgeMeterRules: PolicyRules {
+    public static let name = "edgemeter"
 
-    public init(state: PolicyState = PolicyState()) { self.state = state }
-
-    public mutating func decide(_ input: PolicyInput) -> Decision {
-        let before = state
+    public static func decide(_ input: PolicyInput, state: inout PolicyState, decision: DecisionMaker) -> Decision {
         let h = input.hysteresis
         let req = input.requirement
         let p = req.percentile
         let marginLevel = req.maxMilliseconds * (1 - h.marginPercent / 100)
         let now = input.nowNanoseconds
 
-        func decision(_ kind: DecisionKind, _ reason: String, active: Double? = nil, target: String? = nil,
-                      targetMs: Double? = nil, cost: Double? = nil) -> Decision {
-            Decision(policy: name, kind: kind, reason: reason, target: target, activeMilliseconds: active,
-                     targetMilliseconds: targetMs, expectedInterruptionMilliseconds: cost, input: input, stateBefore: before)
-        }
         /// Why a node cannot be judged, nil when it can.
         func insufficiency(_ o: NodeObservation?, _ node: String) -> String? {
             guard let o else { return "\(node) has no delay observation" }
@@ -335,9 +374,7 @@ public struct EdgeMeterPolicy: MigrationPolicy {
                                     + "within the \(formatSeconds(h.cooldownNanoseconds)) cooldown", active: activeRecorded, targetMs: other.ms)
                 }
                 let c = input.moveCostMilliseconds[other.node]
-                state.lastMoveNanoseconds = now
-                state.lastMoveFrom = activeName
-                state.lastMoveTo = other.node
+                state.recordMove(at: now, from: activeName, to: other.node)
                 state.atRiskSinceNanoseconds = nil
                 return decision(.alert, "alert: no node meets \(req); moving to \(other.node), the best: \(otherText) against the active's "
                                 + "\(activeShort), expected interruption \(c.map { formatMilliseconds($0) + " ms" } ?? "unknown (no startup time measured there)")",
@@ -360,9 +397,7 @@ public struct EdgeMeterPolicy: MigrationPolicy {
         let over = !active.isFinite ? "" : active > req.maxMilliseconds ? " > \(reqText)" : " > \(marginText)"
         let reason = "migrate to \(best.node): \(active.isFinite ? "active \(activeText)" : label)\(over), "
             + "\(offer), expected interruption \(c.map { formatMilliseconds($0) + " ms" } ?? "unknown (no startup time measured there)")"
-        state.lastMoveNanoseconds = now
-        state.lastMoveFrom = activeName
-        state.lastMoveTo = best.node
+        state.recordMove(at: now, from: activeName, to: best.node)
         state.atRiskSinceNanoseconds = nil
         return decision(.migrate, reason, active: activeRecorded, target: best.node, targetMs: best.ms, cost: c)
     }
@@ -376,21 +411,12 @@ public struct EdgeMeterPolicy: MigrationPolicy {
 /// 2. Otherwise the node with the smallest newest answer (nodes without an answer in the window are
 ///    skipped) is the best: the active one → stay (best is active, the lab's message); another →
 ///    migrate there. If the active node has no answer either and no node has: stay (insufficient data).
-public struct FirstResponsePolicy: MigrationPolicy {
-    public let name = "first-response"
-    public private(set) var state: PolicyState
+public enum FirstResponseRules: PolicyRules {
+    public static let name = "first-response"
 
-    public init(state: PolicyState = PolicyState()) { self.state = state }
-
-    public mutating func decide(_ input: PolicyInput) -> Decision {
-        let before = state
+    public static func decide(_ input: PolicyInput, state: inout PolicyState, decision: DecisionMaker) -> Decision {
         let req = input.requirement
         let reqText = "\(formatMilliseconds(req.maxMilliseconds)) ms required"
-        func decision(_ kind: DecisionKind, _ reason: String, active: Double?, target: String? = nil, targetMs: Double? = nil,
-                      cost: Double? = nil) -> Decision {
-            Decision(policy: name, kind: kind, reason: reason, target: target, activeMilliseconds: active,
-                     targetMilliseconds: targetMs, expectedInterruptionMilliseconds: cost, input: input, stateBefore: before)
-        }
         let activeName = input.activeNode
         let active = input.observation(activeName)?.newestMilliseconds
         if let a = active, a <= req.maxMilliseconds {
@@ -405,9 +431,7 @@ public struct FirstResponsePolicy: MigrationPolicy {
         }
         let c = input.moveCostMilliseconds[first.node]
         let was = active.map { "active newest answer \(formatMilliseconds($0)) ms > \(reqText)" } ?? "active \(activeName) did not answer"
-        state.lastMoveNanoseconds = input.nowNanoseconds
-        state.lastMoveFrom = activeName
-        state.lastMoveTo = first.node
+        state.recordMove(at: input.nowNanoseconds, from: activeName, to: first.node)
         return decision(.migrate, "migrate to \(first.node): \(was), \(first.node) answered first in \(formatMilliseconds(first.ms)) ms, "
                         + "expected interruption \(c.map { formatMilliseconds($0) + " ms" } ?? "unknown")",
                         active: active, target: first.node, targetMs: first.ms, cost: c)

@@ -96,10 +96,6 @@ public enum TimedTCPConnect {
     public struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
         public var errnoCode: Int32
         public var timedOut: Bool
-        public init(errnoCode: Int32, timedOut: Bool) {
-            self.errnoCode = errnoCode
-            self.timedOut = timedOut
-        }
         public var description: String {
             timedOut ? "no SYN-ACK within the timeout" : String(cString: strerror(errnoCode))
         }

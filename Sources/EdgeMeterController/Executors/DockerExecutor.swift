@@ -62,7 +62,8 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
 
     /// Where a service runs: its node, container and backend address.
     public struct Placement: Sendable, Equatable {
-        public var node: String
+        /// The proxy names each backend after its node.
+        public var node: String { backend.name }
         public var containerID: String
         public var backend: SwitchableProxy.Backend
     }
@@ -170,7 +171,7 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
             // A leftover of an earlier failed attempt is replaced (DELETE answers 404 when there is none).
             try await client.removeContainer(name)
             let id = try await client.createContainer(spec)
-            created(Placement(node: node, containerID: id, backend: .init(name: node, host: "", port: c.servicePort)))
+            created(Placement(containerID: id, backend: .init(name: node, host: "", port: c.servicePort)))
             try await client.startContainer(id)
             let addr: String
             if let nodeNetwork {
@@ -186,7 +187,7 @@ public final class DockerExecutor: MigrationExecutor, @unchecked Sendable {
                 }
                 throw ControllerError("container \(name) has no address on network \(c.network): use a network with IPv4 addresses (bridge)", status: 500)
             }
-            return Placement(node: node, containerID: id, backend: SwitchableProxy.Backend(name: node, host: addr, port: c.servicePort))
+            return Placement(containerID: id, backend: SwitchableProxy.Backend(name: node, host: addr, port: c.servicePort))
         }
         created(placement)
         try await r.run(.waitReady, detail: "GET http://\(placement.backend.host):\(c.servicePort)\(c.readyPath) → 200") {
