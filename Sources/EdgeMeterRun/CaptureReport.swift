@@ -31,6 +31,14 @@ extension CalculatorDeployment {
                 byService[c.service, default: []].append((av, wv))
             }
         }
+        return Self.serverTimingMarkdown(byService, services: services, unpaired: unpaired, interface: interface)
+    }
+
+    /// The per-hop comparison's section: one row per service, in `services` order, of the
+    /// front end's timing and the wire's for the same calls (milliseconds); `unpaired` calls had no
+    /// `Server-Timing` entry.
+    static func serverTimingMarkdown(_ byService: [String: [(app: Double, wire: Double)]], services: [String], unpaired: Int,
+                                     interface: String) -> String {
         func q(_ v: [Double], _ p: Double) -> String { Quantile.rounded(v.sorted(), p).map { Format.fixed($0, 3) } ?? "—" }
         var md = "### Per hop: the front end's own timing vs the wire (\(interface))\n\n"
         md += "Front end: its `Server-Timing` entry for the call (sending on its pooled connection → reply parsed). Wire: the call's "
