@@ -203,21 +203,19 @@ public enum FootprintScenario {
 
         let recorder = ReadingRecorder(deployment: d, scenario: scenario, ctx: ctx)
         // Idle phase: one reading a second.
-        recorder.phase = "idle"
-        let idleStart = try recorder.take()
-        let idleEnd = try await recorder.every(second: c.idle, stop: ctx.stop) ?? idleStart
+        let idleStart = try await recorder.take(phase: "idle")
+        let idleEnd = try await recorder.every(second: c.idle, phase: "idle", stop: ctx.stop) ?? idleStart
         // Loaded phase: the open-loop generator at `rate`, readings every second beside it.
-        recorder.phase = "load"
-        let loadStart = try recorder.take()
+        let loadStart = try await recorder.take(phase: "load")
         var options = LoadOptions(request: HTTPRequestSpec(path: c.workload.path), connections: c.connections, rate: c.rate, duration: c.duration)
         options.timeout = .seconds(2)
-        let sampler = Task { try await recorder.every(second: c.duration + .seconds(60), stop: ctx.stop) }
+        let sampler = Task { try await recorder.every(second: c.duration + .seconds(60), phase: "load", stop: ctx.stop) }
         let result = try await LoadGenerator.run(target: target, options: options, stop: ctx.stop)
         sampler.cancel()
         _ = try? await sampler.value
-        let loadEnd = try recorder.take()
+        let loadEnd = try await recorder.take(phase: "load")
         let disk = await d.disk()
-        var fig = figures(name, reserved: d.reservedBytes, idle: recorder.readings(in: "idle"), loaded: recorder.readings(in: "load"),
+        var fig = figures(name, reserved: d.reservedBytes, idle: await recorder.readings(in: "idle"), loaded: await recorder.readings(in: "load"),
                           loadStart: loadStart, loadEnd: loadEnd, result: result, disk: disk)
         _ = idleEnd
         if !d.measuresNetwork {
@@ -414,31 +412,25 @@ public enum FootprintScenario {
     }
 }
 
-/// Takes the one-second readings of one deployment and writes each as samples.
-final class ReadingRecorder: @unchecked Sendable {
+/// Takes the one-second readings of one deployment and writes each as samples. An actor: during
+/// the loaded phase a task beside the load generator takes them.
+actor ReadingRecorder {
     let deployment: FootprintDeployment
     let scenario: String
     let ctx: ScenarioContext
-    private let lock = NSLock()
     private var stored: [(phase: String, reading: FootprintReading)] = []
-    private var currentPhase = "idle"
-    var phase: String {
-        get { lock.withLock { currentPhase } }
-        set { lock.withLock { currentPhase = newValue } }
-    }
 
     init(deployment: FootprintDeployment, scenario: String, ctx: ScenarioContext) {
         (self.deployment, self.scenario, self.ctx) = (deployment, scenario, ctx)
     }
 
-    func readings(in phase: String) -> [FootprintReading] { lock.withLock { stored.filter { $0.phase == phase }.map(\.reading) } }
+    func readings(in phase: String) -> [FootprintReading] { stored.filter { $0.phase == phase }.map(\.reading) }
 
-    /// One reading now, recorded as samples.
+    /// One reading now, recorded as samples of phase `p` (`idle` or `load`).
     @discardableResult
-    func take() throws -> FootprintReading {
+    func take(phase p: String) throws -> FootprintReading {
         let r = try deployment.read()
-        let p = phase
-        lock.withLock { stored.append((p, r)) }
+        stored.append((p, r))
         let name = deployment.kind.rawValue
         let now = Date()
         let labels = ["monotonic_s": String(format: "%.3f", r.monotonicSeconds)]
@@ -453,15 +445,15 @@ final class ReadingRecorder: @unchecked Sendable {
         return r
     }
 
-    /// A reading every second for `length` (or until stopped/cancelled); returns the last one.
-    func every(second length: Duration, stop: StopFlag) async throws -> FootprintReading? {
+    /// A reading of `phase` every second for `length` (or until stopped/cancelled); returns the last one.
+    func every(second length: Duration, phase: String, stop: StopFlag) async throws -> FootprintReading? {
         let end = ContinuousClock.now + length
         var last: FootprintReading?
         var next = ContinuousClock.now + .seconds(1)
         while next <= end && !stop.isStopped && !Task.isCancelled {
             try? await Task.sleep(until: next, clock: .continuous)
             if Task.isCancelled { break }
-            last = try take()
+            last = try take(phase: phase)
             next += .seconds(1)
         }
         return last
