@@ -27,21 +27,17 @@ public enum ReportHTML {
             s += "<dl class=\"meta\">" + meta.map { "<dt>\(e($0.0))</dt><dd>\(e($0.1))</dd>" }.joined() + "</dl>\n"
         }
         if sections.isEmpty { s += "<p class=\"note\">This run recorded nothing that can be charted.</p>\n" }
-        for sec in sections {
-            s += "<section>\n<h2>\(e(sec.heading))</h2>\n"
-            if let note = sec.note { s += "<p class=\"note\">\(e(note))</p>\n" }
-            for c in sec.charts {
-                s += "<figure id=\"\(e(c.id))\">\n\(c.svg)<figcaption>\(e(c.caption))</figcaption>\n</figure>\n"
-            }
-            for t in sec.tables {
-                s += "<h3>\(e(t.title))</h3>\n<table>\n<thead><tr>" + t.header.map { "<th>\(e($0))</th>" }.joined() + "</tr></thead>\n<tbody>\n"
-                for r in t.rows {
-                    s += "<tr>" + r.map { cell in Double(cell) != nil ? "<td class=\"num\">\(e(cell))</td>" : "<td>\(e(cell))</td>" }.joined() + "</tr>\n"
+        s += render(sections, SectionMarkup(
+            open: { "<section>\n<h2>\(e($0.heading))</h2>\n" + ($0.note.map { "<p class=\"note\">\(e($0))</p>\n" } ?? "") },
+            chart: { "<figure id=\"\(e($0.id))\">\n\($0.svg)<figcaption>\(e($0.caption))</figcaption>\n</figure>\n" },
+            table: { t in
+                let rows = t.rows.map { r in
+                    "<tr>" + r.map { cell in Double(cell) != nil ? "<td class=\"num\">\(e(cell))</td>" : "<td>\(e(cell))</td>" }.joined() + "</tr>\n"
                 }
-                s += "</tbody>\n</table>\n"
-            }
-            s += "</section>\n"
-        }
+                return "<h3>\(e(t.title))</h3>\n<table>\n<thead><tr>" + t.header.map { "<th>\(e($0))</th>" }.joined() + "</tr></thead>\n<tbody>\n"
+                    + rows.joined() + "</tbody>\n</table>\n"
+            },
+            close: "</section>\n"))
         return s + "</body>\n</html>\n"
     }
 
@@ -53,18 +49,29 @@ public enum ReportHTML {
         for (k, v) in meta { s += "- \(k): \(v)\n" }
         if !meta.isEmpty { s += "\n" }
         s += "The same charts, inline, are in report.html (one file, opens offline).\n"
-        for sec in sections {
-            s += "\n## \(sec.heading)\n\n"
-            if let note = sec.note { s += "\(note)\n\n" }
-            for c in sec.charts {
-                s += "![\(cell(c.title))](\(plotsDirectory)/\(c.id).svg)\n\n\(c.caption)\n\n"
-            }
-            for t in sec.tables {
-                s += "### \(t.title)\n\n| " + t.header.map(cell).joined(separator: " | ") + " |\n|" + t.header.map { _ in "---" }.joined(separator: "|") + "|\n"
-                for r in t.rows { s += "| " + r.map(cell).joined(separator: " | ") + " |\n" }
-                s += "\n"
-            }
-        }
-        return s
+        return s + render(sections, SectionMarkup(
+            open: { "\n## \($0.heading)\n\n" + ($0.note.map { "\($0)\n\n" } ?? "") },
+            chart: { "![\(cell($0.title))](\(plotsDirectory)/\($0.id).svg)\n\n\($0.caption)\n\n" },
+            table: { t in
+                var table = MarkdownTable(header: t.header.map(cell))
+                for r in t.rows { table.add(r.map(cell)) }
+                return "### \(t.title)\n\n" + table.text + "\n"
+            },
+            close: ""))
+    }
+
+    /// How one format writes the parts of a section: its opening (heading and note), a chart, a
+    /// table, its closing.
+    struct SectionMarkup {
+        var open: (ReportSection) -> String
+        var chart: (ReportChart) -> String
+        var table: (ReportTable) -> String
+        var close: String
+    }
+
+    /// The sections in one format. Both pages are written by this one walk, so report.md holds
+    /// what report.html holds, in the same order: per section its opening, charts, tables, closing.
+    static func render(_ sections: [ReportSection], _ m: SectionMarkup) -> String {
+        sections.map { m.open($0) + $0.charts.map(m.chart).joined() + $0.tables.map(m.table).joined() + m.close }.joined()
     }
 }

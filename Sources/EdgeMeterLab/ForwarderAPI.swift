@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import EdgeMeterCore
+import EdgeMeterSystem
 
 // The forwarder's HTTP API, on a unix socket (`/run/edgemeter/lab/<topo>.sock`):
 //
@@ -229,12 +230,9 @@ enum ForwarderHTTP {
         unlink(socketPath)
         let fd = socket(AF_UNIX, 1 /* SOCK_STREAM */, 0)
         guard fd >= 0 else { throw LabError(.stepFailed, "forwarder: socket(AF_UNIX) failed: \(String(cString: strerror(errno)))") }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(socketPath.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw LabError(.refused, "forwarder: socket path \(socketPath) is longer than 107 bytes; use a shorter state directory") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, c) in bytes.enumerated() { p[i] = c } }
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard let r = UnixSocketAddress.bind(fd, path: socketPath) else {
+            throw LabError(.refused, "forwarder: socket path \(socketPath) is longer than 107 bytes; use a shorter state directory")
+        }
         guard r == 0, listen(fd, 16) == 0 else {
             throw LabError(.stepFailed, "forwarder: cannot listen on \(socketPath): \(String(cString: strerror(errno))); is the state directory writable?")
         }
@@ -349,12 +347,7 @@ public enum ForwarderClient {
         defer { close(fd) }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(socketPath.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw LabError(.refused, "socket path \(socketPath) is too long") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, c) in bytes.enumerated() { p[i] = c } }
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard let r = UnixSocketAddress.connect(fd, path: socketPath) else { throw LabError(.refused, "socket path \(socketPath) is too long") }
         guard r == 0 else {
             throw LabError(.refused, "no impairment forwarder answers on \(socketPath) (\(String(cString: strerror(errno)))): is the topology up with impaired links (`edgemeter lab status`)?")
         }

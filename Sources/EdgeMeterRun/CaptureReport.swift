@@ -31,17 +31,30 @@ extension CalculatorDeployment {
                 byService[c.service, default: []].append((av, wv))
             }
         }
+        return Self.serverTimingMarkdown(byService, services: services, unpaired: unpaired, interface: interface)
+    }
+
+    /// The per-hop comparison's section: one row per service, in `services` order, of the
+    /// front end's timing and the wire's for the same calls (milliseconds); `unpaired` calls had no
+    /// `Server-Timing` entry.
+    static func serverTimingMarkdown(_ byService: [String: [(app: Double, wire: Double)]], services: [String], unpaired: Int,
+                                     interface: String) -> String {
         func q(_ v: [Double], _ p: Double) -> String { Quantile.rounded(v.sorted(), p).map { Format.fixed($0, 3) } ?? "—" }
-        var md = "### Per hop: the front end's own timing vs the wire (\(interface))\n\n"
-        md += "Front end: its `Server-Timing` entry for the call (sending on its pooled connection → reply parsed). Wire: the call's "
-        md += "first request byte → last response byte on \(interface). Overhead = front end − wire: its HTTP client, its "
-        md += "container's stack and the veth pair.\n\n"
-        md += "| service | pairs | front end p50 ms | wire p50 ms | overhead p50 ms | overhead p90 ms | overhead max ms |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        var t = MarkdownTable(header: ["service", "pairs", "front end p50 ms", "wire p50 ms", "overhead p50 ms", "overhead p90 ms", "overhead max ms"],
+                              alignments: [.left] + Array(repeating: .right, count: 6))
         for name in services {
             let v = byService[name]!
-            md += "| \(name) | \(v.count) | \(q(v.map(\.app), 0.5)) | \(q(v.map(\.wire), 0.5)) | \(q(v.map { $0.app - $0.wire }, 0.5)) "
-            md += "| \(q(v.map { $0.app - $0.wire }, 0.9)) | \(q(v.map { $0.app - $0.wire }, 1)) |\n"
+            let overhead = v.map { $0.app - $0.wire }
+            t.add([name, "\(v.count)", q(v.map(\.app), 0.5), q(v.map(\.wire), 0.5), q(overhead, 0.5), q(overhead, 0.9), q(overhead, 1)])
         }
+        var md = """
+            ### Per hop: the front end's own timing vs the wire (\(interface))
+
+            Front end: its `Server-Timing` entry for the call (sending on its pooled connection → reply parsed). Wire: the call's \
+            first request byte → last response byte on \(interface). Overhead = front end − wire: its HTTP client, its \
+            container's stack and the veth pair.
+            """
+        md += "\n\n" + t.text
         if unpaired > 0 { md += "\n\(unpaired) calls had no matching `Server-Timing` entry (failed request or a different call order).\n" }
         return md
     }
@@ -89,13 +102,20 @@ extension CalculatorDeployment {
             let wire = otherRows.compactMap(\.request.responseNs).sorted()
             func q(_ p: Double) -> String { Quantile.rounded(wire, p).map { Format.fixed(Double($0) / 1e6, 3) } ?? "—" }
             func app(_ p: Double) -> String { h.totalCount > 0 ? Format.fixed(Double(h.valueAtPercentile(p * 100)) / 1e6, 3) : "—" }
-            md += "\n### Load: application vs wire (\(interface))\n\n"
-            md += "Application: the load generator's uncorrected latency (request handed to the socket → last response byte, warm-up "
-            md += "excluded). Wire: client → front end, request's first byte → response's last byte, every request of the load seen on "
-            md += "\(interface). Distributions, not pairs (the load records histograms).\n\n"
-            md += "| | requests | p50 ms | p90 ms | p99 ms |\n|---|---:|---:|---:|---:|\n"
-            md += "| application (load) | \(h.totalCount) | \(app(0.5)) | \(app(0.9)) | \(app(0.99)) |\n"
-            md += "| wire | \(wire.count) | \(q(0.5)) | \(q(0.9)) | \(q(0.99)) |\n"
+            md += """
+
+                ### Load: application vs wire (\(interface))
+
+                Application: the load generator's uncorrected latency (request handed to the socket → last response byte, warm-up \
+                excluded). Wire: client → front end, request's first byte → response's last byte, every request of the load seen on \
+                \(interface). Distributions, not pairs (the load records histograms).
+
+                | | requests | p50 ms | p90 ms | p99 ms |
+                |---|---:|---:|---:|---:|
+                | application (load) | \(h.totalCount) | \(app(0.5)) | \(app(0.9)) | \(app(0.99)) |
+                | wire | \(wire.count) | \(q(0.5)) | \(q(0.9)) | \(q(0.99)) |
+
+                """
         }
         ctx.addSection(md)
     }

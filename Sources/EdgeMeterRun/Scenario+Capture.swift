@@ -188,7 +188,7 @@ public enum CaptureScenario {
             if s.string("http_body") != nil || s.string("http_method") != nil {
                 return ("calc_expression", "`calc_expression` is POSTed as the body: remove `http_body` and `http_method`")
             }
-            do { _ = try CalcScenario.options(expression: e, expect: nil, count: 1, interval: .seconds(1), timeout: .seconds(1)) } catch {
+            do { _ = try CalcScenario.options(expression: e, expect: nil, schedule: Schedule(count: 1), timeout: .seconds(1)) } catch {
                 return ("calc_expression", "`calc_expression` \(e): \(error)")
             }
         }

@@ -203,21 +203,19 @@ public enum FootprintScenario {
 
         let recorder = ReadingRecorder(deployment: d, scenario: scenario, ctx: ctx)
         // Idle phase: one reading a second.
-        recorder.phase = "idle"
-        let idleStart = try recorder.take()
-        let idleEnd = try await recorder.every(second: c.idle, stop: ctx.stop) ?? idleStart
+        let idleStart = try await recorder.take(phase: "idle")
+        let idleEnd = try await recorder.every(second: c.idle, phase: "idle", stop: ctx.stop) ?? idleStart
         // Loaded phase: the open-loop generator at `rate`, readings every second beside it.
-        recorder.phase = "load"
-        let loadStart = try recorder.take()
+        let loadStart = try await recorder.take(phase: "load")
         var options = LoadOptions(request: HTTPRequestSpec(path: c.workload.path), connections: c.connections, rate: c.rate, duration: c.duration)
         options.timeout = .seconds(2)
-        let sampler = Task { try await recorder.every(second: c.duration + .seconds(60), stop: ctx.stop) }
+        let sampler = Task { try await recorder.every(second: c.duration + .seconds(60), phase: "load", stop: ctx.stop) }
         let result = try await LoadGenerator.run(target: target, options: options, stop: ctx.stop)
         sampler.cancel()
         _ = try? await sampler.value
-        let loadEnd = try recorder.take()
+        let loadEnd = try await recorder.take(phase: "load")
         let disk = await d.disk()
-        var fig = figures(name, reserved: d.reservedBytes, idle: recorder.readings(in: "idle"), loaded: recorder.readings(in: "load"),
+        var fig = figures(name, reserved: d.reservedBytes, idle: await recorder.readings(in: "idle"), loaded: await recorder.readings(in: "load"),
                           loadStart: loadStart, loadEnd: loadEnd, result: result, disk: disk)
         _ = idleEnd
         if !d.measuresNetwork {
@@ -308,50 +306,60 @@ public enum FootprintScenario {
 
     /// The lab's VM-vs-container table with measured figures, ratios against the process.
     public static func table(_ figs: [FootprintFigures], config c: FootprintConfig, notRun: [(deployment: String, reason: String)] = []) -> String {
-        var s = "### Footprint: \(figs.map(\.deployment).joined(separator: ", "))\n\n"
-        s += "One workload (`\(c.workload.command.joined(separator: " "))`, GET \(c.workload.path)), idle "
-        s += "\(KindDeclaration.describe(.duration(c.idle))), then \(KindDeclaration.describe(.number(c.rate))) requests/s open loop for "
-        s += "\(KindDeclaration.describe(.duration(c.duration))) over \(c.connections) connections. Memory in MiB, mean of the one-second "
-        s += "readings: workload PSS (smaps_rollup of its processes), the container's cgroup charge, layer = containerd-shim, conmon or lxc monitor "
-        s += "PSS, engine = dockerd+containerd or the podman service (PSS, shared by every container; lxc has none). CPU = utime+stime (the cgroup's usage for a "
-        s += "container) over the loaded phase per 1000 answers. Net = bytes/packets per answer, both directions, link-layer bytes: the "
-        s += "container's eth0, the process's port on lo (iptables counters). Latency: request written → last byte, client monotonic "
-        s += "clock. reserved = the VM's -m (the QEMU process's PSS is the whole VM: guest pages touched + QEMU). "
-        s += "× = (workload + layer) ÷ the process's. See docs/footprint.md.\n\n"
-        s += "| deployment | PSS idle | PSS loaded | cgroup loaded | layer idle | layer loaded | engine | reserved | CPU s/1000 workload | CPU s/1000 layer | CPU s/1000 engine | image MB | writable kB | bytes/req | pkts/req | p50 ms | p99 ms | answers/errors | × mem (PSS) | × CPU |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        var t = MarkdownTable(header: ["deployment", "PSS idle", "PSS loaded", "cgroup loaded", "layer idle", "layer loaded", "engine", "reserved",
+                                       "CPU s/1000 workload", "CPU s/1000 layer", "CPU s/1000 engine", "image MB", "writable kB", "bytes/req",
+                                       "pkts/req", "p50 ms", "p99 ms", "answers/errors", "× mem (PSS)", "× CPU"])
         let base = figs.first { $0.deployment == "process" }
         for f in figs {
-            let isProcess = f.deployment == "process"
+            // The process and the VM have no cgroup, container layer or engine of their own.
+            let bare = f.deployment == "process" || f.deployment == "qemu"
             let mem = f.loadedWorkloadPSSBytes + f.loadedLayerBytes
             let baseMem = base.map { $0.loadedWorkloadPSSBytes + $0.loadedLayerBytes }
             let cpu = f.workloadCPUPer1000.map { $0 + (f.layerCPUPer1000 ?? 0) }
             let baseCPU = base?.workloadCPUPer1000.map { $0 + (base?.layerCPUPer1000 ?? 0) }
-            s += "| \(f.deployment) | \(mib(f.idleWorkloadPSSBytes)) | \(mib(f.loadedWorkloadPSSBytes)) | \(isProcess || f.deployment == "qemu" ? "—" : mib(f.loadedWorkloadBytes)) | "
-            let bare = isProcess || f.deployment == "qemu"
-            s += "\(bare ? "—" : mib(f.idleLayerBytes)) | \(bare ? "—" : mib(f.loadedLayerBytes)) | \(bare ? "—" : mib(f.engineBytes)) | "
-            s += "\(f.reservedBytes.map { mib(Double($0)) } ?? "—") | "
-            s += "\(opt(f.workloadCPUPer1000, "%.3f")) | \(bare ? "—" : opt(f.layerCPUPer1000, "%.3f")) | \(bare ? "—" : opt(f.engineCPUPer1000, "%.3f")) | "
-            s += "\(opt(f.imageBytes.map { Double($0) / 1e6 }, "%.1f")) | \(opt(f.writableBytes.map { Double($0) / 1e3 }, "%.1f")) | "
-            s += "\(opt(f.bytesPerRequest, "%.0f")) | \(opt(f.packetsPerRequest, "%.2f")) | \(opt(f.p50Milliseconds, "%.3f")) | \(opt(f.p99Milliseconds, "%.3f")) | "
-            s += "\(f.answers)/\(f.errors) | \(ratio(mem, baseMem)) | \(ratio(cpu, baseCPU)) |\n"
+            t.add([f.deployment, mib(f.idleWorkloadPSSBytes), mib(f.loadedWorkloadPSSBytes), bare ? "—" : mib(f.loadedWorkloadBytes),
+                   bare ? "—" : mib(f.idleLayerBytes), bare ? "—" : mib(f.loadedLayerBytes), bare ? "—" : mib(f.engineBytes),
+                   f.reservedBytes.map { mib(Double($0)) } ?? "—",
+                   opt(f.workloadCPUPer1000, "%.3f"), bare ? "—" : opt(f.layerCPUPer1000, "%.3f"), bare ? "—" : opt(f.engineCPUPer1000, "%.3f"),
+                   opt(f.imageBytes.map { Double($0) / 1e6 }, "%.1f"), opt(f.writableBytes.map { Double($0) / 1e3 }, "%.1f"),
+                   opt(f.bytesPerRequest, "%.0f"), opt(f.packetsPerRequest, "%.2f"), opt(f.p50Milliseconds, "%.3f"), opt(f.p99Milliseconds, "%.3f"),
+                   "\(f.answers)/\(f.errors)", ratio(mem, baseMem), ratio(cpu, baseCPU)])
         }
+        var s = """
+            ### Footprint: \(figs.map(\.deployment).joined(separator: ", "))
+
+            One workload (`\(c.workload.command.joined(separator: " "))`, GET \(c.workload.path)), idle \
+            \(KindDeclaration.describe(.duration(c.idle))), then \(KindDeclaration.describe(.number(c.rate))) requests/s open loop for \
+            \(KindDeclaration.describe(.duration(c.duration))) over \(c.connections) connections. Memory in MiB, mean of the one-second \
+            readings: workload PSS (smaps_rollup of its processes), the container's cgroup charge, layer = containerd-shim, conmon or lxc monitor \
+            PSS, engine = dockerd+containerd or the podman service (PSS, shared by every container; lxc has none). CPU = utime+stime (the cgroup's usage for a \
+            container) over the loaded phase per 1000 answers. Net = bytes/packets per answer, both directions, link-layer bytes: the \
+            container's eth0, the process's port on lo (iptables counters). Latency: request written → last byte, client monotonic \
+            clock. reserved = the VM's -m (the QEMU process's PSS is the whole VM: guest pages touched + QEMU). \
+            × = (workload + layer) ÷ the process's. See docs/footprint.md.
+            """
+        s += "\n\n" + t.text
         if !notRun.isEmpty { s += "\nNot run: " + notRun.map { "\($0.deployment) (\($0.reason))" }.joined(separator: "; ") + "\n" }
         return s
     }
 
     /// The restart-downtime table.
     public static func restartTable(_ rows: [(deployment: String, method: String, downtime: RestartDowntime)], interval: Duration) -> String {
-        var s = "### Restart downtime\n\nA client sends GET every \(KindDeclaration.describe(.duration(interval))) (a thread and a new connection each, 1 s for connect → status line) "
-        s += "while the service is restarted in place. gap = the longest time between two consecutive good answers (200 within 1 s of the send) across the restart "
-        s += "(client monotonic clock, resolution = the interval); first good = restart issued → the first good answer to a request sent after the restart call returned; "
-        s += "failed = requests without a good answer from the restart on.\n\n"
-        s += "| deployment | restart | gap ms | first good answer ms | failed requests | sent/good | note |\n|---|---|---|---|---|---|---|\n"
+        var t = MarkdownTable(header: ["deployment", "restart", "gap ms", "first good answer ms", "failed requests", "sent/good", "note"])
         for r in rows {
             let d = r.downtime
-            s += "| \(r.deployment) | \(r.method) | \(opt(d.gapMilliseconds, "%.1f")) | \(opt(d.firstGoodMilliseconds, "%.1f")) | \(d.failed) | \(d.sent)/\(d.good) | \(d.problem ?? "") |\n"
+            t.add([r.deployment, r.method, opt(d.gapMilliseconds, "%.1f"), opt(d.firstGoodMilliseconds, "%.1f"), "\(d.failed)", "\(d.sent)/\(d.good)",
+                   d.problem ?? ""])
         }
-        return s
+        let intro = """
+            ### Restart downtime
+
+            A client sends GET every \(KindDeclaration.describe(.duration(interval))) (a thread and a new connection each, 1 s for connect → status line) \
+            while the service is restarted in place. gap = the longest time between two consecutive good answers (200 within 1 s of the send) across the restart \
+            (client monotonic clock, resolution = the interval); first good = restart issued → the first good answer to a request sent after the restart call returned; \
+            failed = requests without a good answer from the restart on.
+            """
+        return intro + "\n\n" + t.text
     }
 
     /// Restarts the service while `FootprintRestartClient` sends a request every `interval`; the
@@ -414,31 +422,25 @@ public enum FootprintScenario {
     }
 }
 
-/// Takes the one-second readings of one deployment and writes each as samples.
-final class ReadingRecorder: @unchecked Sendable {
+/// Takes the one-second readings of one deployment and writes each as samples. An actor: during
+/// the loaded phase a task beside the load generator takes them.
+actor ReadingRecorder {
     let deployment: FootprintDeployment
     let scenario: String
     let ctx: ScenarioContext
-    private let lock = NSLock()
     private var stored: [(phase: String, reading: FootprintReading)] = []
-    private var currentPhase = "idle"
-    var phase: String {
-        get { lock.withLock { currentPhase } }
-        set { lock.withLock { currentPhase = newValue } }
-    }
 
     init(deployment: FootprintDeployment, scenario: String, ctx: ScenarioContext) {
         (self.deployment, self.scenario, self.ctx) = (deployment, scenario, ctx)
     }
 
-    func readings(in phase: String) -> [FootprintReading] { lock.withLock { stored.filter { $0.phase == phase }.map(\.reading) } }
+    func readings(in phase: String) -> [FootprintReading] { stored.filter { $0.phase == phase }.map(\.reading) }
 
-    /// One reading now, recorded as samples.
+    /// One reading now, recorded as samples of phase `p` (`idle` or `load`).
     @discardableResult
-    func take() throws -> FootprintReading {
+    func take(phase p: String) throws -> FootprintReading {
         let r = try deployment.read()
-        let p = phase
-        lock.withLock { stored.append((p, r)) }
+        stored.append((p, r))
         let name = deployment.kind.rawValue
         let now = Date()
         let labels = ["monotonic_s": String(format: "%.3f", r.monotonicSeconds)]
@@ -453,15 +455,15 @@ final class ReadingRecorder: @unchecked Sendable {
         return r
     }
 
-    /// A reading every second for `length` (or until stopped/cancelled); returns the last one.
-    func every(second length: Duration, stop: StopFlag) async throws -> FootprintReading? {
+    /// A reading of `phase` every second for `length` (or until stopped/cancelled); returns the last one.
+    func every(second length: Duration, phase: String, stop: StopFlag) async throws -> FootprintReading? {
         let end = ContinuousClock.now + length
         var last: FootprintReading?
         var next = ContinuousClock.now + .seconds(1)
         while next <= end && !stop.isStopped && !Task.isCancelled {
             try? await Task.sleep(until: next, clock: .continuous)
             if Task.isCancelled { break }
-            last = try take()
+            last = try take(phase: phase)
             next += .seconds(1)
         }
         return last

@@ -136,6 +136,12 @@ public struct HTTPRequestConfig: Sendable, Equatable {
         ]
     }
 
+    /// `count` attempts, `interval` apart: the values of `attempts`, as the `http` and `calc`
+    /// probes run them.
+    static func schedule(_ s: ValidatedScenario) -> Schedule {
+        Schedule(count: s.int("count") ?? 5, interval: s.duration("interval") ?? .seconds(1))
+    }
+
     static let attemptIntervals = """
         the command line paces as ping does (1 s between attempts); a suite scenario is a measurement, \
         so it samples ten times faster
@@ -147,20 +153,19 @@ public struct HTTPRequestConfig: Sendable, Equatable {
 /// What one `http` scenario measures, from a suite scenario or `edgemeter http` flags alike.
 public struct HTTPConfig: Sendable, Equatable {
     public var request: HTTPRequestConfig
-    public var count: Int
-    public var interval: Duration
+    /// `count` attempts, `interval` apart.
+    public var schedule: Schedule
     /// `--rounds N --every D` (nil: once).
     public var rounds: RoundsConfig?
 
     public init(_ s: ValidatedScenario) {
         rounds = RoundsConfig(s)
         request = HTTPRequestConfig(s, calculatorBody: "(5+6)*2")
-        count = s.int("count") ?? 5
-        interval = s.duration("interval") ?? .seconds(1)
+        schedule = HTTPRequestConfig.schedule(s)
     }
 
     public func options(target: HTTPTarget) -> HTTPProbeOptions {
-        HTTPProbeOptions(request: request.spec(path: target.path), count: count, interval: interval, timeout: request.timeout,
+        HTTPProbeOptions(request: request.spec(path: target.path), schedule: schedule, timeout: request.timeout,
                          expectedStatuses: request.expectedStatuses, expectedBody: request.expectedBody)
     }
 }
@@ -206,8 +211,8 @@ public struct CalcConfig: Sendable, Equatable {
     public var expression: String
     /// nil: the value of `expression` evaluated locally.
     public var expect: Double?
-    public var count: Int
-    public var interval: Duration
+    /// `count` attempts, `interval` apart.
+    public var schedule: Schedule
     public var timeout: Duration
     /// `--rounds N --every D` (nil: once).
     public var rounds: RoundsConfig?
@@ -218,13 +223,12 @@ public struct CalcConfig: Sendable, Equatable {
         calculator = s.bool("calculator") ?? false
         expression = s.string("expression") ?? ""
         expect = s.number("expect")
-        count = s.int("count") ?? 5
-        interval = s.duration("interval") ?? .seconds(1)
+        schedule = HTTPRequestConfig.schedule(s)
         timeout = s.duration("timeout") ?? .seconds(5)
     }
 
     public func options() throws -> CalcProbeOptions {
-        try CalcScenario.options(expression: expression, expect: expect, count: count, interval: interval, timeout: timeout)
+        try CalcScenario.options(expression: expression, expect: expect, schedule: schedule, timeout: timeout)
     }
 }
 
@@ -366,7 +370,7 @@ public enum CalcScenario {
 
     /// Probe options for an expression: the expected answer (unless given) and the hop names come
     /// from evaluating the expression locally with the calculator's own parser.
-    public static func options(expression: String, expect: Double?, count: Int, interval: Duration, timeout: Duration) throws -> CalcProbeOptions {
+    public static func options(expression: String, expect: Double?, schedule: Schedule, timeout: Duration) throws -> CalcProbeOptions {
         let tree = try CalcParser.parse(expression)
         var expected = expect
         if expected == nil {
@@ -374,7 +378,8 @@ public enum CalcScenario {
                 throw CalculatorSetupError("\(expression) has no value (\(error)); the calc probe checks a numeric answer, so pick an expression that has one")
             }
         }
-        return CalcProbeOptions(expression: expression, expected: expected, hops: tree.operations.map(\.rawValue), count: count,
-                                interval: interval, timeout: timeout)
+        var options = CalcProbeOptions(expression: expression, expected: expected, hops: tree.operations.map(\.rawValue), timeout: timeout)
+        options.schedule = schedule
+        return options
     }
 }

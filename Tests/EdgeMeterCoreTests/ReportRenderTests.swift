@@ -171,4 +171,20 @@ final class ReportRenderTests: XCTestCase {
         let tables = Set((json["summaries"] as! [[String: Any]]).compactMap { $0["table"] as? String })
         XCTAssertEqual(tables, ["startup", "counter", "latency", "load"])
     }
+
+    /// report.md and report.html, byte for byte: sections with and without a note, a chart, tables
+    /// whose cells hold a `|`, a newline, HTML markup, an empty cell and figures.
+    func testReportMarkdownAndHTMLGolden() throws {
+        let chart = ReportChart(id: "cdf-p", title: "Latency CDF: p | ping", caption: "rtt of 3 targets <ms>", svg: "<svg class=\"chart\"></svg>\n")
+        let table = ReportTable(title: "Summary (summary.csv)", header: ["metric", "p50 ms", "note"],
+                                rows: [["rtt", "1.05", ""], ["a|b", "-2", "two\nlines <b>"], ["connect", "0.5e3", "x & y"]])
+        let sections = [
+            ReportSection(heading: "Latency <ping>", note: "3 of 4 targets answered", charts: [chart], tables: [table]),
+            ReportSection(heading: "Compare", note: nil, charts: [], tables: [ReportTable(title: "empty", header: ["a"], rows: [])]),
+        ]
+        let meta = [("run", "r-1"), ("host", "h & co")]
+        try check(ReportHTML.markdown(title: "run r-1", meta: meta, sections: sections), golden: "report.md")
+        try check(ReportHTML.html(title: "run r-1", meta: meta, sections: sections), golden: "report.html")
+        try check(ReportHTML.markdown(title: "empty", meta: [], sections: []), golden: "report-empty.md")
+    }
 }
