@@ -184,11 +184,8 @@ struct AnalyzeCommand: AsyncParsableCommand {
 
 /// Writes a synthetic HTTP/1.1 pcap with known timings (for benchmarks and reproducible examples).
 struct PcapGenerateCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "pcap-generate",
-        abstract: "Write a synthetic HTTP/1.1 pcap with known handshake and response timings (benchmark input).",
-        shouldDisplay: false
-    )
+    static let configuration = CommandConfiguration.internal(
+        "pcap-generate", "Write a synthetic HTTP/1.1 pcap with known handshake and response timings (benchmark input).")
 
     @Argument(help: "Output pcap file.")
     var file: String

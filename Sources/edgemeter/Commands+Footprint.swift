@@ -45,11 +45,9 @@ struct FootprintCommand: AsyncParsableCommand, KindCommand {
     @Option(footprint, "duration") var duration: String?
     @Option(footprint, "idle") var idle: String?
     @Option(footprint, "connections", parsing: .unconditional) var connections: String?
-    @Option(footprint, "image") var image: String?
-    @Option(footprint, "command") var command: String?
+    @OptionGroup var workloadImage: WorkloadImageOptions<FootprintCommand>
     @Option(footprint, "binary") var binary: String?
-    @Option(footprint, "port", parsing: .unconditional) var port: String?
-    @Option(footprint, "path") var path: String?
+    @OptionGroup var endpoint: WorkloadEndpointOptions<FootprintCommand>
     @Flag(footprint, "restart") var restart = false
     @Option(footprint, "restart_interval") var restartInterval: String?
 
@@ -58,9 +56,9 @@ struct FootprintCommand: AsyncParsableCommand, KindCommand {
     static var declaration: KindDeclaration { footprint }
 
     var parameters: RawParameters {
-        var r = RawParameters().setting([
-            "workload": workload, "rate": rate, "duration": duration, "idle": idle, "connections": connections, "image": image,
-            "command": command, "binary": binary, "port": port, "path": path, "restart_interval": restartInterval,
+        var r = endpoint.add(to: workloadImage.add(to: RawParameters())).setting([
+            "workload": workload, "rate": rate, "duration": duration, "idle": idle, "connections": connections,
+            "binary": binary, "restart_interval": restartInterval,
         ])
         r.list("deployments", deployments)
         r.flag("restart", restart)

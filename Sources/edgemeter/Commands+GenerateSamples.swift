@@ -5,9 +5,8 @@ import EdgeMeterCore
 /// Writes a generated samples.csv (`SampleFixture`) into a new run directory, for benchmarking
 /// `edgemeter report` (`benchmarks/peers/report-vs-datamash.sh`) and reproducing its figures.
 struct GenerateSamplesCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "generate-samples",
-        abstract: "Write a generated samples.csv into a directory (benchmark input for `edgemeter report`).",
+    static let configuration = CommandConfiguration.internal(
+        "generate-samples", "Write a generated samples.csv into a directory (benchmark input for `edgemeter report`).",
         discussion: """
         Shapes: ping (ICMP echo rows as `edgemeter ping` writes them, ~1% timeouts, no quoted \
         field) and mixed (every sample shape: ok/timeout/error/refused rows, labels, quoted fields, \
@@ -16,8 +15,7 @@ struct GenerateSamplesCommand: ParsableCommand {
         Examples:
           edgemeter generate-samples --rows 10000000 /tmp/big
           edgemeter report /tmp/big
-        """,
-        shouldDisplay: false
+        """
     )
 
     @Argument(help: "Directory to create; samples.csv is written in it (it must not hold one).")

@@ -49,11 +49,9 @@ struct StartupCommand: AsyncParsableCommand, KindCommand {
     @Option(startup, "runs", parsing: .unconditional) var runs: String?
     @Option(startup, "ready") var ready: String?
     @Option(startup, "marker") var marker: String?
-    @Option(startup, "port", parsing: .unconditional) var port: String?
-    @Option(startup, "path") var path: String?
+    @OptionGroup var endpoint: WorkloadEndpointOptions<StartupCommand>
     @Option(startup, "timeout") var timeout: String?
-    @Option(startup, "image") var image: String?
-    @Option(startup, "command") var command: String?
+    @OptionGroup var workloadImage: WorkloadImageOptions<StartupCommand>
     @Flag(startup, "snapshot") var snapshot = false
     @Option(startup, "accel") var accel: String?
     @Option(startup, "host_port", parsing: .unconditional) var hostPort: String?
@@ -67,10 +65,9 @@ struct StartupCommand: AsyncParsableCommand, KindCommand {
 
     /// Every flag but the backends: each backend is one scenario with these values.
     var parameters: RawParameters {
-        var r = commandBackend.parameters.setting([
-            "runs": runs, "ready": ready, "marker": marker, "port": port, "path": path, "timeout": timeout,
-            "image": image, "command": command, "accel": accel, "host_port": hostPort, "kvm_probe_timeout": kvmProbeTimeout,
-            "bridge": bridge,
+        var r = workloadImage.add(to: endpoint.add(to: commandBackend.parameters)).setting([
+            "runs": runs, "ready": ready, "marker": marker, "timeout": timeout,
+            "accel": accel, "host_port": hostPort, "kvm_probe_timeout": kvmProbeTimeout, "bridge": bridge,
         ])
         r.flag("snapshot", snapshot)
         return r

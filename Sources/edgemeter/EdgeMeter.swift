@@ -62,8 +62,9 @@ extension CommandConfiguration {
         CommandConfiguration(commandName: name, abstract: abstract, subcommands: subcommands)
     }
 
-    /// A command other commands run (not for direct use): hidden from help.
-    static func `internal`(_ name: String, _ abstract: String) -> CommandConfiguration {
-        CommandConfiguration(commandName: name, abstract: abstract, shouldDisplay: false)
+    /// A command hidden from help: one other commands run (not for direct use), or a generator of
+    /// benchmark input (`pcap-generate`, `generate-samples`).
+    static func `internal`(_ name: String, _ abstract: String, discussion: String = "") -> CommandConfiguration {
+        CommandConfiguration(commandName: name, abstract: abstract, discussion: discussion, shouldDisplay: false)
     }
 }

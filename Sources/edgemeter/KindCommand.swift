@@ -109,6 +109,26 @@ struct TimingOptions<Kind: KindCommand>: ParsableArguments {
     }
 }
 
+/// `--image` and `--command`, declared once for startup and footprint (`Kind`): the image a
+/// container workload runs from and its command, a JSON array. Names and help come from `Kind`'s
+/// declaration (the defaults differ: footprint runs the calculator, startup a busybox workload).
+struct WorkloadImageOptions<Kind: KindCommand>: ParsableArguments {
+    @Option(Kind.declaration, "image") var image: String?
+    @Option(Kind.declaration, "command") var command: String?
+
+    func add(to r: RawParameters) -> RawParameters { r.setting(["image": image, "command": command]) }
+}
+
+/// `--port` and `--path`, declared once for startup and footprint (`Kind`): where the workload
+/// answers inside its container (startup's tcp/http ready check, footprint's load). Names and
+/// help come from `Kind`'s declaration.
+struct WorkloadEndpointOptions<Kind: KindCommand>: ParsableArguments {
+    @Option(Kind.declaration, "port", parsing: .unconditional) var port: String?
+    @Option(Kind.declaration, "path") var path: String?
+
+    func add(to r: RawParameters) -> RawParameters { r.setting(["port": port, "path": path]) }
+}
+
 /// `--print-config` (hidden): prints the configuration the flags resolve to, one line per scenario,
 /// and measures nothing. The kind-declaration tests compare it with the suite's configuration.
 func printConfigs(_ configs: [Any]) {
