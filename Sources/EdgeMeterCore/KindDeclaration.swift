@@ -87,9 +87,14 @@ public struct KindDeclaration: Sendable {
     /// Cross-field checks, in order; the first problem is reported. They see `origin` to apply a
     /// rule to one path only (a suite scenario must end by itself; `edgemeter ping` runs until Ctrl-C).
     public var checks: [Check]
+    /// What a scenario of this kind measured, in a few words, from its summaries (the "measured"
+    /// column of `edgemeter run`'s verdict table); the kind's name when it does not say.
+    public var measures: @Sendable ([Summary]) -> String
 
-    public init(kind: String, parameters: [ParameterSpec], required: [String] = [], checks: [Check] = []) {
+    public init(kind: String, measures: (@Sendable ([Summary]) -> String)? = nil, parameters: [ParameterSpec], required: [String] = [],
+                checks: [Check] = []) {
         (self.kind, self.parameters, self.required, self.checks) = (kind, parameters, required, checks)
+        self.measures = measures ?? { _ in kind }
     }
 
     public func spec(_ key: String) -> ParameterSpec? { parameters.first { $0.key == key } }

@@ -19,23 +19,10 @@ public enum VerdictTable {
         public var name: String
         public var kind: String
         public var topology: String?
-        public init(name: String, kind: String, topology: String? = nil) { (self.name, self.kind, self.topology) = (name, kind, topology) }
-    }
-
-    /// What a kind measures, in a few words.
-    public static func measured(kind: String, summaries: [Summary]) -> String {
-        switch kind {
-        case "ping": return "ICMP echo round trip"
-        case "tcping": return summaries.contains { $0.key.phase == "first_byte" } ? "TCP connect + echo" : "TCP connect"
-        case "http": return "HTTP request"
-        case "calc": return "calculator request, hops"
-        case "load": return "fixed-rate load latency"
-        case "startup": return [summaries.first?.key.target, "start-up to ready"].compactMap { $0 }.joined(separator: " ")
-        case "capture": return "app vs wire timings"
-        case "reach": return "reachability matrix"
-        case "footprint": return "memory/CPU/latency per deployment"
-        case "migration": return "migration: client delay, interruption"
-        default: return kind
+        /// What its kind measures (`KindDeclaration.measures`); the kind's name when nil.
+        public var measures: (@Sendable ([Summary]) -> String)?
+        public init(name: String, kind: String, topology: String? = nil, measures: (@Sendable ([Summary]) -> String)? = nil) {
+            (self.name, self.kind, self.topology, self.measures) = (name, kind, topology, measures)
         }
     }
 
@@ -77,7 +64,7 @@ public enum VerdictTable {
         let failures = RunOutcome.failures(summaries: summaries)
         return scenarios.map { sc in
             let mine = summaries.filter { $0.key.scenario == sc.name }
-            var measured = measured(kind: sc.kind, summaries: mine)
+            var measured = sc.measures?(mine) ?? sc.kind
             if let t = sc.topology { measured += " (\(t))" }
             let figure = figures[sc.name] ?? keyFigure(kind: sc.kind, summaries: mine)
             let verdict: String

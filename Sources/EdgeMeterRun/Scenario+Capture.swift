@@ -117,6 +117,7 @@ public enum CaptureScenario {
 
     public static let declaration = KindDeclaration(
         kind: "capture",
+        measures: { _ in "app vs wire timings" },
         parameters: [
             ParameterSpec("interface", cli: "-i/--interface", .string, help: "Interface to capture on (see --list).", valueName: "IFACE"),
             ParameterSpec("filter", cli: "-f/--filter", .string,

@@ -66,6 +66,7 @@ public struct FootprintFigures: Sendable, Equatable {
 public enum FootprintScenario {
     public static let declaration = KindDeclaration(
         kind: "footprint",
+        measures: { _ in "memory/CPU/latency per deployment" },
         parameters: [
             ParameterSpec("deployments", cli: "DEPLOYMENT", .stringList, default: .strings(FootprintDeploymentKind.measurable.map(\.rawValue)),
                           help: "Where the workload runs: process, docker, podman, lxc, qemu (a TCG VM).",

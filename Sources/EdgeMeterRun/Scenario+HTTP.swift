@@ -236,6 +236,7 @@ public struct CalcConfig: Sendable, Equatable {
 public enum HTTPScenario {
     public static let declaration = KindDeclaration(
         kind: "http",
+        measures: { _ in "HTTP request" },
         parameters: HTTPRequestConfig.request + HTTPRequestConfig.attempts + RoundsConfig.parameters,
         required: ["count"],
         checks: [HTTPRequestConfig.check, RoundsConfig.check])
@@ -263,6 +264,7 @@ public enum HTTPScenario {
 public enum LoadScenario {
     public static let declaration = KindDeclaration(
         kind: "load",
+        measures: { _ in "fixed-rate load latency" },
         parameters: HTTPRequestConfig.parameters(timeout: .seconds(2), timeoutHelp: "A request without a complete response within this is a timeout error.") + [
             ParameterSpec("connections", cli: "-c/--connections", .positiveInteger, default: .integer(10),
                           help: "Keep-alive connections (each with one request in flight).", validate: { v in
@@ -337,6 +339,7 @@ public enum LoadScenario {
 public enum CalcScenario {
     public static let declaration = KindDeclaration(
         kind: "calc",
+        measures: { _ in "calculator request, hops" },
         parameters: [
             ParameterSpec("url", cli: "URL", .string, cliDefault: .string("http://127.0.0.1:50000/calculate"),
                           differBecause: "a suite scenario names its front end or starts one (`calculator: true`); the command line assumes `edgemeter serve calculator` on this host",

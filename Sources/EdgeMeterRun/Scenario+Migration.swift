@@ -58,6 +58,7 @@ public enum MigrationScenario {
 
     public static let declaration = KindDeclaration(
         kind: "migration",
+        measures: { _ in "migration: client delay, interruption" },
         parameters: [
             ParameterSpec("lab_name", cli: "--name", .string, default: .string("lab-mig"), cliDefault: .string("mig-ec"), differBecause: "the lab suite's experiment has its own lab name and /24, so it never meets a `migrate-demo` run with the defaults",
                           help: "The experiment's lab name (1-12 lowercase letters, digits or '-'; prefixes the containers and namespaces it creates).",

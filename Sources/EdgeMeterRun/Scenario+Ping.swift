@@ -97,6 +97,7 @@ public struct PingConfig: Sendable, Equatable {
 public enum PingScenario {
     public static let declaration = KindDeclaration(
         kind: "ping",
+        measures: { _ in "ICMP echo round trip" },
         parameters: [ParameterSpec("targets", cli: "HOST", .stringList, help: "Hosts or addresses to ping.")]
             + ProbeSchedule.parameters + [
             ParameterSpec("payload", cli: "-s", .nonNegativeInteger, default: .integer(56), unit: "bytes",

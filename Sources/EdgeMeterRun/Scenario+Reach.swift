@@ -37,6 +37,7 @@ public struct ReachMismatch: Error, CustomStringConvertible {
 public enum ReachScenario {
     public static let declaration = KindDeclaration(
         kind: "reach",
+        measures: { _ in "reachability matrix" },
         parameters: [
             ParameterSpec("topology", cli: "NAME", .string,
                           help: "The topology (built-in name or file); in a suite it is brought up for the scenario, on the command line it must be up.",
@@ -58,8 +59,17 @@ public enum ReachScenario {
 
     public static var schema: ScenarioSchema { declaration.schema }
 
-    public static let kind = ScenarioKind(declaration: declaration, configuration: { ReachConfig($0) }) { s, ctx in
+    public static let kind = ScenarioKind(declaration: declaration, configuration: { ReachConfig($0) },
+                                          keyFigure: { dir, name in figure(dir.appendingPathComponent("reach-" + FileName.safe(name) + ".csv")) }) { s, ctx in
         try await run(ReachConfig(s), scenario: s.name, ctx: ctx)
+    }
+
+    /// "21 probes, 10 reachable" from a reach-NAME.csv (its `reachable` column); nil when unreadable.
+    static func figure(_ url: URL) -> String? {
+        guard let text = try? String(contentsOf: url, encoding: .utf8), let rows = try? CSV.parse(text), let head = rows.first,
+              let i = head.firstIndex(of: "reachable") else { return nil }
+        let body = rows.dropFirst().filter { $0.count == head.count }
+        return "\(body.count) probes, \(body.filter { $0[i] == "yes" }.count) reachable"
     }
 
     static func run(_ c: ReachConfig, scenario: String, ctx: ScenarioContext) async throws {

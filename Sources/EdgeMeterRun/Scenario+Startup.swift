@@ -88,6 +88,7 @@ public struct StartupConfig: Sendable, Equatable {
 public enum StartupScenario {
     public static let declaration = KindDeclaration(
         kind: "startup",
+        measures: { s in [s.first?.key.target, "start-up to ready"].compactMap { $0 }.joined(separator: " ") },
         parameters: [
             ParameterSpec("backend", cli: "BACKEND", .oneOf(StartupConfig.backends),
                           help: "Backends: docker, lxc, qemu, cmd, podman, runc, crun (one or more)."),

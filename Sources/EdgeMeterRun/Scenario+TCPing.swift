@@ -41,6 +41,7 @@ public struct TCPingConfig: Sendable, Equatable {
 public enum TCPingScenario {
     public static let declaration = KindDeclaration(
         kind: "tcping",
+        measures: { s in s.contains { $0.key.phase == "first_byte" } ? "TCP connect + echo" : "TCP connect" },
         parameters: [ParameterSpec("targets", cli: "HOST:PORT", .stringList, help: "Targets as HOST:PORT ([::1]:80 for IPv6).")]
             + ProbeSchedule.parameters + [
             ParameterSpec("payload", cli: "--payload", .string, help: "Bytes to send once connected (enables the first_byte phase)."),

@@ -50,20 +50,26 @@ public struct ScenarioKind: Sendable {
     /// thread, which `ScenarioLab.inSource` moves into the node's network namespace (ping, tcping),
     /// or on threads created inside it (`ScenarioLab.withHTTPSource`: http, calc).
     public let runsInNode: Bool
+    /// The scenario's key figure for the verdict table, read from what it wrote in the run
+    /// directory (`reach`: its matrix file, which has no samples); nil: the median of its samples.
+    public let keyFigure: (@Sendable (_ directory: URL, _ scenario: String) -> String?)?
 
     public init(declaration: KindDeclaration, configuration: @escaping @Sendable (ValidatedScenario) throws -> any Sendable,
                 capturesItself: Bool = false, runsInNode: Bool = false,
+                keyFigure: (@Sendable (_ directory: URL, _ scenario: String) -> String?)? = nil,
                 run: @escaping @Sendable (ValidatedScenario, ScenarioContext) async throws -> Void) {
         (self.declaration, self.configuration, self.capturesItself, self.run) = (declaration, configuration, capturesItself, run)
-        self.runsInNode = runsInNode
+        (self.runsInNode, self.keyFigure) = (runsInNode, keyFigure)
     }
 
     public var schema: ScenarioSchema { declaration.schema }
 }
 
 /// The table of scenario kinds (blackbox_exporter's prober table). A new kind adds one file
-/// `Scenario+<Kind>.swift` in this module (its `KindDeclaration`, configuration and run) and one
-/// entry here; `edgemeter KIND` can then be built from the same declaration (`KindCommand`).
+/// `Scenario+<Kind>.swift` in this module (its `KindDeclaration` with what it `measures`, its
+/// configuration, run and, if it has no samples, `keyFigure`) and one entry here; `edgemeter KIND`
+/// can then be built from the same declaration (`KindCommand`), and `edgemeter run`'s verdict table
+/// reads the kind from here (no list of kind names elsewhere).
 public enum ScenarioKinds {
     public static var all: [ScenarioKind] {
         [PingScenario.kind, TCPingScenario.kind, HTTPScenario.kind, LoadScenario.kind, CalcScenario.kind, StartupScenario.kind, CaptureScenario.kind,
@@ -71,4 +77,6 @@ public enum ScenarioKinds {
     }
     public static var schemas: [ScenarioSchema] { all.map(\.schema) }
     public static var declarations: [KindDeclaration] { all.map(\.declaration) }
+    /// The kind named `name`, nil when no kind has that name.
+    public static func named(_ name: String) -> ScenarioKind? { all.first { $0.declaration.kind == name } }
 }

@@ -7,10 +7,12 @@ import EdgeMeterRun
 /// then the counts and the wall time from the command's start (validation included).
 enum RunVerdict {
     static func table(suite: Suite, summaries: [Summary], directory: RunDirectory, wallSeconds: Double) -> String {
-        let scenarios = suite.scenarios.map { VerdictTable.Scenario(name: $0.name, kind: $0.kind, topology: suite.topology(of: $0)) }
+        let scenarios = suite.scenarios.map { s in
+            VerdictTable.Scenario(name: s.name, kind: s.kind, topology: suite.topology(of: s), measures: ScenarioKinds.named(s.kind)?.declaration.measures)
+        }
         var figures: [String: String] = [:]
-        for s in suite.scenarios where s.kind == "reach" {
-            figures[s.name] = reachFigure(directory.url.appendingPathComponent("reach-" + FileName.safe(s.name) + ".csv"))
+        for s in suite.scenarios {
+            if let f = ScenarioKinds.named(s.kind)?.keyFigure?(directory.url, s.name) { figures[s.name] = f }
         }
         let rows = VerdictTable.rows(scenarios: scenarios, summaries: summaries, notes: directory.scenarioNotes, figures: figures)
         var out = VerdictTable.render(rows, wallSeconds: wallSeconds, title: "\nsuite \(suite.name): verdicts")
@@ -40,13 +42,5 @@ enum RunVerdict {
             let parts = verdictOrder.compactMap { k in n[k].map { "\($0) \(k)" } }
             return "\(c.name): \(pair): " + parts.joined(separator: ", ")
         }
-    }
-
-    /// "21 probes, 14 reachable" from a reach scenario's matrix, nil when it was not written.
-    static func reachFigure(_ url: URL) -> String? {
-        guard let text = try? String(contentsOf: url, encoding: .utf8), let rows = try? CSV.parse(text), let head = rows.first,
-              let i = head.firstIndex(of: "reachable") else { return nil }
-        let body = rows.dropFirst().filter { $0.count == head.count }
-        return "\(body.count) probes, \(body.filter { $0[i] == "yes" }.count) reachable"
     }
 }

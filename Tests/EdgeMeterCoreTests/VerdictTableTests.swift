@@ -22,10 +22,15 @@ final class VerdictTableTests: XCTestCase {
         for v in [0.09, 0.08, 0.10] { all.append(sample("loopback-icmp", "ping", "::1", "echo", v)) }
         for _ in 0..<3 { all.append(sample("dead", "tcping", "10.0.0.9:80", "connect", nil, metric: "latency", status: .timeout)) }
         for v in [310.0, 290, 300] { all.append(sample("startup-docker", "startup", "docker", "total", v, metric: "startup")) }
+        // The "measured" column is what each kind's declaration says (EdgeMeterRun's kinds are
+        // checked in KindMeasuresTests); here, three stand-ins.
+        let icmp: @Sendable ([Summary]) -> String = { _ in "ICMP echo round trip" }
+        let connect: @Sendable ([Summary]) -> String = { _ in "TCP connect" }
+        let startup: @Sendable ([Summary]) -> String = { s in (s.first?.key.target ?? "") + " start-up to ready" }
         let scenarios = [
-            VerdictTable.Scenario(name: "loopback-icmp", kind: "ping"),
-            VerdictTable.Scenario(name: "dead", kind: "tcping", topology: "nat"),
-            VerdictTable.Scenario(name: "startup-docker", kind: "startup"),
+            VerdictTable.Scenario(name: "loopback-icmp", kind: "ping", measures: icmp),
+            VerdictTable.Scenario(name: "dead", kind: "tcping", topology: "nat", measures: connect),
+            VerdictTable.Scenario(name: "startup-docker", kind: "startup", measures: startup),
             VerdictTable.Scenario(name: "startup-qemu", kind: "startup"),
             VerdictTable.Scenario(name: "reach-nat", kind: "reach", topology: "nat"),
             VerdictTable.Scenario(name: "reach-bridged", kind: "reach", topology: "bridged"),
@@ -52,6 +57,8 @@ final class VerdictTableTests: XCTestCase {
         XCTAssertEqual(rows[2].measured, "docker start-up to ready")
         XCTAssertEqual(rows[2].figure, "total p50 300 ms n=3")
         XCTAssertEqual(rows[3].figure, "–")
+        XCTAssertEqual(rows[3].measured, "startup", "a kind that declares nothing is named")
+        XCTAssertEqual(rows[5].measured, "reach (bridged)")
         XCTAssertEqual(rows[4].figure, "21 probes, 14 reachable")
 
         let text = VerdictTable.render(rows, wallSeconds: 492.3, title: "suite lab: verdicts")

@@ -41,7 +41,7 @@ final class MigrationScenarioTests: XCTestCase {
         // The verdict table's key figure for the kind: the request delay's median.
         var sum = Summarizer()
         for x in s { sum.add(x) }
-        let row = VerdictTable.rows(scenarios: [.init(name: "migration", kind: "migration")], summaries: sum.summaries, notes: [])[0]
+        let row = VerdictTable.rows(scenarios: [.init(name: "migration", kind: "migration", measures: MigrationScenario.declaration.measures)], summaries: sum.summaries, notes: [])[0]
         XCTAssertEqual(row.measured, "migration: client delay, interruption")
         XCTAssertTrue(row.figure.hasPrefix("request p50 60."), row.figure)
         XCTAssertEqual(row.verdict, "failed: node_1→node_2: no successful sample", "a move that did not complete fails the scenario")
