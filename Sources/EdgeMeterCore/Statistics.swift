@@ -209,6 +209,13 @@ public struct Summarizer: Sendable {
         add(at: index(for: SummaryKey(sample)), status: sample.status, value: sample.value)
     }
 
+    /// The summaries of `samples`, in the order their keys first appear.
+    public static func summaries(of samples: some Sequence<Sample>) -> [Summary] {
+        var s = Summarizer()
+        for x in samples { s.add(x) }
+        return s.summaries
+    }
+
     /// The position of `key`'s accumulator, created (at the end of the row order) when new; for
     /// callers that look a key up once and add many rows to it (`SampleStreamSummarizer`).
     public mutating func index(for key: SummaryKey) -> Int {

@@ -396,9 +396,7 @@ public enum RunReport {
                 throw RunError.setup("\(samplesURL.path) not found or unreadable: give the run directory that holds samples.csv")
             }
             let samples = try SampleCSV.parse(text, file: samplesURL.path)
-            var summarizer = Summarizer()
-            for s in samples { summarizer.add(s) }
-            (summaries, sampleCount) = (summarizer.summaries, samples.count)
+            (summaries, sampleCount) = (Summarizer.summaries(of: samples), samples.count)
         } else {
             // One read (two threads on a large file) for the summaries and report.html's charts.
             let r = try SamplesFile.pass(samplesURL, SamplePass(summaries: true, charts: true))

@@ -130,9 +130,7 @@ struct RunsShowCommand: ParsableCommand {
         print("directory: \(info.directory)\(FileManager.default.fileExists(atPath: info.directory) ? "" : " (no longer exists)")")
         print("samples:   \(info.sampleCount)")
         print("")
-        var summarizer = Summarizer()
-        for s in samples { summarizer.add(s) }
-        print(SummaryMarkdown.render(title: "Summary of \(info.id) (from the history)", summaries: summarizer.summaries,
+        print(SummaryMarkdown.render(title: "Summary of \(info.id) (from the history)", summaries: Summarizer.summaries(of: samples),
                                      complete: info.complete), terminator: "")
     }
 }

@@ -4,11 +4,7 @@ import XCTest
 /// The terminal verdict table of `edgemeter run`: one row per scenario (what it measured, its key
 /// figure, ok / failed / not run with the reason), the counts and the wall time.
 final class VerdictTableTests: XCTestCase {
-    func summaries(_ samples: [Sample]) -> [Summary] {
-        var s = Summarizer()
-        for x in samples { s.add(x) }
-        return s.summaries
-    }
+    func summaries(_ samples: [Sample]) -> [Summary] { Summarizer.summaries(of: samples) }
 
     func sample(_ scenario: String, _ probe: String, _ target: String, _ phase: String, _ v: Double?, metric: String = "rtt",
                 status: SampleStatus = .ok) -> Sample {

@@ -5,11 +5,7 @@ import EdgeMeterCore
 /// The verdict table's "measured" column comes from each kind's declaration, so a new kind says what
 /// it measures in its own file (no list of kind names elsewhere).
 final class KindMeasuresTests: XCTestCase {
-    func summaries(_ samples: [Sample]) -> [Summary] {
-        var s = Summarizer()
-        for x in samples { s.add(x) }
-        return s.summaries
-    }
+    func summaries(_ samples: [Sample]) -> [Summary] { Summarizer.summaries(of: samples) }
 
     func sample(_ probe: String, _ target: String, _ phase: String) -> Sample {
         Sample(runID: "r", scenario: "s", probe: probe, target: target, metric: "latency", phase: phase, value: 1, unit: "ms",

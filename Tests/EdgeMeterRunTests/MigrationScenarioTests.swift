@@ -39,9 +39,8 @@ final class MigrationScenarioTests: XCTestCase {
         XCTAssertEqual(s.filter { $0.metric == "longest_silence" }.map(\.value), [12.5, nil])
 
         // The verdict table's key figure for the kind: the request delay's median.
-        var sum = Summarizer()
-        for x in s { sum.add(x) }
-        let row = VerdictTable.rows(scenarios: [.init(name: "migration", kind: "migration", measures: MigrationScenario.declaration.measures)], summaries: sum.summaries, notes: [])[0]
+        let row = VerdictTable.rows(scenarios: [.init(name: "migration", kind: "migration", measures: MigrationScenario.declaration.measures)],
+                                    summaries: Summarizer.summaries(of: s), notes: [])[0]
         XCTAssertEqual(row.measured, "migration: client delay, interruption")
         XCTAssertTrue(row.figure.hasPrefix("request p50 60."), row.figure)
         XCTAssertEqual(row.verdict, "failed: node_1→node_2: no successful sample", "a move that did not complete fails the scenario")
