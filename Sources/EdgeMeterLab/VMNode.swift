@@ -144,21 +144,12 @@ final class VMCommandChannel {
     /// Connects to `path`; throws a LabError naming the socket when it is missing or refuses.
     init(path: String) throws {
         self.path = path
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            throw LabError(.refused, "the vm command socket path \(path) is longer than a unix socket allows; use a shorter state directory or topology name")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
-        }
         // SOCK_STREAM | SOCK_CLOEXEC by value: Glibc's names are not found in this module (see NamespaceConnect).
         let s = socket(AF_UNIX, 1 | 0o2000000, 0)
         guard s >= 0 else { throw LabError(.stepFailed, "socket(AF_UNIX) failed: \(String(cString: strerror(errno)))") }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        guard let rc = UnixSocketAddress.connect(s, path: path) else {
+            close(s)
+            throw LabError(.refused, "the vm command socket path \(path) is longer than a unix socket allows; use a shorter state directory or topology name")
         }
         guard rc == 0 else {
             let why = String(cString: strerror(errno))

@@ -1,4 +1,5 @@
 import Foundation
+import EdgeMeterSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,16 +19,7 @@ final class QMPClient: @unchecked Sendable {
         try await onBackgroundThread {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw StartupError("socket(AF_UNIX): \(String(cString: strerror(errno)))") }
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { Glibc.close(fd); throw StartupError("QMP socket path too long: \(path)") }
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                for (i, b) in bytes.enumerated() { raw[i] = b }
-            }
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            guard let rc = UnixSocketAddress.connect(fd, path: path) else { Glibc.close(fd); throw StartupError("QMP socket path too long: \(path)") }
             guard rc == 0 else { Glibc.close(fd); throw StartupError("QMP connect: \(String(cString: strerror(errno)))") }
             let c = QMPClient(fd: fd)
             _ = try c.readMessage(until: .now + .seconds(10))        // greeting
