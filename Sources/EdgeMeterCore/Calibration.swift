@@ -213,11 +213,16 @@ public enum CalibrationStatistics {
     /// centre (p̂ + z²/2n)/(1 + z²/n), half-width z/(1 + z²/n)·√(p̂(1−p̂)/n + z²/4n²). Unlike the
     /// Wald interval it stays inside [0, 1] and is not empty at p̂ = 0. nil when `trials` is 0.
     public static func wilson95(successes: Int, trials: Int) -> ClosedRange<Double>? {
+        wilson(successes: successes, trials: trials, z: z95)
+    }
+
+    /// The Wilson score interval for a two-sided z (`wilson95` is z = 1.96).
+    public static func wilson(successes: Int, trials: Int, z: Double) -> ClosedRange<Double>? {
         guard trials > 0, successes >= 0, successes <= trials else { return nil }
-        let n = Double(trials), p = Double(successes) / n, z2 = z95 * z95
+        let n = Double(trials), p = Double(successes) / n, z2 = z * z
         let denominator = 1 + z2 / n
         let centre = (p + z2 / (2 * n)) / denominator
-        let half = z95 / denominator * (p * (1 - p) / n + z2 / (4 * n * n)).squareRoot()
+        let half = z / denominator * (p * (1 - p) / n + z2 / (4 * n * n)).squareRoot()
         return max(0, centre - half)...min(1, centre + half)
     }
 
@@ -343,11 +348,13 @@ public enum CalibrationPlan {
                         samples: [.icmp: 1000, .tcpConnect: 50, .httpKeepAlive: 50, .httpNewConnection: 50]),
     ]
 
-    /// `--quick` (CI): delay 0 and 20 ms (30 samples per probe), the uniform jitter on ICMP only
-    /// (still 1 000 echoes: below about 740 samples a correct link fails D ≤ 0.05 by chance more
-    /// than 5 % of the time) and 5 % loss on 500 echoes. About 1 minute.
+    /// `--quick` (CI): delay 0 (100 samples per probe, each paired with one on the direct path:
+    /// its error is the forwarder's own cost, a fraction of the 0.5 ms allowed, so the median must
+    /// not wander) and 20 ms (30 samples per probe), the uniform jitter on ICMP only (still 1 000
+    /// echoes: below about 740 samples a correct link fails D ≤ 0.05 by chance more than 5 % of the
+    /// time) and 5 % loss on 500 echoes. About 1 minute.
     public static let quick: [CalibrationCase] = [
-        CalibrationCase(name: "delay-0", delayMs: 0, intervalMs: 10, samples: counts(30)),
+        CalibrationCase(name: "delay-0", delayMs: 0, intervalMs: 10, samples: counts(100)),
         CalibrationCase(name: "delay-20", delayMs: 20, intervalMs: 10, samples: counts(30)),
         CalibrationCase(name: "jitter-5-uniform", delayMs: 20, jitter: .uniform(low: -5, high: 5), intervalMs: 25,
                         samples: [.icmp: 1000]),

@@ -3,11 +3,13 @@ import EdgeMeterCore
 import EdgeMeterSystem
 
 /// `edgemeter calibrate`: measures what the lab's link impairment really does. A two-node topology
-/// (`client` and `server` on one network) is built twice: once without `impair` (the direct path,
-/// no forwarder) and once with the client's link going through the impairment forwarder, on which
-/// each case of a `CalibrationPlan` is set at runtime (`LabExecutor.setLink`, the same impairment
-/// in each direction). Before anything is sent, `ip route get` inside the client must pick the
-/// lab's link.
+/// (`client` and `server`) joined by two networks: `link`, where the client's interface goes
+/// through the impairment forwarder, on which each case of a `CalibrationPlan` is set at runtime
+/// (`LabExecutor.setLink`, the same impairment in each direction); and `direct`, with no forwarder.
+/// The direct path is measured in the delay-0 case, attempt by attempt interleaved with the
+/// forwarded one (the same probe process, the same server process), so a drift of the endpoints
+/// weighs on both alike and the delay-0 error is the forwarder's own cost. Before anything is
+/// sent, `ip route get` inside the client must pick the right lab interface for each address.
 ///
 /// The probes are the harness's own (ICMP echo, TCP connect, HTTP on a new connection, HTTP on a
 /// keep-alive connection), run by `edgemeter calibrate-probe` under `ip netns exec`, so every socket,
@@ -24,6 +26,10 @@ public struct CalibrationRunner: Sendable {
     public static let subnet = "10.213.0.0/24"
     public static let clientAddress = "10.213.0.2"
     public static let serverAddress = "10.213.0.3"
+    /// The `direct` network: the same two nodes, no forwarder.
+    public static let directSubnet = "10.213.1.0/24"
+    public static let clientDirectAddress = "10.213.1.2"
+    public static let serverDirectAddress = "10.213.1.3"
     public static let serverPort = 8080
     /// Each probe's attempt timeout: above a 1 s SYN retransmission plus the largest round trip.
     public var attemptTimeoutMs = 3000
@@ -45,7 +51,8 @@ public struct CalibrationRunner: Sendable {
         (self.executor, self.binary) = (executor, binary)
     }
 
-    /// The topology file: `impair` nil = no impairment (no forwarder on the path).
+    /// The topology file: `impair` is the client's `link` interface's impairment (nil = none, no
+    /// forwarder on either path); the `direct` network is never impaired.
     public func topologyYAML(impair: LinkImpairment?) -> String {
         var fields: [String] = []
         if let i = impair {
@@ -60,13 +67,16 @@ public struct CalibrationRunner: Sendable {
         description: edgemeter calibrate - a client and a server on one impaired link
         networks:
           - {name: link, subnet: \(Self.subnet)}
+          - {name: direct, subnet: \(Self.directSubnet)}
         nodes:
           - name: client
             interfaces:
               - {network: link, address: \(Self.clientAddress)\(impairText)}
+              - {network: direct, address: \(Self.clientDirectAddress)}
           - name: server
             interfaces:
               - {network: link, address: \(Self.serverAddress)}
+              - {network: direct, address: \(Self.serverDirectAddress)}
             workload: [\(realtimePrefix.map { "\"\($0)\", " }.joined())edgemeter, serve, calculator, --role, sum, --host, 0.0.0.0, --port, "\(Self.serverPort)"]
             ports: [\(Self.serverPort)]
 
@@ -90,7 +100,8 @@ public struct CalibrationRunner: Sendable {
     /// What `run` measured: the certificate's rows and the direct path's p50 per probe.
     public struct Result: Sendable {
         public var rows: [CalibrationRow]
-        /// p50 (ms) per probe with no forwarder on the path (the topology built without `impair`).
+        /// p50 (ms) per probe on the `direct` network (no forwarder), measured interleaved with the
+        /// delay-0 case.
         public var direct: [CalibrationProbe: Double]
         /// Every attempt, in completion order: (case, probe, value ms or nil when it failed).
         /// The direct path's attempts are under the case name `direct`.
@@ -113,46 +124,53 @@ public struct CalibrationRunner: Sendable {
         }
     }
 
-    /// First measures the direct path (the topology without `impair`: no forwarder) with the first
-    /// case's sample counts, then builds the topology once with the client's link impaired (1 ms,
-    /// so the forwarder is on the path) and, per case, sets the link through the forwarder's runtime
-    /// API (`lab link set`), waits for frames queued under the previous setting to leave, and
-    /// measures. Predictions: the delay-0 case is predicted as the direct path's p50 (its error is
-    /// the forwarder's own added latency); every other case adds the delay-0 p50 of the same probe
-    /// (path, server and forwarder cost). `progress` gets one line per case and probe. Stops
-    /// between probes when `stop` is set; the topology is always taken down.
+    /// Builds the topology once with the client's `link` interface impaired (1 ms, so the forwarder
+    /// is on the path) and, per case, sets the link through the forwarder's runtime API (`lab link
+    /// set`), waits for frames queued under the previous setting to leave, and measures. The
+    /// delay-0 case pairs every attempt with one on the `direct` network (`CalibrationSeries.order`)
+    /// and is predicted as the direct path's p50: its error is the forwarder's own added latency.
+    /// Every other case adds the delay-0 p50 of the same probe (path, server and forwarder cost).
+    /// A plan without a delay-0 case measures the direct path alone first, with the first case's
+    /// counts. `progress` gets one line per case and probe. Stops between probes when `stop` is set;
+    /// the topology is always taken down.
     public func run(_ cases: [CalibrationCase], stop: StopFlag, progress: @escaping @Sendable (String) -> Void) async throws -> Result {
         guard let first = cases.first else { return Result(rows: [], direct: [:]) }
         var direct: [CalibrationProbe: Double] = [:]
         var samples: [(caseName: String, probe: CalibrationProbe, valueMs: Double?)] = []
-        try await withTopology(impair: nil, stop: stop, progress: progress) { client in
-            for probe in CalibrationProbe.allCases {
-                guard let n = first.samples[probe], n > 0 else { continue }
-                try checkStop(stop, "the direct baseline")
-                let m = try await measure(probe, count: n, intervalMs: first.intervalMs, namespace: client.namespace)
-                direct[probe] = CalibrationStatistics.median(m.values)
-                samples += m.attempts.map { ("direct", probe, $0) }
-                progress("direct (no forwarder) \(probe.rawValue): \(m.values.count) ok, \(m.failed) failed, p50 \(Format.fixed(direct[probe], 3)) ms")
-            }
-        }
         var rows: [CalibrationRow] = []
         var forwarderNotes: [String] = []
+        func noteDirect(_ probe: CalibrationProbe, _ m: Measurement) {
+            direct[probe] = CalibrationStatistics.median(m.values)
+            samples += m.attempts.map { ("direct", probe, $0) }
+            progress("direct (no forwarder) \(probe.rawValue): \(m.values.count) ok, \(m.failed) failed, p50 \(Format.fixed(direct[probe], 3)) ms")
+        }
         try await withTopology(impair: LinkImpairment(delay: "1ms"), stop: stop, progress: progress) { client in
+            if !cases.contains(where: Self.isZero) {
+                for probe in CalibrationProbe.allCases {
+                    guard let n = first.samples[probe], n > 0 else { continue }
+                    try checkStop(stop, "the direct baseline")
+                    noteDirect(probe, try await measure(probe, count: n, intervalMs: first.intervalMs, namespace: client.namespace,
+                                                        address: Self.serverDirectAddress).link)
+                }
+            }
             var baseline: [CalibrationProbe: Double] = [:]
             var previousDelayMs = 1.0
             for c in cases {
                 try checkStop(stop, "case \(c.name)")
                 let impairment = Self.impairment(for: c)
-                let report = try executor.setLink(topologyName, node: "client", network: nil, impairment: impairment)
+                let report = try executor.setLink(topologyName, node: "client", network: "link", impairment: impairment)
                 progress("case \(c.name): link set to \(report.impairment.summary)")
                 // Frames queued under the previous setting keep their release times: let them leave.
                 try await Task.sleep(for: .milliseconds(Int64(4 * previousDelayMs + 50)))
                 previousDelayMs = c.delayMs + 3 * (c.jitter.map { $0.support.1 } ?? 0)
-                let isZero = c.delayMs == 0 && c.jitter == nil && c.lossPerDirection == 0
+                let isZero = Self.isZero(c)
                 for probe in CalibrationProbe.allCases {
                     guard let n = c.samples[probe], n > 0 else { continue }
                     try checkStop(stop, "case \(c.name)")
-                    let m = try await measure(probe, count: n, intervalMs: c.intervalMs, namespace: client.namespace)
+                    let both = try await measure(probe, count: n, intervalMs: c.intervalMs, namespace: client.namespace,
+                                                 directAddress: isZero ? Self.serverDirectAddress : nil)
+                    if isZero { noteDirect(probe, both.direct) }
+                    let m = both.link
                     samples += m.attempts.map { (c.name, probe, $0) }
                     let base = isZero ? (direct[probe] ?? 0) : (baseline[probe] ?? direct[probe] ?? 0)
                     var row = CalibrationRow.judge(case: c, probe: probe, valuesMs: m.values, failed: m.failed, baselineMs: base)
@@ -175,6 +193,9 @@ public struct CalibrationRunner: Sendable {
         return Result(rows: rows, direct: direct, samples: samples, forwarderNotes: forwarderNotes)
     }
 
+    /// The case that sets no impairment at all: predicted as the direct path.
+    static func isZero(_ c: CalibrationCase) -> Bool { c.delayMs == 0 && c.jitter == nil && c.lossPerDirection == 0 }
+
     func checkStop(_ stop: StopFlag, _ before: String) throws {
         if stop.isStopped { throw LabError(.interrupted, "calibrate interrupted by \(stop.reason ?? "a stop request") before \(before)") }
     }
@@ -189,7 +210,12 @@ public struct CalibrationRunner: Sendable {
         var failure: Error?
         do {
             guard let client = state.node("client") else { throw LabError(.stepFailed, "calibrate: the topology has no client node") }
-            try checkRoute(namespace: client.namespace, devices: Set(client.interfaces.map(\.device)))
+            for (address, network) in [(Self.serverAddress, "link"), (Self.serverDirectAddress, "direct")] {
+                guard let port = client.interfaces.first(where: { $0.network == network }) else {
+                    throw LabError(.stepFailed, "calibrate: the client has no interface on \(network)")
+                }
+                try checkRoute(namespace: client.namespace, to: address, device: port.device)
+            }
             try await body(client)
         } catch {
             failure = error
@@ -204,17 +230,17 @@ public struct CalibrationRunner: Sendable {
         if let failure { throw failure }
     }
 
-    /// Refuses to send anything unless `ip route get SERVER` inside the client picks one of the
-    /// client's lab interfaces.
-    func checkRoute(namespace: String, devices: Set<String>) throws {
+    /// Refuses to send anything unless `ip route get ADDRESS` inside the client picks `device`, the
+    /// client's lab interface on that address's network.
+    func checkRoute(namespace: String, to address: String, device: String) throws {
         guard let ip = which("ip") else { throw LabError(.refused, "iproute2's `ip` is not on PATH: apt-get install -y iproute2") }
-        let r = try Command.runBlocking([ip, "-n", namespace, "-o", "route", "get", Self.serverAddress], timeout: .seconds(5))
-        switch ReachRunner.classifyRoute(status: r.status, output: r.ok ? r.stdout : r.combined, labDevices: devices) {
+        let r = try Command.runBlocking([ip, "-n", namespace, "-o", "route", "get", address], timeout: .seconds(5))
+        switch ReachRunner.classifyRoute(status: r.status, output: r.ok ? r.stdout : r.combined, labDevices: [device]) {
         case .intoLab: return
         case .leavesLab(let dev):
-            throw LabError(.refused, "calibrate: from the client, \(Self.serverAddress) routes via \(dev), which is not the lab's link; nothing was sent. Check `ip -n \(namespace) route`")
+            throw LabError(.refused, "calibrate: from the client, \(address) routes via \(dev), not the lab's \(device); nothing was sent. Check `ip -n \(namespace) route`")
         case .noRoute(let why):
-            throw LabError(.refused, "calibrate: the client has no route to \(Self.serverAddress) (\(why)); nothing was sent")
+            throw LabError(.refused, "calibrate: the client has no route to \(address) (\(why)); nothing was sent")
         }
     }
 
@@ -227,31 +253,51 @@ public struct CalibrationRunner: Sendable {
         public var attempts: [Double?] = []
     }
 
-    func measure(_ probe: CalibrationProbe, count: Int, intervalMs: Double, namespace: String) async throws -> Measurement {
+    /// Runs one `calibrate-probe` series in `namespace` against `address`, with every attempt
+    /// paired with one to `directAddress` when given. Returns both paths' attempts (`direct` empty
+    /// without a direct address).
+    func measure(_ probe: CalibrationProbe, count: Int, intervalMs: Double, namespace: String,
+                 address: String = CalibrationRunner.serverAddress, directAddress: String? = nil) async throws -> ProbeOutput {
         guard let ip = which("ip") else { throw LabError(.refused, "iproute2's `ip` is not on PATH: apt-get install -y iproute2") }
         let argv = [ip, "netns", "exec", namespace] + realtimePrefix + [binary, "calibrate-probe", "--probe", probe.rawValue,
-                    "--address", Self.serverAddress, "--port", String(Self.serverPort), "--count", String(count),
+                    "--address", address, "--port", String(Self.serverPort), "--count", String(count),
                     "--interval-ms", Format.fixed(intervalMs, 3), "--timeout-ms", String(attemptTimeoutMs)]
-        // Bound: every attempt at its timeout, plus a minute.
-        let bound = Duration.milliseconds(Int64(count) * Int64(Double(attemptTimeoutMs) + intervalMs) + 60_000)
+                    + (directAddress.map { ["--direct-address", $0] } ?? [])
+        // Bound: every attempt (both paths) at its timeout, plus a minute.
+        let paths: Int64 = directAddress == nil ? 1 : 2
+        let bound = Duration.milliseconds(paths * Int64(count) * Int64(Double(attemptTimeoutMs) + intervalMs) + 60_000)
         let r = try await Command.run(argv, timeout: bound)
-        let m = Self.parseProbeOutput(r.stdout)
+        let out = Self.parseProbeOutput(r.stdout)
         guard r.ok else {
             throw LabError(.stepFailed, "calibrate: the \(probe.rawValue) probe in \(namespace) failed (status \(r.status)\(r.timedOut ? ", timed out" : "")): \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)); run the command by hand to see why",
                            command: argv, output: r.combined)
         }
-        guard m.values.count + m.failed == count else {
-            throw LabError(.stepFailed, "calibrate: the \(probe.rawValue) probe reported \(m.values.count + m.failed) attempts, \(count) were asked for",
+        for (m, path) in [(out.link, address)] + (directAddress.map { [(out.direct, $0)] } ?? []) where m.attempts.count != count {
+            throw LabError(.stepFailed, "calibrate: the \(probe.rawValue) probe reported \(m.attempts.count) attempts to \(path), \(count) were asked for",
                            command: argv, output: r.combined)
         }
-        return m
+        if directAddress == nil, !out.direct.attempts.isEmpty {
+            throw LabError(.stepFailed, "calibrate: the \(probe.rawValue) probe reported attempts on the direct path, none were asked for",
+                           command: argv, output: r.combined)
+        }
+        return out
     }
 
-    /// Parses `calibrate-probe` output: one line per attempt, `ok <ms>` or `fail <reason>`; other
-    /// lines are ignored.
-    public static func parseProbeOutput(_ text: String) -> Measurement {
-        var m = Measurement()
-        for line in text.split(separator: "\n") {
+    /// `calibrate-probe`'s attempts split by path: `link` (unprefixed lines) and `direct` (lines
+    /// prefixed `direct `).
+    public struct ProbeOutput: Sendable, Equatable {
+        public var link = Measurement()
+        public var direct = Measurement()
+    }
+
+    /// Parses `calibrate-probe` output: one line per attempt, `ok <ms>` or `fail <reason>`, prefixed
+    /// `direct ` for the direct path; other lines are ignored.
+    public static func parseProbeOutput(_ text: String) -> ProbeOutput {
+        var out = ProbeOutput()
+        for raw in text.split(separator: "\n") {
+            let isDirect = raw.hasPrefix("direct ")
+            let line = isDirect ? raw.dropFirst("direct ".count) : raw
+            var m = isDirect ? out.direct : out.link
             if line.hasPrefix("ok "), let v = Double(line.dropFirst(3).trimmingCharacters(in: .whitespaces)), v.isFinite {
                 m.values.append(v)
                 m.attempts.append(v)
@@ -259,9 +305,12 @@ public struct CalibrationRunner: Sendable {
                 m.failed += 1
                 m.attempts.append(nil)
                 if m.firstFailure == nil { m.firstFailure = String(line.dropFirst(4)).trimmingCharacters(in: .whitespaces) }
+            } else {
+                continue
             }
+            if isDirect { out.direct = m } else { out.link = m }
         }
-        return m
+        return out
     }
 
     /// The running kernel (`/proc/sys/kernel/osrelease`).

@@ -12,10 +12,11 @@ struct CalibrateCommand: AsyncParsableCommand {
         commandName: "calibrate",
         abstract: "Certify the lab's link impairment: predicted vs measured delay, jitter, loss.",
         discussion: """
-        Builds a two-node topology (client, server; 10.213.0.0/24), measures \
-        the direct path, then rebuilds it with the client's link going through \
-        the impairment forwarder and sets each case on it at runtime (each \
-        direction). From inside the client it measures ICMP RTT, TCP connect, \
+        Builds a two-node topology (client, server) joined by two networks: \
+        `link` (10.213.0.0/24), where the client's interface goes through the \
+        impairment forwarder, set per case at runtime (each direction), and \
+        `direct` (10.213.1.0/24), no forwarder, measured interleaved with the \
+        delay-0 case. From inside the client it measures ICMP RTT, TCP connect, \
         HTTP on a new connection and on a keep-alive connection. Cases: delay 0, \
         1, 5, 20, 100 ms; jitter 5 ms uniform and normal (1000 samples); loss \
         1 % and 5 %. Predictions: 2d for ICMP, connect and keep-alive, 4d for a \
@@ -83,12 +84,14 @@ struct CalibrateCommand: AsyncParsableCommand {
 }
 
 /// `edgemeter calibrate-probe` (hidden): the probes `calibrate` runs inside the client's namespace
-/// under `ip netns exec`. Prints one line per attempt: `ok <ms>` or `fail <reason>`.
+/// under `ip netns exec`. Prints one line per attempt: `ok <ms>` or `fail <reason>`, prefixed
+/// `direct ` for the attempts to `--direct-address`.
 struct CalibrateProbeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration.internal("calibrate-probe", "One calibration probe series (run by `edgemeter calibrate` inside a namespace).")
 
     @Option(help: "icmp, tcp-connect, http-keepalive or http-new-connection.") var probe: String
     @Option(help: "Server IPv4 address.") var address: String
+    @Option(name: .customLong("direct-address"), help: "The server's address on the link with no forwarder: every attempt is paired with one there (lines prefixed `direct `).") var directAddress: String?
     @Option(help: "Server TCP port (tcp and http probes).") var port: Int = 8080
     @Option(help: "Attempts.") var count: Int = 100
     @Option(name: .customLong("interval-ms"), help: "Pause between attempts (ICMP: spacing of sends), ms.") var intervalMs: Double = 10
@@ -102,8 +105,9 @@ struct CalibrateProbeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let series = CalibrationSeries(probe: CalibrationProbe(rawValue: probe)!, address: address, port: port, count: count,
+        var series = CalibrationSeries(probe: CalibrationProbe(rawValue: probe)!, address: address, port: port, count: count,
                                        interval: .nanoseconds(Int64(intervalMs * 1e6)), timeout: .milliseconds(timeoutMs))
+        series.directAddress = directAddress
         do {
             try await series.run { print($0); fflush(nil) }
         } catch {
