@@ -28,6 +28,8 @@ command -v curl >/dev/null || { echo "apt-get install -y curl" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "needs root (lab namespaces, raw ICMP): run with sudo" >&2; exit 2; }
 name=ag3-bb
 tmp=$(mktemp -d)
+# Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
+export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -22,6 +22,8 @@ bin=.build/release/edgemeter
 if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; fi
 command -v tshark >/dev/null || { echo "tshark missing: apt-get install -y tshark" >&2; exit 2; }
 tmp=$(mktemp -d)
+# Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
+export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
 trap 'rm -rf "$tmp"' EXIT
 pcap=$tmp/bench.pcap
 

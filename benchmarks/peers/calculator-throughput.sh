@@ -15,6 +15,8 @@ threads=${3:-1}
 bin=.build/release/edgemeter
 if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; fi
 tmp=$(mktemp -d)
+# Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
+export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT

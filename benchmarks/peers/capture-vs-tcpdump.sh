@@ -22,6 +22,8 @@ if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; 
 command -v tcpdump >/dev/null || { echo "tcpdump missing: apt-get install -y tcpdump" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "capturing needs root (or CAP_NET_RAW+CAP_NET_ADMIN on both binaries)" >&2; exit 2; }
 tmp=$(mktemp -d)
+# Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
+export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT

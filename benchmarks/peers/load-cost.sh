@@ -24,6 +24,8 @@ libc=$(ldconfig -p | sed -n 's/.*libc.so.6 (libc6,x86-64) => \(.*\)/\1/p' | head
 added_probe=
 if ! perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc'; then perf probe -q -x "$libc" malloc && added_probe=1; fi
 tmp=$(mktemp -d)
+# Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
+export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
 spid=
 cleanup() {
   [ -n "$spid" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"

@@ -27,6 +27,8 @@ if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; 
 command -v ping >/dev/null || { echo "iputils ping missing: apt-get install iputils-ping" >&2; exit 2; }
 ping -V 2>&1 | grep -q iputils || { echo "ping is not iputils ping: apt-get install iputils-ping" >&2; exit 2; }
 tmp=$(mktemp -d)
+# Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
+export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
 trap 'rm -rf "$tmp"' EXIT
 target=127.0.0.1
 

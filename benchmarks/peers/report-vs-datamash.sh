@@ -29,6 +29,8 @@ if [ ! -x "$bin" ]; then swift build -c release --product edgemeter >/dev/null; 
 command -v datamash >/dev/null || { echo "datamash missing: apt-get install -y datamash (scripts/setup.sh lists it)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing: apt-get install -y time" >&2; exit 2; }
 tmp=$(mktemp -d)
+# Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
+export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
 trap 'rm -rf "$tmp"' EXIT
 dir=$tmp/run
 

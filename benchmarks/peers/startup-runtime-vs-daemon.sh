@@ -31,6 +31,8 @@ for t in podman crun runc python3; do
 done
 ./scripts/setup-engines.sh >/dev/null 2>&1 || { echo "scripts/setup-engines.sh failed: run it by hand to see why" >&2; exit 2; }
 tmp=$(mktemp -d /tmp/edgemeter-bench-XXXXXX)
+# Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
+export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
 cleanup() {
   runc delete --force edgemeter-bench-runc >/dev/null 2>&1 || true
   crun delete --force edgemeter-bench-crun >/dev/null 2>&1 || true

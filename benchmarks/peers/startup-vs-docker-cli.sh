@@ -32,6 +32,8 @@ bin=$PWD/.build/release/edgemeter
 if [ ! -x "$bin" ] || ! "$bin" startup --help >/dev/null 2>&1; then swift build -c release --product edgemeter >/dev/null; fi
 ./scripts/setup-engines.sh >/dev/null 2>&1 || { echo "scripts/setup-engines.sh failed: run it by hand to see why" >&2; exit 2; }
 tmp=$(mktemp -d)
+# Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
+export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
 trap 'rm -rf "$tmp"' EXIT
 "$bin" image build >/dev/null
 docker_cmd="docker run --rm --network none edgemeter-base:latest /bin/true"
