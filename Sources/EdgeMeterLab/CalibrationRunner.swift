@@ -129,30 +129,20 @@ public struct CalibrationRunner: Sendable {
     /// set`), waits for frames queued under the previous setting to leave, and measures. The
     /// delay-0 case pairs every attempt with one on the `direct` network (`CalibrationSeries.order`)
     /// and is predicted as the direct path's p50: its error is the forwarder's own added latency.
-    /// Every other case adds the delay-0 p50 of the same probe (path, server and forwarder cost).
-    /// A plan without a delay-0 case measures the direct path alone first, with the first case's
-    /// counts. `progress` gets one line per case and probe. Stops between probes when `stop` is set;
-    /// the topology is always taken down.
+    /// Every other case adds the delay-0 p50 of the same probe (path, server and forwarder cost), so
+    /// a plan must start with its delay-0 case: any other plan is refused before anything is built.
+    /// `progress` gets one line per case and probe. Stops between probes when `stop` is set; the
+    /// topology is always taken down.
     public func run(_ cases: [CalibrationCase], stop: StopFlag, progress: @escaping @Sendable (String) -> Void) async throws -> Result {
         guard let first = cases.first else { return Result(rows: [], direct: [:]) }
+        guard Self.isZero(first) else {
+            throw LabError(.refused, "calibrate: the plan starts with \(first.name), not a case with no impairment; every prediction adds the delay-0 figures, so put a delay-0 case first")
+        }
         var direct: [CalibrationProbe: Double] = [:]
         var samples: [(caseName: String, probe: CalibrationProbe, valueMs: Double?)] = []
         var rows: [CalibrationRow] = []
         var forwarderNotes: [String] = []
-        func noteDirect(_ probe: CalibrationProbe, _ m: Measurement) {
-            direct[probe] = CalibrationStatistics.median(m.values)
-            samples += m.attempts.map { ("direct", probe, $0) }
-            progress("direct (no forwarder) \(probe.rawValue): \(m.values.count) ok, \(m.failed) failed, p50 \(Format.fixed(direct[probe], 3)) ms")
-        }
-        try await withTopology(impair: LinkImpairment(delay: "1ms"), stop: stop, progress: progress) { client in
-            if !cases.contains(where: Self.isZero) {
-                for probe in CalibrationProbe.allCases {
-                    guard let n = first.samples[probe], n > 0 else { continue }
-                    try checkStop(stop, "the direct baseline")
-                    noteDirect(probe, try await measure(probe, count: n, intervalMs: first.intervalMs, namespace: client.namespace,
-                                                        address: Self.serverDirectAddress).link)
-                }
-            }
+        try await withTopology(stop: stop, progress: progress) { client in
             var baseline: [CalibrationProbe: Double] = [:]
             var previousDelayMs = 1.0
             for c in cases {
@@ -169,7 +159,11 @@ public struct CalibrationRunner: Sendable {
                     try checkStop(stop, "case \(c.name)")
                     let both = try await measure(probe, count: n, intervalMs: c.intervalMs, namespace: client.namespace,
                                                  directAddress: isZero ? Self.serverDirectAddress : nil)
-                    if isZero { noteDirect(probe, both.direct) }
+                    if isZero {
+                        direct[probe] = CalibrationStatistics.median(both.direct.values)
+                        samples += both.direct.attempts.map { ("direct", probe, $0) }
+                        progress("direct (no forwarder) \(probe.rawValue): \(both.direct.values.count) ok, \(both.direct.failed) failed, p50 \(Format.fixed(direct[probe], 3)) ms")
+                    }
                     let m = both.link
                     samples += m.attempts.map { (c.name, probe, $0) }
                     let base = isZero ? (direct[probe] ?? 0) : (baseline[probe] ?? direct[probe] ?? 0)
@@ -200,12 +194,13 @@ public struct CalibrationRunner: Sendable {
         if stop.isStopped { throw LabError(.interrupted, "calibrate interrupted by \(stop.reason ?? "a stop request") before \(before)") }
     }
 
-    /// Brings the topology up, checks the route from the client, runs `body` with the client's
-    /// state, and takes the topology down whatever happened.
-    func withTopology(impair: LinkImpairment?, stop: StopFlag, progress: (String) -> Void,
-                      _ body: (LabState.NodeState) async throws -> Void) async throws {
+    /// Brings the topology up with the client's `link` impaired by 1 ms (so the forwarder is on the
+    /// path; each case then sets its own impairment), checks the routes from the client, runs `body`
+    /// with the client's state, and takes the topology down whatever happened.
+    func withTopology(stop: StopFlag, progress: (String) -> Void, _ body: (LabState.NodeState) async throws -> Void) async throws {
+        let impair = LinkImpairment(delay: "1ms")
         let topology = try TopologyLoader.load(yaml: topologyYAML(impair: impair), file: "calibrate")
-        progress("lab up \(topology.name)" + (impair.map { " (client link: \($0.summary))" } ?? " (no impairment)"))
+        progress("lab up \(topology.name) (client link: \(impair.summary))")
         let state = try await executor.up(topology, binary: binary, stop: stop)
         var failure: Error?
         do {
@@ -251,16 +246,27 @@ public struct CalibrationRunner: Sendable {
         public var firstFailure: String?
         /// Every attempt in order: its value, nil when it failed.
         public var attempts: [Double?] = []
+
+        /// Adds one `calibrate-probe` line: `ok <ms>` or `fail <reason>`; any other line is ignored.
+        mutating func record(_ line: Substring) {
+            if line.hasPrefix("ok "), let v = Double(line.dropFirst(3).trimmingCharacters(in: .whitespaces)), v.isFinite {
+                values.append(v)
+                attempts.append(v)
+            } else if line.hasPrefix("fail") {
+                failed += 1
+                attempts.append(nil)
+                if firstFailure == nil { firstFailure = String(line.dropFirst(4)).trimmingCharacters(in: .whitespaces) }
+            }
+        }
     }
 
-    /// Runs one `calibrate-probe` series in `namespace` against `address`, with every attempt
-    /// paired with one to `directAddress` when given. Returns both paths' attempts (`direct` empty
-    /// without a direct address).
-    func measure(_ probe: CalibrationProbe, count: Int, intervalMs: Double, namespace: String,
-                 address: String = CalibrationRunner.serverAddress, directAddress: String? = nil) async throws -> ProbeOutput {
+    /// Runs one `calibrate-probe` series in `namespace` against the server's `link` address, with
+    /// every attempt paired with one to `directAddress` when given. Returns both paths' attempts
+    /// (`direct` empty without a direct address).
+    func measure(_ probe: CalibrationProbe, count: Int, intervalMs: Double, namespace: String, directAddress: String? = nil) async throws -> ProbeOutput {
         guard let ip = which("ip") else { throw LabError(.refused, "iproute2's `ip` is not on PATH: apt-get install -y iproute2") }
         let argv = [ip, "netns", "exec", namespace] + realtimePrefix + [binary, "calibrate-probe", "--probe", probe.rawValue,
-                    "--address", address, "--port", String(Self.serverPort), "--count", String(count),
+                    "--address", Self.serverAddress, "--port", String(Self.serverPort), "--count", String(count),
                     "--interval-ms", Format.fixed(intervalMs, 3), "--timeout-ms", String(attemptTimeoutMs)]
                     + (directAddress.map { ["--direct-address", $0] } ?? [])
         // Bound: every attempt (both paths) at its timeout, plus a minute.
@@ -272,12 +278,9 @@ public struct CalibrationRunner: Sendable {
             throw LabError(.stepFailed, "calibrate: the \(probe.rawValue) probe in \(namespace) failed (status \(r.status)\(r.timedOut ? ", timed out" : "")): \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)); run the command by hand to see why",
                            command: argv, output: r.combined)
         }
-        for (m, path) in [(out.link, address)] + (directAddress.map { [(out.direct, $0)] } ?? []) where m.attempts.count != count {
-            throw LabError(.stepFailed, "calibrate: the \(probe.rawValue) probe reported \(m.attempts.count) attempts to \(path), \(count) were asked for",
-                           command: argv, output: r.combined)
-        }
-        if directAddress == nil, !out.direct.attempts.isEmpty {
-            throw LabError(.stepFailed, "calibrate: the \(probe.rawValue) probe reported attempts on the direct path, none were asked for",
+        let directCount = directAddress == nil ? 0 : count
+        guard out.link.attempts.count == count, out.direct.attempts.count == directCount else {
+            throw LabError(.stepFailed, "calibrate: the \(probe.rawValue) probe reported \(out.link.attempts.count) attempts on the link and \(out.direct.attempts.count) on the direct path, \(count) and \(directCount) were asked for",
                            command: argv, output: r.combined)
         }
         return out
@@ -294,21 +297,8 @@ public struct CalibrationRunner: Sendable {
     /// `direct ` for the direct path; other lines are ignored.
     public static func parseProbeOutput(_ text: String) -> ProbeOutput {
         var out = ProbeOutput()
-        for raw in text.split(separator: "\n") {
-            let isDirect = raw.hasPrefix("direct ")
-            let line = isDirect ? raw.dropFirst("direct ".count) : raw
-            var m = isDirect ? out.direct : out.link
-            if line.hasPrefix("ok "), let v = Double(line.dropFirst(3).trimmingCharacters(in: .whitespaces)), v.isFinite {
-                m.values.append(v)
-                m.attempts.append(v)
-            } else if line.hasPrefix("fail") {
-                m.failed += 1
-                m.attempts.append(nil)
-                if m.firstFailure == nil { m.firstFailure = String(line.dropFirst(4)).trimmingCharacters(in: .whitespaces) }
-            } else {
-                continue
-            }
-            if isDirect { out.direct = m } else { out.link = m }
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("direct ") { out.direct.record(line.dropFirst("direct ".count)) } else { out.link.record(line) }
         }
         return out
     }

@@ -90,14 +90,14 @@ public struct CalibrationSeries: Sendable {
                 try await Task.sleep(for: interval)
             }
         case .httpKeepAlive:
-            func request(_ host: String) -> [UInt8] {
+            // One request and one connection per address, made before the series.
+            let requests = addresses.map { host in
                 Array("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: edgemeter-calibrate\r\nConnection: keep-alive\r\n\r\n".utf8)
             }
-            // One connection per address, opened before the series.
             var conns = try addresses.map { try KernelStampedTCP.KeepAliveConnection(host: $0, port: port, timeoutNanoseconds: timeout.nanoseconds) }
             for t in Self.order(count: count, interleaved: directAddress != nil) {
                 do {
-                    let r = try conns[t].exchange(request(addresses[t]), timeoutNanoseconds: timeout.nanoseconds)
+                    let r = try conns[t].exchange(requests[t], timeoutNanoseconds: timeout.nanoseconds)
                     if r.status == 200 { emit(line(t, "ok \(Self.ms(r.nanoseconds))")) } else { emit(line(t, "fail status \(r.status)")) }
                     // Send the response's ACK now rather than when the delayed-ACK timer (≥ 40 ms)
                     // fires: that timer can fire a few ms before the next request is written, and a

@@ -37,6 +37,21 @@ final class CalibrationRunnerTests: XCTestCase {
         XCTAssertEqual(uniform.distribution, .uniform)
     }
 
+    /// Every prediction adds the delay-0 figures, so a plan that does not start with delay 0 is
+    /// refused before anything is built (no root needed: nothing is touched).
+    func testAPlanThatDoesNotStartAtDelayZeroIsRefusedBeforeAnythingIsBuilt() async throws {
+        let runner = CalibrationRunner(binary: "/bin/true")
+        let plan = Array(CalibrationPlan.quick.dropFirst())
+        do {
+            _ = try await runner.run(plan, stop: StopFlag()) { _ in XCTFail("nothing may run") }
+            XCTFail("a plan starting with \(plan[0].name) was accepted")
+        } catch let e as LabError {
+            XCTAssertTrue("\(e)".contains("starts with delay-20") && "\(e)".contains("put a delay-0 case first"), "\(e)")
+        }
+        let empty = try await runner.run([], stop: StopFlag()) { _ in }
+        XCTAssertTrue(empty.rows.isEmpty)
+    }
+
     func testProbeOutputParsing() {
         let m = CalibrationRunner.parseProbeOutput("ok 1.250000\nfail timed out\nPING noise\nok 2.5\nfail refused\nok nan\n")
         XCTAssertEqual(m.link.values, [1.25, 2.5])
