@@ -24,10 +24,7 @@ public struct ImageBuilder: Sendable {
 
     public init(reference: String = ImageBuilder.defaultReference, busybox: String = "/bin/busybox",
                 binaries: [(source: String, destination: String)] = [], instructions: [String] = []) {
-        self.reference = reference
-        self.busybox = busybox
-        self.binaries = binaries
-        self.instructions = instructions
+        (self.reference, self.busybox, self.binaries, self.instructions) = (reference, busybox, binaries, instructions)
     }
 
     public struct Built: Sendable {

@@ -209,10 +209,7 @@ public struct StartupPlan: Sendable {
     /// Limit for create+start+running+ready of one attempt; the phase in progress gets `.timeout`.
     public var readyTimeout: Duration
     public init(scenario: String, runs: Int, ready: ReadyCheck, readyTimeout: Duration = .seconds(60)) {
-        self.scenario = scenario
-        self.runs = runs
-        self.ready = ready
-        self.readyTimeout = readyTimeout
+        (self.scenario, self.runs, self.ready, self.readyTimeout) = (scenario, runs, ready, readyTimeout)
     }
 }
 

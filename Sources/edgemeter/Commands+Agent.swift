@@ -31,17 +31,13 @@ struct AgentCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(help: ArgumentHelp("The agent configuration (YAML).", valueName: "FILE"))
-    var config: String
+    @Option(help: ArgumentHelp("The agent configuration (YAML).", valueName: "FILE")) var config: String
 
-    @Option(help: ArgumentHelp("Listen here instead of the file's `listen` (port 0: a free one).", valueName: "HOST:PORT"))
-    var listen: String?
+    @Option(help: ArgumentHelp("Listen here instead of the file's `listen` (port 0: a free one).", valueName: "HOST:PORT")) var listen: String?
 
-    @Flag(help: "Check the configuration, print what it runs, and exit.")
-    var check = false
+    @Flag(help: "Check the configuration, print what it runs, and exit.") var check = false
 
-    @Option(help: ArgumentHelp("Run every probe N rounds, post them as one window, and exit.", valueName: "N"))
-    var rounds: Int?
+    @Option(help: ArgumentHelp("Run every probe N rounds, post them as one window, and exit.", valueName: "N")) var rounds: Int?
 
     func validate() throws {
         if let rounds, rounds < 1 { throw ValidationError("--rounds must be a positive integer, got \(rounds)") }

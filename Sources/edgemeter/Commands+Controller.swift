@@ -41,47 +41,33 @@ struct ControllerCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(help: "Address to listen on (127.0.0.1: this host only).")
-    var host: String = "127.0.0.1"
+    @Option(help: "Address to listen on (127.0.0.1: this host only).") var host: String = "127.0.0.1"
 
-    @Option(help: "Port (0 picks a free one).")
-    var port: Int = 9000
+    @Option(help: "Port (0 picks a free one).") var port: Int = 9000
 
-    @Option(help: ArgumentHelp("The SQLite state file (created when missing).", valueName: "PATH"))
-    var state: String = "edgemeter-controller.sqlite"
+    @Option(help: ArgumentHelp("The SQLite state file (created when missing).", valueName: "PATH")) var state: String = "edgemeter-controller.sqlite"
 
-    @Option(help: ArgumentHelp("File holding the bearer token (else EDGEMETER_CONTROLLER_TOKEN).", valueName: "FILE"))
-    var tokenFile: String?
+    @Option(help: ArgumentHelp("File holding the bearer token (else EDGEMETER_CONTROLLER_TOKEN).", valueName: "FILE")) var tokenFile: String?
 
-    @Option(help: ArgumentHelp("How often each node's target is measured (0: no probe loop).", valueName: "DURATION"))
-    var probeInterval: String = "200ms"
+    @Option(help: ArgumentHelp("How often each node's target is measured (0: no probe loop).", valueName: "DURATION")) var probeInterval: String = "200ms"
 
-    @Option(help: ArgumentHelp("Longest wait for one probe before it counts as lost.", valueName: "DURATION"))
-    var probeTimeout: String = "1s"
+    @Option(help: ArgumentHelp("Longest wait for one probe before it counts as lost.", valueName: "DURATION")) var probeTimeout: String = "1s"
 
-    @Option(help: ArgumentHelp("How often the probe loop decides (a multiple of --probe-interval).", valueName: "DURATION"))
-    var decideEvery: String = "1s"
+    @Option(help: ArgumentHelp("How often the probe loop decides (a multiple of --probe-interval).", valueName: "DURATION")) var decideEvery: String = "1s"
 
-    @Option(help: ArgumentHelp("Executor for migrate decisions: dry-run, cmd, docker or kubernetes.", valueName: "NAME"))
-    var executor: String = "dry-run"
+    @Option(help: ArgumentHelp("Executor for migrate decisions: dry-run, cmd, docker or kubernetes.", valueName: "NAME")) var executor: String = "dry-run"
 
-    @Option(help: ArgumentHelp("No node meets it: move-to-best or alert-only (when service_init does not say).", valueName: "ACTION"))
-    var whenNoneMeets: String = "move-to-best"
+    @Option(help: ArgumentHelp("No node meets it: move-to-best or alert-only (when service_init does not say).", valueName: "ACTION")) var whenNoneMeets: String = "move-to-best"
 
-    @Option(help: ArgumentHelp("Run the probe loop inside this network namespace (ip netns).", valueName: "NAME"))
-    var probeNetns: String?
+    @Option(help: ArgumentHelp("Run the probe loop inside this network namespace (ip netns).", valueName: "NAME")) var probeNetns: String?
 
-    @Option(help: ArgumentHelp("Run the probe loop inside a lab node's namespace (lab up first).", valueName: "TOPO:NODE"))
-    var fromNode: String?
+    @Option(help: ArgumentHelp("Run the probe loop inside a lab node's namespace (lab up first).", valueName: "TOPO:NODE")) var fromNode: String?
 
-    @OptionGroup(title: "cmd executor (JSON argument lists)")
-    var cmd: CommandExecutorOptions
+    @OptionGroup(title: "cmd executor (JSON argument lists)") var cmd: CommandExecutorOptions
 
-    @OptionGroup(title: "docker executor")
-    var docker: DockerExecutorOptions
+    @OptionGroup(title: "docker executor") var docker: DockerExecutorOptions
 
-    @OptionGroup(title: "kubernetes executor")
-    var k8s: KubernetesExecutorOptions
+    @OptionGroup(title: "kubernetes executor") var k8s: KubernetesExecutorOptions
 
     static let executorNames = ["dry-run", "cmd", "docker", "kubernetes"]
 
@@ -257,18 +243,12 @@ func argvArgument(_ text: String, flag: String) throws -> [String] {
 }
 
 struct CommandExecutorOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Starts the service on node {to} (required).", valueName: "JSON"))
-    var cmdStart: String?
-    @Option(help: ArgumentHelp("Exits 0 once {to} is ready (run again until --cmd-timeout).", valueName: "JSON"))
-    var cmdReady: String?
-    @Option(help: ArgumentHelp("Moves the client path to {to} (required).", valueName: "JSON"))
-    var cmdSwitch: String?
-    @Option(help: ArgumentHelp("Stops the old instance on {from} (required).", valueName: "JSON"))
-    var cmdStop: String?
-    @Option(help: ArgumentHelp("Undoes a failed start/ready/switch (repeat for several, run in order).", valueName: "JSON"))
-    var cmdRollback: [String] = []
-    @Option(help: ArgumentHelp("Longest run of one step, and of waiting for ready.", valueName: "DURATION"))
-    var cmdTimeout: String?
+    @Option(help: ArgumentHelp("Starts the service on node {to} (required).", valueName: "JSON")) var cmdStart: String?
+    @Option(help: ArgumentHelp("Exits 0 once {to} is ready (run again until --cmd-timeout).", valueName: "JSON")) var cmdReady: String?
+    @Option(help: ArgumentHelp("Moves the client path to {to} (required).", valueName: "JSON")) var cmdSwitch: String?
+    @Option(help: ArgumentHelp("Stops the old instance on {from} (required).", valueName: "JSON")) var cmdStop: String?
+    @Option(help: ArgumentHelp("Undoes a failed start/ready/switch (repeat for several, run in order).", valueName: "JSON")) var cmdRollback: [String] = []
+    @Option(help: ArgumentHelp("Longest run of one step, and of waiting for ready.", valueName: "DURATION")) var cmdTimeout: String?
 
     var given: [String] {
         [("--cmd-start", cmdStart), ("--cmd-ready", cmdReady), ("--cmd-switch", cmdSwitch), ("--cmd-stop", cmdStop), ("--cmd-timeout", cmdTimeout)]
@@ -300,20 +280,13 @@ struct CommandExecutorOptions: ParsableArguments {
 }
 
 struct DockerExecutorOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Image the service runs from (required).", valueName: "IMAGE"))
-    var dockerImage: String?
-    @Option(help: ArgumentHelp("The service's command ({service}, {to} replaced) (required).", valueName: "JSON"))
-    var dockerCommand: String?
-    @Option(help: ArgumentHelp("Port the service listens on inside its container (required).", valueName: "PORT"))
-    var dockerPort: Int?
-    @Option(help: ArgumentHelp("Container network.", valueName: "NAME"))
-    var dockerNetwork: String = "bridge"
-    @Option(help: ArgumentHelp("Path that answers 200 once the service is ready.", valueName: "PATH"))
-    var dockerReadyPath: String = "/healthz"
-    @Option(help: ArgumentHelp("Where clients connect: the proxy in front of the nodes.", valueName: "HOST:PORT"))
-    var dockerProxyListen: String = "127.0.0.1:8080"
-    @Option(help: ArgumentHelp("Containers are named edgemeter-PREFIX-SERVICE-NODE.", valueName: "PREFIX"))
-    var dockerNamePrefix: String = "ctl"
+    @Option(help: ArgumentHelp("Image the service runs from (required).", valueName: "IMAGE")) var dockerImage: String?
+    @Option(help: ArgumentHelp("The service's command ({service}, {to} replaced) (required).", valueName: "JSON")) var dockerCommand: String?
+    @Option(help: ArgumentHelp("Port the service listens on inside its container (required).", valueName: "PORT")) var dockerPort: Int?
+    @Option(help: ArgumentHelp("Container network.", valueName: "NAME")) var dockerNetwork: String = "bridge"
+    @Option(help: ArgumentHelp("Path that answers 200 once the service is ready.", valueName: "PATH")) var dockerReadyPath: String = "/healthz"
+    @Option(help: ArgumentHelp("Where clients connect: the proxy in front of the nodes.", valueName: "HOST:PORT")) var dockerProxyListen: String = "127.0.0.1:8080"
+    @Option(help: ArgumentHelp("Containers are named edgemeter-PREFIX-SERVICE-NODE.", valueName: "PREFIX")) var dockerNamePrefix: String = "ctl"
 
     var given: [String] {
         var g = [("--docker-image", dockerImage), ("--docker-command", dockerCommand)].compactMap { $0.1 == nil ? nil : $0.0 }
@@ -357,20 +330,13 @@ struct DockerExecutorOptions: ParsableArguments {
 }
 
 struct KubernetesExecutorOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("API server, plain http (kubectl proxy).", valueName: "URL"))
-    var k8sApi: String = "http://127.0.0.1:8001"
-    @Option(help: ArgumentHelp("File holding a bearer token for the API server.", valueName: "FILE"))
-    var k8sTokenFile: String?
-    @Option(help: ArgumentHelp("Namespace of the Deployments and the Service.", valueName: "NS"))
-    var k8sNamespace: String = "default"
-    @Option(help: ArgumentHelp("The Service whose selector is switched (required).", valueName: "NAME"))
-    var k8sService: String?
-    @Option(help: ArgumentHelp("Image of the Deployment made on each node (required).", valueName: "IMAGE"))
-    var k8sImage: String?
-    @Option(help: ArgumentHelp("Container port of that image (required).", valueName: "PORT"))
-    var k8sPort: Int?
-    @Option(help: ArgumentHelp("The container's command ({service}, {to} replaced).", valueName: "JSON"))
-    var k8sCommand: String?
+    @Option(help: ArgumentHelp("API server, plain http (kubectl proxy).", valueName: "URL")) var k8sApi: String = "http://127.0.0.1:8001"
+    @Option(help: ArgumentHelp("File holding a bearer token for the API server.", valueName: "FILE")) var k8sTokenFile: String?
+    @Option(help: ArgumentHelp("Namespace of the Deployments and the Service.", valueName: "NS")) var k8sNamespace: String = "default"
+    @Option(help: ArgumentHelp("The Service whose selector is switched (required).", valueName: "NAME")) var k8sService: String?
+    @Option(help: ArgumentHelp("Image of the Deployment made on each node (required).", valueName: "IMAGE")) var k8sImage: String?
+    @Option(help: ArgumentHelp("Container port of that image (required).", valueName: "PORT")) var k8sPort: Int?
+    @Option(help: ArgumentHelp("The container's command ({service}, {to} replaced).", valueName: "JSON")) var k8sCommand: String?
 
     var given: [String] {
         var g = [("--k8s-token-file", k8sTokenFile), ("--k8s-service", k8sService), ("--k8s-image", k8sImage), ("--k8s-command", k8sCommand)]
@@ -451,20 +417,15 @@ struct KubernetesManifestsCommand: ParsableCommand {
         """
     )
 
-    @Option(help: ArgumentHelp("The node the service runs on now.", valueName: "NODE"))
-    var from: String
+    @Option(help: ArgumentHelp("The node the service runs on now.", valueName: "NODE")) var from: String
 
-    @Option(help: ArgumentHelp("The node to move it to.", valueName: "NODE"))
-    var to: String
+    @Option(help: ArgumentHelp("The node to move it to.", valueName: "NODE")) var to: String
 
-    @Option(help: ArgumentHelp("Service (app label) to move.", valueName: "NAME"))
-    var service: String = "edge-app"
+    @Option(help: ArgumentHelp("Service (app label) to move.", valueName: "NAME")) var service: String = "edge-app"
 
-    @Option(help: ArgumentHelp("Directory the manifests are written to (created).", valueName: "DIR"))
-    var out: String
+    @Option(help: ArgumentHelp("Directory the manifests are written to (created).", valueName: "DIR")) var out: String
 
-    @OptionGroup(title: "kubernetes objects")
-    var k8s: KubernetesExecutorOptions
+    @OptionGroup(title: "kubernetes objects") var k8s: KubernetesExecutorOptions
 
     func validate() throws {
         guard from != to else { throw ValidationError("--from and --to are both \(to): give the node to move to") }

@@ -28,23 +28,17 @@ struct ServeEdgeAppCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(help: "Address to listen on (0.0.0.0 to accept connections from other hosts).")
-    var host: String = "127.0.0.1"
+    @Option(help: "Address to listen on (0.0.0.0 to accept connections from other hosts).") var host: String = "127.0.0.1"
 
-    @Option(help: "Port (0 picks a free one).")
-    var port: Int = 8000
+    @Option(help: "Port (0 picks a free one).") var port: Int = 8000
 
-    @Option(help: ArgumentHelp("Name of the node this instance runs on, echoed in every answer.", valueName: "NAME"))
-    var node: String = "node_1"
+    @Option(help: ArgumentHelp("Name of the node this instance runs on, echoed in every answer.", valueName: "NAME")) var node: String = "node_1"
 
-    @Option(help: ArgumentHelp("The cloud database's URL (its /status when no path is given).", valueName: "URL"))
-    var cloud: String = "http://127.0.0.1:8001/status"
+    @Option(help: ArgumentHelp("The cloud database's URL (its /status when no path is given).", valueName: "URL")) var cloud: String = "http://127.0.0.1:8001/status"
 
-    @Option(help: ArgumentHelp("How often the road status is fetched again.", valueName: "DURATION"))
-    var refresh: String = "1s"
+    @Option(help: ArgumentHelp("How often the road status is fetched again.", valueName: "DURATION")) var refresh: String = "1s"
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Extra time spent on every request (emulates a loaded node).", valueName: "DURATION"))
-    var processingDelay: String = "0"
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Extra time spent on every request (emulates a loaded node).", valueName: "DURATION")) var processingDelay: String = "0"
 
     func cloudTarget() throws -> HTTPTarget {
         var t: HTTPTarget
@@ -92,11 +86,9 @@ struct ServeCloudDBCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(help: "Address to listen on (0.0.0.0 to accept connections from other hosts).")
-    var host: String = "127.0.0.1"
+    @Option(help: "Address to listen on (0.0.0.0 to accept connections from other hosts).") var host: String = "127.0.0.1"
 
-    @Option(help: "Port (0 picks a free one).")
-    var port: Int = 8001
+    @Option(help: "Port (0 picks a free one).") var port: Int = 8001
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535, got \(port)") }
@@ -151,23 +143,17 @@ struct VehicleCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "The edge app's URL (…/drive).")
-    var url: String
+    @Argument(help: "The edge app's URL (…/drive).") var url: String
 
-    @Option(help: ArgumentHelp("Requests per second.", valueName: "R"))
-    var rate: Double = 10
+    @Option(help: ArgumentHelp("Requests per second.", valueName: "R")) var rate: Double = 10
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("How long requests are due.", valueName: "DURATION"))
-    var duration: String = "10s"
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long requests are due.", valueName: "DURATION")) var duration: String = "10s"
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Longest wait for one request.", valueName: "DURATION"))
-    var timeout: String = "1s"
+    @Option(parsing: .unconditional, help: ArgumentHelp("Longest wait for one request.", valueName: "DURATION")) var timeout: String = "1s"
 
-    @Option(help: ArgumentHelp("At most this many connections; a request due while all are busy waits and keeps its due time (default: a new connection whenever none is idle).", valueName: "N"))
-    var connections: Int?
+    @Option(help: ArgumentHelp("At most this many connections; a request due while all are busy waits and keeps its due time (default: a new connection whenever none is idle).", valueName: "N")) var connections: Int?
 
-    @Option(help: ArgumentHelp("Write one row per request to this CSV file.", valueName: "FILE"))
-    var csv: String?
+    @Option(help: ArgumentHelp("Write one row per request to this CSV file.", valueName: "FILE")) var csv: String?
 
     func options() throws -> VehicleOptions {
         let target: HTTPTarget

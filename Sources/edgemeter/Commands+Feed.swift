@@ -23,38 +23,18 @@ struct FeedCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("The run directory holding delays.csv.", valueName: "RUN_DIR"))
-    var runDir: String
+    @Argument(help: ArgumentHelp("The run directory holding delays.csv.", valueName: "RUN_DIR")) var runDir: String
 
     @OptionGroup var post: ControllerPostOptions
     var controller: String? { post.controller }
 
-    @Option(help: ArgumentHelp("Feed only this service's nodes.", valueName: "NAME"))
-    var service: String?
+    @Option(help: ArgumentHelp("Feed only this service's nodes.", valueName: "NAME")) var service: String?
 
-    @Flag(help: "Send the run's window times (else the samples count as measured now).")
-    var keepTimestamps = false
+    @Flag(help: "Send the run's window times (else the samples count as measured now).") var keepTimestamps = false
 
-    @Option(help: ArgumentHelp("Output: controller (POST /delays) or networktopology (YAML).", valueName: "FORMAT"))
-    var format: String?
+    @Option(help: ArgumentHelp("Output: controller (POST /delays) or networktopology (YAML).", valueName: "FORMAT")) var format: String?
 
-    @Option(help: ArgumentHelp("networktopology: write the YAML here instead of stdout.", valueName: "FILE"))
-    var out: String?
-
-    @Option(help: ArgumentHelp("networktopology: metadata.name.", valueName: "NAME"))
-    var name: String = "edgemeter"
-
-    @Option(help: ArgumentHelp("networktopology: metadata.namespace.", valueName: "NAME"))
-    var namespace: String = "default"
-
-    @Option(help: ArgumentHelp("networktopology: spec.configmapName.", valueName: "NAME"))
-    var configmap: String = "netperf-metrics"
-
-    @Option(help: ArgumentHelp("networktopology: the topologyKey origins are values of.", valueName: "KEY"))
-    var topologyKey: String = "kubernetes.io/hostname"
-
-    @Option(help: ArgumentHelp("networktopology: ping_rtt, tcp_connect or http_total (default: the first a pair has).", valueName: "METRIC"))
-    var metric: String?
+    @OptionGroup(title: "networktopology output") var topology: NetworkTopologyOptions
 
     var resolvedFormat: String { format ?? (controller != nil ? "controller" : "") }
 
@@ -69,9 +49,6 @@ struct FeedCommand: AsyncParsableCommand {
         default:
             throw ValidationError("--format must be controller or networktopology, got \"\(resolvedFormat)\"")
         }
-        if let m = metric, !DelayFeed.networkPreference.contains(m) {
-            throw ValidationError("--metric must be one of \(DelayFeed.networkPreference.joined(separator: ", ")), got \"\(m)\"")
-        }
     }
 
     func run() async throws {
@@ -81,22 +58,7 @@ struct FeedCommand: AsyncParsableCommand {
         }
         let rows: [DelayRow]
         do { rows = try DelayTable.parse(text, file: path) } catch { throw usageError("\(error)") }
-        if resolvedFormat == "networktopology" {
-            let yaml: String
-            do {
-                yaml = try DelayFeed.networkTopology(rows, name: name, namespace: namespace, configmapName: configmap,
-                                                     topologyKey: topologyKey, metric: metric)
-            } catch { throw usageError("\(error)") }
-            if let out {
-                do { try yaml.write(toFile: out, atomically: true, encoding: .utf8) } catch {
-                    throw usageError("cannot write \(out): \(error.localizedDescription); choose another --out")
-                }
-                print("wrote \(out)")
-            } else {
-                print(yaml, terminator: "")
-            }
-            return
-        }
+        if resolvedFormat == "networktopology" { return try topology.write(rows) }
         let r = try await post.post(rows, service: service, keepTimestamps: keepTimestamps)
         for row in r.posted {
             print("posted \(row.from) → \(row.to) \(row.metric): p90 \(Format.fixed(row.p90Milliseconds, 3)) ms, \(row.received)/\(row.samples) answered")
@@ -106,14 +68,42 @@ struct FeedCommand: AsyncParsableCommand {
     }
 }
 
+/// `edgemeter feed --format networktopology`: the NetworkTopology resource's fields and where it goes.
+struct NetworkTopologyOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Write the YAML here instead of stdout.", valueName: "FILE")) var out: String?
+    @Option(help: ArgumentHelp("metadata.name.", valueName: "NAME")) var name: String = "edgemeter"
+    @Option(help: ArgumentHelp("metadata.namespace.", valueName: "NAME")) var namespace: String = "default"
+    @Option(help: ArgumentHelp("spec.configmapName.", valueName: "NAME")) var configmap: String = "netperf-metrics"
+    @Option(help: ArgumentHelp("The topologyKey origins are values of.", valueName: "KEY")) var topologyKey: String = "kubernetes.io/hostname"
+    @Option(help: ArgumentHelp("ping_rtt, tcp_connect or http_total (default: the first a pair has).", valueName: "METRIC")) var metric: String?
+
+    func validate() throws {
+        if let m = metric, !DelayFeed.networkPreference.contains(m) {
+            throw ValidationError("--metric must be one of \(DelayFeed.networkPreference.joined(separator: ", ")), got \"\(m)\"")
+        }
+    }
+
+    /// Prints the resource made from `rows`, or writes it to --out.
+    func write(_ rows: [DelayRow]) throws {
+        let yaml: String
+        do {
+            yaml = try DelayFeed.networkTopology(rows, name: name, namespace: namespace, configmapName: configmap,
+                                                 topologyKey: topologyKey, metric: metric)
+        } catch { throw usageError("\(error)") }
+        guard let out else { return print(yaml, terminator: "") }
+        do { try yaml.write(toFile: out, atomically: true, encoding: .utf8) } catch {
+            throw usageError("cannot write \(out): \(error.localizedDescription); choose another --out")
+        }
+        print("wrote \(out)")
+    }
+}
+
 /// `--controller URL` and `--token-file FILE`, and the post of delays.csv rows to the controller's
 /// `POST /delays`: one helper for `edgemeter feed` and `edgemeter matrix --controller`.
 struct ControllerPostOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The controller's base URL: post the rows to its POST /delays.", valueName: "URL"))
-    var controller: String?
+    @Option(help: ArgumentHelp("The controller's base URL: post the rows to its POST /delays.", valueName: "URL")) var controller: String?
 
-    @Option(help: ArgumentHelp("File holding the controller's bearer token (else EDGEMETER_CONTROLLER_TOKEN).", valueName: "FILE"))
-    var tokenFile: String?
+    @Option(help: ArgumentHelp("File holding the controller's bearer token (else EDGEMETER_CONTROLLER_TOKEN).", valueName: "FILE")) var tokenFile: String?
 
     func validate() throws {
         if let c = controller {

@@ -5,28 +5,21 @@ import EdgeMeterHistory
 
 /// `--db PATH` for the history commands.
 struct HistoryDBOption: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The history database (default: $EDGEMETER_DB, else $XDG_DATA_HOME/edgemeter/history.sqlite, else ~/.local/share/edgemeter/history.sqlite).", valueName: "PATH"))
-    var db: String?
+    @Option(name: .long, help: ArgumentHelp("The history database (default: $EDGEMETER_DB, else $XDG_DATA_HOME/edgemeter/history.sqlite, else ~/.local/share/edgemeter/history.sqlite).", valueName: "PATH")) var db: String?
 
     var path: String { HistoryHook.path(db) }
 
-    /// Opens the history; a missing file is a usage error unless `create` (nothing recorded yet).
-    func open(create: Bool = false) throws -> HistoryStore {
+    /// Opens the history and runs `body` on it. A missing file is a usage error unless `create`
+    /// (nothing recorded yet); a database error is printed and exits 1; a usage error `body` throws
+    /// passes through.
+    func withStore<T>(create: Bool = false, _ body: (HistoryStore) throws -> T) throws -> T {
         if !create && !FileManager.default.fileExists(atPath: path) {
             throw usageError("no history at \(path): run a measurement first (e.g. `edgemeter ping -c 5 127.0.0.1`), or give --db PATH")
         }
-        do { return try HistoryStore(path: path) } catch {
+        do { return try body(try HistoryStore(path: path)) } catch let e as ExitCode { throw e } catch {
             note("edgemeter: \(error)")
             throw ExitCode(1)
         }
-    }
-}
-
-/// Runs a history operation; a database error is printed and exits 1.
-func historyOperation<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as ExitCode { throw e } catch {
-        note("edgemeter: \(error)")
-        throw ExitCode(1)
     }
 }
 
@@ -57,19 +50,17 @@ struct RunsListCommand: ParsableCommand {
 
     @OptionGroup var history: HistoryDBOption
 
-    @Option(name: .long, help: "Show at most this many runs.")
-    var limit = 50
+    @Option(name: .long, help: "Show at most this many runs.") var limit = 50
 
     func run() throws {
         guard limit > 0 else { throw usageError("--limit must be a positive number of runs, got \(limit)") }
-        let store = try history.open()
-        let (runs, baselines, scenarios) = try historyOperation {
+        let (runs, baselines, scenarios) = try history.withStore { store in
             let runs = try store.runs(limit: limit)
             let scenarios = try runs.map { try store.scenarios(runID: $0.id) }
             return (runs, try store.baselines(), scenarios)
         }
         if runs.isEmpty {
-            note("no runs recorded in \(store.path)")
+            note("no runs recorded in \(history.path)")
             return
         }
         var rows: [[String]] = [["RUN", "STARTED (UTC)", "SAMPLES", "STATE", "BASELINE", "SCENARIOS"]]
@@ -79,7 +70,7 @@ struct RunsListCommand: ParsableCommand {
                          sc.joined(separator: ",")])
         }
         print(Self.table(rows), terminator: "")
-        note("\(runs.count) run(s) in \(store.path)")
+        note("\(runs.count) run(s) in \(history.path)")
     }
 
     static func time(_ d: Date) -> String {
@@ -108,12 +99,10 @@ struct RunsShowCommand: ParsableCommand {
 
     @OptionGroup var history: HistoryDBOption
 
-    @Argument(help: "A run id (or a unique prefix of one), a baseline name, or latest.")
-    var runRef: String
+    @Argument(help: "A run id (or a unique prefix of one), a baseline name, or latest.") var runRef: String
 
     func run() throws {
-        let store = try history.open()
-        let (info, samples) = try historyOperation { () -> (HistoryRun, [Sample]) in
+        let (info, samples) = try history.withStore { store -> (HistoryRun, [Sample]) in
             guard let id = try store.resolve(runRef), let info = try store.run(id: id) else {
                 throw usageError("no run \"\(runRef)\" in \(store.path): see `edgemeter runs list`")
             }
@@ -140,23 +129,18 @@ struct RunsRemoveCommand: ParsableCommand {
 
     @OptionGroup var history: HistoryDBOption
 
-    @Argument(help: "Run ids (exact).")
-    var runs: [String] = []
+    @Argument(help: "Run ids (exact), one or more.") var runs: [String]
 
     func run() throws {
-        guard !runs.isEmpty else { throw usageError("give the id of each run to remove (see `edgemeter runs list`)") }
-        let store = try history.open()
-        var missing: [String] = []
-        for id in runs {
-            let r = try historyOperation { try store.deleteRun(id: id) }
-            if r.deleted {
-                print("removed \(id)" + (r.baselines.isEmpty ? "" : " and baseline(s) \(r.baselines.joined(separator: ", "))"))
-            } else {
-                missing.append(id)
+        let missing = try history.withStore { store in
+            try runs.filter { id in
+                let r = try store.deleteRun(id: id)
+                if r.deleted { print("removed \(id)" + (r.baselines.isEmpty ? "" : " and baseline(s) \(r.baselines.joined(separator: ", "))")) }
+                return !r.deleted
             }
         }
         if !missing.isEmpty {
-            throw usageError("no run \(missing.joined(separator: ", ")) in \(store.path): give exact ids from `edgemeter runs list`")
+            throw usageError("no run \(missing.joined(separator: ", ")) in \(history.path): give exact ids from `edgemeter runs list`")
         }
     }
 }
@@ -166,18 +150,17 @@ struct RunsImportCommand: ParsableCommand {
 
     @OptionGroup var history: HistoryDBOption
 
-    @Argument(help: "Run directories (holding samples.csv and run.json).")
-    var directories: [String] = []
+    @Argument(help: "Run directories (holding samples.csv and run.json), one or more.") var directories: [String]
 
     func run() throws {
-        guard !directories.isEmpty else { throw usageError("give one or more run directories to import") }
-        let store = try history.open(create: true)
-        for d in directories {
-            guard RunDirectoryReader.isRunDirectory(d) else {
-                throw usageError("\(d) is not a run directory (no samples.csv)")
+        try history.withStore(create: true) { store in
+            for d in directories {
+                guard RunDirectoryReader.isRunDirectory(d) else {
+                    throw usageError("\(d) is not a run directory (no samples.csv)")
+                }
+                let r = try RunDirectoryReader.importRun(directory: URL(fileURLWithPath: d), into: store)
+                print("imported \(d) as run \(r.id) (\(r.samples) samples)")
             }
-            let r = try historyOperation { try RunDirectoryReader.importRun(directory: URL(fileURLWithPath: d), into: store) }
-            print("imported \(d) as run \(r.id) (\(r.samples) samples)")
         }
     }
 }
@@ -203,18 +186,15 @@ struct BaselineSetCommand: ParsableCommand {
 
     @OptionGroup var history: HistoryDBOption
 
-    @Argument(help: "The baseline's name (letters, digits, - _ .).")
-    var name: String
+    @Argument(help: "The baseline's name (letters, digits, - _ .).") var name: String
 
-    @Argument(help: "A run id (or unique prefix), another baseline's name, or latest.")
-    var runRef: String
+    @Argument(help: "A run id (or unique prefix), another baseline's name, or latest.") var runRef: String
 
     func run() throws {
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             throw usageError("baseline name \"\(name)\": use letters, digits, -, _ and . only")
         }
-        let store = try history.open()
-        let id = try historyOperation { () -> String in
+        let id = try history.withStore { store -> String in
             guard let id = try store.resolve(runRef) else { throw usageError("no run \"\(runRef)\" in \(store.path): see `edgemeter runs list`") }
             if try store.run(id: name) != nil && name != id {
                 throw usageError("\"\(name)\" is a run id: choose another baseline name, so `compare \(name)` is not ambiguous")
@@ -232,9 +212,8 @@ struct BaselineListCommand: ParsableCommand {
     @OptionGroup var history: HistoryDBOption
 
     func run() throws {
-        let store = try history.open()
-        let list = try historyOperation { try store.baselines() }
-        if list.isEmpty { note("no baselines in \(store.path): `edgemeter baseline set NAME RUN`"); return }
+        let list = try history.withStore { try $0.baselines() }
+        if list.isEmpty { note("no baselines in \(history.path): `edgemeter baseline set NAME RUN`"); return }
         var rows = [["BASELINE", "RUN", "SET (UTC)"]]
         for b in list { rows.append([b.name, b.runID, RunsListCommand.time(b.setAt)]) }
         print(RunsListCommand.table(rows), terminator: "")
@@ -246,13 +225,11 @@ struct BaselineRemoveCommand: ParsableCommand {
 
     @OptionGroup var history: HistoryDBOption
 
-    @Argument(help: "The baseline's name.")
-    var name: String
+    @Argument(help: "The baseline's name.") var name: String
 
     func run() throws {
-        let store = try history.open()
-        guard try historyOperation({ try store.removeBaseline(name: name) }) else {
-            throw usageError("no baseline \"\(name)\" in \(store.path): see `edgemeter baseline list`")
+        guard try history.withStore({ try $0.removeBaseline(name: name) }) else {
+            throw usageError("no baseline \"\(name)\" in \(history.path): see `edgemeter baseline list`")
         }
         print("removed baseline \(name)")
     }

@@ -38,6 +38,14 @@ final class CommandLineTests: XCTestCase {
         let noTarget = try runCommand(try binary(), ["feed", dir.path], timeout: 30)
         XCTAssertEqual(noTarget.status, 2)
         XCTAssertTrue(noTarget.stderr.contains("--controller URL, or --format networktopology"), noTarget.stderr)
+        let out = dir.appendingPathComponent("nt.yaml").path
+        let written = try runCommand(try binary(), ["feed", dir.path, "--format", "networktopology", "--name", "edge-cloud", "--out", out], timeout: 30)
+        XCTAssertEqual(written.status, 0, written.stderr)
+        XCTAssertEqual(written.stdout, "wrote \(out)\n")
+        XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), golden)
+        let badMetric = try runCommand(try binary(), ["feed", dir.path, "--format", "networktopology", "--metric", "jitter"], timeout: 30)
+        XCTAssertNotEqual(badMetric.status, 0)
+        XCTAssertTrue(badMetric.stderr.contains("--metric must be one of ping_rtt, tcp_connect, http_total, got \"jitter\""), badMetric.stderr)
     }
 
     /// The kubernetes executor's manifests mode: the files `kubectl apply` takes, in make-before-break order.

@@ -148,6 +148,28 @@ final class CompareCommandTests: XCTestCase {
         XCTAssertEqual(rm.status, 0, rm.stderr)
         XCTAssertTrue(rm.stdout.contains("and baseline(s) nightly"), rm.stdout)
         XCTAssertEqual(try em(["compare", "nightly", "20261202T000100Z-ping"]).status, 64)
+
+        // Bad input names what was wrong; nothing is removed by a refused call.
+        let noIDs = try em(["runs", "rm"])
+        XCTAssertNotEqual(noIDs.status, 0)
+        XCTAssertTrue(noIDs.stderr.contains("Missing expected argument '<runs> ...'"), noIDs.stderr)
+        XCTAssertNotEqual(try em(["runs", "import"]).status, 0, "import needs a directory")
+        let unknown = try em(["runs", "rm", "no-such-run", "20261202T000100Z-ping"])
+        XCTAssertEqual(unknown.status, 2, unknown.stderr)
+        XCTAssertTrue(unknown.stdout.contains("removed 20261202T000100Z-ping"), unknown.stdout)
+        XCTAssertTrue(unknown.stderr.contains("no run no-such-run in \(db): give exact ids"), unknown.stderr)
+        let c = try makeRun("20261202T000200Z-ping", [("127.0.0.1", lognormal(100, seed: 3))])
+        XCTAssertEqual(try em(["runs", "import", c]).status, 0)
+        XCTAssertEqual(try em(["baseline", "set", "weekly", "latest"]).status, 0)
+        XCTAssertTrue(try em(["baseline", "list"]).stdout.contains("weekly"))
+        let rmMissing = try em(["baseline", "rm", "monthly"])
+        XCTAssertEqual(rmMissing.status, 2)
+        XCTAssertTrue(rmMissing.stderr.contains("no baseline \"monthly\" in \(db)"), rmMissing.stderr)
+        let rmBase = try em(["baseline", "rm", "weekly"])
+        XCTAssertEqual(rmBase.status, 0, rmBase.stderr)
+        XCTAssertTrue(rmBase.stdout.contains("removed baseline weekly"), rmBase.stdout)
+        XCTAssertTrue(try em(["baseline", "list"]).stderr.contains("no baselines in \(db)"))
+        XCTAssertTrue(try em(["runs", "list"]).stdout.contains("20261202T000200Z-ping"), "the baseline's run stays")
     }
 
     /// Whether unprivileged-or-root ICMP echo on loopback works here (else the ping tests skip).
