@@ -175,7 +175,7 @@ final class ForwarderControl: @unchecked Sendable {
     let linkIDs: [String]
     private let lock = NSCondition()
     private var updates: [(Int, ImpairmentSpec, UInt64?, LinkDirection)] = []
-    private var reports: [ForwarderLinkReport] = []
+    private var published: [PublishedLink] = []
     private var generation = 0
 
     init(links: [ImpairedLink]) throws {
@@ -196,15 +196,16 @@ final class ForwarderControl: @unchecked Sendable {
         return u
     }
 
-    func publish(_ r: [ForwarderLinkReport]) {
+    func publish(_ links: [PublishedLink]) {
         lock.lock()
-        reports = r
+        published = links
         generation += 1
         lock.broadcast()
         lock.unlock()
     }
 
-    var current: [ForwarderLinkReport] { lock.lock(); defer { lock.unlock() }; return reports }
+    /// The last published links, their quantiles worked out here (on the caller's thread).
+    var current: [ForwarderLinkReport] { lock.lock(); let p = published; lock.unlock(); return p.map(\.report) }
 
     /// Queues a spec for a link and waits (≤ 2 s) until the forwarding thread applied it and
     /// published reports showing it.
@@ -220,7 +221,7 @@ final class ForwarderControl: @unchecked Sendable {
         while generation == g || !updates.isEmpty {
             if !lock.wait(until: deadline) { return nil }
         }
-        return reports.indices.contains(link) ? reports[link] : nil
+        return published.indices.contains(link) ? published[link].report : nil
     }
 }
 
