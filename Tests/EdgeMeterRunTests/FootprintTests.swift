@@ -314,17 +314,20 @@ final class FootprintTests: XCTestCase {
         }
         let before = Set(try Self.footprintRuleComments(ipt))
         let run = try ChildProcess([bin, "footprint", "process", "--idle", "30s", "-d", "5s"], newProcessGroup: true)
+        // Wait until the run has added both rules (it adds them one after the other: killing it
+        // between the two would leave one, which is not the case this test is about).
         var comment: String?
-        for _ in 0..<200 where comment == nil {
+        for _ in 0..<200 {
             try await Task.sleep(for: .milliseconds(100))
-            comment = try Self.footprintRuleComments(ipt).first { !before.contains($0) }
+            let added = try Self.footprintRuleComments(ipt).filter { !before.contains($0) }
+            if let c = added.first, added.filter({ $0 == c }).count == 2 { comment = c; break }
         }
         // The service the run started (its own process group) outlives the kill: end it too.
         let service = ProcReader.children(of: run.pid)
         run.signalGroup(SIGKILL)
         _ = run.waitBlocking()
         for p in service { kill(p, SIGKILL) }
-        let c = try XCTUnwrap(comment, "the footprint run added no counting rule within 20 s")
+        let c = try XCTUnwrap(comment, "the footprint run did not add its two counting rules within 20 s")
         XCTAssertEqual(try Self.footprintRuleComments(ipt).filter { $0 == c }.count, 2, "the killed run left its two rules")
         let removed = FootprintDeployment.removeLeftoverRules(prefix: c)
         XCTAssertEqual(removed.count, 2, "\(removed)")
