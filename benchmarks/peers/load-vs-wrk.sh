@@ -17,10 +17,6 @@
 # The verdict FAILS (exit 1) on any error on either side.
 #   benchmarks/peers/load-vs-wrk.sh [DURATION_SECONDS] [CONNECTIONS] [THREADS] [ROUNDS]
 # EDGEMETER_BIN=path runs another build of edgemeter (e.g. an older one, for a before/after in one session).
-# SYSCALLS=1 also runs each client under `perf stat` (Debian's linux-perf; syscall tracepoints and
-# context switches of the whole client process) and prints, per round, both sides' system calls and
-# context switches per completed request: where a client's time goes, independent of how the two
-# cores were shared in that round. Tracing slows both sides, so such a run's ratios are not the goal's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dur=${1:-10}
@@ -33,22 +29,6 @@ command -v nginx >/dev/null || { echo "nginx missing: apt-get install nginx-ligh
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing: apt-get install time" >&2; exit 2; }
 if [ ! -x "$bin" ] && [ -z "${EDGEMETER_BIN:-}" ]; then swift build -c release --product edgemeter >/dev/null; fi
 [ -x "$bin" ] || { echo "no edgemeter binary at $bin" >&2; exit 2; }
-syscall_events=syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,context-switches
-if [ "${SYSCALLS:-0}" = 1 ]; then
-  perf stat -x, -e "$syscall_events" -o /dev/null true 2>/dev/null || {
-    echo "SYSCALLS=1 needs perf with syscall tracepoints: apt-get install linux-perf, run as root, tracefs on /sys/kernel/tracing" >&2; exit 2; }
-fi
-# The prefix that runs a client under perf stat (SYSCALLS=1), writing its counts to FILE: perf_prefix FILE
-perf_prefix() { if [ "${SYSCALLS:-0}" = 1 ]; then echo "perf stat -x, -e $syscall_events -o $1 --"; fi; }
-# Per completed request, from perf stat's counts: syscall_line PERFFILE REQUESTS
-syscall_line() {
-  awk -F, -v n="$2" '/^[0-9]/ { v[$3] = $1 } END {
-    if (n <= 0) { print "no requests"; exit }
-    ew = v["syscalls:sys_enter_epoll_wait"]; ec = v["syscalls:sys_enter_epoll_ctl"]
-    s = v["syscalls:sys_enter_sendto"] + v["syscalls:sys_enter_write"]; r = v["syscalls:sys_enter_recvfrom"] + v["syscalls:sys_enter_read"]
-    printf "%.2f syscalls/req (epoll_wait %.2f, epoll_ctl %.2f, send/write %.2f, recv/read %.2f), %.2f context switches/req",
-      (ew + ec + s + r) / n, ew / n, ec / n, s / n, r / n, v["context-switches"] / n }' "$1"
-}
 tmp=$(mktemp -d)
 # Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
 export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
@@ -128,17 +108,17 @@ PY
 # Client CPU (user and sys seconds of the whole process) goes to OUT.cpu.
 run_wrk() { # out url method
   local out=$1 url=$2 method=$3 rc=0
-  if [ "$method" = POST ]; then /usr/bin/time -f "%U %S" -o "$out.cpu" $(perf_prefix "$out.perf") wrk -t"$threads" -c"$conns" -d"${dur}s" -s "$tmp/post.lua" "$url" >"$out" 2>&1 || rc=$?
-  else /usr/bin/time -f "%U %S" -o "$out.cpu" $(perf_prefix "$out.perf") wrk -t"$threads" -c"$conns" -d"${dur}s" "$url" >"$out" 2>&1 || rc=$?; fi
+  if [ "$method" = POST ]; then /usr/bin/time -f "%U %S" -o "$out.cpu" wrk -t"$threads" -c"$conns" -d"${dur}s" -s "$tmp/post.lua" "$url" >"$out" 2>&1 || rc=$?
+  else /usr/bin/time -f "%U %S" -o "$out.cpu" wrk -t"$threads" -c"$conns" -d"${dur}s" "$url" >"$out" 2>&1 || rc=$?; fi
   [ "$rc" = 0 ] || echo "wrk exited $rc" >>"$out"
   return 0
 }
 run_em() { # dir url method body
   local dir=$1 url=$2 method=$3 body=$4 rc=0
   if [ "$method" = POST ]; then
-    /usr/bin/time -f "%U %S" -o "$dir.cpu" $(perf_prefix "$dir.perf") "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --body "$body" -H 'Content-Type: text/plain' --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
+    /usr/bin/time -f "%U %S" -o "$dir.cpu" "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --body "$body" -H 'Content-Type: text/plain' --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
   else
-    /usr/bin/time -f "%U %S" -o "$dir.cpu" $(perf_prefix "$dir.perf") "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
+    /usr/bin/time -f "%U %S" -o "$dir.cpu" "$bin" load -t "$threads" -c "$conns" -d "${dur}s" --out "$dir" "$url" >"$dir.txt" 2>&1 || rc=$?
   fi
   echo "$rc" >"$dir.rc"
 }
@@ -172,10 +152,6 @@ compare() { # name url method body
     ratios+=("$ratio"); wcpu+=("$wu $ws"); ecpu+=("$eu $es")
     printf '%s round %d (%s first): wrk %.0f req/s, %s requests, %s errors, CPU/req user %s sys %s us | edgemeter %.0f req/s, %s requests, %s errors (exit %s), CPU/req user %s sys %s us | ratio %s\n' \
       "$name" "$r" "$first" "$w" "$wreq" "$werr" "$wu" "$ws" "$e" "$ereq" "$eerr" "$erc" "$eu" "$es" "$ratio"
-    if [ "${SYSCALLS:-0}" = 1 ]; then
-      echo "  wrk:       $(syscall_line "$tmp/wrk-$name-$r.txt.perf" "$wreq")"
-      echo "  edgemeter: $(syscall_line "$tmp/em-$name-$r.perf" "$ereq")"
-    fi
     w_total=$(awk -v a="$w_total" -v b="$w" 'BEGIN{print a+b}')
     e_total=$(awk -v a="$e_total" -v b="$e" 'BEGIN{print a+b}')
   done
@@ -191,7 +167,6 @@ compare() { # name url method body
   summary+=("$line")
 }
 
-[ "${SYSCALLS:-0}" = 1 ] && echo "SYSCALLS=1: both clients run under perf stat (traced, so slower); the ratios of this run are not the goal's"
 echo "edgemeter load ($bin) vs wrk: ${threads} threads, ${conns} connections, ${dur} s, ${rounds} rounds alternating who goes first, after a 2 s warm-up of each; $(nproc) cores shared by server and client, load $(cut -d' ' -f1-3 /proc/loadavg)"
 compare calculator "$calc_url" POST "5+6"
 compare nginx "http://127.0.0.1:$nport/index.html" GET ""
