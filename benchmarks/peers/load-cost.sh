@@ -6,7 +6,8 @@
 # the run cancel out:
 #   - mallocs per request on the event-loop threads (uprobe on glibc malloc; closed loop, and open
 #     loop at --rate 20000), and in the whole process;
-#   - syscalls per request (read, write, epoll_wait, epoll_ctl), with wrk's beside them;
+#   - syscalls per request (read, write, sendto, recvfrom, epoll_wait, epoll_ctl, and their sum) and
+#     context switches per request, with wrk's beside them;
 #   - user and sys CPU µs per request, ROUNDS rounds, builds alternating (noisy on a shared machine).
 # Needs root (perf probe), perf (linux-perf) and wrk.
 #   benchmarks/peers/load-cost.sh [ROUNDS=3] [BIN...]   (default BIN: .build/release/edgemeter)
@@ -62,14 +63,20 @@ for bin in "${bins[@]}"; do
 done
 
 echo "== syscalls per request (100000 requests; wrk: 3 s)"
-ev=syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl
+# The epoll engine sends and receives with sendto/recvfrom, the NIO engine and wrk with write/read.
+ev=syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,context-switches
+# "NAME PER-REQUEST ..., all syscalls SUM" from perf stat's CSV: per_request_counts LABEL STATFILE REQUESTS
+per_request_counts() {
+  awk -F, -v b="$1" -v n="$3" '/^[0-9]/ { name = $3; sys = sub("syscalls:sys_enter_", "", name); line = line sprintf(" %s %.3f", name, $1 / n); if (sys) all += $1 }
+    END { printf "%s:%s; all syscalls %.3f\n", b, line, all / n }' "$2"
+}
 for bin in "${bins[@]}"; do
   perf stat -x, -e $ev -o "$tmp/s.stat" -- "$bin" load -t 2 -c 32 -n 100000 "$url" >"$tmp/o.s" 2>&1
-  awk -F, -v b="$bin" '/^[0-9]/ { sub("syscalls:sys_enter_", "", $3); line = line sprintf(" %s %.3f", $3, $1 / 100000) } END { print b ":" line }' "$tmp/s.stat"
+  per_request_counts "$bin" "$tmp/s.stat" 100000
 done
 perf stat -x, -e $ev -o "$tmp/w.stat" -- wrk -t2 -c32 -d3s "$url" >"$tmp/w.txt" 2>&1
 wreq=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$tmp/w.txt")
-awk -F, -v n="${wreq:-1}" '/^[0-9]/ { sub("syscalls:sys_enter_", "", $3); line = line sprintf(" %s %.3f", $3, $1 / n) } END { print "wrk:" line }' "$tmp/w.stat"
+per_request_counts wrk "$tmp/w.stat" "${wreq:-1}"
 
 echo "== CPU per request: (CPU(150000) - CPU(15000)) / 135000, $rounds rounds, builds alternating"
 for r in $(seq 1 "$rounds"); do
