@@ -27,6 +27,8 @@ if ! perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc'; then perf probe -q
 tmp=$(mktemp -d)
 # Its edgemeter runs are recorded (as a user's are) in a history under $tmp, not in the user's own.
 export EDGEMETER_DB=${EDGEMETER_DB:-$tmp/history.sqlite}
+# ... and its run directories under $tmp, not in reports/ (where they would move reports/latest).
+runout() { mktemp -u -p "$tmp" run.XXXXXX; }
 spid=
 cleanup() {
   [ -n "$spid" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"
@@ -41,7 +43,7 @@ for _ in $(seq 1 100); do grep -q "sum listening" "$tmp/sum.log" 2>/dev/null && 
 base=$(sed -n 's/^calculator sum listening on \(http:[^ ]*\).*/\1/p' "$tmp/sum.log")
 [ -n "$base" ] || { echo "the sum service did not start:" >&2; cat "$tmp/sum.log" >&2; exit 2; }
 url="$base/sum?a=5&b=6"
-"${bins[0]}" load -t 2 -c 32 -d 1s "$url" >/dev/null 2>&1   # warm the server
+"${bins[0]}" load -t 2 -c 32 -d 1s --out "$(runout)" "$url" >/dev/null 2>&1   # warm the server
 echo "load-cost: closed loop -t 2 -c 32 on $url; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 errors() { grep -h "Errors:" "$@" 2>/dev/null | head -1 || true; }
@@ -51,7 +53,7 @@ for bin in "${bins[@]}"; do
   for mode in closed open; do
     extra=(); [ $mode = open ] && extra=(--rate 20000)
     for n in 20000 120000; do
-      perf record -q -e probe_libc:malloc -o "$tmp/m.data" -- "$bin" load -t 2 -c 32 -n $n "${extra[@]}" "$url" >"$tmp/o.$n" 2>&1
+      perf record -q -e probe_libc:malloc -o "$tmp/m.data" -- "$bin" load -t 2 -c 32 -n $n "${extra[@]}" --out "$(runout)" "$url" >"$tmp/o.$n" 2>&1
       perf report -i "$tmp/m.data" --stdio --sort comm -F sample,comm 2>/dev/null \
         | awk '/^ *[0-9]/ { all += $1 } /NIO-ELT/ { loops += $1 } END { print loops + 0, all + 0 }' >"$tmp/c.$n"
     done
@@ -71,7 +73,7 @@ per_request_counts() {
     END { printf "%s:%s; all syscalls %.3f\n", b, line, all / n }' "$2"
 }
 for bin in "${bins[@]}"; do
-  perf stat -x, -e $ev -o "$tmp/s.stat" -- "$bin" load -t 2 -c 32 -n 100000 "$url" >"$tmp/o.s" 2>&1
+  perf stat -x, -e $ev -o "$tmp/s.stat" -- "$bin" load -t 2 -c 32 -n 100000 --out "$(runout)" "$url" >"$tmp/o.s" 2>&1
   per_request_counts "$bin" "$tmp/s.stat" 100000
 done
 perf stat -x, -e $ev -o "$tmp/w.stat" -- wrk -t2 -c32 -d3s "$url" >"$tmp/w.txt" 2>&1
@@ -81,8 +83,8 @@ per_request_counts wrk "$tmp/w.stat" "${wreq:-1}"
 echo "== CPU per request: (CPU(150000) - CPU(15000)) / 135000, $rounds rounds, builds alternating"
 for r in $(seq 1 "$rounds"); do
   for bin in "${bins[@]}"; do
-    /usr/bin/time -f "%U %S" -o "$tmp/t1" "$bin" load -t 2 -c 32 -n 15000 "$url" >"$tmp/o1" 2>&1
-    /usr/bin/time -f "%U %S" -o "$tmp/t2" "$bin" load -t 2 -c 32 -n 150000 "$url" >"$tmp/o2" 2>&1
+    /usr/bin/time -f "%U %S" -o "$tmp/t1" "$bin" load -t 2 -c 32 -n 15000 --out "$(runout)" "$url" >"$tmp/o1" 2>&1
+    /usr/bin/time -f "%U %S" -o "$tmp/t2" "$bin" load -t 2 -c 32 -n 150000 --out "$(runout)" "$url" >"$tmp/o2" 2>&1
     read -r u1 s1 <"$tmp/t1"; read -r u2 s2 <"$tmp/t2"
     awk -v b="$bin" -v r="$r" -v u1="$u1" -v u2="$u2" -v s1="$s1" -v s2="$s2" -v l="$(cut -d' ' -f1 /proc/loadavg)" -v e="$(errors "$tmp/o1" "$tmp/o2")" 'BEGIN {
       printf "round %d %s: user %.2f us/request, sys %.2f us/request (load %s) %s\n", r, b, (u2 - u1) * 1e6 / 135000, (s2 - s1) * 1e6 / 135000, l, e }'
