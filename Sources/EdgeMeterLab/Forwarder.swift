@@ -122,8 +122,7 @@ public final class Forwarder: @unchecked Sendable {
     private func publish() {
         control.publish(links.indices.map { i in
             let ds = directions.filter { $0.link == i }
-            return PublishedLink(link: links[i], toNetworkSpec: ds[0].impairer.spec, toNodeSpec: ds[1].impairer.spec,
-                                 toNetwork: ds[0].counters(), toNode: ds[1].counters())
+            return PublishedLink(link: links[i], specs: (ds[0].impairer.spec, ds[1].impairer.spec), counters: (ds[0].counters(), ds[1].counters()))
         })
     }
 }
@@ -270,15 +269,14 @@ struct DirectionCounters: Sendable {
 /// One link as the forwarding thread published it; `report` is what `GET /links` answers.
 struct PublishedLink: Sendable {
     var link: ImpairedLink
-    var toNetworkSpec: ImpairmentSpec
-    var toNodeSpec: ImpairmentSpec
-    var toNetwork: DirectionCounters
-    var toNode: DirectionCounters
+    /// Each direction's spec and counters: node → network, network → node.
+    var specs: (toNetwork: ImpairmentSpec, toNode: ImpairmentSpec)
+    var counters: (toNetwork: DirectionCounters, toNode: DirectionCounters)
 
     var report: ForwarderLinkReport {
         ForwarderLinkReport(id: link.id, node: link.node, network: link.network, a: link.forwarderA, b: link.forwarderB,
-                            impairment: LinkImpairment(toNetworkSpec), impairmentToNode: LinkImpairment(toNodeSpec),
-                            toNetwork: toNetwork.stats, toNode: toNode.stats)
+                            impairment: LinkImpairment(specs.toNetwork), impairmentToNode: LinkImpairment(specs.toNode),
+                            toNetwork: counters.toNetwork.stats, toNode: counters.toNode.stats)
     }
 }
 
